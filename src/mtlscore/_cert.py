@@ -1,0 +1,442 @@
+"""Certificate input: DER, PEM and PEM bundles, parsed once into :class:`Certificate`.
+
+Everything validation needs is computed here, once per distinct DER (a bounded
+cache keyed by SHA-256 of the DER), so that later steps never re-parse.
+Parsing is `cryptography`'s; any parse failure becomes ``Reason.MALFORMED``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtensionOID
+
+from ._names import NameKey, name_key
+from ._reasons import CertificateRejected, Reason
+
+__all__ = [
+    "DEFAULT_MAX_CERT_BYTES",
+    "DEFAULT_MAX_CHAIN_BYTES",
+    "Certificate",
+    "clear_parse_cache",
+    "load_certificates",
+    "parse_certificate",
+]
+
+DEFAULT_MAX_CERT_BYTES = 16 * 1024
+DEFAULT_MAX_CHAIN_BYTES = 64 * 1024
+PARSE_CACHE_SIZE = 4096
+
+_PEM_RE = re.compile(
+    rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----\s*(.*?)-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
+    re.DOTALL,
+)
+
+_SIG_HASH_NAMES = {"sha1", "md5", "sha224", "sha256", "sha384", "sha512", "sha3-256", "sha3-384"}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Certificate:
+    """One parsed X.509 certificate and the facts validation needs from it.
+
+    Build with :func:`parse_certificate` or :func:`load_certificates`; both raise
+    :class:`CertificateRejected` (``malformed`` / ``pki_too_large``) on bad input.
+    Equality and hashing are by DER.
+    """
+
+    der: bytes
+    sha256: bytes
+    x509: x509.Certificate = field(repr=False)
+    subject: x509.Name = field(repr=False)
+    issuer: x509.Name = field(repr=False)
+    subject_key: NameKey = field(repr=False)
+    issuer_key: NameKey = field(repr=False)
+    serial: int = field(repr=False)
+    version: int = field(repr=False)
+    not_before: datetime = field(repr=False)
+    not_after: datetime = field(repr=False)
+    # Extensions: every OID present, and those marked critical.
+    extension_oids: frozenset[str] = field(repr=False)
+    critical_oids: frozenset[str] = field(repr=False)
+    is_ca: bool | None = field(repr=False)  # None: no basicConstraints
+    path_length: int | None = field(repr=False)
+    key_usage: x509.KeyUsage | None = field(repr=False)
+    eku: frozenset[str] | None = field(repr=False)  # dotted OIDs
+    san: tuple[x509.GeneralName, ...] | None = field(repr=False)
+    name_constraints: x509.NameConstraints | None = field(repr=False)
+    ski: bytes | None = field(repr=False)
+    aki: bytes | None = field(repr=False)
+    public_key: Any = field(repr=False)  # cryptography public key, or None if unsupported
+    key_type: str = field(repr=False)  # rsa | ec | ed25519 | ed448 | dsa | unknown
+    key_bits: int = field(repr=False)
+    curve: str | None = field(repr=False)  # "P-256", ... for EC keys
+    spki_der: bytes = field(repr=False)
+    signature_oid: str = field(repr=False)
+    signature_hash: str | None = field(repr=False)  # "sha256", None for EdDSA/unknown
+    signature_params: Any = field(repr=False)
+    crl_urls: tuple[str, ...] = field(repr=False)
+    ocsp_urls: tuple[str, ...] = field(repr=False)
+    ca_issuer_urls: tuple[str, ...] = field(repr=False)
+    # Derived
+    self_issued: bool = field(repr=False)
+    spki_sha256: bytes = field(repr=False)
+    subject_text: str = ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Certificate) and other.der == self.der
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    def __repr__(self) -> str:
+        return f"<Certificate {self.subject_text!r} sha256={self.sha256.hex()[:16]}…>"
+
+    @property
+    def x5t_s256(self) -> str:
+        """RFC 8705 §3.1 ``x5t#S256``: base64url (no padding) of SHA-256 of the DER."""
+        return _b64url(self.sha256)
+
+    @property
+    def fingerprint_hex(self) -> str:
+        """SHA-256 of the DER, lower-case hex."""
+        return self.sha256.hex()
+
+    @property
+    def spki_pin(self) -> str:
+        """RFC 7469 pin: base64 (padded) of SHA-256 of the SubjectPublicKeyInfo."""
+        return base64.b64encode(self.spki_sha256).decode("ascii")
+
+    @property
+    def issuer_text(self) -> str:
+        return _name_text(self.issuer)
+
+    @property
+    def pem(self) -> str:
+        body = base64.encodebytes(self.der).decode("ascii").replace("\n", "")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+    def describe(self) -> str:
+        """A short human name: the subject DN, or the serial when the subject is empty."""
+        return self.subject_text or f"serial {self.serial:x}"
+
+
+def _name_text(name: x509.Name) -> str:
+    try:
+        return name.rfc4514_string()
+    except Exception:  # noqa: BLE001 - an odd attribute must not break a message
+        return "<unprintable name>"
+
+
+def _key_facts(cert: x509.Certificate) -> tuple[Any, str, int, str | None]:
+    try:
+        key = cert.public_key()
+    except Exception:  # noqa: BLE001 - unsupported algorithm or broken key
+        return None, "unknown", 0, None
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, "rsa", key.key_size, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(
+            key.curve.name, key.curve.name
+        )
+        return key, "ec", key.curve.key_size, curve
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key, "ed25519", 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return key, "ed448", 456, None
+    if isinstance(key, dsa.DSAPublicKey):
+        return key, "dsa", key.key_size, None
+    return key, "unknown", 0, None
+
+
+def _urls(names: Any) -> list[str]:
+    return [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
+
+
+def _build(der: bytes, digest: bytes) -> Certificate:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        exts = cert.extensions  # raises on duplicates / undecodable known extensions
+        subject = cert.subject
+        issuer = cert.issuer
+        subject_key = name_key(subject)
+        issuer_key = name_key(issuer)
+        serial = cert.serial_number
+        version = cert.version.value + 1
+        not_before = cert.not_valid_before_utc
+        not_after = cert.not_valid_after_utc
+        sig_oid = cert.signature_algorithm_oid.dotted_string
+        try:
+            sig_hash_alg = cert.signature_hash_algorithm
+            sig_hash = sig_hash_alg.name if sig_hash_alg is not None else None
+        except Exception:  # noqa: BLE001 - unsupported signature algorithm
+            sig_hash = "unknown"
+        try:
+            sig_params = cert.signature_algorithm_parameters
+        except Exception:  # noqa: BLE001
+            sig_params = None
+    except CertificateRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every parse failure is "malformed"
+        raise CertificateRejected(Reason.MALFORMED, f"certificate could not be parsed: {exc}") from None
+
+    is_ca: bool | None = None
+    path_length: int | None = None
+    key_usage = None
+    eku: frozenset[str] | None = None
+    san: tuple[x509.GeneralName, ...] | None = None
+    nc = None
+    ski = aki = None
+    crl_urls: list[str] = []
+    ocsp_urls: list[str] = []
+    ca_issuer_urls: list[str] = []
+    oids = set()
+    critical = set()
+    try:
+        for ext in exts:
+            oid = ext.oid
+            oids.add(oid.dotted_string)
+            if ext.critical:
+                critical.add(oid.dotted_string)
+            value = ext.value
+            if oid == ExtensionOID.BASIC_CONSTRAINTS:
+                is_ca = bool(value.ca)
+                path_length = value.path_length
+            elif oid == ExtensionOID.KEY_USAGE:
+                key_usage = value
+            elif oid == ExtensionOID.EXTENDED_KEY_USAGE:
+                eku = frozenset(o.dotted_string for o in value)
+            elif oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+                san = tuple(value)
+            elif oid == ExtensionOID.NAME_CONSTRAINTS:
+                nc = value
+            elif oid == ExtensionOID.SUBJECT_KEY_IDENTIFIER:
+                ski = value.digest
+            elif oid == ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+                aki = value.key_identifier
+            elif oid == ExtensionOID.CRL_DISTRIBUTION_POINTS:
+                for dp in value:
+                    if dp.full_name:
+                        crl_urls.extend(_urls(dp.full_name))
+            elif oid == ExtensionOID.AUTHORITY_INFORMATION_ACCESS:
+                for desc in value:
+                    loc = desc.access_location
+                    if isinstance(loc, x509.UniformResourceIdentifier):
+                        if desc.access_method == x509.AuthorityInformationAccessOID.OCSP:
+                            ocsp_urls.append(loc.value)
+                        elif desc.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS:
+                            ca_issuer_urls.append(loc.value)
+    except Exception as exc:  # noqa: BLE001
+        raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None
+
+    key, key_type, key_bits, curve = _key_facts(cert)
+    spki_der = _spki_der(cert, key)
+    return Certificate(
+        der=der,
+        sha256=digest,
+        x509=cert,
+        subject=subject,
+        issuer=issuer,
+        subject_key=subject_key,
+        issuer_key=issuer_key,
+        serial=serial,
+        version=version,
+        not_before=not_before,
+        not_after=not_after,
+        extension_oids=frozenset(oids),
+        critical_oids=frozenset(critical),
+        is_ca=is_ca,
+        path_length=path_length,
+        key_usage=key_usage,
+        eku=eku,
+        san=san,
+        name_constraints=nc,
+        ski=ski,
+        aki=aki,
+        public_key=key,
+        key_type=key_type,
+        key_bits=key_bits,
+        curve=curve,
+        spki_der=spki_der,
+        signature_oid=sig_oid,
+        signature_hash=sig_hash,
+        signature_params=sig_params,
+        crl_urls=tuple(crl_urls),
+        ocsp_urls=tuple(ocsp_urls),
+        ca_issuer_urls=tuple(ca_issuer_urls),
+        self_issued=subject_key == issuer_key,
+        spki_sha256=hashlib.sha256(spki_der).digest(),
+        subject_text=_name_text(subject),
+    )
+
+
+def _spki_der(cert: x509.Certificate, key: Any) -> bytes:
+    if key is not None:
+        try:
+            return bytes(
+                key.public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+        except Exception:  # noqa: BLE001
+            pass
+    # An unsupported key cannot be serialised; give it a key unique to this certificate
+    # so that it never matches another certificate's key.
+    return b"unsupported-key:" + hashlib.sha256(cert.tbs_certificate_bytes).digest()
+
+
+class _ParseCache:
+    """A bounded LRU of parsed certificates, keyed by SHA-256 of the DER."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, Certificate] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, digest: bytes) -> Certificate | None:
+        item = self._items.get(digest)
+        if item is not None:
+            self.hits += 1
+            try:
+                self._items.move_to_end(digest)
+            except KeyError:  # evicted concurrently; harmless
+                pass
+        else:
+            self.misses += 1
+        return item
+
+    def put(self, digest: bytes, cert: Certificate) -> None:
+        self._items[digest] = cert
+        while len(self._items) > self.size:
+            try:
+                self._items.popitem(last=False)
+            except KeyError:
+                break
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.hits = self.misses = 0
+
+
+PARSE_CACHE = _ParseCache(PARSE_CACHE_SIZE)
+
+
+def clear_parse_cache() -> None:
+    """Forget every cached parsed certificate (tests, memory pressure)."""
+    PARSE_CACHE.clear()
+
+
+def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES) -> Certificate:
+    """Parse one DER certificate.
+
+    Raises :class:`CertificateRejected` with ``pki_too_large`` over ``max_bytes``
+    and ``malformed`` when it is not a certificate.
+    """
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise CertificateRejected(Reason.MALFORMED, "certificate input is not bytes")
+    der = bytes(der)
+    if len(der) > max_bytes:
+        raise CertificateRejected(
+            Reason.PKI_TOO_LARGE,
+            f"certificate is {len(der)} bytes; the limit is {max_bytes}",
+        )
+    if not der:
+        raise CertificateRejected(Reason.MALFORMED, "empty certificate")
+    digest = hashlib.sha256(der).digest()
+    cached = PARSE_CACHE.get(digest)
+    if cached is not None:
+        return cached
+    cert = _build(der, digest)
+    PARSE_CACHE.put(digest, cert)
+    return cert
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    out = []
+    for m in _PEM_RE.finditer(data):
+        body = re.sub(rb"\s+", b"", m.group(1))
+        try:
+            out.append(base64.b64decode(body, validate=True))
+        except (binascii.Error, ValueError):
+            raise CertificateRejected(Reason.MALFORMED, "PEM block is not valid base64") from None
+    return out
+
+
+def load_certificates(
+    data: bytes | str | Certificate | x509.Certificate | list[Any] | tuple[Any, ...],
+    *,
+    max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
+    max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
+    max_count: int | None = None,
+) -> list[Certificate]:
+    """Certificates from PEM (one or a bundle), one DER certificate, or a sequence of those.
+
+    Order is kept (leaf first for a presented chain). Raises
+    :class:`CertificateRejected`: ``malformed`` for anything unparsable or empty,
+    ``pki_too_large`` over the byte or count limits.
+    """
+    if isinstance(data, Certificate):
+        return [data]
+    if isinstance(data, x509.Certificate):
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        return [parse_certificate(data.public_bytes(Encoding.DER), max_bytes=max_cert_bytes)]
+    if isinstance(data, list | tuple):
+        total = 0
+        out: list[Certificate] = []
+        for item in data:
+            certs = load_certificates(item, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes)
+            for c in certs:
+                total += len(c.der)
+                if total > max_chain_bytes:
+                    raise CertificateRejected(
+                        Reason.PKI_TOO_LARGE, f"presented chain exceeds {max_chain_bytes} bytes"
+                    )
+            out.extend(certs)
+            if max_count is not None and len(out) > max_count:
+                raise CertificateRejected(
+                    Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented"
+                )
+        return out
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CertificateRejected(Reason.MALFORMED, f"cannot read certificates from {type(data).__name__}")
+    data = bytes(data)
+    # A PEM bundle holds base64 (4/3 of the DER) plus armour; allow for it.
+    if len(data) > max_chain_bytes * 2 + 4096:
+        raise CertificateRejected(Reason.PKI_TOO_LARGE, f"input exceeds {max_chain_bytes} bytes of certificates")
+    stripped = data.lstrip()
+    if stripped.startswith(b"-----BEGIN"):
+        ders = _pem_blocks(data)
+        if not ders:
+            raise CertificateRejected(Reason.MALFORMED, "no CERTIFICATE block in the PEM input")
+    elif data[:1] == b"\x30":
+        ders = [data]
+    elif not stripped:
+        raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate in the input")
+    else:
+        raise CertificateRejected(Reason.MALFORMED, "input is neither PEM nor DER")
+    if max_count is not None and len(ders) > max_count:
+        raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
+    total = sum(len(d) for d in ders)
+    if total > max_chain_bytes:
+        raise CertificateRejected(
+            Reason.PKI_TOO_LARGE, f"presented chain is {total} bytes; the limit is {max_chain_bytes}"
+        )
+    return [parse_certificate(d, max_bytes=max_cert_bytes) for d in ders]

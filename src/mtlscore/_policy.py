@@ -1,0 +1,126 @@
+"""Validation policy: key, signature, EKU, limits, revocation and clock skew (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Literal
+
+from ._reasons import ConfigError
+
+__all__ = [
+    "ANY_EKU",
+    "CLIENT_AUTH",
+    "EKU_NAMES",
+    "SERVER_AUTH",
+    "Policy",
+    "RevocationMode",
+]
+
+CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
+SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
+ANY_EKU = "2.5.29.37.0"
+OCSP_SIGNING = "1.3.6.1.5.5.7.3.9"
+EKU_NAMES = {
+    "clientAuth": CLIENT_AUTH,
+    "serverAuth": SERVER_AUTH,
+    "codeSigning": "1.3.6.1.5.5.7.3.3",
+    "emailProtection": "1.3.6.1.5.5.7.3.4",
+    "timeStamping": "1.3.6.1.5.5.7.3.8",
+    "OCSPSigning": OCSP_SIGNING,
+    "anyExtendedKeyUsage": ANY_EKU,
+}
+
+KEY_TYPES = frozenset({"rsa", "ec", "ed25519", "ed448"})
+CURVES = frozenset({"P-256", "P-384", "P-521"})
+HASHES = frozenset({"sha1", "md5", "sha224", "sha256", "sha384", "sha512"})
+
+RevocationMode = Literal["off", "soft", "hard"]
+
+_epochs = itertools.count(1)
+
+
+def eku_oid(value: str) -> str:
+    """An EKU given by name (``clientAuth``) or dotted OID, as a dotted OID."""
+    if value in EKU_NAMES:
+        return EKU_NAMES[value]
+    parts = value.split(".")
+    if len(parts) >= 2 and all(p.isdigit() for p in parts):
+        return value
+    raise ConfigError(f"unknown extended key usage {value!r}", key="required_eku")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a certificate path must satisfy beyond RFC 5280 itself.
+
+    Every field has the default of DESIGN.md §5. Construction raises
+    :class:`ConfigError` on values that make no sense.
+    """
+
+    # EKU (RFC 5280 §4.2.1.12). None: no EKU requirement at all.
+    required_eku: str | None = CLIENT_AUTH
+    # False: a leaf without an EKU extension is accepted ("absent means any").
+    require_leaf_eku: bool = True
+    # A CA certificate whose EKU is present must allow the required EKU (or anyEKU).
+    check_ca_eku: bool = True
+    # The leaf's keyUsage, when present, must carry digitalSignature.
+    require_leaf_digital_signature: bool = True
+    # Keys: applied to every certificate on the path except the anchor.
+    min_rsa_bits: int = 2048
+    max_rsa_bits: int = 8192
+    curves: frozenset[str] = frozenset({"P-256", "P-384"})
+    key_types: frozenset[str] = frozenset({"rsa", "ec"})
+    # Signatures: RSA PKCS#1 v1.5, RSA-PSS and ECDSA with these hashes; EdDSA
+    # signatures are allowed when the signing key's type is in key_types.
+    signature_hashes: frozenset[str] = frozenset({"sha256", "sha384", "sha512"})
+    # Limits.
+    max_intermediates: int = 10
+    max_cert_bytes: int = 16 * 1024
+    max_chain_bytes: int = 64 * 1024
+    max_presented: int = 32
+    # Path-building work budget: candidate issuers examined, in total.
+    max_path_work: int = 1024
+    clock_skew: timedelta = timedelta(0)
+    # Revocation (RFC 5280 §6.3, RFC 6960).
+    revocation: RevocationMode = "soft"
+    max_revocation_age: timedelta = timedelta(days=1)
+    fetch: bool = False
+    # Unique per Policy value; caches key on it.
+    epoch: int = field(default_factory=lambda: next(_epochs), compare=False)
+
+    def __post_init__(self) -> None:
+        if self.required_eku is not None:
+            object.__setattr__(self, "required_eku", eku_oid(self.required_eku))
+        for name in ("curves", "key_types", "signature_hashes"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ConfigError("must be a list of names, not a string", key=name)
+            object.__setattr__(self, name, frozenset(value))
+        if unknown := self.key_types - KEY_TYPES:
+            raise ConfigError(f"unknown key types {sorted(unknown)}; known: {sorted(KEY_TYPES)}", key="key_types")
+        if unknown := self.curves - CURVES:
+            raise ConfigError(f"unknown curves {sorted(unknown)}; known: {sorted(CURVES)}", key="curves")
+        if unknown := self.signature_hashes - HASHES:
+            raise ConfigError(
+                f"unknown hashes {sorted(unknown)}; known: {sorted(HASHES)}", key="signature_hashes"
+            )
+        for name in ("min_rsa_bits", "max_rsa_bits", "max_cert_bytes", "max_chain_bytes", "max_path_work"):
+            if getattr(self, name) <= 0:
+                raise ConfigError("must be positive", key=name)
+        if self.max_intermediates < 0:
+            raise ConfigError("must not be negative", key="max_intermediates")
+        if self.min_rsa_bits > self.max_rsa_bits:
+            raise ConfigError("min_rsa_bits is above max_rsa_bits", key="min_rsa_bits")
+        if isinstance(self.clock_skew, int | float):
+            object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew))
+        if self.clock_skew < timedelta(0):
+            raise ConfigError("must not be negative", key="clock_skew_seconds")
+        if self.revocation not in ("off", "soft", "hard"):
+            raise ConfigError(f"must be off, soft or hard, not {self.revocation!r}", key="revocation.mode")
+
+    def evolve(self, **changes: object) -> Policy:
+        """A copy with some fields changed (and a new epoch)."""
+        changes.setdefault("epoch", next(_epochs))
+        return replace(self, **changes)  # type: ignore[arg-type]

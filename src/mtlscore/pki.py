@@ -1,0 +1,377 @@
+"""A throwaway PKI for tests, demos and benchmarks (trustme's idea, with defects on demand).
+
+Each certificate is one call; each defect is one keyword::
+
+    root = pki.root()
+    inter = root.intermediate()
+    leaf = inter.leaf(cn="client", eku=[SERVER_AUTH])          # wrong EKU
+    leaf = inter.leaf(not_after=pki.NOW - timedelta(days=1))   # expired
+
+Keys: ``"ec"`` (P-256, the default), ``"ec-p384"``, ``"ec-p521"``, ``"ec-k256"``,
+``"rsa"`` (2048), ``"rsa-1024"``, ``"rsa-3072"``, ``"rsa-4096"``, ``"ed25519"``, ``"ed448"``.
+Not for production: keys are generated quickly and RSA keys are reused from a pool.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["NOW", "Issued", "new_key", "root"]
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string
+
+_RSA_POOL: dict[int, list[rsa.RSAPrivateKey]] = {}
+_RSA_NEXT: dict[int, int] = {}
+_RSA_POOL_SIZE = 24
+
+
+def new_key(spec: str | Any = "ec") -> Any:
+    """A private key by spec name (see the module docstring), or ``spec`` itself if a key."""
+    if not isinstance(spec, str):
+        return spec
+    if spec in ("ec", "ec-p256"):
+        return ec.generate_private_key(ec.SECP256R1())
+    if spec == "ec-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if spec == "ec-p521":
+        return ec.generate_private_key(ec.SECP521R1())
+    if spec == "ec-k256":
+        return ec.generate_private_key(ec.SECP256K1())
+    if spec == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if spec == "ed448":
+        return ed448.Ed448PrivateKey.generate()
+    if spec.startswith("rsa"):
+        bits = int(spec.split("-")[1]) if "-" in spec else 2048
+        pool = _RSA_POOL.setdefault(bits, [])
+        if len(pool) < _RSA_POOL_SIZE:
+            key = rsa.generate_private_key(65537, bits)
+            pool.append(key)
+            return key
+        i = _RSA_NEXT.get(bits, 0)
+        _RSA_NEXT[bits] = (i + 1) % _RSA_POOL_SIZE
+        return pool[i]
+    raise ValueError(f"unknown key spec {spec!r}")
+
+
+def _name(subject: str | x509.Name) -> x509.Name:
+    if isinstance(subject, x509.Name):
+        return subject
+    if "=" in subject:
+        return x509.Name.from_rfc4514_string(subject)
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+
+
+_HASHES: dict[str, Any] = {
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+    "md5": hashes.MD5,
+}
+
+
+@dataclass
+class Issued:
+    """A certificate with its private key and its issuer (None for a self-signed root)."""
+
+    cert: x509.Certificate
+    key: Any
+    parent: Issued | None = None
+    now: datetime = NOW
+    _serial: list[int] = field(default_factory=lambda: [1000])
+
+    # -- encodings ----------------------------------------------------------
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return bytes(
+            self.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    @property
+    def chain(self) -> list[Issued]:
+        """This certificate and its issuers up to, not including, the root."""
+        out = [self]
+        node = self.parent
+        while node is not None and node.parent is not None:
+            out.append(node)
+            node = node.parent
+        return out
+
+    @property
+    def chain_pem(self) -> bytes:
+        """PEM of :attr:`chain`: what a client presents (leaf first)."""
+        return b"".join(c.pem for c in self.chain)
+
+    @property
+    def chain_der(self) -> list[bytes]:
+        return [c.der for c in self.chain]
+
+    @property
+    def serial(self) -> int:
+        return int(self.cert.serial_number)
+
+    # -- issuing ------------------------------------------------------------
+
+    def issue(self, cn: str | x509.Name = "leaf", **kw: Any) -> Issued:
+        """A certificate signed by this one; keywords as :func:`make`."""
+        return make(cn, issuer=self, **kw)
+
+    def intermediate(self, cn: str | x509.Name = "Test Intermediate CA", **kw: Any) -> Issued:
+        kw.setdefault("ca", True)
+        return make(cn, issuer=self, **kw)
+
+    def leaf(self, cn: str | x509.Name = "client.example", **kw: Any) -> Issued:
+        kw.setdefault("ca", False)
+        return make(cn, issuer=self, **kw)
+
+    def crl(
+        self,
+        revoked: Iterable[Issued | int | tuple[Issued | int, x509.ReasonFlags | None]] = (),
+        *,
+        this_update: datetime | None = None,
+        next_update: datetime | None = None,
+        hash_alg: str = "sha256",
+        signer: Any = None,
+        number: int = 1,
+        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    ) -> bytes:
+        """A DER CRL issued by this CA listing ``revoked`` (certificates or serials)."""
+        this_update = this_update or self.now - timedelta(hours=1)
+        next_update = next_update or self.now + timedelta(days=1)
+        b = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(this_update)
+            .next_update(next_update)
+            .add_extension(x509.CRLNumber(number), critical=False)
+        )
+        try:
+            ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            b = b.add_extension(
+                x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False
+            )
+        except x509.ExtensionNotFound:
+            pass
+        for ext, critical in extensions:
+            b = b.add_extension(ext, critical=critical)
+        for item in revoked:
+            reason = None
+            if isinstance(item, tuple):
+                item, reason = item
+            serial = item.serial if isinstance(item, Issued) else int(item)
+            rb = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(this_update - timedelta(minutes=5))
+            )
+            if reason is not None:
+                rb = rb.add_extension(x509.CRLReason(reason), critical=False)
+            b = b.add_revoked_certificate(rb.build())
+        key = signer if signer is not None else self.key
+        alg = None if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else _HASHES[hash_alg]()
+        return b.sign(key, alg).public_bytes(serialization.Encoding.DER)
+
+
+def _default_key_usage(ca: bool | None) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=bool(ca),
+        crl_sign=bool(ca),
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def key_usage(*names: str) -> x509.KeyUsage:
+    """A KeyUsage with exactly these bits (``"digital_signature"``, ``"key_cert_sign"``, …)."""
+    bits = {
+        n: False
+        for n in (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
+    }
+    for n in names:
+        bits[n] = True
+    return x509.KeyUsage(**bits)
+
+
+def _general_names(
+    dns: Sequence[str] = (),
+    uri: Sequence[str] = (),
+    email: Sequence[str] = (),
+    ip: Sequence[str] = (),
+    dirnames: Sequence[str | x509.Name] = (),
+) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    out += [x509.UniformResourceIdentifier(u) for u in uri]
+    out += [x509.RFC822Name(e) for e in email]
+    out += [x509.IPAddress(ipaddress.ip_address(i)) for i in ip]
+    out += [x509.DirectoryName(_name(d)) for d in dirnames]
+    return out
+
+
+def make(
+    subject: str | x509.Name,
+    *,
+    issuer: Issued | None = None,
+    key: Any = "ec",
+    ca: bool | None = None,
+    path_length: int | None = None,
+    bc_critical: bool = True,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    eku: Sequence[str] | None | str = "default",
+    eku_critical: bool = False,
+    key_usage: x509.KeyUsage | None | str = "default",
+    san_dns: Sequence[str] = (),
+    san_uri: Sequence[str] = (),
+    san_email: Sequence[str] = (),
+    san_ip: Sequence[str] = (),
+    san_critical: bool = False,
+    permitted: Sequence[x509.GeneralName] | None = None,
+    excluded: Sequence[x509.GeneralName] | None = None,
+    crl_urls: Sequence[str] = (),
+    ocsp_urls: Sequence[str] = (),
+    ca_issuers_urls: Sequence[str] = (),
+    hash_alg: str = "sha256",
+    pss: bool = False,
+    ski: bool = True,
+    aki: bool = True,
+    serial: int | None = None,
+    signer: Any = None,
+    issuer_name: x509.Name | None = None,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    now: datetime | None = None,
+) -> Issued:
+    """Build one certificate. Defaults: a valid clientAuth leaf (or CA when ``ca=True``)."""
+    now = now or (issuer.now if issuer else NOW)
+    priv = new_key(key)
+    pub = priv.public_key()
+    if issuer is None:
+        sign_key = signer if signer is not None else priv
+        iss_name = issuer_name or _name(subject)
+        iss_pub = pub
+    else:
+        sign_key = signer if signer is not None else issuer.key
+        iss_name = issuer_name or issuer.cert.subject
+        iss_pub = issuer.key.public_key()
+    if serial is None:
+        serial = x509.random_serial_number()
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(iss_name)
+        .public_key(pub)
+        .serial_number(serial)
+        .not_valid_before(not_before or now - timedelta(days=30))
+        .not_valid_after(not_after or now + timedelta(days=365))
+    )
+    if ca is not None:
+        b = b.add_extension(
+            x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=bc_critical
+        )
+    if key_usage == "default":
+        key_usage = _default_key_usage(ca)
+    if key_usage is not None:
+        assert not isinstance(key_usage, str)
+        b = b.add_extension(key_usage, critical=True)
+    if eku == "default":
+        eku = None if ca else [CLIENT_AUTH]
+    if eku is not None:
+        b = b.add_extension(
+            x509.ExtendedKeyUsage([x509.ObjectIdentifier(o) for o in eku]), critical=eku_critical
+        )
+    names = _general_names(san_dns, san_uri, san_email, san_ip)
+    if names:
+        b = b.add_extension(x509.SubjectAlternativeName(names), critical=san_critical)
+    if permitted is not None or excluded is not None:
+        b = b.add_extension(
+            x509.NameConstraints(
+                permitted_subtrees=list(permitted) if permitted is not None else None,
+                excluded_subtrees=list(excluded) if excluded is not None else None,
+            ),
+            critical=True,
+        )
+    if ski:
+        b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
+    if aki:
+        b = b.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(iss_pub), critical=False
+        )
+    if crl_urls:
+        b = b.add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None)
+                    for u in crl_urls
+                ]
+            ),
+            critical=False,
+        )
+    aia = [
+        x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
+        for u in ocsp_urls
+    ] + [
+        x509.AccessDescription(
+            x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u)
+        )
+        for u in ca_issuers_urls
+    ]
+    if aia:
+        b = b.add_extension(x509.AuthorityInformationAccess(aia), critical=False)
+    for ext, critical in extensions:
+        b = b.add_extension(ext, critical=critical)
+    if isinstance(sign_key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        cert = b.sign(sign_key, None)
+    elif pss:
+        h = _HASHES[hash_alg]()
+        cert = b.sign(
+            sign_key, h, rsa_padding=padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
+        )
+    else:
+        cert = b.sign(sign_key, _HASHES[hash_alg]())
+    return Issued(cert=cert, key=priv, parent=issuer, now=now)
+
+
+def root(cn: str | x509.Name = "Test Root CA", **kw: Any) -> Issued:
+    """A self-signed CA certificate (basicConstraints cA=TRUE, keyCertSign)."""
+    kw.setdefault("ca", True)
+    return make(cn, **kw)
