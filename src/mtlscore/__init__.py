@@ -6,6 +6,7 @@ decisions (:class:`Verdict`) or requests for data. Runtimes in
 """
 
 from ._cert import Certificate, load_certificates, parse_certificate
+from ._hostname import dns_name_matches, match_peer_name
 from ._identity import Identity
 from ._policy import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, Policy
 from ._reasons import CertificateRejected, ConfigError, MtlsError, Reason
@@ -30,7 +31,9 @@ __all__ = [
     "TrustStore",
     "Validator",
     "Verdict",
+    "dns_name_matches",
     "load_certificates",
+    "match_peer_name",
     "parse_certificate",
     "x5t_s256",
 ]

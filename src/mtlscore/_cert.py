@@ -31,6 +31,7 @@ __all__ = [
     "clear_parse_cache",
     "load_certificates",
     "parse_certificate",
+    "split_certificates",
 ]
 
 DEFAULT_MAX_CERT_BYTES = 16 * 1024
@@ -83,7 +84,7 @@ class Certificate:
     public_key: Any = field(repr=False)  # cryptography public key, or None if unsupported
     key_type: str = field(repr=False)  # rsa | ec | ed25519 | ed448 | dsa | unknown
     key_bits: int = field(repr=False)
-    curve: str | None = field(repr=False)  # "P-256", ... for EC keys
+    curve: str | None = field(repr=False)  # "P-256", ...; "explicit" for explicit EC parameters
     spki_der: bytes = field(repr=False)
     signature_oid: str = field(repr=False)
     signature_hash: str | None = field(repr=False)  # "sha256", None for EdDSA/unknown
@@ -245,6 +246,10 @@ def _build(der: bytes, digest: bytes) -> Certificate:
 
     key, key_type, key_bits, curve = _key_facts(cert)
     spki_der = _spki_der(cert, key)
+    if key_type == "ec" and spki_der not in cert.tbs_certificate_bytes:
+        # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
+        # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
+        curve = "explicit"
     return Certificate(
         der=der,
         sha256=digest,
@@ -377,6 +382,71 @@ def _pem_blocks(data: bytes) -> list[bytes]:
     return out
 
 
+def split_certificates(
+    data: bytes | str | Certificate | x509.Certificate | list[Any] | tuple[Any, ...],
+    *,
+    max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
+    max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
+    max_count: int | None = None,
+) -> list[bytes | Certificate]:
+    """Split input into DER certificates (or already-parsed ones) without parsing them.
+
+    Accepts PEM (one or a bundle), one DER certificate, parsed certificates, or a
+    sequence of those. Raises :class:`CertificateRejected`: ``not_provided`` for
+    empty input, ``malformed`` when it is neither PEM nor DER, ``pki_too_large``
+    over the byte or count limits.
+    """
+    out: list[bytes | Certificate] = []
+    if isinstance(data, Certificate):
+        out = [data]
+    elif isinstance(data, x509.Certificate):
+        out = [data.public_bytes(serialization.Encoding.DER)]
+    elif isinstance(data, list | tuple):
+        for item in data:
+            out.extend(split_certificates(item, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes))
+            if max_count is not None and len(out) > max_count:
+                raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
+        if not out:
+            raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate was presented")
+    else:
+        if isinstance(data, str):
+            data = data.encode("utf-8", "replace")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise CertificateRejected(Reason.MALFORMED, f"cannot read certificates from {type(data).__name__}")
+        raw = bytes(data)
+        # A PEM bundle holds base64 (4/3 of the DER) plus armour; allow for it.
+        if len(raw) > max_chain_bytes * 2 + 4096:
+            raise CertificateRejected(
+                Reason.PKI_TOO_LARGE, f"input exceeds {max_chain_bytes} bytes of certificates"
+            )
+        stripped = raw.lstrip()
+        if not stripped:
+            raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate in the input")
+        if stripped.startswith(b"-----BEGIN"):
+            out = list(_pem_blocks(raw))
+            if not out:
+                raise CertificateRejected(Reason.MALFORMED, "no CERTIFICATE block in the PEM input")
+        elif raw[:1] == b"\x30":
+            out = [raw]
+        else:
+            raise CertificateRejected(Reason.MALFORMED, "input is neither PEM nor DER")
+    if max_count is not None and len(out) > max_count:
+        raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
+    total = 0
+    for item in out:
+        size = len(item.der if isinstance(item, Certificate) else item)
+        if size > max_cert_bytes:
+            raise CertificateRejected(
+                Reason.PKI_TOO_LARGE, f"a certificate is {size} bytes; the limit is {max_cert_bytes}"
+            )
+        total += size
+    if total > max_chain_bytes:
+        raise CertificateRejected(
+            Reason.PKI_TOO_LARGE, f"presented chain is {total} bytes; the limit is {max_chain_bytes}"
+        )
+    return out
+
+
 def load_certificates(
     data: bytes | str | Certificate | x509.Certificate | list[Any] | tuple[Any, ...],
     *,
@@ -387,56 +457,10 @@ def load_certificates(
     """Certificates from PEM (one or a bundle), one DER certificate, or a sequence of those.
 
     Order is kept (leaf first for a presented chain). Raises
-    :class:`CertificateRejected`: ``malformed`` for anything unparsable or empty,
-    ``pki_too_large`` over the byte or count limits.
+    :class:`CertificateRejected`: ``malformed`` for anything unparsable,
+    ``not_provided`` for empty input, ``pki_too_large`` over the limits.
     """
-    if isinstance(data, Certificate):
-        return [data]
-    if isinstance(data, x509.Certificate):
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return [parse_certificate(data.public_bytes(Encoding.DER), max_bytes=max_cert_bytes)]
-    if isinstance(data, list | tuple):
-        total = 0
-        out: list[Certificate] = []
-        for item in data:
-            certs = load_certificates(item, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes)
-            for c in certs:
-                total += len(c.der)
-                if total > max_chain_bytes:
-                    raise CertificateRejected(
-                        Reason.PKI_TOO_LARGE, f"presented chain exceeds {max_chain_bytes} bytes"
-                    )
-            out.extend(certs)
-            if max_count is not None and len(out) > max_count:
-                raise CertificateRejected(
-                    Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented"
-                )
-        return out
-    if isinstance(data, str):
-        data = data.encode("utf-8", "replace")
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise CertificateRejected(Reason.MALFORMED, f"cannot read certificates from {type(data).__name__}")
-    data = bytes(data)
-    # A PEM bundle holds base64 (4/3 of the DER) plus armour; allow for it.
-    if len(data) > max_chain_bytes * 2 + 4096:
-        raise CertificateRejected(Reason.PKI_TOO_LARGE, f"input exceeds {max_chain_bytes} bytes of certificates")
-    stripped = data.lstrip()
-    if stripped.startswith(b"-----BEGIN"):
-        ders = _pem_blocks(data)
-        if not ders:
-            raise CertificateRejected(Reason.MALFORMED, "no CERTIFICATE block in the PEM input")
-    elif data[:1] == b"\x30":
-        ders = [data]
-    elif not stripped:
-        raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate in the input")
-    else:
-        raise CertificateRejected(Reason.MALFORMED, "input is neither PEM nor DER")
-    if max_count is not None and len(ders) > max_count:
-        raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
-    total = sum(len(d) for d in ders)
-    if total > max_chain_bytes:
-        raise CertificateRejected(
-            Reason.PKI_TOO_LARGE, f"presented chain is {total} bytes; the limit is {max_chain_bytes}"
-        )
-    return [parse_certificate(d, max_bytes=max_cert_bytes) for d in ders]
+    items = split_certificates(
+        data, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes, max_count=max_count
+    )
+    return [i if isinstance(i, Certificate) else parse_certificate(i, max_bytes=max_cert_bytes) for i in items]

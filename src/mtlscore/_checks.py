@@ -1,0 +1,365 @@
+"""RFC 5280 §6.1 path validation of one candidate path, plus mtlscore's policy.
+
+A path is ``[leaf, intermediate…]`` plus the :class:`Anchor` that vouches for
+its last element. It is processed from the anchor down, as §6.1 describes.
+Every failure is a :class:`PathFailure` carrying a :class:`Reason`, the position
+of the certificate in the path (leaf = 0; the anchor is ``len(path)``) and a
+detail that names the certificate and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.x509.oid import ExtensionOID
+
+from ._cert import Certificate
+from ._name_constraints import ConstraintFailure, NameConstraintState
+from ._policy import ANY_EKU, EKU_NAMES, Policy
+from ._reasons import Reason
+from ._signature import check_signature_algorithm
+from ._trust import Anchor
+
+__all__ = ["PathFailure", "check_key", "check_path"]
+
+_OID_NAMES = {v: k for k, v in EKU_NAMES.items()}
+
+# Extensions whose meaning this validator implements (RFC 5280 §4.2: a critical
+# extension we do not process makes the certificate unusable).
+_HANDLED = frozenset(
+    oid.dotted_string
+    for oid in (
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
+        ExtensionOID.NAME_CONSTRAINTS,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+        # With the initial policy set anyPolicy and no explicit policy required,
+        # §6.1 accepts any certificatePolicies; a critical one is processed.
+        ExtensionOID.CERTIFICATE_POLICIES,
+    )
+)
+_MUST_NOT_BE_CRITICAL = frozenset(
+    oid.dotted_string
+    for oid in (ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+)
+_POLICY_CONSTRAINTS = ExtensionOID.POLICY_CONSTRAINTS.dotted_string
+
+
+@dataclass(frozen=True, slots=True)
+class PathFailure:
+    """Why one candidate path failed."""
+
+    reason: Reason
+    detail: str
+    position: int
+
+
+def _who(cert: Certificate, position: int, *, anchor: bool = False) -> str:
+    if anchor:
+        role = "trust anchor"
+    elif position == 0:
+        role = "client certificate"
+    else:
+        role = f"intermediate #{position}"
+    return f"{role} {cert.describe()!r}"
+
+
+def check_key(cert: Certificate, policy: Policy) -> tuple[Reason, str] | None:
+    """Key policy (DESIGN.md §5): key type, RSA size bounds, EC curve."""
+    kt = cert.key_type
+    if kt == "unknown" or cert.public_key is None:
+        return Reason.UNSUPPORTED_KEY_ALGORITHM, "its public key algorithm is not supported"
+    if kt not in policy.key_types:
+        return Reason.UNSUPPORTED_KEY_ALGORITHM, (
+            f"it has a {kt.upper()} key; policy allows {', '.join(sorted(policy.key_types))}"
+        )
+    if kt == "rsa":
+        if cert.key_bits < policy.min_rsa_bits:
+            return Reason.RSA_KEY_TOO_SMALL, (
+                f"its RSA key is {cert.key_bits} bits; at least {policy.min_rsa_bits} are required"
+            )
+        if cert.key_bits > policy.max_rsa_bits:
+            return Reason.RSA_KEY_TOO_LARGE, (
+                f"its RSA key is {cert.key_bits} bits; at most {policy.max_rsa_bits} are allowed"
+            )
+        if cert.key_bits % 8:
+            # A modulus that is not a whole number of bytes is a broken or hostile key generator.
+            return Reason.UNSUPPORTED_KEY_ALGORITHM, (
+                f"its RSA modulus is {cert.key_bits} bits, not a multiple of 8"
+            )
+    if kt == "ec" and cert.curve not in policy.curves:
+        return Reason.UNSUPPORTED_CURVE, (
+            f"its EC key is on {cert.curve}; policy allows {', '.join(sorted(policy.curves))}"
+        )
+    return None
+
+
+def _structure(cert: Certificate, is_leaf: bool) -> str | None:
+    """Encoding rules whose violation makes a certificate malformed (RFC 5280 §4.1, §4.2)."""
+    if cert.serial <= 0:
+        return "its serial number is not a positive integer (RFC 5280 §4.1.2.2)"
+    if cert.serial.bit_length() > 159:
+        return "its serial number is longer than 20 octets (RFC 5280 §4.1.2.2)"
+    if not len(cert.issuer):
+        return "its issuer name is empty (RFC 5280 §4.1.2.4)"
+    if not len(cert.subject):
+        if not is_leaf or cert.is_ca:
+            return "it is a CA certificate with an empty subject (RFC 5280 §4.1.2.6)"
+        san_critical = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string in cert.critical_oids
+        if not cert.san or not san_critical:
+            return (
+                "its subject is empty, so subjectAltName must be present and critical "
+                "(RFC 5280 §4.2.1.6)"
+            )
+    if bad := cert.critical_oids & _MUST_NOT_BE_CRITICAL:
+        return f"it marks key identifier extensions critical ({', '.join(sorted(bad))}; RFC 5280 §4.2.1.1-2)"
+    if cert.version < 3 and cert.extension_oids:
+        return "it is not version 3 but carries extensions (RFC 5280 §4.1.2.1)"
+    return None
+
+
+def _unhandled_critical(cert: Certificate) -> str | None:
+    unknown = cert.critical_oids - _HANDLED
+    if unknown:
+        return ", ".join(sorted(unknown))
+    return None
+
+
+def _eku_text(oids: frozenset[str] | None) -> str:
+    if oids is None:
+        return "no extendedKeyUsage"
+    if not oids:
+        return "an empty extendedKeyUsage"
+    return "extendedKeyUsage " + ", ".join(sorted(_OID_NAMES.get(o, o) for o in oids))
+
+
+def _validity(cert: Certificate, at: datetime, policy: Policy, who: str,
+              window: tuple[datetime, datetime] | None = None) -> tuple[Reason, str] | None:
+    not_before, not_after = window or (cert.not_before, cert.not_after)
+    skew = policy.clock_skew
+    # Certificate times have whole-second precision (RFC 5280 §4.1.2.5.1-2): so does
+    # the comparison, or a validation at hh:mm:ss.005 would miss notAfter = hh:mm:ss.
+    at = at.replace(microsecond=0)
+    # RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
+    if at + skew < not_before:
+        return Reason.NOT_YET_VALID, (
+            f"{who} is not valid until {not_before.isoformat()} (validation time {at.isoformat()}); "
+            "check the clock of whoever issued it, or wait"
+        )
+    if at - skew > not_after:
+        return Reason.EXPIRED, (
+            f"{who} expired at {not_after.isoformat()} (validation time {at.isoformat()}); "
+            "issue a new certificate"
+        )
+    return None
+
+
+def check_path(
+    path: list[Certificate], anchor: Anchor, *, at: datetime, policy: Policy
+) -> PathFailure | None:
+    """Validate one complete path (leaf first) ending under ``anchor``; None when valid.
+
+    Signatures are not checked here: the builder verified each link as it
+    extended the path. Everything else of RFC 5280 §6.1 and the policy is.
+    """
+    n = len(path)
+    a = anchor.certificate
+    a_pos = n
+    who = _who(a, a_pos, anchor=True)
+
+    if (bad := _validity(a, at, policy, who, anchor.window())) is not None:
+        return PathFailure(bad[0], bad[1], a_pos)
+    if bad_ki := a.critical_oids & _MUST_NOT_BE_CRITICAL:
+        return PathFailure(
+            Reason.MALFORMED,
+            f"{who} marks key identifier extensions critical ({', '.join(sorted(bad_ki))}; "
+            "RFC 5280 §4.2.1.1-2)",
+            a_pos,
+        )
+    if (crit := _unhandled_critical(a)) is not None:
+        return PathFailure(
+            Reason.UNHANDLED_CRITICAL_EXTENSION,
+            f"{who} has critical extension(s) mtlscore does not process: {crit}",
+            a_pos,
+        )
+    # The anchor's key verifies the first signature on the path: it is only as
+    # strong as that key, so key policy applies to it too.
+    if (bad := check_key(a, policy)) is not None:
+        return PathFailure(bad[0], f"{who}: {bad[1]}", a_pos)
+    if a.sha256 != path[-1].sha256:
+        # The anchor issues the top of the path: it must be a CA (RFC 5280 §6.1.4 (k);
+        # a version 1 anchor is grandfathered, as RFC 5280 §6.1.4 (k) allows for v1/v2).
+        if a.version >= 3 and a.is_ca is not True:
+            return PathFailure(
+                Reason.ISSUER_NOT_CA,
+                f"{who} issues {path[-1].describe()!r} but lacks basicConstraints cA=TRUE; "
+                "configure the real CA certificate as the anchor",
+                a_pos,
+            )
+        if a.key_usage is not None and not a.key_usage.key_cert_sign:
+            return PathFailure(
+                Reason.ISSUER_KEY_USAGE,
+                f"{who} has keyUsage without keyCertSign, so it may not sign certificates",
+                a_pos,
+            )
+    # §6.1.2 (k): max_path_length starts at n; an anchor's own pathLenConstraint applies.
+    max_path_length = n
+    if a.path_length is not None:
+        max_path_length = min(max_path_length, a.path_length)
+    nc = NameConstraintState(budget=policy.max_path_work * 64)
+    try:
+        nc.add(a)
+    except ConstraintFailure as exc:
+        return PathFailure(Reason.NAME_CONSTRAINTS_VIOLATION, f"{who}: {exc.detail}", a_pos)
+    required = policy.required_eku
+    if (
+        required is not None
+        and policy.check_ca_eku
+        and a.eku is not None
+        and a.sha256 != path[-1].sha256
+        and required not in a.eku
+        and ANY_EKU not in a.eku
+    ):
+        return PathFailure(
+            Reason.INVALID_EKU,
+            f"{who} restricts its subordinates to {_eku_text(a.eku)}, "
+            f"which excludes {_OID_NAMES.get(required, required)}",
+            a_pos,
+        )
+
+    for pos in range(n - 1, -1, -1):
+        cert = path[pos]
+        is_leaf = pos == 0
+        who = _who(cert, pos)
+        if (msg := _structure(cert, is_leaf)) is not None:
+            return PathFailure(Reason.MALFORMED, f"{who}: {msg}", pos)
+        if (bad := check_signature_algorithm(cert, policy)) is not None:
+            return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
+        if (bad := _validity(cert, at, policy, who)) is not None:
+            return PathFailure(bad[0], bad[1], pos)
+        if (crit := _unhandled_critical(cert)) is not None:
+            return PathFailure(
+                Reason.UNHANDLED_CRITICAL_EXTENSION,
+                f"{who} has critical extension(s) mtlscore does not process: {crit}",
+                pos,
+            )
+        if _POLICY_CONSTRAINTS in cert.extension_oids:
+            pc = cert.x509.extensions.get_extension_for_oid(ExtensionOID.POLICY_CONSTRAINTS).value
+            if pc.require_explicit_policy is not None:
+                # We do not build the §6.1 policy tree; refusing is the safe answer.
+                return PathFailure(
+                    Reason.UNHANDLED_CRITICAL_EXTENSION,
+                    f"{who} requires an explicit certificate policy (policyConstraints), "
+                    "which mtlscore does not evaluate",
+                    pos,
+                )
+        if (bad := check_key(cert, policy)) is not None:
+            return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
+        # §6.1.3 (b)-(c): name constraints apply to every certificate except
+        # self-issued intermediates.
+        if is_leaf or not cert.self_issued:
+            try:
+                nc.check(cert)
+            except ConstraintFailure as exc:
+                reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
+                return PathFailure(reason, exc.detail, pos)
+        if not is_leaf:
+            # §6.1.4 (k): an issuer must be a CA by basicConstraints.
+            if cert.is_ca is not True:
+                return PathFailure(
+                    Reason.ISSUER_NOT_CA,
+                    f"{who} issues {path[pos - 1].describe()!r} but "
+                    + ("has no basicConstraints" if cert.is_ca is None else "has basicConstraints cA=FALSE")
+                    + "; reissue it as a CA (basicConstraints critical, cA=TRUE)",
+                    pos,
+                )
+            # §6.1.4 (l)-(m): pathLenConstraint counts non-self-issued intermediates.
+            if not cert.self_issued:
+                if max_path_length <= 0:
+                    return PathFailure(
+                        Reason.PATH_LENGTH_EXCEEDED,
+                        f"{who} is one CA too many below a pathLenConstraint; "
+                        "shorten the chain or raise the issuer's pathLenConstraint",
+                        pos,
+                    )
+                max_path_length -= 1
+            if cert.path_length is not None and cert.path_length < max_path_length:
+                max_path_length = cert.path_length
+            # §6.1.4 (n): an issuer's keyUsage, when present, must allow keyCertSign.
+            if cert.key_usage is not None and not cert.key_usage.key_cert_sign:
+                return PathFailure(
+                    Reason.ISSUER_KEY_USAGE,
+                    f"{who} has keyUsage without keyCertSign, so it may not sign certificates",
+                    pos,
+                )
+            try:
+                nc.add(cert)
+            except ConstraintFailure as exc:
+                return PathFailure(Reason.NAME_CONSTRAINTS_VIOLATION, f"{who}: {exc.detail}", pos)
+            if (
+                required is not None
+                and policy.check_ca_eku
+                and cert.eku is not None
+                and required not in cert.eku
+                and ANY_EKU not in cert.eku
+            ):
+                return PathFailure(
+                    Reason.INVALID_EKU,
+                    f"{who} restricts its subordinates to {_eku_text(cert.eku)}, "
+                    f"which excludes {_OID_NAMES.get(required, required)}",
+                    pos,
+                )
+        else:
+            if (failure := _check_leaf(cert, policy, who)) is not None:
+                return failure
+    return None
+
+
+def _check_leaf(cert: Certificate, policy: Policy, who: str) -> PathFailure | None:
+    ku = cert.key_usage
+    if ku is not None:
+        # RFC 5280 §4.2.1.3: keyCertSign only with basicConstraints cA=TRUE.
+        if ku.key_cert_sign and cert.is_ca is not True:
+            return PathFailure(
+                Reason.LEAF_KEY_USAGE,
+                f"{who} asserts keyCertSign without being a CA (RFC 5280 §4.2.1.3)",
+                0,
+            )
+        if policy.require_leaf_digital_signature and not ku.digital_signature:
+            return PathFailure(
+                Reason.LEAF_KEY_USAGE,
+                f"{who} has keyUsage without digitalSignature, so it cannot sign a TLS handshake; "
+                "reissue it with digitalSignature",
+                0,
+            )
+    if cert.name_constraints is not None and cert.is_ca is not True:
+        return PathFailure(
+            Reason.NAME_CONSTRAINTS_VIOLATION,
+            f"{who} carries nameConstraints, which only CA certificates may (RFC 5280 §4.2.1.10)",
+            0,
+        )
+    required = policy.required_eku
+    if required is not None:
+        eku = cert.eku
+        name = _OID_NAMES.get(required, required)
+        if eku is None:
+            if policy.require_leaf_eku:
+                return PathFailure(
+                    Reason.INVALID_EKU,
+                    f"{who} has no extendedKeyUsage; it must list {name}. Reissue it with "
+                    f"extendedKeyUsage={name}",
+                    0,
+                )
+        elif required not in eku and not (ANY_EKU in eku and not policy.require_leaf_eku):
+            return PathFailure(
+                Reason.INVALID_EKU,
+                f"{who} has {_eku_text(eku)} but {name} is required; reissue it with "
+                f"extendedKeyUsage={name}",
+                0,
+            )
+    return None

@@ -1,0 +1,146 @@
+"""Signature checks: algorithm policy and verification, with a verified-link cache.
+
+A link (issuer key → subject certificate) is verified once: the result is
+cached by (SHA-256 of the issuer's SPKI, SHA-256 of the subject's DER), which
+determines it completely. Thousands of client certificates share two or three
+intermediates, so the intermediate→anchor signature is checked once, not per client.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+from ._cert import Certificate
+from ._policy import Policy
+from ._reasons import Reason
+
+__all__ = ["SignatureCache", "check_signature_algorithm", "verify_link"]
+
+# RFC 4055 / RFC 5758 / RFC 8410 signature algorithm OIDs → (key type, hash name).
+_SIG_ALGS: dict[str, tuple[str, str | None]] = {
+    "1.2.840.113549.1.1.4": ("rsa", "md5"),
+    "1.2.840.113549.1.1.5": ("rsa", "sha1"),
+    "1.2.840.113549.1.1.14": ("rsa", "sha224"),
+    "1.2.840.113549.1.1.11": ("rsa", "sha256"),
+    "1.2.840.113549.1.1.12": ("rsa", "sha384"),
+    "1.2.840.113549.1.1.13": ("rsa", "sha512"),
+    "1.2.840.113549.1.1.10": ("rsa", None),  # RSASSA-PSS: hash from the parameters
+    "1.2.840.10045.4.1": ("ec", "sha1"),
+    "1.2.840.10045.4.3.1": ("ec", "sha224"),
+    "1.2.840.10045.4.3.2": ("ec", "sha256"),
+    "1.2.840.10045.4.3.3": ("ec", "sha384"),
+    "1.2.840.10045.4.3.4": ("ec", "sha512"),
+    "1.3.101.112": ("ed25519", None),
+    "1.3.101.113": ("ed448", None),
+}
+
+
+def check_signature_algorithm(cert: Certificate, policy: Policy) -> tuple[Reason, str] | None:
+    """Whether ``cert``'s signature algorithm is allowed by policy; the rejection if not."""
+    alg = _SIG_ALGS.get(cert.signature_oid)
+    if alg is None:
+        return Reason.WEAK_SIGNATURE_ALGORITHM, (
+            f"signature algorithm {cert.signature_oid} is not supported"
+        )
+    kind, hash_name = alg
+    if kind in ("ed25519", "ed448"):
+        if kind not in policy.key_types:
+            return Reason.WEAK_SIGNATURE_ALGORITHM, f"{kind} signatures are not allowed by policy"
+        return None
+    if hash_name is None:  # PSS
+        hash_name = cert.signature_hash
+    if hash_name not in policy.signature_hashes:
+        return Reason.WEAK_SIGNATURE_ALGORITHM, (
+            f"signed with {(hash_name or 'an unknown hash').upper()}, which policy does not allow "
+            f"(allowed: {', '.join(sorted(policy.signature_hashes))})"
+        )
+    return None
+
+
+def _verify(cert: Certificate, key: Any) -> bool:
+    alg = _SIG_ALGS.get(cert.signature_oid)
+    if alg is None or key is None:
+        return False
+    kind = alg[0]
+    x = cert.x509
+    try:
+        if kind == "rsa":
+            if not isinstance(key, rsa.RSAPublicKey):
+                return False
+            params = cert.signature_params
+            if not isinstance(params, padding.PSS | padding.PKCS1v15):
+                return False
+            hash_alg = x.signature_hash_algorithm
+            if hash_alg is None:
+                return False
+            key.verify(x.signature, x.tbs_certificate_bytes, params, hash_alg)
+        elif kind == "ec":
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                return False
+            params = cert.signature_params
+            if not isinstance(params, ec.ECDSA):
+                return False
+            key.verify(x.signature, x.tbs_certificate_bytes, params)
+        elif kind == "ed25519":
+            if not isinstance(key, ed25519.Ed25519PublicKey):
+                return False
+            key.verify(x.signature, x.tbs_certificate_bytes)
+        elif kind == "ed448":
+            if not isinstance(key, ed448.Ed448PublicKey):
+                return False
+            key.verify(x.signature, x.tbs_certificate_bytes)
+        else:  # pragma: no cover - table and branches agree
+            return False
+    except InvalidSignature:
+        return False
+    except Exception:  # noqa: BLE001 - unusual parameters from hostile input
+        return False
+    return True
+
+
+class SignatureCache:
+    """Bounded LRU of verified links: (issuer SPKI digest, subject DER digest) → bool."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[bytes, bytes], bool] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.verifications = 0
+
+    def verify(self, subject: Certificate, issuer: Certificate) -> bool:
+        key = (issuer.spki_sha256, subject.sha256)
+        found = self._items.get(key)
+        if found is not None:
+            self.hits += 1
+            try:
+                self._items.move_to_end(key)
+            except KeyError:
+                pass
+            return found
+        self.misses += 1
+        self.verifications += 1
+        result = _verify(subject, issuer.public_key)
+        self._items[key] = result
+        while len(self._items) > self.size:
+            try:
+                self._items.popitem(last=False)
+            except KeyError:
+                break
+        return result
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.hits = self.misses = self.verifications = 0
+
+
+SIGNATURES = SignatureCache()
+
+
+def verify_link(subject: Certificate, issuer: Certificate, cache: SignatureCache | None = None) -> bool:
+    """Whether ``issuer``'s key verifies ``subject``'s signature (cached)."""
+    return (cache or SIGNATURES).verify(subject, issuer)
