@@ -1,0 +1,335 @@
+"""ASGI middleware: mTLS verdict, identity and certificate-bound tokens for any ASGI app.
+
+The client certificate comes from the ASGI TLS extension
+(``scope["extensions"]["tls"]["client_cert_chain"]``, which uvicorn and hypercorn do
+not fill — see :mod:`mtlscore.runtimes.uvicorn_tls`) or from the headers of a
+trusted proxy (:mod:`mtlscore._proxy`). On success the verdict and principal go
+into ``scope["state"]`` (Starlette: ``request.state.mtls_verdict``,
+``request.state.mtls_principal``); on failure the middleware answers 401/403 with
+a JSON body naming the reason, or, in ``allow`` mode, passes the failed verdict on.
+
+Usage::
+
+    nginx = TrustedProxy(networks=["10.0.0.5/32"], format="nginx")
+    app = MtlsMiddleware(app, Validator(trust), proxies=[nginx])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ._cert import Certificate, load_certificates
+from ._identity import Identity
+from ._proxy import ProxyPolicy, Reject, TrustedProxy, UseForwarded, UseTls
+from ._reasons import CertificateRejected, MtlsError, Reason
+from ._validator import Validator
+from ._verdict import Verdict
+
+__all__ = ["STATE_KEYS", "BoundToken", "MtlsMiddleware", "status_for"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Keys the middleware sets in scope["state"].
+STATE_KEYS = ("mtls_verdict", "mtls_principal", "mtls_identity", "mtls_token_claims")
+
+# Extension key our uvicorn/hypercorn hooks add: how the chain was obtained.
+CHAIN_SOURCE_KEY = "mtlscore.chain_source"
+# Extension key our server hooks add: the transport's real peer address, immune to
+# X-Forwarded-For rewriting by server-side proxy-header middleware.
+PEER_KEY = "mtlscore.peer"
+
+# 401: the caller did not prove who it is (no certificate, token missing or not bound
+# to this certificate — RFC 8705 §3 / RFC 6750 §3.1 invalid_token). 403: it presented
+# a credential that is refused.
+_STATUS_401 = frozenset({Reason.NOT_PROVIDED, Reason.BINDING_MISMATCH})
+
+
+def status_for(reason: Reason | None) -> int:
+    """The HTTP status the middleware answers for ``reason``."""
+    return 401 if reason in _STATUS_401 else 403
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BoundToken:
+    """Require a certificate-bound bearer token (RFC 8705 §3, ``cnf``/``x5t#S256``).
+
+    Either ``jwks`` (the token is a JWT verified here with
+    :func:`mtlscore.jwt.verify_bound_token`), or ``claims`` (a callable returning the
+    already-verified claims for the request, e.g. set by an earlier middleware; only
+    the ``cnf`` check of :func:`mtlscore._binding.check_cnf` runs). ``required``
+    False lets requests without an ``Authorization: Bearer`` header through.
+    """
+
+    jwks: Mapping[str, Any] | str | None = None
+    claims: Callable[[Scope], Mapping[str, Any] | None] | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: tuple[str, ...] = ("PS256", "ES256", "RS256")
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.jwks is None) == (self.claims is None):
+            from ._reasons import ConfigError
+
+            raise ConfigError("give exactly one of jwks or claims", key="bound_token")
+
+
+class _TokenError(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"authorization":
+            text = bytes(value).decode("latin-1").strip()
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def _tls_chain(scope: Scope) -> tuple[tuple[Certificate, ...], str | None]:
+    """The chain from the ASGI TLS extension and how the server obtained it.
+
+    Raises :class:`CertificateRejected` when the server handed over garbage.
+    """
+    ext = (scope.get("extensions") or {}).get("tls")
+    if not ext:
+        return (), None
+    pems = ext.get("client_cert_chain") or ()
+    certs: list[Certificate] = []
+    for pem in pems:
+        certs.extend(load_certificates(pem.encode("ascii") if isinstance(pem, str) else pem))
+    return tuple(certs), ext.get(CHAIN_SOURCE_KEY)
+
+
+class MtlsMiddleware:
+    """Wrap an ASGI app: validate the client certificate, map identity, check bound tokens.
+
+    ``validator`` decides on chains (give it an ``identity_map`` there, or here).
+    ``proxies``: trusted proxies whose certificate headers are believed.
+    ``mode``: ``"reject"`` answers failures itself; ``"allow"`` passes every request
+    on with the verdict in ``scope["state"]``. ``clock`` returns the validation time
+    (default ``datetime.now(UTC)``). Never raises for bad client input.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        validator: Validator,
+        *,
+        proxies: ProxyPolicy | Sequence[TrustedProxy] = (),
+        identity_map: Any = None,
+        mode: Literal["reject", "allow"] = "reject",
+        bound_token: BoundToken | None = None,
+        crls: Iterable[bytes] = (),
+        clock: Callable[[], datetime] | None = None,
+        expose_detail: bool = True,
+    ) -> None:
+        if mode not in ("reject", "allow"):
+            from ._reasons import ConfigError
+
+            raise ConfigError("must be reject or allow", key="mode")
+        self.app = app
+        self.validator = validator
+        self.proxies = proxies if isinstance(proxies, ProxyPolicy) else ProxyPolicy(tuple(proxies))
+        self.identity_map = identity_map
+        self.mode = mode
+        self.bound_token = bound_token
+        self.crls = tuple(crls)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.expose_detail = expose_detail
+
+    # -- the decision, sans HTTP ---------------------------------------------------
+
+    def verdict_for(self, scope: Scope, *, at: datetime | None = None) -> Verdict:
+        """The verdict for one request scope (certificate and identity; no token)."""
+        at = at or self.clock()
+        try:
+            tls_chain, source = _tls_chain(scope)
+        except CertificateRejected as exc:
+            return Verdict.reject(
+                exc.reason, f"TLS client certificate from the server: {exc.detail}"
+            )
+        ext = scope.get("extensions") or {}
+        peer = ext.get(PEER_KEY) or scope.get("client")
+        decision = self.proxies.decide(
+            peer=peer, peer_chain=tls_chain, headers=scope.get("headers", ())
+        )
+        if isinstance(decision, Reject):
+            return Verdict.reject(decision.reason, decision.detail)
+        notes = decision.notes
+        chain = decision.chain
+        if not chain:
+            where = (
+                f"trusted proxy {decision.proxy.name!r} forwarded"
+                if isinstance(decision, UseForwarded)
+                else "the TLS handshake carried"
+            )
+            return Verdict.reject(
+                Reason.NOT_PROVIDED, f"no client certificate: {where} none", notes=notes
+            )
+        if isinstance(decision, UseForwarded) and not decision.revalidate:
+            verdict = self._proxy_verdict(decision)
+        else:
+            verdict = self.validator.validate(list(chain), at=at, crls=self.crls)
+            if source == "leaf_only" and isinstance(decision, UseTls):
+                extra = (
+                    "the server could only read the leaf certificate (no presented intermediates)"
+                )
+                notes += (extra,)
+                if not verdict.ok and verdict.reason == Reason.UNTRUSTED:
+                    verdict = dataclasses.replace(
+                        verdict,
+                        detail=f"{verdict.detail} ({extra}; "
+                        "configure the intermediates in the trust store)",
+                    )
+        if notes:
+            verdict = dataclasses.replace(verdict, notes=verdict.notes + notes)
+        if verdict.ok and self.identity_map is not None and verdict.principal is None:
+            verdict = self._map(verdict)
+        return verdict
+
+    def _proxy_verdict(self, decision: UseForwarded) -> Verdict:
+        leaf = decision.chain[0]
+        note = (
+            f"accepted the verdict of trusted proxy {decision.proxy.name!r} without re-validation"
+        )
+        if not decision.proxy_verified:
+            return Verdict.reject(
+                Reason.UNTRUSTED,
+                f"trusted proxy {decision.proxy.name!r} reported that {leaf.describe()} "
+                "failed its verification",
+                path=decision.chain,
+            )
+        return Verdict(
+            True, path=decision.chain, identity=Identity.from_certificate(leaf, None), notes=(note,)
+        )
+
+    def _map(self, verdict: Verdict) -> Verdict:
+        leaf = verdict.path[0]
+        identity = verdict.identity or Identity.from_certificate(leaf, verdict.anchor)
+        try:
+            principal = self.identity_map.resolve(identity)
+        except CertificateRejected as exc:
+            return dataclasses.replace(
+                verdict,
+                ok=False,
+                reason=exc.reason,
+                detail=exc.detail,
+                identity=identity,
+                position=0,
+            )
+        return dataclasses.replace(verdict, identity=identity, principal=principal)
+
+    def _token(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, Any] | None:
+        """Check the bearer token against ``leaf``; the verified claims, or None when absent.
+
+        Raises CertificateRejected (binding_mismatch) or _TokenError (invalid token).
+        """
+        bt = self.bound_token
+        assert bt is not None
+        if bt.claims is not None:
+            from ._binding import check_cnf
+
+            claims = bt.claims(scope)
+            if claims is None:
+                if bt.required:
+                    raise _TokenError("no verified token claims for this request")
+                return None
+            check_cnf(claims, leaf, required=True)
+            return claims
+        token = _bearer(scope)
+        if token is None:
+            if bt.required:
+                raise _TokenError("an Authorization: Bearer token is required")
+            return None
+        from .jwt import TokenInvalid, verify_bound_token
+
+        assert bt.jwks is not None
+        try:
+            verified: Mapping[str, Any] = verify_bound_token(
+                token,
+                bt.jwks,
+                leaf,
+                at=at,
+                algorithms=bt.algorithms,
+                issuer=bt.issuer,
+                audience=bt.audience,
+            )
+        except TokenInvalid as exc:
+            raise _TokenError(str(exc) or "the bearer token is not valid") from None
+        return verified
+
+    # -- ASGI ----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        at = self.clock()
+        verdict = self.verdict_for(scope, at=at)
+        claims: Mapping[str, Any] | None = None
+        token_error: str | None = None
+        if verdict.ok and self.bound_token is not None:
+            try:
+                claims = self._token(scope, verdict.path[0], at)
+            except CertificateRejected as exc:
+                verdict = dataclasses.replace(
+                    verdict, ok=False, reason=exc.reason, detail=exc.detail
+                )
+            except _TokenError as exc:
+                token_error = exc.detail
+            except MtlsError as exc:  # a binding helper's own error type
+                token_error = str(exc)
+        if (not verdict.ok or token_error is not None) and self.mode == "reject":
+            await self._refuse(scope, receive, send, verdict, token_error)
+            return
+        scope = dict(scope)
+        state = dict(scope.get("state") or {})
+        state.update(
+            mtls_verdict=verdict,
+            mtls_principal=verdict.principal if verdict.ok else None,
+            mtls_identity=verdict.identity,
+            mtls_token_claims=claims,
+        )
+        if token_error is not None:
+            state["mtls_token_error"] = token_error
+        scope["state"] = state
+        await self.app(scope, receive, send)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, verdict: Verdict, token_error: str | None
+    ) -> None:
+        if token_error is not None:
+            status, error, detail = 401, "invalid_token", token_error
+        else:
+            assert verdict.reason is not None
+            status, error, detail = status_for(verdict.reason), verdict.reason.value, verdict.detail
+        if scope["type"] == "websocket":
+            # ASGI: closing before accept makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": error})
+            return
+        body = {"error": error}
+        if self.expose_detail:
+            body["detail"] = detail
+        payload = json.dumps(body).encode("utf-8")
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        if token_error is not None or verdict.reason == Reason.BINDING_MISMATCH:
+            # RFC 6750 §3 / RFC 8705 §3: a token not bound to this certificate is invalid_token.
+            headers.append((b"www-authenticate", b'Bearer error="invalid_token"'))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
