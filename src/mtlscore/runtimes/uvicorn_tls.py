@@ -33,10 +33,8 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 # RFC 8446 §4.2.1 / RFC 5246 §6.2.1 wire versions, as the ASGI TLS extension wants them.
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
-try:
-    from _ssl import ENCODING_DER as _ENCODING_DER
-except ImportError:  # pragma: no cover - CPython always has it
-    _ENCODING_DER = 2  # CPython _ssl.c: PY_SSL_ENCODING_DER (X509_FILETYPE_ASN1)
+# What CPython's private _ssl.Certificate.public_bytes() takes for DER.
+_ENCODING_DER: int = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - private module
 
 
 def _pem(der: bytes) -> str:
@@ -102,7 +100,7 @@ def tls_extension(ssl_object: Any) -> dict[str, Any]:
             from cryptography import x509
 
             name = x509.load_der_x509_certificate(ders[0]).subject.rfc4514_string()
-        except Exception:  # noqa: BLE001 - a name is informative; validation decides later
+        except Exception:  # a name is informative only; validation decides later
             name = None
     return {
         "server_cert": None,
@@ -146,7 +144,7 @@ class TLSExtensionMixin:
 
     app: ASGIApp
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         ssl_object = transport.get_extra_info("ssl_object")
         tls = tls_extension(ssl_object) if ssl_object is not None else None
