@@ -1,0 +1,87 @@
+"""Gateway counters per decision reason, rendered in the Prometheus text format.
+
+Pure: the runtimes count decisions here and serve :meth:`Metrics.render` on
+their admin listener. Format: Prometheus text exposition format 0.0.4
+(https://prometheus.io/docs/instrumenting/exposition_formats/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# name -> (help text, label names). Declared once so the output always has
+# HELP/TYPE lines, even before the first sample.
+_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "mtlscore_decisions_total": (
+        "Gateway decisions by outcome (forward, deny, error) and reason code.",
+        ("outcome", "reason"),
+    ),
+    "mtlscore_handshake_failures_total": (
+        "TLS handshakes that failed, by the nearest reason code.",
+        ("reason",),
+    ),
+    "mtlscore_responses_total": ("HTTP responses sent to clients, by status code.", ("status",)),
+    "mtlscore_connections_total": ("Client connections accepted.", ()),
+    "mtlscore_reloads_total": ("Configuration reloads by result (ok, error).", ("result",)),
+}
+
+
+def _escape(value: str) -> str:
+    # Exposition format: label values escape backslash, double quote and newline.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@dataclass(slots=True)
+class Metrics:
+    """Monotonic counters keyed by family and label values.
+
+    :meth:`inc` raises :class:`KeyError` for an undeclared family or wrong
+    label names (a programming error, never a peer's).
+    """
+
+    _counts: dict[str, dict[tuple[str, ...], int]] = field(
+        default_factory=lambda: {name: {} for name in _FAMILIES}
+    )
+
+    def inc(self, family: str, labels: Mapping[str, str] | None = None, by: int = 1) -> None:
+        """Add ``by`` to the counter ``family{labels}``."""
+        _, names = _FAMILIES[family]
+        labels = labels or {}
+        if set(labels) != set(names):
+            raise KeyError(f"{family} takes labels {names}, got {sorted(labels)}")
+        key = tuple(str(labels[n]) for n in names)
+        bucket = self._counts[family]
+        bucket[key] = bucket.get(key, 0) + by
+
+    def get(self, family: str, **labels: str) -> int:
+        """The current value of ``family{labels}`` (0 when never incremented)."""
+        _, names = _FAMILIES[family]
+        return self._counts[family].get(tuple(labels.get(n, "") for n in names), 0)
+
+    def samples(self) -> Iterable[tuple[str, dict[str, str], int]]:
+        """Every sample as (family, labels, value), families in declaration order."""
+        for family, (_, names) in _FAMILIES.items():
+            for key, value in sorted(self._counts[family].items()):
+                yield family, dict(zip(names, key, strict=True)), value
+
+    def render(self) -> str:
+        """The counters in Prometheus text format (one HELP/TYPE block per family)."""
+        lines: list[str] = []
+        for family, (help_text, names) in _FAMILIES.items():
+            lines.append(f"# HELP {family} {help_text}")
+            lines.append(f"# TYPE {family} counter")
+            samples = sorted(self._counts[family].items())
+            if not samples and not names:
+                lines.append(f"{family} 0")
+            for key, value in samples:
+                if names:
+                    body = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, key, strict=True))
+                    lines.append(f"{family}{{{body}}} {value}")
+                else:
+                    lines.append(f"{family} {value}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,740 @@
+"""The gateway's sans-IO core for one client connection (h11 towards client and upstream).
+
+A runtime terminates TLS, builds a :class:`Session` from what the TLS layer
+saw (:class:`TLSFacts`), then loops until :class:`Close`::
+
+    action = session.next_action(at=wall_clock, now=monotonic)
+    ReadClient    -> session.receive_client(data)  (b"" at EOF) | session.client_timeout()
+    WriteClient   -> send action.data to the client
+    OpenUpstream  -> session.upstream_connected() | session.upstream_failed("connect", why)
+    WriteUpstream -> send action.data upstream
+    ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed("timeout", why)
+    CloseUpstream -> close the upstream socket
+    Log           -> log action.decision as one line and count it
+
+It validates the chain once per connection, then per request applies the mode
+(DESIGN.md §7 ``[server] mode``), the account's app-level checks
+(``_appauth``), and answers locally (JSON) or forwards to the upstream with
+identity headers, the client's own copies of those headers removed first.
+No sockets, no clocks.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import h11
+
+from ._appauth import AccountAuth, AuthResult, RateLimiter, TokenVerifier, authorize
+from ._cert import Certificate, parse_certificate
+from ._gateway_config import ServerConfig
+from ._headers import IDENTITY_HEADER_NAMES, emit_client_cert, emit_client_cert_chain, gcp_headers
+from ._reasons import CertificateRejected, ConfigError, Reason
+from ._validator import Validator
+from ._verdict import Verdict
+
+__all__ = [
+    "Action",
+    "Close",
+    "CloseUpstream",
+    "Decision",
+    "Gateway",
+    "Log",
+    "OpenUpstream",
+    "ReadClient",
+    "ReadUpstream",
+    "Session",
+    "SessionError",
+    "TLSFacts",
+    "WriteClient",
+    "WriteUpstream",
+    "handshake_decision",
+]
+
+# RFC 9110 §7.6.1: connection-specific fields, never forwarded (plus any the
+# Connection field names). Framing is re-done by h11 on each side.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"content-length",
+        b"expect",
+        b"host",
+    }
+)
+# Identity headers the gateway asserts; a client's copies are never believed.
+_IDENTITY_PREFIXES = (b"x-client-cert-", b"x-mtls-")
+_IDENTITY_EXACT = frozenset(n.encode() for n in IDENTITY_HEADER_NAMES)
+UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+PROTOCOL_ERROR = "protocol_error"
+BODY_TOO_LARGE = "body_too_large"
+ACCOUNT_CONFIG = "account_config"
+
+
+class SessionError(RuntimeError):
+    """The runtime drove the session wrongly (an illegal transition); names the state."""
+
+
+# -- what the runtime tells the core ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFacts:
+    """What the TLS layer saw: the presented chain (DER, leaf first), SNI, peer."""
+
+    chain: tuple[bytes, ...] = ()
+    # True when the runtime could see only the leaf, not the intermediates sent.
+    leaf_only: bool = False
+    sni: str | None = None
+    peer: tuple[str, int] = ("", 0)
+    version: str = ""
+    cipher: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """One configuration snapshot; a reload builds a new one, live sessions keep theirs."""
+
+    validator: Validator
+    server: ServerConfig
+    crls: tuple[bytes, ...] = ()
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    verify_token: TokenVerifier | None = None
+    # Maps a principal to its app-level requirements (None: certificate only).
+    account_auth: Callable[[Any], AccountAuth | None] | None = None
+
+
+# -- what the core tells the runtime ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One gateway decision: what happened to a request (or handshake) and why."""
+
+    outcome: str  # "forward", "answer" (identity JSON), "deny", "error"
+    status: int | None
+    reason: str | None
+    detail: str
+    account: str | None = None
+    thumbprint: str | None = None
+    peer: str = ""
+    method: str = ""
+    target: str = ""
+
+    def as_log(self) -> dict[str, Any]:
+        """The decision as a flat dict for one structured log line."""
+        return {
+            "event": "mtls_decision",
+            "outcome": self.outcome,
+            "status": self.status,
+            "reason": self.reason,
+            "account": self.account,
+            "thumbprint": self.thumbprint,
+            "peer": self.peer,
+            "method": self.method,
+            "target": self.target,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReadClient:
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class WriteClient:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpstream:
+    host: str
+    port: int
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class WriteUpstream:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadUpstream:
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class CloseUpstream:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    pass
+
+
+Action = (
+    ReadClient
+    | WriteClient
+    | OpenUpstream
+    | WriteUpstream
+    | ReadUpstream
+    | CloseUpstream
+    | Log
+    | Close
+)
+
+
+def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:
+    """The decision record for a TLS handshake the TLS layer refused."""
+    return Decision("deny", None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer))
+
+
+# -- the state table (STYLE.md §3) ---------------------------------------------
+
+
+class State(enum.Enum):
+    AWAIT_REQUEST = "await_request"  # reading a request head from the client
+    CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
+    STREAM_REQUEST = "stream_request"  # relaying the request body upstream
+    AWAIT_RESPONSE = "await_response"  # relaying the upstream response to the client
+    CLOSED = "closed"
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.AWAIT_REQUEST: frozenset(
+        {State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
+    ),
+    State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
+    State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.CLOSED}),
+    State.AWAIT_RESPONSE: frozenset({State.AWAIT_REQUEST, State.CLOSED}),
+    State.CLOSED: frozenset({State.CLOSED}),
+}
+
+
+def _peer(peer: tuple[str, int]) -> str:
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+
+
+def _account_id(principal: Any) -> str | None:
+    if principal is None:
+        return None
+    for name in ("account", "id", "account_id"):
+        value = getattr(principal, name, None)
+        if isinstance(value, str):
+            return value
+    return str(principal)
+
+
+def default_account_auth(principal: Any) -> AccountAuth | None:
+    """App-level requirements from a principal's attributes (the ``[[accounts]]`` table keys).
+
+    Raises :class:`ConfigError` naming the key when a value is bad.
+    """
+    account = _account_id(principal)
+    attrs = getattr(principal, "attributes", None)
+    if account is None or not isinstance(attrs, Mapping):
+        return None
+    return AccountAuth.from_mapping(account, attrs)
+
+
+def _is_identity_header(name: bytes, account_header: bytes) -> bool:
+    return name in _IDENTITY_EXACT or name == account_header or name.startswith(_IDENTITY_PREFIXES)
+
+
+def _identity_headers(
+    verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
+) -> list[tuple[str, str]]:
+    out = list(gcp_headers(verdict, present=bool(presented)))
+    if server.forward_client_cert and presented:
+        # RFC 9440 §2: Client-Cert is the leaf; Client-Cert-Chain the rest, leaf excluded.
+        out.append(("Client-Cert", emit_client_cert(presented[0])))
+        chain = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
+        if chain:
+            out.append(("Client-Cert-Chain", emit_client_cert_chain(chain)))
+    if account is not None and verdict.ok:
+        out.append((server.account_header, account))
+    return out
+
+
+def _strip(
+    headers: Iterable[tuple[bytes, bytes]], account_header: bytes
+) -> list[tuple[bytes, bytes]]:
+    headers = list(headers)
+    named: set[bytes] = set()
+    for k, v in headers:
+        if k == b"connection":
+            named |= {t.strip().lower() for t in v.split(b",")}
+    return [
+        (k, v)
+        for k, v in headers
+        if k not in HOP_BY_HOP and k not in named and not _is_identity_header(k, account_header)
+    ]
+
+
+def _json(status: int, document: dict[str, Any]) -> tuple[int, bytes]:
+    return status, json.dumps(document, indent=2, default=str, sort_keys=False).encode() + b"\n"
+
+
+def _certificate_summary(cert: Certificate) -> dict[str, Any]:
+    return {
+        "subject": cert.subject_text,
+        "issuer": cert.issuer_text,
+        "serial": format(cert.serial, "x"),
+        "sha256": cert.fingerprint_hex,
+        "x5t#S256": cert.x5t_s256,
+        "not_before": cert.not_before.isoformat(),
+        "not_after": cert.not_after.isoformat(),
+    }
+
+
+def _identity_json(identity: Any) -> Any:
+    if identity is None:
+        return None
+    fields = getattr(identity, "__dataclass_fields__", None)
+    if fields is None:
+        return str(identity)
+    return {name: getattr(identity, name) for name in fields}
+
+
+class Session:
+    """One client connection: validation once, then a sequence of HTTP/1.1 exchanges.
+
+    Illegal driving (e.g. ``upstream_connected`` with no upstream pending)
+    raises :class:`SessionError`; the peer's bytes never raise.
+    """
+
+    def __init__(self, gateway: Gateway, tls: TLSFacts, *, at: datetime) -> None:
+        self.gateway = gateway
+        self.server = gateway.server
+        self.tls = tls
+        self.state = State.AWAIT_REQUEST
+        self._pending: deque[Action] = deque()
+        self._client = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes
+        )
+        self._upstream: h11.Connection | None = None
+        self._account_header = self.server.account_header.lower().encode()
+        self._request: h11.Request | None = None
+        self._response_started = False
+        self._body_seen = 0
+        self._received_any = False
+        self.presented: tuple[Certificate, ...] = ()
+        self.verdict = self._validate(at)
+        self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
+        self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
+
+    # -- validation, once per connection -----------------------------------
+
+    def _validate(self, at: datetime) -> Verdict:
+        if not self.tls.chain:
+            return Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
+        try:
+            self.presented = tuple(parse_certificate(der) for der in self.tls.chain)
+        except CertificateRejected as exc:
+            return Verdict.reject(exc.reason, exc.detail)
+        # Hook: once the validator offers its stepping API (Validator.start(chain, at=…)
+        # yielding CRL/OCSP/issuer requests), this becomes a loop that emits fetch
+        # actions for the runtime's revocation fetchers. Until then: data given up front.
+        verdict = self.gateway.validator.validate(
+            list(self.tls.chain), at=at, crls=self.gateway.crls
+        )
+        if self.tls.leaf_only:
+            note = (
+                "only the leaf was visible to the gateway (no presented-chain API in this Python)"
+            )
+            verdict = replace(
+                verdict,
+                notes=(*verdict.notes, note),
+                detail=verdict.detail if verdict.ok else f"{verdict.detail} ({note})",
+            )
+        return verdict
+
+    # -- transitions -------------------------------------------------------
+
+    def _to(self, state: State) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise SessionError(f"illegal transition {self.state.value} -> {state.value}")
+        self.state = state
+
+    def _decide(self, outcome: str, status: int | None, reason: str | None, detail: str) -> None:
+        req = self._request
+        self._pending.append(
+            Log(
+                Decision(
+                    outcome,
+                    status,
+                    reason,
+                    detail,
+                    account=self.account,
+                    thumbprint=self.thumbprint,
+                    peer=_peer(self.tls.peer),
+                    method=req.method.decode("latin-1") if req else "",
+                    target=req.target.decode("latin-1")[:200] if req else "",
+                )
+            )
+        )
+
+    # -- runtime inputs ----------------------------------------------------
+
+    def receive_client(self, data: bytes) -> None:
+        """Bytes from the client (``b""`` at end of stream)."""
+        if data:
+            self._received_any = True
+        if self.state is not State.CLOSED:
+            self._client.receive_data(data)
+
+    def client_timeout(self) -> None:
+        """The runtime's read timeout on the client fired."""
+        if self.state is State.AWAIT_REQUEST and not self._received_any:
+            self._close()  # an idle keep-alive connection: just close
+        elif (
+            self.state in (State.AWAIT_REQUEST, State.STREAM_REQUEST) and not self._response_started
+        ):
+            self._answer_error(408, PROTOCOL_ERROR, "timed out waiting for the request", close=True)
+        else:
+            self._close()
+
+    def upstream_connected(self) -> None:
+        """The connection asked for by :class:`OpenUpstream` is open."""
+        if self.state is not State.CONNECTING or self._request is None:
+            raise SessionError(f"upstream_connected in state {self.state.value}")
+        self._upstream = h11.Connection(
+            h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes
+        )
+        self._send_request_head(self._request)
+
+    def receive_upstream(self, data: bytes) -> None:
+        """Bytes from the upstream (``b""`` at end of stream)."""
+        if self._upstream is None:
+            raise SessionError(f"receive_upstream with no upstream in state {self.state.value}")
+        self._upstream.receive_data(data)
+
+    def upstream_failed(self, kind: str, detail: str = "") -> None:
+        """Reaching the upstream failed: ``kind`` is ``"connect"``, ``"timeout"`` or ``"error"``."""
+        self._drop_upstream()
+        timeout = kind == "timeout"
+        reason = UPSTREAM_TIMEOUT if timeout else UPSTREAM_UNAVAILABLE
+        if self._response_started or self.state is State.CLOSED:
+            self._decide("error", None, reason, detail or kind)
+            self._close()
+            return
+        self._answer_error(504 if timeout else 502, reason, detail or f"upstream {kind} failed")
+
+    # -- the loop ------------------------------------------------------------
+
+    def next_action(self, *, at: datetime, now: float) -> Action:
+        """The next thing the runtime must do; ``at`` is wall time, ``now`` monotonic seconds."""
+        while not self._pending:
+            if self.state is State.CLOSED:
+                return Close()
+            if self.state is State.CONNECTING:
+                raise SessionError("next_action while connecting: report upstream_connected/failed")
+            if self.state is State.AWAIT_RESPONSE:
+                self._step_upstream()
+            else:
+                self._step_client(at, now)
+        return self._pending.popleft()
+
+    def _client_event(self) -> Any:
+        try:
+            return self._client.next_event()
+        except h11.RemoteProtocolError as exc:
+            self._drop_upstream()
+            if self._response_started:
+                self._close()
+            else:
+                self._answer_error(exc.error_status_hint, PROTOCOL_ERROR, str(exc), close=True)
+            return None
+
+    def _step_client(self, at: datetime, now: float) -> None:
+        event = self._client_event()
+        if event is None:
+            return
+        if event is h11.NEED_DATA:
+            timeout = (
+                self.server.header_timeout
+                if self.state is State.AWAIT_REQUEST
+                else self.server.body_timeout
+            )
+            self._pending.append(ReadClient(timeout))
+        elif isinstance(event, h11.Request):
+            self._on_request(event, at, now)
+        elif isinstance(event, h11.Data) and self.state is State.STREAM_REQUEST:
+            self._body_seen += len(event.data)
+            if self._body_seen > self.server.max_body_bytes:
+                self._drop_upstream()
+                self._answer_error(
+                    413,
+                    BODY_TOO_LARGE,
+                    f"request body over {self.server.max_body_bytes} bytes",
+                    close=True,
+                )
+                return
+            self._send_upstream(h11.Data(data=event.data))
+        elif isinstance(event, h11.EndOfMessage) and self.state is State.STREAM_REQUEST:
+            self._send_upstream(h11.EndOfMessage())
+            self._to(State.AWAIT_RESPONSE)
+        else:  # ConnectionClosed or PAUSED: the client is gone or done
+            self._drop_upstream()
+            self._close()
+
+    # -- one request -----------------------------------------------------------
+
+    def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
+        self._request = request
+        self._response_started = False
+        self._body_seen = 0
+        verdict = self.verdict
+        if not verdict.ok and self.server.mode == "reject_invalid":
+            assert verdict.reason is not None
+            self._deny(403, verdict.reason.value, verdict.detail, close=True)
+            return
+        result = self._app_checks(request, at, now) if verdict.ok else AuthResult(True)
+        if not result.ok:
+            assert result.reason is not None
+            self._deny(result.status, result.reason, result.detail, headers=result.headers)
+            return
+        length = self._content_length(request)
+        if length is not None and length > self.server.max_body_bytes:
+            self._deny(
+                413,
+                BODY_TOO_LARGE,
+                f"request body over {self.server.max_body_bytes} bytes",
+                close=True,
+            )
+            return
+        reason = verdict.reason.value if verdict.reason else None
+        if self.server.upstream is None:
+            self._decide("answer", 200, reason, verdict.detail)
+            self._answer(*_json(200, self._identity_document(result)))
+            return
+        self._decide("forward", None, reason, verdict.detail)
+        if self._client.client_is_waiting_for_100_continue:
+            self._pending.append(
+                WriteClient(
+                    self._client.send(h11.InformationalResponse(status_code=100, headers=[]))
+                )
+            )
+        if self._upstream is None:
+            self._to(State.CONNECTING)
+            up = self.server.upstream
+            self._pending.append(
+                OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout)
+            )
+        else:
+            self._send_request_head(request)
+
+    def _app_checks(self, request: h11.Request, at: datetime, now: float) -> AuthResult:
+        resolve = self.gateway.account_auth or default_account_auth
+        try:
+            auth = resolve(self.verdict.principal)
+        except ConfigError as exc:
+            return AuthResult(False, 500, ACCOUNT_CONFIG, f"account configuration: {exc}")
+        return authorize(
+            auth,
+            headers=list(request.headers),
+            peer_ip=self.tls.peer[0],
+            cert=self.presented[0] if self.presented else None,
+            at=at,
+            now=now,
+            limiter=self.gateway.limiter,
+            verify_token=self.gateway.verify_token,
+        )
+
+    def _content_length(self, request: h11.Request) -> int | None:
+        for k, v in request.headers:
+            if k == b"content-length":
+                return int(v)  # h11 has checked it is a valid integer
+        return None
+
+    def _identity_document(self, result: AuthResult) -> dict[str, Any]:
+        v = self.verdict
+        return {
+            "verdict": "accepted" if v.ok else "rejected",
+            "reason": v.reason.value if v.reason else None,
+            "detail": v.detail,
+            "account": self.account,
+            "credential": result.credential or ("certificate" if v.ok else None),
+            "certificate": _certificate_summary(self.presented[0]) if self.presented else None,
+            "identity": _identity_json(v.identity),
+            "notes": list(v.notes),
+            "tls": {"sni": self.tls.sni, "version": self.tls.version, "cipher": self.tls.cipher},
+            "upstream_headers": dict(
+                _identity_headers(v, self.presented, self.account, self.server)
+            ),
+        }
+
+    def _send_request_head(self, request: h11.Request) -> None:
+        server = self.server
+        assert server.upstream is not None and self._upstream is not None
+        headers: list[tuple[bytes, bytes]] = []
+        host = next(
+            (v for k, v in request.headers if k == b"host"), server.upstream.authority.encode()
+        )
+        headers.append((b"host", host))
+        headers += _strip(request.headers, self._account_header)
+        chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
+        length = self._content_length(request)
+        if length is not None:
+            headers.append((b"content-length", str(length).encode()))
+        elif chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        headers.append((b"x-forwarded-for", self.tls.peer[0].encode()))
+        headers.append((b"x-forwarded-proto", b"https"))
+        headers += [
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in _identity_headers(self.verdict, self.presented, self.account, server)
+        ]
+        target = server.upstream.prefix.encode() + request.target
+        if self.state is State.CONNECTING or self.state is State.AWAIT_REQUEST:
+            self._to(State.STREAM_REQUEST)
+        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers))
+
+    def _send_upstream(self, event: Any) -> None:
+        assert self._upstream is not None
+        data = self._upstream.send(event)
+        if data:
+            self._pending.append(WriteUpstream(data))
+
+    def _step_upstream(self) -> None:
+        assert self._upstream is not None
+        try:
+            event = self._upstream.next_event()
+        except h11.RemoteProtocolError as exc:
+            self.upstream_failed("error", f"upstream protocol error: {exc}")
+            return
+        if event is h11.NEED_DATA:
+            self._pending.append(ReadUpstream(self.server.upstream_timeout))
+        elif isinstance(event, h11.Response):
+            self._response_started = True
+            headers = _strip(event.headers, b"")
+            headers += [(k, v) for k, v in event.headers if k == b"content-length"]
+            self._send_client(
+                h11.Response(status_code=event.status_code, headers=headers, reason=event.reason)
+            )
+        elif isinstance(event, h11.Data):
+            self._send_client(h11.Data(data=event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            self._send_client(h11.EndOfMessage())
+            self._finish_upstream_cycle()
+            self._finish_client_cycle()
+        elif isinstance(event, h11.InformationalResponse):
+            pass  # 1xx from the upstream are not relayed (100-continue is answered by us)
+        else:  # ConnectionClosed before the response ended
+            self.upstream_failed("error", "the upstream closed the connection")
+
+    def _send_client(self, event: Any) -> None:
+        try:
+            data = self._client.send(event)
+        except h11.LocalProtocolError as exc:
+            self._decide(
+                "error", None, PROTOCOL_ERROR, f"cannot relay the upstream response: {exc}"
+            )
+            self._close()
+            return
+        if data:
+            self._pending.append(WriteClient(data))
+
+    # -- answering and cycling ---------------------------------------------------
+
+    def _deny(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        self._decide("deny", status, reason, detail)
+        self._answer(
+            *_json(status, {"error": reason, "detail": detail}), headers=headers, close=close
+        )
+
+    def _answer_error(self, status: int, reason: str, detail: str, *, close: bool = False) -> None:
+        self._decide("error", status, reason, detail)
+        self._answer(*_json(status, {"error": reason, "detail": detail}), close=close)
+
+    def _answer(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        client = self._client
+        if client.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            self._close()
+            return
+        # Use what of the request body is already buffered, so keep-alive survives a
+        # small body; anything still unread means we must close after answering.
+        while client.their_state is h11.SEND_BODY:
+            try:
+                event = client.next_event()
+            except h11.RemoteProtocolError:
+                break
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                break
+        close = close or client.their_state is not h11.DONE
+        hdrs = [("content-type", "application/json"), ("content-length", str(len(body))), *headers]
+        if close:
+            hdrs.append(("connection", "close"))
+        try:
+            data = client.send(h11.Response(status_code=status, headers=hdrs))
+            data += client.send(h11.Data(data=body)) + client.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            self._close()
+            return
+        self._pending.append(WriteClient(data))
+        if self.state is State.CONNECTING:
+            self._to(State.AWAIT_REQUEST)
+        self._finish_client_cycle()
+
+    def _finish_client_cycle(self) -> None:
+        client = self._client
+        if client.our_state is h11.DONE and client.their_state is h11.DONE:
+            client.start_next_cycle()
+            self._received_any = bool(client.trailing_data[0])
+            self._request = None
+            self._to(State.AWAIT_REQUEST)
+        else:
+            self._drop_upstream()
+            self._close()
+
+    def _finish_upstream_cycle(self) -> None:
+        up = self._upstream
+        if up is not None and up.our_state is h11.DONE and up.their_state is h11.DONE:
+            up.start_next_cycle()  # keep-alive to the upstream
+        else:
+            self._drop_upstream()
+
+    def _drop_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream = None
+            self._pending.append(CloseUpstream())
+
+    def _close(self) -> None:
+        if self.state is not State.CLOSED:
+            self._to(State.CLOSED)

@@ -1,0 +1,31 @@
+"""Runtimes: real sockets around the sans-IO core (``asyncio``, ``trio``).
+
+``mtlscore.runtimes.asyncio.serve`` and ``mtlscore.runtimes.trio.serve`` run the
+gateway; both share one byte-moving loop (``_driver``) and the TLS helpers of
+``_tls`` (``server_context``, ``presented_chain``, ``handshake_reason``), which
+other servers (uvicorn, hypercorn, aiohttp) can use on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._gateway_config import Address
+
+if TYPE_CHECKING:
+    from ._driver import GatewayState
+
+__all__ = ["ServerInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """A running gateway: where it listens, its state (reload, metrics) and how to stop it."""
+
+    address: Address
+    admin_address: Address | None
+    state: GatewayState
+    # Ask for a graceful shutdown (stop accepting, let requests in flight finish).
+    shutdown: Callable[[], None]

@@ -1,0 +1,322 @@
+"""The byte-moving loop both runtimes share, written against two tiny async protocols.
+
+A runtime supplies a :class:`Stream` (recv with timeout, send, close) and a
+``connect`` coroutine; this module runs TLS (an engine over memory BIOs) and
+obeys the session core's actions. It imports neither asyncio nor trio.
+Also here: the reloadable :class:`GatewayState` and the admin (metrics) handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import h11
+
+from .._appauth import RateLimiter
+from .._metrics import CONTENT_TYPE, Metrics
+from .._reasons import ConfigError, MtlsError, Reason
+from .._session import (
+    Close,
+    CloseUpstream,
+    Decision,
+    Gateway,
+    Log,
+    OpenUpstream,
+    ReadClient,
+    ReadUpstream,
+    Session,
+    WriteClient,
+    WriteUpstream,
+    handshake_decision,
+)
+from ._tls import TLSEngine, TLSHandshakeError, engine_factory
+
+__all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
+
+logger = logging.getLogger("mtlscore.gateway")
+
+
+class Stream(Protocol):
+    """A connected byte stream, as each runtime provides it."""
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
+        """Up to ``max_bytes``; ``b""`` at EOF; None when ``timeout`` passed first."""
+
+    async def send(self, data: bytes) -> None:
+        """Send all of ``data``; raises ``OSError`` when the peer is gone."""
+
+    async def aclose(self) -> None:
+        """Close; never raises."""
+
+
+Connect = Callable[[str, int, float], Awaitable[Stream]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A loaded configuration: the core's gateway and the matching TLS engine maker."""
+
+    gateway: Gateway
+    new_engine: Callable[[], TLSEngine]
+    # Files whose change triggers a reload: (path, mtime_ns).
+    watched: tuple[tuple[pathlib.Path, int], ...] = ()
+
+
+def _mtime(path: pathlib.Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+class GatewayState:
+    """The current :class:`Snapshot`, the shared counters and rate limiter, and reloading.
+
+    New connections take the current snapshot; connections in flight keep theirs.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        loader: Callable[[RateLimiter], Snapshot] | None = None,
+        metrics: Metrics | None = None,
+        limiter: RateLimiter | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.loader = loader
+        self.metrics = metrics or Metrics()
+        self.limiter = limiter or snapshot.gateway.limiter
+        self.on_decision = on_decision
+
+    @classmethod
+    def from_config_file(cls, path: str | pathlib.Path, **kw: Any) -> GatewayState:
+        """Load a config file (DESIGN.md §7) with a ``[server]`` table; raises ConfigError."""
+        limiter = RateLimiter()
+        path = pathlib.Path(path)
+
+        def loader(lim: RateLimiter) -> Snapshot:
+            return load_snapshot(path, lim)
+
+        return cls(loader(limiter), loader=loader, limiter=limiter, **kw)
+
+    def record(self, decision: Decision) -> None:
+        """Log one decision as a JSON line and count it."""
+        self.metrics.inc(
+            "mtlscore_decisions_total",
+            {"outcome": decision.outcome, "reason": decision.reason or "ok"},
+        )
+        logger.info(json.dumps(decision.as_log(), sort_keys=False))
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+    def reload(self) -> bool:
+        """Load the configuration again; on error keep the old one. True when swapped."""
+        if self.loader is None:
+            return False
+        try:
+            self.snapshot = self.loader(self.limiter)
+        except (MtlsError, OSError, ValueError) as exc:
+            self.metrics.inc("mtlscore_reloads_total", {"result": "error"})
+            logger.error(json.dumps({"event": "mtls_reload", "result": "error", "error": str(exc)}))
+            return False
+        self.metrics.inc("mtlscore_reloads_total", {"result": "ok"})
+        logger.info(json.dumps({"event": "mtls_reload", "result": "ok"}))
+        return True
+
+    def changed(self) -> bool:
+        """True when a watched file's modification time differs from the loaded one."""
+        return any(_mtime(p) != m for p, m in self.snapshot.watched)
+
+
+def build_snapshot(
+    config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Path, ...] = ()
+) -> Snapshot:
+    """A :class:`Snapshot` from a loaded ``mtlscore.config.Config``; raises ConfigError."""
+    if config.server is None:
+        raise ConfigError("the gateway needs a [server] table", key="server")
+    # The CRLs given as data live in the validator (config.validator()).
+    gateway = Gateway(validator=config.validator(), server=config.server, limiter=limiter)
+    files = (*watch, config.server.certificate, config.server.key)
+    return Snapshot(
+        gateway, engine_factory(config.server, config.trust), tuple((p, _mtime(p)) for p in files)
+    )
+
+
+def load_snapshot(path: pathlib.Path, limiter: RateLimiter) -> Snapshot:
+    """Read the config file at ``path`` into a :class:`Snapshot`; raises ConfigError."""
+    from ..config import load_config
+
+    mtime = _mtime(path)
+    config = load_config(path)
+    snap = build_snapshot(config, limiter)
+    return Snapshot(snap.gateway, snap.new_engine, ((path, mtime), *snap.watched))
+
+
+# -- one client connection ----------------------------------------------------------
+
+
+async def _flush(stream: Stream, engine: TLSEngine) -> None:
+    out = engine.outgoing()
+    if out:
+        await stream.send(out)
+
+
+async def _tls_recv(
+    stream: Stream, engine: TLSEngine, timeout: float, clock: Callable[[], float]
+) -> bytes | None:
+    deadline = clock() + timeout
+    while True:
+        data = engine.read()
+        if data is not None:
+            return data
+        await _flush(stream, engine)
+        remaining = deadline - clock()
+        raw = await stream.recv(65536, remaining) if remaining > 0 else None
+        if raw is None:
+            return None
+        engine.feed(raw)
+
+
+async def serve_connection(
+    stream: Stream,
+    peer: tuple[str, int],
+    state: GatewayState,
+    connect: Connect,
+    clock: Callable[[], float],
+) -> None:
+    """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError."""
+    snapshot = state.snapshot  # fixed for this connection's lifetime (reloads don't touch it)
+    server = snapshot.gateway.server
+    state.metrics.inc("mtlscore_connections_total")
+    engine = snapshot.new_engine()
+    upstream: Stream | None = None
+    try:
+        deadline = clock() + server.handshake_timeout
+        try:
+            while not engine.handshake():
+                await _flush(stream, engine)
+                remaining = deadline - clock()
+                raw = await stream.recv(65536, remaining) if remaining > 0 else None
+                if raw is None:
+                    raise TLSHandshakeError("tls_protocol_error", "handshake timed out")
+                engine.feed(raw)
+        except TLSHandshakeError as exc:
+            await _flush(stream, engine)  # the alert, so the client learns why
+            state.metrics.inc("mtlscore_handshake_failures_total", {"reason": exc.code})
+            reason = Reason(exc.code) if exc.code in Reason.__members__.values() else None
+            if reason is not None:
+                state.record(handshake_decision(reason, exc.detail, peer))
+            else:
+                logger.info(
+                    json.dumps(
+                        {"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}
+                    )
+                )
+            return
+        await _flush(stream, engine)
+        session = Session(snapshot.gateway, engine.facts(peer), at=datetime.now(UTC))
+        while True:
+            action = session.next_action(at=datetime.now(UTC), now=clock())
+            if isinstance(action, Close):
+                break
+            if isinstance(action, ReadClient):
+                data = await _tls_recv(stream, engine, action.timeout, clock)
+                if data is None:
+                    session.client_timeout()
+                else:
+                    session.receive_client(data)
+            elif isinstance(action, WriteClient):
+                engine.write(action.data)
+                await _flush(stream, engine)
+            elif isinstance(action, Log):
+                state.record(action.decision)
+            elif isinstance(action, OpenUpstream):
+                try:
+                    upstream = await connect(action.host, action.port, action.timeout)
+                except TimeoutError:
+                    session.upstream_failed(
+                        "timeout", f"connecting to {action.host}:{action.port} timed out"
+                    )
+                except OSError as exc:
+                    session.upstream_failed(
+                        "connect", f"cannot connect to {action.host}:{action.port}: {exc}"
+                    )
+                else:
+                    session.upstream_connected()
+            elif isinstance(action, WriteUpstream):
+                assert upstream is not None
+                try:
+                    await upstream.send(action.data)
+                except OSError as exc:
+                    session.upstream_failed("error", f"sending to the upstream failed: {exc}")
+            elif isinstance(action, ReadUpstream):
+                assert upstream is not None
+                try:
+                    got = await upstream.recv(65536, action.timeout)
+                except OSError as exc:
+                    session.upstream_failed("error", f"reading from the upstream failed: {exc}")
+                    continue
+                if got is None:
+                    session.upstream_failed("timeout", f"no response within {action.timeout:g} s")
+                else:
+                    session.receive_upstream(got)
+            elif isinstance(action, CloseUpstream) and upstream is not None:
+                await upstream.aclose()
+                upstream = None
+        engine.close()
+        await _flush(stream, engine)
+    except OSError:
+        pass  # the client went away; nothing to tell it
+    finally:
+        if upstream is not None:
+            await upstream.aclose()
+        await stream.aclose()
+
+
+# -- the admin listener (plain HTTP: /metrics, /healthz) ----------------------------
+
+
+async def serve_admin(stream: Stream, state: GatewayState) -> None:
+    """Answer plain-HTTP requests for ``/metrics`` (Prometheus text) and ``/healthz``."""
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.recv(65536, 10.0)
+                if not data:
+                    return
+                conn.receive_data(data)
+                continue
+            if not isinstance(event, h11.Request):
+                return
+            path = event.target.split(b"?")[0]
+            if path == b"/metrics":
+                status, ctype, body = 200, CONTENT_TYPE, state.metrics.render().encode()
+            elif path == b"/healthz":
+                status, ctype, body = 200, "text/plain", b"ok\n"
+            else:
+                status, ctype, body = 404, "text/plain", b"not found\n"
+            headers = [("content-type", ctype), ("content-length", str(len(body)))]
+            out = conn.send(h11.Response(status_code=status, headers=headers))
+            out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+            await stream.send(out)
+            while conn.their_state is h11.SEND_BODY and conn.next_event() not in (h11.NEED_DATA,):
+                pass
+            if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                conn.start_next_cycle()
+            else:
+                return
+    except (h11.ProtocolError, OSError):
+        return
+    finally:
+        await stream.aclose()

@@ -1,0 +1,138 @@
+"""The asyncio runtime: sockets, timeouts and signals around the shared gateway loop.
+
+    state = GatewayState.from_config_file("mtlscore.toml")
+    asyncio.run(serve(state))
+
+``serve`` also works under ``anyio``'s ``TaskGroup.start`` (it calls
+``task_status.started(ServerInfo)`` once listening). SIGHUP reloads, SIGTERM
+and SIGINT shut down gracefully, and the config file is polled for changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import Any
+
+from .._gateway_config import Address
+from . import ServerInfo
+from ._driver import GatewayState, serve_admin, serve_connection
+from ._tls import presented_chain, server_context
+
+__all__ = ["AsyncioStream", "connect", "presented_chain", "serve", "server_context"]
+
+
+class AsyncioStream:
+    """An asyncio stream pair as the driver's ``Stream``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
+        try:
+            return await asyncio.wait_for(self.reader.read(max_bytes), timeout)
+        except TimeoutError:
+            return None
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+
+async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
+    """Open a TCP connection (raises ``TimeoutError`` / ``OSError``)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    return AsyncioStream(reader, writer)
+
+
+async def serve(
+    state: GatewayState, *, task_status: Any = None, handle_signals: bool = True
+) -> None:
+    """Run the gateway until cancelled or signalled.
+
+    Calls ``task_status.started(ServerInfo)`` once listening.
+    """
+    server_cfg = state.snapshot.gateway.server
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+    limit = asyncio.Semaphore(server_cfg.max_connections)
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        try:
+            async with limit:
+                await serve_connection(
+                    AsyncioStream(reader, writer),
+                    (str(peer[0]), int(peer[1])),
+                    state,
+                    connect,
+                    time.monotonic,
+                )
+        finally:
+            tasks.discard(task)
+
+    async def on_admin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_admin(AsyncioStream(reader, writer), state)
+
+    listen = server_cfg.listen
+    server = await asyncio.start_server(on_client, listen.host, listen.port)
+    admin = None
+    if server_cfg.admin_listen is not None:
+        admin = await asyncio.start_server(
+            on_admin, server_cfg.admin_listen.host, server_cfg.admin_listen.port
+        )
+    info = ServerInfo(
+        Address(listen.host, server.sockets[0].getsockname()[1]),
+        Address(server_cfg.admin_listen.host, admin.sockets[0].getsockname()[1])
+        if admin is not None and server_cfg.admin_listen is not None
+        else None,
+        state,
+        stop.set,
+    )
+    if handle_signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, state.reload)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+    if task_status is not None:
+        task_status.started(info)
+
+    async def watch() -> None:
+        poll = server_cfg.reload_poll
+        while poll > 0:
+            await asyncio.sleep(poll)
+            if state.changed():
+                state.reload()
+
+    watcher = asyncio.create_task(watch())
+    graceful = False
+    try:
+        await stop.wait()
+        graceful = True
+    finally:
+        # Graceful: stop accepting, let connections in flight finish, then cut them.
+        # When cancelled from outside, cut them at once.
+        watcher.cancel()
+        server.close()
+        if admin is not None:
+            admin.close()
+        if graceful and tasks:
+            await asyncio.wait(set(tasks), timeout=server_cfg.shutdown_grace)
+        for t in set(tasks):
+            t.cancel()
+        if handle_signals:
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)

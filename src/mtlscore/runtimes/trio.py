@@ -1,0 +1,142 @@
+"""The trio runtime: sockets, timeouts and signals around the shared gateway loop.
+
+    state = GatewayState.from_config_file("mtlscore.toml")
+    trio.run(serve, state)
+
+``serve`` follows trio's ``nursery.start`` protocol (``task_status.started``
+with a ``ServerInfo``). SIGHUP reloads, SIGTERM and SIGINT shut down
+gracefully, and the config file is polled for changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Any
+
+import trio
+
+from .._gateway_config import Address
+from . import ServerInfo
+from ._driver import GatewayState, serve_admin, serve_connection
+from ._tls import presented_chain, server_context
+
+__all__ = ["TrioStream", "connect", "presented_chain", "serve", "server_context"]
+
+
+class TrioStream:
+    """A ``trio.SocketStream`` as the driver's ``Stream``."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
+        with trio.move_on_after(timeout):
+            try:
+                return bytes(await self.stream.receive_some(max_bytes))
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise OSError(str(exc)) from None
+        return None
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise OSError(str(exc)) from None
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await trio.aclose_forcefully(self.stream)
+
+
+async def connect(host: str, port: int, timeout: float) -> TrioStream:
+    """Open a TCP connection (raises ``TimeoutError`` / ``OSError``)."""
+    try:
+        with trio.fail_after(timeout):
+            return TrioStream(await trio.open_tcp_stream(host, port))
+    except trio.TooSlowError:
+        raise TimeoutError(f"connecting to {host}:{port} timed out") from None
+
+
+def _peer(stream: trio.SocketStream) -> tuple[str, int]:
+    try:
+        name = stream.socket.getpeername()
+        return str(name[0]), int(name[1])
+    except OSError:
+        return ("", 0)
+
+
+async def serve(
+    state: GatewayState,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+    handle_signals: bool = True,
+) -> None:
+    """Run the gateway until cancelled or signalled.
+
+    Calls ``task_status.started(ServerInfo)`` once listening.
+    """
+    server_cfg = state.snapshot.gateway.server
+    stop = trio.Event()
+    limit = trio.CapacityLimiter(server_cfg.max_connections)
+
+    async def on_client(stream: trio.SocketStream) -> None:
+        async with limit:
+            await serve_connection(
+                TrioStream(stream), _peer(stream), state, connect, trio.current_time
+            )
+
+    async def on_admin(stream: trio.SocketStream) -> None:
+        await serve_admin(TrioStream(stream), state)
+
+    listen = server_cfg.listen
+    listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+    async with trio.open_nursery() as background:
+        admin_address = None
+        if server_cfg.admin_listen is not None:
+            host = server_cfg.admin_listen.host
+            admin = await trio.open_tcp_listeners(server_cfg.admin_listen.port, host=host)
+            background.start_soon(trio.serve_listeners, on_admin, admin)
+            admin_address = Address(host, admin[0].socket.getsockname()[1])
+        if handle_signals:
+            background.start_soon(_signals, state, stop)
+        background.start_soon(_watch, state, server_cfg.reload_poll)
+        async with trio.open_nursery() as conns:
+            accepting = trio.CancelScope()
+
+            async def accept() -> None:
+                with accepting:
+                    await trio.serve_listeners(on_client, listeners, handler_nursery=conns)
+
+            conns.start_soon(accept)
+            port = listeners[0].socket.getsockname()[1]
+            task_status.started(
+                ServerInfo(Address(listen.host, port), admin_address, state, stop.set)
+            )
+            await stop.wait()
+            # Graceful: stop accepting, let connections in flight finish, then cut them.
+            accepting.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            conns.cancel_scope.deadline = trio.current_time() + server_cfg.shutdown_grace
+        background.cancel_scope.cancel()
+
+
+async def _signals(state: GatewayState, stop: trio.Event) -> None:
+    try:
+        receiver = trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+    except RuntimeError:  # not in the main thread
+        return
+    with receiver as signals:
+        async for sig in signals:
+            if sig == signal.SIGHUP:
+                state.reload()
+            else:
+                stop.set()
+
+
+async def _watch(state: GatewayState, poll: float) -> None:
+    while poll > 0:
+        await trio.sleep(poll)
+        if state.changed():
+            state.reload()
