@@ -358,8 +358,10 @@ def _config_anchors(
         for cert in certs:
             anchor = trust.find_anchor(cert)
             if anchor is None:
-                raise ConfigError(f"{path_text} ({cert.describe()}) is not one of the [trust] anchors",
-                                  key=k)
+                hint = (' (it is allowlisted: use anchors = "any" with a thumbprint pin)'
+                        if trust.allowlisted_match(cert) else "")
+                raise ConfigError(
+                    f"{path_text} ({cert.describe()}) is not one of the [trust] anchors{hint}", key=k)
             out.append(anchor)
     return out
 
