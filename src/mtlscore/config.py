@@ -1,0 +1,228 @@
+"""The configuration file (DESIGN.md §7): TOML read with tomllib.
+
+One file serves ``check --config``, ``identity --config`` and ``serve``. Paths
+are relative to the file. Unknown keys and bad values raise :class:`ConfigError`
+naming the key (``policy.min_rsa_bits``, ``trust.anchors[1].not_after``…).
+This module reads files, so it is outside the sans-IO core.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ._crl import parse_crl
+from ._policy import Policy
+from ._reasons import CertificateRejected, ConfigError
+from ._trust import TrustStore
+
+__all__ = ["Config", "load_config", "parse_config", "parse_time", "read_file"]
+
+_SECTIONS = {"trust", "policy", "revocation", "accounts", "server"}
+_TRUST_KEYS = {"anchors", "intermediates", "allowlisted"}
+_ANCHOR_KEYS = {"path", "not_before", "not_after", "label"}
+_POLICY_KEYS = {
+    "required_eku": str,
+    "require_leaf_eku": bool,
+    "check_ca_eku": bool,
+    "require_leaf_digital_signature": bool,
+    "min_rsa_bits": int,
+    "max_rsa_bits": int,
+    "curves": list,
+    "key_types": list,
+    "signature_hashes": list,
+    "max_intermediates": int,
+    "max_cert_bytes": int,
+    "max_chain_bytes": int,
+    "max_presented": int,
+    "max_path_work": int,
+    "clock_skew_seconds": int,
+}
+_REVOCATION_KEYS = {"mode": str, "crls": list, "fetch": bool, "max_age_seconds": int}
+
+
+@dataclass
+class Config:
+    """A loaded configuration: trust store, policy, CRLs, accounts and server settings."""
+
+    path: Path | None
+    base_dir: Path
+    trust: TrustStore
+    policy: Policy
+    crls: list[bytes] = field(default_factory=list)
+    accounts: Any = None  # IdentityMap | None
+    server: Any = None  # ServerConfig | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def validator(self) -> Any:
+        """A :class:`Validator` built from this configuration."""
+        from ._validator import Validator
+
+        return Validator(self.trust, self.policy, identity_map=self.accounts, crls=self.crls)
+
+
+def read_file(base_dir: Path, name: Any, key: str) -> bytes:
+    """Read a file named in the configuration, relative to ``base_dir``."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("must be a file name", key=key)
+    path = Path(name)
+    if not path.is_absolute():
+        path = base_dir / path
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", key=key) from None
+
+
+def parse_time(value: Any, key: str) -> datetime:
+    """A timezone-aware datetime from a TOML datetime or an ISO 8601 string."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"{value!r} is not an ISO 8601 time", key=key) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if not isinstance(value, datetime):
+        raise ConfigError("must be a date-time such as 2027-01-31T00:00:00Z", key=key)
+    if value.tzinfo is None:
+        raise ConfigError("needs a time zone (end it with Z for UTC)", key=key)
+    return value.astimezone(UTC)
+
+
+def _check_keys(table: Any, allowed: set[str] | dict[str, type], where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigError("must be a table", key=where)
+    for k in table:
+        if k not in allowed:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(allowed))})", key=f"{where}.{k}")
+    if isinstance(allowed, dict):
+        for k, v in table.items():
+            want = allowed[k]
+            if (want is int and (isinstance(v, bool) or not isinstance(v, int))) or not isinstance(v, want):
+                raise ConfigError(f"must be {want.__name__}, not {type(v).__name__}", key=f"{where}.{k}")
+    return table
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if isinstance(value, str | dict):
+        return [value]
+    if not isinstance(value, list):
+        raise ConfigError("must be a list", key=key)
+    return value
+
+
+def _trust(table: dict[str, Any], base_dir: Path) -> TrustStore:
+    _check_keys(table, _TRUST_KEYS, "trust")
+    store = TrustStore()
+    for i, entry in enumerate(_list(table.get("anchors", []), "trust.anchors")):
+        key = f"trust.anchors[{i}]"
+        if isinstance(entry, dict):
+            _check_keys(entry, _ANCHOR_KEYS, key)
+            if "path" not in entry:
+                raise ConfigError("an anchor table needs a path", key=key)
+            data = read_file(base_dir, entry["path"], f"{key}.path")
+            nb = parse_time(entry["not_before"], f"{key}.not_before") if "not_before" in entry else None
+            na = parse_time(entry["not_after"], f"{key}.not_after") if "not_after" in entry else None
+            label = entry.get("label", entry["path"])
+            if not isinstance(label, str):
+                raise ConfigError("must be a string", key=f"{key}.label")
+            _add(store.add_anchor, data, key, label=label, not_before=nb, not_after=na)
+        else:
+            data = read_file(base_dir, entry, key)
+            _add(store.add_anchor, data, key, label=str(entry))
+    for i, entry in enumerate(_list(table.get("intermediates", []), "trust.intermediates")):
+        key = f"trust.intermediates[{i}]"
+        _add(store.add_intermediates, read_file(base_dir, entry, key), key)
+    for i, entry in enumerate(_list(table.get("allowlisted", []), "trust.allowlisted")):
+        key = f"trust.allowlisted[{i}]"
+        _add(store.add_allowlisted, read_file(base_dir, entry, key), key)
+    return store
+
+
+def _add(method: Any, data: bytes, key: str, **kw: Any) -> None:
+    try:
+        method(data, **kw)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key=key) from None
+    except CertificateRejected as exc:
+        raise ConfigError(f"not a usable certificate: {exc.detail}", key=key) from None
+
+
+def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
+    _check_keys(policy, _POLICY_KEYS, "policy")
+    _check_keys(revocation, _REVOCATION_KEYS, "revocation")
+    kw: dict[str, Any] = {}
+    for k, v in policy.items():
+        if k == "clock_skew_seconds":
+            kw["clock_skew"] = timedelta(seconds=v)
+        elif isinstance(v, list):
+            if not all(isinstance(x, str) for x in v):
+                raise ConfigError("must be a list of strings", key=f"policy.{k}")
+            kw[k] = frozenset(v)
+        else:
+            kw[k] = v
+    if "mode" in revocation:
+        kw["revocation"] = revocation["mode"]
+    if "fetch" in revocation:
+        kw["fetch"] = revocation["fetch"]
+    if "max_age_seconds" in revocation:
+        kw["max_revocation_age"] = timedelta(seconds=revocation["max_age_seconds"])
+    try:
+        return Policy(**kw)
+    except ConfigError as exc:
+        section = "revocation" if exc.key and exc.key.startswith("revocation") else "policy"
+        key = exc.key if exc.key and exc.key.startswith(section) else f"{section}.{exc.key}"
+        raise ConfigError(exc.message, key=key) from None
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
+    """Build a :class:`Config` from an already-parsed TOML document."""
+    for k in data:
+        if k not in _SECTIONS:
+            raise ConfigError(f"unknown section (known: {', '.join(sorted(_SECTIONS))})", key=k)
+    trust = _trust(data.get("trust", {}), base_dir)
+    revocation = data.get("revocation", {})
+    policy = _policy(data.get("policy", {}), revocation)
+    crls: list[bytes] = []
+    for i, entry in enumerate(_list(revocation.get("crls", []), "revocation.crls")):
+        key = f"revocation.crls[{i}]"
+        blob = read_file(base_dir, entry, key)
+        try:
+            parse_crl(blob)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=key) from None
+        crls.append(blob)
+    accounts = None
+    if "accounts" in data:
+        from ._identity_map import accounts_from_config
+
+        items = data["accounts"]
+        if not isinstance(items, list):
+            raise ConfigError("must be an array of tables ([[accounts]])", key="accounts")
+        accounts = accounts_from_config(items, base_dir=base_dir, trust=trust)
+    server = None
+    if "server" in data:
+        from ._gateway_config import server_from_config
+
+        server = server_from_config(data["server"], base_dir=base_dir)
+    return Config(path, base_dir, trust, policy, crls, accounts, server, data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a configuration file. Raises :class:`ConfigError`."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p}: {exc.strerror or exc}", key=str(p)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text", key=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"is not valid TOML: {exc}", key=str(p)) from None
+    return parse_config(data, base_dir=p.resolve().parent, path=p)

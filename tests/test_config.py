@@ -1,0 +1,133 @@
+"""config.py: the TOML file of DESIGN.md §7 ([trust], [policy], [revocation])."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mtlscore import ConfigError, Reason, pki
+from mtlscore.config import load_config
+
+
+def write(tmp: Path, text: str) -> Path:
+    p = tmp / "mtlscore.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture
+def pkidir(tmp_path: Path) -> tuple[Path, pki.Issued, pki.Issued]:
+    root = pki.root()
+    inter = root.intermediate()
+    (tmp_path / "ca.pem").write_bytes(root.pem)
+    (tmp_path / "inter.pem").write_bytes(inter.pem)
+    return tmp_path, root, inter
+
+
+def test_full_file(pkidir) -> None:
+    tmp, root, inter = pkidir
+    (tmp / "ca.crl").write_bytes(inter.crl())
+    (tmp / "root.crl").write_bytes(root.crl())
+    cfg = load_config(write(tmp, '''
+[trust]
+anchors = ["ca.pem", { path = "ca.pem", not_after = "2027-01-31T00:00:00Z", label = "old" }]
+intermediates = ["inter.pem"]
+
+[policy]
+required_eku = "clientAuth"
+require_leaf_eku = true
+min_rsa_bits = 3072
+curves = ["P-256"]
+key_types = ["rsa", "ec"]
+signature_hashes = ["sha256", "sha384"]
+max_rsa_bits = 4096
+max_intermediates = 3
+clock_skew_seconds = 30
+
+[revocation]
+mode = "hard"
+crls = ["ca.crl", "root.crl"]
+fetch = false
+max_age_seconds = 3600
+'''))
+    assert len(cfg.trust) == 2
+    assert cfg.trust.anchors[1].not_after == datetime(2027, 1, 31, tzinfo=UTC)
+    assert cfg.trust.anchors[1].label == "old"
+    assert len(cfg.trust.intermediates) == 1
+    p = cfg.policy
+    assert (p.min_rsa_bits, p.max_rsa_bits, p.max_intermediates) == (3072, 4096, 3)
+    assert p.curves == frozenset({"P-256"}) and p.clock_skew == timedelta(seconds=30)
+    assert p.revocation == "hard" and p.max_revocation_age == timedelta(hours=1)
+    assert len(cfg.crls) == 2
+    # The loaded configuration validates: the leaf is presented alone, the pool completes it.
+    verdict = cfg.validator().validate(inter.leaf().pem, at=pki.NOW)
+    assert verdict.ok, verdict.detail
+
+
+def test_crl_from_config_is_used(pkidir) -> None:
+    tmp, root, inter = pkidir
+    leaf = inter.leaf()
+    (tmp / "ca.crl").write_bytes(inter.crl(revoked=[leaf]))
+    cfg = load_config(write(tmp, '[trust]\nanchors = ["ca.pem"]\n[revocation]\ncrls = ["ca.crl"]\n'))
+    assert cfg.validator().validate(leaf.chain_pem, at=pki.NOW).reason is Reason.REVOKED
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[trust]\nanchorz = []\n', "trust.anchorz"),
+        ('[polcy]\n', "polcy"),
+        ('[trust]\nanchors = ["missing.pem"]\n', "trust.anchors[0]"),
+        ('[trust]\nanchors = [{ path = "ca.pem", not_after = "soon" }]\n', "trust.anchors[0].not_after"),
+        ('[trust]\nanchors = [{ path = "ca.pem", not_after = 2027-01-31T00:00:00 }]\n', "trust.anchors[0].not_after"),
+        ('[trust]\nanchors = [{ not_after = "2027-01-01T00:00:00Z" }]\n', "trust.anchors[0]"),
+        ('[trust]\nanchors = [{ path = "ca.pem", colour = "red" }]\n', "trust.anchors[0].colour"),
+        ('[policy]\nmin_rsa_bits = "2048"\n', "policy.min_rsa_bits"),
+        ('[policy]\nmin_rsa_bits = true\n', "policy.min_rsa_bits"),
+        ('[policy]\ncurves = ["P-999"]\n', "policy.curves"),
+        ('[policy]\nkey_types = ["dsa"]\n', "policy.key_types"),
+        ('[policy]\nrequired_eku = "clientAuthh"\n', "policy.required_eku"),
+        ('[policy]\nmin_rsa_bits = 4096\nmax_rsa_bits = 2048\n', "policy.min_rsa_bits"),
+        ('[revocation]\nmode = "sometimes"\n', "revocation.mode"),
+        ('[revocation]\ncrls = ["ca.pem"]\n', "revocation.crls[0]"),
+    ],
+)
+def test_errors_name_the_key(pkidir, text: str, key: str) -> None:
+    tmp, _, _ = pkidir
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp, text))
+    assert info.value.key == key, str(info.value)
+
+
+def test_not_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[trust\n"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_bad_certificate_file_is_config_error(tmp_path: Path) -> None:
+    (tmp_path / "junk.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, '[trust]\nanchors = ["junk.pem"]\n'))
+    assert info.value.key == "trust.anchors[0]"
+
+
+def test_rotation_window_from_config(tmp_path: Path) -> None:
+    old, new = pki.root("Old CA"), pki.root("New CA")
+    (tmp_path / "old.pem").write_bytes(old.pem)
+    (tmp_path / "new.pem").write_bytes(new.pem)
+    cutoff = pki.NOW + timedelta(days=10)
+    cfg = load_config(write(tmp_path, f'''
+[trust]
+anchors = ["new.pem", {{ path = "old.pem", not_after = "{cutoff.isoformat()}" }}]
+'''))
+    v = cfg.validator()
+    old_leaf, new_leaf = old.leaf(), new.leaf()
+    assert v.validate(old_leaf.pem, at=pki.NOW).ok
+    assert v.validate(new_leaf.pem, at=pki.NOW).ok
+    late = pki.NOW + timedelta(days=11)
+    assert v.validate(old_leaf.pem, at=late).reason is Reason.EXPIRED
+    assert v.validate(new_leaf.pem, at=late).ok
