@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cryptography import x509
+from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from ._names import NameKey, name_key
 from ._reasons import CertificateRejected, Reason
@@ -61,9 +61,9 @@ class Certificate:
 
     der: bytes
     sha256: bytes
-    x509: x509.Certificate = field(repr=False)
-    subject: x509.Name = field(repr=False)
-    issuer: x509.Name = field(repr=False)
+    x509: cx509.Certificate = field(repr=False)
+    subject: cx509.Name = field(repr=False)
+    issuer: cx509.Name = field(repr=False)
     subject_key: NameKey = field(repr=False)
     issuer_key: NameKey = field(repr=False)
     serial: int = field(repr=False)
@@ -75,10 +75,10 @@ class Certificate:
     critical_oids: frozenset[str] = field(repr=False)
     is_ca: bool | None = field(repr=False)  # None: no basicConstraints
     path_length: int | None = field(repr=False)
-    key_usage: x509.KeyUsage | None = field(repr=False)
+    key_usage: cx509.KeyUsage | None = field(repr=False)
     eku: frozenset[str] | None = field(repr=False)  # dotted OIDs
-    san: tuple[x509.GeneralName, ...] | None = field(repr=False)
-    name_constraints: x509.NameConstraints | None = field(repr=False)
+    san: tuple[cx509.GeneralName, ...] | None = field(repr=False)
+    name_constraints: cx509.NameConstraints | None = field(repr=False)
     ski: bytes | None = field(repr=False)
     aki: bytes | None = field(repr=False)
     public_key: Any = field(repr=False)  # cryptography public key, or None if unsupported
@@ -136,17 +136,17 @@ class Certificate:
         return self.subject_text or f"serial {self.serial:x}"
 
 
-def _name_text(name: x509.Name) -> str:
+def _name_text(name: cx509.Name) -> str:
     try:
         return name.rfc4514_string()
-    except Exception:  # noqa: BLE001 - an odd attribute must not break a message
+    except Exception:
         return "<unprintable name>"
 
 
-def _key_facts(cert: x509.Certificate) -> tuple[Any, str, int, str | None]:
+def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
     try:
         key = cert.public_key()
-    except Exception:  # noqa: BLE001 - unsupported algorithm or broken key
+    except Exception:
         return None, "unknown", 0, None
     if isinstance(key, rsa.RSAPublicKey):
         return key, "rsa", key.key_size, None
@@ -165,12 +165,12 @@ def _key_facts(cert: x509.Certificate) -> tuple[Any, str, int, str | None]:
 
 
 def _urls(names: Any) -> list[str]:
-    return [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
+    return [n.value for n in names if isinstance(n, cx509.UniformResourceIdentifier)]
 
 
 def _build(der: bytes, digest: bytes) -> Certificate:
     try:
-        cert = x509.load_der_x509_certificate(der)
+        cert = cx509.load_der_x509_certificate(der)
         exts = cert.extensions  # raises on duplicates / undecodable known extensions
         subject = cert.subject
         issuer = cert.issuer
@@ -184,22 +184,22 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         try:
             sig_hash_alg = cert.signature_hash_algorithm
             sig_hash = sig_hash_alg.name if sig_hash_alg is not None else None
-        except Exception:  # noqa: BLE001 - unsupported signature algorithm
+        except Exception:
             sig_hash = "unknown"
         try:
             sig_params = cert.signature_algorithm_parameters
-        except Exception:  # noqa: BLE001
+        except Exception:
             sig_params = None
     except CertificateRejected:
         raise
-    except Exception as exc:  # noqa: BLE001 - every parse failure is "malformed"
+    except Exception as exc:
         raise CertificateRejected(Reason.MALFORMED, f"certificate could not be parsed: {exc}") from None
 
     is_ca: bool | None = None
     path_length: int | None = None
     key_usage = None
     eku: frozenset[str] | None = None
-    san: tuple[x509.GeneralName, ...] | None = None
+    san: tuple[cx509.GeneralName, ...] | None = None
     nc = None
     ski = aki = None
     crl_urls: list[str] = []
@@ -236,12 +236,12 @@ def _build(der: bytes, digest: bytes) -> Certificate:
             elif oid == ExtensionOID.AUTHORITY_INFORMATION_ACCESS:
                 for desc in value:
                     loc = desc.access_location
-                    if isinstance(loc, x509.UniformResourceIdentifier):
-                        if desc.access_method == x509.AuthorityInformationAccessOID.OCSP:
+                    if isinstance(loc, cx509.UniformResourceIdentifier):
+                        if desc.access_method == AuthorityInformationAccessOID.OCSP:
                             ocsp_urls.append(loc.value)
-                        elif desc.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS:
+                        elif desc.access_method == AuthorityInformationAccessOID.CA_ISSUERS:
                             ca_issuer_urls.append(loc.value)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None
 
     key, key_type, key_bits, curve = _key_facts(cert)
@@ -289,7 +289,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     )
 
 
-def _spki_der(cert: x509.Certificate, key: Any) -> bytes:
+def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
     if key is not None:
         try:
             return bytes(
@@ -297,7 +297,7 @@ def _spki_der(cert: x509.Certificate, key: Any) -> bytes:
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
                 )
             )
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     # An unsupported key cannot be serialised; give it a key unique to this certificate
     # so that it never matches another certificate's key.
@@ -319,7 +319,7 @@ class _ParseCache:
             self.hits += 1
             try:
                 self._items.move_to_end(digest)
-            except KeyError:  # evicted concurrently; harmless
+            except KeyError:
                 pass
         else:
             self.misses += 1
@@ -383,7 +383,7 @@ def _pem_blocks(data: bytes) -> list[bytes]:
 
 
 def split_certificates(
-    data: bytes | str | Certificate | x509.Certificate | list[Any] | tuple[Any, ...],
+    data: bytes | str | Certificate | cx509.Certificate | list[Any] | tuple[Any, ...],
     *,
     max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
     max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
@@ -399,7 +399,7 @@ def split_certificates(
     out: list[bytes | Certificate] = []
     if isinstance(data, Certificate):
         out = [data]
-    elif isinstance(data, x509.Certificate):
+    elif isinstance(data, cx509.Certificate):
         out = [data.public_bytes(serialization.Encoding.DER)]
     elif isinstance(data, list | tuple):
         for item in data:
@@ -448,7 +448,7 @@ def split_certificates(
 
 
 def load_certificates(
-    data: bytes | str | Certificate | x509.Certificate | list[Any] | tuple[Any, ...],
+    data: bytes | str | Certificate | cx509.Certificate | list[Any] | tuple[Any, ...],
     *,
     max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
     max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,

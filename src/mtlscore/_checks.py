@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from ._cert import Certificate
@@ -249,7 +250,7 @@ def check_path(
                 pos,
             )
         if _POLICY_CONSTRAINTS in cert.extension_oids:
-            pc = cert.x509.extensions.get_extension_for_oid(ExtensionOID.POLICY_CONSTRAINTS).value
+            pc = cert.x509.extensions.get_extension_for_class(x509.PolicyConstraints).value
             if pc.require_explicit_policy is not None:
                 # We do not build the §6.1 policy tree; refusing is the safe answer.
                 return PathFailure(

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 __all__ = ["NOW", "Issued", "new_key", "root"]
 
@@ -258,9 +258,9 @@ def make(
     bc_critical: bool = True,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
-    eku: Sequence[str] | None | str = "default",
+    eku: Sequence[str] | str | None = "default",
     eku_critical: bool = False,
-    key_usage: x509.KeyUsage | None | str = "default",
+    key_usage: x509.KeyUsage | str | None = "default",
     san_dns: Sequence[str] = (),
     san_uri: Sequence[str] = (),
     san_email: Sequence[str] = (),
@@ -347,11 +347,11 @@ def make(
             critical=False,
         )
     aia = [
-        x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
+        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
         for u in ocsp_urls
     ] + [
         x509.AccessDescription(
-            x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u)
+            AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(u)
         )
         for u in ca_issuers_urls
     ]
