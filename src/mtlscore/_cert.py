@@ -139,14 +139,14 @@ class Certificate:
 def _name_text(name: cx509.Name) -> str:
     try:
         return name.rfc4514_string()
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return "<unprintable name>"
 
 
 def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
     try:
         key = cert.public_key()
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return None, "unknown", 0, None
     if isinstance(key, rsa.RSAPublicKey):
         return key, "rsa", key.key_size, None
@@ -184,15 +184,15 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         try:
             sig_hash_alg = cert.signature_hash_algorithm
             sig_hash = sig_hash_alg.name if sig_hash_alg is not None else None
-        except Exception:
+        except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
             sig_hash = "unknown"
         try:
             sig_params = cert.signature_algorithm_parameters
-        except Exception:
+        except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
             sig_params = None
     except CertificateRejected:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise CertificateRejected(Reason.MALFORMED, f"certificate could not be parsed: {exc}") from None
 
     is_ca: bool | None = None
@@ -241,7 +241,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
                             ocsp_urls.append(loc.value)
                         elif desc.access_method == AuthorityInformationAccessOID.CA_ISSUERS:
                             ca_issuer_urls.append(loc.value)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None
 
     key, key_type, key_bits, curve = _key_facts(cert)
@@ -293,11 +293,9 @@ def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
     if key is not None:
         try:
             return bytes(
-                key.public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
+                key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
             )
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - fall through to the unique placeholder below
             pass
     # An unsupported key cannot be serialised; give it a key unique to this certificate
     # so that it never matches another certificate's key.

@@ -97,7 +97,7 @@ def _verify(cert: Certificate, key: Any) -> bool:
             return False
     except InvalidSignature:
         return False
-    except Exception:  # noqa: BLE001 - unusual parameters from hostile input
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return False
     return True
 
