@@ -388,6 +388,8 @@ def test_presented_chain_sources():
 
     assert presented_chain(FakeSSLObject(private_chain=[Private()])) == ([g], "chain")
     assert presented_chain(FakeSSLObject(private_chain=None, leaf=g)) == ([g], "leaf_only")
+    # CPython's server side reports a missing peer certificate as [None].
+    assert presented_chain(FakeSSLObject(private_chain=[None])) == ([], "none")
     assert presented_chain(FakeSSLObject()) == ([], "none")
 
 

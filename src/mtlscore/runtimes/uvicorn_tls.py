@@ -67,6 +67,8 @@ def presented_chain(ssl_object: Any) -> tuple[list[bytes], str]:
             chain = getter()
         except (ssl.SSLError, ValueError, AttributeError):
             chain = None
+        # CPython (server side) puts the peer's certificate first, None when absent.
+        chain = [c for c in chain or () if c is not None]
         if chain:
             return [_as_der(c) for c in chain], "chain"
         break
