@@ -296,7 +296,7 @@ class DeferredEngine:
     ) -> Any:
         """A pyOpenSSL server context for TLS 1.2+ whose verification always succeeds."""
         try:
-            from OpenSSL import SSL, crypto
+            from OpenSSL import SSL
         except ImportError:
             raise ConfigError(
                 'tls_engine "deferred" (the default for allow_invalid_or_missing) needs pyOpenSSL: '
@@ -317,11 +317,6 @@ class DeferredEngine:
         ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
         ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-        names = [
-            crypto.X509.from_cryptography(a.certificate.x509).get_subject() for a in trust.anchors
-        ]
-        if names:
-            ctx.set_client_ca_list(names)  # RFC 8446 §4.2.4 certificate_authorities hint
         return ctx
 
     def feed(self, data: bytes) -> None:
