@@ -29,7 +29,8 @@ from ._reasons import CertificateRejected, MtlsError, Reason
 from ._validator import Validator
 from ._verdict import Verdict
 
-__all__ = ["STATE_KEYS", "BoundToken", "MtlsMiddleware", "status_for"]
+# TrustedProxy and ProxyPolicy are re-exported: configuring the middleware needs them.
+__all__ = ["STATE_KEYS", "BoundToken", "MtlsMiddleware", "ProxyPolicy", "TrustedProxy", "status_for"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

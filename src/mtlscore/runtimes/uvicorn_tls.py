@@ -102,7 +102,7 @@ def tls_extension(ssl_object: Any) -> dict[str, Any]:
             from cryptography import x509
 
             name = x509.load_der_x509_certificate(ders[0]).subject.rfc4514_string()
-        except Exception:  # a name is informative only; validation decides later
+        except Exception:  # noqa: BLE001 - a name is informative only; validation decides
             name = None
     return {
         "server_cert": None,
