@@ -87,6 +87,18 @@ class Policy:
     revocation: RevocationMode = "soft"
     max_revocation_age: timedelta = timedelta(days=1)
     fetch: bool = False
+    # Per-position revocation mode (None: ``revocation``): the leaf, and the CAs above it.
+    revocation_leaf: RevocationMode | None = None
+    revocation_ca: RevocationMode | None = None
+    # Which source to ask first when a certificate names both: "ocsp" or "crl".
+    revocation_prefer: Literal["ocsp", "crl"] = "ocsp"
+    # RFC 8954: send a nonce in OCSP requests and require the response to echo it.
+    ocsp_nonce: bool = False
+    # AIA caIssuers (RFC 5280 §4.2.2.1): ask for a missing intermediate; off by default.
+    fetch_issuers: bool = False
+    max_fetched_issuers: int = 3
+    # Largest fetched answer (CRL, OCSP response, issuer) that is accepted, in bytes.
+    max_fetch_bytes: int = 4 * 1024 * 1024
     # Unique per Policy value; caches key on it.
     epoch: int = field(default_factory=lambda: next(_epochs), compare=False)
 
@@ -117,8 +129,22 @@ class Policy:
             object.__setattr__(self, "clock_skew", timedelta(seconds=self.clock_skew))
         if self.clock_skew < timedelta(0):
             raise ConfigError("must not be negative", key="clock_skew_seconds")
-        if self.revocation not in ("off", "soft", "hard"):
-            raise ConfigError(f"must be off, soft or hard, not {self.revocation!r}", key="revocation.mode")
+        for name in ("revocation", "revocation_leaf", "revocation_ca"):
+            value = getattr(self, name)
+            if value not in ("off", "soft", "hard") and not (value is None and name != "revocation"):
+                key = "revocation.mode" if name == "revocation" else f"revocation.{name}"
+                raise ConfigError(f"must be off, soft or hard, not {value!r}", key=key)
+        if self.revocation_prefer not in ("ocsp", "crl"):
+            raise ConfigError(f"must be ocsp or crl, not {self.revocation_prefer!r}", key="revocation.prefer")
+        if self.max_fetched_issuers < 0:
+            raise ConfigError("must not be negative", key="max_fetched_issuers")
+        if self.max_fetch_bytes <= 0:
+            raise ConfigError("must be positive", key="max_fetch_bytes")
+
+    def revocation_mode(self, position: int) -> RevocationMode:
+        """The revocation mode for the certificate at ``position`` (0 = the leaf)."""
+        own = self.revocation_leaf if position == 0 else self.revocation_ca
+        return own if own is not None else self.revocation
 
     def evolve(self, **changes: object) -> Policy:
         """A copy with some fields changed (and a new epoch)."""

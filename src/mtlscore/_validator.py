@@ -1,7 +1,12 @@
-"""Validator: presented chain + time → :class:`Verdict`.
+"""Validator: presented chain + time → :class:`Verdict`, as a machine that can ask for data.
 
 Data flows one way (STYLE.md §6): bytes → parsed certificates → candidate
-paths → checked path → revocation → identity → principal.
+paths → checked path → revocation → identity → principal. The sans-IO form
+(:meth:`Validator.start` → :class:`Validation`) pauses where data is missing —
+an issuer at a caIssuers URL, a CRL, an OCSP response — and resumes when the
+caller answers; its states and moves are the table in :mod:`mtlscore._machine`.
+:meth:`Validator.validate` runs the same machine and answers every request
+with "unavailable".
 """
 
 from __future__ import annotations
@@ -10,20 +15,25 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from ._aia import http_url, parse_issuers
 from ._cert import Certificate, parse_certificate, split_certificates
 from ._checks import check_key
-from ._crl import ParsedCRL, check_certificate, parse_crl
+from ._crl import ParsedCRL, parse_crl
 from ._identity import Identity
-from ._path import build_path
+from ._machine import MachineError, Move, NeedIssuer, Request, State, transition
+from ._path import BuildResult, build_path
 from ._policy import Policy
 from ._reasons import CertificateRejected, Reason
+from ._revocation import PositionCheck, RevocationCache
 from ._signature import SIGNATURES, SignatureCache, check_signature_algorithm
 from ._trust import TrustStore
 from ._verdict import Verdict
 
-__all__ = ["INTERNAL_ERROR", "Validator"]
+__all__ = ["INTERNAL_ERROR", "Validation", "Validator"]
 
 INTERNAL_ERROR = "internal error while validating"
+# More steps than any legal validation takes (issuers + sources per position).
+_MAX_STEPS = 1000
 
 
 class Validator:
@@ -32,6 +42,8 @@ class Validator:
     ``identity_map`` (optional) maps an accepted identity to a principal; no
     match rejects with ``identity_unmapped``. ``crls`` are CRLs (DER or PEM)
     consulted on every validation, in addition to those passed per call.
+    ``cache`` holds fetched revocation answers across validations (one is made
+    when not given; pass one to share it between validators).
     Construction raises :class:`ConfigError` for an unusable configuration.
     """
 
@@ -43,6 +55,7 @@ class Validator:
         identity_map: Any = None,
         crls: Iterable[bytes] = (),
         signatures: SignatureCache | None = None,
+        cache: RevocationCache | None = None,
     ) -> None:
         from ._reasons import ConfigError
 
@@ -50,6 +63,7 @@ class Validator:
         self.policy = policy or Policy()
         self.identity_map = identity_map
         self.signatures = signatures or SIGNATURES
+        self.cache = cache if cache is not None else RevocationCache()
         self.crls: list[ParsedCRL] = []
         for i, data in enumerate(crls):
             try:
@@ -57,24 +71,51 @@ class Validator:
             except ValueError as exc:
                 raise ConfigError(str(exc), key=f"crls[{i}]") from None
 
-    # -- the public entry point ------------------------------------------------
+    # -- the public entry points -----------------------------------------------
 
-    def validate(self, chain: Any, *, at: datetime, crls: Iterable[bytes] = ()) -> Verdict:
+    def validate(
+        self, chain: Any, *, at: datetime, crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = ()
+    ) -> Verdict:
         """Validate ``chain`` (PEM, DER, or a list of either / of Certificates; leaf first) at ``at``.
 
-        Never raises for bad input: every rejection is a Verdict with a Reason.
+        Runs the same machine as :meth:`start` and answers every request for
+        data with "unavailable" (given CRLs, stapled OCSP responses and the
+        cache are still used). Never raises for bad input: every rejection is
+        a Verdict with a Reason.
         """
         try:
-            return self._validate(chain, at=at, crls=crls)
-        except CertificateRejected as exc:
-            return Verdict.reject(exc.reason, exc.detail)
+            run = self.start(chain, at=at, crls=crls, ocsp_responses=ocsp_responses)
+            for _ in range(_MAX_STEPS):
+                event = run.next_event()
+                if isinstance(event, Verdict):
+                    return event
+                run.fail(event, "not fetched: validate() does no I/O")
         except Exception as exc:  # noqa: BLE001 - the front door must answer, not crash
-            # A bug, not a decision: fuzzing asserts this never happens.
             return Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}")
+        return Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: the validation did not finish")
+
+    def start(
+        self,
+        chain: Any,
+        *,
+        at: datetime,
+        crls: Iterable[bytes] = (),
+        ocsp_responses: Iterable[bytes] = (),
+    ) -> Validation:
+        """Begin validating ``chain`` at ``at``: the sans-IO form that can ask for data.
+
+        Step with :meth:`Validation.next_event` until it returns a :class:`Verdict`,
+        answering each request (``NeedCRL``, ``NeedOCSP``, ``NeedIssuer``) with
+        :meth:`Validation.send` or :meth:`Validation.fail`. ``ocsp_responses``
+        are OCSP responses (DER) the caller already has, e.g. stapled ones.
+        Never raises for bad input (the chain is read on the first step).
+        """
+        return Validation(self, chain, at=at, crls=crls, ocsp_responses=ocsp_responses)
 
     # -- steps -----------------------------------------------------------------
 
-    def _parse(self, chain: Any) -> tuple[Certificate, list[Certificate], list[str]]:
+    def parse(self, chain: Any) -> tuple[Certificate, list[Certificate], list[str]]:
+        """The leaf, the presented extras and notes on ignored junk. Raises CertificateRejected."""
         p = self.policy
         if chain is None:
             raise CertificateRejected(Reason.NOT_PROVIDED, "no client certificate was presented")
@@ -99,7 +140,8 @@ class Validator:
                 notes.append(f"presented certificate #{i} ignored: {exc.detail}")
         return leaf, presented, notes
 
-    def _allowlisted(self, leaf: Certificate, at: datetime) -> Verdict | None:
+    def allowlisted(self, leaf: Certificate, at: datetime) -> Verdict | None:
+        """The verdict for an allowlisted leaf, or None when it is not allowlisted."""
         if self.trust.allowlisted_match(leaf) is None:
             return None
         # Exact match is the trust decision (the self-signed method, RFC 8705 §2.2);
@@ -107,79 +149,19 @@ class Validator:
         p = self.policy
         who = f"allowlisted certificate {leaf.describe()!r}"
         if at + p.clock_skew < leaf.not_before:
-            return Verdict.reject(Reason.NOT_YET_VALID, f"{who} is not valid until {leaf.not_before.isoformat()}", path=(leaf,), position=0)
+            return Verdict.reject(Reason.NOT_YET_VALID, f"{who} is not valid until {leaf.not_before.isoformat()}",
+                                  path=(leaf,), position=0)
         if at - p.clock_skew > leaf.not_after:
-            return Verdict.reject(Reason.EXPIRED, f"{who} expired at {leaf.not_after.isoformat()}; register a new one", path=(leaf,), position=0)
+            return Verdict.reject(Reason.EXPIRED, f"{who} expired at {leaf.not_after.isoformat()}; register a new one",
+                                  path=(leaf,), position=0)
         if (bad := check_key(leaf, p)) is not None:
             return Verdict.reject(bad[0], f"{who}: {bad[1]}", path=(leaf,), position=0)
         if (bad := check_signature_algorithm(leaf, p)) is not None and leaf.self_issued is False:
             return Verdict.reject(bad[0], f"{who}: {bad[1]}", path=(leaf,), position=0)
         return Verdict(True, path=(leaf,), notes=("accepted by exact match with an allowlisted certificate",))
 
-    def _revocation(
-        self, path: list[Certificate], anchor_cert: Certificate, at: datetime, extra: list[ParsedCRL]
-    ) -> tuple[Verdict | None, list[str]]:
-        p = self.policy
-        notes: list[str] = []
-        if p.revocation == "off":
-            return None, notes
-        crls = self.crls + extra
-        issuers = path[1:] + [anchor_cert]
-        for pos, (cert, issuer) in enumerate(zip(path, issuers, strict=True)):
-            if cert.sha256 == anchor_cert.sha256:
-                continue
-            st = check_certificate(cert, issuer, crls, at=at, skew=p.clock_skew, max_age=p.max_revocation_age)
-            if st.status == "revoked":
-                return Verdict.reject(Reason.REVOKED, st.detail + "; the holder needs a new certificate",
-                                      path=tuple(path), position=pos), notes
-            if st.status == "unavailable":
-                # A CRL that was given for this issuer but cannot be used is an
-                # operator problem to fix, not a missing answer: it fails in soft mode too.
-                return Verdict.reject(
-                    Reason.REVOCATION_UNAVAILABLE,
-                    f"no usable revocation data for {cert.describe()!r}: {st.detail}",
-                    path=tuple(path), position=pos,
-                ), notes
-            if st.status == "uncovered":
-                if p.revocation == "hard":
-                    return Verdict.reject(
-                        Reason.REVOCATION_UNAVAILABLE,
-                        f"revocation is hard-fail and there is no CRL for {cert.describe()!r} "
-                        f"(issuer {cert.issuer_text!r})",
-                        path=tuple(path), position=pos,
-                    ), notes
-                if crls:
-                    notes.append(f"revocation of {cert.describe()!r} not checked: no CRL for its issuer (soft-fail)")
-        return None, notes
-
-    def _validate(self, chain: Any, *, at: datetime, crls: Iterable[bytes]) -> Verdict:
-        leaf, presented, notes = self._parse(chain)
-        allow = self._allowlisted(leaf, at)
-        if allow is not None:
-            return self._finish(allow, leaf, None, notes)
-        result = build_path(leaf, presented, self.trust, self.policy, at=at, signatures=self.signatures)
-        if not result.ok:
-            assert result.failure is not None
-            f = result.failure
-            return Verdict.reject(f.reason, f.detail, path=tuple(result.failure_path), position=f.position,
-                                  notes=tuple(notes))
-        assert result.anchor is not None
-        extra: list[ParsedCRL] = []
-        for data in crls:
-            try:
-                extra.append(parse_crl(data))
-            except ValueError as exc:
-                return Verdict.reject(Reason.MALFORMED, f"a CRL given for this validation is unusable: {exc}")
-        rejected, rev_notes = self._revocation(result.path, result.anchor.certificate, at, extra)
-        if rejected is not None:
-            return rejected
-        path = tuple(result.path)
-        if path[-1].sha256 != result.anchor.certificate.sha256:
-            path = path + (result.anchor.certificate,)
-        verdict = Verdict(True, path=path, anchor=result.anchor, notes=tuple(notes + rev_notes))
-        return self._finish(verdict, leaf, result.anchor, [])
-
-    def _finish(self, verdict: Verdict, leaf: Certificate, anchor: Any, notes: list[str]) -> Verdict:
+    def finish(self, verdict: Verdict, leaf: Certificate, anchor: Any, notes: list[str]) -> Verdict:
+        """Attach the identity (and principal, through the identity map) to an accepted verdict."""
         identity = Identity.from_certificate(leaf, anchor)
         principal = None
         if self.identity_map is not None:
@@ -190,3 +172,223 @@ class Validator:
                                identity=identity, notes=verdict.notes)
         return Verdict(True, None, "", path=verdict.path, anchor=verdict.anchor, identity=identity,
                        notes=verdict.notes + tuple(notes), principal=principal)
+
+
+class Validation:
+    """One validation in progress: the asking validator (sans-IO).
+
+    Call :meth:`next_event` until it returns the :class:`Verdict`; when it
+    returns a request instead, answer exactly that request with :meth:`send`
+    (the fetched bytes) or :meth:`fail` (why they could not be had). Answering
+    in any other state raises :class:`MachineError`; bad bytes never raise.
+    """
+
+    def __init__(
+        self,
+        validator: Validator,
+        chain: Any,
+        *,
+        at: datetime,
+        crls: Iterable[bytes] = (),
+        ocsp_responses: Iterable[bytes] = (),
+    ) -> None:
+        self.validator = validator
+        self.at = at
+        self.state = State.BUILDING
+        self._chain = chain
+        self._crl_input = list(crls)
+        self._stapled = [bytes(r) for r in ocsp_responses if isinstance(r, bytes | bytearray | memoryview)]
+        self._leaf: Certificate | None = None
+        self._presented: list[Certificate] = []
+        self._fetched: list[Certificate] = []
+        self._asked_issuers: list[str] = []
+        self._notes: list[str] = []
+        self._result: BuildResult | None = None
+        self._checks: list[PositionCheck] = []
+        self._position = 0
+        self._pending: Request | None = None
+        self._verdict: Verdict | None = None
+
+    # -- the caller's side -------------------------------------------------------
+
+    @property
+    def verdict(self) -> Verdict | None:
+        """The verdict once the state is DONE, else None."""
+        return self._verdict
+
+    @property
+    def pending(self) -> Request | None:
+        """The outstanding request, if one is."""
+        return self._pending
+
+    def next_event(self) -> Request | Verdict:
+        """The next request for data, or the verdict. Repeats the outstanding request if unanswered."""
+        if self._pending is not None:
+            return self._pending
+        if self._verdict is not None:
+            return self._verdict
+        try:
+            return self._advance()
+        except Exception as exc:  # noqa: BLE001 - a bug, not a decision: answer, do not crash
+            return self._internal_error(exc)
+
+    def send(self, request: Request, data: bytes) -> None:
+        """Answer ``request`` with the bytes fetched for it. Raises MachineError if it is not outstanding."""
+        self._answer(request)
+        try:
+            if isinstance(request, NeedIssuer):
+                self._take_issuers(request, data)
+            else:
+                self._checks[self._position].answer(request, data)
+        except Exception as exc:  # noqa: BLE001 - hostile bytes must not crash the caller
+            self._internal_error(exc)
+
+    def fail(self, request: Request, why: str = "unavailable") -> None:
+        """Answer ``request`` with a failure (``why`` goes to the notes).
+
+        Raises MachineError if ``request`` is not outstanding.
+        """
+        self._answer(request)
+        if isinstance(request, NeedIssuer):
+            self._notes.append(f"issuer at {request.url} could not be fetched: {why}")
+        else:
+            self._checks[self._position].fail(request, why)
+
+    # -- moves -------------------------------------------------------------------
+
+    def _move(self, move: Move) -> None:
+        self.state = transition(self.state, move)
+
+    def _answer(self, request: Request) -> None:
+        if self._pending is None or request != self._pending:
+            what = "nothing is outstanding" if self._pending is None else f"the outstanding one is {self._pending!r}"
+            raise MachineError(f"cannot answer {request!r} in state {self.state.value}: {what}", self.state)
+        self._move(Move.ANSWERED)
+        self._pending = None
+
+    def _ask(self, move: Move, request: Request) -> Request:
+        self._move(move)
+        self._pending = request
+        return request
+
+    def _internal_error(self, exc: Exception) -> Verdict:
+        # A bug, not a decision about the certificate: fuzzing asserts it never happens.
+        self._pending = None
+        return self._decide(Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"))
+
+    def _decide(self, verdict: Verdict) -> Verdict:
+        if self.state is not State.DONE:
+            self._move(Move.DECIDED)
+        self._verdict = verdict
+        return verdict
+
+    def _advance(self) -> Request | Verdict:
+        if self.state is State.BUILDING:
+            step = self._build()
+            if step is not None:
+                return step
+        assert self.state is State.CHECKING_REVOCATION, self.state
+        return self._check_revocation()
+
+    # -- building ----------------------------------------------------------------
+
+    def _build(self) -> Request | Verdict | None:
+        v = self.validator
+        if self._leaf is None:
+            try:
+                self._leaf, self._presented, self._notes = v.parse(self._chain)
+            except CertificateRejected as exc:
+                return self._decide(Verdict.reject(exc.reason, exc.detail))
+            allow = v.allowlisted(self._leaf, self.at)
+            if allow is not None:
+                return self._decide(v.finish(allow, self._leaf, None, self._notes))
+        leaf = self._leaf
+        result = build_path(leaf, self._presented + self._fetched, v.trust, v.policy, at=self.at,
+                            signatures=v.signatures)
+        if not result.ok:
+            assert result.failure is not None
+            url = self._issuer_to_ask(result)
+            if url is not None:
+                self._asked_issuers.append(url)
+                return self._ask(Move.ASK_ISSUER, NeedIssuer(url))
+            f = result.failure
+            return self._decide(Verdict.reject(f.reason, f.detail, path=tuple(result.failure_path),
+                                               position=f.position, notes=tuple(self._notes)))
+        assert result.anchor is not None
+        given = list(v.crls)
+        for data in self._crl_input:
+            try:
+                given.append(parse_crl(data))
+            except ValueError as exc:
+                return self._decide(
+                    Verdict.reject(Reason.MALFORMED, f"a CRL given for this validation is unusable: {exc}")
+                )
+        self._result = result
+        self._move(Move.PATH_FOUND)
+        anchor_cert = result.anchor.certificate
+        path = result.path
+        for pos, (cert, issuer) in enumerate(zip(path, path[1:] + [anchor_cert], strict=True)):
+            if cert.sha256 == anchor_cert.sha256:
+                continue
+            self._checks.append(PositionCheck(cert, issuer, pos, policy=v.policy, cache=v.cache, given=given,
+                                              stapled=self._stapled, at=self.at))
+        return None
+
+    def _issuer_to_ask(self, result: BuildResult) -> str | None:
+        p = self.validator.policy
+        f = result.failure
+        if not p.fetch_issuers or f is None or f.reason is not Reason.UNTRUSTED:
+            return None
+        if len(self._asked_issuers) >= p.max_fetched_issuers:
+            return None
+        # The certificate nearest the anchor is the one whose issuer is missing.
+        assert self._leaf is not None
+        for cert in reversed(result.failure_path or [self._leaf]):
+            if cert.self_issued:
+                continue
+            for url in cert.ca_issuer_urls:
+                if http_url(url) and url not in self._asked_issuers:
+                    return url
+        return None
+
+    def _take_issuers(self, request: NeedIssuer, data: bytes) -> None:
+        try:
+            certs = parse_issuers(data, self.validator.policy)
+        except ValueError as exc:
+            self._notes.append(f"issuer at {request.url} unusable: {exc}")
+            return
+        known = {c.sha256 for c in self._presented + self._fetched}
+        for cert in certs:
+            if cert.sha256 not in known:
+                known.add(cert.sha256)
+                self._fetched.append(cert)
+                self._notes.append(f"intermediate {cert.describe()!r} fetched from {request.url} (AIA caIssuers)")
+
+    # -- revocation --------------------------------------------------------------
+
+    def _check_revocation(self) -> Request | Verdict:
+        assert self._result is not None and self._leaf is not None
+        result = self._result
+        anchor = result.anchor
+        assert anchor is not None
+        rev_notes: list[str] = []
+        while self._position < len(self._checks):
+            check = self._checks[self._position]
+            if check.outcome is None:
+                request = check.next_request()
+                if request is not None:
+                    return self._ask(Move.ASK_REVOCATION, request)
+            outcome = check.outcome
+            assert outcome is not None
+            if outcome.reason is not None:
+                return self._decide(Verdict.reject(outcome.reason, outcome.detail, path=tuple(result.path),
+                                                   position=check.position))
+            self._position += 1
+        for check in self._checks:
+            assert check.outcome is not None
+            rev_notes.extend(check.outcome.notes)
+        path = tuple(result.path)
+        if path[-1].sha256 != anchor.certificate.sha256:
+            path = path + (anchor.certificate,)
+        verdict = Verdict(True, path=path, anchor=anchor, notes=tuple(self._notes + rev_notes))
+        return self._decide(self.validator.finish(verdict, self._leaf, anchor, []))
