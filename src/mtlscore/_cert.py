@@ -311,6 +311,13 @@ class _ParseCache:
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        # An empty cache is still a cache: ``cache or DEFAULT`` must keep it.
+        return True
+
     def get(self, digest: bytes) -> Certificate | None:
         item = self._items.get(digest)
         if item is not None:

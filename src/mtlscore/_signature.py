@@ -112,6 +112,13 @@ class SignatureCache:
         self.misses = 0
         self.verifications = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        # An empty cache is still a cache: ``cache or DEFAULT`` must keep it.
+        return True
+
     def verify(self, subject: Certificate, issuer: Certificate) -> bool:
         key = (issuer.spki_sha256, subject.sha256)
         found = self._items.get(key)
