@@ -1,0 +1,341 @@
+"""RFC 5280 §6.1 checks of one candidate path (``check_path``) and key policy (``check_key``).
+
+Each test builds its certificates with the PKI factory; the defect is the one keyword.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mtlscore import Anchor, Policy, Reason, parse_certificate, pki
+from mtlscore._checks import PathFailure, check_key, check_path
+from mtlscore._policy import SERVER_AUTH
+
+NOW = pki.NOW
+DAY = timedelta(days=1)
+UNKNOWN_OID = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+
+
+def check(leaf: pki.Issued, *inters: pki.Issued, anchor: pki.Issued | Anchor | None = None,
+          policy: Policy | None = None, at: Any = NOW) -> PathFailure | None:
+    """check_path over [leaf, *inters] under ``anchor`` (default: the top's issuer)."""
+    top = inters[-1] if inters else leaf
+    if anchor is None:
+        anchor = top.parent if top.parent is not None else top
+    if not isinstance(anchor, Anchor):
+        anchor = Anchor(parse_certificate(anchor.der))
+    path = [parse_certificate(c.der) for c in (leaf, *inters)]
+    return check_path(path, anchor, at=at, policy=policy or Policy())
+
+
+def reason(failure: PathFailure | None) -> Reason | None:
+    return failure.reason if failure else None
+
+
+class _PublicOnly:
+    def __init__(self, public: Any) -> None:
+        self._public = public
+
+    def public_key(self) -> Any:
+        return self._public
+
+
+def rsa_public_only(bits: int) -> _PublicOnly:
+    """An RSA public key of exactly ``bits`` bits, without prime generation."""
+    n = secrets.randbits(bits) | (1 << (bits - 1)) | 1
+    return _PublicOnly(rsa.RSAPublicNumbers(65537, n).public_key())
+
+
+@pytest.fixture(scope="module")
+def root() -> pki.Issued:
+    return pki.root()
+
+
+def test_a_good_path_passes(root) -> None:
+    inter = root.intermediate()
+    assert check(inter.leaf(), inter) is None
+    assert check(root.leaf()) is None
+
+
+# -- validity (RFC 5280 §4.1.2.5, §6.1.3 (a)(2)) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "kw", "expected", "position"),
+    [
+        ("leaf", {"not_after": NOW - DAY}, Reason.EXPIRED, 0),
+        ("leaf", {"not_before": NOW + DAY}, Reason.NOT_YET_VALID, 0),
+        ("inter", {"not_after": NOW - DAY}, Reason.EXPIRED, 1),
+        ("inter", {"not_before": NOW + DAY}, Reason.NOT_YET_VALID, 1),
+        ("root", {"not_after": NOW - DAY}, Reason.EXPIRED, 2),
+        ("root", {"not_before": NOW + DAY}, Reason.NOT_YET_VALID, 2),
+    ],
+)
+def test_validity_of_every_certificate(where: str, kw: dict[str, Any], expected: Reason,
+                                       position: int) -> None:
+    r = pki.root(**(kw if where == "root" else {}))
+    inter = r.intermediate(**(kw if where == "inter" else {}))
+    leaf = inter.leaf(**(kw if where == "leaf" else {}))
+    failure = check(leaf, inter)
+    assert failure is not None and failure.reason is expected and failure.position == position
+
+
+def test_anchor_window_overrides_the_certificates_own_validity() -> None:
+    old = pki.root(not_after=NOW - DAY)  # expired certificate, still a configured anchor
+    leaf = old.leaf()
+    extended = Anchor(parse_certificate(old.der), not_after=NOW + DAY)
+    assert check(leaf, anchor=extended) is None
+    current = pki.root()
+    retired = Anchor(parse_certificate(current.der), not_after=NOW - DAY)
+    assert reason(check(current.leaf(), anchor=retired)) is Reason.EXPIRED
+    pending = Anchor(parse_certificate(current.der), not_before=NOW + DAY)
+    assert reason(check(current.leaf(), anchor=pending)) is Reason.NOT_YET_VALID
+
+
+# -- basicConstraints and pathLenConstraint (§6.1.4 (k)-(m)) ---------------------------
+
+
+@pytest.mark.parametrize("kw", [{"ca": False}, {"ca": None}])
+def test_issuer_must_be_a_ca(root, kw: dict[str, Any]) -> None:
+    inter = root.intermediate(**kw, key_usage=pki.key_usage("key_cert_sign"))
+    failure = check(inter.leaf(), inter)
+    assert failure is not None and failure.reason is Reason.ISSUER_NOT_CA and failure.position == 1
+
+
+def test_anchor_that_is_not_a_ca_cannot_issue() -> None:
+    not_ca = pki.root(ca=False, key_usage=pki.key_usage("key_cert_sign"))
+    failure = check(not_ca.leaf())
+    assert failure is not None and failure.reason is Reason.ISSUER_NOT_CA and failure.position == 1
+
+
+@pytest.mark.parametrize(
+    ("root_len", "inter_len", "depth", "ok"),
+    [
+        (0, None, 0, True),   # root pathLen 0 may issue leaves
+        (0, None, 1, False),  # ... but not an intermediate
+        (1, None, 1, True),
+        (1, None, 2, False),
+        (None, 0, 1, True),   # intermediate pathLen 0 issues the leaf
+        (None, 0, 2, False),
+        (5, 1, 2, True),
+        (5, 1, 3, False),     # the tighter constraint wins
+    ],
+)
+def test_path_length_constraint(root_len: int | None, inter_len: int | None, depth: int, ok: bool) -> None:
+    r = pki.root(path_length=root_len)
+    chain: list[pki.Issued] = []
+    node = r
+    for k in range(depth):
+        node = node.intermediate(f"CN=I{k}", path_length=inter_len if k == 0 else None)
+        chain.append(node)
+    failure = check(node.leaf(), *reversed(chain), anchor=r)
+    assert (failure is None) is ok, failure
+    if not ok:
+        assert failure is not None and failure.reason is Reason.PATH_LENGTH_EXCEEDED
+
+
+def test_self_issued_intermediates_do_not_count_for_path_length() -> None:
+    r = pki.root(path_length=0)
+    rolled = pki.make("CN=Test Root CA", issuer=r, ca=True)  # self-issued key rollover
+    assert check(rolled.leaf(), rolled, anchor=r) is None
+
+
+# -- keyUsage (§4.2.1.3, §6.1.4 (n)) ---------------------------------------------------
+
+
+def test_issuer_key_usage_needs_key_cert_sign(root) -> None:
+    inter = root.intermediate(key_usage=pki.key_usage("digital_signature", "crl_sign"))
+    failure = check(inter.leaf(), inter)
+    assert failure is not None and failure.reason is Reason.ISSUER_KEY_USAGE and failure.position == 1
+    assert check(root.intermediate(key_usage=None).leaf(), root.intermediate(key_usage=None)) is None
+
+
+def test_issuer_without_key_usage_is_fine(root) -> None:
+    inter = root.intermediate(key_usage=None)
+    assert check(inter.leaf(), inter) is None
+
+
+def test_anchor_key_usage_needs_key_cert_sign() -> None:
+    r = pki.root(key_usage=pki.key_usage("crl_sign"))
+    assert reason(check(r.leaf())) is Reason.ISSUER_KEY_USAGE
+
+
+@pytest.mark.parametrize(
+    ("ku", "policy", "expected"),
+    [
+        (pki.key_usage("digital_signature"), Policy(), None),
+        (pki.key_usage("digital_signature", "key_encipherment"), Policy(), None),
+        (None, Policy(), None),  # absent keyUsage: no restriction
+        (pki.key_usage("key_encipherment"), Policy(), Reason.LEAF_KEY_USAGE),
+        (pki.key_usage("key_agreement"), Policy(), Reason.LEAF_KEY_USAGE),
+        (pki.key_usage("key_encipherment"), Policy(require_leaf_digital_signature=False), None),
+        (pki.key_usage("digital_signature", "key_cert_sign"), Policy(), Reason.LEAF_KEY_USAGE),
+    ],
+)
+def test_leaf_key_usage(root, ku: x509.KeyUsage | None, policy: Policy, expected: Reason | None) -> None:
+    assert reason(check(root.leaf(key_usage=ku), policy=policy)) is expected
+
+
+# -- EKU (§4.2.1.12) -------------------------------------------------------------------
+
+
+def test_leaf_and_ca_eku(root) -> None:
+    assert reason(check(root.leaf(eku=[SERVER_AUTH]))) is Reason.INVALID_EKU
+    inter = root.intermediate(eku=[SERVER_AUTH])
+    failure = check(inter.leaf(), inter)
+    assert failure is not None and failure.reason is Reason.INVALID_EKU and failure.position == 1
+    assert "serverAuth" in failure.detail and "clientAuth" in failure.detail
+
+
+def test_an_anchor_that_is_the_leaf_is_not_eku_chained() -> None:
+    # The anchor's EKU restricts what it *issues*; a self-anchored leaf is checked as a leaf.
+    me = pki.root("CN=me", ca=False, eku=[pki.CLIENT_AUTH])
+    assert check(me, anchor=me) is None
+
+
+# -- critical extensions (§4.2) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["leaf", "inter", "root"])
+def test_unknown_critical_extension(where: str) -> None:
+    ext = [(x509.UnrecognizedExtension(UNKNOWN_OID, b"\x05\x00"), True)]
+    r = pki.root(extensions=ext if where == "root" else ())
+    inter = r.intermediate(extensions=ext if where == "inter" else ())
+    leaf = inter.leaf(extensions=ext if where == "leaf" else ())
+    failure = check(leaf, inter)
+    assert failure is not None and failure.reason is Reason.UNHANDLED_CRITICAL_EXTENSION
+    assert failure.position == {"leaf": 0, "inter": 1, "root": 2}[where]
+    assert UNKNOWN_OID.dotted_string in failure.detail
+
+
+def test_unknown_non_critical_extension_is_ignored(root) -> None:
+    ext = [(x509.UnrecognizedExtension(UNKNOWN_OID, b"\x05\x00"), False)]
+    assert check(root.leaf(extensions=ext)) is None
+
+
+def test_critical_certificate_policies_are_processed(root) -> None:
+    policies = x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)])
+    assert check(root.leaf(extensions=[(policies, True)])) is None
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_require_explicit_policy_is_refused(critical: bool) -> None:
+    pc = x509.PolicyConstraints(require_explicit_policy=0, inhibit_policy_mapping=None)
+    r = pki.root()
+    inter = r.intermediate(extensions=[(pc, critical)])
+    assert reason(check(inter.leaf(), inter)) is Reason.UNHANDLED_CRITICAL_EXTENSION
+
+
+# -- encoding rules that make a certificate malformed (§4.1, §4.2) --------------------
+
+
+def test_critical_key_identifiers_are_malformed(root) -> None:
+    key = pki.new_key()
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    leaf = root.leaf(key=key, ski=False, extensions=[(ski, True)])
+    assert reason(check(leaf)) is Reason.MALFORMED
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(root.key.public_key())
+    leaf = root.leaf(aki=False, extensions=[(aki, True)])
+    assert reason(check(leaf)) is Reason.MALFORMED
+
+
+def test_empty_subject_needs_a_critical_san(root) -> None:
+    empty = x509.Name([])
+    assert reason(check(root.leaf(empty))) is Reason.MALFORMED
+    assert reason(check(root.leaf(empty, san_dns=["a.example"]))) is Reason.MALFORMED
+    assert check(root.leaf(empty, san_dns=["a.example"], san_critical=True)) is None
+
+
+def test_ca_with_empty_subject_is_malformed(root) -> None:
+    inter = root.intermediate(x509.Name([]), san_dns=["ca.example"], san_critical=True)
+    assert reason(check(inter.leaf(), inter)) is Reason.MALFORMED
+
+
+def test_empty_issuer_is_malformed(root) -> None:
+    # pki.make(issuer_name=x509.Name([])) falls back to the issuer's subject (an empty
+    # Name is falsy), so this one certificate is built by hand.
+    from cryptography.hazmat.primitives import hashes
+
+    key = pki.new_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=client"))
+        .issuer_name(x509.Name([]))
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + DAY)
+        .sign(root.key, hashes.SHA256())
+    )
+    leaf = pki.Issued(cert=cert, key=key, parent=root)
+    assert reason(check(leaf, anchor=root)) is Reason.MALFORMED
+
+
+# -- key policy (DESIGN.md §5) ---------------------------------------------------------
+
+
+def _key(spec: Any) -> Any:
+    return parse_certificate(pki.root().leaf(key=spec).der)
+
+
+@pytest.mark.parametrize(
+    ("spec", "policy", "expected"),
+    [
+        ("ec", Policy(), None),
+        ("ec-p384", Policy(), None),
+        ("rsa", Policy(), None),
+        ("rsa-1024", Policy(), Reason.RSA_KEY_TOO_SMALL),
+        ("rsa", Policy(min_rsa_bits=3072), Reason.RSA_KEY_TOO_SMALL),
+        ("rsa-3072", Policy(max_rsa_bits=2048), Reason.RSA_KEY_TOO_LARGE),
+        ("ec-p521", Policy(), Reason.UNSUPPORTED_CURVE),
+        ("ec-p521", Policy(curves=["P-256", "P-384", "P-521"]), None),
+        ("ec-k256", Policy(curves=["P-256", "P-384", "P-521"]), Reason.UNSUPPORTED_CURVE),
+        ("ec-p384", Policy(curves=["P-256"]), Reason.UNSUPPORTED_CURVE),
+        ("ed25519", Policy(), Reason.UNSUPPORTED_KEY_ALGORITHM),
+        ("ed25519", Policy(key_types=["rsa", "ec", "ed25519"]), None),
+        ("ed448", Policy(key_types=["rsa", "ec", "ed25519"]), Reason.UNSUPPORTED_KEY_ALGORITHM),
+        ("ed448", Policy(key_types=["ed448"]), None),
+        ("rsa", Policy(key_types=["ec"]), Reason.UNSUPPORTED_KEY_ALGORITHM),
+        ("ec", Policy(key_types=["rsa"]), Reason.UNSUPPORTED_KEY_ALGORITHM),
+    ],
+)
+def test_check_key(spec: str, policy: Policy, expected: Reason | None) -> None:
+    bad = check_key(_key(spec), policy)
+    assert (bad[0] if bad else None) is expected
+
+
+def test_rsa_size_bounds_are_inclusive_and_odd_sizes_refused() -> None:
+    assert check_key(_key(rsa_public_only(8192)), Policy()) is None
+    bad = check_key(_key(rsa_public_only(8200)), Policy())
+    assert bad is not None and bad[0] is Reason.RSA_KEY_TOO_LARGE and "8200" in bad[1]
+    bad = check_key(_key(rsa_public_only(2052)), Policy())
+    assert bad is not None and bad[0] is Reason.UNSUPPORTED_KEY_ALGORITHM
+
+
+@pytest.mark.parametrize(("where", "position"), [("leaf", 0), ("inter", 1), ("root", 2)])
+def test_key_policy_applies_along_the_path(where: str, position: int) -> None:
+    weak = "rsa-1024"
+    r = pki.root(key=weak if where == "root" else "ec")
+    inter = r.intermediate(key=weak if where == "inter" else "ec")
+    leaf = inter.leaf(key=weak if where == "leaf" else "ec")
+    failure = check(leaf, inter)
+    # The anchor too: its key verifies the first signature (limbo webpki::forbidden-weak-rsa-key-in-root).
+    assert failure is not None and failure.reason is Reason.RSA_KEY_TOO_SMALL
+    assert failure.position == position
+
+
+# -- the order of checks: the first failing certificate from the anchor down wins -------
+
+
+def test_the_certificate_nearest_the_anchor_is_reported_first() -> None:
+    r = pki.root()
+    inter = r.intermediate(not_after=NOW - DAY)
+    leaf = inter.leaf(eku=[SERVER_AUTH])
+    failure = check(leaf, inter)
+    assert failure is not None and failure.reason is Reason.EXPIRED and failure.position == 1
