@@ -163,7 +163,7 @@ class UvicornThread:
 class HypercornThread:
     """hypercorn (asyncio) serving ``app`` on a pre-bound 127.0.0.1 socket in a thread."""
 
-    def __init__(self, app: Any, **config: Any) -> None:
+    def __init__(self, app: Any, *, serve: Any = None, **config: Any) -> None:
         from hypercorn.config import Config
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -177,6 +177,7 @@ class HypercornThread:
         for k, v in config.items():
             setattr(self.config, k, v)
         self.app = app
+        self.serve = serve
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -184,7 +185,9 @@ class HypercornThread:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from hypercorn.asyncio import serve
+        from hypercorn.asyncio import serve as hypercorn_serve
+
+        serve = self.serve or hypercorn_serve
 
         async def main() -> None:
             self.loop = asyncio.get_running_loop()

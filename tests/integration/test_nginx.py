@@ -354,6 +354,11 @@ def test_nginx_recognised_by_its_own_certificate(files, direct, tmp_path):
 
 
 def test_hypercorn_0_18_gives_no_tls_extension(files, request):
+    import hypercorn.asyncio.run
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if hypercorn.asyncio.run.TCPServer is not TCPServer:
+        pytest.skip("hypercorn_tls.serve already swapped hypercorn's TCPServer in this process")
     seen: dict[str, object] = {}
 
     async def probe(scope, receive, send):
@@ -382,3 +387,33 @@ def test_hypercorn_0_18_gives_no_tls_extension(files, request):
 async def _ok(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"{}"})
+
+
+def test_hypercorn_with_mtlscore_serve_gets_the_chain(files, request):
+    from mtlscore.runtimes.hypercorn_tls import serve
+
+    pin = parse_certificate(files.proxy.der).x5t_s256
+    app = api(files, [TrustedProxy(name="nginx-mtls", thumbprints=(pin,), format="nginx")])
+    server = peers.HypercornThread(
+        app,
+        serve=serve,
+        certfile=str(files.path("server.pem")),
+        keyfile=str(files.path("server.key")),
+        ca_certs=str(files.path("client_cas.pem")),
+        verify_mode=ssl.CERT_OPTIONAL,
+    )
+    server.start()
+    request.addfinalizer(server.stop)
+    url = f"https://127.0.0.1:{server.port}/whoami"
+    good = peers.curl(url, cacert=files.path("server_root.pem"), **files.client("good"))
+    assert good.status == 200, good
+    assert (good.body["principal"], good.body["tls_chain"], good.body["tls_source"]) == ("partner-abc", 2, "chain")
+    none = peers.curl(url, cacert=files.path("server_root.pem"))
+    assert (none.status, error_of(none)) == (401, "not_provided"), none
+    from mtlscore._headers import emit_nginx_escaped_cert
+
+    forged = emit_nginx_escaped_cert(parse_certificate(files.leaves["good"].der))
+    spoof = peers.curl(
+        url, cacert=files.path("server_root.pem"), headers={"X-SSL-Client-Cert": forged}, **files.client("stranger")
+    )
+    assert (spoof.status, error_of(spoof)) == (403, "untrusted_proxy"), spoof
