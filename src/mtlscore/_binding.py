@@ -221,7 +221,8 @@ def oauth_error(
     mismatch of a presented grant, ``invalid_grant``, 400. Resource server
     (RFC 6750 §3, RFC 8705 §3): ``invalid_token``, 401 with a Bearer challenge.
     """
-    code = Reason(reason).value
+    # A Reason, or another stable code (e.g. "invalid_token" for a bad JWT).
+    code = reason.value if isinstance(reason, Reason) else str(reason)
     description = _quotable(f"{code}: {detail}" if detail else code)
     json_headers = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
     if endpoint == "token":

@@ -68,8 +68,13 @@ def jwk_from_public_key(key: Any, **params: Any) -> dict[str, Any]:
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url). Raises ConfigError on a bad JWK."""
+    kty = jwk.get("kty") if isinstance(jwk, Mapping) else None
+    required = {"oct": ("k",), **_KEY_PARAMS}.get(str(kty))
+    if required is None or any(not isinstance(jwk.get(p), str) for p in required):
+        raise ConfigError(f"cannot compute the thumbprint of a {kty!r} JWK", key="jwk")
+    # RFC 7638 §3.2: only the required members, nothing else.
     try:
-        return str(_joserfc().thumbprint(dict(jwk)))
+        return str(_joserfc().thumbprint({"kty": kty, **{p: jwk[p] for p in required}}))
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -25,7 +25,7 @@ from ._hostname import dns_name_matches, is_valid_dns_name
 from ._identity import Identity
 from ._names import name_key, normalize_value
 from ._reasons import ConfigError
-from ._spiffe import SpiffeId, parse_spiffe_id
+from ._spiffe import parse_spiffe_id
 
 __all__ = ["ATTRIBUTE_KEYS", "MATCH_KEYS", "Condition", "identity_keys", "parse_condition"]
 
@@ -74,7 +74,7 @@ def _show(cond: Condition, v: Any) -> str:
     if cond.kind == "subject_dn":
         return repr(v[1])
     if cond.kind in ("thumbprint", "spki"):
-        return v.hex()
+        return str(v.hex())
     if cond.kind == "issuer_serial":
         return f"{v[2]} / {v[1]:X}"
     return repr(str(v))
@@ -170,7 +170,7 @@ def _holds(cond: Condition, v: Any, identity: Identity) -> bool:
     if kind == "san_ip":
         return any(_ip(i) == v for i in identity.san_ip)
     if kind == "spiffe_id":
-        return identity.spiffe_id == v
+        return bool(identity.spiffe_id == v)
     if kind in ("spiffe_trust_domain", "spiffe_id_prefix"):
         if not identity.spiffe_id:
             return False
