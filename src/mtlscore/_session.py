@@ -190,7 +190,10 @@ class Log:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    pass
+    # True when the client may still be sending a request body we answered early:
+    # read and discard it for a bounded while before closing, so the client sees
+    # the answer instead of a reset (RFC 9112 §9.6, "lingering close").
+    linger: bool = False
 
 
 Action = (
@@ -447,7 +450,7 @@ class Session:
         """The next thing the runtime must do; ``at`` is wall time, ``now`` monotonic seconds."""
         while not self._pending:
             if self.state is State.CLOSED:
-                return Close()
+                return Close(linger=self._client.their_state is h11.SEND_BODY)
             if self.state is State.CONNECTING:
                 raise SessionError("next_action while connecting: report upstream_connected/failed")
             if self.state is State.AWAIT_RESPONSE:

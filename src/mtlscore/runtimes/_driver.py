@@ -186,6 +186,17 @@ async def _tls_recv(
         engine.feed(raw)
 
 
+async def _linger(stream: Stream, engine: TLSEngine, limit: int, clock: Callable[[], float]) -> None:
+    # Bounded in bytes and in time (2 s), like nginx's lingering_close.
+    deadline = clock() + 2.0
+    seen = 0
+    while seen < limit and (remaining := deadline - clock()) > 0:
+        data = await _tls_recv(stream, engine, remaining, clock)
+        if not data:
+            return
+        seen += len(data)
+
+
 async def serve_connection(
     stream: Stream,
     peer: tuple[str, int],
@@ -227,6 +238,8 @@ async def serve_connection(
         while True:
             action = session.next_action(at=datetime.now(UTC), now=clock())
             if isinstance(action, Close):
+                if action.linger:
+                    await _linger(stream, engine, server.max_body_bytes * 2, clock)
                 break
             if isinstance(action, ReadClient):
                 data = await _tls_recv(stream, engine, action.timeout, clock)

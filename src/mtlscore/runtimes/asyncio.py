@@ -80,6 +80,10 @@ async def serve(
                     connect,
                     time.monotonic,
                 )
+        except asyncio.CancelledError:
+            # Cut at shutdown. Not re-raised: asyncio's start_server callback would
+            # report a cancelled connection task as an unhandled error.
+            pass
         finally:
             tasks.discard(task)
 

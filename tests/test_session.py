@@ -1,0 +1,328 @@
+"""The gateway's sans-IO session core, driven by hand (no sockets)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import h11
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtlscore import Reason, TrustStore, Validator, pki
+from mtlscore._appauth import hash_api_key
+from mtlscore._cert import parse_certificate
+from mtlscore._gateway_config import ServerConfig, Upstream
+from mtlscore._identity_map import accounts_from_config
+from mtlscore._session import (
+    _TRANSITIONS,
+    Close,
+    CloseUpstream,
+    Gateway,
+    Log,
+    OpenUpstream,
+    ReadClient,
+    ReadUpstream,
+    Session,
+    SessionError,
+    State,
+    TLSFacts,
+    WriteClient,
+    WriteUpstream,
+    handshake_decision,
+)
+
+NOW = pki.NOW
+DN = "CN=partner-abc-prod-client,O=PartnerABC"
+ROOT = pki.root()
+INTER = ROOT.intermediate()
+GOOD = INTER.leaf(DN)
+EXPIRED = INTER.leaf(DN, not_after=NOW - timedelta(days=1))
+STRANGER = pki.root("CN=Elsewhere").leaf(DN)
+
+
+def gateway(*, upstream: bool = True, mode: str = "reject_invalid", account: dict[str, Any] | None = None, **kw: Any) -> Gateway:
+    trust = TrustStore([ROOT.pem])
+    table = {"id": "partner-abc", "match": {"subject_dn": DN}, **(account or {})}
+    imap = accounts_from_config([table], base_dir=pathlib.Path("."), trust=trust)
+    server = ServerConfig(
+        certificate=pathlib.Path("server.pem"), key=pathlib.Path("server.key"),
+        upstream=Upstream("127.0.0.1", 8080) if upstream else None, mode=mode, **kw,  # type: ignore[arg-type]
+    )
+    return Gateway(validator=Validator(trust, identity_map=imap), server=server)
+
+
+def facts(issued: pki.Issued | None = None, **kw: Any) -> TLSFacts:
+    return TLSFacts(chain=tuple(issued.chain_der) if issued else (), peer=("127.0.0.1", 5555), **kw)
+
+
+def req(target: str = "/", headers: Sequence[tuple[str, str]] = (), body: bytes | None = None, method: str = "GET") -> bytes:
+    c = h11.Connection(h11.CLIENT)
+    hs = [("Host", "api.example"), *headers]
+    if body is not None:
+        hs.append(("Content-Length", str(len(body))))
+    out = c.send(h11.Request(method=method, target=target, headers=hs))
+    if body:
+        out += c.send(h11.Data(data=body))
+    return out + c.send(h11.EndOfMessage())
+
+
+def upstream_response(body: bytes = b"hello", headers: Sequence[tuple[str, str]] = ()) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\n" % len(body)
+        + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers)
+        + b"\r\n" + body
+    )
+
+
+class Driver:
+    """Plays runtime: feeds scripted client and upstream bytes, records everything."""
+
+    def __init__(self, session: Session, client: list[bytes], upstream: list[bytes | str] | None = None,
+                 connect: str = "ok") -> None:
+        self.s = session
+        self.client = list(client)
+        self.upstream = list(upstream or [])
+        self.connect = connect
+        self.to_client = b""
+        self.to_upstream = b""
+        self.actions: list[Any] = []
+
+    def run(self, max_steps: int = 500) -> Driver:
+        for _ in range(max_steps):
+            a = self.s.next_action(at=NOW, now=0.0)
+            self.actions.append(a)
+            if isinstance(a, Close):
+                return self
+            if isinstance(a, ReadClient):
+                if self.client:
+                    chunk = self.client.pop(0)
+                    if chunk == b"<timeout>":
+                        self.s.client_timeout()
+                    else:
+                        self.s.receive_client(chunk)
+                else:
+                    self.s.receive_client(b"")
+            elif isinstance(a, WriteClient):
+                self.to_client += a.data
+            elif isinstance(a, OpenUpstream):
+                if self.connect == "ok":
+                    self.s.upstream_connected()
+                else:
+                    self.s.upstream_failed(self.connect, "scripted")
+            elif isinstance(a, WriteUpstream):
+                self.to_upstream += a.data
+            elif isinstance(a, ReadUpstream):
+                item = self.upstream.pop(0) if self.upstream else b""
+                if item == "timeout":
+                    self.s.upstream_failed("timeout", "scripted")
+                else:
+                    assert isinstance(item, bytes)
+                    self.s.receive_upstream(item)
+        raise AssertionError("session did not close")
+
+    def responses(self) -> list[tuple[int, dict[str, str], bytes]]:
+        c = h11.Connection(h11.CLIENT)
+        out: list[tuple[int, dict[str, str], bytes]] = []
+        c.receive_data(self.to_client)
+        c.receive_data(b"")
+        while True:
+            # The client conn must think it sent requests to parse responses.
+            if c.our_state is h11.IDLE:
+                c.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+                c.send(h11.EndOfMessage())
+            try:
+                e = c.next_event()
+            except h11.RemoteProtocolError:  # EOF where the next response would start
+                return out
+            if isinstance(e, h11.Response):
+                out.append((e.status_code, {k.decode(): v.decode() for k, v in e.headers}, b""))
+            elif isinstance(e, h11.Data):
+                out[-1] = (out[-1][0], out[-1][1], out[-1][2] + e.data)
+            elif isinstance(e, h11.EndOfMessage):
+                if c.our_state is h11.DONE and c.their_state is h11.DONE:
+                    c.start_next_cycle()
+            else:
+                return out
+
+    def upstream_requests(self) -> list[tuple[bytes, dict[bytes, list[bytes]]]]:
+        c = h11.Connection(h11.SERVER)
+        c.receive_data(self.to_upstream)
+        out = []
+        while True:
+            e = c.next_event()
+            if isinstance(e, h11.Request):
+                hs: dict[bytes, list[bytes]] = {}
+                for k, v in e.headers:
+                    hs.setdefault(k, []).append(v)
+                out.append((e.target, hs))
+            elif isinstance(e, h11.EndOfMessage):
+                c.send(h11.Response(status_code=200, headers=[("Content-Length", "0")]))
+                c.send(h11.EndOfMessage())
+                c.start_next_cycle()
+            elif e is h11.NEED_DATA or isinstance(e, h11.ConnectionClosed):
+                return out
+
+    def decisions(self) -> list[Any]:
+        return [a.decision for a in self.actions if isinstance(a, Log)]
+
+
+def test_state_table_covers_every_state() -> None:
+    assert set(_TRANSITIONS) == set(State)
+    assert _TRANSITIONS[State.CLOSED] == frozenset({State.CLOSED})
+
+
+def test_forward_adds_identity_headers_and_strips_client_copies() -> None:
+    s = Session(gateway(), facts(GOOD), at=NOW)
+    forged = [("X-Client-Cert-Hash", "forged"), ("X-Mtls-Account", "root"), ("Client-Cert", ":AA==:"),
+              ("Connection", "keep-alive, X-Secret"), ("X-Secret", "hop"), ("Keep-Alive", "timeout=5")]
+    d = Driver(s, [req("/a", forged), req("/b")], [upstream_response(), upstream_response(b"two")]).run()
+    (t1, h1), (t2, _) = d.upstream_requests()
+    assert (t1, t2) == (b"/a", b"/b")
+    assert h1[b"x-client-cert-hash"] == [base64.b64encode(s.presented[0].sha256)]
+    assert h1[b"x-mtls-account"] == [b"partner-abc"]
+    assert h1[b"client-cert"] != [b":AA==:"] and len(h1[b"client-cert"]) == 1
+    assert b"x-secret" not in h1 and b"keep-alive" not in h1
+    assert h1[b"host"] == [b"api.example"]
+    assert [a for a in d.actions if isinstance(a, OpenUpstream)] == [OpenUpstream("127.0.0.1", 8080, 5.0)]
+    assert [r[2] for r in d.responses()] == [b"hello", b"two"]
+    assert [x.outcome for x in d.decisions()] == ["forward", "forward"]
+    assert d.decisions()[0].account == "partner-abc"
+
+
+def test_reject_mode_invalid_gets_403_json_and_never_reaches_upstream() -> None:
+    d = Driver(Session(gateway(), facts(EXPIRED), at=NOW), [req()]).run()
+    [(status, headers, body)] = d.responses()
+    assert status == 403 and headers["connection"] == "close"
+    assert json.loads(body)["error"] == "expired"
+    assert not any(isinstance(a, OpenUpstream) for a in d.actions)
+    assert d.decisions()[0].reason == "expired"
+
+
+def test_reject_mode_without_certificate() -> None:
+    d = Driver(Session(gateway(), facts(None), at=NOW), [req()]).run()
+    assert json.loads(d.responses()[0][2])["error"] == Reason.NOT_PROVIDED.value
+
+
+def test_allow_mode_forwards_invalid_with_verdict_headers() -> None:
+    for issued in (STRANGER, None):
+        d = Driver(Session(gateway(mode="allow_invalid_or_missing"), facts(issued), at=NOW),
+                   [req(headers=[("X-Mtls-Account", "partner-abc")])], [upstream_response()]).run()
+        [(_, h)] = d.upstream_requests()
+        assert h[b"x-client-cert-chain-verified"] == [b"false"]
+        assert h[b"x-client-cert-present"] == [b"true" if issued else b"false"]
+        assert b"x-mtls-account" not in h
+        assert d.responses()[0][0] == 200
+
+
+def test_identity_json_without_upstream() -> None:
+    d = Driver(Session(gateway(upstream=False), facts(GOOD, sni="api.example"), at=NOW), [req()]).run()
+    doc = json.loads(d.responses()[0][2])
+    assert doc["verdict"] == "accepted" and doc["account"] == "partner-abc"
+    assert doc["certificate"]["x5t#S256"] == parse_certificate(GOOD.der).x5t_s256
+    assert doc["tls"]["sni"] == "api.example"
+
+
+def test_app_checks_401_and_api_key() -> None:
+    g = gateway(account={"api_key_sha256": [hash_api_key("k1")]})
+    d = Driver(Session(g, facts(GOOD), at=NOW), [req(), req(headers=[("X-API-Key", "k1")])], [upstream_response()]).run()
+    (s1, h1, _), (s2, _, _) = d.responses()
+    assert (s1, s2) == (401, 200)
+    assert h1["www-authenticate"].startswith("Bearer")
+
+
+def test_upstream_connect_failure_is_502_and_timeout_504() -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], connect="connect").run()
+    assert json.loads(d.responses()[0][2])["error"] == "upstream_unavailable"
+    assert d.responses()[0][0] == 502
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], ["timeout"]).run()
+    assert d.responses()[0][0] == 504
+    assert any(isinstance(a, CloseUpstream) for a in d.actions)
+
+
+def test_upstream_closing_mid_response_closes_client() -> None:
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], [partial, b""]).run()
+    assert d.to_client.startswith(b"HTTP/1.1 200")
+    assert d.decisions()[-1].reason == "upstream_unavailable"
+
+
+def test_bad_upstream_response_is_502() -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], [b"garbage\r\n\r\n"]).run()
+    assert d.responses()[0][0] == 502
+
+
+def test_timeouts_idle_closes_partial_gets_408() -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [b"<timeout>"]).run()
+    assert d.to_client == b""
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [b"GET / HT", b"<timeout>"]).run()
+    assert d.responses()[0][0] == 408
+
+
+def test_malformed_request_gets_400_and_oversized_head_431() -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [b"NOT HTTP AT ALL\r\n\r\n"]).run()
+    assert d.responses()[0][0] == 400
+    big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [big]).run()
+    assert d.responses()[0][0] == 431
+
+
+def test_body_limits() -> None:
+    g = gateway(max_body_bytes=10)
+    d = Driver(Session(g, facts(GOOD), at=NOW), [req(body=b"x" * 11, method="POST")]).run()
+    assert d.responses()[0][0] == 413
+    chunked = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"8\r\naaaaaaaa\r\n8\r\nbbbbbbbb\r\n0\r\n\r\n")
+    d = Driver(Session(g, facts(GOOD), at=NOW), [chunked], [upstream_response()]).run()
+    assert d.responses()[0][0] == 413
+    assert isinstance(d.actions[-1], Close)
+
+
+def test_streams_chunked_body_upstream() -> None:
+    chunked = (b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n")
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), list(chunked), [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    assert h[b"transfer-encoding"] == [b"chunked"]
+    assert b"abc" in d.to_upstream and b"de" in d.to_upstream
+
+
+def test_expect_100_continue_is_answered() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [head, b"abc"], [upstream_response()]).run()
+    assert d.to_client.startswith(b"HTTP/1.1 100 ")
+    [(_, h)] = d.upstream_requests()
+    assert b"expect" not in h
+
+
+def test_leaf_only_is_noted() -> None:
+    s = Session(gateway(), TLSFacts(chain=(GOOD.der,), leaf_only=True, peer=("127.0.0.1", 1)), at=NOW)
+    assert not s.verdict.ok  # the intermediate was not visible and is not in the pool
+    assert "only the leaf" in s.verdict.detail
+
+
+def test_illegal_driving_raises_session_error() -> None:
+    s = Session(gateway(), facts(GOOD), at=NOW)
+    with pytest.raises(SessionError, match="await_request"):
+        s.upstream_connected()
+    with pytest.raises(SessionError):
+        s.receive_upstream(b"x")
+
+
+def test_handshake_decision() -> None:
+    d = handshake_decision(Reason.UNTRUSTED, "unknown ca", ("::1", 9))
+    assert (d.outcome, d.reason, d.peer) == ("deny", "untrusted", "[::1]:9")
+    assert d.as_log()["event"] == "mtls_decision"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=6), st.lists(st.binary(max_size=200), max_size=4))
+def test_arbitrary_bytes_never_raise(client: list[bytes], upstream: list[bytes]) -> None:
+    chunks = [req(), *client]
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), chunks, list(upstream)).run(max_steps=2000)
+    assert isinstance(d.actions[-1], Close)
