@@ -210,3 +210,59 @@ def test_stats_cover_parse_signature_and_verdict_caches(ca: pki.Issued, inter: p
     summed = stats([cache, VerdictCache(6)], sigs)["verdicts"]
     assert summed.capacity == 10
     assert out["verdicts"].to_dict()["capacity"] == 4
+
+
+# -- wired into Validator.validate ------------------------------------------------
+
+
+def test_validator_reuses_accepted_verdicts(ca: pki.Issued, inter: pki.Issued) -> None:
+    leaf = inter.leaf(not_before=NOW - DAY, not_after=NOW + 2 * DAY)
+    trust = TrustStore([ca.pem])
+    validator = Validator(trust, Policy(revocation="off"), verdict_cache=VerdictCache(max_age=7 * DAY))
+    first = validator.validate(leaf.chain_der, at=NOW)
+    assert first.ok
+    assert validator.validate([bytes(bytearray(d)) for d in leaf.chain_der], at=NOW + DAY) is first
+    assert validator.verdict_cache.hits == 1
+    # Past notAfter the cached verdict is not used: a fresh validation rejects.
+    late = validator.validate(leaf.chain_der, at=leaf.cert.not_valid_after_utc + timedelta(seconds=1))
+    assert late.reason == "expired"
+    # Rotation: once the store changes, the chain is validated against the new store.
+    trust.add_anchor(pki.root("CN=Rotated In").pem)
+    again = validator.validate(leaf.chain_der, at=NOW)
+    assert again.ok and again is not first
+
+
+def test_validator_removes_anchor_by_new_store(ca: pki.Issued, inter: pki.Issued) -> None:
+    leaf = inter.leaf()
+    cache = VerdictCache()
+    assert Validator(TrustStore([ca.pem]), verdict_cache=cache).validate(leaf.chain_der, at=NOW).ok
+    # Another validator sharing the cache (a reload with a store that no longer trusts ca) never hits.
+    assert Validator(TrustStore([pki.root().pem]), verdict_cache=cache).validate(leaf.chain_der, at=NOW).reason == "untrusted"
+
+
+def test_validator_bounds_by_crl_next_update(ca: pki.Issued, inter: pki.Issued) -> None:
+    leaf = inter.leaf(not_before=NOW - DAY, not_after=NOW + 30 * DAY)
+    next_update = NOW + timedelta(hours=2)
+    crls = [inter.crl(this_update=NOW - timedelta(hours=1), next_update=next_update),
+            ca.crl(this_update=NOW - timedelta(hours=1), next_update=NOW + DAY)]
+    validator = Validator(TrustStore([ca.pem]), Policy(revocation="hard"), crls=crls,
+                          verdict_cache=VerdictCache(max_age=7 * DAY))
+    first = validator.validate(leaf.chain_der, at=NOW)
+    assert first.ok, first.detail
+    assert validator.validate(leaf.chain_der, at=next_update) is first
+    stale = validator.validate(leaf.chain_der, at=next_update + timedelta(seconds=1))
+    assert stale is not first
+    assert stale.reason == "revocation_unavailable"
+
+
+def test_validator_does_not_cache_with_per_call_data(ca: pki.Issued, inter: pki.Issued) -> None:
+    leaf = inter.leaf()
+    validator = Validator(TrustStore([ca.pem]))
+    crl = inter.crl()
+    assert validator.validate(leaf.chain_der, at=NOW, crls=[crl]).ok
+    assert len(validator.verdict_cache) == 0
+    revoked = validator.validate(leaf.chain_der, at=NOW, crls=[inter.crl(revoked=[leaf])])
+    assert revoked.reason == "revoked"
+    fetching = Validator(TrustStore([ca.pem]), Policy(fetch=True))
+    assert fetching.validate(leaf.chain_der, at=NOW).ok
+    assert len(fetching.verdict_cache) == 0

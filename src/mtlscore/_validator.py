@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ._aia import http_url, parse_issuers
+from ._cache import VerdictCache
 from ._cert import Certificate, parse_certificate, split_certificates
 from ._checks import check_key
 from ._crl import ParsedCRL, parse_crl
@@ -43,7 +44,8 @@ class Validator:
     match rejects with ``identity_unmapped``. ``crls`` are CRLs (DER or PEM)
     consulted on every validation, in addition to those passed per call.
     ``cache`` holds fetched revocation answers across validations (one is made
-    when not given; pass one to share it between validators).
+    when not given; pass one to share it between validators). ``verdict_cache``
+    holds accepted verdicts of :meth:`validate` (a per-validator one when not given).
     Construction raises :class:`ConfigError` for an unusable configuration.
     """
 
@@ -56,6 +58,7 @@ class Validator:
         crls: Iterable[bytes] = (),
         signatures: SignatureCache | None = None,
         cache: RevocationCache | None = None,
+        verdict_cache: VerdictCache | None = None,
     ) -> None:
         from ._reasons import ConfigError
 
@@ -64,6 +67,11 @@ class Validator:
         self.identity_map = identity_map
         self.signatures = signatures or SIGNATURES
         self.cache = cache if cache is not None else RevocationCache()
+        # Accepted verdicts of validate(), by presented bytes × trust/policy epoch (mtlscore._cache).
+        self.verdict_cache = verdict_cache if verdict_cache is not None else VerdictCache()
+        # In every key: a shared verdict cache never hands one validator's verdict
+        # (its identity map, its CRLs) to another.
+        self._cache_token = object()
         self.crls: list[ParsedCRL] = []
         for i, data in enumerate(crls):
             try:
@@ -84,15 +92,42 @@ class Validator:
         a Verdict with a Reason.
         """
         try:
+            key = self._verdict_key(chain, crls, ocsp_responses)
+            if key is not None:
+                hit = self.verdict_cache.get(key, at)
+                if hit is not None:
+                    return hit
             run = self.start(chain, at=at, crls=crls, ocsp_responses=ocsp_responses)
             for _ in range(_MAX_STEPS):
                 event = run.next_event()
                 if isinstance(event, Verdict):
+                    if key is not None and event.ok:
+                        self._remember(key, event, at)
                     return event
                 run.fail(event, "not fetched: validate() does no I/O")
         except Exception as exc:  # noqa: BLE001 - the front door must answer, not crash
             return Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}")
         return Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: the validation did not finish")
+
+    def _verdict_key(self, chain: Any, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]) -> Any:
+        # Cache only verdicts that depend on nothing but the chain, the epochs, this
+        # validator's own CRLs and the time: not on per-call data, nor on fetched
+        # answers (policy.fetch, or a revocation cache filled by start()) whose
+        # expiry the verdict does not carry.
+        p = self.policy
+        if crls or ocsp_responses or p.fetch or len(self.cache):
+            return None
+        return self.verdict_cache.key(chain, self.trust.epoch, p.epoch, self._cache_token)
+
+    def _remember(self, key: Any, verdict: Verdict, at: datetime) -> None:
+        p = self.policy
+        valid_from = valid_until = None
+        if self.crls and not (p.revocation == "off" and p.revocation_leaf in (None, "off")
+                              and p.revocation_ca in (None, "off")):
+            # The given CRLs decided revocation: reuse only while all of them are current.
+            valid_from = max(c.this_update for c in self.crls)
+            valid_until = min(c.next_update or c.this_update + p.max_revocation_age for c in self.crls)
+        self.verdict_cache.put(key, verdict, at=at, valid_from=valid_from, valid_until=valid_until)
 
     def start(
         self,
