@@ -1,0 +1,160 @@
+"""Certificate input (DER, PEM, bundles) and the facts parsed once per certificate."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from cryptography import x509
+
+from mtlscore import CertificateRejected, Reason, load_certificates, parse_certificate, pki, x5t_s256
+from mtlscore._cert import PARSE_CACHE, split_certificates
+from mtlscore._policy import CLIENT_AUTH, SERVER_AUTH
+
+
+@pytest.fixture(scope="module")
+def chain() -> pki.Issued:
+    return pki.root().intermediate("CN=Issuing").leaf(
+        "CN=client,O=Partner", san_dns=["client.example"], san_uri=["spiffe://td/w"],
+        san_email=["ops@partner.example"], san_ip=["10.0.0.1"],
+        crl_urls=["http://crl.example/ca.crl"], ocsp_urls=["http://ocsp.example"],
+        ca_issuers_urls=["http://ca.example/ca.cer"], eku=[CLIENT_AUTH, SERVER_AUTH],
+    )
+
+
+def test_facts_of_a_leaf(chain) -> None:
+    c = parse_certificate(chain.der)
+    assert c.der == chain.der and c.sha256 == hashlib.sha256(chain.der).digest()
+    assert c.subject_text == "CN=client,O=Partner" and c.issuer_text == "CN=Issuing"
+    assert c.serial == chain.serial and c.version == 3
+    assert c.not_before < pki.NOW < c.not_after
+    assert c.is_ca is False and c.path_length is None and not c.self_issued
+    assert c.eku == frozenset({CLIENT_AUTH, SERVER_AUTH})
+    assert c.key_usage is not None and c.key_usage.digital_signature
+    assert c.san is not None and len(c.san) == 4
+    assert c.crl_urls == ("http://crl.example/ca.crl",)
+    assert c.ocsp_urls == ("http://ocsp.example",) and c.ca_issuer_urls == ("http://ca.example/ca.cer",)
+    assert c.ski is not None and c.aki == parse_certificate(chain.parent.der).ski
+    assert (c.key_type, c.key_bits, c.curve) == ("ec", 256, "P-256")
+    assert c.signature_hash == "sha256"
+
+
+def test_facts_of_a_ca() -> None:
+    root = parse_certificate(pki.root(path_length=2).der)
+    assert root.is_ca is True and root.path_length == 2 and root.self_issued and root.eku is None
+    assert root.describe() == "CN=Test Root CA"
+
+
+@pytest.mark.parametrize(
+    ("spec", "facts"),
+    [
+        ("ec-p384", ("ec", 384, "P-384")),
+        ("ec-p521", ("ec", 521, "P-521")),
+        ("ec-k256", ("ec", 256, "secp256k1")),
+        ("rsa", ("rsa", 2048, None)),
+        ("ed25519", ("ed25519", 256, None)),
+        ("ed448", ("ed448", 456, None)),
+    ],
+)
+def test_key_facts(spec: str, facts: tuple[object, ...]) -> None:
+    c = parse_certificate(pki.root().leaf(key=spec).der)
+    assert (c.key_type, c.key_bits, c.curve) == facts
+
+
+def test_thumbprints(chain) -> None:
+    c = parse_certificate(chain.der)
+    digest = hashlib.sha256(chain.der).digest()
+    assert c.x5t_s256 == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert c.fingerprint_hex == digest.hex()
+    assert c.spki_pin == base64.b64encode(hashlib.sha256(c.spki_der).digest()).decode()
+    assert x5t_s256(chain.pem) == x5t_s256(chain.der) == x5t_s256(c) == c.x5t_s256
+
+
+def test_pem_round_trip_and_equality(chain) -> None:
+    c = parse_certificate(chain.der)
+    again = load_certificates(c.pem)[0]
+    assert again == c and hash(again) == hash(c) and again.der == chain.der
+    assert c != parse_certificate(chain.parent.der)
+    assert "CN=client" in repr(c)
+
+
+def test_empty_subject_is_described_by_serial() -> None:
+    c = parse_certificate(pki.root().leaf(x509.Name([]), san_dns=["a.example"], san_critical=True).der)
+    assert c.describe() == f"serial {c.serial:x}"
+
+
+def test_parse_cache_returns_the_same_object(chain) -> None:
+    first = parse_certificate(chain.der)
+    hits = PARSE_CACHE.hits
+    assert parse_certificate(bytes(chain.der)) is first
+    assert PARSE_CACHE.hits == hits + 1
+
+
+def test_bundle_forms_keep_order(chain) -> None:
+    ders = chain.chain_der
+    assert [c.der for c in load_certificates(chain.chain_pem)] == ders
+    assert [c.der for c in load_certificates(chain.chain_pem.decode())] == ders
+    assert [c.der for c in load_certificates(ders)] == ders
+    assert [c.der for c in load_certificates([chain.pem, chain.parent.der])] == ders
+    assert [c.der for c in load_certificates(chain.cert)] == [chain.der]
+    between = chain.pem + b"\n# Issuer: CN=Issuing\n" + chain.parent.pem
+    assert [c.der for c in load_certificates(between)] == ders
+    trusted = chain.pem.replace(b"BEGIN CERTIFICATE", b"BEGIN TRUSTED CERTIFICATE").replace(
+        b"END CERTIFICATE", b"END TRUSTED CERTIFICATE")
+    assert load_certificates(trusted)[0].der == chain.der
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RFC 7468 §2: text before the first PEM boundary (openssl x509 -text output, "
+    "commented CA bundles) must not make parsing fail; split_certificates checks "
+    "stripped.startswith(b'-----BEGIN') instead of searching for a boundary "
+    "(fix: `elif b'-----BEGIN' in raw:`)",
+)
+def test_text_before_the_first_pem_block_is_allowed(chain) -> None:
+    data = b"subject=CN=client\nissuer=CN=Issuing\n" + chain.chain_pem
+    assert [c.der for c in load_certificates(data)] == chain.chain_der
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", Reason.NOT_PROVIDED),
+        (b"  \n ", Reason.NOT_PROVIDED),
+        ([], Reason.NOT_PROVIDED),
+        (b"hello", Reason.MALFORMED),
+        (b"\x30\x82\xff\xff\x00", Reason.MALFORMED),
+        (b"\x30\x00", Reason.MALFORMED),
+        (b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----", Reason.MALFORMED),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", Reason.MALFORMED),
+        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----", Reason.MALFORMED),
+        (42, Reason.MALFORMED),
+        (b"\x30" + b"\x00" * (200 * 1024), Reason.PKI_TOO_LARGE),
+    ],
+)
+def test_bad_input(data: object, reason: Reason) -> None:
+    with pytest.raises(CertificateRejected) as exc:
+        load_certificates(data)  # type: ignore[arg-type]
+    assert exc.value.reason is reason and exc.value.detail
+
+
+def test_truncated_certificates_are_malformed(chain) -> None:
+    for cut in (1, 10, len(chain.der) // 2, len(chain.der) - 1):
+        with pytest.raises(CertificateRejected) as exc:
+            parse_certificate(chain.der[:cut])
+        assert exc.value.reason is Reason.MALFORMED
+
+
+def test_limits(chain) -> None:
+    with pytest.raises(CertificateRejected) as exc:
+        parse_certificate(chain.der, max_bytes=100)
+    assert exc.value.reason is Reason.PKI_TOO_LARGE
+    with pytest.raises(CertificateRejected) as exc:
+        load_certificates(chain.chain_der, max_count=1)
+    assert exc.value.reason is Reason.PKI_TOO_LARGE
+    with pytest.raises(CertificateRejected) as exc:
+        load_certificates(chain.chain_pem, max_chain_bytes=len(chain.der))
+    assert exc.value.reason is Reason.PKI_TOO_LARGE
+    # Splitting does not parse: the limits apply before any DER is decoded.
+    assert split_certificates([b"\x30\x00"]) == [b"\x30\x00"]
