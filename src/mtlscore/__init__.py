@@ -2,13 +2,40 @@
 
 The core is sans-IO: it takes bytes, times and configuration and returns
 decisions (:class:`Verdict`) or requests for data. Runtimes in
-``mtlscore.runtimes`` drive it with real sockets.
+``mtlscore.runtimes`` drive it with real sockets; ``mtlscore.asgi`` embeds it
+in ASGI apps; ``mtlscore.config`` reads the TOML configuration file.
 """
 
+from ._binding import (
+    OAuthError,
+    TlsClientAuth,
+    check_cnf,
+    check_self_signed_tls_client_auth,
+    check_tls_client_auth,
+    cnf_claim,
+    oauth_error,
+    x5t_s256,
+)
 from ._cert import Certificate, load_certificates, parse_certificate
+from ._dn import dn_equal, format_dn, parse_dn
+from ._headers import (
+    IDENTITY_HEADER_NAMES,
+    emit_client_cert,
+    emit_client_cert_chain,
+    gcp_headers,
+    parse_alb_clientcert,
+    parse_alb_leaf,
+    parse_client_cert,
+    parse_client_cert_chain,
+    parse_nginx_escaped_cert,
+    parse_xfcc,
+)
 from ._hostname import dns_name_matches, match_peer_name
-from ._identity import Identity
+from ._identity import AnchorRef, Identity
+from ._identity_map import IdentityMap, Principal, Resolution, Rule, accounts_from_config
+from ._jwk import jwk_from_certificate, jwk_from_public_key, jwk_thumbprint, public_key_from_jwk
 from ._policy import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, Policy
+from ._proxy import ProxyPolicy, TrustedProxy
 from ._reasons import CertificateRejected, ConfigError, MtlsError, Reason
 from ._trust import Anchor, TrustStore
 from ._validator import Validator
@@ -19,31 +46,53 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY_EKU",
     "CLIENT_AUTH",
+    "IDENTITY_HEADER_NAMES",
     "SERVER_AUTH",
     "Anchor",
+    "AnchorRef",
     "Certificate",
     "CertificateRejected",
     "ConfigError",
     "Identity",
+    "IdentityMap",
     "MtlsError",
+    "OAuthError",
     "Policy",
+    "Principal",
+    "ProxyPolicy",
     "Reason",
+    "Resolution",
+    "Rule",
+    "TlsClientAuth",
     "TrustStore",
+    "TrustedProxy",
     "Validator",
     "Verdict",
+    "accounts_from_config",
+    "check_cnf",
+    "check_self_signed_tls_client_auth",
+    "check_tls_client_auth",
+    "cnf_claim",
+    "dn_equal",
     "dns_name_matches",
+    "emit_client_cert",
+    "emit_client_cert_chain",
+    "format_dn",
+    "gcp_headers",
+    "jwk_from_certificate",
+    "jwk_from_public_key",
+    "jwk_thumbprint",
     "load_certificates",
     "match_peer_name",
+    "oauth_error",
+    "parse_alb_clientcert",
+    "parse_alb_leaf",
     "parse_certificate",
+    "parse_client_cert",
+    "parse_client_cert_chain",
+    "parse_dn",
+    "parse_nginx_escaped_cert",
+    "parse_xfcc",
+    "public_key_from_jwk",
     "x5t_s256",
 ]
-
-
-def x5t_s256(cert: "Certificate | bytes | str") -> str:
-    """RFC 8705 ``x5t#S256`` of a certificate (parsed, DER or PEM).
-
-    Raises :class:`CertificateRejected` (``malformed``) when it is not a certificate.
-    """
-    if isinstance(cert, Certificate):
-        return cert.x5t_s256
-    return load_certificates(cert, max_count=1)[0].x5t_s256
