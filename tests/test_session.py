@@ -46,13 +46,18 @@ EXPIRED = INTER.leaf(DN, not_after=NOW - timedelta(days=1))
 STRANGER = pki.root("CN=Elsewhere").leaf(DN)
 
 
-def gateway(*, upstream: bool = True, mode: str = "reject_invalid", account: dict[str, Any] | None = None, **kw: Any) -> Gateway:
+def gateway(
+    *, upstream: bool = True, mode: str = "reject_invalid", account: dict[str, Any] | None = None, **kw: Any
+) -> Gateway:
     trust = TrustStore([ROOT.pem])
     table = {"id": "partner-abc", "match": {"subject_dn": DN}, **(account or {})}
     imap = accounts_from_config([table], base_dir=pathlib.Path("."), trust=trust)
     server = ServerConfig(
-        certificate=pathlib.Path("server.pem"), key=pathlib.Path("server.key"),
-        upstream=Upstream("127.0.0.1", 8080) if upstream else None, mode=mode, **kw,  # type: ignore[arg-type]
+        certificate=pathlib.Path("server.pem"),
+        key=pathlib.Path("server.key"),
+        upstream=Upstream("127.0.0.1", 8080) if upstream else None,
+        mode=mode,
+        **kw,  # type: ignore[arg-type]
     )
     return Gateway(validator=Validator(trust, identity_map=imap), server=server)
 
@@ -61,7 +66,9 @@ def facts(issued: pki.Issued | None = None, **kw: Any) -> TLSFacts:
     return TLSFacts(chain=tuple(issued.chain_der) if issued else (), peer=("127.0.0.1", 5555), **kw)
 
 
-def req(target: str = "/", headers: Sequence[tuple[str, str]] = (), body: bytes | None = None, method: str = "GET") -> bytes:
+def req(
+    target: str = "/", headers: Sequence[tuple[str, str]] = (), body: bytes | None = None, method: str = "GET"
+) -> bytes:
     c = h11.Connection(h11.CLIENT)
     hs = [("Host", "api.example"), *headers]
     if body is not None:
@@ -76,15 +83,17 @@ def upstream_response(body: bytes = b"hello", headers: Sequence[tuple[str, str]]
     return (
         b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: keep-alive\r\n" % len(body)
         + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers)
-        + b"\r\n" + body
+        + b"\r\n"
+        + body
     )
 
 
 class Driver:
     """Plays runtime: feeds scripted client and upstream bytes, records everything."""
 
-    def __init__(self, session: Session, client: list[bytes], upstream: list[bytes | str] | None = None,
-                 connect: str = "ok") -> None:
+    def __init__(
+        self, session: Session, client: list[bytes], upstream: list[bytes | str] | None = None, connect: str = "ok"
+    ) -> None:
         self.s = session
         self.client = list(client)
         self.upstream = list(upstream or [])
@@ -179,8 +188,14 @@ def test_state_table_covers_every_state() -> None:
 
 def test_forward_adds_identity_headers_and_strips_client_copies() -> None:
     s = Session(gateway(), facts(GOOD), at=NOW)
-    forged = [("X-Client-Cert-Hash", "forged"), ("X-Mtls-Account", "root"), ("Client-Cert", ":AA==:"),
-              ("Connection", "keep-alive, X-Secret"), ("X-Secret", "hop"), ("Keep-Alive", "timeout=5")]
+    forged = [
+        ("X-Client-Cert-Hash", "forged"),
+        ("X-Mtls-Account", "root"),
+        ("Client-Cert", ":AA==:"),
+        ("Connection", "keep-alive, X-Secret"),
+        ("X-Secret", "hop"),
+        ("Keep-Alive", "timeout=5"),
+    ]
     d = Driver(s, [req("/a", forged), req("/b")], [upstream_response(), upstream_response(b"two")]).run()
     (t1, h1), (t2, _) = d.upstream_requests()
     assert (t1, t2) == (b"/a", b"/b")
@@ -211,8 +226,11 @@ def test_reject_mode_without_certificate() -> None:
 
 def test_allow_mode_forwards_invalid_with_verdict_headers() -> None:
     for issued in (STRANGER, None):
-        d = Driver(Session(gateway(mode="allow_invalid_or_missing"), facts(issued), at=NOW),
-                   [req(headers=[("X-Mtls-Account", "partner-abc")])], [upstream_response()]).run()
+        d = Driver(
+            Session(gateway(mode="allow_invalid_or_missing"), facts(issued), at=NOW),
+            [req(headers=[("X-Mtls-Account", "partner-abc")])],
+            [upstream_response()],
+        ).run()
         [(_, h)] = d.upstream_requests()
         assert h[b"x-client-cert-chain-verified"] == [b"false"]
         assert h[b"x-client-cert-present"] == [b"true" if issued else b"false"]
@@ -230,7 +248,9 @@ def test_identity_json_without_upstream() -> None:
 
 def test_app_checks_401_and_api_key() -> None:
     g = gateway(account={"api_key_sha256": [hash_api_key("k1")]})
-    d = Driver(Session(g, facts(GOOD), at=NOW), [req(), req(headers=[("X-API-Key", "k1")])], [upstream_response()]).run()
+    d = Driver(
+        Session(g, facts(GOOD), at=NOW), [req(), req(headers=[("X-API-Key", "k1")])], [upstream_response()]
+    ).run()
     (s1, h1, _), (s2, _, _) = d.responses()
     assert (s1, s2) == (401, 200)
     assert h1["www-authenticate"].startswith("Bearer")
@@ -276,16 +296,19 @@ def test_body_limits() -> None:
     g = gateway(max_body_bytes=10)
     d = Driver(Session(g, facts(GOOD), at=NOW), [req(body=b"x" * 11, method="POST")]).run()
     assert d.responses()[0][0] == 413
-    chunked = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"8\r\naaaaaaaa\r\n8\r\nbbbbbbbb\r\n0\r\n\r\n")
+    chunked = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n8\r\naaaaaaaa\r\n8\r\nbbbbbbbb\r\n0\r\n\r\n"
+    )
     d = Driver(Session(g, facts(GOOD), at=NOW), [chunked], [upstream_response()]).run()
     assert d.responses()[0][0] == 413
     assert isinstance(d.actions[-1], Close)
 
 
 def test_streams_chunked_body_upstream() -> None:
-    chunked = (b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"3\r\nabc\r\n", b"2\r\nde\r\n0\r\n\r\n")
+    chunked = (
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        b"2\r\nde\r\n0\r\n\r\n",
+    )
     d = Driver(Session(gateway(), facts(GOOD), at=NOW), list(chunked), [upstream_response()]).run()
     [(_, h)] = d.upstream_requests()
     assert h[b"transfer-encoding"] == [b"chunked"]

@@ -114,9 +114,7 @@ class AccountAuth:
         if isinstance(raw_hashes, str):
             raw_hashes = [raw_hashes]
         if not isinstance(raw_hashes, list):
-            raise ConfigError(
-                "must be a list of hex SHA-256 digests", key=f"{prefix}.api_key_sha256"
-            )
+            raise ConfigError("must be a list of hex SHA-256 digests", key=f"{prefix}.api_key_sha256")
         for h in raw_hashes:
             if not isinstance(h, str) or not _HEX64.match(h):
                 raise ConfigError(
@@ -140,9 +138,7 @@ class AccountAuth:
                 jwks = json.loads(jwks)
             except ValueError:
                 raise ConfigError("is not JSON", key=f"{prefix}.jwks") from None
-        if jwks is not None and not (
-            isinstance(jwks, Mapping) and isinstance(jwks.get("keys"), list)
-        ):
+        if jwks is not None and not (isinstance(jwks, Mapping) and isinstance(jwks.get("keys"), list)):
             raise ConfigError('must be a JWKS object {"keys": [...]}', key=f"{prefix}.jwks")
         for name in ("token_issuer", "token_audience"):
             if table.get(name) is not None and not isinstance(table.get(name), str):
@@ -290,9 +286,7 @@ def _check_credential(
         if scheme.lower() == b"bearer" and rest.strip():
             bearer = rest.strip()
     if api_key is None and bearer is None:
-        what = (
-            "an API key (X-API-Key) or a Bearer token" if auth.api_key_sha256 else "a Bearer token"
-        )
+        what = "an API key (X-API-Key) or a Bearer token" if auth.api_key_sha256 else "a Bearer token"
         return AuthResult(
             False,
             401,

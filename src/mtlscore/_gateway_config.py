@@ -26,9 +26,7 @@ MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
 TLS_ENGINES: tuple[str, ...] = ("auto", "ssl", "deferred")
 RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
 
-_HOSTPORT = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})$"
-)
+_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})$")
 _URL = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+))"
     r"(?::(?P<port>\d{1,5}))?(?P<path>/[^?#]*)?$"
@@ -141,9 +139,7 @@ def _number(table: Mapping[str, Any], name: str, default: float, *, integer: boo
 def _choice(table: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = table.get(name, default)
     if value not in choices:
-        raise ConfigError(
-            f"must be one of {', '.join(choices)}; got {value!r}", key=f"server.{name}"
-        )
+        raise ConfigError(f"must be one of {', '.join(choices)}; got {value!r}", key=f"server.{name}")
     return str(value)
 
 
@@ -182,16 +178,12 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         raise ConfigError("must be a table", key="server")
     for name in table:
         if name not in _KNOWN:
-            raise ConfigError(
-                f"unknown key (known: {', '.join(sorted(_KNOWN))})", key=f"server.{name}"
-            )
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(_KNOWN))})", key=f"server.{name}")
     paths: dict[str, pathlib.Path] = {}
     for name in ("certificate", "key"):
         value = table.get(name)
         if not isinstance(value, str) or not value:
-            raise ConfigError(
-                "required: the path of the server's PEM " + name, key=f"server.{name}"
-            )
+            raise ConfigError("required: the path of the server's PEM " + name, key=f"server.{name}")
         paths[name] = (base_dir / value).resolve()
     proxies = table.get("trusted_proxies", [])
     if not isinstance(proxies, list):

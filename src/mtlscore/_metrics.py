@@ -44,9 +44,7 @@ class Metrics:
     label names (a programming error, never a peer's).
     """
 
-    _counts: dict[str, dict[tuple[str, ...], int]] = field(
-        default_factory=lambda: {name: {} for name in _FAMILIES}
-    )
+    _counts: dict[str, dict[tuple[str, ...], int]] = field(default_factory=lambda: {name: {} for name in _FAMILIES})
 
     def inc(self, family: str, labels: Mapping[str, str] | None = None, by: int = 1) -> None:
         """Add ``by`` to the counter ``family{labels}``."""

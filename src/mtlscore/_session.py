@@ -196,16 +196,7 @@ class Close:
     linger: bool = False
 
 
-Action = (
-    ReadClient
-    | WriteClient
-    | OpenUpstream
-    | WriteUpstream
-    | ReadUpstream
-    | CloseUpstream
-    | Log
-    | Close
-)
+Action = ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Log | Close
 
 
 def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:
@@ -225,9 +216,7 @@ class State(enum.Enum):
 
 
 _TRANSITIONS: dict[State, frozenset[State]] = {
-    State.AWAIT_REQUEST: frozenset(
-        {State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
-    ),
+    State.AWAIT_REQUEST: frozenset({State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}),
     State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
     State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.CLOSED}),
     State.AWAIT_RESPONSE: frozenset({State.AWAIT_REQUEST, State.CLOSED}),
@@ -280,9 +269,7 @@ def _identity_headers(
     return out
 
 
-def _strip(
-    headers: Iterable[tuple[bytes, bytes]], account_header: bytes
-) -> list[tuple[bytes, bytes]]:
+def _strip(headers: Iterable[tuple[bytes, bytes]], account_header: bytes) -> list[tuple[bytes, bytes]]:
     headers = list(headers)
     named: set[bytes] = set()
     for k, v in headers:
@@ -333,9 +320,7 @@ class Session:
         self.tls = tls
         self.state = State.AWAIT_REQUEST
         self._pending: deque[Action] = deque()
-        self._client = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes
-        )
+        self._client = h11.Connection(h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes)
         self._upstream: h11.Connection | None = None
         self._account_header = self.server.account_header.lower().encode()
         self._request: h11.Request | None = None
@@ -359,13 +344,9 @@ class Session:
         # Hook: once the validator offers its stepping API (Validator.start(chain, at=…)
         # yielding CRL/OCSP/issuer requests), this becomes a loop that emits fetch
         # actions for the runtime's revocation fetchers. Until then: data given up front.
-        verdict = self.gateway.validator.validate(
-            list(self.tls.chain), at=at, crls=self.gateway.crls
-        )
+        verdict = self.gateway.validator.validate(list(self.tls.chain), at=at, crls=self.gateway.crls)
         if self.tls.leaf_only:
-            note = (
-                "only the leaf was visible to the gateway (no presented-chain API in this Python)"
-            )
+            note = "only the leaf was visible to the gateway (no presented-chain API in this Python)"
             verdict = replace(
                 verdict,
                 notes=(*verdict.notes, note),
@@ -411,9 +392,7 @@ class Session:
         """The runtime's read timeout on the client fired."""
         if self.state is State.AWAIT_REQUEST and not self._received_any:
             self._close()  # an idle keep-alive connection: just close
-        elif (
-            self.state in (State.AWAIT_REQUEST, State.STREAM_REQUEST) and not self._response_started
-        ):
+        elif self.state in (State.AWAIT_REQUEST, State.STREAM_REQUEST) and not self._response_started:
             self._answer_error(408, PROTOCOL_ERROR, "timed out waiting for the request", close=True)
         else:
             self._close()
@@ -422,9 +401,7 @@ class Session:
         """The connection asked for by :class:`OpenUpstream` is open."""
         if self.state is not State.CONNECTING or self._request is None:
             raise SessionError(f"upstream_connected in state {self.state.value}")
-        self._upstream = h11.Connection(
-            h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes
-        )
+        self._upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes)
         self._send_request_head(self._request)
 
     def receive_upstream(self, data: bytes) -> None:
@@ -475,11 +452,7 @@ class Session:
         if event is None:
             return
         if event is h11.NEED_DATA:
-            timeout = (
-                self.server.header_timeout
-                if self.state is State.AWAIT_REQUEST
-                else self.server.body_timeout
-            )
+            timeout = self.server.header_timeout if self.state is State.AWAIT_REQUEST else self.server.body_timeout
             self._pending.append(ReadClient(timeout))
         elif isinstance(event, h11.Request):
             self._on_request(event, at, now)
@@ -534,17 +507,11 @@ class Session:
             return
         self._decide("forward", None, reason, verdict.detail)
         if self._client.client_is_waiting_for_100_continue:
-            self._pending.append(
-                WriteClient(
-                    self._client.send(h11.InformationalResponse(status_code=100, headers=[]))
-                )
-            )
+            self._pending.append(WriteClient(self._client.send(h11.InformationalResponse(status_code=100, headers=[]))))
         if self._upstream is None:
             self._to(State.CONNECTING)
             up = self.server.upstream
-            self._pending.append(
-                OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout)
-            )
+            self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout))
         else:
             self._send_request_head(request)
 
@@ -583,18 +550,14 @@ class Session:
             "identity": _identity_json(v.identity),
             "notes": list(v.notes),
             "tls": {"sni": self.tls.sni, "version": self.tls.version, "cipher": self.tls.cipher},
-            "upstream_headers": dict(
-                _identity_headers(v, self.presented, self.account, self.server)
-            ),
+            "upstream_headers": dict(_identity_headers(v, self.presented, self.account, self.server)),
         }
 
     def _send_request_head(self, request: h11.Request) -> None:
         server = self.server
         assert server.upstream is not None and self._upstream is not None
         headers: list[tuple[bytes, bytes]] = []
-        host = next(
-            (v for k, v in request.headers if k == b"host"), server.upstream.authority.encode()
-        )
+        host = next((v for k, v in request.headers if k == b"host"), server.upstream.authority.encode())
         headers.append((b"host", host))
         headers += _strip(request.headers, self._account_header)
         chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
@@ -633,9 +596,7 @@ class Session:
             self._response_started = True
             headers = _strip(event.headers, b"")
             headers += [(k, v) for k, v in event.headers if k == b"content-length"]
-            self._send_client(
-                h11.Response(status_code=event.status_code, headers=headers, reason=event.reason)
-            )
+            self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
         elif isinstance(event, h11.Data):
             self._send_client(h11.Data(data=event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -651,9 +612,7 @@ class Session:
         try:
             data = self._client.send(event)
         except h11.LocalProtocolError as exc:
-            self._decide(
-                "error", None, PROTOCOL_ERROR, f"cannot relay the upstream response: {exc}"
-            )
+            self._decide("error", None, PROTOCOL_ERROR, f"cannot relay the upstream response: {exc}")
             self._close()
             return
         if data:
@@ -671,9 +630,7 @@ class Session:
         close: bool = False,
     ) -> None:
         self._decide("deny", status, reason, detail)
-        self._answer(
-            *_json(status, {"error": reason, "detail": detail}), headers=headers, close=close
-        )
+        self._answer(*_json(status, {"error": reason, "detail": detail}), headers=headers, close=close)
 
     def _answer_error(self, status: int, reason: str, detail: str, *, close: bool = False) -> None:
         self._decide("error", status, reason, detail)

@@ -82,15 +82,24 @@ class Env:
             (d / f"{name}.key").write_bytes(leaf.key_pem)
         self.signer = ec.generate_private_key(ec.SECP256R1())
         self.jwks = {"keys": [jwk_from_public_key(self.signer.public_key(), kid="as")]}
-        claims = {"iss": "https://as.test", "iat": int(now.timestamp()), "exp": int((now + timedelta(hours=1)).timestamp())}
+        claims = {
+            "iss": "https://as.test",
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(hours=1)).timestamp()),
+        }
         self.tokens = {
             n: issue_bound_token(claims, self.signer, parse_certificate(self.leaves[n].der), kid="as")
             for n in ("good", "other")
         }
 
     def config(self, name: str = "mtlscore.toml", *, anchors: str = "root.pem", **server: Any) -> Path:
-        settings = {"listen": "127.0.0.1:0", "certificate": "server.pem", "key": "server.key",
-                    "reload_poll_seconds": 0, **server}
+        settings = {
+            "listen": "127.0.0.1:0",
+            "certificate": "server.pem",
+            "key": "server.key",
+            "reload_poll_seconds": 0,
+            **server,
+        }
         lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
         text = f"""
 [trust]
@@ -157,10 +166,18 @@ class Upstream:
                         body += self.rfile.read(size)
                         self.rfile.readline()
                     self.rfile.readline()
-                outer.seen.append({"path": self.path, "headers": [(k.lower(), v) for k, v in self.headers.items()], "body": len(body)})
+                outer.seen.append(
+                    {"path": self.path, "headers": [(k.lower(), v) for k, v in self.headers.items()], "body": len(body)}
+                )
                 if self.path.startswith("/hang"):
                     outer.release.wait(20)
-                out = json.dumps({"path": self.path, "headers": dict((k.lower(), v) for k, v in self.headers.items()), "body_bytes": len(body)}).encode()
+                out = json.dumps(
+                    {
+                        "path": self.path,
+                        "headers": dict((k.lower(), v) for k, v in self.headers.items()),
+                        "body_bytes": len(body),
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -211,8 +228,15 @@ async def gateway(config: Path, backend: str, **state_kw: Any) -> AsyncIterator[
 
 
 def request(
-    env: Env, port: int, cert: str | None, path: str = "/", *, headers: dict[str, str] | None = None,
-    method: str = "GET", body: bytes | None = None, conn: http.client.HTTPSConnection | None = None,
+    env: Env,
+    port: int,
+    cert: str | None,
+    path: str = "/",
+    *,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
+    conn: http.client.HTTPSConnection | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     c = conn or http.client.HTTPSConnection("localhost", port, context=env.client_context(cert), timeout=10)
     c.request(method, path, body=body, headers=headers or {})
@@ -319,12 +343,17 @@ async def test_deferred_engine_reject_mode_answers_json_for_everything(env: Env,
 
 
 @pytest.mark.anyio
-async def test_allow_mode_forwards_invalid_and_missing_with_verdict(env: Env, upstream: Upstream, anyio_backend: str) -> None:
+async def test_allow_mode_forwards_invalid_and_missing_with_verdict(
+    env: Env, upstream: Upstream, anyio_backend: str
+) -> None:
     pytest.importorskip("OpenSSL")
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}", mode="allow_invalid_or_missing")
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
-        results = {c: await call(request, env, port, c, headers={"X-Mtls-Account": "admin"}) for c in ("unknown", "expired", None)}
+        results = {
+            c: await call(request, env, port, c, headers={"X-Mtls-Account": "admin"})
+            for c in ("unknown", "expired", None)
+        }
         status, _, body = await call(request, env, port, "good", headers=bearer(env))
         assert json.loads(body)["headers"]["x-mtls-account"] == "partner-abc"
     for cert, (status, _, body) in results.items():
@@ -358,15 +387,20 @@ async def test_streaming_bodies_keepalive_and_limits(env: Env, upstream: Upstrea
         conn = http.client.HTTPSConnection("localhost", port, context=env.client_context("good"), timeout=10)
         try:
             big = os.urandom(1_500_000)
-            status, _, body = await call(request, env, port, "good", "/up", method="POST", body=big, headers=bearer(env), conn=conn)
+            status, _, body = await call(
+                request, env, port, "good", "/up", method="POST", body=big, headers=bearer(env), conn=conn
+            )
             assert (status, json.loads(body)["body_bytes"]) == (200, len(big))
             chunks = iter([b"a" * 1000, b"b" * 2000])
-            status, _, body = await call(request, env, port, "good", "/chunked", method="POST", body=chunks,
-                                         headers=bearer(env), conn=conn)
+            status, _, body = await call(
+                request, env, port, "good", "/chunked", method="POST", body=chunks, headers=bearer(env), conn=conn
+            )
             assert (status, json.loads(body)["body_bytes"]) == (200, 3000)
         finally:
             conn.close()
-        status, _, body = await call(request, env, port, "good", "/up", method="POST", body=b"x" * 2_000_001, headers=bearer(env))
+        status, _, body = await call(
+            request, env, port, "good", "/up", method="POST", body=b"x" * 2_000_001, headers=bearer(env)
+        )
         assert (status, json.loads(body)["error"]) == (413, "body_too_large")
         assert info.state.metrics.get("mtlscore_connections_total") == 2  # keep-alive reused one
 
@@ -378,13 +412,46 @@ async def test_curl_reference_flow(env: Env, upstream: Upstream, anyio_backend: 
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}")
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
-        base = ["curl", "-sS", "--max-time", "10", "--resolve", f"localhost:{port}:127.0.0.1",
-                "--cacert", str(env.dir / "server-ca.pem")]
-        good = await call(subprocess.run, [*base, "--cert", str(env.dir / "good.pem"), "--key", str(env.dir / "good.key"),
-                                           "-H", f"Authorization: Bearer {env.tokens['good']}",
-                                           f"https://localhost:{port}/reference"], capture_output=True, timeout=20)
-        expired = await call(subprocess.run, [*base, "--cert", str(env.dir / "expired.pem"), "--key", str(env.dir / "expired.key"),
-                                              "-w", "\n%{http_code}", f"https://localhost:{port}/"], capture_output=True, timeout=20)
+        base = [
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "--resolve",
+            f"localhost:{port}:127.0.0.1",
+            "--cacert",
+            str(env.dir / "server-ca.pem"),
+        ]
+        good = await call(
+            subprocess.run,
+            [
+                *base,
+                "--cert",
+                str(env.dir / "good.pem"),
+                "--key",
+                str(env.dir / "good.key"),
+                "-H",
+                f"Authorization: Bearer {env.tokens['good']}",
+                f"https://localhost:{port}/reference",
+            ],
+            capture_output=True,
+            timeout=20,
+        )
+        expired = await call(
+            subprocess.run,
+            [
+                *base,
+                "--cert",
+                str(env.dir / "expired.pem"),
+                "--key",
+                str(env.dir / "expired.key"),
+                "-w",
+                "\n%{http_code}",
+                f"https://localhost:{port}/",
+            ],
+            capture_output=True,
+            timeout=20,
+        )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["headers"]["x-mtls-account"] == "partner-abc"
     assert expired.stdout.decode().endswith("403") and b'"error": "expired"' in expired.stdout
@@ -395,12 +462,33 @@ async def test_openssl_s_client(env: Env, anyio_backend: str) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     async with gateway(env.config(), anyio_backend) as info:
-        base = ["openssl", "s_client", "-connect", f"127.0.0.1:{info.address.port}", "-servername", "localhost",
-                "-CAfile", str(env.dir / "server-ca.pem"), "-quiet"]
+        base = [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{info.address.port}",
+            "-servername",
+            "localhost",
+            "-CAfile",
+            str(env.dir / "server-ca.pem"),
+            "-quiet",
+        ]
         req = f"GET / HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {API_KEY}\r\nConnection: close\r\n\r\n".encode()
-        good = await call(subprocess.run, [*base, "-cert", str(env.dir / "good.pem"), "-key", str(env.dir / "good.key"),
-                                           "-cert_chain", str(env.dir / "good.pem")],
-                          input=req, capture_output=True, timeout=20)
+        good = await call(
+            subprocess.run,
+            [
+                *base,
+                "-cert",
+                str(env.dir / "good.pem"),
+                "-key",
+                str(env.dir / "good.key"),
+                "-cert_chain",
+                str(env.dir / "good.pem"),
+            ],
+            input=req,
+            capture_output=True,
+            timeout=20,
+        )
         none = await call(subprocess.run, base, input=req, capture_output=True, timeout=20)
     assert good.stdout.startswith(b"HTTP/1.1 200"), good.stderr
     assert b'"account": "partner-abc"' in good.stdout
@@ -418,7 +506,7 @@ async def test_reload_during_traffic(env: Env, anyio_backend: str) -> None:
             assert (await call(request, env, port, "good", headers=bearer(env), conn=conn))[0] == 200
             # New trust config: only the other root. Written under a new mtime; the poller reloads.
             text = env.config("reload-next.toml", anchors="other-root.pem", reload_poll_seconds=0.05).read_text()
-            config.write_text(text.replace('jwks =', '# jwks =').replace("api_key_sha256", "# api"))
+            config.write_text(text.replace("jwks =", "# jwks =").replace("api_key_sha256", "# api"))
             os.utime(config, ns=(1, 1))
             with anyio.fail_after(10):
                 while info.state.metrics.get("mtlscore_reloads_total", result="ok") < 1:

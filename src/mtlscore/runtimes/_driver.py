@@ -137,18 +137,14 @@ class GatewayState:
         return any(_mtime(p) != m for p, m in self.snapshot.watched)
 
 
-def build_snapshot(
-    config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Path, ...] = ()
-) -> Snapshot:
+def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Path, ...] = ()) -> Snapshot:
     """A :class:`Snapshot` from a loaded ``mtlscore.config.Config``; raises ConfigError."""
     if config.server is None:
         raise ConfigError("the gateway needs a [server] table", key="server")
     # The CRLs given as data live in the validator (config.validator()).
     gateway = Gateway(validator=config.validator(), server=config.server, limiter=limiter)
     files = (*watch, config.server.certificate, config.server.key)
-    return Snapshot(
-        gateway, engine_factory(config.server, config.trust), tuple((p, _mtime(p)) for p in files)
-    )
+    return Snapshot(gateway, engine_factory(config.server, config.trust), tuple((p, _mtime(p)) for p in files))
 
 
 def load_snapshot(path: pathlib.Path, limiter: RateLimiter) -> Snapshot:
@@ -170,9 +166,7 @@ async def _flush(stream: Stream, engine: TLSEngine) -> None:
         await stream.send(out)
 
 
-async def _tls_recv(
-    stream: Stream, engine: TLSEngine, timeout: float, clock: Callable[[], float]
-) -> bytes | None:
+async def _tls_recv(stream: Stream, engine: TLSEngine, timeout: float, clock: Callable[[], float]) -> bytes | None:
     deadline = clock() + timeout
     while True:
         data = engine.read()
@@ -227,11 +221,7 @@ async def serve_connection(
             if reason is not None:
                 state.record(handshake_decision(reason, exc.detail, peer))
             else:
-                logger.info(
-                    json.dumps(
-                        {"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}
-                    )
-                )
+                logger.info(json.dumps({"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}))
             return
         await _flush(stream, engine)
         session = Session(snapshot.gateway, engine.facts(peer), at=datetime.now(UTC))
@@ -256,13 +246,9 @@ async def serve_connection(
                 try:
                     upstream = await connect(action.host, action.port, action.timeout)
                 except TimeoutError:
-                    session.upstream_failed(
-                        "timeout", f"connecting to {action.host}:{action.port} timed out"
-                    )
+                    session.upstream_failed("timeout", f"connecting to {action.host}:{action.port} timed out")
                 except OSError as exc:
-                    session.upstream_failed(
-                        "connect", f"cannot connect to {action.host}:{action.port}: {exc}"
-                    )
+                    session.upstream_failed("connect", f"cannot connect to {action.host}:{action.port}: {exc}")
                 else:
                     session.upstream_connected()
             elif isinstance(action, WriteUpstream):

@@ -291,9 +291,7 @@ class DeferredEngine:
         self._conn.set_accept_state()
 
     @staticmethod
-    def context(
-        trust: TrustStore, *, certificate: str | pathlib.Path, key: str | pathlib.Path
-    ) -> Any:
+    def context(trust: TrustStore, *, certificate: str | pathlib.Path, key: str | pathlib.Path) -> Any:
         """A pyOpenSSL server context for TLS 1.2+ whose verification always succeeds."""
         try:
             from OpenSSL import SSL
@@ -310,9 +308,7 @@ class DeferredEngine:
             ctx.use_privatekey_file(str(key))
             ctx.check_privatekey()
         except (SSL.Error, OSError) as exc:
-            raise ConfigError(
-                f"cannot load certificate/key: {exc}", key="server.certificate"
-            ) from None
+            raise ConfigError(f"cannot load certificate/key: {exc}", key="server.certificate") from None
         # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask, accept anything, decide later.
         ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
         ctx.set_options(SSL.OP_NO_TICKET)
@@ -366,10 +362,7 @@ class DeferredEngine:
         from cryptography.hazmat.primitives.serialization import Encoding
 
         leaf = self._conn.get_peer_certificate(as_cryptography=True)
-        chain = [
-            c.public_bytes(Encoding.DER)
-            for c in self._conn.get_peer_cert_chain(as_cryptography=True) or []
-        ]
+        chain = [c.public_bytes(Encoding.DER) for c in self._conn.get_peer_cert_chain(as_cryptography=True) or []]
         if leaf is not None:
             leaf_der = leaf.public_bytes(Encoding.DER)
             # Server side, OpenSSL's peer chain may omit the leaf (SSL_get_peer_cert_chain(3)).

@@ -53,9 +53,7 @@ async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
     return AsyncioStream(reader, writer)
 
 
-async def serve(
-    state: GatewayState, *, task_status: Any = None, handle_signals: bool = True
-) -> None:
+async def serve(state: GatewayState, *, task_status: Any = None, handle_signals: bool = True) -> None:
     """Run the gateway until cancelled or signalled.
 
     Calls ``task_status.started(ServerInfo)`` once listening.
@@ -94,9 +92,7 @@ async def serve(
     server = await asyncio.start_server(on_client, listen.host, listen.port)
     admin = None
     if server_cfg.admin_listen is not None:
-        admin = await asyncio.start_server(
-            on_admin, server_cfg.admin_listen.host, server_cfg.admin_listen.port
-        )
+        admin = await asyncio.start_server(on_admin, server_cfg.admin_listen.host, server_cfg.admin_listen.port)
     info = ServerInfo(
         Address(listen.host, server.sockets[0].getsockname()[1]),
         Address(server_cfg.admin_listen.host, admin.sockets[0].getsockname()[1])

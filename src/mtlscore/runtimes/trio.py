@@ -82,9 +82,7 @@ async def serve(
 
     async def on_client(stream: trio.SocketStream) -> None:
         async with limit:
-            await serve_connection(
-                TrioStream(stream), _peer(stream), state, connect, trio.current_time
-            )
+            await serve_connection(TrioStream(stream), _peer(stream), state, connect, trio.current_time)
 
     async def on_admin(stream: trio.SocketStream) -> None:
         await serve_admin(TrioStream(stream), state)
@@ -110,9 +108,7 @@ async def serve(
 
             conns.start_soon(accept)
             port = listeners[0].socket.getsockname()[1]
-            task_status.started(
-                ServerInfo(Address(listen.host, port), admin_address, state, stop.set)
-            )
+            task_status.started(ServerInfo(Address(listen.host, port), admin_address, state, stop.set))
             await stop.wait()
             # Graceful: stop accepting, let connections in flight finish, then cut them.
             accepting.cancel()

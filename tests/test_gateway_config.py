@@ -1,0 +1,91 @@
+"""The [server] table: defaults, every key, and ConfigErrors that name the key."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtlscore import ConfigError
+from mtlscore._gateway_config import Address, Upstream, parse_upstream, server_from_config
+
+BASE = Path("/etc/mtlscore")
+MIN = {"certificate": "server.pem", "key": "server.key"}
+
+
+def test_defaults() -> None:
+    s = server_from_config(MIN, base_dir=BASE)
+    assert s.certificate == BASE / "server.pem" and s.key == BASE / "server.key"
+    assert s.listen == Address("127.0.0.1", 8443)
+    assert (s.mode, s.runtime, s.upstream, s.admin_listen) == ("reject_invalid", "asyncio", None, None)
+    assert s.effective_tls_engine == "ssl"
+
+
+def test_every_key() -> None:
+    s = server_from_config(
+        {
+            **MIN,
+            "listen": "[::1]:0",
+            "runtime": "trio",
+            "mode": "allow_invalid_or_missing",
+            "upstream": "http://127.0.0.1:8080/api/",
+            "trusted_proxies": ["10.0.0.0/8"],
+            "admin_listen": "127.0.0.1:9443",
+            "header_timeout_seconds": 2,
+            "upstream_timeout_seconds": 0.5,
+            "max_body_bytes": 1000,
+            "account_header": "X-Account",
+            "forward_client_cert": False,
+            "reload_poll_seconds": 0,
+        },
+        base_dir=BASE,
+    )
+    assert s.listen == Address("::1", 0) and str(s.listen) == "[::1]:0"
+    assert s.upstream == Upstream("127.0.0.1", 8080, "/api")
+    assert s.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert (s.header_timeout, s.upstream_timeout, s.max_body_bytes) == (2, 0.5, 1000)
+    assert s.effective_tls_engine == "deferred"
+    assert not s.forward_client_cert and s.reload_poll == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"colour": "blue"}, "server.colour"),
+        ({"certificate": None}, "server.certificate"),
+        ({"key": ""}, "server.key"),
+        ({"listen": "8443"}, "server.listen"),
+        ({"listen": "127.0.0.1:99999"}, "server.listen"),
+        ({"mode": "allow"}, "server.mode"),
+        ({"runtime": "gevent"}, "server.runtime"),
+        ({"tls_engine": "boring"}, "server.tls_engine"),
+        ({"upstream": "https://backend"}, "server.upstream"),
+        ({"upstream": "not a url"}, "server.upstream"),
+        ({"trusted_proxies": ["nope"]}, "server.trusted_proxies"),
+        ({"trusted_proxies": "10.0.0.0/8"}, "server.trusted_proxies"),
+        ({"admin_listen": 9443}, "server.admin_listen"),
+        ({"header_timeout_seconds": 0}, "server.header_timeout_seconds"),
+        ({"upstream_timeout_seconds": "5"}, "server.upstream_timeout_seconds"),
+        ({"max_body_bytes": 1.5}, "server.max_body_bytes"),
+        ({"max_connections": True}, "server.max_connections"),
+        ({"account_header": "X Account"}, "server.account_header"),
+        ({"forward_client_cert": "yes"}, "server.forward_client_cert"),
+    ],
+)
+def test_bad_values_name_the_key(table: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        server_from_config({**MIN, **table}, base_dir=BASE)
+    assert info.value.key == key
+
+
+def test_not_a_table() -> None:
+    with pytest.raises(ConfigError, match="table"):
+        server_from_config(["x"], base_dir=BASE)  # type: ignore[arg-type]
+
+
+def test_upstream_forms() -> None:
+    assert parse_upstream("http://backend") == Upstream("backend", 80)
+    assert parse_upstream("http://[::1]:81").authority == "[::1]:81"
+    assert parse_upstream("http://backend").authority == "backend"
