@@ -59,10 +59,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--keep", metavar="DIR", help="write the PKI and config to DIR and keep them")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--tls-engine",
+        choices=("ssl", "deferred"),
+        default="ssl",
+        help="ssl (stdlib; some bad certificates get a TLS alert) or deferred (pyOpenSSL; "
+        "every bad certificate reaches the core and gets a JSON 403)",
+    )
     p.set_defaults(func=run)
 
 
-def write_demo_files(directory: pathlib.Path, now: datetime) -> dict[str, Any]:
+def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str = "ssl") -> dict[str, Any]:
     """Write the demo PKI, CRL, JWKS and ``mtlscore.toml`` into ``directory``; return paths and tokens.
 
     Uses real time ``now`` for every validity period.
@@ -131,6 +138,7 @@ certificate = "server.pem"
 key = "server.key"
 runtime = "asyncio"
 mode = "reject_invalid"
+tls_engine = "{tls_engine}"
 reload_poll_seconds = 0
 """
     )
@@ -240,7 +248,7 @@ def _row(case: Case, outcome: Outcome, decision: Any) -> dict[str, Any]:
 
 
 def _print_table(rows: list[dict[str, Any]], write: Callable[[str], Any]) -> None:
-    cols = [("case", "client"), ("expected", "expected"), ("got", "got"), ("why", "gateway says"), ("ok", "")]
+    cols = [("case", "client"), ("expected", "expected"), ("got", "got"), ("why", "gateway says"), ("ok", "result")]
     width = {k: max(len(title), *(len(str(r[k] if k != "ok" else "PASS")) for r in rows)) for k, title in cols}
     write("  ".join(title.ljust(width[k]) for k, title in cols).rstrip())
     write("  ".join("-" * width[k] for k, _ in cols))
@@ -255,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         directory = pathlib.Path(args.keep or tmp)
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            files = write_demo_files(directory, now)
+            files = write_demo_files(directory, now, tls_engine=args.tls_engine)
         except ImportError as exc:
             print(f"mtlscore demo: missing dependency: {exc}", file=sys.stderr)
             return 2
@@ -263,7 +271,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"mtlscore demo: gateway on 127.0.0.1 (asyncio, reject_invalid); PKI in {directory}\n")
+        print(
+            f"mtlscore demo: gateway on 127.0.0.1 (asyncio, reject_invalid, TLS engine "
+            f"{args.tls_engine}); PKI in {directory}\n"
+        )
         _print_table(rows, print)
         print()
         for r in rows:

@@ -33,3 +33,18 @@ def test_demo_json() -> None:
     assert [r["case"] for r in rows] == [c.name for c in CASES]
     assert all(r["ok"] for r in rows)
     assert rows[0]["got"] == "HTTP 200"
+
+
+def test_demo_deferred_engine_answers_every_rejection_in_http() -> None:
+    import json
+
+    pytest.importorskip("OpenSSL")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlscore", "demo", "--json", "--tls-engine", "deferred"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    rows = json.loads(proc.stdout)
+    assert proc.returncode == 0 and all(r["ok"] for r in rows)
+    assert all(r["got"].startswith("HTTP ") for r in rows)

@@ -569,3 +569,58 @@ async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream,
                 await anyio.sleep(0.02)
         upstream.release.set()
     assert results and results[0][0] == 200
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_mtlscore_serve_curl_sighup_sigterm(env: Env, upstream: Upstream, runtime: str) -> None:
+    """The reference flow against `mtlscore serve`: client cert + Bearer token -> upstream sees the account."""
+    import signal
+    import sys
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed")
+    config = env.config(f"serve-{runtime}.toml", upstream=f"http://127.0.0.1:{upstream.port}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtlscore", "serve", "--config", str(config), "--runtime", runtime],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        ready = proc.stderr.readline()
+        assert f"mtlscore gateway ({runtime}, reject_invalid" in ready, ready
+        port = int(ready.split("https://127.0.0.1:")[1].split()[0])
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--resolve",
+                f"localhost:{port}:127.0.0.1",
+                "--cacert",
+                str(env.dir / "server-ca.pem"),
+                "--cert",
+                str(env.dir / "good.pem"),
+                "--key",
+                str(env.dir / "good.key"),
+                "-H",
+                f"Authorization: Bearer {env.tokens['good']}",
+                f"https://localhost:{port}/v1/score",
+            ],
+            capture_output=True,
+            timeout=20,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["headers"]["x-mtls-account"] == "partner-abc"
+        log = json.loads(proc.stderr.readline())  # one structured line per decision
+        assert (log["outcome"], log["account"], log["target"]) == ("forward", "partner-abc", "/v1/score")
+        assert log["thumbprint"] == parse_certificate(env.leaves["good"].der).x5t_s256
+        proc.send_signal(signal.SIGHUP)
+        assert json.loads(proc.stderr.readline()) == {"event": "mtls_reload", "result": "ok"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
