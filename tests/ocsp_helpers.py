@@ -28,7 +28,6 @@ def ocsp_response(
     *,
     status: str = "good",
     responder: pki.Issued | None = None,
-    signer_key: Any = None,
     this_update: datetime | None = None,
     next_update: datetime | None | str = "default",
     nonce: bytes | None = None,
@@ -64,8 +63,7 @@ def ocsp_response(
         b = b.certificates([responder.cert])
     if nonce is not None:
         b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
-    key = signer_key if signer_key is not None else signer.key
-    return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    return b.sign(signer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
 def pkcs7_bundle(*certs: pki.Issued, pem: bool = False) -> bytes:
