@@ -246,7 +246,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
 
     key, key_type, key_bits, curve = _key_facts(cert)
     spki_der = _spki_der(cert, key)
-    if key_type == "ec" and spki_der not in cert.tbs_certificate_bytes:
+    if key_type == "ec" and spki_der not in tbs_bytes(der, cert):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
         curve = "explicit"
@@ -287,6 +287,36 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         spki_sha256=hashlib.sha256(spki_der).digest(),
         subject_text=_name_text(subject),
     )
+
+
+def _tlv_content(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the contents of the DER TLV at ``pos``; None when it does not fit (X.690 §8.1.3)."""
+    if pos + 2 > len(data):
+        return None
+    first = data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + 2 + n > len(data):
+            return None
+        start, length = pos + 2 + n, int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
+    end = start + length
+    return (start, end) if end <= len(data) else None
+
+
+def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
+    """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3).
+
+    Sliced from the DER (cheap) rather than re-encoded by ``cryptography`` (a few
+    µs per call); its strict DER parser guarantees both are the same bytes.
+    """
+    outer = _tlv_content(der, 0)
+    if outer is not None and der[0] == 0x30 and outer[0] < len(der) and der[outer[0]] == 0x30:
+        inner = _tlv_content(der, outer[0])
+        if inner is not None:
+            return der[outer[0] : inner[1]]
+    return x509.tbs_certificate_bytes
 
 
 def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
@@ -407,8 +437,13 @@ def split_certificates(
     elif isinstance(data, cx509.Certificate):
         out = [data.public_bytes(serialization.Encoding.DER)]
     elif isinstance(data, list | tuple):
+        limit = max_chain_bytes * 2 + 4096
         for item in data:
-            out.extend(split_certificates(item, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes))
+            if type(item) is bytes and item[:1] == b"\x30" and len(item) <= limit:
+                # The common case (DER from a TLS stack): what the recursive call returns for it.
+                out.append(item)
+            else:
+                out.extend(split_certificates(item, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes))
             if max_count is not None and len(out) > max_count:
                 raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
         if not out:

@@ -60,6 +60,23 @@ class PathFailure:
     position: int
 
 
+class _Who:
+    """The name of a certificate in a detail, built only if a detail is written (the hot path never does)."""
+
+    __slots__ = ("anchor", "cert", "position")
+
+    def __init__(self, cert: Certificate, position: int, *, anchor: bool = False) -> None:
+        self.cert = cert
+        self.position = position
+        self.anchor = anchor
+
+    def __str__(self) -> str:
+        return _who(self.cert, self.position, anchor=self.anchor)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def _who(cert: Certificate, position: int, *, anchor: bool = False) -> str:
     if anchor:
         role = "trust anchor"
@@ -106,9 +123,10 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
         return "its serial number is not a positive integer (RFC 5280 §4.1.2.2)"
     if cert.serial.bit_length() > 159:
         return "its serial number is longer than 20 octets (RFC 5280 §4.1.2.2)"
-    if not len(cert.issuer):
+    # The name keys hold one entry per RDN and an RDN is never empty: an empty key is an empty name.
+    if not cert.issuer_key:
         return "its issuer name is empty (RFC 5280 §4.1.2.4)"
-    if not len(cert.subject):
+    if not cert.subject_key:
         if not is_leaf or cert.is_ca:
             return "it is a CA certificate with an empty subject (RFC 5280 §4.1.2.6)"
         san_critical = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string in cert.critical_oids
@@ -139,7 +157,7 @@ def _eku_text(oids: frozenset[str] | None) -> str:
     return "extendedKeyUsage " + ", ".join(sorted(_OID_NAMES.get(o, o) for o in oids))
 
 
-def _validity(cert: Certificate, at: datetime, policy: Policy, who: str,
+def _validity(cert: Certificate, at: datetime, policy: Policy, who: _Who,
               window: tuple[datetime, datetime] | None = None) -> tuple[Reason, str] | None:
     not_before, not_after = window or (cert.not_before, cert.not_after)
     skew = policy.clock_skew
@@ -171,7 +189,7 @@ def check_path(
     n = len(path)
     a = anchor.certificate
     a_pos = n
-    who = _who(a, a_pos, anchor=True)
+    who = _Who(a, a_pos, anchor=True)
 
     if (bad := _validity(a, at, policy, who, anchor.window())) is not None:
         return PathFailure(bad[0], bad[1], a_pos)
@@ -236,7 +254,7 @@ def check_path(
     for pos in range(n - 1, -1, -1):
         cert = path[pos]
         is_leaf = pos == 0
-        who = _who(cert, pos)
+        who = _Who(cert, pos)
         if (msg := _structure(cert, is_leaf)) is not None:
             return PathFailure(Reason.MALFORMED, f"{who}: {msg}", pos)
         if (bad := check_signature_algorithm(cert, policy)) is not None:
@@ -321,7 +339,7 @@ def check_path(
     return None
 
 
-def _check_leaf(cert: Certificate, policy: Policy, who: str) -> PathFailure | None:
+def _check_leaf(cert: Certificate, policy: Policy, who: _Who) -> PathFailure | None:
     ku = cert.key_usage
     if ku is not None:
         # RFC 5280 §4.2.1.3: keyCertSign only with basicConstraints cA=TRUE.

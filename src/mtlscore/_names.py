@@ -21,6 +21,10 @@ NameKey = tuple[frozenset[tuple[str, str | bytes]], ...]
 
 def normalize_value(value: str) -> str:
     """RFC 4518 §2: map, normalise (NFKC), case-fold, squeeze insignificant space."""
+    if value.isascii() and value.isprintable():
+        # Printable ASCII (nearly every DN value) maps to itself, is its own NFKC form
+        # and case-folds to lower case: the same result without the per-character walk.
+        return " ".join(value.lower().split())
     # §2.2 map: drop controls/format characters that carry no meaning for matching.
     mapped = "".join(
         " " if ch in "\t\n\v\f\r\x85\u00a0" or unicodedata.category(ch) == "Zs" else ch

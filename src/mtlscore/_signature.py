@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-from ._cert import Certificate
+from ._cert import Certificate, tbs_bytes
 from ._policy import Policy
 from ._reasons import Reason
 
@@ -68,6 +68,7 @@ def _verify(cert: Certificate, key: Any) -> bool:
     kind = alg[0]
     x = cert.x509
     try:
+        tbs = tbs_bytes(cert.der, x)
         if kind == "rsa":
             if not isinstance(key, rsa.RSAPublicKey):
                 return False
@@ -77,22 +78,22 @@ def _verify(cert: Certificate, key: Any) -> bool:
             hash_alg = x.signature_hash_algorithm
             if hash_alg is None:
                 return False
-            key.verify(x.signature, x.tbs_certificate_bytes, params, hash_alg)
+            key.verify(x.signature, tbs, params, hash_alg)
         elif kind == "ec":
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 return False
             params = cert.signature_params
             if not isinstance(params, ec.ECDSA):
                 return False
-            key.verify(x.signature, x.tbs_certificate_bytes, params)
+            key.verify(x.signature, tbs, params)
         elif kind == "ed25519":
             if not isinstance(key, ed25519.Ed25519PublicKey):
                 return False
-            key.verify(x.signature, x.tbs_certificate_bytes)
+            key.verify(x.signature, tbs)
         elif kind == "ed448":
             if not isinstance(key, ed448.Ed448PublicKey):
                 return False
-            key.verify(x.signature, x.tbs_certificate_bytes)
+            key.verify(x.signature, tbs)
         else:  # pragma: no cover - table and branches agree
             return False
     except InvalidSignature:
