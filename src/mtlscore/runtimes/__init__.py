@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .._gateway_config import Address
 
-if TYPE_CHECKING:
-    from ._driver import GatewayState
-
-__all__ = ["ServerInfo"]
+__all__ = [
+    "GatewayState",
+    "ServerInfo",
+    "handshake_reason",
+    "presented_chain",
+    "server_context",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +31,8 @@ class ServerInfo:
     state: GatewayState
     # Ask for a graceful shutdown (stop accepting, let requests in flight finish).
     shutdown: Callable[[], None]
+
+
+# Re-exported after ServerInfo is defined (the runtime modules import it from here).
+from ._driver import GatewayState  # noqa: E402
+from ._tls import handshake_reason, presented_chain, server_context  # noqa: E402
