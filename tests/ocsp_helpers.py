@@ -29,7 +29,7 @@ def ocsp_response(
     status: str = "good",
     responder: pki.Issued | None = None,
     this_update: datetime | None = None,
-    next_update: datetime | None | str = "default",
+    next_update: datetime | str | None = "default",
     nonce: bytes | None = None,
     reason: x509.ReasonFlags | None = None,
     by_name: bool = False,
