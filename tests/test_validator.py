@@ -89,7 +89,6 @@ def test_nothing_presented_is_not_provided(chain: Any) -> None:
         b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         [b"\x30\x00"],
         12345,
-        [None],
     ],
 )
 def test_garbage_is_malformed_never_an_exception(chain: Any) -> None:
