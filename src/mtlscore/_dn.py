@@ -78,7 +78,10 @@ def attribute_oid(name: str) -> ObjectIdentifier | None:
     if name and name[0].isdigit():
         parts = name.split(".")
         if len(parts) >= 2 and all(p.isdigit() and (p == "0" or p[0] != "0") for p in parts):
-            return ObjectIdentifier(name)
+            try:
+                return ObjectIdentifier(name)
+            except ValueError:  # X.660: first arc 0-2, second arc < 40 under 0 and 1
+                return None
         return None
     return _BY_UPPER.get(name.upper())
 

@@ -1,0 +1,1 @@
+"""Fuzz targets for mtlscore's untrusted-input entry points (see docs/hardening.md)."""

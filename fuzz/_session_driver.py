@@ -1,0 +1,101 @@
+"""Drive the gateway's sans-IO :class:`Session` the way a runtime does, with fuzzed bytes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import tomllib
+from dataclasses import replace
+
+from mtlscore._gateway_config import Upstream
+from mtlscore._session import (
+    Close,
+    CloseUpstream,
+    Gateway,
+    Log,
+    OpenUpstream,
+    ReadClient,
+    ReadUpstream,
+    Session,
+    TLSFacts,
+    WriteClient,
+    WriteUpstream,
+)
+from mtlscore.config import parse_config
+from mtlscore.pki import NOW
+
+from ._world import config_toml, world
+
+MAX_ACTIONS = 20_000
+
+
+@functools.cache
+def gateways() -> tuple[Gateway, Gateway]:
+    """(answers with identity JSON, forwards to an upstream) built from the fixture's config."""
+    w = world()
+    cfg = parse_config(tomllib.loads(config_toml(w, server=True)), base_dir=pathlib.Path(w.tmpdir))
+    local = Gateway(validator=cfg.validator(), server=cfg.server)
+    server = replace(cfg.server, upstream=Upstream("127.0.0.1", 9, "/api"), max_header_bytes=4096)
+    forward = Gateway(validator=cfg.validator(), server=server)
+    return local, forward
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)] or []
+
+
+def drive(client: bytes, upstream: bytes) -> None:
+    """Run one session over ``client`` (then EOF) with ``upstream`` as the upstream's answer.
+
+    Raises :class:`fuzz.targets.Crash` when the session does not close or logs garbage;
+    any exception from the session itself escapes (a crash).
+    """
+    from .targets import Crash
+
+    w = world()
+    selector = client[0] if client else 0
+    gw = gateways()[selector & 1]
+    chain = (w.leaf.der, w.inter.der) if selector & 2 == 0 else (w.leaf.der[: 40 + selector],)
+    session = Session(gw, TLSFacts(chain=chain, peer=("127.0.0.1", 40000)), at=NOW)
+    size = 1 + (selector >> 2) * 7
+    reads = _chunks(client[1:], size)
+    answers = _chunks(upstream, max(1, size // 2))
+    client_eof = upstream_eof = False
+    now = 0.0
+    for _ in range(MAX_ACTIONS):
+        now += 0.001
+        action = session.next_action(at=NOW, now=now)
+        if isinstance(action, Close):
+            return
+        if isinstance(action, ReadClient):
+            if reads:
+                session.receive_client(reads.pop(0))
+            elif not client_eof:
+                client_eof = True
+                session.receive_client(b"")
+            else:
+                session.client_timeout()
+        elif isinstance(action, OpenUpstream):
+            if not upstream:
+                session.upstream_failed("connect", "fuzz: no upstream")
+            else:
+                session.upstream_connected()
+        elif isinstance(action, ReadUpstream):
+            if answers:
+                session.receive_upstream(answers.pop(0))
+            elif not upstream_eof:
+                upstream_eof = True
+                session.receive_upstream(b"")
+            else:
+                session.upstream_failed("timeout", "fuzz: upstream silent")
+        elif isinstance(action, CloseUpstream):
+            answers = _chunks(upstream, max(1, size // 2))
+            upstream_eof = False
+        elif isinstance(action, Log):
+            line = json.dumps(action.decision.as_log())
+            if "\n" in line:
+                raise Crash(f"a log line spans lines: {line!r}")
+        elif not isinstance(action, WriteClient | WriteUpstream):
+            raise Crash(f"unknown action {action!r}")
+    raise Crash(f"the session did not close within {MAX_ACTIONS} actions")

@@ -1,0 +1,226 @@
+"""Seed corpora, generated at start: certificates from mtlscore.pki and the x509-limbo vectors.
+
+Nothing large is committed: the fixture PKI is made fresh per run, and the
+limbo vectors are read from ``../shared/conformance/limbo.json`` (relative to
+the repository) when it is there, skipped when it is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import pathlib
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from mtlscore import _headers as hdr
+from mtlscore import pki
+from mtlscore._cert import parse_certificate
+from mtlscore._dn import format_dn
+from mtlscore._jwk import jwk_from_certificate
+
+from ._world import API_KEY, config_toml, world
+from .targets import CHAIN_SEPARATOR, UPSTREAM_SEPARATOR
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+LIMBO = REPO.parent / "shared" / "conformance" / "limbo.json"
+# Enough limbo cases to cover the feature kinds, few enough to keep start-up fast.
+MAX_LIMBO_CASES = 60
+
+
+@functools.cache
+def limbo_cases() -> tuple[dict[str, Any], ...]:
+    """A deterministic sample of limbo test cases (empty when the file is absent)."""
+    try:
+        doc = json.loads(LIMBO.read_text())
+    except (OSError, ValueError):
+        return ()
+    cases = doc.get("testcases", [])
+    step = max(1, len(cases) // MAX_LIMBO_CASES)
+    return tuple(cases[::step][:MAX_LIMBO_CASES])
+
+
+def _pem_to_der(pem: str) -> bytes:
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+
+
+def _limbo_chains() -> list[tuple[list[bytes], str]]:
+    out = []
+    for case in limbo_cases():
+        try:
+            pems = [case["peer_certificate"], *case.get("untrusted_intermediates", [])]
+            out.append(([_pem_to_der(p) for p in pems], "".join(pems)))
+        except (KeyError, ValueError):
+            continue
+    return out
+
+
+def _limbo_crls() -> list[bytes]:
+    out = []
+    for case in limbo_cases():
+        for crl in case.get("crls", []) or []:
+            out.append(crl.encode())
+    return out
+
+
+@functools.cache
+def _extra_issued() -> tuple[pki.Issued, ...]:
+    w = world()
+    rsa_root = pki.root("RSA Root", key="rsa")
+    return (
+        rsa_root.intermediate("RSA Inter", key="rsa").leaf("rsa.client", key="rsa", pss=True),
+        w.inter.leaf("CN=odd \\\"name\\\"+OU=Ops,O=Acme\\, Inc.", san_uri=["spiffe://a/b"], eku=[pki.SERVER_AUTH]),
+        pki.root("Self Signed Client", ca=False, eku=[pki.CLIENT_AUTH]),
+        w.inter.leaf("expired", not_before=pki.NOW.replace(year=2024), not_after=pki.NOW.replace(year=2025)),
+    )
+
+
+def _chains() -> list[tuple[list[bytes], str]]:
+    w = world()
+    mine = [([c.der for c in i.chain], i.chain_pem.decode()) for i in (w.leaf, *_extra_issued())]
+    return mine + _limbo_chains()
+
+
+def _certs() -> list[Any]:
+    w = world()
+    return [parse_certificate(d) for d in (w.leaf.der, w.inter.der, w.root.der, *(i.der for i in _extra_issued()))]
+
+
+def _headers(name: str) -> list[bytes]:
+    certs = _certs()
+    leaf, inter = certs[0], certs[1]
+    emit = {
+        "header_rfc9440": lambda: [hdr.emit_client_cert(c) for c in certs],
+        "header_rfc9440_chain": lambda: [hdr.emit_client_cert_chain([leaf, inter]), hdr.emit_client_cert_chain([leaf])],
+        "header_nginx_escaped": lambda: [hdr.emit_nginx_escaped_cert(c) for c in certs],
+        "header_nginx": lambda: [hdr.emit_nginx_cert(c) for c in certs],
+        "header_alb": lambda: [hdr.emit_alb_clientcert([leaf, inter]), hdr.emit_alb_clientcert([leaf])],
+        "header_alb_leaf": lambda: [hdr.emit_alb_leaf(c) for c in certs],
+        "header_xfcc": lambda: [
+            hdr.emit_xfcc([hdr.XfccElement.from_chain([leaf, inter], by=["spiffe://proxy/a"])]),
+            hdr.emit_xfcc([hdr.XfccElement.from_chain([c]) for c in certs[:3]]),
+            'By=spiffe://a;Hash=00;Subject="CN=x,O=\\"q\\"";URI=spiffe://b;DNS=a.example,By=b',
+        ],
+    }[name]
+    return [v.encode() for v in emit()]
+
+
+def _proxy_seeds() -> list[bytes]:
+    certs = _certs()
+    leaf, inter = certs[0], certs[1]
+    lines = [
+        (0, b"client-cert", hdr.emit_client_cert(leaf)),
+        (1, b"client-cert", hdr.emit_client_cert(leaf)),
+        (1, b"client-cert-chain", hdr.emit_client_cert_chain([inter])),
+        (2, b"x-forwarded-client-cert", hdr.emit_xfcc([hdr.XfccElement.from_chain([leaf, inter])])),
+        (3, b"x-ssl-client-cert", hdr.emit_nginx_cert(leaf)),
+        (4, b"x-amzn-mtls-clientcert", hdr.emit_alb_clientcert([leaf, inter])),
+        (5, b"x-client-cert-present", "true"),
+    ]
+    out = [bytes([peer]) + name + b": " + value.encode() for peer, name, value in lines]
+    out.append(b"\x03x-ssl-client-verify: SUCCESS\nx-ssl-client-cert: " + hdr.emit_nginx_cert(leaf).encode())
+    return out
+
+
+def _dn_seeds() -> list[bytes]:
+    names = [format_dn(c.subject) for c in _certs()]
+    names += [
+        'CN=a\\,b+O=x;OU="quoted, value",C=US',
+        "1.2.840.113549.1.9.1=#160d6f7073406578616d706c652e636f6d,CN=x",
+        "cn = spaced , o = Lower ,  dc=example, dc=com",
+        "CN=\\23hash\\20,O=\\c3\\a9t\\c3\\a9",
+        "UID=u1,serialNumber=42,emailAddress=a@b,street=1 Main,L=Town,ST=State,postalCode=1",
+    ]
+    for case in limbo_cases()[:20]:
+        try:
+            cert = x509.load_pem_x509_certificate(case["peer_certificate"].encode())
+            names.append(cert.subject.rfc4514_string())
+        except (KeyError, ValueError):
+            continue
+    return [n.encode() for n in names]
+
+
+def _jwks_seeds() -> list[bytes]:
+    w = world()
+    leaf = w.leaf_cert
+    with_x5c = {**jwk_from_certificate(leaf), "x5c": [base64.b64encode(leaf.der).decode()]}
+    x5c_only = {"kty": "EC", "x5c": [base64.b64encode(leaf.der).decode()]}
+    other = jwk_from_certificate(parse_certificate(_extra_issued()[0].der))
+    return [json.dumps(d).encode() for d in (
+        w.jwks, {"keys": [with_x5c]}, {"keys": [x5c_only, other]}, {"keys": []}, w.token_jwks,
+    )]
+
+
+def _token_seeds() -> list[bytes]:
+    w = world()
+    return [
+        w.token.encode(),
+        json.dumps({"cnf": {"x5t#S256": w.leaf_cert.x5t_s256}}).encode(),
+        json.dumps({"cnf": {"x5t#S256": "AAAA"}, "sub": "x"}).encode(),
+        b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+    ]
+
+
+def _crl_seeds() -> list[bytes]:
+    w = world()
+    pem = x509.load_der_x509_crl(w.crl_der).public_bytes(Encoding.PEM)
+    return [w.crl_der, pem, w.inter.crl(), w.root.crl(revoked=[w.inter])] + _limbo_crls()[:20]
+
+
+def _config_seeds() -> list[bytes]:
+    w = world()
+    return [
+        config_toml(w).encode(),
+        config_toml(w, server=True).encode(),
+        config_toml(w, accounts=False).encode(),
+        b'[trust]\nallowlisted = ["leaf.pem"]\n[policy]\nrequire_leaf_eku = false\n',
+        b'[trust]\nanchors = ["ca.pem"]\n[[accounts]]\ntemplate = "kubernetes"\nanchors = ["ca.pem"]\n',
+        b'[server]\nlisten = "[::1]:0"\ncertificate = "server.pem"\nkey = "server.key"\n'
+        b'upstream = "http://127.0.0.1:8080/p"\ntrusted_proxies = ["127.0.0.1/32"]\n',
+    ]
+
+
+def _session_seeds() -> list[bytes]:
+    key = API_KEY.encode()
+    reqs = [
+        b"GET /identity HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n\r\n",
+        b"POST /api/x HTTP/1.1\r\nHost: gw\r\nAuthorization: ApiKey " + key
+        + b"\r\nContent-Length: 5\r\nX-Client-Cert-Present: true\r\n\r\nhello",
+        b"GET / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n\r\nGET /b HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ]
+    upstream = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
+    out = []
+    for sel in (0, 1, 2, 5, 9):
+        for r in reqs:
+            out.append(bytes([sel]) + r + UPSTREAM_SEPARATOR + upstream)
+    out.append(b"\x01" + reqs[0] + UPSTREAM_SEPARATOR + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    return out
+
+
+def seeds_for(name: str) -> list[bytes]:
+    """The seed inputs of target ``name`` (see :data:`fuzz.targets.TARGETS`)."""
+    if name == "certificate":
+        out = [d for chain, _ in _chains() for d in chain]
+        return out + [c.pem.encode() for c in _certs()]
+    if name == "chain_der":
+        return [CHAIN_SEPARATOR.join(chain) for chain, _ in _chains()]
+    if name == "chain_pem":
+        return [pem.encode() for _, pem in _chains()] + [world().leaf.der]
+    if name.startswith("header_"):
+        return _headers(name)
+    table = {
+        "proxy_decide": _proxy_seeds,
+        "dn": _dn_seeds,
+        "jwks": _jwks_seeds,
+        "bound_token": _token_seeds,
+        "crl": _crl_seeds,
+        "ocsp": lambda: [world().ocsp_good, world().ocsp_revoked, world().ocsp_delegated],
+        "config": _config_seeds,
+        "session": _session_seeds,
+    }
+    return table[name]()

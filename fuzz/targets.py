@@ -1,0 +1,329 @@
+"""One fuzz target per public entry point that takes untrusted bytes.
+
+Each target takes ``bytes`` and returns None. It lets through only the
+outcomes its entry point documents (a :class:`Verdict`, a
+:class:`CertificateRejected`, a :class:`ConfigError`, the module's own typed
+error); anything else escaping, or a verdict whose detail says the validator
+hit an internal error, is a crash (:class:`Crash`, or the raw exception).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
+
+from mtlscore import CertificateRejected, ConfigError, Reason, Verdict
+from mtlscore import _headers as hdr
+from mtlscore._binding import check_cnf, check_self_signed_tls_client_auth
+from mtlscore._cert import load_certificates
+from mtlscore._crl import CRLStatus, check_certificate, parse_crl
+from mtlscore._dn import dn_equal, format_dn, parse_dn
+from mtlscore._identity import Identity
+from mtlscore._ocsp import OCSPStatus, check_response
+from mtlscore._proxy import ProxyPolicy, Reject, TrustedProxy, UseForwarded, UseTls
+from mtlscore._validator import INTERNAL_ERROR
+from mtlscore.config import parse_config
+from mtlscore.jwt import TokenInvalid, verify_bound_token
+from mtlscore.pki import NOW
+
+from ._world import World, config_toml, world
+
+__all__ = ["CHAIN_SEPARATOR", "TARGETS", "UPSTREAM_SEPARATOR", "Crash", "Target"]
+
+Target = Callable[[bytes], None]
+TARGETS: dict[str, Target] = {}
+
+# Splits one fuzz input into several DER blobs (chain_der) or client/upstream bytes (session).
+CHAIN_SEPARATOR = b"\x00--MTLS-CHAIN--\x00"
+UPSTREAM_SEPARATOR = b"\x00--MTLS-UPSTREAM--\x00"
+
+
+class Crash(AssertionError):
+    """An undocumented outcome: the entry point broke its contract."""
+
+
+def target(name: str) -> Callable[[Target], Target]:
+    def register(fn: Target) -> Target:
+        TARGETS[name] = fn
+        return fn
+
+    return register
+
+
+def _check_verdict(v: object, where: str) -> None:
+    if not isinstance(v, Verdict):
+        raise Crash(f"{where} returned {type(v).__name__}, not a Verdict")
+    if v.ok:
+        if v.reason is not None:
+            raise Crash(f"{where}: accepted verdict with reason {v.reason}")
+        if not v.path:
+            raise Crash(f"{where}: accepted verdict with an empty path")
+        return
+    if not isinstance(v.reason, Reason):
+        raise Crash(f"{where}: rejected verdict without a Reason ({v.reason!r})")
+    if v.detail.startswith(INTERNAL_ERROR):
+        raise Crash(f"{where}: {v.detail}")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _exercise_certificate(w: World, certs: list[Any]) -> None:
+    # What the gateway and CLI do with any parsed certificate: describe it, take its
+    # identity, emit it to an upstream. None of this may raise on a parsed certificate.
+    for c in certs:
+        c.describe()
+        _ = (c.x5t_s256, c.spki_pin, c.fingerprint_hex, c.pem, c.issuer_text)
+        Identity.from_certificate(c, None)
+        hdr.emit_client_cert(c)
+        hdr.emit_nginx_escaped_cert(c)
+        hdr.emit_xfcc([hdr.XfccElement.from_chain([c])])
+        hdr.gcp_headers(Verdict(False, Reason.UNTRUSTED, "x", path=(c,)), present=True)
+
+
+# -- certificates and chains ---------------------------------------------------------
+
+
+@target("certificate")
+def fuzz_certificate(data: bytes) -> None:
+    """load_certificates (DER or PEM) then everything done with a parsed certificate."""
+    w = world()
+    try:
+        certs = load_certificates(data)
+    except CertificateRejected:
+        return
+    _exercise_certificate(w, certs)
+
+
+@target("chain_der")
+def fuzz_chain_der(data: bytes) -> None:
+    """Validator.validate on a list of DER blobs (the shape a TLS stack hands over)."""
+    w = world()
+    ders = [d for d in data.split(CHAIN_SEPARATOR)][:40]
+    v = w.validator.validate(ders, at=NOW)
+    _check_verdict(v, "validate(list of DER)")
+
+
+@target("chain_pem")
+def fuzz_chain_pem(data: bytes) -> None:
+    """Validator.validate on one blob: PEM text (several blocks) or one DER certificate."""
+    w = world()
+    v = w.validator.validate(data, at=NOW)
+    _check_verdict(v, "validate(bytes)")
+    v = w.validator.validate(_text(data), at=NOW + timedelta(days=400))
+    _check_verdict(v, "validate(str)")
+
+
+# -- proxy headers ------------------------------------------------------------------
+
+_HEADER_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "header_rfc9440": hdr.parse_client_cert,
+    "header_rfc9440_chain": hdr.parse_client_cert_chain,
+    "header_nginx_escaped": hdr.parse_nginx_escaped_cert,
+    "header_nginx": hdr.parse_nginx_cert,
+    "header_alb": hdr.parse_alb_clientcert,
+    "header_alb_leaf": hdr.parse_alb_leaf,
+    "header_xfcc": hdr.parse_xfcc,
+}
+
+
+def _header_target(parse: Callable[[Any], Any]) -> Target:
+    def run(data: bytes) -> None:
+        w = world()
+        # Header values reach us as bytes (h11, ASGI) or str (other frameworks): try both.
+        for value in (data, _text(data)):
+            try:
+                out = parse(value)
+            except CertificateRejected as exc:
+                if exc.reason not in (Reason.MALFORMED, Reason.PKI_TOO_LARGE):
+                    raise Crash(f"{parse.__name__} rejected with {exc.reason}") from None
+                continue
+            certs: list[Any] = []
+            if isinstance(out, tuple):  # XFCC elements
+                for el in out:
+                    certs.extend(el.presented)
+            elif isinstance(out, list):
+                certs = out
+            else:
+                certs = [out]
+            _exercise_certificate(w, certs)
+            if certs:
+                _check_verdict(w.validator.validate(certs, at=NOW), f"validate({parse.__name__})")
+
+    run.__name__ = f"fuzz_{parse.__name__}"
+    return run
+
+
+for _name, _parse in _HEADER_PARSERS.items():
+    TARGETS[_name] = _header_target(_parse)
+
+_PROXY = ProxyPolicy(
+    (
+        TrustedProxy("rfc9440", networks=("127.0.0.1/32",), format="rfc9440"),
+        TrustedProxy("envoy", networks=("127.0.0.2/32",), format="xfcc"),
+        TrustedProxy("nginx", networks=("127.0.0.3/32",), format="nginx", revalidate=False,
+                     verdict_header="x-ssl-client-verify"),
+        TrustedProxy("alb", networks=("127.0.0.4/32",), format="alb"),
+    )
+)
+
+
+@target("proxy_decide")
+def fuzz_proxy_decide(data: bytes) -> None:
+    """ProxyPolicy.decide on fuzzed header lists from trusted and untrusted peers."""
+    # Input: lines "name: value"; the first byte picks the peer.
+    peer = f"127.0.0.{data[0] % 6}" if data else "10.0.0.1"
+    headers: list[tuple[bytes, bytes]] = []
+    for line in data[1:].split(b"\n")[:64]:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip(), value.strip()))
+    d = _PROXY.decide(peer=(peer, 443), headers=headers)
+    if isinstance(d, Reject):
+        if not isinstance(d.reason, Reason):
+            raise Crash(f"decide rejected without a Reason: {d!r}")
+    elif not isinstance(d, UseTls | UseForwarded):
+        raise Crash(f"decide returned {type(d).__name__}")
+
+
+# -- names, keys and tokens -----------------------------------------------------------
+
+
+@target("dn")
+def fuzz_dn(data: bytes) -> None:
+    """parse_dn (RFC 4514 text from configuration and headers) and its round trip."""
+    text = _text(data)
+    try:
+        name = parse_dn(text, key="fuzz")
+    except ConfigError:
+        return
+    printed = format_dn(name)
+    # The printed form must read back as the same name (RFC 4514 §2.4 escaping).
+    try:
+        again = parse_dn(printed)
+    except ConfigError as exc:
+        raise Crash(f"format_dn output {printed!r} does not parse: {exc}") from None
+    if not dn_equal(name, again):
+        raise Crash(f"{text!r} -> {printed!r} -> a different name")
+
+
+@target("jwks")
+def fuzz_jwks(data: bytes) -> None:
+    """check_self_signed_tls_client_auth: a registered JWKS document against a certificate."""
+    w = world()
+    try:
+        check_self_signed_tls_client_auth(_text(data), w.leaf_cert)
+    except CertificateRejected as exc:
+        if exc.reason is not Reason.NOT_ALLOWLISTED:
+            raise Crash(f"JWKS matching rejected with {exc.reason}") from None
+    except ConfigError:
+        pass
+
+
+@target("bound_token")
+def fuzz_bound_token(data: bytes) -> None:
+    """verify_bound_token (a bearer token from the Authorization header) and check_cnf."""
+    w = world()
+    try:
+        verify_bound_token(_text(data), w.token_jwks, w.leaf_cert, at=NOW)
+    except (TokenInvalid, CertificateRejected, ConfigError):
+        pass
+    try:
+        claims = json.loads(data)
+    except (ValueError, RecursionError):
+        return
+    if isinstance(claims, dict):
+        try:
+            check_cnf(claims, w.leaf_cert)
+        except CertificateRejected as exc:
+            if exc.reason is not Reason.BINDING_MISMATCH:
+                raise Crash(f"check_cnf rejected with {exc.reason}") from None
+
+
+# -- revocation data ------------------------------------------------------------------
+
+
+_CRL_STATUSES = frozenset(get_args(get_type_hints(CRLStatus)["status"]))
+
+
+@target("crl")
+def fuzz_crl(data: bytes) -> None:
+    """parse_crl + check_certificate, and a CRL handed to Validator.validate."""
+    w = world()
+    try:
+        crl = parse_crl(data)
+    except ValueError:
+        crl = None
+    if crl is not None:
+        st = check_certificate(w.leaf_cert, w.inter_cert, [crl], at=NOW, skew=timedelta(0),
+                               max_age=timedelta(days=1))
+        if st.status not in _CRL_STATUSES:
+            raise Crash(f"check_certificate status {st.status!r}")
+    v = w.validator.validate(w.leaf.chain_pem, at=NOW, crls=[data])
+    _check_verdict(v, "validate(crls=[fuzzed])")
+
+
+_OCSP_STATUSES = frozenset(get_args(get_type_hints(OCSPStatus)["status"]))
+
+
+@target("ocsp")
+def fuzz_ocsp(data: bytes) -> None:
+    """check_response: an OCSP answer from a (possibly hostile) responder. Never raises."""
+    w = world()
+    for nonce in (None, b"0123456789abcdef"):
+        st = check_response(data, w.leaf_cert, w.inter_cert, at=NOW, nonce=nonce, max_age=timedelta(days=1))
+        if st.status not in _OCSP_STATUSES:
+            raise Crash(f"check_response status {st.status!r}")
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+def _safe_paths(value: Any) -> bool:
+    # The operator's config may name any file; the fuzzer must not read /dev/zero or the
+    # host's files, so only plain names inside the fixture directory are let through.
+    if isinstance(value, str):
+        return not (value.startswith(("/", "~", "\\")) or ".." in value or ":" in value[:3])
+    if isinstance(value, dict):
+        return all(_safe_paths(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_safe_paths(v) for v in value)
+    return True
+
+
+@target("config")
+def fuzz_config(data: bytes) -> None:
+    """TOML text -> tomllib -> parse_config in the fixture directory: a Config or a ConfigError."""
+    w = world()
+    try:
+        doc = tomllib.loads(_text(data))
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return  # load_config turns this into a ConfigError naming the file
+    if not _safe_paths(doc):
+        return
+    try:
+        cfg = parse_config(doc, base_dir=Path(w.tmpdir))
+    except ConfigError:
+        return
+    v = cfg.validator().validate(w.leaf.chain_pem, at=NOW)
+    _check_verdict(v, "validate(config)")
+
+
+# -- the gateway's HTTP session ------------------------------------------------------------
+
+
+@target("session")
+def fuzz_session(data: bytes) -> None:
+    """The gateway's sans-IO session: fuzzed client bytes (and upstream bytes) must never raise."""
+    from ._session_driver import drive
+
+    client, _, upstream = data.partition(UPSTREAM_SEPARATOR)
+    drive(client, upstream)
+
+
+# Seeds and a valid configuration for the config target's corpus.
+SEED_CONFIG = config_toml

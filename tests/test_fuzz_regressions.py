@@ -1,0 +1,70 @@
+"""Every crash the fuzzers found, replayed; and a smoke run of every fuzz target through the runner's API."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from fuzz import run as fuzz_run  # noqa: E402
+from fuzz.targets import TARGETS  # noqa: E402
+
+from mtlscore import ConfigError  # noqa: E402
+from mtlscore._dn import attribute_oid, parse_dn  # noqa: E402
+
+REPRODUCERS = sorted(fuzz_run.CRASHES.glob("*--*")) if fuzz_run.CRASHES.is_dir() else []
+
+
+@pytest.mark.parametrize("path", REPRODUCERS, ids=[p.name[:40] for p in REPRODUCERS])
+def test_saved_reproducer_no_longer_crashes(path: pathlib.Path) -> None:
+    fuzz_run.replay(path)
+
+
+def test_every_reproducer_names_a_target() -> None:
+    for path in REPRODUCERS:
+        assert path.name.split("--", 1)[0] in TARGETS, path.name
+
+
+# -- the crashes, as plain tests of the module that had the bug --------------------------
+
+
+@pytest.mark.parametrize("oid", ["1.23406.113549.1.9.1", "3.1", "0.40", "2.5.4.3.٣", "1.99999999999999999999999999999"])
+def test_dn_with_an_impossible_dotted_oid_is_a_config_error(oid: str) -> None:
+    # Found by fuzz target "dn": X.660 arcs out of range made cryptography raise ValueError.
+    assert attribute_oid(oid) is None
+    with pytest.raises(ConfigError, match="unknown attribute type"):
+        parse_dn(f"{oid}=x,CN=y")
+
+
+# -- smoke: every target runs through the runner's API --------------------------------
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_each_target_runs_briefly_without_a_crash(name: str, tmp_path: pathlib.Path) -> None:
+    r = fuzz_run.run_target(name, 0.5, engine="hypothesis", crashes=tmp_path, isolate=False)
+    assert r.ok, f"{r.reproducer}\n{r.crash}"
+    assert r.execs > 0
+
+
+@pytest.mark.skipif(not fuzz_run.atheris_available(), reason="atheris is not installed")
+def test_the_atheris_engine_runs_a_target(tmp_path: pathlib.Path) -> None:
+    r = fuzz_run.run_target("dn", 1, engine="atheris", crashes=tmp_path)
+    assert r.ok, r.crash
+    assert r.execs > 100
+
+
+def test_the_runner_reports_a_crash_with_a_reproducer(tmp_path: pathlib.Path, monkeypatch) -> None:
+    def broken(data: bytes) -> None:
+        if b"=" in data:
+            raise KeyError("boom")
+
+    monkeypatch.setitem(TARGETS, "dn", broken)
+    r = fuzz_run.run_target("dn", 5, engine="hypothesis", crashes=tmp_path, isolate=False)
+    assert not r.ok and "KeyError" in (r.crash or "")
+    saved = pathlib.Path(r.reproducer or "")
+    assert saved.parent == tmp_path and saved.name.startswith("dn--crash-")
+    assert b"=" in saved.read_bytes()
