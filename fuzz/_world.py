@@ -126,9 +126,9 @@ def world() -> World:
 
 def config_toml(w: World, *, server: bool = False, accounts: bool = True) -> str:
     """A valid configuration file (DESIGN.md §7) naming the files in ``w.tmpdir``."""
-    text = f"""
+    text = """
 [trust]
-anchors = ["ca.pem", {{ path = "ca.pem", not_after = "2030-01-31T00:00:00Z", label = "old" }}]
+anchors = ["ca.pem", { path = "ca.pem", not_after = "2030-01-31T00:00:00Z", label = "old" }]
 intermediates = ["inter.pem"]
 
 [policy]

@@ -198,7 +198,8 @@ def _session_seeds() -> list[bytes]:
     for sel in (0, 1, 2, 5, 9):
         for r in reqs:
             out.append(bytes([sel]) + r + UPSTREAM_SEPARATOR + upstream)
-    out.append(b"\x01" + reqs[0] + UPSTREAM_SEPARATOR + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    out.append(b"\x01" + reqs[0] + UPSTREAM_SEPARATOR + chunked)
     return out
 
 

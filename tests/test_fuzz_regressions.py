@@ -12,7 +12,6 @@ sys.path.insert(0, str(REPO))
 
 from fuzz import run as fuzz_run  # noqa: E402
 from fuzz.targets import TARGETS  # noqa: E402
-
 from mtlscore import ConfigError  # noqa: E402
 from mtlscore._dn import attribute_oid, parse_dn  # noqa: E402
 
