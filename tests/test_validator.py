@@ -276,15 +276,6 @@ def test_allowlisting_is_exact_not_by_name_or_key() -> None:
     assert twin.der != me.der
 
 
-ALLOWLIST_FINISH_BUG = (
-    "_validator.Validator._validate passes the allowlist's rejection Verdict to _finish(), "
-    "which always builds Verdict(True, ...): an expired, not-yet-valid or policy-violating "
-    "allowlisted certificate is ACCEPTED. Fix: `if allow is not None: return allow if not "
-    "allow.ok else self._finish(allow, leaf, None, notes)`"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ALLOWLIST_FINISH_BUG)
 @pytest.mark.parametrize(
     ("kw", "reason"),
     [

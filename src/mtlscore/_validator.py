@@ -336,7 +336,9 @@ class Validation:
                 return self._decide(Verdict.reject(exc.reason, exc.detail))
             allow = v.allowlisted(self._leaf, self.at)
             if allow is not None:
-                return self._decide(v.finish(allow, self._leaf, None, self._notes))
+                # A rejected allowlisted certificate (expired, weak key, ...) stays rejected:
+                # finish() attaches identity to accepted verdicts only.
+                return self._decide(v.finish(allow, self._leaf, None, self._notes) if allow.ok else allow)
         leaf = self._leaf
         result = build_path(leaf, self._presented + self._fetched, v.trust, v.policy, at=self.at,
                             signatures=v.signatures)
