@@ -105,16 +105,13 @@ def test_bundle_forms_keep_order(chain) -> None:
     assert load_certificates(trusted)[0].der == chain.der
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 7468 §2: text before the first PEM boundary (openssl x509 -text output, "
-    "commented CA bundles) must not make parsing fail; split_certificates checks "
-    "stripped.startswith(b'-----BEGIN') instead of searching for a boundary "
-    "(fix: `elif b'-----BEGIN' in raw:`)",
-)
 def test_text_before_the_first_pem_block_is_allowed(chain) -> None:
+    # RFC 7468 §2: data before the encapsulation boundary must not make parsing fail.
     data = b"subject=CN=client\nissuer=CN=Issuing\n" + chain.chain_pem
     assert [c.der for c in load_certificates(data)] == chain.chain_der
+    with pytest.raises(CertificateRejected) as exc:
+        load_certificates(b"some text\n-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    assert exc.value.reason is Reason.MALFORMED
 
 
 @pytest.mark.parametrize(

@@ -462,7 +462,9 @@ def split_certificates(
         stripped = raw.lstrip()
         if not stripped:
             raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate in the input")
-        if stripped.startswith(b"-----BEGIN"):
+        # RFC 7468 §2: text before the first boundary is allowed (openssl -text output,
+        # commented bundles); DER is recognised first so that a "-----BEGIN" inside it is inert.
+        if stripped.startswith(b"-----BEGIN") or (raw[:1] != b"\x30" and b"-----BEGIN" in raw):
             out = list(_pem_blocks(raw))
             if not out:
                 raise CertificateRejected(Reason.MALFORMED, "no CERTIFICATE block in the PEM input")
