@@ -1,0 +1,492 @@
+"""mtlscore throughput suite: mtlscore beside pyca's verifier and OpenSSL, same certificates, one process.
+
+    python benchmarks/run.py [--quick] [--json FILE] [--only SCENARIO[,SCENARIO…]]
+
+Prints a table; ``--json`` writes ``{scenario: {implementation: median µs/op}}``.
+Every figure is the median of several repeats (the spread is the min..max of
+the repeats); implementations are interleaved within each repeat (rotating
+which goes first) so that machine drift hits all of them alike, and ratios are
+the medians of per-repeat ratios. Every implementation starts from the DER
+bytes a TLS stack hands over, and each is checked to accept the chain before
+it is timed. Nothing here is a test: no figure is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import pathlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.verification import PolicyBuilder, Store
+from OpenSSL import crypto
+
+from mtlscore import Policy, TrustStore, Validator, pki
+from mtlscore._cache import VerdictCache, stats
+from mtlscore._cert import PARSE_CACHE, clear_parse_cache, parse_certificate
+from mtlscore._signature import SignatureCache
+
+NOW = pki.NOW
+Op = Callable[[Any], Any]
+
+
+# -- measuring ------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """Samples (µs/op, one per repeat) per implementation, and per-repeat ratios against ``base``."""
+
+    scenario: str
+    base: str
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    unavailable: str = ""
+    # implementation -> why it is not timed (it rejected the chain, …)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def median(self, impl: str) -> float:
+        return statistics.median(self.samples[impl])
+
+    def ratio(self, impl: str) -> tuple[float, float, float]:
+        """(median, min, max) of impl/base per repeat: how many times slower than ``base`` impl is."""
+        rs = [o / b for o, b in zip(self.samples[impl], self.samples[self.base], strict=True)]
+        return statistics.median(rs), min(rs), max(rs)
+
+
+def _time_batch(op: Op, items: Sequence[Any]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    for item in items:
+        op(item)
+    return (time.perf_counter() - t0) / len(items) * 1e6
+
+
+def interleaved(
+    scenario: str,
+    impls: dict[str, Op],
+    batches: Callable[[str, int], Sequence[Any]],
+    repeats: int,
+    *,
+    base: str = "mtlscore",
+    setup: Callable[[str, int], None] | None = None,
+) -> Result:
+    """Time each implementation on ``batches(impl, repeat)`` per repeat, rotating the order."""
+    res = Result(scenario, base, {k: [] for k in impls})
+    names = list(impls)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            if setup is not None:
+                setup(name, r)
+            res.samples[name].append(_time_batch(impls[name], batches(name, r)))
+    return res
+
+
+def check_accepts(res: Result, impls: dict[str, Op], item: Any) -> dict[str, Op]:
+    """Only the implementations that accept ``item``; the others are reported, not timed."""
+    ok: dict[str, Op] = {}
+    for name, op in impls.items():
+        try:
+            out = op(item)
+        except Exception as exc:  # noqa: BLE001 - a verifier's refusal is a finding to report
+            res.refused[name] = f"rejects: {type(exc).__name__}: {str(exc)[:80]}"
+            continue
+        if out is False or (hasattr(out, "ok") and not out.ok):
+            res.refused[name] = f"rejects: {getattr(out, 'reason', out)}"
+            continue
+        ok[name] = op
+    return ok
+
+
+# -- the PKI --------------------------------------------------------------------
+
+
+@dataclass
+class Chains:
+    """A root, intermediates and many leaves of one key type, with DER everywhere."""
+
+    kind: str
+    root: pki.Issued
+    inters: list[pki.Issued]
+    leaves: list[tuple[bytes, Any]]  # (leaf DER, its intermediate's DER or the DERs above it)
+
+
+def make_chains(kind: str, n_leaves: int, n_inters: int = 2, depth: int = 1) -> Chains:
+    root = pki.root(f"CN=Bench {kind} Root", key=kind, not_after=NOW + timedelta(days=3650))
+    tops = []
+    for i in range(n_inters):
+        node = root
+        for d in range(depth):
+            node = node.intermediate(f"CN=Bench {kind} Intermediate {i}.{d}", key=kind)
+        tops.append(node)
+    leaf_key = pki.new_key(kind)  # one key for every leaf: only issuer keys are ever verified
+    leaves = []
+    for j in range(n_leaves):
+        parent = tops[j % n_inters]
+        leaf = parent.leaf(f"client-{kind}-{j:05d}", key=leaf_key, san_dns=[f"c{j}.{kind}.example"])
+        chain = leaf.chain_der
+        leaves.append((chain[0], chain[1]) if depth == 1 else (chain[0], chain[1:]))
+    return Chains(kind, root, tops, leaves)
+
+
+def _presented(item: tuple[bytes, Any]) -> list[bytes]:
+    leaf, rest = item
+    return [leaf, rest] if isinstance(rest, bytes) else [leaf, *rest]
+
+
+# -- the three verifiers ----------------------------------------------------------
+
+
+def mtlscore_op(trust: TrustStore, policy: Policy | None = None) -> tuple[Validator, Op]:
+    v = Validator(trust, policy or Policy(revocation="off"))
+    return v, lambda item: v.validate(_presented(item), at=NOW)
+
+
+def pyca_op(root_cert: x509.Certificate, extra_pool: Sequence[x509.Certificate] = ()) -> Op:
+    verifier = PolicyBuilder().store(Store([root_cert])).time(NOW).max_chain_depth(16).build_client_verifier()
+    load = x509.load_der_x509_certificate
+
+    def op(item: tuple[bytes, Any]) -> Any:
+        ders = _presented(item)
+        return verifier.verify(load(ders[0]), [*map(load, ders[1:]), *extra_pool])
+
+    return op
+
+
+def openssl_op(root_cert: x509.Certificate, extra_pool: Sequence[crypto.X509] = ()) -> Op:
+    store = crypto.X509Store()
+    store.add_cert(crypto.X509.from_cryptography(root_cert))
+    store.set_time(NOW.replace(tzinfo=None))
+    load = crypto.load_certificate
+    asn1 = crypto.FILETYPE_ASN1
+
+    def op(item: tuple[bytes, Any]) -> Any:
+        ders = _presented(item)
+        chain = [load(asn1, d) for d in ders[1:]] + list(extra_pool)
+        crypto.X509StoreContext(store, load(asn1, ders[0]), chain=chain).verify_certificate()
+        return True
+
+    return op
+
+
+# -- scenarios --------------------------------------------------------------------
+
+
+def floor(ch: Chains, repeats: int, n: int) -> Result:
+    """The raw signature verifications of one chain: leaf by intermediate, intermediate by root."""
+    leaf = parse_certificate(ch.leaves[0][0])
+    inter = parse_certificate(ch.leaves[0][1])
+    root = parse_certificate(ch.root.der)
+
+    def verify(subject: Any, issuer: Any) -> None:
+        x = subject.x509
+        key = issuer.public_key
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(x.signature, x.tbs_certificate_bytes, ec.ECDSA(x.signature_hash_algorithm))
+        else:
+            key.verify(x.signature, x.tbs_certificate_bytes, x.signature_algorithm_parameters,
+                       x.signature_hash_algorithm)
+
+    def both(_: Any) -> None:
+        verify(leaf, inter)
+        verify(inter, root)
+
+    impls = {
+        "floor": both,
+        "leaf_verify": lambda _: verify(leaf, inter),
+    }
+    items = [None] * n
+    return interleaved(f"floor-{ch.kind}", impls, lambda _i, _r: items, repeats, base="floor")
+
+
+def cold(ch: Chains, repeats: int, n: int) -> Result:
+    """First validation of a 3-certificate chain: every mtlscore cache emptied before each one."""
+    trust = TrustStore([ch.root.der])
+    item = ch.leaves[0]
+
+    def mt(item: Any) -> Any:
+        clear_parse_cache()
+        v = Validator(trust, Policy(revocation="off"), signatures=SignatureCache(), verdict_cache=VerdictCache(0))
+        return v.validate(_presented(item), at=NOW)
+
+    res = Result(f"cold-{ch.kind}", "mtlscore")
+    impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert), "openssl": openssl_op(ch.root.cert)},
+                          item)
+    items = [item] * n
+    out = interleaved(res.scenario, impls, lambda _i, _r: items, repeats)
+    out.refused = res.refused
+    # Parsing the trust store again is not part of a validation: re-fill the parse cache with it.
+    parse_certificate(ch.root.der)
+    return out
+
+
+def realistic(ch: Chains, repeats: int, name: str = "realistic") -> Result:
+    """Distinct leaves under a few intermediates, each seen once by mtlscore (its caches stay warm)."""
+    trust = TrustStore([ch.root.der])
+    _, mt = mtlscore_op(trust)
+    res = Result(f"{name}-{ch.kind}", "mtlscore")
+    impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert), "openssl": openssl_op(ch.root.cert)},
+                          ch.leaves[0])
+    per = (len(ch.leaves) - 1) // repeats
+    # mtlscore sees leaf j only in repeat j // per; the others (no caches) see the same batches.
+    out = interleaved(res.scenario, impls, lambda _i, r: ch.leaves[1 + r * per: 1 + (r + 1) * per], repeats)
+    out.refused = res.refused
+    out.notes.append(f"{per * repeats} distinct leaves, {per} per repeat")
+    return out
+
+
+def warm(ch: Chains, repeats: int, n: int) -> Result:
+    """The same chain again (a reconnecting client): a verdict-cache hit for mtlscore."""
+    trust = TrustStore([ch.root.der])
+    v, mt = mtlscore_op(trust)
+    item = ch.leaves[0]
+    res = Result(f"warm-{ch.kind}", "mtlscore")
+    impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert), "openssl": openssl_op(ch.root.cert)},
+                          item)
+    copies: list[tuple[bytes, bytes]] = []
+
+    def fresh(impl: str, _r: int) -> None:
+        # New bytes objects per connection, as a TLS stack hands over: no hash is precomputed.
+        copies[:] = [(bytes(bytearray(item[0])), bytes(bytearray(item[1])))
+                     for _ in range(n if impl == "mtlscore" else max(50, n // 100))]
+
+    out = interleaved(res.scenario, impls, lambda _i, _r: copies, repeats, setup=fresh)
+    out.refused = res.refused
+    s = stats(v.verdict_cache)["verdicts"]
+    out.notes.append(f"{1e6 / out.median('mtlscore'):,.0f} validations/s (verdict cache hit ratio {s.hit_ratio:.3f})")
+    return out
+
+
+def mesh(repeats: int, n_leaves: int, width: int = 50) -> Result:
+    """One intermediate key cross-signed by ``width`` roots, of which only the last is trusted."""
+    roots = [pki.root(f"CN=Mesh Root {i}", key="rsa") for i in range(width)]
+    inter_key = pki.new_key("ec")
+    crosses = [r.intermediate("CN=Mesh Intermediate", key=inter_key) for r in roots]
+    leaf_key = pki.new_key("ec")
+    leaves = [(crosses[0].leaf(f"mesh-{j}", key=leaf_key, san_dns=[f"m{j}.example"]).der, b"") for j in range(n_leaves)]
+    pool = [c.der for c in crosses]
+    trust = TrustStore([roots[-1].der], intermediates=pool)
+    v = Validator(trust, Policy(revocation="off"))
+    pool_pyca = [c.cert for c in crosses]
+    pool_ossl = [crypto.X509.from_cryptography(c.cert) for c in crosses]
+    pyca = pyca_op(roots[-1].cert, pool_pyca)
+    ossl = openssl_op(roots[-1].cert, pool_ossl)
+    impls_all: dict[str, Op] = {
+        "mtlscore": lambda item: v.validate([item[0]], at=NOW),
+        "pyca": lambda item: pyca((item[0], [])),
+        "openssl": lambda item: ossl((item[0], [])),
+    }
+    res = Result(f"mesh-{width}", "mtlscore")
+    impls = check_accepts(res, impls_all, leaves[0])
+    per = (len(leaves) - 1) // repeats
+    out = interleaved(res.scenario, impls, lambda _i, r: leaves[1 + r * per: 1 + (r + 1) * per], repeats)
+    out.refused = res.refused
+    out.notes.append(f"{width} configured cross-certificates, trusted root last; new leaf each time")
+    return out
+
+
+def deep(repeats: int, n_leaves: int) -> Result:
+    """Four intermediates between leaf and root; new leaves each time."""
+    ch = make_chains("rsa", n_leaves, n_inters=1, depth=4)
+    res = realistic(ch, repeats, name="deep4")
+    res.scenario = "deep-chain-4"
+    return res
+
+
+def identity(ch: Chains, repeats: int, n: int) -> Result:
+    """Resolving an identity to one of 10,000 (and 100) anchor-scoped accounts."""
+    from mtlscore._identity import Identity
+    from mtlscore._identity_map import IdentityMap, Rule
+
+    trust = TrustStore([ch.root.der])
+    anchor = trust.anchors[0]
+    ids = []
+    for leaf_der, _ in ch.leaves[:n]:
+        cert = parse_certificate(leaf_der)
+        ids.append(Identity.from_certificate(cert, anchor))
+
+    def build(count: int) -> IdentityMap:
+        rules = [Rule.for_account(f"acct-{j}", anchors=[anchor], cn=f"client-{ch.kind}-{j:05d}")
+                 for j in range(count)]
+        return IdentityMap(rules, check_conflicts=False)
+
+    big = build(10_000)
+    small = build(100)
+    leaves = [parse_certificate(d) for d, _ in ch.leaves[:n]]
+    impls: dict[str, Op] = {
+        "mtlscore_10k": big.resolve,
+        "mtlscore_100": lambda i: small.explain(i),
+        "extract_identity": lambda c: Identity.from_certificate(c, anchor),
+    }
+    out = interleaved("identity-10k", impls,
+                      lambda name, _r: leaves if name == "extract_identity" else ids, repeats, base="mtlscore_10k")
+    out.notes.append("mtlscore_100: explain() on 100 accounts (most identities do not map); "
+                     "extract_identity: Identity.from_certificate")
+    return out
+
+
+def headers(ch: Chains, repeats: int, n: int) -> Result:
+    """Proxy headers per request: RFC 9440 Client-Cert / Client-Cert-Chain and Envoy XFCC (parse cache warm)."""
+    try:
+        from mtlscore import _headers as h
+    except ImportError as exc:  # pragma: no cover - the module is another helper's
+        res = Result("headers", "rfc9440_cert")
+        res.unavailable = f"mtlscore._headers missing ({exc})"
+        return res
+    certs = [(parse_certificate(leaf), parse_certificate(inter)) for leaf, inter in ch.leaves[:n]]
+    cc = [h.emit_client_cert(leaf) for leaf, _ in certs]
+    chain = [h.emit_client_cert_chain([inter]) for _, inter in certs]
+    xfcc = [h.emit_xfcc([h.XfccElement.from_chain([leaf, inter], by=["spiffe://bench/proxy"])])
+            for leaf, inter in certs]
+    impls: dict[str, Op] = {"rfc9440_cert": h.parse_client_cert, "rfc9440_chain": h.parse_client_cert_chain}
+    data: dict[str, list[str]] = {"rfc9440_cert": cc, "rfc9440_chain": chain}
+    impls["xfcc"] = h.parse_xfcc
+    data["xfcc"] = xfcc
+    for name, op in impls.items():
+        op(data[name][0])  # accepted, or the scenario fails loudly here
+    return interleaved("headers", impls, lambda name, _r: data[name], repeats, base="rfc9440_cert")
+
+
+# -- the table ----------------------------------------------------------------------
+
+
+def _fmt(us: float) -> str:
+    return f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
+
+
+def table(results: list[Result]) -> str:
+    lines = [f"{'scenario':<16} {'implementation':<17} {'µs/op (median)':>15} {'spread (min..max)':>22} "
+             f"{'vs base (median, min..max)':>30}"]
+    lines.append("-" * len(lines[0]))
+    for r in results:
+        if r.unavailable:
+            lines.append(f"{r.scenario:<16} not available: {r.unavailable}")
+            continue
+        for impl, s in r.samples.items():
+            spread = f"{_fmt(min(s))}..{_fmt(max(s))}"
+            if impl == r.base:
+                rel = "base"
+            else:
+                m, lo, hi = r.ratio(impl)
+                rel = f"{m:.2f}× ({lo:.2f}..{hi:.2f})"
+            lines.append(f"{r.scenario:<16} {impl:<17} {_fmt(statistics.median(s)):>15} {spread:>22} {rel:>30}")
+        for impl, why in r.refused.items():
+            lines.append(f"{r.scenario:<16} {impl:<17} {'—':>15}   {why}")
+        for note in r.notes:
+            lines.append(f"{'':<16} {note}")
+    return "\n".join(lines)
+
+
+def targets(results: list[Result]) -> list[str]:
+    by = {r.scenario: r for r in results}
+    out = []
+
+    def line(what: str, got: float, goal: float, unit: str = "×") -> None:
+        out.append(f"{'MET ' if got >= goal else 'MISS'} {what}: {got:,.2f}{unit} (target ≥ {goal:,}{unit})")
+
+    for kind, p_goal, o_goal in (("rsa", 1.5, 1.2), ("p256", 1.8, 1.4)):
+        r = by.get(f"realistic-{kind}")
+        if r is None:
+            continue
+        label = "RSA" if kind == "rsa" else "P-256"
+        if "pyca" in r.samples:
+            line(f"realistic {label} speed-up over pyca", r.ratio("pyca")[0], p_goal)
+        if "openssl" in r.samples:
+            line(f"realistic {label} speed-up over OpenSSL", r.ratio("openssl")[0], o_goal)
+        f = by.get(f"floor-{kind}")
+        if f is not None:
+            cost = r.median("mtlscore") / f.median("leaf_verify")
+            out.append(f"{'MET ' if cost <= 1.3 else 'MISS'} realistic {label}: new leaf = {cost:.2f}× its one "
+                       f"signature verify (target ≤ 1.3×)")
+        w = by.get(f"warm-{kind}")
+        if w is not None:
+            line(f"warm {label} validations/s", 1e6 / w.median("mtlscore"), 300_000, "/s")
+    for g in ("gateway-asyncio", "gateway-trio"):
+        r = by.get(g)
+        if r is not None and not r.unavailable and "bare" in r.samples:
+            # ratio("bare") = bare time / gateway time = gateway rate / bare rate.
+            line(f"{g} conn/s as a fraction of bare stdlib ssl+h11", r.ratio("bare")[0], 0.9)
+    return out
+
+
+# -- main -----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer leaves and repeats (under a minute)")
+    ap.add_argument("--json", metavar="FILE", help="write {scenario: {implementation: median µs/op}}")
+    ap.add_argument("--only", default="", help="comma-separated scenario prefixes")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    repeats = 5 if quick else 7
+    n_real = 1_000 if quick else 10_000
+    n_small = 300 if quick else 2_000
+    want = [w for w in args.only.split(",") if w]
+
+    def on(name: str) -> bool:
+        return not want or any(name.startswith(w) for w in want)
+
+    t0 = time.perf_counter()
+    print(f"mtlscore benchmarks ({'quick' if quick else 'full'}): Python {sys.version.split()[0]}, "
+          f"{repeats} repeats; building certificates…", file=sys.stderr)
+    results: list[Result] = []
+    for kind in ("rsa", "ec"):
+        if not any(on(s + "-" + kind) for s in ("floor", "cold", "realistic", "warm")) and not on("identity") \
+                and not on("headers"):
+            continue
+        ch = make_chains(kind, n_real + 1)
+        if on(f"floor-{kind}"):
+            results.append(floor(ch, repeats, n_small))
+        if on(f"cold-{kind}"):
+            results.append(cold(ch, repeats, max(50, n_small // 4)))
+        if on(f"realistic-{kind}"):
+            results.append(realistic(ch, repeats))
+        if on(f"warm-{kind}"):
+            results.append(warm(ch, repeats, 20_000 if quick else 100_000))
+        if kind == "ec" and on("identity"):
+            results.append(identity(ch, repeats, min(n_real, 1000)))
+        if kind == "ec" and on("headers"):
+            results.append(headers(ch, repeats, min(n_real, 500)))
+    if on("deep"):
+        results.append(deep(repeats, n_small + 1))
+    if on("mesh"):
+        results.append(mesh(repeats, n_small + 1))
+    if on("gateway"):
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+        from gateway_bench import gateway_results  # benchmarks/gateway_bench.py
+
+        results.extend(gateway_results(quick, repeats))
+    ren = {
+        r.scenario.replace("-ec", "-p256"): r for r in results
+    }
+    for name, r in ren.items():
+        r.scenario = name
+    print(table(results))
+    print()
+    for t in targets(results):
+        print(t)
+    print()
+    print("cache stats: " + json.dumps({k: v.to_dict() for k, v in stats().items()}))
+    print(f"parse cache: {len(PARSE_CACHE)} entries; total time {time.perf_counter() - t0:.1f} s")
+    if args.json:
+        data = {r.scenario: {i: round(statistics.median(s), 3) for i, s in r.samples.items()}
+                for r in results if not r.unavailable}
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
