@@ -333,7 +333,11 @@ def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
 
 
 class _ParseCache:
-    """A bounded LRU of parsed certificates, keyed by SHA-256 of the DER."""
+    """A bounded LRU of parsed certificates, keyed by the DER itself.
+
+    The dictionary's hash of the bytes is cheaper than SHA-256 and the lookup
+    compares the whole DER, so a hit is always the same certificate.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -397,12 +401,12 @@ def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES) ->
         )
     if not der:
         raise CertificateRejected(Reason.MALFORMED, "empty certificate")
-    digest = hashlib.sha256(der).digest()
-    cached = PARSE_CACHE.get(digest)
+    cached = PARSE_CACHE.get(der)
     if cached is not None:
         return cached
-    cert = _build(der, digest)
-    PARSE_CACHE.put(digest, cert)
+    cert = _build(der, hashlib.sha256(der).digest())
+    # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
+    PARSE_CACHE.put(cert.der, cert)
     return cert
 
 

@@ -159,11 +159,9 @@ def _eku_text(oids: frozenset[str] | None) -> str:
 
 def _validity(cert: Certificate, at: datetime, policy: Policy, who: _Who,
               window: tuple[datetime, datetime] | None = None) -> tuple[Reason, str] | None:
+    # ``at`` comes truncated to whole seconds (check_path does it once per path).
     not_before, not_after = window or (cert.not_before, cert.not_after)
     skew = policy.clock_skew
-    # Certificate times have whole-second precision (RFC 5280 §4.1.2.5.1-2): so does
-    # the comparison, or a validation at hh:mm:ss.005 would miss notAfter = hh:mm:ss.
-    at = at.replace(microsecond=0)
     # RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
     if at + skew < not_before:
         return Reason.NOT_YET_VALID, (
@@ -189,6 +187,9 @@ def check_path(
     n = len(path)
     a = anchor.certificate
     a_pos = n
+    # Certificate times have whole-second precision (RFC 5280 §4.1.2.5.1-2): so does
+    # the comparison, or a validation at hh:mm:ss.005 would miss notAfter = hh:mm:ss.
+    at = at.replace(microsecond=0)
     who = _Who(a, a_pos, anchor=True)
 
     if (bad := _validity(a, at, policy, who, anchor.window())) is not None:

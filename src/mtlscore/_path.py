@@ -64,6 +64,11 @@ class _Search:
         if self.best is None or score > self.best[0]:
             self.best = (score, failure, list(path))
 
+    def would_record(self, tier: int, path: list[Certificate], reason: Reason) -> bool:
+        """Whether :meth:`record` would keep such a failure: its detail need not be written otherwise."""
+        score = (tier, len(path), 0 if reason is Reason.UNTRUSTED else 1)
+        return self.best is None or score > self.best[0]
+
     def spend(self) -> bool:
         self.work += 1
         if self.work > self.policy.max_path_work:
@@ -177,7 +182,8 @@ def _extend(
     pos = len(path)  # position the issuer would take
     anchors, inters = s.candidates(cert)
     if not anchors and not inters:
-        if len(path) > 1:
+        # In a mesh of cross-certificates most dead ends lose to an earlier one: skip writing their details.
+        if len(path) > 1 and s.would_record(0, path, Reason.UNTRUSTED):
             s.record(0, path, _untrusted_at(cert, pos - 1))
         return None
 
