@@ -51,6 +51,13 @@ mode = "hard"
 crls = ["ca.crl", "root.crl"]
 fetch = false
 max_age_seconds = 3600
+mode_leaf = "hard"
+mode_ca = "soft"
+prefer = "crl"
+ocsp_nonce = true
+fetch_issuers = true
+max_fetched_issuers = 2
+max_fetch_bytes = 65536
 '''))
     assert len(cfg.trust) == 2
     assert cfg.trust.anchors[1].not_after == datetime(2027, 1, 31, tzinfo=UTC)
@@ -61,6 +68,8 @@ max_age_seconds = 3600
     assert p.curves == frozenset({"P-256"}) and p.clock_skew == timedelta(seconds=30)
     assert p.revocation == "hard" and p.max_revocation_age == timedelta(hours=1)
     assert len(cfg.crls) == 2
+    assert (p.revocation_leaf, p.revocation_ca, p.revocation_prefer) == ("hard", "soft", "crl")
+    assert (p.ocsp_nonce, p.fetch_issuers, p.max_fetched_issuers, p.max_fetch_bytes) == (True, True, 2, 65536)
     # The loaded configuration validates: the leaf is presented alone, the pool completes it.
     verdict = cfg.validator().validate(inter.leaf().pem, at=pki.NOW)
     assert verdict.ok, verdict.detail
@@ -91,6 +100,10 @@ def test_crl_from_config_is_used(pkidir) -> None:
         ('[policy]\nrequired_eku = "clientAuthh"\n', "policy.required_eku"),
         ('[policy]\nmin_rsa_bits = 4096\nmax_rsa_bits = 2048\n', "policy.min_rsa_bits"),
         ('[revocation]\nmode = "sometimes"\n', "revocation.mode"),
+        ('[revocation]\nmode_leaf = "never"\n', "revocation.mode_leaf"),
+        ('[revocation]\nprefer = "ldap"\n', "revocation.prefer"),
+        ('[revocation]\nmax_fetch_bytes = 0\n', "revocation.max_fetch_bytes"),
+        ('[revocation]\nocsp_nonce = "yes"\n', "revocation.ocsp_nonce"),
         ('[revocation]\ncrls = ["ca.pem"]\n', "revocation.crls[0]"),
     ],
 )

@@ -34,11 +34,13 @@ from ._hostname import dns_name_matches, match_peer_name
 from ._identity import AnchorRef, Identity
 from ._identity_map import IdentityMap, Principal, Resolution, Rule, accounts_from_config
 from ._jwk import jwk_from_certificate, jwk_from_public_key, jwk_thumbprint, public_key_from_jwk
+from ._machine import MachineError, NeedCRL, NeedIssuer, NeedOCSP
 from ._policy import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, Policy
 from ._proxy import ProxyPolicy, TrustedProxy
 from ._reasons import CertificateRejected, ConfigError, MtlsError, Reason
+from ._revocation import RevocationCache
 from ._trust import Anchor, TrustStore
-from ._validator import Validator
+from ._validator import Validation, Validator
 from ._verdict import Verdict
 
 __version__ = "0.1.0"
@@ -55,17 +57,23 @@ __all__ = [
     "ConfigError",
     "Identity",
     "IdentityMap",
+    "MachineError",
     "MtlsError",
+    "NeedCRL",
+    "NeedIssuer",
+    "NeedOCSP",
     "OAuthError",
     "Policy",
     "Principal",
     "ProxyPolicy",
     "Reason",
     "Resolution",
+    "RevocationCache",
     "Rule",
     "TlsClientAuth",
     "TrustStore",
     "TrustedProxy",
+    "Validation",
     "Validator",
     "Verdict",
     "accounts_from_config",

@@ -30,6 +30,12 @@ def register(sub: Any) -> None:
                    help="allowlisted certificate(s), accepted on exact match")
     p.add_argument("--crl", action="append", default=[], metavar="FILE",
                    help="CRL(s); every certificate whose issuer one covers is checked")
+    p.add_argument("--fetch", action="store_true",
+                   help="fetch CRLs, OCSP answers and missing issuers named in the certificates (HTTP)")
+    p.add_argument("--fetch-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="timeout of one fetch (default 5)")
+    p.add_argument("--ocsp-response", action="append", default=[], metavar="FILE",
+                   help="a DER OCSP response for a certificate of the chain (e.g. saved from a stapled handshake)")
     p.add_argument("--config", metavar="FILE", help="configuration file ([trust], [policy], [revocation])")
     p.add_argument("--at", metavar="ISO8601", help="validation time (default: now)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -89,7 +95,8 @@ def build_validator(args: argparse.Namespace) -> Any:
         except ValueError as exc:
             raise UsageError(f"{name}: {exc}") from None
         crls.append(data)
-    return Validator(store, config.policy, identity_map=config.accounts, crls=crls)
+    policy = config.policy.evolve(fetch=True, fetch_issuers=True) if args.fetch else config.policy
+    return Validator(store, policy, identity_map=config.accounts, crls=crls)
 
 
 def _add(method: Any, data: bytes, name: str, **kw: Any) -> None:
@@ -167,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         at = parse_at(args.at)
         validator = build_validator(args)
         chain = read_input(args.chain)
+        ocsp = [read_input(name) for name in args.ocsp_response]
     except UsageError as exc:
         print(f"mtlscore check: {exc}", file=sys.stderr)
         return 2
@@ -176,7 +184,12 @@ def run(args: argparse.Namespace) -> int:
     if not len(validator.trust) and not validator.trust.allowlisted and not args.json:
         print("mtlscore check: warning: no trust anchors given (--trust, --allow or --config); "
               "nothing can be accepted", file=sys.stderr)
-    verdict = validator.validate(chain, at=at)
+    if args.fetch:
+        from .runtimes.fetch_asyncio import validate_with_fetch
+
+        verdict = validate_with_fetch(validator, chain, at=at, timeout=args.fetch_timeout, ocsp_responses=ocsp)
+    else:
+        verdict = validator.validate(chain, at=at, ocsp_responses=ocsp)
     if args.json:
         print(json.dumps(verdict_json(verdict), indent=2))
     else:

@@ -132,14 +132,16 @@ class Policy:
         for name in ("revocation", "revocation_leaf", "revocation_ca"):
             value = getattr(self, name)
             if value not in ("off", "soft", "hard") and not (value is None and name != "revocation"):
-                key = "revocation.mode" if name == "revocation" else f"revocation.{name}"
+                key = {"revocation": "revocation.mode", "revocation_leaf": "revocation.mode_leaf"}.get(
+                    name, "revocation.mode_ca"
+                )
                 raise ConfigError(f"must be off, soft or hard, not {value!r}", key=key)
         if self.revocation_prefer not in ("ocsp", "crl"):
             raise ConfigError(f"must be ocsp or crl, not {self.revocation_prefer!r}", key="revocation.prefer")
         if self.max_fetched_issuers < 0:
-            raise ConfigError("must not be negative", key="max_fetched_issuers")
+            raise ConfigError("must not be negative", key="revocation.max_fetched_issuers")
         if self.max_fetch_bytes <= 0:
-            raise ConfigError("must be positive", key="max_fetch_bytes")
+            raise ConfigError("must be positive", key="revocation.max_fetch_bytes")
 
     def revocation_mode(self, position: int) -> RevocationMode:
         """The revocation mode for the certificate at ``position`` (0 = the leaf)."""

@@ -12,7 +12,7 @@ with "unavailable".
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ._aia import http_url, parse_issuers
@@ -35,6 +35,13 @@ __all__ = ["INTERNAL_ERROR", "Validation", "Validator"]
 INTERNAL_ERROR = "internal error while validating"
 # More steps than any legal validation takes (issuers + sources per position).
 _MAX_STEPS = 1000
+
+
+def _aware(at: datetime) -> datetime:
+    """A naive ``at`` is UTC, as in cryptography's verifier; anything else is converted to UTC."""
+    if not isinstance(at, datetime):
+        raise TypeError(f"at must be a datetime, not {type(at).__name__}")
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 class Validator:
@@ -92,6 +99,7 @@ class Validator:
         a Verdict with a Reason.
         """
         try:
+            at = _aware(at)
             key = self._verdict_key(chain, crls, ocsp_responses)
             if key is not None:
                 hit = self.verdict_cache.get(key, at)
@@ -145,7 +153,7 @@ class Validator:
         are OCSP responses (DER) the caller already has, e.g. stapled ones.
         Never raises for bad input (the chain is read on the first step).
         """
-        return Validation(self, chain, at=at, crls=crls, ocsp_responses=ocsp_responses)
+        return Validation(self, chain, at=_aware(at), crls=crls, ocsp_responses=ocsp_responses)
 
     # -- steps -----------------------------------------------------------------
 

@@ -41,7 +41,27 @@ _POLICY_KEYS = {
     "max_path_work": int,
     "clock_skew_seconds": int,
 }
-_REVOCATION_KEYS = {"mode": str, "crls": list, "fetch": bool, "max_age_seconds": int}
+_REVOCATION_KEYS = {
+    "mode": str,
+    "crls": list,
+    "fetch": bool,
+    "max_age_seconds": int,
+    "mode_leaf": str,
+    "mode_ca": str,
+    "prefer": str,
+    "ocsp_nonce": bool,
+    "fetch_issuers": bool,
+    "max_fetched_issuers": int,
+    "max_fetch_bytes": int,
+}
+# [revocation] key → Policy field, where the names differ.
+_REVOCATION_FIELDS = {
+    "mode": "revocation",
+    "mode_leaf": "revocation_leaf",
+    "mode_ca": "revocation_ca",
+    "prefer": "revocation_prefer",
+    "max_age_seconds": "max_revocation_age",
+}
 
 
 @dataclass
@@ -165,12 +185,12 @@ def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
             kw[k] = frozenset(v)
         else:
             kw[k] = v
-    if "mode" in revocation:
-        kw["revocation"] = revocation["mode"]
-    if "fetch" in revocation:
-        kw["fetch"] = revocation["fetch"]
-    if "max_age_seconds" in revocation:
-        kw["max_revocation_age"] = timedelta(seconds=revocation["max_age_seconds"])
+    for k, v in revocation.items():
+        if k == "crls":
+            continue
+        if k == "max_age_seconds":
+            v = timedelta(seconds=v)
+        kw[_REVOCATION_FIELDS.get(k, k)] = v
     try:
         return Policy(**kw)
     except ConfigError as exc:

@@ -287,11 +287,11 @@ def make(
     pub = priv.public_key()
     if issuer is None:
         sign_key = signer if signer is not None else priv
-        iss_name = issuer_name or _name(subject)
+        iss_name = issuer_name if issuer_name is not None else _name(subject)
         iss_pub = pub
     else:
         sign_key = signer if signer is not None else issuer.key
-        iss_name = issuer_name or issuer.cert.subject
+        iss_name = issuer_name if issuer_name is not None else issuer.cert.subject
         iss_pub = issuer.key.public_key()
     if serial is None:
         serial = x509.random_serial_number()
