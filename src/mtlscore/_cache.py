@@ -87,6 +87,15 @@ def chain_key(chain: Any) -> Hashable | None:
     items' bytes (a parsed :class:`Certificate` contributes its DER). Anything
     else (a ``cryptography`` object, a malformed item) is not cached.
     """
+    kind = type(chain)
+    if kind is list or kind is tuple:
+        # The hot path: a list of DER from a TLS stack.
+        key = tuple(chain)
+        for item in key:
+            if type(item) is not bytes:
+                break
+        else:
+            return key
     if isinstance(chain, bytes):
         return chain
     if isinstance(chain, str):
