@@ -314,8 +314,11 @@ class Session:
     raises :class:`SessionError`; the peer's bytes never raise.
     """
 
-    def __init__(self, gateway: Gateway, tls: TLSFacts, *, at: datetime) -> None:
+    def __init__(self, gateway: Gateway, tls: TLSFacts, *, at: datetime, verdict: Verdict | None = None) -> None:
+        """``verdict``: the chain's verdict when the runtime already reached it by driving
+        ``Validator.start`` (fetching CRLs, OCSP answers, issuers); else validated here."""
         self.gateway = gateway
+        self._given = verdict
         self.server = gateway.server
         self.tls = tls
         self.state = State.AWAIT_REQUEST
@@ -341,10 +344,11 @@ class Session:
             self.presented = tuple(parse_certificate(der) for der in self.tls.chain)
         except CertificateRejected as exc:
             return Verdict.reject(exc.reason, exc.detail)
-        # Hook: once the validator offers its stepping API (Validator.start(chain, at=…)
-        # yielding CRL/OCSP/issuer requests), this becomes a loop that emits fetch
-        # actions for the runtime's revocation fetchers. Until then: data given up front.
-        verdict = self.gateway.validator.validate(list(self.tls.chain), at=at, crls=self.gateway.crls)
+        # With revocation fetching on, the runtime drives Validator.start() with its
+        # fetcher before the session exists and hands the verdict in.
+        verdict = self._given
+        if verdict is None:
+            verdict = self.gateway.validator.validate(list(self.tls.chain), at=at, crls=self.gateway.crls)
         if self.tls.leaf_only:
             note = "only the leaf was visible to the gateway (no presented-chain API in this Python)"
             verdict = replace(

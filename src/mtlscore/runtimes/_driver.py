@@ -36,6 +36,8 @@ from .._session import (
     WriteUpstream,
     handshake_decision,
 )
+from .._validator import Validation
+from .._verdict import Verdict
 from ._tls import TLSEngine, TLSHandshakeError, engine_factory
 
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
@@ -57,6 +59,7 @@ class Stream(Protocol):
 
 
 Connect = Callable[[str, int, float], Awaitable[Stream]]
+Resolve = Callable[[Validation], Awaitable[Verdict]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +200,13 @@ async def serve_connection(
     state: GatewayState,
     connect: Connect,
     clock: Callable[[], float],
+    resolve: Resolve | None = None,
 ) -> None:
-    """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError."""
+    """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError.
+
+    ``resolve`` drives a :class:`Validation` to its verdict with the runtime's
+    revocation fetcher; it is used when the policy asks for fetching.
+    """
     snapshot = state.snapshot  # fixed for this connection's lifetime (reloads don't touch it)
     server = snapshot.gateway.server
     state.metrics.inc("mtlscore_connections_total")
@@ -224,7 +232,13 @@ async def serve_connection(
                 logger.info(json.dumps({"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}))
             return
         await _flush(stream, engine)
-        session = Session(snapshot.gateway, engine.facts(peer), at=datetime.now(UTC))
+        facts = engine.facts(peer)
+        at = datetime.now(UTC)
+        given = None
+        validator = snapshot.gateway.validator
+        if resolve is not None and facts.chain and validator.policy.fetch:
+            given = await resolve(validator.start(list(facts.chain), at=at, crls=snapshot.gateway.crls))
+        session = Session(snapshot.gateway, facts, at=at, verdict=given)
         while True:
             action = session.next_action(at=datetime.now(UTC), now=clock())
             if isinstance(action, Close):

@@ -20,8 +20,18 @@ from .._gateway_config import Address
 from . import ServerInfo
 from ._driver import GatewayState, serve_admin, serve_connection
 from ._tls import presented_chain, server_context
+from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
 
-__all__ = ["AsyncioStream", "connect", "presented_chain", "serve", "server_context"]
+__all__ = [
+    "AsyncioFetcher",
+    "AsyncioStream",
+    "FetchError",
+    "connect",
+    "presented_chain",
+    "serve",
+    "server_context",
+    "validate_with_fetch",
+]
 
 
 class AsyncioStream:
@@ -53,11 +63,21 @@ async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
     return AsyncioStream(reader, writer)
 
 
-async def serve(state: GatewayState, *, task_status: Any = None, handle_signals: bool = True) -> None:
+async def serve(
+    state: GatewayState,
+    *,
+    task_status: Any = None,
+    handle_signals: bool = True,
+    fetcher: AsyncioFetcher | None = None,
+) -> None:
     """Run the gateway until cancelled or signalled.
 
-    Calls ``task_status.started(ServerInfo)`` once listening.
+    Calls ``task_status.started(ServerInfo)`` once listening. ``fetcher`` fetches
+    CRLs, OCSP answers and issuers when ``[revocation] fetch`` is on (default: one
+    :class:`AsyncioFetcher` shared by every connection, so concurrent validations
+    share each in-flight fetch).
     """
+    fetcher = fetcher or AsyncioFetcher()
     server_cfg = state.snapshot.gateway.server
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -77,6 +97,7 @@ async def serve(state: GatewayState, *, task_status: Any = None, handle_signals:
                     state,
                     connect,
                     time.monotonic,
+                    fetcher.run,
                 )
         except asyncio.CancelledError:
             # Cut at shutdown. Not re-raised: asyncio's start_server callback would

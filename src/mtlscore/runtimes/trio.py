@@ -20,8 +20,9 @@ from .._gateway_config import Address
 from . import ServerInfo
 from ._driver import GatewayState, serve_admin, serve_connection
 from ._tls import presented_chain, server_context
+from .fetch_trio import FetchError, TrioFetcher
 
-__all__ = ["TrioStream", "connect", "presented_chain", "serve", "server_context"]
+__all__ = ["FetchError", "TrioFetcher", "TrioStream", "connect", "presented_chain", "serve", "server_context"]
 
 
 class TrioStream:
@@ -71,18 +72,22 @@ async def serve(
     *,
     task_status: Any = trio.TASK_STATUS_IGNORED,
     handle_signals: bool = True,
+    fetcher: TrioFetcher | None = None,
 ) -> None:
     """Run the gateway until cancelled or signalled.
 
-    Calls ``task_status.started(ServerInfo)`` once listening.
+    Calls ``task_status.started(ServerInfo)`` once listening. ``fetcher`` fetches
+    CRLs, OCSP answers and issuers when ``[revocation] fetch`` is on (default: one
+    :class:`TrioFetcher` shared by every connection).
     """
+    fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
     stop = trio.Event()
     limit = trio.CapacityLimiter(server_cfg.max_connections)
 
     async def on_client(stream: trio.SocketStream) -> None:
         async with limit:
-            await serve_connection(TrioStream(stream), _peer(stream), state, connect, trio.current_time)
+            await serve_connection(TrioStream(stream), _peer(stream), state, connect, trio.current_time, fetcher.run)
 
     async def on_admin(stream: trio.SocketStream) -> None:
         await serve_admin(TrioStream(stream), state)

@@ -1,0 +1,154 @@
+"""The gateway fetches revocation data itself ([revocation] fetch = true), on both runtimes.
+
+A real HTTP server on 127.0.0.1 serves the issuing CA's CRL; the gateway's
+runtime fetcher drives the sans-IO validator (Validator.start) before the
+session answers. Hard-fail for the leaf, soft-fail for CAs (per-position modes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import json
+import socket
+import ssl
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from mtlscore import pki
+from mtlscore.runtimes import ServerInfo
+from mtlscore.runtimes._driver import GatewayState
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class CRLServer:
+    """Serves ``files[path]``; counts requests."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.hits.append(self.path)
+                body = outer.files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, CRLServer]]:
+    d = tmp_path_factory.mktemp("gwrev")
+    crls = CRLServer()
+    now = datetime.now(UTC)
+    url = f"http://127.0.0.1:{crls.port}/issuing.crl"
+    root = pki.root("CN=Rev Root", now=now)
+    issuing = root.intermediate("CN=Rev Issuing")
+    leaves = {
+        "good": issuing.leaf("CN=good", crl_urls=[url]),
+        "revoked": issuing.leaf("CN=revoked", crl_urls=[url]),
+        "unreachable": issuing.leaf("CN=unreachable", crl_urls=[f"http://127.0.0.1:{closed_port()}/gone.crl"]),
+    }
+    crls.files["/issuing.crl"] = issuing.crl(revoked=[leaves["revoked"]])
+    server_ca = pki.root("CN=Rev Server CA", now=now)
+    server = server_ca.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
+    for name, data in {"root.pem": root.pem, "server-ca.pem": server_ca.pem, "server.pem": server.pem,
+                       "server.key": server.key_pem}.items():
+        (d / name).write_bytes(data)
+    for name, leaf in leaves.items():
+        (d / f"{name}.pem").write_bytes(leaf.chain_pem)
+        (d / f"{name}.key").write_bytes(leaf.key_pem)
+    (d / "mtlscore.toml").write_text("""
+[trust]
+anchors = ["root.pem"]
+
+[revocation]
+fetch = true
+mode = "hard"
+mode_ca = "soft"
+
+[server]
+listen = "127.0.0.1:0"
+certificate = "server.pem"
+key = "server.key"
+reload_poll_seconds = 0
+""")
+    yield d, crls
+    crls.close()
+
+
+@contextlib.asynccontextmanager
+async def gateway(config: Path, backend: str) -> AsyncIterator[ServerInfo]:
+    from mtlscore.runtimes import asyncio as asyncio_runtime
+    from mtlscore.runtimes import trio as trio_runtime
+
+    runtime = asyncio_runtime if backend == "asyncio" else trio_runtime
+    state = GatewayState.from_config_file(config)
+    async with anyio.create_task_group() as tg:
+        info = await tg.start(partial(runtime.serve, state, handle_signals=False))
+        yield info
+        tg.cancel_scope.cancel()
+
+
+def get(d: Path, port: int, cert: str) -> tuple[int, dict[str, Any]]:
+    ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
+    ctx.load_cert_chain(str(d / f"{cert}.pem"), str(d / f"{cert}.key"))
+    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=15)
+    try:
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+@pytest.mark.anyio
+async def test_gateway_fetches_crl(world: tuple[Path, CRLServer], anyio_backend: str) -> None:
+    d, crls = world
+    before = len(crls.hits)
+    async with gateway(d / "mtlscore.toml", anyio_backend) as info:
+        port = info.address.port
+        status, body = await anyio.to_thread.run_sync(get, d, port, "good")
+        assert status == 200, body
+        status, body = await anyio.to_thread.run_sync(get, d, port, "revoked")
+        assert (status, body.get("error")) == (403, "revoked"), body
+        # Hard-fail for the leaf: a CRL that cannot be fetched rejects.
+        status, body = await anyio.to_thread.run_sync(get, d, port, "unreachable")
+        assert (status, body.get("error")) == (403, "revocation_unavailable"), body
+    # The CRL was fetched over HTTP by the gateway itself, and cached: once per run.
+    assert crls.hits[before:] == ["/issuing.crl"]
