@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ocsp_helpers import ocsp_response
 
 from mtlscore import pki
 from mtlscore.cli import main
-
-from ocsp_helpers import ocsp_response
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 AT = pki.NOW.isoformat()
