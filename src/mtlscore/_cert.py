@@ -95,13 +95,23 @@ class Certificate:
     # Derived
     self_issued: bool = field(repr=False)
     spki_sha256: bytes = field(repr=False)
-    subject_text: str = ""
+    # The RFC 4514 subject, written on first use (only details and logs read it).
+    _subject_text: str | None = field(default=None, repr=False)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Certificate) and other.der == self.der
 
     def __hash__(self) -> int:
         return hash(self.sha256)
+
+    @property
+    def subject_text(self) -> str:
+        """The subject DN as an RFC 4514 string (``<unprintable name>`` when it cannot be)."""
+        text = self._subject_text
+        if text is None:
+            text = _name_text(self.subject)
+            object.__setattr__(self, "_subject_text", text)
+        return text
 
     def __repr__(self) -> str:
         return f"<Certificate {self.subject_text!r} sha256={self.sha256.hex()[:16]}…>"
@@ -285,7 +295,6 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         ca_issuer_urls=tuple(ca_issuer_urls),
         self_issued=subject_key == issuer_key,
         spki_sha256=hashlib.sha256(spki_der).digest(),
-        subject_text=_name_text(subject),
     )
 
 
