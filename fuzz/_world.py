@@ -33,6 +33,7 @@ class World:
     leaf_cert: Certificate
     inter_cert: Certificate
     validator: Validator
+    fetching: tuple[Validator, ...]
     crl_der: bytes
     ocsp_good: bytes
     ocsp_revoked: bytes
@@ -87,6 +88,7 @@ def world() -> World:
         san_ip=["127.0.0.1"],
         ocsp_urls=["http://127.0.0.1:1/ocsp"],
         crl_urls=["http://127.0.0.1:1/inter.crl"],
+        ca_issuers_urls=["http://127.0.0.1:1/inter.der"],
     )
     responder = inter.leaf("Fuzz OCSP", eku=["1.3.6.1.5.5.7.3.9"])
     crl = inter.crl(revoked=[12345, leaf.serial + 1])
@@ -98,8 +100,13 @@ def world() -> World:
     from mtlscore.jwt import issue_bound_token
 
     token = issue_bound_token(
-        {"iss": "https://issuer.fuzz.example", "aud": "api", "exp": int(pki.NOW.timestamp()) + 600,
-         "iat": int(pki.NOW.timestamp()), "sub": "client"},
+        {
+            "iss": "https://issuer.fuzz.example",
+            "aud": "api",
+            "exp": int(pki.NOW.timestamp()) + 600,
+            "iat": int(pki.NOW.timestamp()),
+            "sub": "client",
+        },
         signer.key,
         leaf_cert,
         kid="k1",
@@ -113,6 +120,18 @@ def world() -> World:
         leaf_cert=leaf_cert,
         inter_cert=inter_cert,
         validator=validator,
+        fetching=tuple(
+            Validator(
+                TrustStore([root.pem]),
+                Policy(revocation=mode, fetch=True, fetch_issuers=True, ocsp_nonce=nonce, revocation_prefer=prefer),
+            )
+            for mode, nonce, prefer in (
+                ("soft", False, "ocsp"),
+                ("hard", True, "crl"),
+                ("hard", False, "ocsp"),
+                ("soft", True, "crl"),
+            )
+        ),
         crl_der=crl,
         ocsp_good=_ocsp(leaf, inter),
         ocsp_revoked=_ocsp(leaf, inter, revoked=True),

@@ -29,9 +29,39 @@ SOURCE_ROOT = str(pathlib.Path(mtlscore.__file__).resolve().parent)
 MAX_INPUT = 128 * 1024
 MAX_CORPUS = 4000
 # Bytes that change the meaning of DER lengths, tags and text parsers.
-INTERESTING = (0x00, 0x01, 0x02, 0x7F, 0x80, 0x81, 0x82, 0x83, 0xFF, 0x30, 0x31, 0xA0, 0x04, 0x05,
-               0x06, 0x0C, 0x13, 0x16, 0x17, 0x18, ord(","), ord("="), ord("\\"), ord('"'), ord("+"),
-               ord(";"), ord("%"), ord("\n"), ord("\r"), ord(" "), ord("\t"))
+INTERESTING = (
+    0x00,
+    0x01,
+    0x02,
+    0x7F,
+    0x80,
+    0x81,
+    0x82,
+    0x83,
+    0xFF,
+    0x30,
+    0x31,
+    0xA0,
+    0x04,
+    0x05,
+    0x06,
+    0x0C,
+    0x13,
+    0x16,
+    0x17,
+    0x18,
+    ord(","),
+    ord("="),
+    ord("\\"),
+    ord('"'),
+    ord("+"),
+    ord(";"),
+    ord("%"),
+    ord("\n"),
+    ord("\r"),
+    ord(" "),
+    ord("\t"),
+)
 OPS = ("flip", "set", "interesting", "insert", "delete", "dup", "splice", "truncate", "lenbump", "fresh")
 
 Arc = tuple[Any, int, int]

@@ -140,11 +140,22 @@ def _atheris_worker(name: str, seconds: float, corpus: pathlib.Path, crashes: pa
 def _run_atheris(name: str, seconds: float, crashes: pathlib.Path, corpus_root: pathlib.Path | None) -> TargetResult:
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as tmp:
         corpus = (corpus_root / name) if corpus_root else pathlib.Path(tmp) / "corpus"
-        cmd = [sys.executable, str(HERE / "run.py"), "--worker", name, "--seconds", str(seconds),
-               "--corpus-dir", str(corpus), "--crashes-dir", str(crashes)]
+        cmd = [
+            sys.executable,
+            str(HERE / "run.py"),
+            "--worker",
+            name,
+            "--seconds",
+            str(seconds),
+            "--corpus-dir",
+            str(corpus),
+            "--crashes-dir",
+            str(crashes),
+        ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                                  timeout=seconds + 120, cwd=str(REPO))
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, errors="replace", timeout=seconds + 120, cwd=str(REPO)
+            )
         except subprocess.TimeoutExpired as exc:
             out = (exc.stderr or "") if isinstance(exc.stderr, str) else ""
             return TargetResult(name, "atheris", seconds, _execs(out), crash=f"worker hung past {seconds + 120:.0f} s")
@@ -195,24 +206,37 @@ def run_target(
         raise ValueError(f"unknown engine {engine!r}")
     if not isolate:
         return _run_hypothesis(name, seconds, crashes)
-    cmd = [sys.executable, str(HERE / "run.py"), "--worker", name, "--engine", "hypothesis",
-           "--seconds", str(seconds), "--crashes-dir", str(crashes)]
+    cmd = [
+        sys.executable,
+        str(HERE / "run.py"),
+        "--worker",
+        name,
+        "--engine",
+        "hypothesis",
+        "--seconds",
+        str(seconds),
+        "--crashes-dir",
+        str(crashes),
+    ]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
-                              timeout=seconds + 120, cwd=str(REPO))
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", timeout=seconds + 120, cwd=str(REPO)
+        )
     except subprocess.TimeoutExpired:
         return TargetResult(name, "hypothesis", seconds, 0, crash=f"worker hung past {seconds + 120:.0f} s")
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return TargetResult(**json.loads(line))
-    return TargetResult(name, "hypothesis", seconds, 0,
-                        crash=f"worker died (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return TargetResult(
+        name, "hypothesis", seconds, 0, crash=f"worker died (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=60.0,
-                   help="total fuzzing time, split evenly across the targets (default 60)")
+    p.add_argument(
+        "--seconds", type=float, default=60.0, help="total fuzzing time, split evenly across the targets (default 60)"
+    )
     p.add_argument("--engine", choices=("auto", "atheris", "hypothesis"), default="auto")
     p.add_argument("--target", action="append", default=[], help="fuzz only these targets (repeatable)")
     p.add_argument("--jobs", type=int, default=1, help="targets fuzzed at once (default 1)")
@@ -248,22 +272,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     if jobs == 1:
         for name in selected:
-            results.append(run_target(name, share, engine=engine, crashes=args.crashes_dir,
-                                      corpus_root=args.corpus_dir))
+            results.append(
+                run_target(name, share, engine=engine, crashes=args.crashes_dir, corpus_root=args.corpus_dir)
+            )
             _print(results[-1])
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(jobs) as pool:
-            futures = [pool.submit(run_target, n, share, engine=engine, crashes=args.crashes_dir,
-                                   corpus_root=args.corpus_dir) for n in selected]
+            futures = [
+                pool.submit(run_target, n, share, engine=engine, crashes=args.crashes_dir, corpus_root=args.corpus_dir)
+                for n in selected
+            ]
             for f in futures:
                 results.append(f.result())
                 _print(results[-1])
     crashed = [r for r in results if not r.ok]
     total = sum(r.execs for r in results)
-    print(f"{len(results)} target(s), {total} executions in {time.monotonic() - start:.0f} s; "
-          f"{len(crashed)} crashed", flush=True)
+    print(
+        f"{len(results)} target(s), {total} executions in {time.monotonic() - start:.0f} s; {len(crashed)} crashed",
+        flush=True,
+    )
     for r in crashed:
         print(f"\n=== {r.name}: reproducer {r.reproducer}\n{r.crash}", flush=True)
     return 1 if crashed else 0
@@ -271,8 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print(r: TargetResult) -> None:
     status = "ok" if r.ok else f"CRASH -> {r.reproducer}"
-    print(f"  {r.name:22} {r.engine:10} {r.execs:>9} execs  {r.seconds:6.1f} s  corpus {r.corpus:>5}  {status}",
-          flush=True)
+    print(
+        f"  {r.name:22} {r.engine:10} {r.execs:>9} execs  {r.seconds:6.1f} s  corpus {r.corpus:>5}  {status}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

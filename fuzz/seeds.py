@@ -72,7 +72,7 @@ def _extra_issued() -> tuple[pki.Issued, ...]:
     rsa_root = pki.root("RSA Root", key="rsa")
     return (
         rsa_root.intermediate("RSA Inter", key="rsa").leaf("rsa.client", key="rsa", pss=True),
-        w.inter.leaf("CN=odd \\\"name\\\"+OU=Ops,O=Acme\\, Inc.", san_uri=["spiffe://a/b"], eku=[pki.SERVER_AUTH]),
+        w.inter.leaf('CN=odd \\"name\\"+OU=Ops,O=Acme\\, Inc.', san_uri=["spiffe://a/b"], eku=[pki.SERVER_AUTH]),
         pki.root("Self Signed Client", ca=False, eku=[pki.CLIENT_AUTH]),
         w.inter.leaf("expired", not_before=pki.NOW.replace(year=2024), not_after=pki.NOW.replace(year=2025)),
     )
@@ -149,9 +149,16 @@ def _jwks_seeds() -> list[bytes]:
     with_x5c = {**jwk_from_certificate(leaf), "x5c": [base64.b64encode(leaf.der).decode()]}
     x5c_only = {"kty": "EC", "x5c": [base64.b64encode(leaf.der).decode()]}
     other = jwk_from_certificate(parse_certificate(_extra_issued()[0].der))
-    return [json.dumps(d).encode() for d in (
-        w.jwks, {"keys": [with_x5c]}, {"keys": [x5c_only, other]}, {"keys": []}, w.token_jwks,
-    )]
+    return [
+        json.dumps(d).encode()
+        for d in (
+            w.jwks,
+            {"keys": [with_x5c]},
+            {"keys": [x5c_only, other]},
+            {"keys": []},
+            w.token_jwks,
+        )
+    ]
 
 
 def _token_seeds() -> list[bytes]:
@@ -168,6 +175,21 @@ def _crl_seeds() -> list[bytes]:
     w = world()
     pem = x509.load_der_x509_crl(w.crl_der).public_bytes(Encoding.PEM)
     return [w.crl_der, pem, w.inter.crl(), w.root.crl(revoked=[w.inter])] + _limbo_crls()[:20]
+
+
+def _fetch_seeds() -> list[bytes]:
+    w = world()
+    out = []
+    for mode in range(8):
+        for answers in (
+            [w.ocsp_good, w.crl_der],
+            [w.crl_der, w.ocsp_revoked],
+            [w.inter.der, w.ocsp_delegated],
+            [b"", w.crl_der],
+            [w.ocsp_good, w.ocsp_good, w.ocsp_good],
+        ):
+            out.append(bytes([mode]) + CHAIN_SEPARATOR.join(answers))
+    return out
 
 
 def _config_seeds() -> list[bytes]:
@@ -187,7 +209,8 @@ def _session_seeds() -> list[bytes]:
     key = API_KEY.encode()
     reqs = [
         b"GET /identity HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n\r\n",
-        b"POST /api/x HTTP/1.1\r\nHost: gw\r\nAuthorization: ApiKey " + key
+        b"POST /api/x HTTP/1.1\r\nHost: gw\r\nAuthorization: ApiKey "
+        + key
         + b"\r\nContent-Length: 5\r\nX-Client-Cert-Present: true\r\n\r\nhello",
         b"GET / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"GET /a HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n\r\nGET /b HTTP/1.1\r\nHost: gw\r\n\r\n",
@@ -222,6 +245,7 @@ def seeds_for(name: str) -> list[bytes]:
         "crl": _crl_seeds,
         "ocsp": lambda: [world().ocsp_good, world().ocsp_revoked, world().ocsp_delegated],
         "config": _config_seeds,
+        "revocation_fetch": _fetch_seeds,
         "session": _session_seeds,
     }
     return table[name]()

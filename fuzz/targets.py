@@ -166,8 +166,9 @@ _PROXY = ProxyPolicy(
     (
         TrustedProxy("rfc9440", networks=("127.0.0.1/32",), format="rfc9440"),
         TrustedProxy("envoy", networks=("127.0.0.2/32",), format="xfcc"),
-        TrustedProxy("nginx", networks=("127.0.0.3/32",), format="nginx", revalidate=False,
-                     verdict_header="x-ssl-client-verify"),
+        TrustedProxy(
+            "nginx", networks=("127.0.0.3/32",), format="nginx", revalidate=False, verdict_header="x-ssl-client-verify"
+        ),
         TrustedProxy("alb", networks=("127.0.0.4/32",), format="alb"),
     )
 )
@@ -259,8 +260,7 @@ def fuzz_crl(data: bytes) -> None:
     except ValueError:
         crl = None
     if crl is not None:
-        st = check_certificate(w.leaf_cert, w.inter_cert, [crl], at=NOW, skew=timedelta(0),
-                               max_age=timedelta(days=1))
+        st = check_certificate(w.leaf_cert, w.inter_cert, [crl], at=NOW, skew=timedelta(0), max_age=timedelta(days=1))
         if st.status not in _CRL_STATUSES:
             raise Crash(f"check_certificate status {st.status!r}")
     v = w.validator.validate(w.leaf.chain_pem, at=NOW, crls=[data])
@@ -278,6 +278,32 @@ def fuzz_ocsp(data: bytes) -> None:
         st = check_response(data, w.leaf_cert, w.inter_cert, at=NOW, nonce=nonce, max_age=timedelta(days=1))
         if st.status not in _OCSP_STATUSES:
             raise Crash(f"check_response status {st.status!r}")
+
+
+@target("revocation_fetch")
+def fuzz_revocation_fetch(data: bytes) -> None:
+    """The asking validator (Validator.start): every CRL/OCSP/issuer request answered with fuzzed bytes."""
+    from mtlscore._machine import NeedCRL, NeedIssuer, NeedOCSP
+
+    w = world()
+    mode = data[0] if data else 0
+    validator = w.fetching[mode % len(w.fetching)]
+    chain = [w.leaf.der] if mode & 4 else [w.leaf.der, w.inter.der]
+    answers = data[1:].split(CHAIN_SEPARATOR)
+    validation = validator.start(chain, at=NOW)
+    for _ in range(64):
+        event = validation.next_event()
+        if isinstance(event, Verdict):
+            _check_verdict(event, "Validation.next_event")
+            return
+        if not isinstance(event, NeedCRL | NeedOCSP | NeedIssuer):
+            raise Crash(f"next_event returned {type(event).__name__}")
+        answer = answers.pop(0) if answers else None
+        if answer:
+            validation.send(event, answer)
+        else:
+            validation.fail(event, "fuzz: no answer")
+    raise Crash("the validation asked more than 64 questions")
 
 
 # -- configuration ----------------------------------------------------------------------

@@ -32,9 +32,7 @@ def build(
 ) -> BuildResult:
     """build_path with the budget asserted, and the Validator agreeing on the outcome."""
     policy = policy or Policy()
-    r = build_path(
-        parse_certificate(leaf.der), [parse_certificate(p.der) for p in presented], trust, policy, at=NOW
-    )
+    r = build_path(parse_certificate(leaf.der), [parse_certificate(p.der) for p in presented], trust, policy, at=NOW)
     gave_up = r.failure is not None and r.failure.reason is Reason.SEARCH_LIMIT_EXCEEDED
     examined = r.work - (1 if gave_up else 0)
     assert examined <= policy.max_path_work, (r.work, policy.max_path_work)
@@ -62,8 +60,14 @@ def same_name_pool() -> dict[str, Any]:
     leaf_no_aki = pki.make("CN=client", issuer=real, ca=False, aki=False)
     leaf_aki = real.leaf("CN=client-aki")
     orphan = pki.make("CN=orphan", issuer=pki.root("CN=Shared Issuing CA"), ca=False, aki=False)
-    return {"root": root, "real": real, "fakes": fakes, "leaf_no_aki": leaf_no_aki,
-            "leaf_aki": leaf_aki, "orphan": orphan}
+    return {
+        "root": root,
+        "real": real,
+        "fakes": fakes,
+        "leaf_no_aki": leaf_no_aki,
+        "leaf_aki": leaf_aki,
+        "orphan": orphan,
+    }
 
 
 def test_hundreds_of_same_subject_pool_intermediates_real_one_last(same_name_pool) -> None:
@@ -151,8 +155,12 @@ def test_two_levels_of_same_name_fan_out_hit_the_budget() -> None:
 def _named_mesh(n: int) -> list[pki.Issued]:
     """n CAs with distinct names and keys, each certified by every other (a full cross-signing mesh)."""
     holders = [pki.root(f"CN=Mesh {i}") for i in range(n)]
-    return [pki.make(f"CN=Mesh {i}", issuer=holders[j], key=holders[i].key, ca=True)
-            for i in range(n) for j in range(n) if i != j] + holders
+    return [
+        pki.make(f"CN=Mesh {i}", issuer=holders[j], key=holders[i].key, ca=True)
+        for i in range(n)
+        for j in range(n)
+        if i != j
+    ] + holders
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +203,9 @@ def test_cross_signing_mesh_with_a_root_certifying_one_member() -> None:
 def test_issuer_loops_terminate(length: int) -> None:
     # CA 0 <- CA 1 <- ... <- CA n-1 <- CA 0: a ring of distinct names, no anchor in it.
     holders = [pki.root(f"CN=Ring {i}") for i in range(length)]
-    ring = [pki.make(f"CN=Ring {i}", issuer=holders[(i + 1) % length], key=holders[i].key, ca=True)
-            for i in range(length)]
+    ring = [
+        pki.make(f"CN=Ring {i}", issuer=holders[(i + 1) % length], key=holders[i].key, ca=True) for i in range(length)
+    ]
     leaf = holders[0].leaf("CN=ring client")
     for trust, presented in (
         (TrustStore([pki.root("CN=Other").pem], intermediates=[c.pem for c in ring]), []),
@@ -292,14 +301,20 @@ def test_a_certificate_over_the_size_limit_is_too_large() -> None:
 
 def test_thousands_of_unknown_extensions_just_under_the_limit() -> None:
     root = pki.root()
-    exts = [(x509.UnrecognizedExtension(ObjectIdentifier(f"1.3.6.1.4.1.99999.{i}"), b"\x05\x00"), False)
-            for i in range(850)]
+    exts = [
+        (x509.UnrecognizedExtension(ObjectIdentifier(f"1.3.6.1.4.1.99999.{i}"), b"\x05\x00"), False) for i in range(850)
+    ]
     leaf = root.leaf("CN=many extensions", extensions=exts)
     assert len(leaf.der) <= Policy().max_cert_bytes
     r = build(leaf, trust=TrustStore([root.pem]))
     assert r.ok, r.failure
-    critical = root.leaf("CN=one critical", extensions=[*exts[:50], (x509.UnrecognizedExtension(
-        ObjectIdentifier("1.3.6.1.4.1.99999.99999"), b"\x05\x00"), True)])
+    critical = root.leaf(
+        "CN=one critical",
+        extensions=[
+            *exts[:50],
+            (x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.99999.99999"), b"\x05\x00"), True),
+        ],
+    )
     assert reason(build(critical, trust=TrustStore([root.pem]))) is Reason.UNHANDLED_CRITICAL_EXTENSION
 
 
