@@ -51,6 +51,13 @@ class Anchor:
 
 
 def _to_certs(item: Any, what: str) -> list[Certificate]:
+    if isinstance(item, str) and "-----BEGIN" not in item and len(item) < 4096:
+        # The core reads no files: a path here is a mistake worth naming.
+        raise ConfigError(
+            f"{item!r} looks like a file name; pass the certificate's PEM/DER bytes "
+            "(open(path, 'rb').read()), or load files with mtlscore.config",
+            key=what,
+        )
     try:
         return load_certificates(item, max_cert_bytes=1 << 20, max_chain_bytes=64 << 20)
     except CertificateRejected as exc:
