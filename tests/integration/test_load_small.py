@@ -24,7 +24,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("load") / "report.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "loadtest" / "run.py"), "--small", "--json", str(out), "--timeout", "150"],
-        capture_output=True, text=True, timeout=170, cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=170,
+        cwd=str(REPO),
     )
     assert out.exists(), f"no report (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
     doc = json.loads(out.read_text())
