@@ -366,7 +366,7 @@ def _fmt(us: float) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [f"{'scenario':<16} {'implementation':<17} {'µs/op (median)':>15} {'spread (min..max)':>22} "
-             f"{'vs base (median, min..max)':>30}"]
+             f"{'time ÷ base (median, min..max)':>30}"]
     lines.append("-" * len(lines[0]))
     for r in results:
         if r.unavailable:
