@@ -181,6 +181,19 @@ class UpstreamProcess:
         self.proc.wait(10)
 
 
+def listen_overflows() -> int | None:
+    """Linux TcpExt ListenOverflows (system-wide): connections a full accept queue turned away."""
+    try:
+        lines = pathlib.Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return None
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(table.get("ListenOverflows", 0))
+    return None
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -257,9 +270,12 @@ async def run(size: str, *, tls_engine: str, workdir: pathlib.Path) -> dict[str,
                 elif kind.startswith("disconnect"):
                     await c.disconnect(host, port, ctx, r, mid_upstream=kind.endswith("upstream"))
 
+        overflows_before = listen_overflows()
         start = time.monotonic()
         await asyncio.gather(*(asyncio.wait_for(one(i), c.CLIENT_CAP + 10) for i in range(n)), return_exceptions=True)
         load_seconds = time.monotonic() - start
+        overflows = listen_overflows()
+        overflow_delta = None if overflows is None or overflows_before is None else overflows - overflows_before
         peak_during_load = gw.status()
 
         # The upstream goes down, then comes back.
@@ -299,6 +315,7 @@ async def run(size: str, *, tls_engine: str, workdir: pathlib.Path) -> dict[str,
         rss_after,
         load_seconds,
         timeouts,
+        overflow_delta,
     )
 
 
@@ -321,6 +338,7 @@ def _report(
     rss_after: dict[str, int],
     load_seconds: float,
     timeouts: dict[str, float],
+    overflow_delta: int | None,
 ) -> dict[str, Any]:
     by_port = {}
     for d in gw.decisions:
@@ -435,6 +453,7 @@ def _report(
         },
         "fds": {"before": fds_before, "after": fds_after, "settle_seconds": round(settle, 1)},
         "decisions_logged": len(gw.decisions),
+        "listen_overflows": overflow_delta,
         "checks": checks,
         "ok": all(checks.values()),
     }
@@ -476,6 +495,8 @@ def _print(report: dict[str, Any]) -> None:
         f"  gateway memory         RSS {m['rss_before']} kB before, peak {m['peak_hwm']} kB, {m['rss_after']} kB after"
     )
     print(f"  gateway fds            {f['before']} before, {f['after']} after ({f['settle_seconds']} s to settle)")
+    if report.get("listen_overflows"):
+        print(f"  accept queue overflows {report['listen_overflows']} (clients waited for TCP retransmits)")
     for name, ok in report["checks"].items():
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
 
