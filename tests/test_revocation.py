@@ -31,7 +31,7 @@ def test_policy_modes_per_position() -> None:
     p = Policy(revocation="soft", revocation_leaf="hard")
     assert (p.revocation_mode(0), p.revocation_mode(1), p.revocation_mode(3)) == ("hard", "soft", "soft")
     assert Policy(revocation_ca="off").revocation_mode(2) == "off"
-    with pytest.raises(ConfigError, match="revocation.mode_leaf"):
+    with pytest.raises(ConfigError, match=r"revocation\.mode_leaf"):
         Policy(revocation_leaf="maybe")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="prefer"):
         Policy(revocation_prefer="ldap")  # type: ignore[arg-type]
