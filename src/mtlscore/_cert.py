@@ -174,6 +174,19 @@ def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
     return key, "unknown", 0, None
 
 
+_BC = ExtensionOID.BASIC_CONSTRAINTS.dotted_string
+_KU = ExtensionOID.KEY_USAGE.dotted_string
+_EKU = ExtensionOID.EXTENDED_KEY_USAGE.dotted_string
+_SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string
+_NC = ExtensionOID.NAME_CONSTRAINTS.dotted_string
+_SKI = ExtensionOID.SUBJECT_KEY_IDENTIFIER.dotted_string
+_AKI = ExtensionOID.AUTHORITY_KEY_IDENTIFIER.dotted_string
+_CRLDP = ExtensionOID.CRL_DISTRIBUTION_POINTS.dotted_string
+_AIA = ExtensionOID.AUTHORITY_INFORMATION_ACCESS.dotted_string
+_AIA_OCSP = AuthorityInformationAccessOID.OCSP.dotted_string
+_AIA_CA_ISSUERS = AuthorityInformationAccessOID.CA_ISSUERS.dotted_string
+
+
 def _urls(names: Any) -> list[str]:
     return [n.value for n in names if isinstance(n, cx509.UniformResourceIdentifier)]
 
@@ -219,37 +232,39 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     critical = set()
     try:
         for ext in exts:
-            oid = ext.oid
-            oids.add(oid.dotted_string)
+            # Dispatch on the dotted string: ObjectIdentifier comparisons cost more.
+            oid = ext.oid.dotted_string
+            oids.add(oid)
             if ext.critical:
-                critical.add(oid.dotted_string)
+                critical.add(oid)
             value = ext.value
-            if oid == ExtensionOID.BASIC_CONSTRAINTS:
+            if oid == _BC:
                 is_ca = bool(value.ca)
                 path_length = value.path_length
-            elif oid == ExtensionOID.KEY_USAGE:
+            elif oid == _KU:
                 key_usage = value
-            elif oid == ExtensionOID.EXTENDED_KEY_USAGE:
+            elif oid == _EKU:
                 eku = frozenset(o.dotted_string for o in value)
-            elif oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME:
+            elif oid == _SAN:
                 san = tuple(value)
-            elif oid == ExtensionOID.NAME_CONSTRAINTS:
+            elif oid == _NC:
                 nc = value
-            elif oid == ExtensionOID.SUBJECT_KEY_IDENTIFIER:
+            elif oid == _SKI:
                 ski = value.digest
-            elif oid == ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            elif oid == _AKI:
                 aki = value.key_identifier
-            elif oid == ExtensionOID.CRL_DISTRIBUTION_POINTS:
+            elif oid == _CRLDP:
                 for dp in value:
                     if dp.full_name:
                         crl_urls.extend(_urls(dp.full_name))
-            elif oid == ExtensionOID.AUTHORITY_INFORMATION_ACCESS:
+            elif oid == _AIA:
                 for desc in value:
                     loc = desc.access_location
                     if isinstance(loc, cx509.UniformResourceIdentifier):
-                        if desc.access_method == AuthorityInformationAccessOID.OCSP:
+                        method = desc.access_method.dotted_string
+                        if method == _AIA_OCSP:
                             ocsp_urls.append(loc.value)
-                        elif desc.access_method == AuthorityInformationAccessOID.CA_ISSUERS:
+                        elif method == _AIA_CA_ISSUERS:
                             ca_issuer_urls.append(loc.value)
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None

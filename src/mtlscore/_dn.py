@@ -14,7 +14,9 @@ produce a :class:`ConfigError` that says what is wrong and where.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
@@ -231,8 +233,13 @@ def parse_dn(text: str, *, key: str | None = None) -> x509.Name:
     return x509.Name(list(reversed(rdns)))
 
 
+_NEEDS_ESCAPE = re.compile(r'[,+"\\<>;\x00-\x1f\x7f]|^[# ]| $')
+
+
 def _escape(value: str) -> str:
     # RFC 4514 §2.4.
+    if _NEEDS_ESCAPE.search(value) is None:
+        return value  # the common case: nothing to escape
     out = []
     for idx, ch in enumerate(value):
         if ch in _SPECIAL or (idx == 0 and ch in "# ") or (idx == len(value) - 1 and ch == " "):
@@ -244,6 +251,7 @@ def _escape(value: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def format_dn(name: x509.Name) -> str:
     """The RFC 4514 string of a Name, with the short names of :data:`ATTRIBUTE_NAMES`."""
     parts = []
@@ -270,6 +278,7 @@ def dn_equal(a: str | x509.Name, b: str | x509.Name) -> bool:
     return _key(a) == _key(b)
 
 
+@functools.lru_cache(maxsize=1024)
 def dn_key_text(key: NameKey) -> str:
     """A canonical, JSON-safe text of a normalised DN key (equal keys, equal texts)."""
     return json.dumps(

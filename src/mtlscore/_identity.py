@@ -8,6 +8,7 @@ never go back to the certificate.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +47,10 @@ class AnchorRef:
         """A reference to a configured :class:`Anchor` (or a CA certificate used as one)."""
         if isinstance(anchor, AnchorRef):
             return anchor
+        return _anchor_ref(anchor)
+
+    @classmethod
+    def _build(cls, anchor: Anchor | Certificate) -> AnchorRef:
         cert = anchor.certificate if isinstance(anchor, Anchor) else anchor
         name = anchor.name if isinstance(anchor, Anchor) else cert.describe()
         return cls(
@@ -62,6 +67,12 @@ class AnchorRef:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "subject_dn": self.subject_dn, "spki_sha256": self.spki_sha256}
+
+
+@functools.lru_cache(maxsize=1024)
+def _anchor_ref(anchor: Anchor | Certificate) -> AnchorRef:
+    # Anchors are few and long-lived; every accepted leaf refers to one.
+    return AnchorRef._build(anchor)
 
 
 def _rdns(name: x509.Name) -> tuple[RDN, ...]:
