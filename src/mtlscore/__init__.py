@@ -16,6 +16,8 @@ from ._binding import (
     oauth_error,
     x5t_s256,
 )
+from ._cache import CacheStats, VerdictCache
+from ._cache import stats as cache_stats
 from ._cert import Certificate, load_certificates, parse_certificate
 from ._dn import dn_equal, format_dn, parse_dn
 from ._headers import (
@@ -51,6 +53,7 @@ __all__ = [
     "IDENTITY_HEADER_NAMES",
     "SERVER_AUTH",
     "Anchor",
+    "CacheStats",
     "AnchorRef",
     "Certificate",
     "CertificateRejected",
@@ -76,7 +79,9 @@ __all__ = [
     "Validation",
     "Validator",
     "Verdict",
+    "VerdictCache",
     "accounts_from_config",
+    "cache_stats",
     "check_cnf",
     "check_self_signed_tls_client_auth",
     "check_tls_client_auth",
