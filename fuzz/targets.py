@@ -46,6 +46,21 @@ class Crash(AssertionError):
     """An undocumented outcome: the entry point broke its contract."""
 
 
+# Bugs found by fuzzing in modules this fuzz suite does not own, each pinned by a strict
+# xfail regression test in tests/test_fuzz_regressions.py. While listed here a target
+# tolerates them, so that CI keeps failing only on new findings; delete the entry when
+# the bug is fixed (the xfail test turns into a failure as a reminder).
+KNOWN_BUGS: dict[str, tuple[tuple[type[BaseException], str], ...]] = {
+    # config.py: an integer *_seconds too large for timedelta raises OverflowError.
+    "config": ((OverflowError, "too large to convert to C int"), (OverflowError, "days=")),
+}
+
+
+def known_bug(name: str, exc: BaseException) -> bool:
+    """True when ``exc`` raised by target ``name`` is a listed, not yet fixed bug."""
+    return any(isinstance(exc, t) and text in str(exc) for t, text in KNOWN_BUGS.get(name, ()))
+
+
 def target(name: str) -> Callable[[Target], Target]:
     def register(fn: Target) -> Target:
         TARGETS[name] = fn
@@ -335,6 +350,10 @@ def fuzz_config(data: bytes) -> None:
         cfg = parse_config(doc, base_dir=Path(w.tmpdir))
     except ConfigError:
         return
+    except OverflowError as exc:
+        if known_bug("config", exc):
+            return
+        raise
     v = cfg.validator().validate(w.leaf.chain_pem, at=NOW)
     _check_verdict(v, "validate(config)")
 

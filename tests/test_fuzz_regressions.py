@@ -39,6 +39,41 @@ def test_dn_with_an_impossible_dotted_oid_is_a_config_error(oid: str) -> None:
         parse_dn(f"{oid}=x,CN=y")
 
 
+@pytest.mark.parametrize("dn", ["CN=a+CN=a", "OU=Ops+CN=x+OU=Ops", "cn=a+CN=a"])
+def test_dn_with_a_duplicate_attribute_in_one_rdn_is_a_config_error(dn: str) -> None:
+    # Found by fuzz target "dn": cryptography refuses duplicate attributes in an RDN (ValueError).
+    with pytest.raises(ConfigError, match="multi-valued RDN"):
+        parse_dn(dn)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_server_timeouts_must_be_finite(value: float, tmp_path: pathlib.Path) -> None:
+    # Found while fuzzing config: TOML's nan/inf passed the "positive" check; a nan
+    # handshake timeout is never reached, so stalled handshakes would be kept forever.
+    from mtlscore._gateway_config import server_from_config
+
+    with pytest.raises(ConfigError, match="finite") as exc:
+        server_from_config({"certificate": "a", "key": "b", "handshake_timeout_seconds": value}, base_dir=tmp_path)
+    assert exc.value.key == "server.handshake_timeout_seconds"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="config.py converts *_seconds with timedelta() unchecked: a huge integer raises OverflowError, "
+    "not ConfigError (found by fuzz target 'config'; fuzz.targets.KNOWN_BUGS tolerates it until fixed)",
+)
+@pytest.mark.parametrize(
+    "doc",
+    [{"policy": {"clock_skew_seconds": 10**20}}, {"revocation": {"max_age_seconds": 10**14}}],
+    ids=["clock_skew_seconds", "max_age_seconds"],
+)
+def test_huge_seconds_in_config_are_a_config_error(doc: dict, tmp_path: pathlib.Path) -> None:
+    from mtlscore.config import parse_config
+
+    with pytest.raises(ConfigError):
+        parse_config(doc, base_dir=tmp_path)
+
+
 # -- smoke: every target runs through the runner's API --------------------------------
 
 

@@ -228,7 +228,10 @@ def parse_dn(text: str, *, key: str | None = None) -> x509.Name:
                 attrs.append(x509.NameAttribute(oid, value))
             except ValueError as exc:
                 raise ConfigError(f"{attribute_name(oid)}={value!r}: {exc}", key=key) from None
-        rdns.append(x509.RelativeDistinguishedName(attrs))
+        try:
+            rdns.append(x509.RelativeDistinguishedName(attrs))
+        except ValueError as exc:  # e.g. "CN=a+CN=a": an RDN is a set (X.501), no duplicates
+            raise ConfigError(f"bad multi-valued RDN in DN {text!r}: {exc}", key=key) from None
     # RFC 4514 §2.1: the string lists RDNs last-to-first.
     return x509.Name(list(reversed(rdns)))
 

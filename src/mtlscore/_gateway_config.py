@@ -8,6 +8,7 @@ runtime loads the certificate and key and reports a missing file as a
 from __future__ import annotations
 
 import ipaddress
+import math
 import pathlib
 import re
 from collections.abc import Mapping
@@ -131,6 +132,8 @@ def _number(table: Mapping[str, Any], name: str, default: float, *, integer: boo
         raise ConfigError("must be a number", key=f"server.{name}")
     if integer and not isinstance(value, int):
         raise ConfigError("must be an integer", key=f"server.{name}")
+    if isinstance(value, float) and not math.isfinite(value):  # TOML allows inf/nan; a nan timeout never fires
+        raise ConfigError("must be a finite number", key=f"server.{name}")
     if value < 0 or (value == 0 and name not in ("reload_poll_seconds",)):
         raise ConfigError("must be positive", key=f"server.{name}")
     return value
