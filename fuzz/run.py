@@ -166,7 +166,7 @@ def _run_atheris(name: str, seconds: float, crashes: pathlib.Path, corpus_root: 
             return TargetResult(name, "atheris", seconds, execs, corpus_size)
         m = re.search(r"Test unit written to (\S+)", log)
         repro = m.group(1) if m else None
-        exc = re.search(r"=== Uncaught Python exception: ===\n(.*?)(?:\n==\d+==|\Z)", log, re.S)
+        exc = re.search(r"=== Uncaught Python exception: ===\n(.*?)(?:\n==\d+==|\nINFO:|\Z)", log, re.S)
         tail = exc.group(1).strip() if exc else "\n".join(log.strip().splitlines()[-30:])
         return TargetResult(name, "atheris", seconds, execs, corpus_size, crash=tail, reproducer=repro)
 

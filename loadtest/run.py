@@ -89,9 +89,12 @@ SIZES = {
 class Gateway:
     """``mtlscore serve`` as a subprocess: its address, decision log lines and /proc figures."""
 
-    def __init__(self, config: pathlib.Path) -> None:
+    def __init__(self, config: pathlib.Path, *, backlog: int | None = None) -> None:
+        cmd = [sys.executable, "-m", "mtlscore"]
+        if backlog is not None:
+            cmd = [sys.executable, str(HERE / "_backlog_shim.py"), str(backlog)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own arguments
-            [sys.executable, "-m", "mtlscore", "serve", "--config", str(config)],
+            [*cmd, "serve", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -207,7 +210,7 @@ async def _settle_fds(gw: Gateway, baseline: int, limit: float) -> tuple[int, fl
     return count, time.monotonic() - start
 
 
-async def run(size: str, *, tls_engine: str, workdir: pathlib.Path) -> dict[str, Any]:
+async def run(size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int | None = None) -> dict[str, Any]:
     spec = SIZES[size]
     timeouts: dict[str, float] = spec["timeouts"]  # type: ignore[assignment]
     n, concurrency, down_n = int(spec["connections"]), int(spec["concurrency"]), int(spec["down"])  # type: ignore[call-overload]
@@ -224,7 +227,7 @@ async def run(size: str, *, tls_engine: str, workdir: pathlib.Path) -> dict[str,
         timeouts=timeouts,
         max_connections=max(2 * n, 256),
     )
-    gw = Gateway(files.config)
+    gw = Gateway(files.config, backlog=backlog)
     try:
         await asyncio.to_thread(gw.ready.wait, 30)
         if gw.port is None:
@@ -454,9 +457,22 @@ def _report(
         "fds": {"before": fds_before, "after": fds_after, "settle_seconds": round(settle, 1)},
         "decisions_logged": len(gw.decisions),
         "listen_overflows": overflow_delta,
+        "gateway_events": _event_counts(gw.decisions),
+        "stall_outcomes": {
+            "cut_by_gateway": sum(1 for r in stalls if r.closed_after is not None and r.closed_after < c.CLIENT_CAP),
+            "client_gave_up": sum(1 for r in stalls if r.closed_after is None or r.closed_after >= c.CLIENT_CAP),
+        },
         "checks": checks,
         "ok": all(checks.values()),
     }
+
+
+def _event_counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in events:
+        key = f"{e.get('event')}:{e.get('reason') or e.get('detail', '')[:40]}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _round(x: float | None) -> float | None:
@@ -512,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         "ssl: stdlib ssl refuses some in the handshake (reason read from the gateway's log)",
     )
     p.add_argument("--json", type=pathlib.Path, help="write the figures here")
+    p.add_argument(
+        "--backlog", type=int, help="experiment: run the gateway with this listen backlog (asyncio's default is 100)"
+    )
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default 120/300)")
     args = p.parse_args(argv)
     size = "small" if args.small else "full"
@@ -524,7 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mtlscore-load-") as tmp:
         try:
             report = asyncio.run(
-                asyncio.wait_for(run(size, tls_engine=args.tls_engine, workdir=pathlib.Path(tmp)), timeout)
+                asyncio.wait_for(
+                    run(size, tls_engine=args.tls_engine, workdir=pathlib.Path(tmp), backlog=args.backlog), timeout
+                )
             )
         except TimeoutError:
             print(f"loadtest: gave up after {timeout:.0f} s", file=sys.stderr)

@@ -70,3 +70,54 @@ def test_no_fd_leak_and_bounded_memory(report: dict) -> None:
     mem = report["memory_kb"]
     assert mem["peak_hwm"] < 512 * 1024, mem  # 100 connections: far below half a GiB
     assert mem["rss_after"] < mem["rss_before"] + 256 * 1024, mem
+
+
+def test_the_asyncio_runtime_listens_with_a_backlog_for_its_connection_limit(tmp_path, monkeypatch) -> None:
+    # Found by loadtest/run.py (full): with asyncio's default backlog of 100, a burst of
+    # 1,000 connects overflowed the accept queue (396 dropped handshakes, clients waiting
+    # for TCP retransmits, stalled clients never seen by the gateway).
+    import asyncio
+    from datetime import UTC, datetime
+
+    sys.path.insert(0, str(REPO))
+    from loadtest._setup import write_files
+    from mtlscore.runtimes import asyncio as runtime
+    from mtlscore.runtimes._driver import GatewayState
+
+    files = write_files(
+        tmp_path,
+        datetime.now(UTC),
+        upstream_port=9,
+        hang_port=9,
+        tls_engine="ssl",
+        timeouts={"handshake": 1, "header": 1, "upstream": 1},
+        max_connections=1500,
+    )
+    seen: list[dict] = []
+    original = asyncio.start_server
+
+    async def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "start_server", spy)
+
+    async def main() -> None:
+        started: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        class Status:
+            def started(self, info=None) -> None:
+                started.set_result(info)
+
+        task = asyncio.create_task(
+            runtime.serve(GatewayState.from_config_file(files.config), task_status=Status(), handle_signals=False)
+        )
+        await asyncio.wait_for(started, 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    import contextlib
+
+    asyncio.run(main())
+    assert seen and seen[0].get("backlog", 100) >= 1500
