@@ -46,6 +46,7 @@ def write_files(
     tls_engine: str,
     timeouts: dict[str, float],
     max_connections: int,
+    fetch: bool = True,
 ) -> Files:
     """The PKI (real time ``now``: the gateway validates at wall time) and ``mtlscore.toml``."""
     hang = f"http://127.0.0.1:{hang_port}"
@@ -90,7 +91,7 @@ anchors = ["root.pem"]
 mode = "soft"
 crls = ["issuing.crl"]
 # The certificates name a CRL/OCSP server that accepts and never answers.
-fetch = true
+fetch = {"true" if fetch else "false"}
 
 [[accounts]]
 id = "{ACCOUNT}"

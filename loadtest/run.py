@@ -210,7 +210,9 @@ async def _settle_fds(gw: Gateway, baseline: int, limit: float) -> tuple[int, fl
     return count, time.monotonic() - start
 
 
-async def run(size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int | None = None) -> dict[str, Any]:
+async def run(
+    size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int | None = None, fetch: bool = True
+) -> dict[str, Any]:
     spec = SIZES[size]
     timeouts: dict[str, float] = spec["timeouts"]  # type: ignore[assignment]
     n, concurrency, down_n = int(spec["connections"]), int(spec["concurrency"]), int(spec["down"])  # type: ignore[call-overload]
@@ -226,6 +228,7 @@ async def run(size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int
         tls_engine=tls_engine,
         timeouts=timeouts,
         max_connections=max(2 * n, 256),
+        fetch=fetch,
     )
     gw = Gateway(files.config, backlog=backlog)
     try:
@@ -299,7 +302,7 @@ async def run(size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int
         gw.stop()
         await upstream.stop()
         await hanging.stop()
-    return _report(
+    report = _report(
         size,
         tls_engine,
         n,
@@ -320,6 +323,8 @@ async def run(size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int
         timeouts,
         overflow_delta,
     )
+    report["revocation_server"]["fetch"] = fetch
+    return report
 
 
 def _report(
@@ -529,6 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=pathlib.Path, help="write the figures here")
     p.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="[revocation] fetch = false: the hanging CRL/OCSP server is never asked (latency without its timeout)",
+    )
+    p.add_argument(
         "--backlog", type=int, help="experiment: run the gateway with this listen backlog (asyncio's default is 100)"
     )
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default 120/300)")
@@ -544,7 +554,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = asyncio.run(
                 asyncio.wait_for(
-                    run(size, tls_engine=args.tls_engine, workdir=pathlib.Path(tmp), backlog=args.backlog), timeout
+                    run(
+                        size,
+                        tls_engine=args.tls_engine,
+                        workdir=pathlib.Path(tmp),
+                        backlog=args.backlog,
+                        fetch=not args.no_fetch,
+                    ),
+                    timeout,
                 )
             )
         except TimeoutError:
