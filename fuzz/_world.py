@@ -8,7 +8,7 @@ import pathlib
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -21,6 +21,12 @@ from mtlscore._cert import Certificate, parse_certificate
 from mtlscore._jwk import jwk_from_certificate
 
 API_KEY = "fuzz-api-key-0123456789"
+_FETCH_POLICIES: tuple[tuple[Literal["soft", "hard"], bool, Literal["ocsp", "crl"]], ...] = (
+    ("soft", False, "ocsp"),
+    ("hard", True, "crl"),
+    ("hard", False, "ocsp"),
+    ("soft", True, "crl"),
+)
 
 
 @dataclass(frozen=True)
@@ -125,12 +131,7 @@ def world() -> World:
                 TrustStore([root.pem]),
                 Policy(revocation=mode, fetch=True, fetch_issuers=True, ocsp_nonce=nonce, revocation_prefer=prefer),
             )
-            for mode, nonce, prefer in (
-                ("soft", False, "ocsp"),
-                ("hard", True, "crl"),
-                ("hard", False, "ocsp"),
-                ("soft", True, "crl"),
-            )
+            for mode, nonce, prefer in _FETCH_POLICIES
         ),
         crl_der=crl,
         ocsp_good=_ocsp(leaf, inter),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import pathlib
@@ -30,6 +31,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -60,7 +62,7 @@ class TargetResult:
 def atheris_available() -> bool:
     """True when atheris imports on this interpreter."""
     try:
-        import atheris  # noqa: F401
+        importlib.import_module("atheris")
     except ImportError:
         return False
     return True
@@ -110,7 +112,7 @@ def _run_hypothesis(name: str, seconds: float, crashes: pathlib.Path) -> TargetR
 
 
 def _atheris_worker(name: str, seconds: float, corpus: pathlib.Path, crashes: pathlib.Path) -> None:
-    import atheris
+    atheris: Any = importlib.import_module("atheris")
 
     with atheris.instrument_imports(include=["mtlscore", "fuzz", "h11"]):
         from fuzz.seeds import seeds_for
@@ -166,8 +168,8 @@ def _run_atheris(name: str, seconds: float, crashes: pathlib.Path, corpus_root: 
             return TargetResult(name, "atheris", seconds, execs, corpus_size)
         m = re.search(r"Test unit written to (\S+)", log)
         repro = m.group(1) if m else None
-        exc = re.search(r"=== Uncaught Python exception: ===\n(.*?)(?:\n==\d+==|\nINFO:|\Z)", log, re.S)
-        tail = exc.group(1).strip() if exc else "\n".join(log.strip().splitlines()[-30:])
+        found = re.search(r"=== Uncaught Python exception: ===\n(.*?)(?:\n==\d+==|\nINFO:|\Z)", log, re.S)
+        tail = found.group(1).strip() if found else "\n".join(log.strip().splitlines()[-30:])
         return TargetResult(name, "atheris", seconds, execs, corpus_size, crash=tail, reproducer=repro)
 
 

@@ -11,6 +11,7 @@ import base64
 import functools
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
@@ -92,7 +93,7 @@ def _certs() -> list[Any]:
 def _headers(name: str) -> list[bytes]:
     certs = _certs()
     leaf, inter = certs[0], certs[1]
-    emit = {
+    table: dict[str, Callable[[], list[str]]] = {
         "header_rfc9440": lambda: [hdr.emit_client_cert(c) for c in certs],
         "header_rfc9440_chain": lambda: [hdr.emit_client_cert_chain([leaf, inter]), hdr.emit_client_cert_chain([leaf])],
         "header_nginx_escaped": lambda: [hdr.emit_nginx_escaped_cert(c) for c in certs],
@@ -104,8 +105,8 @@ def _headers(name: str) -> list[bytes]:
             hdr.emit_xfcc([hdr.XfccElement.from_chain([c]) for c in certs[:3]]),
             'By=spiffe://a;Hash=00;Subject="CN=x,O=\\"q\\"";URI=spiffe://b;DNS=a.example,By=b',
         ],
-    }[name]
-    return [v.encode() for v in emit()]
+    }
+    return [v.encode() for v in table[name]()]
 
 
 def _proxy_seeds() -> list[bytes]:
@@ -149,16 +150,14 @@ def _jwks_seeds() -> list[bytes]:
     with_x5c = {**jwk_from_certificate(leaf), "x5c": [base64.b64encode(leaf.der).decode()]}
     x5c_only = {"kty": "EC", "x5c": [base64.b64encode(leaf.der).decode()]}
     other = jwk_from_certificate(parse_certificate(_extra_issued()[0].der))
-    return [
-        json.dumps(d).encode()
-        for d in (
-            w.jwks,
-            {"keys": [with_x5c]},
-            {"keys": [x5c_only, other]},
-            {"keys": []},
-            w.token_jwks,
-        )
-    ]
+    docs: tuple[dict[str, Any], ...] = (
+        w.jwks,
+        {"keys": [with_x5c]},
+        {"keys": [x5c_only, other]},
+        {"keys": []},
+        w.token_jwks,
+    )
+    return [json.dumps(d).encode() for d in docs]
 
 
 def _token_seeds() -> list[bytes]:

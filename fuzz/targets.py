@@ -9,6 +9,7 @@ hit an internal error, is a crash (:class:`Crash`, or the raw exception).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import tomllib
 from collections.abc import Callable
@@ -177,14 +178,23 @@ def _header_target(parse: Callable[[Any], Any]) -> Target:
 for _name, _parse in _HEADER_PARSERS.items():
     TARGETS[_name] = _header_target(_parse)
 
+
+def _nets(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
 _PROXY = ProxyPolicy(
     (
-        TrustedProxy("rfc9440", networks=("127.0.0.1/32",), format="rfc9440"),
-        TrustedProxy("envoy", networks=("127.0.0.2/32",), format="xfcc"),
+        TrustedProxy("rfc9440", networks=_nets("127.0.0.1/32"), format="rfc9440"),
+        TrustedProxy("envoy", networks=_nets("127.0.0.2/32"), format="xfcc"),
         TrustedProxy(
-            "nginx", networks=("127.0.0.3/32",), format="nginx", revalidate=False, verdict_header="x-ssl-client-verify"
+            "nginx",
+            networks=_nets("127.0.0.3/32"),
+            format="nginx",
+            revalidate=False,
+            verdict_header="x-ssl-client-verify",
         ),
-        TrustedProxy("alb", networks=("127.0.0.4/32",), format="alb"),
+        TrustedProxy("alb", networks=_nets("127.0.0.4/32"), format="alb"),
     )
 )
 

@@ -23,5 +23,5 @@ async def _start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
 
 
 if __name__ == "__main__":
-    asyncio.start_server = _start_server  # type: ignore[assignment]
+    asyncio.start_server = _start_server
     sys.exit(main(sys.argv[2:]))

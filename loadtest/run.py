@@ -348,7 +348,7 @@ def _report(
     timeouts: dict[str, float],
     overflow_delta: int | None,
 ) -> dict[str, Any]:
-    by_port = {}
+    by_port: dict[int, dict[str, Any]] = {}
     for d in gw.decisions:
         peer = str(d.get("peer") or "")
         if d.get("event") == "mtls_decision" and ":" in peer:
