@@ -127,6 +127,15 @@ def _check_keys(table: Any, allowed: set[str] | dict[str, type], where: str) -> 
     return table
 
 
+_MAX_SECONDS = 10 * 366 * 86400  # ten years: anything longer is a typo, and timedelta has limits
+
+
+def _seconds(value: int, key: str) -> timedelta:
+    if not 0 <= value <= _MAX_SECONDS:
+        raise ConfigError(f"must be between 0 and {_MAX_SECONDS} seconds", key=key)
+    return timedelta(seconds=value)
+
+
 def _list(value: Any, key: str) -> list[Any]:
     if isinstance(value, str | dict):
         return [value]
@@ -178,7 +187,7 @@ def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
     kw: dict[str, Any] = {}
     for k, v in policy.items():
         if k == "clock_skew_seconds":
-            kw["clock_skew"] = timedelta(seconds=v)
+            kw["clock_skew"] = _seconds(v, "policy.clock_skew_seconds")
         elif isinstance(v, list):
             if not all(isinstance(x, str) for x in v):
                 raise ConfigError("must be a list of strings", key=f"policy.{k}")
@@ -189,7 +198,7 @@ def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
         if k == "crls":
             continue
         if k == "max_age_seconds":
-            v = timedelta(seconds=v)
+            v = _seconds(v, "revocation.max_age_seconds")
         kw[_REVOCATION_FIELDS.get(k, k)] = v
     try:
         return Policy(**kw)
