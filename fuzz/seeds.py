@@ -126,6 +126,17 @@ def _proxy_seeds() -> list[bytes]:
     return out
 
 
+def _asgi_seeds() -> list[bytes]:
+    w = world()
+    out = []
+    for seed in _proxy_seeds():
+        for flags in (0x00, 0x08, 0x18, 0x28, 0x38):
+            out.append(bytes([(seed[0] % 8) | flags]) + seed[1:])
+    out.append(bytes([0x18]) + b"authorization: Bearer " + w.token.encode())
+    out.append(bytes([0x38]) + b"authorization: Bearer " + w.token.encode() + b"\nclient-cert: :AAAA:")
+    return out
+
+
 def _dn_seeds() -> list[bytes]:
     names = [format_dn(c.subject) for c in _certs()]
     names += [
@@ -238,6 +249,7 @@ def seeds_for(name: str) -> list[bytes]:
         return _headers(name)
     table = {
         "proxy_decide": _proxy_seeds,
+        "asgi": _asgi_seeds,
         "dn": _dn_seeds,
         "jwks": _jwks_seeds,
         "bound_token": _token_seeds,

@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from mtlscore import CertificateRejected, ConfigError, Reason, Verdict
+from mtlscore import CertificateRejected, ConfigError, Reason, Verdict, dns_name_matches, match_peer_name
 from mtlscore import _headers as hdr
 from mtlscore._binding import check_cnf, check_self_signed_tls_client_auth
 from mtlscore._cert import load_certificates
@@ -100,6 +100,12 @@ def _exercise_certificate(w: World, certs: list[Any]) -> None:
         hdr.emit_nginx_escaped_cert(c)
         hdr.emit_xfcc([hdr.XfccElement.from_chain([c])])
         hdr.gcp_headers(Verdict(False, Reason.UNTRUSTED, "x", path=(c,)), present=True)
+        # RFC 6125 matching against the certificate's (untrusted) SANs.
+        for reference in ("client.fuzz.example", "127.0.0.1", "[::1]", "a.b.example"):
+            match_peer_name(c, reference)
+        for n in c.san or ():
+            if isinstance(n.value, str):
+                dns_name_matches(n.value, "client.fuzz.example")
 
 
 # -- certificates and chains ---------------------------------------------------------
@@ -214,6 +220,69 @@ def fuzz_proxy_decide(data: bytes) -> None:
             raise Crash(f"decide rejected without a Reason: {d!r}")
     elif not isinstance(d, UseTls | UseForwarded):
         raise Crash(f"decide returned {type(d).__name__}")
+
+
+def _asgi_middlewares() -> tuple[Any, ...]:
+    from mtlscore.asgi import BoundToken, MtlsMiddleware
+
+    w = world()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return tuple(
+        MtlsMiddleware(app, w.validator, proxies=_PROXY, mode=mode, bound_token=token, clock=lambda: NOW)
+        for mode in ("reject", "allow")
+        for token in (None, BoundToken(jwks=w.token_jwks, required=False))
+    )
+
+
+@target("asgi")
+def fuzz_asgi(data: bytes) -> None:
+    """MtlsMiddleware on a fuzzed request: peer, headers (proxy certificates, bearer token), TLS chain."""
+    if not hasattr(fuzz_asgi, "middlewares"):
+        fuzz_asgi.middlewares = _asgi_middlewares()  # type: ignore[attr-defined]
+    w = world()
+    mode = data[0] if data else 0
+    headers: list[tuple[bytes, bytes]] = []
+    for line in data[1:].split(b"\n")[:64]:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip().lower(), value.strip()))
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": headers,
+        "client": (f"127.0.0.{mode % 6}", 5555),
+        "state": {},
+    }
+    if mode & 8:
+        scope["extensions"] = {"tls": {"client_cert_chain": [w.leaf.pem.decode(), w.inter.pem.decode()]}}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = fuzz_asgi.middlewares[(mode >> 4) % 4]  # type: ignore[attr-defined]
+    coro = middleware(scope, receive, send)
+    try:
+        coro.send(None)
+    except StopIteration:
+        pass
+    else:
+        coro.close()
+        raise Crash("the middleware waited on something that never comes")
+    if not sent or sent[0].get("type") != "http.response.start" or not isinstance(sent[0].get("status"), int):
+        raise Crash(f"no response started: {sent!r}")
+    if sent[0]["status"] != 200:
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        doc = json.loads(body)
+        if not isinstance(doc, dict) or "error" not in doc:
+            raise Crash(f"error body is not a JSON error object: {body[:200]!r}")
 
 
 # -- names, keys and tokens -----------------------------------------------------------
