@@ -12,7 +12,7 @@ sys.path.insert(0, str(REPO))
 
 from fuzz import run as fuzz_run  # noqa: E402
 from fuzz.targets import TARGETS  # noqa: E402
-from mtlscore import ConfigError  # noqa: E402
+from mtlscore import CertificateRejected, ConfigError  # noqa: E402
 from mtlscore._dn import attribute_oid, parse_dn  # noqa: E402
 
 REPRODUCERS = sorted(fuzz_run.CRASHES.glob("*--*")) if fuzz_run.CRASHES.is_dir() else []
@@ -44,6 +44,21 @@ def test_dn_with_a_duplicate_attribute_in_one_rdn_is_a_config_error(dn: str) -> 
     # Found by fuzz target "dn": cryptography refuses duplicate attributes in an RDN (ValueError).
     with pytest.raises(ConfigError, match="multi-valued RDN"):
         parse_dn(dn)
+
+
+@pytest.mark.parametrize("kty", [["EC"], {"a": 1}, 7, None])
+def test_a_jwk_whose_kty_is_not_a_string_is_skipped(kty: object) -> None:
+    # Found by fuzz target "jwks": a list as "kty" raised TypeError (unhashable) in
+    # public_key_from_jwk; RFC 7517 §4.1 makes kty a string. A registered JWKS may come
+    # from dynamic client registration (RFC 7591): it is untrusted input.
+    from mtlscore import Reason, pki
+    from mtlscore._binding import check_self_signed_tls_client_auth
+    from mtlscore._cert import parse_certificate
+
+    cert = parse_certificate(pki.root().leaf().der)
+    with pytest.raises(CertificateRejected) as exc:
+        check_self_signed_tls_client_auth({"keys": [{"kty": kty, "crv": "P-256", "x": "AA", "y": "AA"}]}, cert)
+    assert exc.value.reason is Reason.NOT_ALLOWLISTED
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])

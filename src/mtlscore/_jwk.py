@@ -105,7 +105,7 @@ def public_key_from_jwk(jwk: Mapping[str, Any], *, key: str = "jwk") -> PublicKe
     if not isinstance(jwk, Mapping):
         raise ConfigError("a JWK must be a JSON object", key=key)
     kty = jwk.get("kty")
-    if kty not in _KEY_PARAMS:
+    if not isinstance(kty, str) or kty not in _KEY_PARAMS:  # a JSON array/object is unhashable
         raise ConfigError(f"kty {kty!r} is not a public-key type (RSA, EC, OKP)", key=key)
     missing = [p for p in _KEY_PARAMS[kty] if not isinstance(jwk.get(p), str)]
     if missing:
