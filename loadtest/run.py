@@ -89,12 +89,12 @@ SIZES = {
 class Gateway:
     """``mtlscore serve`` as a subprocess: its address, decision log lines and /proc figures."""
 
-    def __init__(self, config: pathlib.Path, *, backlog: int | None = None) -> None:
+    def __init__(self, config: pathlib.Path, *, backlog: int | None = None, runtime: str = "asyncio") -> None:
         cmd = [sys.executable, "-m", "mtlscore"]
         if backlog is not None:
             cmd = [sys.executable, str(HERE / "_backlog_shim.py"), str(backlog)]
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own arguments
-            [*cmd, "serve", "--config", str(config)],
+            [*cmd, "serve", "--config", str(config), "--runtime", runtime],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -211,7 +211,13 @@ async def _settle_fds(gw: Gateway, baseline: int, limit: float) -> tuple[int, fl
 
 
 async def run(
-    size: str, *, tls_engine: str, workdir: pathlib.Path, backlog: int | None = None, fetch: bool = True
+    size: str,
+    *,
+    tls_engine: str,
+    workdir: pathlib.Path,
+    backlog: int | None = None,
+    fetch: bool = True,
+    runtime: str = "asyncio",
 ) -> dict[str, Any]:
     spec = SIZES[size]
     timeouts: dict[str, float] = spec["timeouts"]  # type: ignore[assignment]
@@ -230,7 +236,7 @@ async def run(
         max_connections=max(2 * n, 256),
         fetch=fetch,
     )
-    gw = Gateway(files.config, backlog=backlog)
+    gw = Gateway(files.config, backlog=backlog, runtime=runtime)
     try:
         await asyncio.to_thread(gw.ready.wait, 30)
         if gw.port is None:
@@ -324,6 +330,7 @@ async def run(
         overflow_delta,
     )
     report["revocation_server"]["fetch"] = fetch
+    report["runtime"] = runtime
     return report
 
 
@@ -467,6 +474,8 @@ def _report(
             "cut_by_gateway": sum(1 for r in stalls if r.closed_after is not None and r.closed_after < c.CLIENT_CAP),
             "client_gave_up": sum(1 for r in stalls if r.closed_after is None or r.closed_after >= c.CLIENT_CAP),
         },
+        "gateway_exit": gw.proc.returncode,
+        "gateway_stderr_tail": gw.other[-30:],
         "checks": checks,
         "ok": all(checks.values()),
     }
@@ -487,7 +496,8 @@ def _round(x: float | None) -> float | None:
 def _print(report: dict[str, Any]) -> None:
     g, b, m, f = report["good"], report["bad"], report["memory_kb"], report["fds"]
     print(
-        f"mtlscore gateway under load: {report['connections']} connections, {report['concurrency']} at once, "
+        f"mtlscore gateway ({report['runtime']}) under load: {report['connections']} connections, "
+        f"{report['concurrency']} at once, "
         f"TLS engine {report['tls_engine']}, {report['load_seconds']} s"
     )
     print(
@@ -520,6 +530,10 @@ def _print(report: dict[str, Any]) -> None:
         print(f"  accept queue overflows {report['listen_overflows']} (clients waited for TCP retransmits)")
     for name, ok in report["checks"].items():
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
+    if not report["checks"]["gateway still running"]:
+        print(f"  gateway exited with {report['gateway_exit']}; its last output:")
+        for line in report["gateway_stderr_tail"]:
+            print(f"    {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -533,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         "ssl: stdlib ssl refuses some in the handshake (reason read from the gateway's log)",
     )
     p.add_argument("--json", type=pathlib.Path, help="write the figures here")
+    p.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio", help="the gateway's runtime")
     p.add_argument(
         "--no-fetch",
         action="store_true",
@@ -560,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                         workdir=pathlib.Path(tmp),
                         backlog=args.backlog,
                         fetch=not args.no_fetch,
+                        runtime=args.runtime,
                     ),
                     timeout,
                 )

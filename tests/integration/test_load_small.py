@@ -121,3 +121,53 @@ def test_the_asyncio_runtime_listens_with_a_backlog_for_its_connection_limit(tmp
 
     asyncio.run(main())
     assert seen and seen[0].get("backlog", 100) >= 1500
+
+
+def test_deferred_engine_write_after_the_peer_left_is_an_oserror(tmp_path) -> None:
+    # Found by loadtest/run.py --runtime trio: a client that disconnected mid-request made
+    # pyOpenSSL raise SSL.Error on the answer's write; the driver only expects OSError
+    # (what stdlib ssl raises), so the error escaped and took the whole trio gateway down.
+    import ssl
+
+    pytest.importorskip("OpenSSL")
+    from mtlscore import TrustStore, pki
+    from mtlscore.runtimes._tls import DeferredEngine
+
+    root = pki.root()
+    server = root.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
+    client = root.leaf("client")
+    for name, data in {
+        "s.pem": server.pem,
+        "s.key": server.key_pem,
+        "c.pem": client.pem,
+        "c.key": client.key_pem,
+        "ca.pem": root.pem,
+    }.items():
+        (tmp_path / name).write_bytes(data)
+    engine = DeferredEngine(
+        DeferredEngine.context(TrustStore([root.pem]), certificate=tmp_path / "s.pem", key=tmp_path / "s.key")
+    )
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    ctx.load_cert_chain(str(tmp_path / "c.pem"), str(tmp_path / "c.key"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    client_done = server_done = False
+    for _ in range(10):  # an in-memory handshake: a few round trips, no sockets
+        try:
+            tls.do_handshake()
+            client_done = True
+        except ssl.SSLWantReadError:
+            pass
+        engine.feed(outgoing.read())
+        server_done = engine.handshake()
+        incoming.write(engine.outgoing())
+        if client_done and server_done:
+            break
+    assert client_done and server_done
+    tls.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    engine.feed(outgoing.read())
+    assert engine.read() == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    engine.feed(b"")  # the client is gone
+    assert engine.read() == b""
+    with pytest.raises(OSError):
+        engine.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")

@@ -349,7 +349,13 @@ class DeferredEngine:
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            sent = self._conn.send(view)
+            try:
+                sent = self._conn.send(view)
+            except self._ssl.Error as exc:
+                # The peer has gone (EOF or alert seen): report it as stdlib ssl does, an
+                # OSError, which the driver treats as "the client went away". Found by
+                # loadtest/run.py: clients that disconnect mid-request crashed the trio gateway.
+                raise OSError(f"TLS write failed: {exc!r}") from None
             view = view[sent:]
 
     def close(self) -> None:
