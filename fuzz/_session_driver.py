@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import replace
 
 from mtlscore._gateway_config import Upstream
+from mtlscore._headers import IDENTITY_HEADER_NAMES
 from mtlscore._session import (
     Close,
     CloseUpstream,
@@ -28,6 +29,28 @@ from mtlscore.pki import NOW
 from ._world import config_toml, world
 
 MAX_ACTIONS = 20_000
+_PREFIXES = (b"x-client-cert-", b"x-mtls-")
+_EXACT = frozenset(n.encode() for n in IDENTITY_HEADER_NAMES)
+
+
+def check_upstream_head(data: bytes) -> None:
+    """A request head sent upstream carries each identity header once, spelled as the gateway spells it."""
+    from .targets import Crash
+
+    first, _, rest = data.partition(b"\r\n")
+    if not first.endswith(b" HTTP/1.1") or b"\r\n\r\n" not in data:
+        return
+    seen: dict[bytes, int] = {}
+    for line in rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        raw = line.partition(b":")[0].strip().lower()
+        name = raw.replace(b"_", b"-")
+        if name in _EXACT or name.startswith(_PREFIXES):
+            if raw != name:
+                raise Crash(f"a look-alike identity header reached the upstream: {line!r}")
+            seen[name] = seen.get(name, 0) + 1
+    twice = [n for n, k in seen.items() if k > 1]
+    if twice:
+        raise Crash(f"identity header(s) {twice!r} reached the upstream twice: a client copy survived")
 
 
 @functools.cache
@@ -96,6 +119,8 @@ def drive(client: bytes, upstream: bytes) -> None:
             line = json.dumps(action.decision.as_log())
             if "\n" in line:
                 raise Crash(f"a log line spans lines: {line!r}")
-        elif not isinstance(action, WriteClient | WriteUpstream):
+        elif isinstance(action, WriteUpstream):
+            check_upstream_head(action.data)
+        elif not isinstance(action, WriteClient):
             raise Crash(f"unknown action {action!r}")
     raise Crash(f"the session did not close within {MAX_ACTIONS} actions")

@@ -225,6 +225,8 @@ def _session_seeds() -> list[bytes]:
         b"GET / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"GET /a HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n\r\nGET /b HTTP/1.1\r\nHost: gw\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\n",
+        b"GET /s HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\nX_Mtls_Account: evil\r\n"
+        b"X-Client-Cert-Present: spoof\r\nClient_Cert: :AAAA:\r\nX-Forwarded-Client-Cert: By=x\r\n\r\n",
     ]
     upstream = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
     out = []

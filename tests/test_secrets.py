@@ -317,3 +317,51 @@ def test_server_config_does_not_hold_key_material(world: World) -> None:
     # The [server] table names the key file; the key itself is read by the TLS layer only.
     text = repr(replace(world.gateway.server))
     assert "PRIVATE KEY" not in text
+
+
+def _upstream_request(world: World, request: bytes) -> bytes:
+    """What a forwarding gateway writes to its upstream for ``request``."""
+    from mtlscore._gateway_config import Upstream
+    from mtlscore._session import OpenUpstream, ReadUpstream, WriteUpstream
+
+    gateway = replace(world.gateway, server=replace(world.gateway.server, upstream=Upstream("127.0.0.1", 9)))
+    s = Session(gateway, TLSFacts(chain=(world.leaf.der, world.inter.der), peer=("127.0.0.1", 5000)), at=NOW)
+    written, fed = b"", False
+    for _ in range(1000):
+        a = s.next_action(at=NOW, now=1.0)
+        if isinstance(a, Close):
+            break
+        if isinstance(a, ReadClient):
+            s.receive_client(b"" if fed else request)
+            fed = True
+        elif isinstance(a, OpenUpstream):
+            s.upstream_connected()
+        elif isinstance(a, WriteUpstream):
+            written += a.data
+        elif isinstance(a, ReadUpstream):
+            s.receive_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    return written
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-Mtls-Account",
+        "X_Mtls_Account",
+        "x_mtls_account",
+        "X-Client-Cert-Present",
+        "X_Client_Cert_Present",
+        "X-Client-Cert_Hash",
+        "Client-Cert",
+        "Client_Cert",
+        "X-Forwarded-Client-Cert",
+        "X_Forwarded_Client_Cert",
+    ],
+)
+def test_client_identity_headers_and_look_alikes_never_reach_the_upstream(world: World, name: str) -> None:
+    # CGI/WSGI map "_" to "-": X_Mtls_Account would arrive as HTTP_X_MTLS_ACCOUNT, the
+    # gateway's own identity header (found by review while fuzzing the session).
+    head = _upstream_request(world, _request("/x", X_Api_Key=API_KEY, **{name: "attacker-spoof"}))
+    assert head.startswith(b"GET "), head
+    assert b"attacker-spoof" not in head
+    assert b"x-mtls-account: acme" in head.lower()

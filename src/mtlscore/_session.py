@@ -251,6 +251,10 @@ def default_account_auth(principal: Any) -> AccountAuth | None:
 
 
 def _is_identity_header(name: bytes, account_header: bytes) -> bool:
+    # CGI/WSGI and several frameworks map "_" and "-" to the same variable
+    # (X_Mtls_Account and X-Mtls-Account both become HTTP_X_MTLS_ACCOUNT): compare
+    # with underscores as dashes so a client's look-alike copy is stripped too.
+    name = name.replace(b"_", b"-")
     return name in _IDENTITY_EXACT or name == account_header or name.startswith(_IDENTITY_PREFIXES)
 
 
