@@ -147,7 +147,8 @@ class Upstream:
     _conns: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self, port: int = 0) -> int:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, reuse_address=True)
+        # A large backlog: the gateway may open hundreds of upstream connections at once.
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, reuse_address=True, backlog=4096)
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
