@@ -27,6 +27,7 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "mtlscore_responses_total": ("HTTP responses sent to clients, by status code.", ("status",)),
     "mtlscore_connections_total": ("Client connections accepted.", ()),
+    "mtlscore_connection_errors_total": ("Client connections ended by an unexpected error (a bug; see the log).", ()),
     "mtlscore_reloads_total": ("Configuration reloads by result (ok, error).", ("result",)),
 }
 
