@@ -93,7 +93,7 @@ class Gateway:
         cmd = [sys.executable, "-m", "mtlscore"]
         if backlog is not None:
             cmd = [sys.executable, str(HERE / "_backlog_shim.py"), str(backlog)]
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own arguments
+        self.proc = subprocess.Popen(
             [*cmd, "serve", "--config", str(config), "--runtime", runtime],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -158,7 +158,7 @@ class UpstreamProcess:
         self.requests = 0
 
     def start(self, port: int = 0) -> int:
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter, our own arguments
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "loadtest._setup", str(port)],
             cwd=str(HERE.parent),
             stdout=subprocess.PIPE,
