@@ -290,6 +290,8 @@ async def serve_connection(
     except OSError:
         pass  # the client went away; nothing to tell it
     except Exception as exc:
+        # A bug in one connection is logged and counted; it must not take the gateway
+        # down (in trio, an escaping error would cancel the whole nursery).
         state.metrics.inc("mtlscore_connection_errors_total")
         logger.error(json.dumps({"event": "connection_error", "peer": f"{peer[0]}:{peer[1]}",
                                  "error": type(exc).__name__}), exc_info=exc)
