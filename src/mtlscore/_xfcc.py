@@ -74,6 +74,19 @@ _XFCC_KEYS = frozenset({"by", "hash", "cert", "chain", "subject", "uri", "dns"})
 _XFCC_SINGLE = frozenset({"hash", "cert", "chain", "subject"})
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-.]+")
+# The rest of a quoted value, closing quote included: \" and \\ are escapes, any other
+# backslash is literal. Possessive, so an unterminated value fails in linear time.
+_QUOTED = re.compile(r'(?:[^"\\]++|\\["\\]|\\(?!["\\]))*+"')
+_ESCAPE = re.compile(r'\\(["\\])')
+# A bare value runs to the next ';' or ','; a '"' or '=' before that is refused.
+_BARE = re.compile(r'[^;,"=]*')
+_OWS = re.compile(r"[ \t]*")
+
+
+def _skip(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where a run of ``pattern`` (which may match empty) starting at ``pos`` ends."""
+    m = pattern.match(text, pos)
+    return pos if m is None else m.end()
 
 
 def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
@@ -101,31 +114,20 @@ def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
         i += 1
         # value: quoted string, or bare run up to the next ';' / ','
         if i < n and text[i] == '"':
-            i += 1
-            out: list[str] = []
-            while True:
-                if i >= n:
-                    raise _malformed("x-forwarded-client-cert: unterminated quoted value")
-                c = text[i]
-                if c == "\\" and i + 1 < n and text[i + 1] in '"\\':
-                    out.append(text[i + 1])
-                    i += 2
-                elif c == '"':
-                    i += 1
-                    break
-                else:
-                    out.append(c)
-                    i += 1
-            value = "".join(out)
+            m = _QUOTED.match(text, i + 1)
+            if m is None:
+                raise _malformed("x-forwarded-client-cert: unterminated quoted value")
+            body = text[i + 1 : m.end() - 1]
+            value = _ESCAPE.sub(r"\1", body) if "\\" in body else body
+            i = m.end()
         else:
-            start = i
-            while i < n and text[i] not in ";,":
-                if text[i] in '"=':
-                    raise _malformed(
-                        f"x-forwarded-client-cert: unquoted {text[i]!r} in the value of {key!r}"
-                    )
-                i += 1
-            value = text[start:i].strip(" \t")
+            end = _skip(_BARE, text, i)
+            if end < n and text[end] in '"=':
+                raise _malformed(
+                    f"x-forwarded-client-cert: unquoted {text[end]!r} in the value of {key!r}"
+                )
+            value = text[i:end].strip(" \t")
+            i = end
         pairs.append((key, value))
         total_pairs += 1
         if total_pairs > limits.max_xfcc_pairs:
@@ -133,8 +135,7 @@ def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
                 Reason.PKI_TOO_LARGE,
                 f"x-forwarded-client-cert has more than {limits.max_xfcc_pairs} pairs",
             )
-        while i < n and text[i] in " \t":
-            i += 1
+        i = _skip(_OWS, text, i)
         if i >= n:
             elements.append(pairs)
             break
@@ -143,9 +144,7 @@ def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
             raise _malformed(
                 f"x-forwarded-client-cert: unexpected {sep!r} after the value of {key!r}"
             )
-        i += 1
-        while i < n and text[i] in " \t":
-            i += 1
+        i = _skip(_OWS, text, i + 1)
         if sep == ",":
             elements.append(pairs)
             pairs = []
