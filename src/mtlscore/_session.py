@@ -15,28 +15,51 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
 It validates the chain once per connection, then per request applies the mode
 (DESIGN.md §7 ``[server] mode``), the account's app-level checks
 (``_appauth``), and answers locally (JSON) or forwards to the upstream with
-identity headers, the client's own copies of those headers removed first.
+identity headers, the client's own copies of those headers removed first
+(``_forwarding.py``; the actions and facts are in ``_session_events.py``).
 No sockets, no clocks.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import h11
 
-from ._appauth import AccountAuth, AuthResult, RateLimiter, TokenVerifier, authorize
+from ._appauth import AccountAuth, AuthResult, authorize
 from ._cert import Certificate, parse_certificate
-from ._gateway_config import ServerConfig
-from ._headers import IDENTITY_HEADER_NAMES, emit_client_cert, emit_client_cert_chain, gcp_headers
+from ._forwarding import (
+    HOP_BY_HOP as HOP_BY_HOP,
+)
+from ._forwarding import (
+    _client_response_headers,
+    _identity_document,
+    _identity_headers,
+    _json,
+    _upstream_request_headers,
+)
 from ._reasons import CertificateRejected, ConfigError, Reason
-from ._validator import Validator
+from ._session_events import (
+    Action,
+    Close,
+    CloseUpstream,
+    Decision,
+    Gateway,
+    Log,
+    OpenUpstream,
+    ReadClient,
+    ReadUpstream,
+    TLSFacts,
+    WriteClient,
+    WriteUpstream,
+    _peer,
+    handshake_decision,
+)
 from ._verdict import Verdict
 
 __all__ = [
@@ -57,27 +80,6 @@ __all__ = [
     "handshake_decision",
 ]
 
-# RFC 9110 §7.6.1: connection-specific fields, never forwarded (plus any the
-# Connection field names). Framing is re-done by h11 on each side.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"content-length",
-        b"expect",
-        b"host",
-    }
-)
-# Identity headers the gateway asserts; a client's copies are never believed.
-_IDENTITY_PREFIXES = (b"x-client-cert-", b"x-mtls-")
-_IDENTITY_EXACT = frozenset(n.encode() for n in IDENTITY_HEADER_NAMES)
 UPSTREAM_UNAVAILABLE = "upstream_unavailable"
 UPSTREAM_TIMEOUT = "upstream_timeout"
 PROTOCOL_ERROR = "protocol_error"
@@ -87,121 +89,6 @@ ACCOUNT_CONFIG = "account_config"
 
 class SessionError(RuntimeError):
     """The runtime drove the session wrongly (an illegal transition); names the state."""
-
-
-# -- what the runtime tells the core ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TLSFacts:
-    """What the TLS layer saw: the presented chain (DER, leaf first), SNI, peer."""
-
-    chain: tuple[bytes, ...] = ()
-    # True when the runtime could see only the leaf, not the intermediates sent.
-    leaf_only: bool = False
-    sni: str | None = None
-    peer: tuple[str, int] = ("", 0)
-    version: str = ""
-    cipher: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Gateway:
-    """One configuration snapshot; a reload builds a new one, live sessions keep theirs."""
-
-    validator: Validator
-    server: ServerConfig
-    crls: tuple[bytes, ...] = ()
-    limiter: RateLimiter = field(default_factory=RateLimiter)
-    verify_token: TokenVerifier | None = None
-    # Maps a principal to its app-level requirements (None: certificate only).
-    account_auth: Callable[[Any], AccountAuth | None] | None = None
-
-
-# -- what the core tells the runtime ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One gateway decision: what happened to a request (or handshake) and why."""
-
-    outcome: str  # "forward", "answer" (identity JSON), "deny", "error"
-    status: int | None
-    reason: str | None
-    detail: str
-    account: str | None = None
-    thumbprint: str | None = None
-    peer: str = ""
-    method: str = ""
-    target: str = ""
-
-    def as_log(self) -> dict[str, Any]:
-        """The decision as a flat dict for one structured log line."""
-        return {
-            "event": "mtls_decision",
-            "outcome": self.outcome,
-            "status": self.status,
-            "reason": self.reason,
-            "account": self.account,
-            "thumbprint": self.thumbprint,
-            "peer": self.peer,
-            "method": self.method,
-            "target": self.target,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ReadClient:
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class WriteClient:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class OpenUpstream:
-    host: str
-    port: int
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class WriteUpstream:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ReadUpstream:
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class CloseUpstream:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    decision: Decision
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    # True when the client may still be sending a request body we answered early:
-    # read and discard it for a bounded while before closing, so the client sees
-    # the answer instead of a reset (RFC 9112 §9.6, "lingering close").
-    linger: bool = False
-
-
-Action = ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Log | Close
-
-
-def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:
-    """The decision record for a TLS handshake the TLS layer refused."""
-    return Decision("deny", None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer))
 
 
 # -- the state table (STYLE.md §3) ---------------------------------------------
@@ -224,10 +111,6 @@ _TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-def _peer(peer: tuple[str, int]) -> str:
-    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-
-
 def _account_id(principal: Any) -> str | None:
     if principal is None:
         return None
@@ -248,67 +131,6 @@ def default_account_auth(principal: Any) -> AccountAuth | None:
     if account is None or not isinstance(attrs, Mapping):
         return None
     return AccountAuth.from_mapping(account, attrs)
-
-
-def _is_identity_header(name: bytes, account_header: bytes) -> bool:
-    # CGI/WSGI and several frameworks map "_" and "-" to the same variable
-    # (X_Mtls_Account and X-Mtls-Account both become HTTP_X_MTLS_ACCOUNT): compare
-    # with underscores as dashes so a client's look-alike copy is stripped too.
-    name = name.replace(b"_", b"-")
-    return name in _IDENTITY_EXACT or name == account_header or name.startswith(_IDENTITY_PREFIXES)
-
-
-def _identity_headers(
-    verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
-) -> list[tuple[str, str]]:
-    out = list(gcp_headers(verdict, present=bool(presented)))
-    if server.forward_client_cert and presented:
-        # RFC 9440 §2: Client-Cert is the leaf; Client-Cert-Chain the rest, leaf excluded.
-        out.append(("Client-Cert", emit_client_cert(presented[0])))
-        chain = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
-        if chain:
-            out.append(("Client-Cert-Chain", emit_client_cert_chain(chain)))
-    if account is not None and verdict.ok:
-        out.append((server.account_header, account))
-    return out
-
-
-def _strip(headers: Iterable[tuple[bytes, bytes]], account_header: bytes) -> list[tuple[bytes, bytes]]:
-    headers = list(headers)
-    named: set[bytes] = set()
-    for k, v in headers:
-        if k == b"connection":
-            named |= {t.strip().lower() for t in v.split(b",")}
-    return [
-        (k, v)
-        for k, v in headers
-        if k not in HOP_BY_HOP and k not in named and not _is_identity_header(k, account_header)
-    ]
-
-
-def _json(status: int, document: dict[str, Any]) -> tuple[int, bytes]:
-    return status, json.dumps(document, indent=2, default=str, sort_keys=False).encode() + b"\n"
-
-
-def _certificate_summary(cert: Certificate) -> dict[str, Any]:
-    return {
-        "subject": cert.subject_text,
-        "issuer": cert.issuer_text,
-        "serial": format(cert.serial, "x"),
-        "sha256": cert.fingerprint_hex,
-        "x5t#S256": cert.x5t_s256,
-        "not_before": cert.not_before.isoformat(),
-        "not_after": cert.not_after.isoformat(),
-    }
-
-
-def _identity_json(identity: Any) -> Any:
-    if identity is None:
-        return None
-    fields = getattr(identity, "__dataclass_fields__", None)
-    if fields is None:
-        return str(identity)
-    return {name: getattr(identity, name) for name in fields}
 
 
 class Session:
@@ -547,39 +369,21 @@ class Session:
         return None
 
     def _identity_document(self, result: AuthResult) -> dict[str, Any]:
-        v = self.verdict
-        return {
-            "verdict": "accepted" if v.ok else "rejected",
-            "reason": v.reason.value if v.reason else None,
-            "detail": v.detail,
-            "account": self.account,
-            "credential": result.credential or ("certificate" if v.ok else None),
-            "certificate": _certificate_summary(self.presented[0]) if self.presented else None,
-            "identity": _identity_json(v.identity),
-            "notes": list(v.notes),
-            "tls": {"sni": self.tls.sni, "version": self.tls.version, "cipher": self.tls.cipher},
-            "upstream_headers": dict(_identity_headers(v, self.presented, self.account, self.server)),
-        }
+        return _identity_document(
+            self.verdict, self.presented, self.account, result.credential, self.tls, self.server
+        )
 
     def _send_request_head(self, request: h11.Request) -> None:
         server = self.server
         assert server.upstream is not None and self._upstream is not None
-        headers: list[tuple[bytes, bytes]] = []
-        host = next((v for k, v in request.headers if k == b"host"), server.upstream.authority.encode())
-        headers.append((b"host", host))
-        headers += _strip(request.headers, self._account_header)
-        chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
-        length = self._content_length(request)
-        if length is not None:
-            headers.append((b"content-length", str(length).encode()))
-        elif chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        headers.append((b"x-forwarded-for", self.tls.peer[0].encode()))
-        headers.append((b"x-forwarded-proto", b"https"))
-        headers += [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in _identity_headers(self.verdict, self.presented, self.account, server)
-        ]
+        headers = _upstream_request_headers(
+            request,
+            default_host=server.upstream.authority.encode(),
+            length=self._content_length(request),
+            peer_host=self.tls.peer[0],
+            account_header=self._account_header,
+            identity=_identity_headers(self.verdict, self.presented, self.account, server),
+        )
         target = server.upstream.prefix.encode() + request.target
         if self.state is State.CONNECTING or self.state is State.AWAIT_REQUEST:
             self._to(State.STREAM_REQUEST)
@@ -602,8 +406,7 @@ class Session:
             self._pending.append(ReadUpstream(self.server.upstream_timeout))
         elif isinstance(event, h11.Response):
             self._response_started = True
-            headers = _strip(event.headers, b"")
-            headers += [(k, v) for k, v in event.headers if k == b"content-length"]
+            headers = _client_response_headers(event.headers)
             self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
         elif isinstance(event, h11.Data):
             self._send_client(h11.Data(data=event.data))

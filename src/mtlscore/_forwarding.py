@@ -1,0 +1,165 @@
+"""What the gateway sends on: request heads towards the upstream, response heads and
+JSON answers towards the client.
+
+The client's copies of identity headers are stripped (a client-supplied identity is
+never believed), hop-by-hop fields are dropped, and the gateway's own identity headers
+(GCP-style verdict, RFC 9440 ``Client-Cert``, the account) are added. Pure functions
+over header lists; ``_session.py`` drives them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import h11
+
+from ._cert import Certificate
+from ._gateway_config import ServerConfig
+from ._headers import IDENTITY_HEADER_NAMES, emit_client_cert, emit_client_cert_chain, gcp_headers
+from ._session_events import TLSFacts
+from ._verdict import Verdict
+
+__all__ = ["HOP_BY_HOP"]
+
+# RFC 9110 §7.6.1: connection-specific fields, never forwarded (plus any the
+# Connection field names). Framing is re-done by h11 on each side.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"content-length",
+        b"expect",
+        b"host",
+    }
+)
+# Identity headers the gateway asserts; a client's copies are never believed.
+_IDENTITY_PREFIXES = (b"x-client-cert-", b"x-mtls-")
+_IDENTITY_EXACT = frozenset(n.encode() for n in IDENTITY_HEADER_NAMES)
+
+
+def _is_identity_header(name: bytes, account_header: bytes) -> bool:
+    # CGI/WSGI and several frameworks map "_" and "-" to the same variable
+    # (X_Mtls_Account and X-Mtls-Account both become HTTP_X_MTLS_ACCOUNT): compare
+    # with underscores as dashes so a client's look-alike copy is stripped too.
+    name = name.replace(b"_", b"-")
+    return name in _IDENTITY_EXACT or name == account_header or name.startswith(_IDENTITY_PREFIXES)
+
+
+def _identity_headers(
+    verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
+) -> list[tuple[str, str]]:
+    out = list(gcp_headers(verdict, present=bool(presented)))
+    if server.forward_client_cert and presented:
+        # RFC 9440 §2: Client-Cert is the leaf; Client-Cert-Chain the rest, leaf excluded.
+        out.append(("Client-Cert", emit_client_cert(presented[0])))
+        chain = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
+        if chain:
+            out.append(("Client-Cert-Chain", emit_client_cert_chain(chain)))
+    if account is not None and verdict.ok:
+        out.append((server.account_header, account))
+    return out
+
+
+def _strip(headers: Iterable[tuple[bytes, bytes]], account_header: bytes) -> list[tuple[bytes, bytes]]:
+    headers = list(headers)
+    named: set[bytes] = set()
+    for k, v in headers:
+        if k == b"connection":
+            named |= {t.strip().lower() for t in v.split(b",")}
+    return [
+        (k, v)
+        for k, v in headers
+        if k not in HOP_BY_HOP and k not in named and not _is_identity_header(k, account_header)
+    ]
+
+
+def _json(status: int, document: dict[str, Any]) -> tuple[int, bytes]:
+    return status, json.dumps(document, indent=2, default=str, sort_keys=False).encode() + b"\n"
+
+
+def _certificate_summary(cert: Certificate) -> dict[str, Any]:
+    return {
+        "subject": cert.subject_text,
+        "issuer": cert.issuer_text,
+        "serial": format(cert.serial, "x"),
+        "sha256": cert.fingerprint_hex,
+        "x5t#S256": cert.x5t_s256,
+        "not_before": cert.not_before.isoformat(),
+        "not_after": cert.not_after.isoformat(),
+    }
+
+
+def _identity_json(identity: Any) -> Any:
+    if identity is None:
+        return None
+    fields = getattr(identity, "__dataclass_fields__", None)
+    if fields is None:
+        return str(identity)
+    return {name: getattr(identity, name) for name in fields}
+
+
+
+def _upstream_request_headers(
+    request: h11.Request,
+    *,
+    default_host: bytes,
+    length: int | None,
+    peer_host: str,
+    account_header: bytes,
+    identity: Sequence[tuple[str, str]],
+) -> list[tuple[bytes, bytes]]:
+    """The head forwarded upstream: the client's fields minus hop-by-hop and identity
+    copies, framing redone, X-Forwarded-*, then the gateway's identity headers."""
+    headers: list[tuple[bytes, bytes]] = []
+    host = next((v for k, v in request.headers if k == b"host"), default_host)
+    headers.append((b"host", host))
+    headers += _strip(request.headers, account_header)
+    chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    elif chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
+    headers.append((b"x-forwarded-for", peer_host.encode()))
+    headers.append((b"x-forwarded-proto", b"https"))
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity]
+    return headers
+
+
+def _client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream response's fields relayed to the client: hop-by-hop dropped, the
+    Content-Length kept (h11 frames the body again from it)."""
+    headers = list(headers)
+    return _strip(headers, b"") + [(k, v) for k, v in headers if k == b"content-length"]
+
+
+def _identity_document(
+    verdict: Verdict,
+    presented: Sequence[Certificate],
+    account: str | None,
+    credential: str | None,
+    tls: TLSFacts,
+    server: ServerConfig,
+) -> dict[str, Any]:
+    """The JSON identity answer: the verdict, the certificate, and what would go upstream."""
+    v = verdict
+    return {
+        "verdict": "accepted" if v.ok else "rejected",
+        "reason": v.reason.value if v.reason else None,
+        "detail": v.detail,
+        "account": account,
+        "credential": credential or ("certificate" if v.ok else None),
+        "certificate": _certificate_summary(presented[0]) if presented else None,
+        "identity": _identity_json(v.identity),
+        "notes": list(v.notes),
+        "tls": {"sni": tls.sni, "version": tls.version, "cipher": tls.cipher},
+        "upstream_headers": dict(_identity_headers(v, presented, account, server)),
+    }
