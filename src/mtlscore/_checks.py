@@ -22,7 +22,7 @@ from ._reasons import Reason
 from ._signature import check_signature_algorithm
 from ._trust import Anchor
 
-__all__ = ["PathFailure", "check_key", "check_path"]
+__all__ = ["PathFailure", "check_key", "check_path", "check_validity"]
 
 _OID_NAMES = {v: k for k, v in EKU_NAMES.items()}
 
@@ -157,9 +157,14 @@ def _eku_text(oids: frozenset[str] | None) -> str:
     return "extendedKeyUsage " + ", ".join(sorted(_OID_NAMES.get(o, o) for o in oids))
 
 
-def _validity(cert: Certificate, at: datetime, policy: Policy, who: _Who,
-              window: tuple[datetime, datetime] | None = None) -> tuple[Reason, str] | None:
-    # ``at`` comes truncated to whole seconds (check_path does it once per path).
+def check_validity(
+    cert: Certificate, at: datetime, policy: Policy, who: _Who | str, window: tuple[datetime, datetime] | None = None
+) -> tuple[Reason, str] | None:
+    """Validity at ``at`` with the policy's clock skew (the anchor passes its activation window).
+
+    ``at`` must already be truncated to whole seconds, as certificate times are
+    (check_path does it once per path).
+    """
     not_before, not_after = window or (cert.not_before, cert.not_after)
     skew = policy.clock_skew
     # RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter.
@@ -192,7 +197,7 @@ def check_path(
     at = at.replace(microsecond=0)
     who = _Who(a, a_pos, anchor=True)
 
-    if (bad := _validity(a, at, policy, who, anchor.window())) is not None:
+    if (bad := check_validity(a, at, policy, who, anchor.window())) is not None:
         return PathFailure(bad[0], bad[1], a_pos)
     if bad_ki := a.critical_oids & _MUST_NOT_BE_CRITICAL:
         return PathFailure(
@@ -260,7 +265,7 @@ def check_path(
             return PathFailure(Reason.MALFORMED, f"{who}: {msg}", pos)
         if (bad := check_signature_algorithm(cert, policy)) is not None:
             return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
-        if (bad := _validity(cert, at, policy, who)) is not None:
+        if (bad := check_validity(cert, at, policy, who)) is not None:
             return PathFailure(bad[0], bad[1], pos)
         if (crit := _unhandled_critical(cert)) is not None:
             return PathFailure(

@@ -18,7 +18,7 @@ from typing import Any
 from ._aia import http_url, parse_issuers
 from ._cache import VerdictCache
 from ._cert import Certificate, parse_certificate, split_certificates
-from ._checks import check_key
+from ._checks import check_key, check_validity
 from ._crl import ParsedCRL, parse_crl
 from ._identity import Identity
 from ._machine import MachineError, Move, NeedIssuer, Request, State, transition
@@ -191,12 +191,8 @@ class Validator:
         # the validity window and key/signature policy still hold.
         p = self.policy
         who = f"allowlisted certificate {leaf.describe()!r}"
-        if at + p.clock_skew < leaf.not_before:
-            return Verdict.reject(Reason.NOT_YET_VALID, f"{who} is not valid until {leaf.not_before.isoformat()}",
-                                  path=(leaf,), position=0)
-        if at - p.clock_skew > leaf.not_after:
-            return Verdict.reject(Reason.EXPIRED, f"{who} expired at {leaf.not_after.isoformat()}; register a new one",
-                                  path=(leaf,), position=0)
+        if (bad := check_validity(leaf, at.replace(microsecond=0), p, who)) is not None:
+            return Verdict.reject(bad[0], bad[1], path=(leaf,), position=0)
         if (bad := check_key(leaf, p)) is not None:
             return Verdict.reject(bad[0], f"{who}: {bad[1]}", path=(leaf,), position=0)
         if (bad := check_signature_algorithm(leaf, p)) is not None and leaf.self_issued is False:
