@@ -154,7 +154,8 @@ def check_tls_client_auth(metadata: Mapping[str, Any], cert: Certificate) -> Non
     TlsClientAuth.from_metadata(metadata).check(cert)
 
 
-def _jwks_keys(jwks: Mapping[str, Any] | str) -> list[Any]:
+def jwks_members(jwks: Mapping[str, Any] | str) -> list[Any]:
+    """The raw members of a JWK Set given as a mapping or JSON text. Raises ConfigError (key ``jwks``)."""
     if isinstance(jwks, str | bytes):
         try:
             jwks = json.loads(jwks)
@@ -173,7 +174,7 @@ def check_self_signed_tls_client_auth(jwks: Mapping[str, Any] | str, cert: Certi
     members) are skipped. Raises CertificateRejected(not_allowlisted) when none
     matches, ConfigError when ``jwks`` is not a JWK Set.
     """
-    keys = _jwks_keys(jwks)
+    keys = jwks_members(jwks)
     skipped: list[str] = []
     for i, jwk in enumerate(keys):
         try:

@@ -19,7 +19,7 @@ from joserfc import jwt as _jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import JWKRegistry, Key
 
-from ._binding import check_cnf, cnf_claim
+from ._binding import check_cnf, cnf_claim, jwks_members
 from ._cert import Certificate
 from ._reasons import ConfigError, MtlsError
 
@@ -65,15 +65,8 @@ def _algorithms(algorithms: Iterable[str]) -> list[str]:
 
 
 def _keys(jwks: Mapping[str, Any] | str) -> list[tuple[str | None, Key]]:
-    if isinstance(jwks, str | bytes):
-        try:
-            jwks = json.loads(jwks)
-        except ValueError:
-            raise ConfigError("is not JSON", key="jwks") from None
-    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
-        raise ConfigError('must be a JWK Set {"keys": [...]}', key="jwks")
     out: list[tuple[str | None, Key]] = []
-    for raw in jwks["keys"]:
+    for raw in jwks_members(jwks):
         # Public-key types only; an "oct" entry would turn the JWKS into a shared secret.
         if not isinstance(raw, Mapping) or raw.get("kty") not in ("RSA", "EC", "OKP"):
             continue
