@@ -26,13 +26,13 @@ verified signatures, verdicts) for metrics.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ._cert import PARSE_CACHE, Certificate
+from ._lru import BoundedLRU
 from ._signature import SIGNATURES, SignatureCache
 from ._verdict import Verdict
 
@@ -128,7 +128,7 @@ def _window(verdict: Verdict) -> tuple[datetime, datetime] | None:
     return lo, hi
 
 
-class VerdictCache:
+class VerdictCache(BoundedLRU[Hashable, _Entry]):
     """Bounded LRU of accepted verdicts, each usable only inside its validity window.
 
     ``size`` bounds the number of verdicts held; ``max_age`` bounds how long
@@ -141,19 +141,9 @@ class VerdictCache:
             raise ValueError("verdict cache size must not be negative")
         if max_age < timedelta(0):
             raise ValueError("verdict cache max_age must not be negative")
-        self.size = size
+        super().__init__(size)
         self.max_age = max_age
-        self._items: OrderedDict[Hashable, _Entry] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
         self.stored = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __bool__(self) -> bool:
-        # An empty cache is still a cache: ``cache or DEFAULT`` must keep it.
-        return True
 
     @staticmethod
     def key(chain: Any, trust_epoch: int, policy_epoch: int, *context: Hashable) -> Hashable | None:
@@ -165,7 +155,7 @@ class VerdictCache:
 
     def get(self, key: Hashable, at: datetime) -> Verdict | None:
         """The cached verdict for ``key`` when ``at`` lies inside its window; None otherwise."""
-        entry = self._items.get(key)
+        entry = self.peek(key)
         if entry is None:
             self.misses += 1
             return None
@@ -175,13 +165,9 @@ class VerdictCache:
             if at > hi:
                 # Expired for every later time too; a validation time before the
                 # window (a clock set back) leaves it for the clients on time.
-                self._items.pop(key, None)
+                self.discard(key)
             return None
-        self.hits += 1
-        try:
-            self._items.move_to_end(key)
-        except KeyError:  # evicted by another caller in between
-            pass
+        self.hit(key)
         return verdict
 
     def put(
@@ -212,24 +198,18 @@ class VerdictCache:
             hi = min(hi, valid_until)
         if not lo <= at <= hi:
             return False
-        self._items[key] = (verdict, lo, hi)
-        self._items.move_to_end(key)
+        self.store(key, (verdict, lo, hi))
         self.stored += 1
-        while len(self._items) > self.size:
-            try:
-                self._items.popitem(last=False)
-            except KeyError:
-                break
         return True
 
     def clear(self) -> None:
         """Forget every verdict and reset the counters."""
-        self._items.clear()
-        self.hits = self.misses = self.stored = 0
+        super().clear()
+        self.stored = 0
 
     def stats(self) -> CacheStats:
         """Counters for metrics."""
-        return CacheStats("verdicts", len(self._items), self.size, self.hits, self.misses, self.stored)
+        return CacheStats("verdicts", len(self), self.size, self.hits, self.misses, self.stored)
 
 
 def stats(

@@ -11,7 +11,6 @@ import base64
 import binascii
 import hashlib
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
+from ._lru import BoundedLRU
 from ._names import NameKey, name_key
 from ._reasons import CertificateRejected, Reason
 
@@ -356,52 +356,10 @@ def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
     return b"unsupported-key:" + hashlib.sha256(cert.tbs_certificate_bytes).digest()
 
 
-class _ParseCache:
-    """A bounded LRU of parsed certificates, keyed by the DER itself.
-
-    The dictionary's hash of the bytes is cheaper than SHA-256 and the lookup
-    compares the whole DER, so a hit is always the same certificate.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[bytes, Certificate] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __bool__(self) -> bool:
-        # An empty cache is still a cache: ``cache or DEFAULT`` must keep it.
-        return True
-
-    def get(self, digest: bytes) -> Certificate | None:
-        item = self._items.get(digest)
-        if item is not None:
-            self.hits += 1
-            try:
-                self._items.move_to_end(digest)
-            except KeyError:
-                pass
-        else:
-            self.misses += 1
-        return item
-
-    def put(self, digest: bytes, cert: Certificate) -> None:
-        self._items[digest] = cert
-        while len(self._items) > self.size:
-            try:
-                self._items.popitem(last=False)
-            except KeyError:
-                break
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.hits = self.misses = 0
-
-
-PARSE_CACHE = _ParseCache(PARSE_CACHE_SIZE)
+# Parsed certificates keyed by the DER itself: the dictionary's hash of the bytes
+# is cheaper than SHA-256 and the lookup compares the whole DER, so a hit is
+# always the same certificate.
+PARSE_CACHE: BoundedLRU[bytes, Certificate] = BoundedLRU(PARSE_CACHE_SIZE)
 
 
 def clear_parse_cache() -> None:
@@ -425,12 +383,12 @@ def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES) ->
         )
     if not der:
         raise CertificateRejected(Reason.MALFORMED, "empty certificate")
-    cached = PARSE_CACHE.get(der)
+    cached = PARSE_CACHE.lookup(der)
     if cached is not None:
         return cached
     cert = _build(der, hashlib.sha256(der).digest())
     # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
-    PARSE_CACHE.put(cert.der, cert)
+    PARSE_CACHE.store(cert.der, cert)
     return cert
 
 

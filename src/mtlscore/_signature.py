@@ -8,13 +8,13 @@ intermediates, so the intermediate→anchor signature is checked once, not per c
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from ._cert import Certificate, tbs_bytes
+from ._lru import BoundedLRU
 from ._policy import Policy
 from ._reasons import Reason
 
@@ -103,47 +103,26 @@ def _verify(cert: Certificate, key: Any) -> bool:
     return True
 
 
-class SignatureCache:
+class SignatureCache(BoundedLRU[tuple[bytes, bytes], bool]):
     """Bounded LRU of verified links: (issuer SPKI digest, subject DER digest) → bool."""
 
     def __init__(self, size: int = 65536) -> None:
-        self.size = size
-        self._items: OrderedDict[tuple[bytes, bytes], bool] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        super().__init__(size)
         self.verifications = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __bool__(self) -> bool:
-        # An empty cache is still a cache: ``cache or DEFAULT`` must keep it.
-        return True
 
     def verify(self, subject: Certificate, issuer: Certificate) -> bool:
         key = (issuer.spki_sha256, subject.sha256)
-        found = self._items.get(key)
+        found = self.lookup(key)
         if found is not None:
-            self.hits += 1
-            try:
-                self._items.move_to_end(key)
-            except KeyError:
-                pass
             return found
-        self.misses += 1
         self.verifications += 1
         result = _verify(subject, issuer.public_key)
-        self._items[key] = result
-        while len(self._items) > self.size:
-            try:
-                self._items.popitem(last=False)
-            except KeyError:
-                break
+        self.store(key, result)
         return result
 
     def clear(self) -> None:
-        self._items.clear()
-        self.hits = self.misses = self.verifications = 0
+        super().clear()
+        self.verifications = 0
 
 
 SIGNATURES = SignatureCache()
