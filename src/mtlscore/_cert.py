@@ -11,13 +11,13 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509 as cx509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from ._lru import BoundedLRU
@@ -50,53 +50,117 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+_NO = object()  # a lazy field not computed yet
+
+
 class Certificate:
     """One parsed X.509 certificate and the facts validation needs from it.
 
     Build with :func:`parse_certificate` or :func:`load_certificates`; both raise
     :class:`CertificateRejected` (``malformed`` / ``pki_too_large``) on bad input.
-    Equality and hashing are by DER.
+    Immutable; equality and hashing are by DER.
+
+    What every check reads (extensions, validity, serial, key, signature
+    algorithm) is computed on construction. The names and the SPKI digest are
+    computed on first use: a client certificate that is validated once needs
+    only its issuer's name, and that is looked up by its DER bytes, which
+    thousands of client certificates share (see :func:`_name_key_of`).
+    Names are decoded on construction (an undecodable one is ``malformed``
+    there), but kept, like their matching keys, only once first used.
     """
+
+    __slots__ = (
+        "_issuer",
+        "_issuer_key",
+        "_issuer_raw",
+        "_self_issued",
+        "_spki_raw",
+        "_spki_sha256",
+        "_subject",
+        "_subject_key",
+        "_subject_raw",
+        "_subject_text",
+        "_tbs_end",
+        "_tbs_start",
+        "_x509",
+        "aki",
+        "ca_issuer_urls",
+        "critical_oids",
+        "crl_urls",
+        "curve",
+        "der",
+        "eku",
+        "extension_oids",
+        "is_ca",
+        "key_bits",
+        "key_type",
+        "key_usage",
+        "name_constraints",
+        "not_after",
+        "not_before",
+        "ocsp_urls",
+        "path_length",
+        "public_key",
+        "san",
+        "serial",
+        "sha256",
+        "signature",
+        "signature_hash",
+        "signature_oid",
+        "signature_params",
+        "ski",
+        "version",
+    )
 
     der: bytes
     sha256: bytes
-    x509: cx509.Certificate = field(repr=False)
-    subject: cx509.Name = field(repr=False)
-    issuer: cx509.Name = field(repr=False)
-    subject_key: NameKey = field(repr=False)
-    issuer_key: NameKey = field(repr=False)
-    serial: int = field(repr=False)
-    version: int = field(repr=False)
-    not_before: datetime = field(repr=False)
-    not_after: datetime = field(repr=False)
+    signature: bytes
+    serial: int
+    version: int
+    not_before: datetime
+    not_after: datetime
     # Extensions: every OID present, and those marked critical.
-    extension_oids: frozenset[str] = field(repr=False)
-    critical_oids: frozenset[str] = field(repr=False)
-    is_ca: bool | None = field(repr=False)  # None: no basicConstraints
-    path_length: int | None = field(repr=False)
-    key_usage: cx509.KeyUsage | None = field(repr=False)
-    eku: frozenset[str] | None = field(repr=False)  # dotted OIDs
-    san: tuple[cx509.GeneralName, ...] | None = field(repr=False)
-    name_constraints: cx509.NameConstraints | None = field(repr=False)
-    ski: bytes | None = field(repr=False)
-    aki: bytes | None = field(repr=False)
-    public_key: Any = field(repr=False)  # cryptography public key, or None if unsupported
-    key_type: str = field(repr=False)  # rsa | ec | ed25519 | ed448 | dsa | unknown
-    key_bits: int = field(repr=False)
-    curve: str | None = field(repr=False)  # "P-256", ...; "explicit" for explicit EC parameters
-    spki_der: bytes = field(repr=False)
-    signature_oid: str = field(repr=False)
-    signature_hash: str | None = field(repr=False)  # "sha256", None for EdDSA/unknown
-    signature_params: Any = field(repr=False)
-    crl_urls: tuple[str, ...] = field(repr=False)
-    ocsp_urls: tuple[str, ...] = field(repr=False)
-    ca_issuer_urls: tuple[str, ...] = field(repr=False)
-    # Derived
-    self_issued: bool = field(repr=False)
-    spki_sha256: bytes = field(repr=False)
-    # The RFC 4514 subject, written on first use (only details and logs read it).
-    _subject_text: str | None = field(default=None, repr=False)
+    extension_oids: frozenset[str]
+    critical_oids: frozenset[str]
+    is_ca: bool | None  # None: no basicConstraints
+    path_length: int | None
+    key_usage: cx509.KeyUsage | None
+    eku: frozenset[str] | None  # dotted OIDs
+    san: tuple[cx509.GeneralName, ...] | None
+    name_constraints: cx509.NameConstraints | None
+    ski: bytes | None
+    aki: bytes | None
+    public_key: Any  # cryptography public key, or None if unsupported
+    key_type: str  # rsa | ec | ed25519 | ed448 | dsa | unknown
+    key_bits: int
+    curve: str | None  # "P-256", ...; "explicit" for explicit EC parameters
+    signature_oid: str
+    signature_hash: str | None  # "sha256", None for EdDSA/unknown
+    signature_params: Any
+    crl_urls: tuple[str, ...]
+    ocsp_urls: tuple[str, ...]
+    ca_issuer_urls: tuple[str, ...]
+    # Located in the DER on construction (None when they could not be).
+    _tbs_start: int
+    _tbs_end: int
+    _issuer_raw: bytes | None
+    _subject_raw: bytes | None
+    _spki_raw: bytes | None
+    # Computed on first use (_NO until then).
+    _x509: Any
+    _subject: Any
+    _issuer: Any
+    _subject_key: Any
+    _issuer_key: Any
+    _self_issued: Any
+    _spki_sha256: bytes | None
+    _subject_text: str | None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Certificate is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Certificate is immutable: cannot delete {name!r}")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Certificate) and other.der == self.der
@@ -104,13 +168,114 @@ class Certificate:
     def __hash__(self) -> int:
         return hash(self.sha256)
 
+    # -- computed on first use ------------------------------------------------------
+
+    @property
+    def x509(self) -> cx509.Certificate:
+        """``cryptography``'s certificate object (loaded again from the DER when first wanted).
+
+        The object made while parsing is not kept: it holds every decoded
+        extension, and a validator keeps thousands of client certificates in its
+        verdict cache, all of which the garbage collector would walk.
+        """
+        x = self._x509
+        if x is _NO:
+            x = cx509.load_der_x509_certificate(self.der)
+            _set(self, "_x509", x)
+        return x  # type: ignore[no-any-return]
+
+    @property
+    def tbs(self) -> bytes:
+        """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3)."""
+        if self._tbs_end:
+            return self.der[self._tbs_start : self._tbs_end]
+        return self.x509.tbs_certificate_bytes
+
+    @property
+    def subject(self) -> cx509.Name:
+        name = self._subject
+        if name is _NO:
+            name = _decoded(lambda: self.x509.subject, "subject")
+            _set(self, "_subject", name)
+        return name  # type: ignore[no-any-return]
+
+    @property
+    def issuer(self) -> cx509.Name:
+        name = self._issuer
+        if name is _NO:
+            name = _decoded(lambda: self.x509.issuer, "issuer")
+            _set(self, "_issuer", name)
+        return name  # type: ignore[no-any-return]
+
+    @property
+    def subject_key(self) -> NameKey:
+        """The subject's matching key (RFC 5280 §7.1, :func:`name_key`)."""
+        key = self._subject_key
+        if key is _NO:
+            key = _name_key_of(self._subject_raw, lambda: self.subject)
+            _set(self, "_subject_key", key)
+        return key  # type: ignore[no-any-return]
+
+    @property
+    def issuer_key(self) -> NameKey:
+        """The issuer's matching key: what path building looks candidates up by."""
+        key = self._issuer_key
+        if key is _NO:
+            key = _name_key_of(self._issuer_raw, lambda: self.issuer)
+            _set(self, "_issuer_key", key)
+        return key  # type: ignore[no-any-return]
+
+    @property
+    def subject_empty(self) -> bool:
+        """Whether the subject is the empty name (answered from the bytes when it can be)."""
+        if self._subject_raw is not None:
+            return self._subject_raw == b"\x30\x00"
+        return not self.subject_key
+
+    @property
+    def issuer_empty(self) -> bool:
+        if self._issuer_raw is not None:
+            return self._issuer_raw == b"\x30\x00"
+        return not self.issuer_key
+
+    @property
+    def self_issued(self) -> bool:
+        """Subject and issuer are the same name (RFC 5280 §6.1: self-issued)."""
+        same = self._self_issued
+        if same is _NO:
+            raw_s, raw_i = self._subject_raw, self._issuer_raw
+            same = True if raw_s is not None and raw_s == raw_i else self.subject_key == self.issuer_key
+            _set(self, "_self_issued", same)
+        return same  # type: ignore[no-any-return]
+
+    @property
+    def spki_der(self) -> bytes:
+        """The SubjectPublicKeyInfo as transmitted (re-encoded from the key when it cannot be sliced out)."""
+        raw = self._spki_raw
+        if raw is None:
+            raw = _spki_der(self.x509, self.public_key)
+            _set(self, "_spki_raw", raw)
+        return raw
+
+    @property
+    def spki_sha256(self) -> bytes:
+        """SHA-256 of :attr:`spki_der`: the key's identity (RFC 7469 pins hash the same bytes)."""
+        digest = self._spki_sha256
+        if digest is None:
+            digest = hashlib.sha256(self.spki_der).digest()
+            _set(self, "_spki_sha256", digest)
+        return digest
+
     @property
     def subject_text(self) -> str:
         """The subject DN as an RFC 4514 string (``<unprintable name>`` when it cannot be)."""
         text = self._subject_text
         if text is None:
-            text = _name_text(self.subject)
-            object.__setattr__(self, "_subject_text", text)
+            try:
+                text = _name_text(self.subject)
+            except CertificateRejected:
+                text = "<unprintable name>"
+            _set(self, "_subject_text", text)
         return text
 
     def __repr__(self) -> str:
@@ -133,7 +298,10 @@ class Certificate:
 
     @property
     def issuer_text(self) -> str:
-        return _name_text(self.issuer)
+        try:
+            return _name_text(self.issuer)
+        except CertificateRejected:
+            return "<unprintable name>"
 
     @property
     def pem(self) -> str:
@@ -146,6 +314,44 @@ class Certificate:
         return self.subject_text or f"serial {self.serial:x}"
 
 
+_set = object.__setattr__
+
+
+class _Unfrozen(Certificate):
+    """The same object while it is being filled in: plain attribute stores (the frozen
+    class's ``__setattr__`` would cost a call per field), then ``__class__`` becomes
+    :class:`Certificate`."""
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__  # type: ignore[assignment]
+
+
+_T = TypeVar("_T")
+
+
+def _decoded(read: Callable[[], _T], what: str) -> _T:
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise CertificateRejected(Reason.MALFORMED, f"certificate {what} could not be decoded: {exc}") from None
+
+
+# Name keys by the name's DER: the issuer of a client certificate is the subject of
+# its CA, byte for byte, so thousands of client certificates share one entry.
+# Equal bytes are equal names; unequal bytes fall back to comparing keys.
+_NAME_KEYS: BoundedLRU[bytes, NameKey] = BoundedLRU(4096)
+
+
+def _name_key_of(raw: bytes | None, read: Callable[[], cx509.Name]) -> NameKey:
+    if raw is None:
+        return _decoded(lambda: name_key(read()), "name")
+    key = _NAME_KEYS.lookup(raw)
+    if key is None:
+        key = _decoded(lambda: name_key(read()), "name")
+        _NAME_KEYS.store(raw, key)
+    return key
+
+
 def _name_text(name: cx509.Name) -> str:
     try:
         return name.rfc4514_string()
@@ -153,24 +359,42 @@ def _name_text(name: cx509.Name) -> str:
         return "<unprintable name>"
 
 
+def _key_kind(key: Any) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return "dsa"
+    return "unknown"
+
+
+# Key classes → kind: isinstance against the abstract classes once per class, not per certificate.
+_KEY_KINDS: dict[type, str] = {}
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
 def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
     try:
-        key = cert.public_key()
+        key: Any = cert.public_key()
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return None, "unknown", 0, None
-    if isinstance(key, rsa.RSAPublicKey):
-        return key, "rsa", key.key_size, None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        curve = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(
-            key.curve.name, key.curve.name
-        )
-        return key, "ec", key.curve.key_size, curve
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return key, "ed25519", 256, None
-    if isinstance(key, ed448.Ed448PublicKey):
-        return key, "ed448", 456, None
-    if isinstance(key, dsa.DSAPublicKey):
-        return key, "dsa", key.key_size, None
+    kind = _KEY_KINDS.get(type(key))
+    if kind is None:
+        kind = _KEY_KINDS[type(key)] = _key_kind(key)
+    if kind == "rsa" or kind == "dsa":
+        return key, kind, key.key_size, None
+    if kind == "ec":
+        name = key.curve.name
+        return key, "ec", key.curve.key_size, _CURVES.get(name, name)
+    if kind == "ed25519":
+        return key, kind, 256, None
+    if kind == "ed448":
+        return key, kind, 456, None
     return key, "unknown", 0, None
 
 
@@ -184,6 +408,8 @@ _AKI = ExtensionOID.AUTHORITY_KEY_IDENTIFIER.dotted_string
 _CRLDP = ExtensionOID.CRL_DISTRIBUTION_POINTS.dotted_string
 _AIA = ExtensionOID.AUTHORITY_INFORMATION_ACCESS.dotted_string
 _AIA_OCSP = AuthorityInformationAccessOID.OCSP.dotted_string
+# Extension value classes → their OID's dotted string (filled as they are met).
+_TYPE_OIDS: dict[type, str] = {}
 _AIA_CA_ISSUERS = AuthorityInformationAccessOID.CA_ISSUERS.dotted_string
 
 
@@ -191,68 +417,166 @@ def _urls(names: Any) -> list[str]:
     return [n.value for n in names if isinstance(n, cx509.UniformResourceIdentifier)]
 
 
+# One parameters object per algorithm, shared by every certificate that uses it.
+_PKCS1 = padding.PKCS1v15()
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    h.name: h for h in (hashes.SHA224(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512())
+}
+_ECDSA = {name: ec.ECDSA(h) for name, h in _HASHES.items()}
+_RSA_PKCS1_OIDS = frozenset(
+    ["1.2.840.113549.1.1.4", "1.2.840.113549.1.1.5", "1.2.840.113549.1.1.14", "1.2.840.113549.1.1.11",
+     "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13"]
+)
+_ECDSA_OIDS = frozenset(
+    ["1.2.840.10045.4.1", "1.2.840.10045.4.3.1", "1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"]
+)
+
+
+def _signature_facts(cert: cx509.Certificate, oid: str) -> tuple[str | None, Any]:
+    """(hash name, parameters object for verify) of the certificate's signature algorithm."""
+    try:
+        alg = cert.signature_hash_algorithm
+        name = alg.name if alg is not None else None
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return "unknown", None
+    if name is not None and name in _HASHES:
+        if oid in _RSA_PKCS1_OIDS:
+            return name, _PKCS1
+        if oid in _ECDSA_OIDS:
+            return name, _ECDSA[name]
+    try:
+        return name, cert.signature_algorithm_parameters
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return name, None
+
+
+def signature_hash_algorithm(cert: Certificate) -> hashes.HashAlgorithm | None:
+    """The hash object of ``cert``'s signature (shared instances for the common hashes)."""
+    name = cert.signature_hash
+    if name is not None and name in _HASHES:
+        return _HASHES[name]
+    try:
+        return cert.x509.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return None
+
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """(tag, contents start, end) of the DER TLV at ``pos``; None when it does not fit (X.690 §8.1)."""
+    if pos + 2 > end:
+        return None
+    first = data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + 2 + n > end:
+            return None
+        start, length = pos + 2 + n, int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
+    stop = start + length
+    return (data[pos], start, stop) if stop <= end else None
+
+
+# (TBSCertificate start, end), then the issuer, subject and SPKI as (start, end) of their TLVs.
+_Layout = tuple[int, int, tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def _layout(der: bytes) -> _Layout | None:
+    """Where the TBSCertificate and its issuer, subject and SPKI sit in ``der`` (RFC 5280 §4.1).
+
+    Only locates bytes in a certificate ``cryptography`` has already parsed
+    (strict DER), so that the signature covers exactly the transmitted TBS and
+    names can be compared by their bytes; None if anything does not fit.
+    """
+    end = len(der)
+    outer = _tlv(der, 0, end)
+    if outer is None or outer[0] != 0x30:
+        return None
+    tbs = _tlv(der, outer[1], outer[2])
+    if tbs is None or tbs[0] != 0x30:
+        return None
+    pos, stop = tbs[1], tbs[2]
+    first = _tlv(der, pos, stop)
+    if first is not None and first[0] == 0xA0:  # [0] EXPLICIT version
+        pos = first[2]
+    spans: list[tuple[int, int, int]] = []
+    for _ in range(6):
+        t = _tlv(der, pos, stop)
+        if t is None:
+            return None
+        spans.append((t[0], pos, t[2]))
+        pos = t[2]
+    serial, _signature, issuer, _validity, subject, spki = spans
+    if serial[0] != 0x02 or issuer[0] != 0x30 or subject[0] != 0x30 or spki[0] != 0x30:
+        return None
+    return outer[1], tbs[2], issuer[1:], subject[1:], spki[1:]
+
+
+def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
+    """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3).
+
+    Sliced from the DER (cheap) rather than re-encoded by ``cryptography`` (a few
+    µs per call); its strict DER parser guarantees both are the same bytes.
+    """
+    layout = _layout(der)
+    return der[layout[0] : layout[1]] if layout is not None else x509.tbs_certificate_bytes
+
+
 def _build(der: bytes, digest: bytes) -> Certificate:
     try:
         cert = cx509.load_der_x509_certificate(der)
         exts = cert.extensions  # raises on duplicates / undecodable known extensions
-        subject = cert.subject
-        issuer = cert.issuer
-        subject_key = name_key(subject)
-        issuer_key = name_key(issuer)
         serial = cert.serial_number
-        version = cert.version.value + 1
+        version = 3 if cert.version is cx509.Version.v3 else 1
         not_before = cert.not_valid_before_utc
         not_after = cert.not_valid_after_utc
         sig_oid = cert.signature_algorithm_oid.dotted_string
-        try:
-            sig_hash_alg = cert.signature_hash_algorithm
-            sig_hash = sig_hash_alg.name if sig_hash_alg is not None else None
-        except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-            sig_hash = "unknown"
-        try:
-            sig_params = cert.signature_algorithm_parameters
-        except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-            sig_params = None
-    except CertificateRejected:
-        raise
+        # cryptography decodes names only when they are read: decode the subject now, so
+        # that an undecodable one is malformed here rather than wherever it is first shown.
+        cert.subject  # noqa: B018
+        signature = cert.signature
+        sig_hash, sig_params = _signature_facts(cert, sig_oid)
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise CertificateRejected(Reason.MALFORMED, f"certificate could not be parsed: {exc}") from None
 
+    c = object.__new__(_Unfrozen)
     is_ca: bool | None = None
     path_length: int | None = None
-    key_usage = None
-    eku: frozenset[str] | None = None
-    san: tuple[cx509.GeneralName, ...] | None = None
-    nc = None
-    ski = aki = None
+    key_usage = eku = san = nc = ski = aki = None
     crl_urls: list[str] = []
     ocsp_urls: list[str] = []
     ca_issuer_urls: list[str] = []
-    oids = set()
-    critical = set()
+    oids = []
+    critical = []
     try:
         for ext in exts:
-            # Dispatch on the dotted string: ObjectIdentifier comparisons cost more.
-            oid = ext.oid.dotted_string
-            oids.add(oid)
-            if ext.critical:
-                critical.add(oid)
             value = ext.value
+            # Dispatch on the dotted string, found by the value's class: cheaper than
+            # reading the OID object (UnrecognizedExtension has no fixed OID).
+            oid = _TYPE_OIDS.get(type(value))
+            if oid is None:
+                oid = ext.oid.dotted_string
+                if not isinstance(value, cx509.UnrecognizedExtension):
+                    _TYPE_OIDS[type(value)] = oid
+            oids.append(oid)
+            if ext.critical:
+                critical.append(oid)
             if oid == _BC:
                 is_ca = bool(value.ca)
                 path_length = value.path_length
             elif oid == _KU:
                 key_usage = value
             elif oid == _EKU:
-                eku = frozenset(o.dotted_string for o in value)
+                eku = frozenset([o.dotted_string for o in value])
             elif oid == _SAN:
                 san = tuple(value)
-            elif oid == _NC:
-                nc = value
             elif oid == _SKI:
                 ski = value.digest
             elif oid == _AKI:
                 aki = value.key_identifier
+            elif oid == _NC:
+                nc = value
             elif oid == _CRLDP:
                 for dp in value:
                     if dp.full_name:
@@ -270,77 +594,68 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None
 
     key, key_type, key_bits, curve = _key_facts(cert)
-    spki_der = _spki_der(cert, key)
-    if key_type == "ec" and spki_der not in tbs_bytes(der, cert):
+    layout = _layout(der)
+    if layout is None or _NAME_KEYS.peek(der[layout[2][0] : layout[2][1]]) is None:
+        # An issuer name not seen before is decoded now, for the same reason
+        # (one already in the name cache was decoded when it was stored).
+        try:
+            cert.issuer  # noqa: B018
+        except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+            raise CertificateRejected(Reason.MALFORMED, f"certificate issuer could not be decoded: {exc}") from None
+    if layout is None:
+        tbs_start, tbs_end = 0, 0
+        issuer_raw = subject_raw = spki_raw = None
+    else:
+        tbs_start, tbs_end = layout[0], layout[1]
+        issuer_raw = der[layout[2][0] : layout[2][1]]
+        subject_raw = der[layout[3][0] : layout[3][1]]
+        spki_raw = der[layout[4][0] : layout[4][1]]
+    if key_type == "ec" and (spki_raw is None or spki_raw != _spki_der(cert, key)):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
         curve = "explicit"
-    return Certificate(
-        der=der,
-        sha256=digest,
-        x509=cert,
-        subject=subject,
-        issuer=issuer,
-        subject_key=subject_key,
-        issuer_key=issuer_key,
-        serial=serial,
-        version=version,
-        not_before=not_before,
-        not_after=not_after,
-        extension_oids=frozenset(oids),
-        critical_oids=frozenset(critical),
-        is_ca=is_ca,
-        path_length=path_length,
-        key_usage=key_usage,
-        eku=eku,
-        san=san,
-        name_constraints=nc,
-        ski=ski,
-        aki=aki,
-        public_key=key,
-        key_type=key_type,
-        key_bits=key_bits,
-        curve=curve,
-        spki_der=spki_der,
-        signature_oid=sig_oid,
-        signature_hash=sig_hash,
-        signature_params=sig_params,
-        crl_urls=tuple(crl_urls),
-        ocsp_urls=tuple(ocsp_urls),
-        ca_issuer_urls=tuple(ca_issuer_urls),
-        self_issued=subject_key == issuer_key,
-        spki_sha256=hashlib.sha256(spki_der).digest(),
-    )
-
-
-def _tlv_content(data: bytes, pos: int) -> tuple[int, int] | None:
-    """(start, end) of the contents of the DER TLV at ``pos``; None when it does not fit (X.690 §8.1.3)."""
-    if pos + 2 > len(data):
-        return None
-    first = data[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or pos + 2 + n > len(data):
-            return None
-        start, length = pos + 2 + n, int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
-    end = start + length
-    return (start, end) if end <= len(data) else None
-
-
-def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
-    """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3).
-
-    Sliced from the DER (cheap) rather than re-encoded by ``cryptography`` (a few
-    µs per call); its strict DER parser guarantees both are the same bytes.
-    """
-    outer = _tlv_content(der, 0)
-    if outer is not None and der[0] == 0x30 and outer[0] < len(der) and der[outer[0]] == 0x30:
-        inner = _tlv_content(der, outer[0])
-        if inner is not None:
-            return der[outer[0] : inner[1]]
-    return x509.tbs_certificate_bytes
+    c.der = der
+    c.sha256 = digest
+    c.signature = signature
+    c._x509 = _NO
+    c.serial = serial
+    c.version = version
+    c.not_before = not_before
+    c.not_after = not_after
+    c.extension_oids = frozenset(oids)
+    c.critical_oids = frozenset(critical)
+    c.is_ca = is_ca
+    c.path_length = path_length
+    c.key_usage = key_usage
+    c.eku = eku
+    c.san = san
+    c.name_constraints = nc
+    c.ski = ski
+    c.aki = aki
+    c.public_key = key
+    c.key_type = key_type
+    c.key_bits = key_bits
+    c.curve = curve
+    c.signature_oid = sig_oid
+    c.signature_hash = sig_hash
+    c.signature_params = sig_params
+    c.crl_urls = tuple(crl_urls)
+    c.ocsp_urls = tuple(ocsp_urls)
+    c.ca_issuer_urls = tuple(ca_issuer_urls)
+    c._tbs_start = tbs_start
+    c._tbs_end = tbs_end
+    c._issuer_raw = issuer_raw
+    c._subject_raw = subject_raw
+    c._spki_raw = spki_raw
+    c._spki_sha256 = None
+    c._subject_text = None
+    c._subject = _NO
+    c._issuer = _NO
+    c._subject_key = _NO
+    c._issuer_key = _NO
+    c._self_issued = _NO
+    c.__class__ = Certificate  # type: ignore[assignment]  # frozen from here on
+    return c
 
 
 def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
@@ -367,11 +682,14 @@ def clear_parse_cache() -> None:
     PARSE_CACHE.clear()
 
 
-def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES) -> Certificate:
+def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES, remember: bool = True) -> Certificate:
     """Parse one DER certificate.
 
     Raises :class:`CertificateRejected` with ``pki_too_large`` over ``max_bytes``
-    and ``malformed`` when it is not a certificate.
+    and ``malformed`` when it is not a certificate. ``remember=False`` still
+    looks in the parse cache but does not add to it: the validator parses
+    client certificates so, since a stream of one-time client certificates
+    would otherwise push the shared intermediates out.
     """
     if not isinstance(der, bytes | bytearray | memoryview):
         raise CertificateRejected(Reason.MALFORMED, "certificate input is not bytes")
@@ -387,8 +705,9 @@ def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES) ->
     if cached is not None:
         return cached
     cert = _build(der, hashlib.sha256(der).digest())
-    # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
-    PARSE_CACHE.store(cert.der, cert)
+    if remember:
+        # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
+        PARSE_CACHE.store(cert.der, cert)
     return cert
 
 

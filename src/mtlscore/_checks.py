@@ -22,7 +22,15 @@ from ._reasons import Reason
 from ._signature import check_signature_algorithm
 from ._trust import Anchor
 
-__all__ = ["PathFailure", "check_key", "check_path", "check_validity"]
+__all__ = [
+    "PathFailure",
+    "check_end_entity",
+    "check_issuers",
+    "check_key",
+    "check_path",
+    "check_validity",
+    "issuers_window",
+]
 
 _OID_NAMES = {v: k for k, v in EKU_NAMES.items()}
 
@@ -124,9 +132,9 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
     if cert.serial.bit_length() > 159:
         return "its serial number is longer than 20 octets (RFC 5280 §4.1.2.2)"
     # The name keys hold one entry per RDN and an RDN is never empty: an empty key is an empty name.
-    if not cert.issuer_key:
+    if cert.issuer_empty:
         return "its issuer name is empty (RFC 5280 §4.1.2.4)"
-    if not cert.subject_key:
+    if cert.subject_empty:
         if not is_leaf or cert.is_ca:
             return "it is a CA certificate with an empty subject (RFC 5280 §4.1.2.6)"
         san_critical = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string in cert.critical_oids
@@ -188,6 +196,23 @@ def check_path(
 
     Signatures are not checked here: the builder verified each link as it
     extended the path. Everything else of RFC 5280 §6.1 and the policy is.
+    """
+    at = at.replace(microsecond=0)
+    state = check_issuers(path, anchor, at=at, policy=policy)
+    if isinstance(state, PathFailure):
+        return state
+    return check_end_entity(path[0], state, at=at, policy=policy)
+
+
+def check_issuers(
+    path: list[Certificate], anchor: Anchor, *, at: datetime, policy: Policy
+) -> NameConstraintState | PathFailure:
+    """§6.1 for the anchor and the CAs of ``path`` (positions ``len(path)``…1): what they hand down.
+
+    The result — the name constraints the leaf must satisfy — depends on the
+    leaf only through the details of failures, and on ``at`` only through the
+    CAs' validity (see :func:`issuers_window`), so an accepted result can be
+    reused for another leaf under the same CAs.
     """
     n = len(path)
     a = anchor.certificate
@@ -257,91 +282,126 @@ def check_path(
             a_pos,
         )
 
-    for pos in range(n - 1, -1, -1):
+    for pos in range(n - 1, 0, -1):
         cert = path[pos]
-        is_leaf = pos == 0
         who = _Who(cert, pos)
-        if (msg := _structure(cert, is_leaf)) is not None:
-            return PathFailure(Reason.MALFORMED, f"{who}: {msg}", pos)
-        if (bad := check_signature_algorithm(cert, policy)) is not None:
-            return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
-        if (bad := check_validity(cert, at, policy, who)) is not None:
-            return PathFailure(bad[0], bad[1], pos)
-        if (crit := _unhandled_critical(cert)) is not None:
-            return PathFailure(
-                Reason.UNHANDLED_CRITICAL_EXTENSION,
-                f"{who} has critical extension(s) mtlscore does not process: {crit}",
-                pos,
-            )
-        if _POLICY_CONSTRAINTS in cert.extension_oids:
-            pc = cert.x509.extensions.get_extension_for_class(x509.PolicyConstraints).value
-            if pc.require_explicit_policy is not None:
-                # We do not build the §6.1 policy tree; refusing is the safe answer.
-                return PathFailure(
-                    Reason.UNHANDLED_CRITICAL_EXTENSION,
-                    f"{who} requires an explicit certificate policy (policyConstraints), "
-                    "which mtlscore does not evaluate",
-                    pos,
-                )
-        if (bad := check_key(cert, policy)) is not None:
-            return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
+        if (failure := _check_certificate(cert, pos, who, at, policy)) is not None:
+            return failure
         # §6.1.3 (b)-(c): name constraints apply to every certificate except
         # self-issued intermediates.
-        if is_leaf or not cert.self_issued:
+        if not cert.self_issued:
             try:
                 nc.check(cert)
             except ConstraintFailure as exc:
                 reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
                 return PathFailure(reason, exc.detail, pos)
-        if not is_leaf:
-            # §6.1.4 (k): an issuer must be a CA by basicConstraints.
-            if cert.is_ca is not True:
+        # §6.1.4 (k): an issuer must be a CA by basicConstraints.
+        if cert.is_ca is not True:
+            return PathFailure(
+                Reason.ISSUER_NOT_CA,
+                f"{who} issues {path[pos - 1].describe()!r} but "
+                + ("has no basicConstraints" if cert.is_ca is None else "has basicConstraints cA=FALSE")
+                + "; reissue it as a CA (basicConstraints critical, cA=TRUE)",
+                pos,
+            )
+        # §6.1.4 (l)-(m): pathLenConstraint counts non-self-issued intermediates.
+        if not cert.self_issued:
+            if max_path_length <= 0:
                 return PathFailure(
-                    Reason.ISSUER_NOT_CA,
-                    f"{who} issues {path[pos - 1].describe()!r} but "
-                    + ("has no basicConstraints" if cert.is_ca is None else "has basicConstraints cA=FALSE")
-                    + "; reissue it as a CA (basicConstraints critical, cA=TRUE)",
+                    Reason.PATH_LENGTH_EXCEEDED,
+                    f"{who} is one CA too many below a pathLenConstraint; "
+                    "shorten the chain or raise the issuer's pathLenConstraint",
                     pos,
                 )
-            # §6.1.4 (l)-(m): pathLenConstraint counts non-self-issued intermediates.
-            if not cert.self_issued:
-                if max_path_length <= 0:
-                    return PathFailure(
-                        Reason.PATH_LENGTH_EXCEEDED,
-                        f"{who} is one CA too many below a pathLenConstraint; "
-                        "shorten the chain or raise the issuer's pathLenConstraint",
-                        pos,
-                    )
-                max_path_length -= 1
-            if cert.path_length is not None and cert.path_length < max_path_length:
-                max_path_length = cert.path_length
-            # §6.1.4 (n): an issuer's keyUsage, when present, must allow keyCertSign.
-            if cert.key_usage is not None and not cert.key_usage.key_cert_sign:
-                return PathFailure(
-                    Reason.ISSUER_KEY_USAGE,
-                    f"{who} has keyUsage without keyCertSign, so it may not sign certificates",
-                    pos,
-                )
-            try:
-                nc.add(cert)
-            except ConstraintFailure as exc:
-                return PathFailure(Reason.NAME_CONSTRAINTS_VIOLATION, f"{who}: {exc.detail}", pos)
-            if (
-                required is not None
-                and policy.check_ca_eku
-                and cert.eku is not None
-                and required not in cert.eku
-                and ANY_EKU not in cert.eku
-            ):
-                return PathFailure(
-                    Reason.INVALID_EKU,
-                    f"{who} restricts its subordinates to {_eku_text(cert.eku)}, "
-                    f"which excludes {_OID_NAMES.get(required, required)}",
-                    pos,
-                )
-        else:
-            if (failure := _check_leaf(cert, policy, who)) is not None:
-                return failure
+            max_path_length -= 1
+        if cert.path_length is not None and cert.path_length < max_path_length:
+            max_path_length = cert.path_length
+        # §6.1.4 (n): an issuer's keyUsage, when present, must allow keyCertSign.
+        if cert.key_usage is not None and not cert.key_usage.key_cert_sign:
+            return PathFailure(
+                Reason.ISSUER_KEY_USAGE,
+                f"{who} has keyUsage without keyCertSign, so it may not sign certificates",
+                pos,
+            )
+        try:
+            nc.add(cert)
+        except ConstraintFailure as exc:
+            return PathFailure(Reason.NAME_CONSTRAINTS_VIOLATION, f"{who}: {exc.detail}", pos)
+        if (
+            required is not None
+            and policy.check_ca_eku
+            and cert.eku is not None
+            and required not in cert.eku
+            and ANY_EKU not in cert.eku
+        ):
+            return PathFailure(
+                Reason.INVALID_EKU,
+                f"{who} restricts its subordinates to {_eku_text(cert.eku)}, "
+                f"which excludes {_OID_NAMES.get(required, required)}",
+                pos,
+            )
+    return nc
+
+
+def issuers_window(path: list[Certificate] | tuple[Certificate, ...], anchor: Anchor) -> tuple[datetime, datetime]:
+    """(latest notBefore, earliest notAfter) over the CAs of ``path`` (not ``path[0]``) and the anchor's window.
+
+    :func:`check_issuers` answers the same for every whole-second ``at`` with
+    ``at + skew >= first`` and ``at - skew <= last``.
+    """
+    lo, hi = anchor.window()
+    for cert in path[1:]:
+        if cert.not_before > lo:
+            lo = cert.not_before
+        if cert.not_after < hi:
+            hi = cert.not_after
+    return lo, hi
+
+
+def check_end_entity(
+    cert: Certificate, nc: NameConstraintState, *, at: datetime, policy: Policy
+) -> PathFailure | None:
+    """§6.1 for the certificate at position 0, under the state its CAs handed down.
+
+    ``at`` must already be truncated to whole seconds.
+    """
+    who = _Who(cert, 0)
+    if (failure := _check_certificate(cert, 0, who, at, policy)) is not None:
+        return failure
+    try:
+        nc.check(cert)
+    except ConstraintFailure as exc:
+        reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
+        return PathFailure(reason, exc.detail, 0)
+    return _check_leaf(cert, policy, who)
+
+
+def _check_certificate(cert: Certificate, pos: int, who: _Who, at: datetime, policy: Policy) -> PathFailure | None:
+    """The checks every certificate on a path passes, whatever its position."""
+    if (msg := _structure(cert, pos == 0)) is not None:
+        return PathFailure(Reason.MALFORMED, f"{who}: {msg}", pos)
+    if (bad := check_signature_algorithm(cert, policy)) is not None:
+        return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
+    if (bad := check_validity(cert, at, policy, who)) is not None:
+        return PathFailure(bad[0], bad[1], pos)
+    if (crit := _unhandled_critical(cert)) is not None:
+        return PathFailure(
+            Reason.UNHANDLED_CRITICAL_EXTENSION,
+            f"{who} has critical extension(s) mtlscore does not process: {crit}",
+            pos,
+        )
+    if _POLICY_CONSTRAINTS in cert.extension_oids:
+        pc = cert.x509.extensions.get_extension_for_class(x509.PolicyConstraints).value
+        if pc.require_explicit_policy is not None:
+            # We do not build the §6.1 policy tree; refusing is the safe answer.
+            return PathFailure(
+                Reason.UNHANDLED_CRITICAL_EXTENSION,
+                f"{who} requires an explicit certificate policy (policyConstraints), "
+                "which mtlscore does not evaluate",
+                pos,
+            )
+    if (bad := check_key(cert, policy)) is not None:
+        return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
     return None
 
 

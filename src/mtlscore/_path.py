@@ -15,18 +15,21 @@ may appear once per path (RFC 4158 §5.2). Work is bounded by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ._cert import Certificate
-from ._checks import PathFailure, check_key, check_path
+from ._checks import PathFailure, check_end_entity, check_issuers, check_key, check_path, issuers_window
+from ._lru import BoundedLRU
+from ._name_constraints import NameConstraintState
 from ._names import NameKey
 from ._policy import Policy
 from ._reasons import Reason
-from ._signature import SignatureCache, verify_link
+from ._signature import SIGNATURES, SignatureCache, verify_link
 from ._trust import Anchor, TrustStore
 
-__all__ = ["BuildResult", "build_path"]
+__all__ = ["BuildResult", "KnownPaths", "build_path"]
 
 
 @dataclass(slots=True)
@@ -39,6 +42,11 @@ class BuildResult:
     failure_path: list[Certificate] = field(default_factory=list)
     work: int = 0
     paths_checked: int = 0
+    # True when the path is the first the search tried: at every step the first
+    # candidate in order was taken and nothing failed on the way. Another leaf
+    # with the same issuer name, key identifier and presented certificates would
+    # be searched in the same order, so it may reuse the path (KnownPaths).
+    straight: bool = False
 
     @property
     def ok(self) -> bool:
@@ -56,6 +64,7 @@ class _Search:
     paths_checked: int = 0
     best: tuple[tuple[int, int, int], PathFailure, list[Certificate]] | None = None
     exhausted: bool = False
+    straight: bool = True
 
     def record(self, tier: int, path: list[Certificate], failure: PathFailure) -> None:
         # "Closest to an anchor" (DESIGN.md §4): complete paths beat incomplete
@@ -121,6 +130,7 @@ def build_path(
     # The leaf may itself be a configured anchor (the same name and key).
     own = trust.find_anchor(leaf)
     if own is not None:
+        s.straight = False
         s.paths_checked += 1
         failure = check_path([leaf], own, at=at, policy=policy)
         if failure is None:
@@ -131,7 +141,8 @@ def build_path(
     on_path = {(leaf.subject_key, leaf.spki_sha256)}
     result = _extend(s, path, on_path)
     if result is not None:
-        return BuildResult(result[0], result[1], work=s.work, paths_checked=s.paths_checked)
+        return BuildResult(result[0], result[1], work=s.work, paths_checked=s.paths_checked,
+                           straight=s.straight and s.best is None)
     if s.exhausted:
         return BuildResult(
             failure=PathFailure(
@@ -187,7 +198,7 @@ def _extend(
             s.record(0, path, _untrusted_at(cert, pos - 1))
         return None
 
-    for anchor in anchors:
+    for i, anchor in enumerate(anchors):
         if not s.spend():
             return None
         a = anchor.certificate
@@ -210,6 +221,8 @@ def _extend(
         s.paths_checked += 1
         failure = check_path(path, anchor, at=s.at, policy=s.policy)
         if failure is None:
+            if i:
+                s.straight = False
             return list(path), anchor
         s.record(2, path, failure)
 
@@ -227,7 +240,7 @@ def _extend(
         s.record(1, path, too_long)
         return None
 
-    for cand in inters:
+    for j, cand in enumerate(inters):
         if s.exhausted:
             return None
         ident = (cand.subject_key, cand.spki_sha256)
@@ -259,6 +272,8 @@ def _extend(
         path.pop()
         on_path.discard(ident)
         if found is not None:
+            if j or anchors:
+                s.straight = False
             return found
     return None
 
@@ -274,3 +289,89 @@ def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
         "trust anchor nor a known intermediate; add that CA to the trust store or present it",
         pos,
     )
+
+
+# -- reusing a path for the next leaf under the same CAs ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    tail: tuple[Certificate, ...]  # the CAs above the leaf, its issuer first
+    anchor: Anchor
+    handed_down: NameConstraintState  # what the CAs constrain the leaf to (check_issuers)
+    first: datetime  # the CAs all pass their validity checks from first …
+    last: datetime  # … to last (with the policy's skew)
+    keys: frozenset[bytes]  # SPKI digests on the tail: a leaf with one of them is a loop
+
+
+class KnownPaths(BoundedLRU[Hashable, _Known]):
+    """Paths the builder found on its first try, reused for the next leaf under the same CAs.
+
+    Thousands of client certificates share an issuer. The builder's search for
+    one of them depends on the leaf only through its issuer name, its
+    authorityKeyIdentifier and the certificates presented with it (the order of
+    candidates), and on the leaf's own signature and checks. So when a search
+    took the first candidate at every step and nothing failed, the next leaf with
+    the same (issuer name, AKI, presented certificates) under the same trust and
+    policy epochs would be searched along the same path: :meth:`build` verifies
+    only its signature and runs only its own checks (RFC 5280 §6.1 for position
+    0, under the state the CAs handed down, recorded by :func:`check_issuers`).
+    Anything that differs — a signature that does not verify, a check that
+    fails, a validation time outside the CAs' validity, a leaf whose key is an
+    anchor's or on the tail — returns None and the caller runs the full search,
+    which then decides exactly as it always does.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        super().__init__(size)
+
+    @staticmethod
+    def _key(leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy) -> Hashable:
+        return (leaf.issuer_key, leaf.aki, tuple([c.sha256 for c in presented]), trust.epoch, policy.epoch)
+
+    def learn(
+        self, leaf: Certificate, presented: list[Certificate], result: BuildResult, trust: TrustStore,
+        policy: Policy, *, at: datetime,
+    ) -> None:
+        """Remember ``result`` (a straight, accepted search for ``leaf``) for the leaf's siblings."""
+        anchor = result.anchor
+        if not result.straight or anchor is None or len(result.path) < 1:
+            return
+        key = self._key(leaf, presented, trust, policy)
+        if self.peek(key) is not None:
+            return
+        state = check_issuers(result.path, anchor, at=at, policy=policy)
+        if isinstance(state, PathFailure):  # pragma: no cover - the search accepted this path at ``at``
+            return
+        tail = tuple(result.path[1:])
+        first, last = issuers_window(result.path, anchor)
+        self.store(key, _Known(tail, anchor, state, first, last, frozenset(c.spki_sha256 for c in tail)))
+
+    def build(
+        self, leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy, *,
+        at: datetime, signatures: SignatureCache | None = None,
+    ) -> BuildResult | None:
+        """The accepted path for ``leaf`` along a known one, or None: run :func:`build_path`."""
+        key = self._key(leaf, presented, trust, policy)
+        known = self.peek(key)
+        if known is None:
+            self.misses += 1
+            return None
+        at = at.replace(microsecond=0)
+        skew = policy.clock_skew
+        if at + skew < known.first or at - skew > known.last:
+            return None
+        spki = leaf.spki_sha256
+        if spki in known.keys or trust.has_anchor_key(spki):
+            return None
+        issuer = known.tail[0] if known.tail else known.anchor.certificate
+        if not (signatures or SIGNATURES).verify_once(leaf, issuer):
+            return None
+        state = known.handed_down
+        if not state.empty:
+            state = replace(state)  # checking spends its own work budget
+        if check_end_entity(leaf, state, at=at, policy=policy) is not None:
+            return None
+        self.hit(key)
+        return BuildResult([leaf, *known.tail], known.anchor, work=len(known.tail) + 1, paths_checked=1,
+                           straight=True)

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-from ._cert import Certificate, tbs_bytes
+from ._cert import Certificate, signature_hash_algorithm
 from ._lru import BoundedLRU
 from ._policy import Policy
 from ._reasons import Reason
@@ -66,34 +66,34 @@ def _verify(cert: Certificate, key: Any) -> bool:
     if alg is None or key is None:
         return False
     kind = alg[0]
-    x = cert.x509
+    signature = cert.signature
     try:
-        tbs = tbs_bytes(cert.der, x)
+        tbs = cert.tbs
         if kind == "rsa":
             if not isinstance(key, rsa.RSAPublicKey):
                 return False
             params = cert.signature_params
             if not isinstance(params, padding.PSS | padding.PKCS1v15):
                 return False
-            hash_alg = x.signature_hash_algorithm
+            hash_alg = signature_hash_algorithm(cert)
             if hash_alg is None:
                 return False
-            key.verify(x.signature, tbs, params, hash_alg)
+            key.verify(signature, tbs, params, hash_alg)
         elif kind == "ec":
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 return False
             params = cert.signature_params
             if not isinstance(params, ec.ECDSA):
                 return False
-            key.verify(x.signature, tbs, params)
+            key.verify(signature, tbs, params)
         elif kind == "ed25519":
             if not isinstance(key, ed25519.Ed25519PublicKey):
                 return False
-            key.verify(x.signature, tbs)
+            key.verify(signature, tbs)
         elif kind == "ed448":
             if not isinstance(key, ed448.Ed448PublicKey):
                 return False
-            key.verify(x.signature, tbs)
+            key.verify(signature, tbs)
         else:  # pragma: no cover - table and branches agree
             return False
     except InvalidSignature:
@@ -119,6 +119,19 @@ class SignatureCache(BoundedLRU[tuple[bytes, bytes], bool]):
         result = _verify(subject, issuer.public_key)
         self.store(key, result)
         return result
+
+    def verify_once(self, subject: Certificate, issuer: Certificate) -> bool:
+        """Like :meth:`verify`, without storing the result: for a link that will not be asked about again.
+
+        A client certificate's own signature is verified once per first
+        connection (a reconnecting client hits the verdict cache), so storing it
+        would only push the shared CA links out of this cache.
+        """
+        found = self.peek((issuer.spki_sha256, subject.sha256))
+        if found is not None:
+            return found
+        self.verifications += 1
+        return _verify(subject, issuer.public_key)
 
     def clear(self) -> None:
         super().clear()

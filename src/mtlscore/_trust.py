@@ -75,6 +75,7 @@ class TrustStore:
     _anchors: list[Anchor] = field(default_factory=list)
     _by_subject: dict[NameKey, list[Anchor]] = field(default_factory=dict)
     _by_ski: dict[bytes, list[Anchor]] = field(default_factory=dict)
+    _anchor_keys: set[bytes] = field(default_factory=set)
     _pool: dict[bytes, Certificate] = field(default_factory=dict)
     _pool_by_subject: dict[NameKey, list[Certificate]] = field(default_factory=dict)
     _allowlisted: dict[bytes, Certificate] = field(default_factory=dict)
@@ -89,6 +90,7 @@ class TrustStore:
         self._anchors = []
         self._by_subject = {}
         self._by_ski = {}
+        self._anchor_keys = set()
         self._pool = {}
         self._pool_by_subject = {}
         self._allowlisted = {}
@@ -111,6 +113,7 @@ class TrustStore:
             raise ConfigError(f"anchor {anchor.name}: not_before is not before not_after", key="anchors")
         self._anchors.append(anchor)
         self._by_subject.setdefault(anchor.subject_key, []).append(anchor)
+        self._anchor_keys.add(anchor.spki_sha256)
         if anchor.certificate.ski:
             self._by_ski.setdefault(anchor.certificate.ski, []).append(anchor)
         self.epoch = next(_epochs)
@@ -175,6 +178,10 @@ class TrustStore:
 
     def allowlisted_match(self, cert: Certificate) -> Certificate | None:
         return self._allowlisted.get(cert.sha256)
+
+    def has_anchor_key(self, spki_sha256: bytes) -> bool:
+        """Whether some anchor has this public key (by SHA-256 of its SPKI)."""
+        return spki_sha256 in self._anchor_keys
 
     def find_anchor(self, cert: Certificate) -> Anchor | None:
         """The anchor made from exactly this name and key, if any."""

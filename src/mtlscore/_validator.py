@@ -22,13 +22,13 @@ from ._checks import check_key, check_validity
 from ._crl import ParsedCRL, parse_crl
 from ._identity import Identity
 from ._machine import MachineError, Move, NeedIssuer, Request, State, transition
-from ._path import BuildResult, build_path
+from ._path import BuildResult, KnownPaths, build_path
 from ._policy import Policy
 from ._reasons import CertificateRejected, Reason
 from ._revocation import PositionCheck, RevocationCache
 from ._signature import SIGNATURES, SignatureCache, check_signature_algorithm
 from ._trust import TrustStore
-from ._verdict import Verdict
+from ._verdict import DERIVE, Verdict
 
 __all__ = ["INTERNAL_ERROR", "Validation", "Validator"]
 
@@ -66,6 +66,7 @@ class Validator:
         signatures: SignatureCache | None = None,
         cache: RevocationCache | None = None,
         verdict_cache: VerdictCache | None = None,
+        known_paths: KnownPaths | None = None,
     ) -> None:
         from ._reasons import ConfigError
 
@@ -76,6 +77,8 @@ class Validator:
         self.cache = cache if cache is not None else RevocationCache()
         # Accepted verdicts of validate(), by presented bytes × trust/policy epoch (mtlscore._cache).
         self.verdict_cache = verdict_cache if verdict_cache is not None else VerdictCache()
+        # Paths reused for the next client certificate under the same CAs (mtlscore._path.KnownPaths).
+        self.known_paths = known_paths if known_paths is not None else KnownPaths()
         # In every key: a shared verdict cache never hands one validator's verdict
         # (its identity map, its CRLs) to another.
         self._cache_token = object()
@@ -105,6 +108,15 @@ class Validator:
                 hit = self.verdict_cache.get(key, at)
                 if hit is not None:
                     return hit
+            parsed = self._parse_plain(chain)
+            if parsed is not None:
+                chain = parsed
+                if self._revocation_silent(crls, ocsp_responses):
+                    quick = self._by_known_path(parsed, at)
+                    if quick is not None:
+                        if key is not None:
+                            self._remember(key, quick, at)
+                        return quick
             run = self.start(chain, at=at, crls=crls, ocsp_responses=ocsp_responses)
             for _ in range(_MAX_STEPS):
                 event = run.next_event()
@@ -113,9 +125,68 @@ class Validator:
                         self._remember(key, event, at)
                     return event
                 run.fail(event, "not fetched: validate() does no I/O")
+        except CertificateRejected as exc:
+            return Verdict.reject(exc.reason, exc.detail)
         except Exception as exc:  # noqa: BLE001 - the front door must answer, not crash
             return Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}")
         return Verdict.reject(Reason.MALFORMED, f"{INTERNAL_ERROR}: the validation did not finish")
+
+    # -- the hot path: a new client certificate under CAs seen before ----------------
+
+    def _parse_plain(self, chain: Any) -> list[Certificate] | None:
+        """A list/tuple of DER certificates (what TLS stacks hand over) within limits, parsed; else None.
+
+        None also when anything does not parse: the machine then reports it as it always does.
+        """
+        if type(chain) is not list and type(chain) is not tuple:
+            return None
+        p = self.policy
+        if not chain or (p.max_presented is not None and len(chain) > p.max_presented):
+            return None
+        total = 0
+        for item in chain:
+            if type(item) is not bytes or item[:1] != b"\x30" or len(item) > p.max_cert_bytes:
+                return None
+            total += len(item)
+        if total > p.max_chain_bytes:
+            return None
+        try:
+            # The leaf stays out of the parse cache (see parse()); the CAs go in.
+            leaf = parse_certificate(chain[0], max_bytes=p.max_cert_bytes, remember=False)
+            return [leaf, *[parse_certificate(d, max_bytes=p.max_cert_bytes) for d in chain[1:]]]
+        except CertificateRejected:
+            return None
+
+    def _revocation_silent(self, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]) -> bool:
+        """Whether revocation checking can only accept, noting nothing (see PositionCheck._local)."""
+        p = self.policy
+        leaf_mode, ca_mode = p.revocation_mode(0), p.revocation_mode(1)
+        if leaf_mode == "off" and ca_mode == "off":
+            return True
+        if "hard" in (leaf_mode, ca_mode):
+            return False
+        # Soft-fail with nothing to consult accepts without a note.
+        return not (crls or ocsp_responses or self.crls or p.fetch or len(self.cache))
+
+    def _by_known_path(self, certs: list[Certificate], at: datetime) -> Verdict | None:
+        """The verdict the machine would give, when the leaf's path is a known one (KnownPaths); else None.
+
+        Only for calls where revocation can only accept silently: then the
+        verdict is the path, its anchor and the identity, as the machine builds it.
+        """
+        leaf = certs[0]
+        if self.trust.allowlisted_match(leaf) is not None:
+            return None
+        result = self.known_paths.build(leaf, certs[1:], self.trust, self.policy, at=at, signatures=self.signatures)
+        if result is None or result.anchor is None:
+            return None
+        anchor = result.anchor
+        path = tuple(result.path)
+        if path[-1].sha256 != anchor.certificate.sha256:
+            path = path + (anchor.certificate,)
+        if self.identity_map is None:
+            return Verdict(True, None, "", path, anchor, DERIVE)  # what finish() makes of it
+        return self.finish(Verdict(True, path=path, anchor=anchor), leaf, anchor, [])
 
     def _verdict_key(self, chain: Any, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]) -> Any:
         # Cache only verdicts that depend on nothing but the chain, the epochs, this
@@ -169,7 +240,12 @@ class Validator:
             max_count=p.max_presented,
         )
         first = items[0]
-        leaf = first if isinstance(first, Certificate) else parse_certificate(first, max_bytes=p.max_cert_bytes)
+        # Client certificates are not added to the parse cache: most are seen once (a
+        # reconnecting client hits the verdict cache before parsing), and a stream of
+        # new ones must not push out the intermediates everyone shares.
+        leaf = first if isinstance(first, Certificate) else parse_certificate(
+            first, max_bytes=p.max_cert_bytes, remember=False
+        )
         notes: list[str] = []
         presented: list[Certificate] = []
         for i, item in enumerate(items[1:], start=1):
@@ -201,6 +277,14 @@ class Validator:
 
     def finish(self, verdict: Verdict, leaf: Certificate, anchor: Any, notes: list[str]) -> Verdict:
         """Attach the identity (and principal, through the identity map) to an accepted verdict."""
+        if self.identity_map is None:
+            # The identity is built from the leaf and anchor when first read (Verdict.identity).
+            if not verdict.path or leaf is not verdict.path[0] or anchor is not verdict.anchor:
+                identity = Identity.from_certificate(leaf, anchor)
+            else:
+                identity = DERIVE
+            return Verdict(True, None, "", path=verdict.path, anchor=verdict.anchor, identity=identity,
+                           notes=verdict.notes + tuple(notes))
         identity = Identity.from_certificate(leaf, anchor)
         principal = None
         if self.identity_map is not None:
@@ -344,8 +428,12 @@ class Validation:
                 # finish() attaches identity to accepted verdicts only.
                 return self._decide(v.finish(allow, self._leaf, None, self._notes) if allow.ok else allow)
         leaf = self._leaf
-        result = build_path(leaf, self._presented + self._fetched, v.trust, v.policy, at=self.at,
-                            signatures=v.signatures)
+        candidates = self._presented + self._fetched
+        result = v.known_paths.build(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)
+        if result is None:
+            result = build_path(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)
+            if result.straight:
+                v.known_paths.learn(leaf, candidates, result, v.trust, v.policy, at=self.at)
         if not result.ok:
             assert result.failure is not None
             url = self._issuer_to_ask(result)

@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._cert import Certificate
+from ._identity import Identity
 from ._reasons import CertificateRejected, Reason
 from ._trust import Anchor
-
-if TYPE_CHECKING:
-    from ._identity import Identity
 
 __all__ = ["Verdict"]
 
 
-@dataclass(frozen=True, slots=True)
+class _Derive:
+    def __repr__(self) -> str:
+        return "<derived from the leaf and anchor on first read>"
+
+
+# Passed as ``identity``: build it from ``path[0]`` and ``anchor`` when first read.
+DERIVE: Any = _Derive()
+
+
+class _IdentityField:
+    """The ``identity`` field, computed on first read when it was given as :data:`DERIVE`.
+
+    An accepted verdict always has an identity, but most callers of the hot path
+    (a verdict cached for a reconnecting client, a gateway that only forwards
+    the account) read it once or never: building it (DN texts, SANs by type,
+    the SPIFFE ID, digests) is then done once, when wanted.
+    """
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default
+        value = obj.__dict__["_identity"]
+        if value is DERIVE:
+            value = Identity.from_certificate(obj.path[0], obj.anchor) if obj.path else None
+            obj.__dict__["_identity"] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_identity"] = value
+
+
+@dataclass(frozen=True)
 class Verdict:
     """Accepted or rejected, why, and (when accepted) the path, anchor and identity.
 
@@ -30,7 +59,7 @@ class Verdict:
     detail: str = ""
     path: tuple[Certificate, ...] = ()
     anchor: Anchor | None = None
-    identity: Identity | None = None
+    identity: Identity | None = _IdentityField()  # type: ignore[assignment]
     notes: tuple[str, ...] = ()
     # Index into ``path`` of the certificate the reason is about, when known.
     position: int | None = None

@@ -1,0 +1,228 @@
+"""KnownPaths: the next client certificate under the same CAs reuses the path the builder found.
+
+The contract is that reuse never changes a verdict: every test here validates
+the same input twice — once with a validator that has learnt the path from a
+sibling, once with one that never reuses anything (``KnownPaths(0)``) — and
+requires the same decision, reason, position, path, anchor, notes and identity.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from mtlscore import Policy, TrustStore, Validator, pki
+from mtlscore._cert import PARSE_CACHE, parse_certificate
+from mtlscore._identity import Identity
+from mtlscore._path import KnownPaths
+from mtlscore._policy import SERVER_AUTH
+from mtlscore._reasons import Reason
+from mtlscore._verdict import Verdict
+
+NOW = pki.NOW
+UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+
+
+def _summary(v: Verdict) -> tuple[Any, ...]:
+    ident = v.identity.to_dict() if v.identity is not None else None
+    return (v.ok, v.reason, v.position, tuple(c.sha256 for c in v.path),
+            v.anchor.spki_sha256 if v.anchor else None, v.notes, ident, v.principal)
+
+
+def _pair(trust: TrustStore, policy: Policy | None = None, **kw: Any) -> tuple[Validator, Validator]:
+    """A validator that reuses paths and one that never does, otherwise identical."""
+    reuse = Validator(trust, policy or Policy(), **kw)
+    fresh = Validator(trust, policy or Policy(), known_paths=KnownPaths(0), **kw)
+    return reuse, fresh
+
+
+def _same(reuse: Validator, fresh: Validator, chain: Any, **kw: Any) -> Verdict:
+    a = reuse.validate(chain, **kw)
+    b = fresh.validate(chain, **kw)
+    assert _summary(a) == _summary(b)
+    assert fresh.known_paths.hits == 0
+    return a
+
+
+@pytest.fixture(scope="module")
+def pkis() -> dict[str, pki.Issued]:
+    root = pki.root("CN=KP Root", key="rsa2048")
+    inter = root.intermediate("CN=KP Intermediate", key="rsa2048")
+    return {"root": root, "inter": inter}
+
+
+def test_a_sibling_reuses_the_path_and_gets_the_same_verdict(pkis: dict[str, pki.Issued]) -> None:
+    inter = pkis["inter"]
+    reuse, fresh = _pair(TrustStore([pkis["root"].der]))
+    first = _same(reuse, fresh, inter.leaf("one.example").chain_der, at=NOW)
+    assert first.ok and reuse.known_paths.hits == 0 and len(reuse.known_paths) == 1
+    for i in range(5):
+        v = _same(reuse, fresh, inter.leaf(f"sibling-{i}.example").chain_der, at=NOW)
+        assert v.ok
+        assert v.identity is not None and v.identity.common_name == f"sibling-{i}.example"
+    assert reuse.known_paths.hits == 5
+
+
+@pytest.mark.parametrize(
+    ("make_leaf", "reason", "position"),
+    [
+        (lambda i: i.leaf("expired", not_after=NOW - timedelta(days=1)), Reason.EXPIRED, 0),
+        (lambda i: i.leaf("not-yet", not_before=NOW + timedelta(days=1)), Reason.NOT_YET_VALID, 0),
+        (lambda i: i.leaf("server-only", eku=[SERVER_AUTH]), Reason.INVALID_EKU, 0),
+        (lambda i: i.leaf("weak", key="rsa-1024"), Reason.RSA_KEY_TOO_SMALL, 0),
+        (lambda i: i.leaf("ca-ku", key_usage=pki.key_usage("key_cert_sign", "digital_signature")),
+         Reason.LEAF_KEY_USAGE, 0),
+        (lambda i: i.leaf("critical", extensions=[(UNKNOWN, True)]), Reason.UNHANDLED_CRITICAL_EXTENSION, 0),
+        # Issued under the intermediate's name by another key: the known issuer's key does not verify it.
+        (lambda i: i.leaf("impostor", signer=pki.new_key("rsa2048")), Reason.BAD_SIGNATURE, 0),
+    ],
+)
+def test_a_bad_sibling_falls_back_and_is_rejected_as_without_reuse(
+    pkis: dict[str, pki.Issued], make_leaf: Any, reason: Reason, position: int
+) -> None:
+    inter = pkis["inter"]
+    reuse, fresh = _pair(TrustStore([pkis["root"].der]))
+    assert _same(reuse, fresh, inter.leaf("good").chain_der, at=NOW).ok
+    bad = _same(reuse, fresh, make_leaf(inter).chain_der, at=NOW)
+    assert not bad.ok and bad.reason is reason and bad.position == position
+    assert reuse.known_paths.hits == 0
+
+
+def test_name_constraints_handed_down_by_the_cas_still_apply(pkis: dict[str, pki.Issued]) -> None:
+    root = pkis["root"]
+    nc_inter = root.intermediate("CN=KP Constrained", key="rsa2048",
+                                 permitted=[x509.DNSName("allowed.example")])
+    reuse, fresh = _pair(TrustStore([root.der]))
+    assert _same(reuse, fresh, nc_inter.leaf("a", san_dns=["x.allowed.example"]).chain_der, at=NOW).ok
+    assert _same(reuse, fresh, nc_inter.leaf("b", san_dns=["y.allowed.example"]).chain_der, at=NOW).ok
+    assert reuse.known_paths.hits == 1
+    bad = _same(reuse, fresh, nc_inter.leaf("c", san_dns=["evil.example"]).chain_der, at=NOW)
+    assert bad.reason is Reason.NAME_CONSTRAINTS_VIOLATION
+
+
+def test_not_reused_outside_the_cas_validity(pkis: dict[str, pki.Issued]) -> None:
+    root = pkis["root"]
+    short = root.intermediate("CN=KP Short-lived", key="rsa2048", not_after=NOW + timedelta(days=2))
+    reuse, fresh = _pair(TrustStore([root.der]))
+    assert _same(reuse, fresh, short.leaf("a").chain_der, at=NOW).ok
+    later = NOW + timedelta(days=3)
+    v = _same(reuse, fresh, short.leaf("b", not_after=NOW + timedelta(days=30)).chain_der, at=later)
+    assert v.reason is Reason.EXPIRED and v.position == 1
+    assert reuse.known_paths.hits == 0
+
+
+def test_a_trust_or_policy_change_is_a_new_epoch(pkis: dict[str, pki.Issued]) -> None:
+    inter = pkis["inter"]
+    trust = TrustStore([pkis["root"].der])
+    v = Validator(trust, Policy())
+    assert v.validate(inter.leaf("a").chain_der, at=NOW).ok
+    assert v.validate(inter.leaf("b").chain_der, at=NOW).ok
+    assert v.known_paths.hits == 1
+    trust.add_anchor(pki.root("CN=KP Other Root").der)
+    assert v.validate(inter.leaf("c").chain_der, at=NOW).ok
+    assert v.known_paths.hits == 1  # learnt again under the new epoch
+    v.policy = v.policy.evolve(min_rsa_bits=4096)
+    refused = v.validate(inter.leaf("d").chain_der, at=NOW)
+    assert refused.reason is Reason.RSA_KEY_TOO_SMALL
+    assert v.known_paths.hits == 1
+
+
+def test_other_presented_certificates_are_another_search(pkis: dict[str, pki.Issued]) -> None:
+    inter, root = pkis["inter"], pkis["root"]
+    reuse, fresh = _pair(TrustStore([root.der]))
+    assert _same(reuse, fresh, inter.leaf("a").chain_der, at=NOW).ok
+    # The same leaf shape with an extra (unrelated) presented certificate: not the same key.
+    extra = pki.root("CN=KP Unrelated").der
+    assert _same(reuse, fresh, [*inter.leaf("b").chain_der, extra], at=NOW).ok
+    assert reuse.known_paths.hits == 0
+
+
+def test_a_search_that_backtracked_is_not_learnt() -> None:
+    # Two intermediates with the same name and a leaf without an authorityKeyIdentifier:
+    # the presented impostor is tried first, its key does not verify the leaf, and the
+    # builder goes on to the pool's real one. A search with a detour is not reused.
+    root = pki.root("CN=KP BT Root")
+    good = root.intermediate("CN=KP BT Inter")
+    rogue = pki.make("CN=KP BT Inter", issuer=pki.root("CN=KP BT Rogue"), ca=True)
+    trust = TrustStore([root.der], intermediates=[good.der])
+    reuse, fresh = _pair(trust)
+    for name in ("bt-1", "bt-2"):
+        v = _same(reuse, fresh, [good.leaf(name, aki=False).der, rogue.der], at=NOW)
+        assert v.ok and v.path[1].sha256 == parse_certificate(good.der).sha256
+    assert len(reuse.known_paths) == 0 and reuse.known_paths.hits == 0
+    # The same leaves presented with their real intermediate: straight, so learnt.
+    assert _same(reuse, fresh, [good.leaf("bt-3", aki=False).der, good.der], at=NOW).ok
+    assert len(reuse.known_paths) == 1
+
+
+def test_a_leaf_with_an_anchor_key_takes_the_full_search() -> None:
+    root = pki.root("CN=KP Self Root", key="rsa2048")
+    inter = root.intermediate("CN=KP Self Inter", key="rsa2048")
+    reuse, fresh = _pair(TrustStore([root.der]))
+    assert _same(reuse, fresh, inter.leaf("a").chain_der, at=NOW).ok
+    # A leaf carrying the root's own key: the builder first checks whether the leaf is
+    # itself an anchor (same name and key), so reuse steps aside for it.
+    same_key = pki.make("CN=KP Self Leaf", issuer=inter, ca=False, key=root.key)
+    assert _same(reuse, fresh, same_key.chain_der, at=NOW).ok
+    assert reuse.known_paths.hits == 0
+    # A leaf carrying its issuer's key would repeat a (name, key) pair on the path: also the full search.
+    loop = pki.make("CN=KP Self Loop", issuer=inter, ca=False, key=inter.key)
+    _same(reuse, fresh, loop.chain_der, at=NOW)
+    assert reuse.known_paths.hits == 0
+
+
+def test_revocation_data_keeps_the_machine_in_charge(pkis: dict[str, pki.Issued]) -> None:
+    inter, root = pkis["inter"], pkis["root"]
+    good, revoked = inter.leaf("kept"), inter.leaf("revoked")
+    crl = inter.crl([revoked])
+    root_crl = root.crl([])
+    reuse, fresh = _pair(TrustStore([root.der]), Policy(revocation="hard"), crls=[crl, root_crl])
+    assert _same(reuse, fresh, good.chain_der, at=NOW).ok
+    v = _same(reuse, fresh, revoked.chain_der, at=NOW)
+    assert v.reason is Reason.REVOKED
+    # The path was reused for building; revocation was still checked.
+    assert reuse.known_paths.hits == 1
+
+
+def test_hard_fail_without_data_is_still_unavailable(pkis: dict[str, pki.Issued]) -> None:
+    inter, root = pkis["inter"], pkis["root"]
+    reuse, fresh = _pair(TrustStore([root.der]), Policy(revocation="soft", revocation_leaf="hard"))
+    first = _same(reuse, fresh, inter.leaf("a").chain_der, at=NOW)
+    assert first.reason is Reason.REVOCATION_UNAVAILABLE
+    second = _same(reuse, fresh, inter.leaf("b").chain_der, at=NOW)
+    assert second.reason is Reason.REVOCATION_UNAVAILABLE
+
+
+def test_identity_map_resolution_is_the_same(pkis: dict[str, pki.Issued]) -> None:
+    from mtlscore._identity_map import IdentityMap, Rule
+
+    inter, root = pkis["inter"], pkis["root"]
+    trust = TrustStore([root.der])
+    idmap = IdentityMap([Rule.for_account("acct-b", anchors=[trust.anchors[0]], cn="b.example")])
+    reuse, fresh = _pair(trust, identity_map=idmap)
+    assert _same(reuse, fresh, inter.leaf("a.example").chain_der, at=NOW).reason is Reason.IDENTITY_UNMAPPED
+    mapped = _same(reuse, fresh, inter.leaf("b.example").chain_der, at=NOW)
+    assert mapped.ok and mapped.principal is not None
+
+
+def test_the_verdict_identity_is_built_once_on_first_read(pkis: dict[str, pki.Issued]) -> None:
+    inter = pkis["inter"]
+    v = Validator(TrustStore([pkis["root"].der]), Policy())
+    leaf = inter.leaf("lazy.example")
+    verdict = v.validate(leaf.chain_der, at=NOW)
+    first = verdict.identity
+    assert first is verdict.identity  # computed once, then kept
+    assert first == Identity.from_certificate(verdict.path[0], verdict.anchor)
+    assert first is not None and first.anchor is not None and first.common_name == "lazy.example"
+
+
+def test_client_certificates_stay_out_of_the_parse_cache(pkis: dict[str, pki.Issued]) -> None:
+    inter = pkis["inter"]
+    v = Validator(TrustStore([pkis["root"].der]), Policy())
+    leaf = inter.leaf("not-cached")
+    assert v.validate(leaf.chain_der, at=NOW).ok
+    assert PARSE_CACHE.peek(leaf.der) is None
+    assert PARSE_CACHE.peek(inter.der) is not None
