@@ -166,15 +166,15 @@ class Session:
     def _validate(self, at: datetime) -> Verdict:
         if not self.tls.chain:
             return Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
-        try:
-            self.presented = tuple(parse_certificate(der) for der in self.tls.chain)
-        except CertificateRejected as exc:
-            return Verdict.reject(exc.reason, exc.detail)
         # With revocation fetching on, the runtime drives Validator.start() with its
         # fetcher before the session exists and hands the verdict in.
         verdict = self._given
         if verdict is None:
             verdict = self.gateway.validator.validate(list(self.tls.chain), at=at, crls=self.gateway.crls)
+        try:
+            self.presented = self._parsed(verdict)
+        except CertificateRejected as exc:
+            return verdict if not verdict.ok else Verdict.reject(exc.reason, exc.detail)
         if self.tls.leaf_only:
             note = "only the leaf was visible to the gateway (no presented-chain API in this Python)"
             verdict = replace(
@@ -183,6 +183,19 @@ class Session:
                 detail=verdict.detail if verdict.ok else f"{verdict.detail} ({note})",
             )
         return verdict
+
+    def _parsed(self, verdict: Verdict) -> tuple[Certificate, ...]:
+        """The presented certificates, parsed: the verdict's own leaf when it has it.
+
+        The client certificate is not added to the shared parse cache (see
+        Validator.parse); a reconnecting client's verdict, from the verdict
+        cache, already holds it.
+        """
+        chain = self.tls.chain
+        leaf = verdict.path[0] if verdict.path and verdict.path[0].der == chain[0] else None
+        if leaf is None:
+            leaf = parse_certificate(chain[0], remember=False)
+        return (leaf, *(parse_certificate(der) for der in chain[1:]))
 
     # -- transitions -------------------------------------------------------
 
