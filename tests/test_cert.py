@@ -7,6 +7,9 @@ import hashlib
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
 
 from mtlscore import CertificateRejected, Reason, load_certificates, parse_certificate, pki, x5t_s256
 from mtlscore._cert import PARSE_CACHE, split_certificates
@@ -155,3 +158,58 @@ def test_limits(chain) -> None:
     assert exc.value.reason is Reason.PKI_TOO_LARGE
     # Splitting does not parse: the limits apply before any DER is decoded.
     assert split_certificates([b"\x30\x00"]) == [b"\x30\x00"]
+
+
+# -- compact certificates: what is decoded when ------------------------------------
+
+
+def _bad_utf8(where: str) -> bytes:
+    """A certificate whose subject (or issuer) CN is a UTF8String holding invalid UTF-8."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zzqq", _type=_ASN1Type.UTF8String)])
+    root = pki.root("CN=Bad UTF-8 Root")
+    cert = pki.make(name, issuer=root, ca=False) if where == "subject" else pki.make(
+        "CN=fine", issuer=root, ca=False, issuer_name=name)
+    der = cert.der
+    i = der.index(b"zzqq")
+    return der[:i] + b"z\xffqq" + der[i + 4 :]
+
+
+@pytest.mark.parametrize("where", ["subject", "issuer"])
+def test_an_undecodable_name_is_malformed_when_parsed_not_later(where: str) -> None:
+    der = _bad_utf8(where)
+    x509.load_der_x509_certificate(der)  # cryptography itself only fails when the name is read
+    with pytest.raises(CertificateRejected) as info:
+        parse_certificate(der)
+    assert info.value.reason is Reason.MALFORMED and where in info.value.detail
+
+
+def test_certificates_are_immutable_and_reload_their_cryptography_object() -> None:
+    leaf = pki.root("CN=Frozen").der
+    c = parse_certificate(leaf)
+    with pytest.raises(AttributeError):
+        c.der = b""  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del c.serial
+    assert not hasattr(c, "__dict__")
+    x = c.x509
+    assert x is c.x509 and x.public_bytes(serialization.Encoding.DER) == leaf
+    assert c.tbs == x.tbs_certificate_bytes
+
+
+@pytest.mark.parametrize("key", ["rsa", "ec", "ec-p384", "ed25519"])
+def test_spki_is_the_transmitted_bytes(key: str) -> None:
+    c = parse_certificate(pki.root("CN=SPKI", key=key).der)
+    encoded = c.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert c.spki_der == encoded and c.spki_der in c.tbs
+    assert c.spki_sha256 == hashlib.sha256(encoded).digest()
+
+
+def test_self_issued_compares_names_not_bytes() -> None:
+    # The issuer spells the subject's name in another case and string type: the same name (RFC 5280 §7.1).
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SELF  Issued", _type=_ASN1Type.PrintableString)])
+    c = parse_certificate(pki.make("CN=self issued", ca=True, issuer_name=issuer).der)
+    assert c._issuer_raw != c._subject_raw
+    assert c.self_issued and c.subject_key == c.issuer_key
+    other = parse_certificate(pki.root("CN=Other").der)
+    assert other.self_issued
+    assert not parse_certificate(pki.root("CN=R2").leaf("CN=leaf").der).self_issued

@@ -226,3 +226,68 @@ def test_client_certificates_stay_out_of_the_parse_cache(pkis: dict[str, pki.Iss
     assert v.validate(leaf.chain_der, at=NOW).ok
     assert PARSE_CACHE.peek(leaf.der) is None
     assert PARSE_CACHE.peek(inter.der) is not None
+
+
+# -- randomised: whatever the sibling, the time and the presentation, reuse changes nothing --------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, Any]:
+    root = pki.root("CN=KPH Root", key="rsa2048", not_after=NOW + timedelta(days=400))
+    inters = {
+        "plain": root.intermediate("CN=KPH Inter", key="rsa2048", not_after=NOW + timedelta(days=30)),
+        "nc": root.intermediate("CN=KPH NC Inter", permitted=[x509.DNSName("ok.example")]),
+        "pathlen0": root.intermediate("CN=KPH PL0 Inter", path_length=0),
+    }
+    trust = TrustStore([root.der], intermediates=[inters["pathlen0"].der])
+    return {"root": root, "inters": inters, "trust": trust}
+
+
+_DEFECTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "expired": {"not_after": NOW - timedelta(days=1)},
+    "future": {"not_before": NOW + timedelta(days=2)},
+    "server-eku": {"eku": [SERVER_AUTH]},
+    "no-eku": {"eku": None},
+    "bad-san": {"san_dns": ["evil.example"]},
+    "good-san": {"san_dns": ["a.ok.example"]},
+    "critical-unknown": {"extensions": [(UNKNOWN, True)]},
+    "no-aki": {"aki": False},
+    "ca-leaf": {"ca": True},
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["plain", "nc", "pathlen0"]),
+            st.sampled_from(sorted(_DEFECTS)),
+            st.sampled_from(["full", "leaf-only", "with-root"]),
+            st.sampled_from([0, 20, 29, 31, 60]),
+        ),
+        min_size=2,
+        max_size=6,
+    )
+)
+def test_reuse_never_changes_a_verdict(world: dict[str, Any], steps: list[tuple[str, str, str, int]]) -> None:
+    reuse, fresh = _pair(world["trust"])
+    for n, (inter_name, defect, shape, days) in enumerate(steps):
+        inter = world["inters"][inter_name]
+        leaf = inter.leaf(f"h{n}.example", **_DEFECTS[defect])
+        chain = {"full": [leaf.der, inter.der], "leaf-only": [leaf.der],
+                 "with-root": [leaf.der, inter.der, world["root"].der]}[shape]
+        verdict = _same(reuse, fresh, chain, at=NOW + timedelta(days=days))
+        _RANDOMISED["accepted"] += verdict.ok
+    _RANDOMISED["reused"] += reuse.known_paths.hits
+
+
+_RANDOMISED = {"reused": 0, "accepted": 0}
+
+
+def test_the_randomised_run_did_reuse_paths() -> None:
+    # Runs after the property above (file order): it must have exercised reuse, not only fallbacks.
+    assert _RANDOMISED["reused"] > 0 and _RANDOMISED["accepted"] > 0
