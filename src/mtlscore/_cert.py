@@ -378,14 +378,20 @@ _KEY_KINDS: dict[type, str] = {}
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
+def key_kind(key: Any) -> str:
+    """``rsa``, ``ec``, ``ed25519``, ``ed448``, ``dsa`` or ``unknown``: the kind of a public key."""
+    kind = _KEY_KINDS.get(type(key))
+    if kind is None:
+        kind = _KEY_KINDS[type(key)] = _key_kind(key)
+    return kind
+
+
 def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
     try:
         key: Any = cert.public_key()
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return None, "unknown", 0, None
-    kind = _KEY_KINDS.get(type(key))
-    if kind is None:
-        kind = _KEY_KINDS[type(key)] = _key_kind(key)
+    kind = key_kind(key)
     if kind == "rsa" or kind == "dsa":
         return key, kind, key.key_size, None
     if kind == "ec":
@@ -497,20 +503,35 @@ def _layout(der: bytes) -> _Layout | None:
     if tbs is None or tbs[0] != 0x30:
         return None
     pos, stop = tbs[1], tbs[2]
-    first = _tlv(der, pos, stop)
-    if first is not None and first[0] == 0xA0:  # [0] EXPLICIT version
-        pos = first[2]
-    spans: list[tuple[int, int, int]] = []
-    for _ in range(6):
-        t = _tlv(der, pos, stop)
-        if t is None:
+    spans: list[tuple[int, int]] = []
+    tags = bytearray()
+    skip_version = True
+    while len(spans) < 6:
+        # X.690 §8.1.3: one length byte below 0x80, else 0x80 | count of length bytes.
+        if pos + 2 > stop:
             return None
-        spans.append((t[0], pos, t[2]))
-        pos = t[2]
-    serial, _signature, issuer, _validity, subject, spki = spans
-    if serial[0] != 0x02 or issuer[0] != 0x30 or subject[0] != 0x30 or spki[0] != 0x30:
+        first = der[pos + 1]
+        if first < 0x80:
+            start = pos + 2
+            nxt = start + first
+        else:
+            n = first & 0x7F
+            start = pos + 2 + n
+            if n == 0 or n > 4 or start > stop:
+                return None
+            nxt = start + int.from_bytes(der[pos + 2 : start], "big")
+        if nxt > stop:
+            return None
+        tag = der[pos]
+        if not (skip_version and tag == 0xA0):  # [0] EXPLICIT version, when present, comes first
+            spans.append((pos, nxt))
+            tags.append(tag)
+        skip_version = False
+        pos = nxt
+    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+    if tags != b"\x02\x30\x30\x30\x30\x30":
         return None
-    return outer[1], tbs[2], issuer[1:], subject[1:], spki[1:]
+    return outer[1], tbs[2], spans[2], spans[4], spans[5]
 
 
 def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:

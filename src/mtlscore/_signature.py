@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from ._cert import Certificate, signature_hash_algorithm
+from ._cert import Certificate, key_kind, signature_hash_algorithm
 from ._lru import BoundedLRU
 from ._policy import Policy
 from ._reasons import Reason
@@ -66,36 +66,24 @@ def _verify(cert: Certificate, key: Any) -> bool:
     if alg is None or key is None:
         return False
     kind = alg[0]
-    signature = cert.signature
+    # The issuer's key must be of the signature algorithm's kind (no RSA key for an ECDSA signature).
+    if key_kind(key) != kind:
+        return False
+    params = cert.signature_params
     try:
-        tbs = cert.tbs
         if kind == "rsa":
-            if not isinstance(key, rsa.RSAPublicKey):
-                return False
-            params = cert.signature_params
             if not isinstance(params, padding.PSS | padding.PKCS1v15):
                 return False
             hash_alg = signature_hash_algorithm(cert)
             if hash_alg is None:
                 return False
-            key.verify(signature, tbs, params, hash_alg)
+            key.verify(cert.signature, cert.tbs, params, hash_alg)
         elif kind == "ec":
-            if not isinstance(key, ec.EllipticCurvePublicKey):
-                return False
-            params = cert.signature_params
             if not isinstance(params, ec.ECDSA):
                 return False
-            key.verify(signature, tbs, params)
-        elif kind == "ed25519":
-            if not isinstance(key, ed25519.Ed25519PublicKey):
-                return False
-            key.verify(signature, tbs)
-        elif kind == "ed448":
-            if not isinstance(key, ed448.Ed448PublicKey):
-                return False
-            key.verify(signature, tbs)
-        else:  # pragma: no cover - table and branches agree
-            return False
+            key.verify(cert.signature, cert.tbs, params)
+        else:  # ed25519, ed448
+            key.verify(cert.signature, cert.tbs)
     except InvalidSignature:
         return False
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
