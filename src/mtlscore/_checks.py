@@ -143,7 +143,8 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
                 "its subject is empty, so subjectAltName must be present and critical "
                 "(RFC 5280 §4.2.1.6)"
             )
-    if bad := cert.critical_oids & _MUST_NOT_BE_CRITICAL:
+    if not cert.critical_oids.isdisjoint(_MUST_NOT_BE_CRITICAL):
+        bad = cert.critical_oids & _MUST_NOT_BE_CRITICAL
         return f"it marks key identifier extensions critical ({', '.join(sorted(bad))}; RFC 5280 §4.2.1.1-2)"
     if cert.version < 3 and cert.extension_oids:
         return "it is not version 3 but carries extensions (RFC 5280 §4.1.2.1)"
@@ -151,10 +152,9 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
 
 
 def _unhandled_critical(cert: Certificate) -> str | None:
-    unknown = cert.critical_oids - _HANDLED
-    if unknown:
-        return ", ".join(sorted(unknown))
-    return None
+    if cert.critical_oids <= _HANDLED:
+        return None
+    return ", ".join(sorted(cert.critical_oids - _HANDLED))
 
 
 def _eku_text(oids: frozenset[str] | None) -> str:
@@ -368,11 +368,12 @@ def check_end_entity(
     who = _Who(cert, 0)
     if (failure := _check_certificate(cert, 0, who, at, policy)) is not None:
         return failure
-    try:
-        nc.check(cert)
-    except ConstraintFailure as exc:
-        reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
-        return PathFailure(reason, exc.detail, 0)
+    if not nc.empty:
+        try:
+            nc.check(cert)
+        except ConstraintFailure as exc:
+            reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
+            return PathFailure(reason, exc.detail, 0)
     return _check_leaf(cert, policy, who)
 
 

@@ -299,8 +299,10 @@ class _Known:
     tail: tuple[Certificate, ...]  # the CAs above the leaf, its issuer first
     anchor: Anchor
     handed_down: NameConstraintState  # what the CAs constrain the leaf to (check_issuers)
-    first: datetime  # the CAs all pass their validity checks from first …
-    last: datetime  # … to last (with the policy's skew)
+    # The CAs all pass their validity checks for whole-second validation times in
+    # [earliest, latest] (their latest notBefore - skew, earliest notAfter + skew).
+    earliest: datetime
+    latest: datetime
     keys: frozenset[bytes]  # SPKI digests on the tail: a leaf with one of them is a loop
 
 
@@ -345,7 +347,9 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
             return
         tail = tuple(result.path[1:])
         first, last = issuers_window(result.path, anchor)
-        self.store(key, _Known(tail, anchor, state, first, last, frozenset(c.spki_sha256 for c in tail)))
+        skew = policy.clock_skew
+        self.store(key, _Known(tail, anchor, state, first - skew, last + skew,
+                               frozenset(c.spki_sha256 for c in tail)))
 
     def build(
         self, leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy, *,
@@ -358,8 +362,7 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
             self.misses += 1
             return None
         at = at.replace(microsecond=0)
-        skew = policy.clock_skew
-        if at + skew < known.first or at - skew > known.last:
+        if at < known.earliest or at > known.latest:
             return None
         spki = leaf.spki_sha256
         if spki in known.keys or trust.has_anchor_key(spki):
