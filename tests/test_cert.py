@@ -213,3 +213,16 @@ def test_self_issued_compares_names_not_bytes() -> None:
     other = parse_certificate(pki.root("CN=Other").der)
     assert other.self_issued
     assert not parse_certificate(pki.root("CN=R2").leaf("CN=leaf").der).self_issued
+
+
+@pytest.mark.parametrize("key", ["rsa", "ec"])
+@pytest.mark.parametrize("hash_alg", ["sha224", "sha256", "sha384", "sha512"])
+def test_signature_facts_by_oid_agree_with_cryptography(key: str, hash_alg: str) -> None:
+    from mtlscore._cert import _BY_OID
+
+    c = parse_certificate(pki.root("CN=Sig", key=key, hash_alg=hash_alg).der)
+    x = x509.load_der_x509_certificate(c.der)
+    assert c.signature_oid in _BY_OID
+    assert x.signature_hash_algorithm is not None
+    assert c.signature_hash == x.signature_hash_algorithm.name == hash_alg
+    assert type(c.signature_params) is type(x.signature_algorithm_parameters)

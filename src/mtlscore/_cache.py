@@ -117,14 +117,21 @@ def chain_key(chain: Any) -> Hashable | None:
 
 def _window(verdict: Verdict) -> tuple[datetime, datetime] | None:
     """[latest notBefore, earliest notAfter] over the path and the anchor's window."""
-    if not verdict.path:
+    path = verdict.path
+    if not path:
         return None
-    lo = max(c.not_before for c in verdict.path)
-    hi = min(c.not_after for c in verdict.path)
+    lo, hi = path[0].not_before, path[0].not_after
+    for c in path:
+        if c.not_before > lo:
+            lo = c.not_before
+        if c.not_after < hi:
+            hi = c.not_after
     if verdict.anchor is not None:
         a_lo, a_hi = verdict.anchor.window()
-        lo = max(lo, a_lo)
-        hi = min(hi, a_hi)
+        if a_lo > lo:
+            lo = a_lo
+        if a_hi < hi:
+            hi = a_hi
     return lo, hi
 
 

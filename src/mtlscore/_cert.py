@@ -438,8 +438,24 @@ _ECDSA_OIDS = frozenset(
 )
 
 
+# The common signature algorithms name their hash in the OID: (hash name, parameters) without asking.
+_BY_OID: dict[str, tuple[str, Any]] = {
+    "1.2.840.113549.1.1.14": ("sha224", _PKCS1),
+    "1.2.840.113549.1.1.11": ("sha256", _PKCS1),
+    "1.2.840.113549.1.1.12": ("sha384", _PKCS1),
+    "1.2.840.113549.1.1.13": ("sha512", _PKCS1),
+    "1.2.840.10045.4.3.1": ("sha224", _ECDSA["sha224"]),
+    "1.2.840.10045.4.3.2": ("sha256", _ECDSA["sha256"]),
+    "1.2.840.10045.4.3.3": ("sha384", _ECDSA["sha384"]),
+    "1.2.840.10045.4.3.4": ("sha512", _ECDSA["sha512"]),
+}
+
+
 def _signature_facts(cert: cx509.Certificate, oid: str) -> tuple[str | None, Any]:
     """(hash name, parameters object for verify) of the certificate's signature algorithm."""
+    known = _BY_OID.get(oid)
+    if known is not None:
+        return known
     try:
         alg = cert.signature_hash_algorithm
         name = alg.name if alg is not None else None

@@ -41,7 +41,10 @@ def _aware(at: datetime) -> datetime:
     """A naive ``at`` is UTC, as in cryptography's verifier; anything else is converted to UTC."""
     if not isinstance(at, datetime):
         raise TypeError(f"at must be a datetime, not {type(at).__name__}")
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    tz = at.tzinfo
+    if tz is UTC:
+        return at
+    return at.replace(tzinfo=UTC) if tz is None else at.astimezone(UTC)
 
 
 class Validator:
