@@ -83,6 +83,26 @@ def test_crl_from_config_is_used(pkidir) -> None:
     assert cfg.validator().validate(leaf.chain_pem, at=pki.NOW).reason is Reason.REVOKED
 
 
+def test_the_files_a_config_names_are_listed_for_watching(pkidir) -> None:
+    tmp, root, inter = pkidir
+    (tmp / "ca.crl").write_bytes(inter.crl())
+    (tmp / "sub").mkdir()
+    (tmp / "sub" / "pinned.pem").write_bytes(inter.leaf().pem)
+    cfg = load_config(write(tmp, f"""
+[trust]
+anchors = ["ca.pem", {{ path = "{tmp / 'ca.pem'}", label = "same file, absolute" }}]
+intermediates = ["inter.pem"]
+allowlisted = ["sub/pinned.pem"]
+[revocation]
+crls = ["ca.crl"]
+"""))
+    base = tmp.resolve()
+    assert all(p.is_absolute() for p in cfg.files)
+    assert {p.resolve() for p in cfg.files} == {base / "ca.pem", base / "inter.pem", base / "sub" / "pinned.pem",
+                                                base / "ca.crl"}
+    assert load_config(write(tmp, "[policy]\n")).files == ()
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [

@@ -76,6 +76,9 @@ class Config:
     accounts: Any = None  # IdentityMap | None
     server: Any = None  # ServerConfig | None
     raw: dict[str, Any] = field(default_factory=dict)
+    # The files the configuration names for [trust] and [revocation] (a gateway
+    # watches them, so that replacing a CA bundle or a CRL reloads like editing the config).
+    files: tuple[Path, ...] = ()
 
     def validator(self) -> Any:
         """A :class:`Validator` built from this configuration."""
@@ -84,13 +87,16 @@ class Config:
         return Validator(self.trust, self.policy, identity_map=self.accounts, crls=self.crls)
 
 
+def _resolve(base_dir: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base_dir / path
+
+
 def read_file(base_dir: Path, name: Any, key: str) -> bytes:
     """Read a file named in the configuration, relative to ``base_dir``."""
     if not isinstance(name, str) or not name:
         raise ConfigError("must be a file name", key=key)
-    path = Path(name)
-    if not path.is_absolute():
-        path = base_dir / path
+    path = _resolve(base_dir, name)
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -238,7 +244,18 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         from ._gateway_config import server_from_config
 
         server = server_from_config(data["server"], base_dir=base_dir)
-    return Config(path, base_dir, trust, policy, crls, accounts, server, data)
+    return Config(path, base_dir, trust, policy, crls, accounts, server, data, _named_files(data, base_dir))
+
+
+def _named_files(data: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:
+    """The trust and CRL files ``data`` names (already checked by the parsers above)."""
+    trust = data.get("trust", {})
+    names: list[Any] = []
+    for entry in trust.get("anchors", []):
+        names.append(entry["path"] if isinstance(entry, dict) else entry)
+    names += trust.get("intermediates", []) + trust.get("allowlisted", [])
+    names += data.get("revocation", {}).get("crls", [])
+    return tuple(dict.fromkeys(_resolve(base_dir, n) for n in names))
 
 
 def load_config(path: str | Path) -> Config:

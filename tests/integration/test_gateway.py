@@ -525,6 +525,26 @@ async def test_reload_during_traffic(env: Env, anyio_backend: str) -> None:
 
 
 @pytest.mark.anyio
+async def test_replacing_a_trust_file_reloads(env: Env, anyio_backend: str) -> None:
+    # The config names a CA bundle; rotating the CA means replacing that file, not editing the config.
+    bundle = env.dir / f"bundle-{anyio_backend}.pem"
+    bundle.write_bytes((env.dir / "root.pem").read_bytes())
+    config = env.config(f"bundle-{anyio_backend}.toml", anchors=bundle.name, reload_poll_seconds=0.05)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+        assert (await call(request, env, port, "good", headers=bearer(env)))[0] == 200
+        assert bundle in {p for p, _ in info.state.snapshot.watched}
+        bundle.write_bytes((env.dir / "other-root.pem").read_bytes())
+        os.utime(bundle, ns=(1, 1))
+        with anyio.fail_after(10):
+            while info.state.metrics.get("mtlscore_reloads_total", result="ok") < 1:
+                await anyio.sleep(0.02)
+        # The partner's root is no longer trusted by new connections.
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await call(request, env, port, "good")
+
+
+@pytest.mark.anyio
 async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream, anyio_backend: str) -> None:
     config = env.config("admin.toml", upstream=f"http://127.0.0.1:{upstream.port}", admin_listen="127.0.0.1:0")
     from mtlscore.runtimes import asyncio as asyncio_runtime

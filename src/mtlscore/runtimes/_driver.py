@@ -146,7 +146,8 @@ def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Pa
         raise ConfigError("the gateway needs a [server] table", key="server")
     # The CRLs given as data live in the validator (config.validator()).
     gateway = Gateway(validator=config.validator(), server=config.server, limiter=limiter)
-    files = (*watch, config.server.certificate, config.server.key)
+    # The server's own certificate and key, and the CA bundles and CRLs the config names.
+    files = (*watch, config.server.certificate, config.server.key, *getattr(config, "files", ()))
     return Snapshot(gateway, engine_factory(config.server, config.trust), tuple((p, _mtime(p)) for p in files))
 
 
