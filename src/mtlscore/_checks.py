@@ -289,12 +289,8 @@ def check_issuers(
             return failure
         # §6.1.3 (b)-(c): name constraints apply to every certificate except
         # self-issued intermediates.
-        if not cert.self_issued:
-            try:
-                nc.check(cert)
-            except ConstraintFailure as exc:
-                reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
-                return PathFailure(reason, exc.detail, pos)
+        if not cert.self_issued and (failure := _names_allowed(nc, cert, pos)) is not None:
+            return failure
         # §6.1.4 (k): an issuer must be a CA by basicConstraints.
         if cert.is_ca is not True:
             return PathFailure(
@@ -368,13 +364,19 @@ def check_end_entity(
     who = _Who(cert, 0)
     if (failure := _check_certificate(cert, 0, who, at, policy)) is not None:
         return failure
-    if not nc.empty:
-        try:
-            nc.check(cert)
-        except ConstraintFailure as exc:
-            reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
-            return PathFailure(reason, exc.detail, 0)
+    if not nc.empty and (failure := _names_allowed(nc, cert, 0)) is not None:
+        return failure
     return _check_leaf(cert, policy, who)
+
+
+def _names_allowed(nc: NameConstraintState, cert: Certificate, pos: int) -> PathFailure | None:
+    """§6.1.3 (b)-(c): the certificate's names against the constraints handed down to it."""
+    try:
+        nc.check(cert)
+    except ConstraintFailure as exc:
+        reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
+        return PathFailure(reason, exc.detail, pos)
+    return None
 
 
 def _check_certificate(cert: Certificate, pos: int, who: _Who, at: datetime, policy: Policy) -> PathFailure | None:
