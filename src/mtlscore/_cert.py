@@ -66,17 +66,15 @@ class Certificate:
     only its issuer's name, and that is looked up by its DER bytes, which
     thousands of client certificates share (see :func:`_name_key_of`).
     Names are decoded on construction (an undecodable one is ``malformed``
-    there), but kept, like their matching keys, only once first used.
+    there) but not kept; their matching keys are kept once first used.
     """
 
     __slots__ = (
-        "_issuer",
         "_issuer_key",
         "_issuer_raw",
         "_self_issued",
         "_spki_raw",
         "_spki_sha256",
-        "_subject",
         "_subject_key",
         "_subject_raw",
         "_subject_text",
@@ -148,8 +146,6 @@ class Certificate:
     _spki_raw: bytes | None
     # Computed on first use (_NO until then).
     _x509: Any
-    _subject: Any
-    _issuer: Any
     _subject_key: Any
     _issuer_key: Any
     _self_issued: Any
@@ -193,19 +189,13 @@ class Certificate:
 
     @property
     def subject(self) -> cx509.Name:
-        name = self._subject
-        if name is _NO:
-            name = _decoded(lambda: self.x509.subject, "subject")
-            _set(self, "_subject", name)
-        return name  # type: ignore[no-any-return]
+        """The subject as ``cryptography``'s Name, decoded when read (and not kept: see :attr:`x509`)."""
+        return _decoded(lambda: self.x509.subject, "subject")
 
     @property
     def issuer(self) -> cx509.Name:
-        name = self._issuer
-        if name is _NO:
-            name = _decoded(lambda: self.x509.issuer, "issuer")
-            _set(self, "_issuer", name)
-        return name  # type: ignore[no-any-return]
+        """The issuer as ``cryptography``'s Name, decoded when read (and not kept)."""
+        return _decoded(lambda: self.x509.issuer, "issuer")
 
     @property
     def subject_key(self) -> NameKey:
@@ -686,8 +676,6 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c._spki_raw = spki_raw
     c._spki_sha256 = None
     c._subject_text = None
-    c._subject = _NO
-    c._issuer = _NO
     c._subject_key = _NO
     c._issuer_key = _NO
     c._self_issued = _NO

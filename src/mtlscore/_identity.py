@@ -139,15 +139,16 @@ class Identity:
         """The identity of ``cert``, vouched for by ``anchor`` (None: not (yet) known)."""
         sans = _sans(cert)
         spiffe_id, spiffe_problem = svid_spiffe_id(cert)
+        subject = cert.subject  # decoded on each read: read once
         return cls(
-            subject_dn=format_dn(cert.subject),
+            subject_dn=format_dn(subject),
             issuer_dn=format_dn(cert.issuer),
             serial=cert.serial,
             x5t_s256=cert.x5t_s256,
             sha256_hex=cert.fingerprint_hex,
             spki_sha256=cert.spki_pin,
             anchor=AnchorRef.from_anchor(anchor) if anchor is not None else None,
-            subject=_rdns(cert.subject),
+            subject=_rdns(subject),
             san_dns=sans["dns"],
             san_uri=sans["uri"],
             san_email=sans["email"],
