@@ -256,6 +256,26 @@ def test_app_checks_401_and_api_key() -> None:
     assert h1["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize(
+    ("headers", "gone", "kept"),
+    [
+        # The key in X-API-Key: that header goes; the client's own Authorization stays.
+        ([("X-API-Key", "k1"), ("Authorization", "Basic dXNlcjpwdw==")], b"x-api-key:", b"authorization: basic"),
+        # The key as a Bearer value: that Authorization goes.
+        ([("Authorization", "Bearer k1"), ("X-Other", "v")], b"authorization:", b"x-other: v"),
+    ],
+)
+def test_the_api_key_the_gateway_accepted_is_not_forwarded(
+    headers: list[tuple[str, str]], gone: bytes, kept: bytes
+) -> None:
+    g = gateway(account={"api_key_sha256": [hash_api_key("k1")]})
+    d = Driver(Session(g, facts(GOOD), at=NOW), [req(headers=headers)], [upstream_response()]).run()
+    assert d.responses()[0][0] == 200
+    head = d.to_upstream.lower()
+    assert gone not in head and b"k1" not in head
+    assert kept in head
+
+
 def test_upstream_connect_failure_is_502_and_timeout_504() -> None:
     d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], connect="connect").run()
     assert json.loads(d.responses()[0][2])["error"] == "upstream_unavailable"

@@ -166,6 +166,9 @@ class AuthResult:
     # "api_key", "bound_token" or None (certificate only).
     credential: str | None = None
     claims: Mapping[str, Any] | None = None
+    # The request header the accepted API key came in (b"x-api-key" or b"authorization"):
+    # the gateway's own secret, removed before the request goes upstream.
+    consumed: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -295,9 +298,9 @@ def _check_credential(
             (_challenge(),),
         )
     if auth.api_key_sha256:
-        for candidate in (api_key, bearer):
+        for candidate, header in ((api_key, API_KEY_HEADER), (bearer, b"authorization")):
             if candidate is not None and _api_key_matches(candidate, auth.api_key_sha256):
-                return AuthResult(True, credential="api_key")
+                return AuthResult(True, credential="api_key", consumed=header)
     if bearer is not None and auth.jwks is not None:
         return _check_token(auth, bearer, cert, at, verify_token)
     return AuthResult(

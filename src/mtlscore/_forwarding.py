@@ -116,13 +116,15 @@ def _upstream_request_headers(
     peer_host: str,
     account_header: bytes,
     identity: Sequence[tuple[str, str]],
+    consumed: bytes | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """The head forwarded upstream: the client's fields minus hop-by-hop and identity
-    copies, framing redone, X-Forwarded-*, then the gateway's identity headers."""
+    copies and the API key the gateway consumed (``consumed``: the header it came in),
+    framing redone, X-Forwarded-*, then the gateway's identity headers."""
     headers: list[tuple[bytes, bytes]] = []
     host = next((v for k, v in request.headers if k == b"host"), default_host)
     headers.append((b"host", host))
-    headers += _strip(request.headers, account_header)
+    headers += [(k, v) for k, v in _strip(request.headers, account_header) if k != consumed]
     chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
     if length is not None:
         headers.append((b"content-length", str(length).encode()))

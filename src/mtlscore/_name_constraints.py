@@ -222,10 +222,11 @@ class NameConstraintState:
         if self.empty:
             return
         names: list[x509.GeneralName] = list(cert.san or ())
-        if len(cert.subject):
-            names.append(x509.DirectoryName(cert.subject))
+        subject = cert.subject  # decoded on each read: read once
+        if len(subject):
+            names.append(x509.DirectoryName(subject))
             # §4.2.1.10: rfc822Name constraints apply to emailAddress in the subject DN.
-            for attr in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
+            for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
                 if isinstance(attr.value, str):
                     names.append(x509.RFC822Name(attr.value))
         constrained = {_kind(g) for g in self.excluded}

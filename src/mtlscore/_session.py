@@ -154,6 +154,7 @@ class Session:
         self._account_header = self.server.account_header.lower().encode()
         self._request: h11.Request | None = None
         self._response_started = False
+        self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
         self._body_seen = 0
         self._received_any = False
         self.presented: tuple[Certificate, ...] = ()
@@ -349,6 +350,7 @@ class Session:
             self._answer(*_json(200, self._identity_document(result)))
             return
         self._decide("forward", None, reason, verdict.detail)
+        self._consumed = result.consumed
         if self._client.client_is_waiting_for_100_continue:
             self._pending.append(WriteClient(self._client.send(h11.InformationalResponse(status_code=100, headers=[]))))
         if self._upstream is None:
@@ -396,6 +398,7 @@ class Session:
             peer_host=self.tls.peer[0],
             account_header=self._account_header,
             identity=_identity_headers(self.verdict, self.presented, self.account, server),
+            consumed=self._consumed,
         )
         target = server.upstream.prefix.encode() + request.target
         if self.state is State.CONNECTING or self.state is State.AWAIT_REQUEST:
