@@ -45,9 +45,20 @@ def test_every_key() -> None:
     assert s.listen == Address("::1", 0) and str(s.listen) == "[::1]:0"
     assert s.upstream == Upstream("127.0.0.1", 8080, "/api")
     assert s.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert [p.networks for p in s.proxies] == [(ipaddress.ip_network("10.0.0.0/8"),)]
+    assert s.proxy_policy is not None and s.handshake_mode == "allow_invalid_or_missing"
     assert (s.header_timeout, s.upstream_timeout, s.max_body_bytes) == (2, 0.5, 1000)
     assert s.effective_tls_engine == "deferred"
     assert not s.forward_client_cert and s.reload_poll == 0
+
+
+def test_trusted_proxy_tables() -> None:
+    s = server_from_config(
+        {**MIN, "trusted_proxies": ["127.0.0.1/32", {"networks": ["10.0.0.5/32"], "format": "nginx"}]},
+        base_dir=BASE,
+    )
+    assert [p.format for p in s.proxies] == ["rfc9440", "nginx"]
+    assert s.trusted_proxies == (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.5/32"))
 
 
 @pytest.mark.parametrize(
@@ -65,6 +76,9 @@ def test_every_key() -> None:
         ({"upstream": "not a url"}, "server.upstream"),
         ({"trusted_proxies": ["nope"]}, "server.trusted_proxies"),
         ({"trusted_proxies": "10.0.0.0/8"}, "server.trusted_proxies"),
+        ({"trusted_proxies": ["10.0.0.0/8", {"networks": ["10.1.0.0/16"], "colour": "red"}]},
+         "server.trusted_proxies[1]"),
+        ({"trusted_proxies": [{"networks": ["10.1.0.0/16"], "format": "apache"}]}, "server.trusted_proxies.format"),
         ({"admin_listen": 9443}, "server.admin_listen"),
         ({"header_timeout_seconds": 0}, "server.header_timeout_seconds"),
         ({"upstream_timeout_seconds": "5"}, "server.upstream_timeout_seconds"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import pathlib
 from collections.abc import Sequence
@@ -260,19 +261,20 @@ def test_app_checks_401_and_api_key() -> None:
     ("headers", "gone", "kept"),
     [
         # The key in X-API-Key: that header goes; the client's own Authorization stays.
-        ([("X-API-Key", "k1"), ("Authorization", "Basic dXNlcjpwdw==")], b"x-api-key:", b"authorization: basic"),
+        ([("X-API-Key", "api-key-1"), ("Authorization", "Basic dXNlcjpwdw==")], b"x-api-key:", b"authorization: basic"),
         # The key as a Bearer value: that Authorization goes.
-        ([("Authorization", "Bearer k1"), ("X-Other", "v")], b"authorization:", b"x-other: v"),
+        ([("Authorization", "Bearer api-key-1"), ("X-Other", "v")], b"authorization:", b"x-other: v"),
     ],
 )
 def test_the_api_key_the_gateway_accepted_is_not_forwarded(
     headers: list[tuple[str, str]], gone: bytes, kept: bytes
 ) -> None:
-    g = gateway(account={"api_key_sha256": [hash_api_key("k1")]})
+    g = gateway(account={"api_key_sha256": [hash_api_key("api-key-1")]})
     d = Driver(Session(g, facts(GOOD), at=NOW), [req(headers=headers)], [upstream_response()]).run()
     assert d.responses()[0][0] == 200
     head = d.to_upstream.lower()
-    assert gone not in head and b"k1" not in head
+    # (a hyphen never occurs in the base64 of the certificate headers)
+    assert gone not in head and b"api-key-1" not in head
     assert kept in head
 
 
@@ -369,3 +371,83 @@ def test_arbitrary_bytes_never_raise(client: list[bytes], upstream: list[bytes])
     chunks = [req(), *client]
     d = Driver(Session(gateway(), facts(GOOD), at=NOW), chunks, list(upstream)).run(max_steps=2000)
     assert isinstance(d.actions[-1], Close)
+
+
+# -- trusted proxies: a request's certificate may come from its proxy -------------------------
+
+from mtlscore._headers import emit_client_cert, emit_client_cert_chain  # noqa: E402
+from mtlscore._proxy import TrustedProxy  # noqa: E402
+
+PROXY = TrustedProxy(name="lb", networks=(ipaddress.ip_network("127.0.0.0/8"),))
+
+
+def _forwarded(issued: pki.Issued) -> list[tuple[str, str]]:
+    return [("Client-Cert", emit_client_cert(parse_certificate(issued.der))),
+            ("Client-Cert-Chain", emit_client_cert_chain([parse_certificate(INTER.der)]))]
+
+
+def test_a_trusted_proxy_speaks_for_each_request() -> None:
+    # The proxy connects without a certificate of its own and multiplexes two clients.
+    g = gateway(proxies=(PROXY,))
+    other = INTER.leaf("CN=someone else")
+    d = Driver(Session(g, facts(None), at=NOW),
+               [req(headers=_forwarded(GOOD)), req(headers=_forwarded(other)), req(headers=_forwarded(EXPIRED))],
+               [upstream_response(), upstream_response()]).run()
+    assert [r[0] for r in d.responses()] == [200, 403, 403]
+    first, second, third = d.decisions()
+    assert first.account == "partner-abc" and first.thumbprint == parse_certificate(GOOD.der).x5t_s256
+    assert second.reason == "identity_unmapped"
+    assert second.thumbprint == parse_certificate(other.der).x5t_s256
+    assert third.reason == "expired"
+    # The upstream saw the forwarded client's identity, once, for the first request only.
+    head = d.to_upstream.lower()
+    assert head.count(b"x-mtls-account: partner-abc") == 1
+    # A request from the proxy without a forwarded certificate has none.
+    d = Driver(Session(g, facts(None), at=NOW), [req()]).run()
+    assert d.responses()[0][0] == 403 and d.decisions()[0].reason == "not_provided"
+
+
+def test_headers_from_a_peer_that_is_not_a_proxy_are_not_believed() -> None:
+    far = TrustedProxy(name="far", networks=(ipaddress.ip_network("10.9.0.0/16"),))
+    g = gateway(proxies=(far,))
+    # The client's own certificate is expired; it claims a good one in a header.
+    d = Driver(Session(g, facts(EXPIRED), at=NOW), [req(headers=_forwarded(GOOD))], [upstream_response()]).run()
+    assert d.responses()[0][0] == 403
+    assert d.decisions()[0].reason == "expired"
+
+
+def test_without_proxies_the_connection_decides_and_headers_are_stripped() -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req(headers=_forwarded(EXPIRED))],
+               [upstream_response()]).run()
+    assert d.responses()[0][0] == 200
+    sent = parse_certificate(GOOD.der).x5t_s256
+    assert d.decisions()[0].thumbprint == sent
+    # The client's Client-Cert never reaches the upstream; the gateway's own one does.
+    head = d.to_upstream.decode("latin-1").lower()
+    assert head.count("client-cert:") == 1
+    assert emit_client_cert(parse_certificate(EXPIRED.der)).lower() not in head
+
+
+def test_proxy_handshakes_are_lenient_and_requests_strict() -> None:
+    s = ServerConfig(certificate=pathlib.Path("s.pem"), key=pathlib.Path("s.key"), proxies=(PROXY,))
+    assert s.mode == "reject_invalid" and s.handshake_mode == "allow_invalid_or_missing"
+    assert s.effective_tls_engine == "deferred" and s.proxy_policy is not None
+    plain = ServerConfig(certificate=pathlib.Path("s.pem"), key=pathlib.Path("s.key"))
+    assert plain.handshake_mode == "reject_invalid" and plain.proxy_policy is None
+
+
+@pytest.mark.parametrize(
+    ("xff", "status"),
+    [
+        ("10.1.2.3", 200),  # the client, as the proxy reported it
+        ("10.1.2.3, 192.0.2.9", 403),  # the proxy's own entry comes last: that one counts
+        (None, 403),  # no report: refused, not judged by the proxy's address
+    ],
+)
+def test_ip_allow_behind_a_trusted_proxy_uses_what_it_reported(xff: str | None, status: int) -> None:
+    g = gateway(proxies=(PROXY,), account={"ip_allow": ["10.0.0.0/8"]})
+    headers = _forwarded(GOOD) + ([("X-Forwarded-For", xff)] if xff else [])
+    d = Driver(Session(g, facts(None), at=NOW), [req(headers=headers)], [upstream_response()]).run()
+    assert d.responses()[0][0] == status
+    if status == 403:
+        assert d.decisions()[0].reason == "ip_not_allowed"

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._proxy import ProxyPolicy, TrustedProxy, proxies_from_config
 from ._reasons import ConfigError
 
 __all__ = ["MODES", "TLS_ENGINES", "Address", "ServerConfig", "Upstream", "server_from_config"]
@@ -74,6 +75,9 @@ class ServerConfig:
     tls_engine: str = "auto"
     upstream: Upstream | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The trusted proxies themselves (mtlscore._proxy): whose certificate headers the
+    # gateway believes, per request, instead of the connection's own certificate.
+    proxies: tuple[TrustedProxy, ...] = ()
     admin_listen: Address | None = None
     handshake_timeout: float = 10.0
     # Waiting for a request head (also the keep-alive idle time) and for body data.
@@ -98,7 +102,25 @@ class ServerConfig:
         """``ssl`` or ``deferred``: what ``auto`` means for this mode."""
         if self.tls_engine != "auto":
             return self.tls_engine
-        return "deferred" if self.mode == "allow_invalid_or_missing" else "ssl"
+        return "deferred" if self.mode == "allow_invalid_or_missing" or self.proxies else "ssl"
+
+    @property
+    def handshake_mode(self) -> Mode:
+        """The mode of the TLS handshake itself.
+
+        With trusted proxies, a connection without a (valid) client certificate must
+        still complete — a proxy speaks for its clients in headers — so the handshake
+        is lenient and ``reject_invalid`` is enforced per request instead.
+        """
+        return "allow_invalid_or_missing" if self.proxies else self.mode
+
+    @property
+    def proxy_policy(self) -> ProxyPolicy | None:
+        """Who may forward certificate headers (None: nobody; the gateway strips them)."""
+        if not self.proxies:
+            return None
+        # From anyone else, such headers are dropped (they are stripped before forwarding).
+        return ProxyPolicy(self.proxies, on_untrusted="ignore")
 
 
 def parse_address(value: Any, *, key: str) -> Address:
@@ -190,13 +212,25 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         paths[name] = (base_dir / value).resolve()
     proxies = table.get("trusted_proxies", [])
     if not isinstance(proxies, list):
-        raise ConfigError("must be a list of CIDR networks", key="server.trusted_proxies")
-    nets = []
-    for p in proxies:
+        raise ConfigError("must be a list of CIDR networks or proxy tables", key="server.trusted_proxies")
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    trusted: list[TrustedProxy] = []
+    for i, p in enumerate(proxies):
+        if isinstance(p, str):
+            try:
+                net = ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ConfigError(f"{p!r} is not an IP network", key="server.trusted_proxies") from None
+            nets.append(net)
+            trusted.append(TrustedProxy(name=p, networks=(net,)))
+            continue
         try:
-            nets.append(ipaddress.ip_network(str(p), strict=False))
-        except ValueError:
-            raise ConfigError(f"{p!r} is not an IP network", key="server.trusted_proxies") from None
+            (proxy,) = proxies_from_config([p])
+        except ConfigError as exc:
+            sub = (exc.key or "trusted_proxies").replace("trusted_proxies[0]", f"trusted_proxies[{i}]")
+            raise ConfigError(exc.message, key=f"server.{sub}") from None
+        nets.extend(proxy.networks)
+        trusted.append(proxy)
     account_header = table.get("account_header", "X-Mtls-Account")
     if not isinstance(account_header, str) or not re.fullmatch(r"[A-Za-z0-9\-]+", account_header):
         raise ConfigError("must be an HTTP header name", key="server.account_header")
@@ -215,6 +249,7 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         tls_engine=_choice(table, "tls_engine", "auto", TLS_ENGINES),
         upstream=parse_upstream(upstream) if upstream is not None else None,
         trusted_proxies=tuple(nets),
+        proxies=tuple(trusted),
         admin_listen=parse_address(admin, key="server.admin_listen") if admin is not None else None,
         handshake_timeout=_number(table, "handshake_timeout_seconds", 10.0),
         header_timeout=_number(table, "header_timeout_seconds", 15.0),

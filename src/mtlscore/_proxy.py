@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from . import _headers as h
 from ._cert import Certificate
+from ._identity import Identity
 from ._reasons import CertificateRejected, ConfigError, Reason
+from ._verdict import Verdict
 
 __all__ = [
     "DEFAULT_HEADER_NAMES",
@@ -31,6 +33,8 @@ __all__ = [
     "TrustedProxy",
     "UseForwarded",
     "UseTls",
+    "decision_verdict",
+    "map_identity",
     "proxies_from_config",
 ]
 
@@ -373,3 +377,63 @@ def proxies_from_config(items: Sequence[Any]) -> tuple[TrustedProxy, ...]:
         except TypeError as exc:
             raise ConfigError(str(exc), key=f"trusted_proxies[{i}]") from None
     return tuple(out)
+
+
+# -- from the decision to a verdict (shared by the ASGI middleware and the gateway) --------
+
+
+def decision_verdict(
+    decision: Decision,
+    validate: Callable[[tuple[Certificate, ...]], Verdict],
+    identity_map: Any = None,
+) -> Verdict:
+    """The verdict for one request's certificate evidence, as :meth:`ProxyPolicy.decide` chose it.
+
+    ``validate`` validates a chain (leaf first). A trusted proxy whose verdict
+    stands (``revalidate = false``) is believed as it reported, and its leaf
+    is then mapped through ``identity_map`` here (no anchor vouched for it, so
+    only rules not scoped to an anchor can match).
+    """
+    if isinstance(decision, Reject):
+        return Verdict.reject(decision.reason, decision.detail)
+    notes = decision.notes
+    chain = decision.chain
+    if not chain:
+        where = (
+            f"trusted proxy {decision.proxy.name!r} forwarded"
+            if isinstance(decision, UseForwarded)
+            else "the TLS handshake carried"
+        )
+        return Verdict.reject(Reason.NOT_PROVIDED, f"no client certificate: {where} none", notes=notes)
+    if isinstance(decision, UseForwarded) and not decision.revalidate:
+        verdict = _proxy_verdict(decision)
+    else:
+        verdict = validate(chain)
+    if notes:
+        verdict = replace(verdict, notes=verdict.notes + notes)
+    if verdict.ok and identity_map is not None and verdict.principal is None:
+        verdict = map_identity(verdict, identity_map)
+    return verdict
+
+
+def _proxy_verdict(decision: UseForwarded) -> Verdict:
+    leaf = decision.chain[0]
+    note = f"accepted the verdict of trusted proxy {decision.proxy.name!r} without re-validation"
+    if not decision.proxy_verified:
+        return Verdict.reject(
+            Reason.UNTRUSTED,
+            f"trusted proxy {decision.proxy.name!r} reported that {leaf.describe()} failed its verification",
+            path=decision.chain,
+        )
+    return Verdict(True, path=decision.chain, identity=Identity.from_certificate(leaf, None), notes=(note,))
+
+
+def map_identity(verdict: Verdict, identity_map: Any) -> Verdict:
+    """``verdict`` with its leaf's identity resolved to a principal (or rejected as unmapped)."""
+    leaf = verdict.path[0]
+    identity = verdict.identity or Identity.from_certificate(leaf, verdict.anchor)
+    try:
+        principal = identity_map.resolve(identity)
+    except CertificateRejected as exc:
+        return replace(verdict, ok=False, reason=exc.reason, detail=exc.detail, identity=identity, position=0)
+    return replace(verdict, identity=identity, principal=principal)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,7 @@ from ._forwarding import (
     _json,
     _upstream_request_headers,
 )
+from ._proxy import UseForwarded, UseTls, decision_verdict
 from ._reasons import CertificateRejected, ConfigError, Reason
 from ._session_events import (
     Action,
@@ -155,12 +156,18 @@ class Session:
         self._request: h11.Request | None = None
         self._response_started = False
         self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
+        self._forwarded = False  # this request's certificate came from a trusted proxy's headers
+        # The client's address for ip_allow: the peer's, or what a trusted proxy reported.
+        self._client_ip = tls.peer[0]
         self._body_seen = 0
         self._received_any = False
         self.presented: tuple[Certificate, ...] = ()
         self.verdict = self._validate(at)
-        self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
-        self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
+        self.account: str | None = _account_id(self.verdict.principal) if self.verdict.ok else None
+        self.thumbprint: str | None = self.presented[0].x5t_s256 if self.presented else None
+        # The connection's own (TLS) evidence; with trusted proxies a request may replace
+        # verdict/presented/account/thumbprint with what its proxy forwarded (_evidence).
+        self._connection = (self.verdict, self.presented, self.account, self.thumbprint)
 
     # -- validation, once per connection -----------------------------------
 
@@ -321,14 +328,49 @@ class Session:
 
     # -- one request -----------------------------------------------------------
 
+    def _evidence(self, request: h11.Request, at: datetime) -> None:
+        """Whose certificate this request is about: the connection's, or the one a trusted proxy forwarded.
+
+        Without trusted proxies every request is the connection's. With them, each
+        request is decided on its own (a proxy multiplexes its clients on one
+        connection): mtlscore._proxy.ProxyPolicy picks the chain — from the
+        headers of a trusted proxy, else the TLS one (other peers' certificate
+        headers are ignored, and stripped before forwarding) — and it is validated.
+        """
+        policy = self.server.proxy_policy
+        self.verdict, self.presented, self.account, self.thumbprint = self._connection
+        self._forwarded = False
+        self._client_ip = self.tls.peer[0]
+        if policy is None:
+            return
+        decision = policy.decide(peer=self.tls.peer[0], peer_chain=self.presented, headers=request.headers)
+        if isinstance(decision, UseTls):
+            if decision.notes:
+                self.verdict = replace(self.verdict, notes=self.verdict.notes + decision.notes)
+            return
+        validator = self.gateway.validator
+
+        def validate(chain: tuple[Certificate, ...]) -> Verdict:
+            return validator.validate(list(chain), at=at, crls=self.gateway.crls)
+
+        self.verdict = decision_verdict(decision, validate, validator.identity_map)
+        self._forwarded = True
+        self._client_ip = _forwarded_for(request.headers)
+        self.presented = decision.chain if isinstance(decision, UseForwarded) else ()
+        self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
+        self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
+
     def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
         self._request = request
         self._response_started = False
         self._body_seen = 0
+        self._evidence(request, at)
         verdict = self.verdict
         if not verdict.ok and self.server.mode == "reject_invalid":
             assert verdict.reason is not None
-            self._deny(403, verdict.reason.value, verdict.detail, close=True)
+            # The connection's own certificate fails every request on it: close. A proxy's
+            # connection carries other clients' requests: refuse this one only.
+            self._deny(403, verdict.reason.value, verdict.detail, close=not self._forwarded)
             return
         result = self._app_checks(request, at, now) if verdict.ok else AuthResult(True)
         if not result.ok:
@@ -369,7 +411,7 @@ class Session:
         return authorize(
             auth,
             headers=list(request.headers),
-            peer_ip=self.tls.peer[0],
+            peer_ip=self._client_ip,
             cert=self.presented[0] if self.presented else None,
             at=at,
             now=now,
@@ -525,3 +567,16 @@ class Session:
     def _close(self) -> None:
         if self.state is not State.CLOSED:
             self._to(State.CLOSED)
+
+
+def _forwarded_for(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The client address a trusted proxy reported: the last ``X-Forwarded-For`` entry (the one it added).
+
+    Without one the answer is a description, not an address, so that an
+    account's ``ip_allow`` refuses the request rather than checking the proxy's own address.
+    """
+    entries: list[bytes] = [e.strip() for k, v in headers if k == b"x-forwarded-for" for e in v.split(b",")]
+    entries = [e for e in entries if e]
+    if not entries:
+        return "unknown (the trusted proxy sent no X-Forwarded-For)"
+    return entries[-1].decode("latin-1")

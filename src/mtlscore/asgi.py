@@ -23,8 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ._cert import Certificate, load_certificates
-from ._identity import Identity
-from ._proxy import ProxyPolicy, Reject, TrustedProxy, UseForwarded, UseTls
+from ._proxy import ProxyPolicy, TrustedProxy, UseTls, decision_verdict
 from ._reasons import CertificateRejected, MtlsError, Reason
 from ._validator import Validator
 from ._verdict import Verdict
@@ -167,71 +166,20 @@ class MtlsMiddleware:
         decision = self.proxies.decide(
             peer=peer, peer_chain=tls_chain, headers=scope.get("headers", ())
         )
-        if isinstance(decision, Reject):
-            return Verdict.reject(decision.reason, decision.detail)
-        notes = decision.notes
-        chain = decision.chain
-        if not chain:
-            where = (
-                f"trusted proxy {decision.proxy.name!r} forwarded"
-                if isinstance(decision, UseForwarded)
-                else "the TLS handshake carried"
-            )
-            return Verdict.reject(
-                Reason.NOT_PROVIDED, f"no client certificate: {where} none", notes=notes
-            )
-        if isinstance(decision, UseForwarded) and not decision.revalidate:
-            verdict = self._proxy_verdict(decision)
-        else:
+
+        def validate(chain: tuple[Certificate, ...]) -> Verdict:
             verdict = self.validator.validate(list(chain), at=at, crls=self.crls)
             if source == "leaf_only" and isinstance(decision, UseTls):
-                extra = (
-                    "the server could only read the leaf certificate (no presented intermediates)"
-                )
-                notes += (extra,)
+                extra = "the server could only read the leaf certificate (no presented intermediates)"
+                verdict = dataclasses.replace(verdict, notes=verdict.notes + (extra,))
                 if not verdict.ok and verdict.reason == Reason.UNTRUSTED:
                     verdict = dataclasses.replace(
                         verdict,
-                        detail=f"{verdict.detail} ({extra}; "
-                        "configure the intermediates in the trust store)",
+                        detail=f"{verdict.detail} ({extra}; configure the intermediates in the trust store)",
                     )
-        if notes:
-            verdict = dataclasses.replace(verdict, notes=verdict.notes + notes)
-        if verdict.ok and self.identity_map is not None and verdict.principal is None:
-            verdict = self._map(verdict)
-        return verdict
+            return verdict
 
-    def _proxy_verdict(self, decision: UseForwarded) -> Verdict:
-        leaf = decision.chain[0]
-        note = (
-            f"accepted the verdict of trusted proxy {decision.proxy.name!r} without re-validation"
-        )
-        if not decision.proxy_verified:
-            return Verdict.reject(
-                Reason.UNTRUSTED,
-                f"trusted proxy {decision.proxy.name!r} reported that {leaf.describe()} "
-                "failed its verification",
-                path=decision.chain,
-            )
-        return Verdict(
-            True, path=decision.chain, identity=Identity.from_certificate(leaf, None), notes=(note,)
-        )
-
-    def _map(self, verdict: Verdict) -> Verdict:
-        leaf = verdict.path[0]
-        identity = verdict.identity or Identity.from_certificate(leaf, verdict.anchor)
-        try:
-            principal = self.identity_map.resolve(identity)
-        except CertificateRejected as exc:
-            return dataclasses.replace(
-                verdict,
-                ok=False,
-                reason=exc.reason,
-                detail=exc.detail,
-                identity=identity,
-                position=0,
-            )
-        return dataclasses.replace(verdict, identity=identity, principal=principal)
+        return decision_verdict(decision, validate, self.identity_map)
 
     def _token(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, Any] | None:
         """Check the bearer token against ``leaf``; the verified claims, or None when absent.

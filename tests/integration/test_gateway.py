@@ -644,3 +644,74 @@ def test_mtlscore_serve_curl_sighup_sigterm(env: Env, upstream: Upstream, runtim
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+# -- behind a trusted proxy: curl → nginx (client mTLS) → the gateway → upstream -------------
+
+NGINX_TO_GATEWAY = """
+server {{
+    listen 127.0.0.1:{{port}} ssl;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+    ssl_verify_client optional_no_ca;   # ask for a certificate; the gateway decides
+    location / {{
+        proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_bind {proxy_addr};
+        proxy_pass https://127.0.0.1:{gateway};
+    }}
+}}
+"""
+
+
+@pytest.mark.anyio
+async def test_behind_nginx_as_a_trusted_proxy(
+    env: Env, upstream: Upstream, anyio_backend: str, tmp_path: Path
+) -> None:
+    try:
+        from . import _nginx as peers
+    except ImportError:  # tests/integration is not a package
+        import _nginx as peers  # type: ignore[no-redef]
+    if peers.NGINX is None or peers.CURL is None:
+        pytest.skip("nginx or curl not installed")
+    proxy_addr = "127.0.0.2"
+    if not peers.loopback_alias_usable(proxy_addr):
+        pytest.skip(f"cannot bind {proxy_addr}")
+    config = env.config(f"proxied-{anyio_backend}.toml", upstream=f"http://127.0.0.1:{upstream.port}")
+    # nginx forwards only the leaf: the issuing CA goes in the intermediates pool. [server] is
+    # the file's last table: the trusted proxy is nginx, by address, in nginx's header format.
+    (env.dir / "issuing.pem").write_bytes(env.issuing.pem)
+    text = config.read_text().replace('anchors = ["root.pem"]', 'anchors = ["root.pem"]\nintermediates = ["issuing.pem"]')
+    config.write_text(text + f'trusted_proxies = [{{ networks = ["{proxy_addr}/32"], format = "nginx" }}]\n')
+    async with gateway(config, anyio_backend) as info:
+        conf = NGINX_TO_GATEWAY.format(d=env.dir, proxy_addr=proxy_addr, gateway=info.address.port)
+        nginx = peers.Nginx(tmp_path, conf)
+        await call(nginx.start)
+        try:
+            def via(who: str | None, **kw: Any) -> Any:
+                client = {"cert": env.dir / f"{who}.pem", "key": env.dir / f"{who}.key"} if who else {}
+                return peers.curl(f"https://127.0.0.1:{nginx.port}/api", cacert=env.dir / "server-ca.pem",
+                                  **client, **kw)
+
+            good = await call(via, "good", headers={"X-API-Key": API_KEY})
+            assert good.status == 200, (good, nginx.error_log())
+            seen = good.body["headers"]
+            assert seen["x-mtls-account"] == "partner-abc"
+            assert "x-ssl-client-cert" not in seen and "x-api-key" not in seen
+            assert seen["x-client-cert-hash"]  # the gateway's own identity headers went up
+            # nginx (optional_no_ca) lets a certificate from an unknown CA through; the gateway refuses it.
+            unknown = await call(via, "unknown", headers={"X-API-Key": API_KEY})
+            assert unknown.status == 403 and unknown.body["error"] == "untrusted"
+            nothing = await call(via, None)
+            assert nothing.status == 403 and nothing.body["error"] == "not_provided"
+        finally:
+            nginx.stop()
+        # Straight to the gateway from 127.0.0.1 (not the proxy) with the header forged:
+        # not believed; this connection has no certificate of its own.
+        forged = parse_certificate(env.leaves["good"].der).pem
+        from urllib.parse import quote
+
+        status, _, body = await call(request, env, info.address.port, None,
+                                     headers={"X-SSL-Client-Cert": quote(forged), "X-API-Key": API_KEY})
+        assert status == 403 and json.loads(body)["error"] == "not_provided"

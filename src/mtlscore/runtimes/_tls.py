@@ -389,5 +389,5 @@ def engine_factory(server: ServerConfig, trust: TrustStore) -> Callable[[], TLSE
     if server.effective_tls_engine == "deferred":
         dctx = DeferredEngine.context(trust, certificate=server.certificate, key=server.key)
         return lambda: DeferredEngine(dctx)
-    sctx = server_context(trust, certificate=server.certificate, key=server.key, mode=server.mode)
+    sctx = server_context(trust, certificate=server.certificate, key=server.key, mode=server.handshake_mode)
     return lambda: StdlibEngine(sctx)
