@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import pathlib
 import tomllib
@@ -10,6 +11,7 @@ from dataclasses import replace
 
 from mtlscore._gateway_config import Upstream
 from mtlscore._headers import IDENTITY_HEADER_NAMES
+from mtlscore._proxy import TrustedProxy
 from mtlscore._session import (
     Close,
     CloseUpstream,
@@ -54,14 +56,18 @@ def check_upstream_head(data: bytes) -> None:
 
 
 @functools.cache
-def gateways() -> tuple[Gateway, Gateway]:
-    """(answers with identity JSON, forwards to an upstream) built from the fixture's config."""
+def gateways() -> tuple[Gateway, Gateway, Gateway, Gateway]:
+    """(answers with identity JSON, forwards to an upstream), then the same two behind a
+    trusted proxy (the fuzzed peer is the proxy: its certificate headers decide each request)."""
     w = world()
     cfg = parse_config(tomllib.loads(config_toml(w, server=True)), base_dir=pathlib.Path(w.tmpdir))
     local = Gateway(validator=cfg.validator(), server=cfg.server)
     server = replace(cfg.server, upstream=Upstream("127.0.0.1", 9, "/api"), max_header_bytes=4096)
     forward = Gateway(validator=cfg.validator(), server=server)
-    return local, forward
+    proxy = (TrustedProxy(name="fuzz-lb", networks=(ipaddress.ip_network("127.0.0.0/8"),)),)
+    local_p = Gateway(validator=cfg.validator(), server=replace(cfg.server, proxies=proxy))
+    forward_p = Gateway(validator=cfg.validator(), server=replace(server, proxies=proxy))
+    return local, forward, local_p, forward_p
 
 
 def _chunks(data: bytes, size: int) -> list[bytes]:
@@ -78,7 +84,7 @@ def drive(client: bytes, upstream: bytes) -> None:
 
     w = world()
     selector = client[0] if client else 0
-    gw = gateways()[selector & 1]
+    gw = gateways()[(selector & 1) | (selector >> 2 & 2)]
     chain = (w.leaf.der, w.inter.der) if selector & 2 == 0 else (w.leaf.der[: 40 + selector],)
     session = Session(gw, TLSFacts(chain=chain, peer=("127.0.0.1", 40000)), at=NOW)
     size = 1 + (selector >> 2) * 7

@@ -228,9 +228,17 @@ def _session_seeds() -> list[bytes]:
         b"GET /s HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\nX_Mtls_Account: evil\r\n"
         b"X-Client-Cert-Present: spoof\r\nClient_Cert: :AAAA:\r\nX-Forwarded-Client-Cert: By=x\r\n\r\n",
     ]
+    # Through a trusted proxy (selector bit 3): the client certificate in RFC 9440 headers.
+    w = world()
+    forwarded = (b"Client-Cert: :" + base64.b64encode(w.leaf.der) + b":\r\nClient-Cert-Chain: :"
+                 + base64.b64encode(w.inter.der) + b":\r\nX-Forwarded-For: 10.0.0.7\r\n")
+    reqs += [
+        b"GET /p HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n" + forwarded + b"\r\n",
+        b"GET /p HTTP/1.1\r\nHost: gw\r\n" + forwarded + b"\r\nGET /q HTTP/1.1\r\nHost: gw\r\n\r\n",
+    ]
     upstream = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
     out = []
-    for sel in (0, 1, 2, 5, 9):
+    for sel in (0, 1, 2, 5, 8, 9, 13):
         for r in reqs:
             out.append(bytes([sel]) + r + UPSTREAM_SEPARATOR + upstream)
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
