@@ -226,3 +226,13 @@ def test_signature_facts_by_oid_agree_with_cryptography(key: str, hash_alg: str)
     assert x.signature_hash_algorithm is not None
     assert c.signature_hash == x.signature_hash_algorithm.name == hash_alg
     assert type(c.signature_params) is type(x.signature_algorithm_parameters)
+
+
+def test_certificates_pickle_and_copy_as_their_der() -> None:
+    import copy
+    import pickle
+
+    c = parse_certificate(pki.root("CN=Pickled").der)
+    for again in (pickle.loads(pickle.dumps(c)), copy.copy(c), copy.deepcopy(c)):
+        assert again == c and again.serial == c.serial and again.subject_key == c.subject_key
+        assert type(again) is type(c)

@@ -291,3 +291,12 @@ _RANDOMISED = {"reused": 0, "accepted": 0}
 def test_the_randomised_run_did_reuse_paths() -> None:
     # Runs after the property above (file order): it must have exercised reuse, not only fallbacks.
     assert _RANDOMISED["reused"] > 0 and _RANDOMISED["accepted"] > 0
+
+
+def test_verdicts_pickle_with_their_identity(pkis: dict[str, pki.Issued]) -> None:
+    import pickle
+
+    v = Validator(TrustStore([pkis["root"].der]), Policy()).validate(pkis["inter"].leaf("p.example").chain_der, at=NOW)
+    again = pickle.loads(pickle.dumps(v))  # identity not read yet: it travels as "derive on first read"
+    assert again.ok and again.identity == v.identity and again.identity is not None
+    assert again.identity.common_name == "p.example"

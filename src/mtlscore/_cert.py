@@ -161,6 +161,10 @@ class Certificate:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Certificate) and other.der == self.der
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # Pickled (and copied) as its DER: everything else is computed from it.
+        return (_from_der, (self.der,))
+
     def __hash__(self) -> int:
         return hash(self.sha256)
 
@@ -305,6 +309,11 @@ class Certificate:
 
 
 _set = object.__setattr__
+
+
+def _from_der(der: bytes) -> Certificate:
+    """A certificate again from its DER (unpickling); served from the parse cache when there."""
+    return PARSE_CACHE.peek(der) or _build(der, hashlib.sha256(der).digest())
 
 
 class _Unfrozen(Certificate):

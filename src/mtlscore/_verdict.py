@@ -17,6 +17,9 @@ class _Derive:
     def __repr__(self) -> str:
         return "<derived from the leaf and anchor on first read>"
 
+    def __reduce__(self) -> str:
+        return "DERIVE"  # unpickles as this module's one instance
+
 
 # Passed as ``identity``: build it from ``path[0]`` and ``anchor`` when first read.
 DERIVE: Any = _Derive()
