@@ -83,7 +83,8 @@ def _strip(headers: Iterable[tuple[bytes, bytes]], account_header: bytes) -> lis
 
 
 def _json(status: int, document: dict[str, Any]) -> tuple[int, bytes]:
-    return status, json.dumps(document, indent=2, default=str, sort_keys=False).encode() + b"\n"
+    # One line, by the C encoder (json's pure-Python one, which indent= selects, costs ~0.1 ms per answer).
+    return status, json.dumps(document, default=str, separators=(", ", ": ")).encode() + b"\n"
 
 
 def _certificate_summary(cert: Certificate) -> dict[str, Any]:
