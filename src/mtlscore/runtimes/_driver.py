@@ -117,7 +117,8 @@ class GatewayState:
             "mtlscore_decisions_total",
             {"outcome": decision.outcome, "reason": decision.reason or "ok"},
         )
-        logger.info(json.dumps(decision.as_log(), sort_keys=False))
+        if logger.isEnabledFor(logging.INFO):  # the JSON line is built only when it is written
+            logger.info(json.dumps(decision.as_log(), sort_keys=False))
         if self.on_decision is not None:
             self.on_decision(decision)
 

@@ -42,8 +42,10 @@ class AsyncioStream:
         self.writer = writer
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for wraps every read in a new Task.
         try:
-            return await asyncio.wait_for(self.reader.read(max_bytes), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.reader.read(max_bytes)
         except TimeoutError:
             return None
 
