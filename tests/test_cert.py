@@ -236,3 +236,16 @@ def test_certificates_pickle_and_copy_as_their_der() -> None:
     for again in (pickle.loads(pickle.dumps(c)), copy.copy(c), copy.deepcopy(c)):
         assert again == c and again.serial == c.serial and again.subject_key == c.subject_key
         assert type(again) is type(c)
+
+
+@pytest.mark.parametrize("key", ["ec", "ec-p384", "ec-p521"])
+def test_the_named_curve_spki_shapes_are_cryptographys(key: str) -> None:
+    from mtlscore._cert import _NAMED_CURVE_SPKI, _named_curve_spki
+
+    c = parse_certificate(pki.root("CN=Curve", key=key).der)
+    encoded = c.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    head, size = _NAMED_CURVE_SPKI[c.curve or ""]
+    assert encoded.startswith(head) and len(encoded) == size
+    assert _named_curve_spki(c.spki_der, c.curve) and c.curve != "explicit"
+    # The same key spelled with another head (or length) is not taken for the named form.
+    assert not _named_curve_spki(b"\x30" + c.spki_der[1:-1], c.curve)

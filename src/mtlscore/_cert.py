@@ -559,6 +559,22 @@ def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
     return der[layout[0] : layout[1]] if layout is not None else x509.tbs_certificate_bytes
 
 
+# The fixed head of a namedCurve SPKI with an uncompressed point (RFC 5480 §2.1.1, §2.2),
+# up to the point, and the SPKI's whole length: a raw SPKI that starts so and is that long
+# is the namedCurve encoding (cryptography has decoded the point itself), with no need to
+# re-encode the key to compare.
+_NAMED_CURVE_SPKI = {
+    "P-256": (bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"), 91),
+    "P-384": (bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"), 120),
+    "P-521": (bytes.fromhex("30819b301006072a8648ce3d020106052b8104002303818600"), 158),
+}
+
+
+def _named_curve_spki(spki: bytes | None, curve: str | None) -> bool:
+    shape = _NAMED_CURVE_SPKI.get(curve or "")
+    return spki is not None and shape is not None and len(spki) == shape[1] and spki.startswith(shape[0])
+
+
 def _build(der: bytes, digest: bytes) -> Certificate:
     try:
         cert = cx509.load_der_x509_certificate(der)
@@ -646,7 +662,9 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         issuer_raw = der[layout[2][0] : layout[2][1]]
         subject_raw = der[layout[3][0] : layout[3][1]]
         spki_raw = der[layout[4][0] : layout[4][1]]
-    if key_type == "ec" and (spki_raw is None or spki_raw != _spki_der(cert, key)):
+    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and (
+        spki_raw is None or spki_raw != _spki_der(cert, key)
+    ):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
         curve = "explicit"
