@@ -300,3 +300,17 @@ def test_verdicts_pickle_with_their_identity(pkis: dict[str, pki.Issued]) -> Non
     again = pickle.loads(pickle.dumps(v))  # identity not read yet: it travels as "derive on first read"
     assert again.ok and again.identity == v.identity and again.identity is not None
     assert again.identity.common_name == "p.example"
+
+
+def test_a_failed_reuse_is_not_tried_again_by_the_machine(pkis: dict[str, pki.Issued]) -> None:
+    from mtlscore._signature import SignatureCache
+
+    inter = pkis["inter"]
+    sigs = SignatureCache()
+    v = Validator(TrustStore([pkis["root"].der]), Policy(), signatures=sigs)
+    assert v.validate(inter.leaf("good").chain_der, at=NOW).ok
+    before = sigs.verifications
+    impostor = inter.leaf("impostor", signer=pki.new_key("rsa2048"))
+    assert v.validate(impostor.chain_der, at=NOW).reason is Reason.BAD_SIGNATURE
+    # Once on the known path, once in the full search; not a third time on the known path again.
+    assert sigs.verifications - before == 2

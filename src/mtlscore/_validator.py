@@ -112,15 +112,20 @@ class Validator:
                 if hit is not None:
                     return hit
             parsed = self._parse_plain(chain)
+            tried_known = False
             if parsed is not None:
                 chain = parsed
                 if self._revocation_silent(crls, ocsp_responses):
+                    tried_known = True
                     quick = self._by_known_path(parsed, at)
                     if quick is not None:
                         if key is not None:
                             self._remember(key, quick, at)
                         return quick
-            run = self.start(chain, at=at, crls=crls, ocsp_responses=ocsp_responses)
+            # When the known path was just tried and did not hold, the machine goes
+            # straight to the full search (not verifying the leaf's signature again).
+            run = Validation(self, chain, at=at, crls=crls, ocsp_responses=ocsp_responses,
+                             reuse_paths=not tried_known)
             for _ in range(_MAX_STEPS):
                 event = run.next_event()
                 if isinstance(event, Verdict):
@@ -317,8 +322,10 @@ class Validation:
         at: datetime,
         crls: Iterable[bytes] = (),
         ocsp_responses: Iterable[bytes] = (),
+        reuse_paths: bool = True,
     ) -> None:
         self.validator = validator
+        self._reuse_paths = reuse_paths
         self.at = at
         self.state = State.BUILDING
         self._chain = chain
@@ -432,7 +439,9 @@ class Validation:
                 return self._decide(v.finish(allow, self._leaf, None, self._notes) if allow.ok else allow)
         leaf = self._leaf
         candidates = self._presented + self._fetched
-        result = v.known_paths.build(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)
+        result = None
+        if self._reuse_paths:
+            result = v.known_paths.build(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)
         if result is None:
             result = build_path(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)
             if result.straight:
