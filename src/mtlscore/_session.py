@@ -168,6 +168,7 @@ class Session:
         # The connection's own (TLS) evidence; with trusted proxies a request may replace
         # verdict/presented/account/thumbprint with what its proxy forwarded (_evidence).
         self._connection = (self.verdict, self.presented, self.account, self.thumbprint)
+        self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
 
     # -- validation, once per connection -----------------------------------
 
@@ -337,7 +338,7 @@ class Session:
         headers of a trusted proxy, else the TLS one (other peers' certificate
         headers are ignored, and stripped before forwarding) — and it is validated.
         """
-        policy = self.server.proxy_policy
+        policy = self._proxy_policy
         self.verdict, self.presented, self.account, self.thumbprint = self._connection
         self._forwarded = False
         self._client_ip = self.tls.peer[0]
