@@ -575,6 +575,33 @@ def _named_curve_spki(spki: bytes | None, curve: str | None) -> bool:
     return spki is not None and shape is not None and len(spki) == shape[1] and spki.startswith(shape[0])
 
 
+# OIDs' dotted strings by the OID object (cryptography formats the string on every read),
+# and the small sets certificates carry (their extension OIDs, their EKUs), one object
+# per distinct set: thousands of client certificates of one profile share them.
+_OID_TEXTS: dict[Any, str] = {}
+_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+_SHARED_MAX = 512  # distinct entries kept; past that, new ones are made per certificate
+
+
+def _oid_text(oid: Any) -> str:
+    text = _OID_TEXTS.get(oid)
+    if text is None:
+        text = oid.dotted_string
+        if len(_OID_TEXTS) < _SHARED_MAX:
+            _OID_TEXTS[oid] = text
+    return text
+
+
+def _shared_set(items: list[str]) -> frozenset[str]:
+    key = tuple(items)
+    found = _SETS.get(key)
+    if found is None:
+        found = frozenset(key)
+        if len(_SETS) < _SHARED_MAX:
+            _SETS[key] = found
+    return found
+
+
 def _build(der: bytes, digest: bytes) -> Certificate:
     try:
         cert = cx509.load_der_x509_certificate(der)
@@ -583,7 +610,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         version = 3 if cert.version is cx509.Version.v3 else 1
         not_before = cert.not_valid_before_utc
         not_after = cert.not_valid_after_utc
-        sig_oid = cert.signature_algorithm_oid.dotted_string
+        sig_oid = _oid_text(cert.signature_algorithm_oid)
         # cryptography decodes names only when they are read: decode the subject now, so
         # that an undecodable one is malformed here rather than wherever it is first shown.
         cert.subject  # noqa: B018
@@ -620,7 +647,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
             elif oid == _KU:
                 key_usage = value
             elif oid == _EKU:
-                eku = frozenset([o.dotted_string for o in value])
+                eku = _shared_set([_oid_text(o) for o in value])
             elif oid == _SAN:
                 san = tuple(value)
             elif oid == _SKI:
@@ -676,8 +703,8 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c.version = version
     c.not_before = not_before
     c.not_after = not_after
-    c.extension_oids = frozenset(oids)
-    c.critical_oids = frozenset(critical)
+    c.extension_oids = _shared_set(oids)
+    c.critical_oids = _shared_set(critical)
     c.is_ca = is_ca
     c.path_length = path_length
     c.key_usage = key_usage
