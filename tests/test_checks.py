@@ -225,11 +225,15 @@ def test_critical_certificate_policies_are_processed(root) -> None:
 
 
 @pytest.mark.parametrize("critical", [True, False])
-def test_require_explicit_policy_is_refused(critical: bool) -> None:
+def test_require_explicit_policy_is_evaluated(critical: bool) -> None:
+    # Certificate policies have their own tests (test_policies.py); here only how
+    # check_path reports them: processed when critical, malformed when not.
     pc = x509.PolicyConstraints(require_explicit_policy=0, inhibit_policy_mapping=None)
     r = pki.root()
     inter = r.intermediate(extensions=[(pc, critical)])
-    assert reason(check(inter.leaf(), inter)) is Reason.UNHANDLED_CRITICAL_EXTENSION
+    failure = check(inter.leaf(), inter)
+    assert failure is not None
+    assert (failure.reason, failure.position) == ((Reason.NO_VALID_POLICY, 0) if critical else (Reason.MALFORMED, 1))
 
 
 # -- encoding rules that make a certificate malformed (§4.1, §4.2) --------------------

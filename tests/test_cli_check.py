@@ -152,6 +152,8 @@ SCENARIOS: dict[Reason, Scenario] = {
         x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)]).chain_pem),
     Reason.NAME_CONSTRAINTS_VIOLATION: lambda t, r, i: (_trust(t, r), r.intermediate(
         "NC", permitted=[x509.DNSName("example.com")]).leaf(san_dns=["evil.test"]).chain_pem),
+    Reason.NO_VALID_POLICY: lambda t, r, i: (
+        _cfg(t, r, '[policy]\ncertificate_policies = ["1.3.6.1.4.1.55555.9.1"]\n'), i.leaf().chain_pem),
     Reason.CHAIN_TOO_LONG: lambda t, r, i: (
         _cfg(t, r, "[policy]\nmax_intermediates = 1\n"), r.intermediate("A").intermediate("B").leaf().chain_pem),
     Reason.PKI_TOO_LARGE: lambda t, r, i: (

@@ -157,6 +157,12 @@ def s_name_constraints_violation() -> Reason | None:
     return _reject([r], r.leaf(san_dns=["evil.example"]).pem)
 
 
+def s_no_valid_policy() -> Reason | None:
+    r = pki.root()
+    policy = Policy(certificate_policies=["1.3.6.1.4.1.55555.9.1"])
+    return _reject([r], r.leaf().pem, policy)
+
+
 def s_chain_too_long() -> Reason | None:
     r = pki.root()
     node = r
@@ -250,6 +256,7 @@ SCENARIOS: dict[Reason, Callable[[], Reason | None]] = {
     Reason.WEAK_SIGNATURE_ALGORITHM: s_weak_signature_algorithm,
     Reason.UNHANDLED_CRITICAL_EXTENSION: s_unhandled_critical_extension,
     Reason.NAME_CONSTRAINTS_VIOLATION: s_name_constraints_violation,
+    Reason.NO_VALID_POLICY: s_no_valid_policy,
     Reason.CHAIN_TOO_LONG: s_chain_too_long,
     Reason.PKI_TOO_LARGE: s_pki_too_large,
     Reason.SEARCH_LIMIT_EXCEEDED: s_search_limit_exceeded,

@@ -12,10 +12,12 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from cryptography import x509 as cx509
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
@@ -98,6 +100,8 @@ class Certificate:
         "not_before",
         "ocsp_urls",
         "path_length",
+        "policies",
+        "policy_controls",
         "public_key",
         "san",
         "serial",
@@ -138,6 +142,10 @@ class Certificate:
     crl_urls: tuple[str, ...]
     ocsp_urls: tuple[str, ...]
     ca_issuer_urls: tuple[str, ...]
+    # certificatePolicies (dotted OIDs; None: no such extension) and the rarer policy
+    # extensions of CAs (None when the certificate has none of them).
+    policies: frozenset[str] | None
+    policy_controls: PolicyControls | None
     # Located in the DER on construction (None when they could not be).
     _tbs_start: int
     _tbs_end: int
@@ -416,6 +424,60 @@ _AIA_OCSP = AuthorityInformationAccessOID.OCSP.dotted_string
 # Extension value classes → their OID's dotted string (filled as they are met).
 _TYPE_OIDS: dict[type, str] = {}
 _AIA_CA_ISSUERS = AuthorityInformationAccessOID.CA_ISSUERS.dotted_string
+_POLICIES = ExtensionOID.CERTIFICATE_POLICIES.dotted_string
+_POLICY_MAPPINGS = ExtensionOID.POLICY_MAPPINGS.dotted_string
+_POLICY_CONSTRAINTS = ExtensionOID.POLICY_CONSTRAINTS.dotted_string
+_INHIBIT_ANY_POLICY = ExtensionOID.INHIBIT_ANY_POLICY.dotted_string
+ANY_POLICY = "2.5.29.32.0"
+_POLICY_CONTROL_OIDS = frozenset([_POLICY_MAPPINGS, _POLICY_CONSTRAINTS, _INHIBIT_ANY_POLICY])
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyControls:
+    """A CA's policyMappings, policyConstraints and inhibitAnyPolicy (RFC 5280 §4.2.1.5, .11, .14)."""
+
+    mappings: tuple[tuple[str, str], ...] = ()  # (issuerDomainPolicy, subjectDomainPolicy)
+    require_explicit_policy: int | None = None
+    inhibit_policy_mapping: int | None = None
+    inhibit_any_policy: int | None = None
+
+
+@asn1.sequence
+class _PolicyMapping:
+    issuer_domain_policy: cx509.ObjectIdentifier
+    subject_domain_policy: cx509.ObjectIdentifier
+
+
+@asn1.sequence
+class _PolicyMappings:
+    mappings: list[_PolicyMapping]
+
+
+def _policy_mappings(value: Any) -> tuple[tuple[str, str], ...]:
+    """policyMappings (RFC 5280 §4.2.1.5): ``cryptography`` has no class for it, so its
+    value is decoded with ``cryptography``'s ASN.1 decoder."""
+    if not isinstance(value, cx509.UnrecognizedExtension):  # a cryptography that decodes it itself
+        return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in value)
+    raw = value.value  # the extnValue contents: a SEQUENCE OF
+    # The decoder reads a SEQUENCE OF only as a field: give it the one-field SEQUENCE
+    # around the value (X.690 §8.1.3 definite length).
+    n = len(raw)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
+        (n.bit_length() + 7) // 8, "big")
+    items = asn1.decode_der(_PolicyMappings, b"\x30" + length + raw).mappings
+    if not items:
+        raise ValueError("policyMappings is empty (RFC 5280 §4.2.1.5: SIZE (1..MAX))")
+    return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in items)
+
+
+def _controls(found: PolicyControls | None, oid: str, value: Any) -> PolicyControls:
+    controls = found or PolicyControls()
+    if oid == _POLICY_MAPPINGS:
+        return replace(controls, mappings=_policy_mappings(value))
+    if oid == _POLICY_CONSTRAINTS:
+        return replace(controls, require_explicit_policy=value.require_explicit_policy,
+                       inhibit_policy_mapping=value.inhibit_policy_mapping)
+    return replace(controls, inhibit_any_policy=value.skip_certs)
 
 
 def _urls(names: Any) -> list[str]:
@@ -622,7 +684,8 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c = object.__new__(_Unfrozen)
     is_ca: bool | None = None
     path_length: int | None = None
-    key_usage = eku = san = nc = ski = aki = None
+    key_usage = eku = san = nc = ski = aki = policies = None
+    controls: PolicyControls | None = None
     crl_urls: list[str] = []
     ocsp_urls: list[str] = []
     ca_issuer_urls: list[str] = []
@@ -660,6 +723,10 @@ def _build(der: bytes, digest: bytes) -> Certificate:
                 for dp in value:
                     if dp.full_name:
                         crl_urls.extend(_urls(dp.full_name))
+            elif oid == _POLICIES:
+                policies = _shared_set([_oid_text(p.policy_identifier) for p in value])
+            elif oid in _POLICY_CONTROL_OIDS:
+                controls = _controls(controls, oid, value)
             elif oid == _AIA:
                 for desc in value:
                     loc = desc.access_location
@@ -723,6 +790,8 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c.crl_urls = tuple(crl_urls)
     c.ocsp_urls = tuple(ocsp_urls)
     c.ca_issuer_urls = tuple(ca_issuer_urls)
+    c.policies = policies
+    c.policy_controls = controls
     c._tbs_start = tbs_start
     c._tbs_end = tbs_end
     c._issuer_raw = issuer_raw

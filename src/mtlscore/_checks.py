@@ -12,17 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from ._cert import Certificate
 from ._name_constraints import ConstraintFailure, NameConstraintState
+from ._policies import PolicyFailure, PolicyState
+from ._policies import end_entity as _policy_end_entity
+from ._policies import initial as _policy_initial
+from ._policies import issuer as _policy_issuer
 from ._policy import ANY_EKU, EKU_NAMES, Policy
 from ._reasons import Reason
 from ._signature import check_signature_algorithm
 from ._trust import Anchor
 
 __all__ = [
+    "HandedDown",
     "PathFailure",
     "check_end_entity",
     "check_issuers",
@@ -47,16 +51,32 @@ _HANDLED = frozenset(
         ExtensionOID.NAME_CONSTRAINTS,
         ExtensionOID.SUBJECT_KEY_IDENTIFIER,
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        # With the initial policy set anyPolicy and no explicit policy required,
-        # §6.1 accepts any certificatePolicies; a critical one is processed.
+        # Certificate policies: §6.1.3 (d)-(f), §6.1.4 (a)-(b), (h)-(j), §6.1.5 (see _policies).
         ExtensionOID.CERTIFICATE_POLICIES,
+        ExtensionOID.POLICY_MAPPINGS,
+        ExtensionOID.POLICY_CONSTRAINTS,
+        ExtensionOID.INHIBIT_ANY_POLICY,
     )
 )
 _MUST_NOT_BE_CRITICAL = frozenset(
     oid.dotted_string
     for oid in (ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
 )
-_POLICY_CONSTRAINTS = ExtensionOID.POLICY_CONSTRAINTS.dotted_string
+
+# Constraints a CA must mark critical, or relying parties that skip them would accept more.
+_CONTROL_NAMES = {
+    ExtensionOID.POLICY_CONSTRAINTS.dotted_string: "policyConstraints",
+    ExtensionOID.INHIBIT_ANY_POLICY.dotted_string: "inhibitAnyPolicy",
+}
+_MUST_BE_CRITICAL = frozenset(_CONTROL_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class HandedDown:
+    """What the anchor and the CAs of a path hand down to its leaf (see :func:`check_issuers`)."""
+
+    names: NameConstraintState  # the name constraints the leaf must satisfy
+    policies: PolicyState | None  # certificate-policy state; None when no certificate is processed
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +166,11 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
     if not cert.critical_oids.isdisjoint(_MUST_NOT_BE_CRITICAL):
         bad = cert.critical_oids & _MUST_NOT_BE_CRITICAL
         return f"it marks key identifier extensions critical ({', '.join(sorted(bad))}; RFC 5280 §4.2.1.1-2)"
+    if cert.policy_controls is not None and (loose := _MUST_BE_CRITICAL & (cert.extension_oids - cert.critical_oids)):
+        return (
+            f"it carries {' and '.join(sorted(_CONTROL_NAMES[o] for o in loose))} not marked critical "
+            "(RFC 5280 §4.2.1.11, §4.2.1.14: conforming CAs MUST mark them critical)"
+        )
     if cert.version < 3 and cert.extension_oids:
         return "it is not version 3 but carries extensions (RFC 5280 §4.1.2.1)"
     return None
@@ -204,15 +229,22 @@ def check_path(
     return check_end_entity(path[0], state, at=at, policy=policy)
 
 
+def _policy_failure(exc: PolicyFailure, pos: int) -> PathFailure:
+    if exc.budget:
+        return PathFailure(Reason.SEARCH_LIMIT_EXCEEDED, exc.detail, pos)
+    return PathFailure(Reason.MALFORMED if exc.malformed else Reason.NO_VALID_POLICY, exc.detail, pos)
+
+
 def check_issuers(
     path: list[Certificate], anchor: Anchor, *, at: datetime, policy: Policy
-) -> NameConstraintState | PathFailure:
+) -> HandedDown | PathFailure:
     """§6.1 for the anchor and the CAs of ``path`` (positions ``len(path)``…1): what they hand down.
 
-    The result — the name constraints the leaf must satisfy — depends on the
-    leaf only through the details of failures, and on ``at`` only through the
-    CAs' validity (see :func:`issuers_window`), so an accepted result can be
-    reused for another leaf under the same CAs.
+    The result — the name constraints and the certificate-policy state the leaf
+    is checked under — depends on the leaf only through the details of
+    failures, and on ``at`` only through the CAs' validity (see
+    :func:`issuers_window`), so an accepted result can be reused for another
+    leaf under the same CAs and path length.
     """
     n = len(path)
     a = anchor.certificate
@@ -266,6 +298,15 @@ def check_issuers(
         nc.add(a)
     except ConstraintFailure as exc:
         return PathFailure(Reason.NAME_CONSTRAINTS_VIOLATION, f"{who}: {exc.detail}", a_pos)
+    # Certificate policies: the anchor is an input of §6.1, not a certificate of the
+    # path, so its own policy extensions are not processed (RFC 5280 §6.1.1 (d)).
+    top = n - 1 if a.sha256 == path[-1].sha256 else n
+    policies = None
+    if top:
+        policies = _policy_initial(
+            top, explicit=policy.explicit_policy, inhibit_mapping=policy.inhibit_policy_mapping,
+            inhibit_any=policy.inhibit_any_policy, budget=policy.max_path_work * 64,
+        )
     required = policy.required_eku
     if (
         required is not None
@@ -323,6 +364,11 @@ def check_issuers(
             nc.add(cert)
         except ConstraintFailure as exc:
             return PathFailure(Reason.NAME_CONSTRAINTS_VIOLATION, f"{who}: {exc.detail}", pos)
+        if policies is not None and pos < top:
+            try:
+                policies = _policy_issuer(policies, cert, who)
+            except PolicyFailure as exc:
+                return _policy_failure(exc, pos)
         if (
             required is not None
             and policy.check_ca_eku
@@ -336,7 +382,7 @@ def check_issuers(
                 f"which excludes {_OID_NAMES.get(required, required)}",
                 pos,
             )
-    return nc
+    return HandedDown(nc, policies)
 
 
 def issuers_window(path: list[Certificate] | tuple[Certificate, ...], anchor: Anchor) -> tuple[datetime, datetime]:
@@ -355,7 +401,7 @@ def issuers_window(path: list[Certificate] | tuple[Certificate, ...], anchor: An
 
 
 def check_end_entity(
-    cert: Certificate, nc: NameConstraintState, *, at: datetime, policy: Policy
+    cert: Certificate, handed: HandedDown, *, at: datetime, policy: Policy
 ) -> PathFailure | None:
     """§6.1 for the certificate at position 0, under the state its CAs handed down.
 
@@ -364,8 +410,14 @@ def check_end_entity(
     who = _Who(cert, 0)
     if (failure := _check_certificate(cert, 0, who, at, policy)) is not None:
         return failure
+    nc = handed.names
     if not nc.empty and (failure := _names_allowed(nc, cert, 0)) is not None:
         return failure
+    if handed.policies is not None:
+        try:
+            _policy_end_entity(handed.policies, cert, who, policy.user_policies)
+        except PolicyFailure as exc:
+            return _policy_failure(exc, 0)
     return _check_leaf(cert, policy, who)
 
 
@@ -393,16 +445,6 @@ def _check_certificate(cert: Certificate, pos: int, who: _Who, at: datetime, pol
             f"{who} has critical extension(s) mtlscore does not process: {crit}",
             pos,
         )
-    if _POLICY_CONSTRAINTS in cert.extension_oids:
-        pc = cert.x509.extensions.get_extension_for_class(x509.PolicyConstraints).value
-        if pc.require_explicit_policy is not None:
-            # We do not build the §6.1 policy tree; refusing is the safe answer.
-            return PathFailure(
-                Reason.UNHANDLED_CRITICAL_EXTENSION,
-                f"{who} requires an explicit certificate policy (policyConstraints), "
-                "which mtlscore does not evaluate",
-                pos,
-            )
     if (bad := check_key(cert, policy)) is not None:
         return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
     return None

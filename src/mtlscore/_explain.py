@@ -95,6 +95,12 @@ EXPLANATIONS: dict[Reason, tuple[str, str]] = {
         "Request a certificate whose names fall within the CA's permitted names, or have it "
         "issued by another CA.",
     ),
+    Reason.NO_VALID_POLICY: (
+        "The path is not valid for any certificate policy that is required: by policy "
+        "(certificate_policies) or by a CA's policyConstraints (RFC 5280 §6.1).",
+        "Issue the certificate (and its CAs) under a required policy (certificatePolicies), "
+        "or change policy.certificate_policies to the policies your CA issues under.",
+    ),
     Reason.CHAIN_TOO_LONG: (
         "Reaching a trusted CA needs more intermediates than policy allows.",
         "Shorten the chain, or raise policy.max_intermediates.",

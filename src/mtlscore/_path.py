@@ -20,9 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ._cert import Certificate
-from ._checks import PathFailure, check_end_entity, check_issuers, check_key, check_path, issuers_window
+from ._checks import HandedDown, PathFailure, check_end_entity, check_issuers, check_key, check_path, issuers_window
 from ._lru import BoundedLRU
-from ._name_constraints import NameConstraintState
 from ._names import NameKey
 from ._policy import Policy
 from ._reasons import Reason
@@ -298,7 +297,7 @@ def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
 class _Known:
     tail: tuple[Certificate, ...]  # the CAs above the leaf, its issuer first
     anchor: Anchor
-    handed_down: NameConstraintState  # what the CAs constrain the leaf to (check_issuers)
+    handed_down: HandedDown  # what the CAs constrain the leaf to (check_issuers)
     # The CAs all pass their validity checks for whole-second validation times in
     # [earliest, latest] (their latest notBefore - skew, earliest notAfter + skew).
     earliest: datetime
@@ -371,8 +370,8 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         if not (signatures or SIGNATURES).verify_once(leaf, issuer):
             return None
         state = known.handed_down
-        if not state.empty:
-            state = replace(state)  # checking spends its own work budget
+        if not state.names.empty:
+            state = replace(state, names=replace(state.names))  # checking spends its own work budget
         if check_end_entity(leaf, state, at=at, policy=policy) is not None:
             return None
         self.hit(key)

@@ -51,6 +51,20 @@ def eku_oid(value: str) -> str:
     raise ConfigError(f"unknown extended key usage {value!r}", key="required_eku")
 
 
+ANY_POLICY = "2.5.29.32.0"
+
+
+def policy_oid(value: object) -> str:
+    """A certificate policy given as a dotted OID (or ``anyPolicy``), as a dotted OID."""
+    if value == "anyPolicy":
+        return ANY_POLICY
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) >= 2 and all(p.isdigit() for p in parts) and parts[0] in ("0", "1", "2"):
+        return str(value)
+    raise ConfigError(f"{value!r} is not a dotted policy OID (e.g. 2.23.140.1.2.1) or anyPolicy",
+                      key="certificate_policies")
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What a certificate path must satisfy beyond RFC 5280 itself.
@@ -99,6 +113,14 @@ class Policy:
     max_fetched_issuers: int = 3
     # Largest fetched answer (CRL, OCSP response, issuer) that is accepted, in bytes.
     max_fetch_bytes: int = 4 * 1024 * 1024
+    # Certificate policies (RFC 5280 §6.1.1 (c), (e)-(g)): the user-initial-policy-set
+    # (dotted OIDs; None or "anyPolicy": any policy), whether the path must be valid for
+    # one of them (None: exactly when certificate_policies is set), and the initial
+    # inhibit flags for policy mapping and anyPolicy.
+    certificate_policies: frozenset[str] | None = None
+    require_explicit_policy: bool | None = None
+    inhibit_policy_mapping: bool = False
+    inhibit_any_policy: bool = False
     # Unique per Policy value; caches key on it.
     epoch: int = field(default_factory=lambda: next(_epochs), compare=False)
 
@@ -142,6 +164,26 @@ class Policy:
             raise ConfigError("must not be negative", key="revocation.max_fetched_issuers")
         if self.max_fetch_bytes <= 0:
             raise ConfigError("must be positive", key="revocation.max_fetch_bytes")
+        if self.certificate_policies is not None:
+            if isinstance(self.certificate_policies, str):
+                raise ConfigError("must be a list of policy OIDs, not a string", key="certificate_policies")
+            oids = frozenset(policy_oid(v) for v in self.certificate_policies)
+            if not oids:
+                raise ConfigError("names no policy; leave it out to accept any policy", key="certificate_policies")
+            object.__setattr__(self, "certificate_policies", oids)
+
+    @property
+    def user_policies(self) -> frozenset[str] | None:
+        """RFC 5280's user-initial-policy-set; None is any-policy."""
+        oids = self.certificate_policies
+        return None if oids is None or ANY_POLICY in oids else oids
+
+    @property
+    def explicit_policy(self) -> bool:
+        """RFC 5280's initial-explicit-policy: the path must be valid for a policy of ``user_policies``."""
+        if self.require_explicit_policy is not None:
+            return self.require_explicit_policy
+        return self.certificate_policies is not None
 
     def revocation_mode(self, position: int) -> RevocationMode:
         """The revocation mode for the certificate at ``position`` (0 = the leaf)."""

@@ -28,6 +28,7 @@ class Reason(enum.StrEnum):
     WEAK_SIGNATURE_ALGORITHM = "weak_signature_algorithm"
     UNHANDLED_CRITICAL_EXTENSION = "unhandled_critical_extension"
     NAME_CONSTRAINTS_VIOLATION = "name_constraints_violation"
+    NO_VALID_POLICY = "no_valid_policy"
     CHAIN_TOO_LONG = "chain_too_long"
     PKI_TOO_LARGE = "pki_too_large"
     SEARCH_LIMIT_EXCEEDED = "search_limit_exceeded"

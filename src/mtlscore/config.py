@@ -40,6 +40,10 @@ _POLICY_KEYS = {
     "max_presented": int,
     "max_path_work": int,
     "clock_skew_seconds": int,
+    "certificate_policies": list,
+    "require_explicit_policy": bool,
+    "inhibit_policy_mapping": bool,
+    "inhibit_any_policy": bool,
 }
 _REVOCATION_KEYS = {
     "mode": str,
