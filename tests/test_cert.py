@@ -11,7 +11,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from mtlscore import CertificateRejected, Reason, load_certificates, parse_certificate, pki, x5t_s256
+from mtlscore import (
+    CertificateRejected,
+    Reason,
+    TrustStore,
+    Validator,
+    load_certificates,
+    parse_certificate,
+    pki,
+    x5t_s256,
+)
 from mtlscore._cert import PARSE_CACHE, split_certificates
 from mtlscore._policy import CLIENT_AUTH, SERVER_AUTH
 
@@ -249,3 +258,24 @@ def test_the_named_curve_spki_shapes_are_cryptographys(key: str) -> None:
     assert _named_curve_spki(c.spki_der, c.curve) and c.curve != "explicit"
     # The same key spelled with another head (or length) is not taken for the named form.
     assert not _named_curve_spki(b"\x30" + c.spki_der[1:-1], c.curve)
+
+
+def test_a_signature_with_unused_bits_is_malformed() -> None:
+    # Found by test_properties' one-byte mutations: setting the signatureValue's
+    # unused-bits octet to 1 (when the last signature bit is 0, so the BIT STRING is
+    # still DER) gave a second encoding that the same signature verified.
+    root = pki.root()
+    for _ in range(64):
+        leaf = root.leaf()
+        if leaf.cert.signature[-1] % 2 == 0:
+            break
+    der = bytearray(leaf.der)
+    at = len(der) - len(leaf.cert.signature) - 1
+    assert der[at] == 0
+    der[at] = 1
+    with pytest.raises(CertificateRejected) as exc:
+        parse_certificate(bytes(der))
+    assert exc.value.reason is Reason.MALFORMED and "unused bits" in exc.value.detail
+    v = Validator(TrustStore([root.der])).validate([bytes(der)], at=pki.NOW)
+    assert v.reason is Reason.MALFORMED
+    assert Validator(TrustStore([root.der])).validate([leaf.der], at=pki.NOW).ok

@@ -680,6 +680,14 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         sig_hash, sig_params = _signature_facts(cert, sig_oid)
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise CertificateRejected(Reason.MALFORMED, f"certificate could not be parsed: {exc}") from None
+    # The signatureValue BIT STRING ends the DER; the octet before its bytes counts the
+    # unused bits. ``cryptography`` hands over the bytes without it, so a signature with
+    # unused bits would verify as if they were not there: the same signature under
+    # another encoding (another SHA-256, another x5t#S256). OpenSSL refuses it too.
+    if len(signature) >= len(der) or der[-len(signature) - 1] != 0:
+        raise CertificateRejected(
+            Reason.MALFORMED, "its signature BIT STRING declares unused bits (RFC 5280 §4.1.1.3: whole octets)"
+        )
 
     c = object.__new__(_Unfrozen)
     is_ca: bool | None = None
