@@ -1,27 +1,25 @@
 """Fetching revocation data and issuers for real, on both runtimes from one test body.
 
 Peers on 127.0.0.1: a threaded http.server serving CRLs and issuers (started
-by each test), a real ``openssl ocsp`` responder (started once for the module;
-it needs a fixed port, so one is picked by binding port 0 and retried on a
-clash), a port with nothing listening (down), and a socket that accepts
+by each test), a real ``openssl ocsp`` responder (its answers, behind a
+loopback http.server: ``openssl ocsp -port`` would listen on every
+interface), a port with nothing listening (down), and a socket that accepts
 connections and never answers (slow). The PKI is built around the real clock
 because ``openssl ocsp`` stamps its responses with it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.server
-import os
-import select
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -135,40 +133,48 @@ def silent_url() -> Iterator[str]:
 # -- the PKI and a real OCSP responder ---------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class OcspResponder:
+    """``openssl ocsp`` answering each request, behind an http.server on 127.0.0.1.
 
-
-def _wait_until_listening(proc: subprocess.Popen[bytes], seconds: float = 10) -> bool:
-    """Whether ``openssl ocsp`` says it is waiting for connections (it binds first).
-
-    Not probed by connecting: the responder serves one connection at a time and
-    an empty probe connection would block it.
+    ``openssl ocsp -port`` listens on every interface; this front end binds loopback
+    only and hands each POSTed request to ``openssl ocsp -reqin … -respout …`` (the
+    same responder code, one process per request).
     """
-    assert proc.stderr is not None
-    deadline = time.monotonic() + seconds
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            break
-        chunk = os.read(proc.stderr.fileno(), 4096)
-        if not chunk:
-            return False  # exited: the port was taken
-        seen += chunk
-        if b"waiting for OCSP client connections" in seen:
-            # Keep draining its log so that it never blocks on a full pipe.
-            threading.Thread(target=_drain, args=(proc.stderr.fileno(),), daemon=True).start()
-            return True
-    return False
 
+    def __init__(self, openssl: str, directory: Path) -> None:
+        self.requests = 0
+        outer = self
 
-def _drain(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        while os.read(fd, 4096):
-            pass
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.requests += 1
+                with tempfile.TemporaryDirectory(dir=directory) as tmp:
+                    req, resp = Path(tmp) / "req.der", Path(tmp) / "resp.der"
+                    req.write_bytes(body)
+                    done = subprocess.run(
+                        [openssl, "ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "rsigner.pem",
+                         "-rkey", "rkey.pem", "-nmin", "5", "-reqin", str(req), "-respout", str(resp)],
+                        cwd=directory, capture_output=True, timeout=20, check=False,
+                    )
+                    answer = resp.read_bytes() if done.returncode == 0 and resp.exists() else b""
+                self.send_response(200 if answer else 500)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @dataclass
@@ -178,6 +184,7 @@ class World:
     ocsp_url: str
     ocsp_good: pki.Issued
     ocsp_revoked: pki.Issued
+    ocsp: OcspResponder
 
     def trust(self) -> TrustStore:
         return TrustStore([self.root.pem])
@@ -188,8 +195,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A root, an intermediate, and `openssl ocsp` answering for the intermediate.
 
     The responder is delegated (a certificate with id-kp-OCSPSigning issued by the
-    intermediate). ``openssl ocsp`` takes only a fixed port, and the leaves must
-    name it: pick a free one, issue the leaves, start; on a clash, start over.
+    intermediate).
     """
     openssl = shutil.which("openssl")
     if openssl is None:
@@ -206,32 +212,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         exp = c.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
         return f"{status}\t{exp}\t{when}\t{c.serial:X}\tunknown\t/CN=c{c.serial:X}\n"
 
-    proc: subprocess.Popen[bytes] | None = None
+    ocsp = OcspResponder(openssl, d)
     try:
-        for _attempt in range(5):
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}/"
-            good = inter.leaf("CN=ocsp-good", ocsp_urls=[url])
-            revoked = inter.leaf("CN=ocsp-revoked", ocsp_urls=[url])
-            stamp = NOW.strftime("%y%m%d%H%M%SZ")
-            (d / "index.txt").write_text(line("V", good) + line("R", revoked, stamp + ",keyCompromise"))
-            proc = subprocess.Popen(
-                [openssl, "ocsp", "-index", "index.txt", "-port", str(port), "-CA", "ca.pem",
-                 "-rsigner", "rsigner.pem", "-rkey", "rkey.pem", "-nmin", "5", "-ignore_err"],
-                cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )
-            if _wait_until_listening(proc):
-                break
-            proc.kill()
-            proc.wait()
-            proc = None
-        else:
-            pytest.fail("openssl ocsp did not start on a free loopback port")
-        yield World(root, inter, url, good, revoked)
+        good = inter.leaf("CN=ocsp-good", ocsp_urls=[ocsp.url])
+        revoked = inter.leaf("CN=ocsp-revoked", ocsp_urls=[ocsp.url])
+        stamp = NOW.strftime("%y%m%d%H%M%SZ")
+        (d / "index.txt").write_text(line("V", good) + line("R", revoked, stamp + ",keyCompromise"))
+        yield World(root, inter, ocsp.url, good, revoked, ocsp)
     finally:
-        if proc is not None:
-            proc.kill()
-            proc.wait()
+        ocsp.close()
 
 
 def pem_chain(leaf: pki.Issued) -> bytes:
@@ -277,14 +266,19 @@ async def test_revoked_intermediate_from_root_crl(anyio_backend: str, world: Wor
 @pytest.mark.anyio
 @pytest.mark.parametrize("nonce", [False, True])
 async def test_openssl_ocsp_responder(anyio_backend: str, world: World, nonce: bool) -> None:
-    v = Validator(world.trust(), Policy(fetch=True, revocation="hard", revocation_ca="off", ocsp_nonce=nonce))
+    # openssl stamps thisUpdate when it answers, a moment after ``at`` (a second or more
+    # on a loaded machine): allow the clock skew a deployment against a real responder would.
+    v = Validator(world.trust(), Policy(fetch=True, revocation="hard", revocation_ca="off", ocsp_nonce=nonce,
+                                        clock_skew=timedelta(minutes=1)))
     fetcher = fetcher_for(anyio_backend, timeout=10)
     at = datetime.now(UTC)
+    asked = world.ocsp.requests
     verdict = await fetcher.validate(v, pem_chain(world.ocsp_revoked), at=at)
     assert verdict.reason is Reason.REVOKED, verdict.detail
     assert "OCSP responder" in verdict.detail and "keyCompromise" in verdict.detail
     verdict = await fetcher.validate(v, pem_chain(world.ocsp_good), at=at)
     assert verdict.ok, verdict.detail
+    assert world.ocsp.requests == asked + 2  # openssl answered both, nothing was cached between them
 
 
 # -- missing issuers from AIA caIssuers --------------------------------------------------
@@ -400,6 +394,8 @@ def test_validate_with_fetch_for_the_cli(world: World, server: Server) -> None:
     v = Validator(world.trust(), Policy(fetch=True, fetch_issuers=True))
     verdict = validate_with_fetch(v, leaf.chain_pem, at=NOW, timeout=5)
     assert verdict.reason is Reason.REVOKED
-    verdict = validate_with_fetch(v, world.ocsp_revoked.chain_pem, at=datetime.now(UTC), timeout=10)
+    # A moment after openssl stamps its answer (see test_openssl_ocsp_responder).
+    verdict = validate_with_fetch(v, world.ocsp_revoked.chain_pem, at=datetime.now(UTC) + timedelta(minutes=1),
+                                  timeout=10)
     assert verdict.reason is Reason.REVOKED
 
