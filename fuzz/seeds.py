@@ -76,7 +76,20 @@ def _extra_issued() -> tuple[pki.Issued, ...]:
         w.inter.leaf('CN=odd \\"name\\"+OU=Ops,O=Acme\\, Inc.', san_uri=["spiffe://a/b"], eku=[pki.SERVER_AUTH]),
         pki.root("Self Signed Client", ca=False, eku=[pki.CLIENT_AUTH]),
         w.inter.leaf("expired", not_before=pki.NOW.replace(year=2024), not_after=pki.NOW.replace(year=2025)),
+        _policy_leaf(w.root),
     )
+
+
+def _policy_leaf(root: pki.Issued) -> pki.Issued:
+    """A chain with every certificate-policy extension, so mutations reach policy processing."""
+    p, q = "1.3.6.1.4.1.55555.1.1", "1.3.6.1.4.1.55555.1.2"
+    bridge = root.intermediate("Policy Bridge", extensions=[
+        pki.certificate_policies(p, "2.5.29.32.0"), pki.policy_mappings((p, q)),
+        (x509.PolicyConstraints(require_explicit_policy=0, inhibit_policy_mapping=1), True),
+        (x509.InhibitAnyPolicy(1), True),
+    ])
+    return bridge.intermediate("Policy CA", extensions=[pki.certificate_policies(q)]).leaf(
+        "policy.client", extensions=[pki.certificate_policies(q)])
 
 
 def _chains() -> list[tuple[list[bytes], str]]:

@@ -27,34 +27,8 @@ ANY = "2.5.29.32.0"
 P, Q, R = "1.3.6.1.4.1.55555.1.1", "1.3.6.1.4.1.55555.1.2", "1.3.6.1.4.1.55555.1.3"
 
 
-def policies(*oids: str, critical: bool = False) -> tuple[x509.ExtensionType, bool]:
-    return x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in oids]), critical
-
-
-def mappings(*pairs: tuple[str, str]) -> tuple[x509.ExtensionType, bool]:
-    # cryptography has no class for policyMappings: its DER, written by hand here (test input only).
-    items = b"".join(_tlv(0x30, _oid_der(a) + _oid_der(b)) for a, b in pairs)
-    return x509.UnrecognizedExtension(ExtensionOID.POLICY_MAPPINGS, _tlv(0x30, items)), True
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
-        (n.bit_length() + 7) // 8, "big")
-    return bytes([tag]) + length + body
-
-
-def _oid_der(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    out = bytearray([parts[0] * 40 + parts[1]])
-    for p in parts[2:]:
-        chunk = [p & 0x7F]
-        p >>= 7
-        while p:
-            chunk.append(0x80 | (p & 0x7F))
-            p >>= 7
-        out += bytes(reversed(chunk))
-    return _tlv(0x06, bytes(out))
+policies = pki.certificate_policies
+mappings = pki.policy_mappings
 
 
 def constraints(require: int | None = None, inhibit_mapping: int | None = None,

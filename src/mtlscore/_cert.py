@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -458,16 +458,30 @@ def _policy_mappings(value: Any) -> tuple[tuple[str, str], ...]:
     value is decoded with ``cryptography``'s ASN.1 decoder."""
     if not isinstance(value, cx509.UnrecognizedExtension):  # a cryptography that decodes it itself
         return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in value)
-    raw = value.value  # the extnValue contents: a SEQUENCE OF
-    # The decoder reads a SEQUENCE OF only as a field: give it the one-field SEQUENCE
-    # around the value (X.690 §8.1.3 definite length).
-    n = len(raw)
-    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes(
-        (n.bit_length() + 7) // 8, "big")
-    items = asn1.decode_der(_PolicyMappings, b"\x30" + length + raw).mappings
+    # The extnValue contents are a SEQUENCE OF, which the decoder reads only as a
+    # field: give it the one-field SEQUENCE around them.
+    items = asn1.decode_der(_PolicyMappings, der_sequence(value.value)).mappings
     if not items:
         raise ValueError("policyMappings is empty (RFC 5280 §4.2.1.5: SIZE (1..MAX))")
     return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in items)
+
+
+def der_sequence(content: bytes) -> bytes:
+    """``content`` as the contents of a DER SEQUENCE (X.690 §8.1.3: definite length)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([0x30, n]) + content
+    size = (n.bit_length() + 7) // 8
+    return bytes([0x30, 0x80 | size]) + n.to_bytes(size, "big") + content
+
+
+def encode_policy_mappings(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """The policyMappings extension value for (issuerDomainPolicy, subjectDomainPolicy) pairs."""
+    return der_sequence(b"".join(
+        asn1.encode_der(_PolicyMapping(issuer_domain_policy=cx509.ObjectIdentifier(a),
+                                       subject_domain_policy=cx509.ObjectIdentifier(b)))
+        for a, b in pairs
+    ))
 
 
 def _controls(found: PolicyControls | None, oid: str, value: Any) -> PolicyControls:

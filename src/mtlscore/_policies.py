@@ -134,20 +134,19 @@ def _children(state: PolicyState, cert: Certificate, *, last: bool) -> tuple[tup
     return tuple(out.values()), budget
 
 
-def _check(state: PolicyState, who: object) -> PolicyState:
+def _check(level: tuple[_Node, ...], explicit_policy: int, who: object) -> None:
     # §6.1.3 (f)
-    if state.explicit_policy <= 0 and not state.level:
+    if explicit_policy <= 0 and not level:
         raise PolicyFailure(
             f"{who} leaves no valid certificate policy while an explicit policy is required"
         )
-    return state
 
 
 def issuer(state: PolicyState, cert: Certificate, who: object) -> PolicyState:
     """§6.1.3 (d)-(f) and §6.1.4 (a)-(b), (h)-(j) for a CA certificate on the path."""
     level, budget = _children(state, cert, last=False)
-    state = _check(PolicyState(level, state.explicit_policy, state.policy_mapping,
-                               state.inhibit_any_policy, budget), who)
+    _check(level, state.explicit_policy, who)
+    state = PolicyState(level, state.explicit_policy, state.policy_mapping, state.inhibit_any_policy, budget)
     controls = cert.policy_controls
     explicit, mapping, inhibit_any = state.explicit_policy, state.policy_mapping, state.inhibit_any_policy
     if controls is not None and controls.mappings:
@@ -198,9 +197,9 @@ def end_entity(
     Returns the user-constrained policy set (anyPolicy in it: any policy;
     empty: none, which is acceptable only while no explicit policy is required).
     """
-    level, budget = _children(state, cert, last=True)
+    level, _ = _children(state, cert, last=True)
     explicit = state.explicit_policy
-    _check(PolicyState(level, explicit, state.policy_mapping, state.inhibit_any_policy, budget), who)
+    _check(level, explicit, who)
     if explicit:  # §6.1.5 (a)
         explicit -= 1
     controls = cert.policy_controls

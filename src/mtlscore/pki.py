@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
+from ._cert import encode_policy_mappings
+
 __all__ = ["NOW", "Issued", "new_key", "root"]
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -210,6 +212,20 @@ def _default_key_usage(ca: bool | None) -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def certificate_policies(*oids: str, critical: bool = False) -> tuple[x509.ExtensionType, bool]:
+    """A certificatePolicies extension (dotted OIDs; 2.5.29.32.0 is anyPolicy) for ``extensions=``."""
+    return x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in oids]), critical
+
+
+def policy_mappings(*pairs: tuple[str, str], critical: bool = True) -> tuple[x509.ExtensionType, bool]:
+    """A policyMappings extension of (issuerDomainPolicy, subjectDomainPolicy) pairs, for ``extensions=``.
+
+    ``cryptography`` has no class for it: the value is encoded with its ASN.1 encoder.
+    """
+    value = encode_policy_mappings(pairs)
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.33"), value), critical
 
 
 def key_usage(*names: str) -> x509.KeyUsage:
