@@ -395,3 +395,14 @@ def test_differential_against_openssl_policy_check(tmp_path: Path) -> None:
         outcomes[ours.ok] += 1
     # The generator reaches both outcomes often enough to mean something.
     assert min(outcomes.values()) >= 50, outcomes
+
+
+def test_presenting_the_root_too_changes_nothing(root: pki.Issued) -> None:
+    # The anchor is not a path certificate whether or not the client sends it along.
+    inter = root.intermediate("CN=Presented CA", extensions=[policies(P), constraints(require=1)])
+    for leaf_policies, ok in (((P,), True), ((), False)):
+        leaf = inter.leaf(extensions=[policies(*leaf_policies)] if leaf_policies else [])
+        short = validate(leaf, inter, root=root)
+        full = validate(leaf, inter, root, root=root)
+        assert (short.ok, short.reason, short.position) == (full.ok, full.reason, full.position)
+        assert short.ok is ok
