@@ -264,7 +264,7 @@ def gateway_results(quick: bool, repeats: int) -> list[Any]:
         trust = TrustStore([(d / "root.pem").read_bytes()])
         ctx = server_context(trust, certificate=d / "server.pem", key=d / "server.key")
         client = _client_context(d)
-        n = 60 if quick else 300
+        n = 200 if quick else 600
         for rt, bare in (("asyncio", _asyncio_bare), ("trio", _trio_bare)):
             res_name = f"gateway-{rt}"
             try:
