@@ -279,3 +279,24 @@ def test_a_signature_with_unused_bits_is_malformed() -> None:
     v = Validator(TrustStore([root.der])).validate([bytes(der)], at=pki.NOW)
     assert v.reason is Reason.MALFORMED
     assert Validator(TrustStore([root.der])).validate([leaf.der], at=pki.NOW).ok
+
+
+def test_a_signature_algorithm_unlike_the_tbs_one_is_malformed() -> None:
+    # RFC 5280 §4.1.1.2. The outer AlgorithmIdentifier is not signed: dropping the NULL
+    # parameters of sha256WithRSAEncryption there gave another encoding (another
+    # thumbprint) that cryptography loads and the same signature verified.
+    root = pki.root(key="rsa")
+    leaf = root.leaf(key="rsa")
+    with_null = bytes.fromhex("300d06092a864886f70d01010b0500")
+    der = leaf.der
+    at = der.rindex(with_null)
+    assert at > len(leaf.cert.tbs_certificate_bytes)  # the outer one, after the TBS
+    body = der[4:at] + bytes.fromhex("300b06092a864886f70d01010b") + der[at + len(with_null):]
+    assert der[:2] == b"\x30\x82"
+    changed = b"\x30\x82" + len(body).to_bytes(2, "big") + body
+    assert x509.load_der_x509_certificate(changed).signature_algorithm_oid == leaf.cert.signature_algorithm_oid
+    with pytest.raises(CertificateRejected) as exc:
+        parse_certificate(changed)
+    assert exc.value.reason is Reason.MALFORMED and "4.1.1.2" in exc.value.detail
+    assert Validator(TrustStore([root.der])).validate([changed], at=pki.NOW).reason is Reason.MALFORMED
+    assert Validator(TrustStore([root.der])).validate([leaf.der], at=pki.NOW).ok

@@ -575,8 +575,9 @@ def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
     return (data[pos], start, stop) if stop <= end else None
 
 
-# (TBSCertificate start, end), then the issuer, subject and SPKI as (start, end) of their TLVs.
-_Layout = tuple[int, int, tuple[int, int], tuple[int, int], tuple[int, int]]
+# (TBSCertificate start, end), then the issuer, subject and SPKI as (start, end) of their
+# TLVs, and whether the outer signatureAlgorithm is the TBS signature field byte for byte.
+_Layout = tuple[int, int, tuple[int, int], tuple[int, int], tuple[int, int], bool]
 
 
 def _layout(der: bytes) -> _Layout | None:
@@ -622,7 +623,12 @@ def _layout(der: bytes) -> _Layout | None:
     # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
     if tags != b"\x02\x30\x30\x30\x30\x30":
         return None
-    return outer[1], tbs[2], spans[2], spans[4], spans[5]
+    # RFC 5280 §4.1.1.2: signatureAlgorithm MUST be the same AlgorithmIdentifier as the
+    # TBS signature field. Only the TBS is signed, so a different outer encoding (say,
+    # RSA parameters NULL vs absent) would be another certificate with the same signature.
+    alg = _tlv(der, tbs[2], outer[2])
+    same = alg is not None and der[tbs[2] : alg[2]] == der[spans[1][0] : spans[1][1]]
+    return outer[1], tbs[2], spans[2], spans[4], spans[5], same
 
 
 def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
@@ -763,6 +769,12 @@ def _build(der: bytes, digest: bytes) -> Certificate:
 
     key, key_type, key_bits, curve = _key_facts(cert)
     layout = _layout(der)
+    if layout is not None and not layout[5]:
+        raise CertificateRejected(
+            Reason.MALFORMED,
+            "its signatureAlgorithm is not the same AlgorithmIdentifier as the signature field inside "
+            "tbsCertificate (RFC 5280 §4.1.1.2)",
+        )
     if layout is None or _NAME_KEYS.peek(der[layout[2][0] : layout[2][1]]) is None:
         # An issuer name not seen before is decoded now, for the same reason
         # (one already in the name cache was decoded when it was stored).
