@@ -406,3 +406,38 @@ def test_presenting_the_root_too_changes_nothing(root: pki.Issued) -> None:
         full = validate(leaf, inter, root, root=root)
         assert (short.ok, short.reason, short.position) == (full.ok, full.reason, full.position)
         assert short.ok is ok
+
+
+def test_known_path_reuse_never_changes_a_policy_verdict() -> None:
+    # Random policy PKIs, each with several sibling leaves: a validator that reuses the
+    # path learnt from one sibling and one that never reuses give the same verdicts.
+    rng = random.Random(5280)
+    root = pki.root("CN=Reuse Policy Root")
+    reused = 0
+    for case in range(40):
+        chain: list[pki.Issued] = []
+        issuer = root
+        for level in range(rng.randint(1, 3)):
+            issuer = issuer.intermediate(f"CN=Reuse CA {case}.{level}", extensions=_random_ca_extensions(rng))
+            chain.insert(0, issuer)
+        flags: dict[str, Any] = {
+            "certificate_policies": rng.sample(POOL, rng.randint(1, 2)) if rng.random() < 0.5 else None,
+            "require_explicit_policy": rng.random() < 0.5,
+            "inhibit_any_policy": rng.random() < 0.25,
+            "inhibit_policy_mapping": rng.random() < 0.25,
+        }
+        policy = Policy(revocation="off", **flags)
+        reusing = Validator(TrustStore([root.der]), policy)
+        fresh = Validator(TrustStore([root.der]), policy, known_paths=KnownPaths(0))
+        for sibling in range(6):
+            chosen = _random_policies(rng)
+            exts = [policies(*chosen)] if chosen else []
+            if rng.random() < 0.15:
+                exts.append(constraints(require=0))
+            leaf = issuer.leaf(f"CN=sibling {case}.{sibling}", extensions=exts)
+            presented = [leaf.der, *(c.der for c in chain)]
+            a, b = reusing.validate(presented, at=NOW), fresh.validate(presented, at=NOW)
+            assert (a.ok, a.reason, a.position) == (b.ok, b.reason, b.position), (case, sibling, a.detail, b.detail)
+            assert "internal error" not in a.detail
+        reused += reusing.known_paths.hits
+    assert reused > 40  # the reuse really happened, often
