@@ -22,9 +22,12 @@ from mtlscore._session import (
     ReadUpstream,
     Session,
     TLSFacts,
+    Validate,
     WriteClient,
     WriteUpstream,
 )
+from mtlscore._validator import Validator
+from mtlscore._verdict import Verdict
 from mtlscore.config import parse_config
 from mtlscore.pki import NOW
 
@@ -58,15 +61,19 @@ def check_upstream_head(data: bytes) -> None:
 @functools.cache
 def gateways() -> tuple[Gateway, Gateway, Gateway, Gateway]:
     """(answers with identity JSON, forwards to an upstream), then the same two behind a
-    trusted proxy (the fuzzed peer is the proxy: its certificate headers decide each request)."""
+    trusted proxy (the fuzzed peer is the proxy: its certificate headers decide each request;
+    these fetch revocation data, so forwarded chains go through Validate actions)."""
     w = world()
     cfg = parse_config(tomllib.loads(config_toml(w, server=True)), base_dir=pathlib.Path(w.tmpdir))
     local = Gateway(validator=cfg.validator(), server=cfg.server)
     server = replace(cfg.server, upstream=Upstream("127.0.0.1", 9, "/api"), max_header_bytes=4096)
     forward = Gateway(validator=cfg.validator(), server=server)
     proxy = (TrustedProxy(name="fuzz-lb", networks=(ipaddress.ip_network("127.0.0.0/8"),)),)
-    local_p = Gateway(validator=cfg.validator(), server=replace(cfg.server, proxies=proxy))
-    forward_p = Gateway(validator=cfg.validator(), server=replace(server, proxies=proxy))
+    fetching = cfg.policy.evolve(fetch=True)
+    local_p = Gateway(validator=Validator(cfg.trust, fetching, identity_map=cfg.accounts),
+                      server=replace(cfg.server, proxies=proxy))
+    forward_p = Gateway(validator=Validator(cfg.trust, fetching, identity_map=cfg.accounts),
+                        server=replace(server, proxies=proxy))
     return local, forward, local_p, forward_p
 
 
@@ -86,7 +93,7 @@ def drive(client: bytes, upstream: bytes) -> None:
     selector = client[0] if client else 0
     gw = gateways()[(selector & 1) | (selector >> 2 & 2)]
     chain = (w.leaf.der, w.inter.der) if selector & 2 == 0 else (w.leaf.der[: 40 + selector],)
-    session = Session(gw, TLSFacts(chain=chain, peer=("127.0.0.1", 40000)), at=NOW)
+    session = Session(gw, TLSFacts(chain=chain, peer=("127.0.0.1", 40000)), at=NOW, fetch=True)
     size = 1 + (selector >> 2) * 7
     reads = _chunks(client[1:], size)
     answers = _chunks(upstream, max(1, size // 2))
@@ -127,6 +134,20 @@ def drive(client: bytes, upstream: bytes) -> None:
                 raise Crash(f"a log line spans lines: {line!r}")
         elif isinstance(action, WriteUpstream):
             check_upstream_head(action.data)
+        elif isinstance(action, Validate):
+            session.validated(_unavailable(action.validation))
         elif not isinstance(action, WriteClient):
             raise Crash(f"unknown action {action!r}")
     raise Crash(f"the session did not close within {MAX_ACTIONS} actions")
+
+
+def _unavailable(run: object) -> Verdict:
+    """Drive a forwarded chain's Validation answering every request for data "unavailable"."""
+    from .targets import Crash
+
+    for _ in range(64):
+        event = run.next_event()  # type: ignore[attr-defined]
+        if isinstance(event, Verdict):
+            return event
+        run.fail(event, "fuzz: not fetched")  # type: ignore[attr-defined]
+    raise Crash("a Validation did not finish within 64 requests")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlscore import Reason, TrustStore, Validator, pki
+from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, pki
 from mtlscore._appauth import hash_api_key
 from mtlscore._cert import parse_certificate
 from mtlscore._gateway_config import ServerConfig, Upstream
@@ -33,6 +33,7 @@ from mtlscore._session import (
     SessionError,
     State,
     TLSFacts,
+    Validate,
     WriteClient,
     WriteUpstream,
     handshake_decision,
@@ -48,7 +49,8 @@ STRANGER = pki.root("CN=Elsewhere").leaf(DN)
 
 
 def gateway(
-    *, upstream: bool = True, mode: str = "reject_invalid", account: dict[str, Any] | None = None, **kw: Any
+    *, upstream: bool = True, mode: str = "reject_invalid", account: dict[str, Any] | None = None,
+    policy: Policy | None = None, **kw: Any,
 ) -> Gateway:
     trust = TrustStore([ROOT.pem])
     table = {"id": "partner-abc", "match": {"subject_dn": DN}, **(account or {})}
@@ -60,7 +62,7 @@ def gateway(
         mode=mode,
         **kw,  # type: ignore[arg-type]
     )
-    return Gateway(validator=Validator(trust, identity_map=imap), server=server)
+    return Gateway(validator=Validator(trust, policy, identity_map=imap), server=server)
 
 
 def facts(issued: pki.Issued | None = None, **kw: Any) -> TLSFacts:
@@ -93,9 +95,12 @@ class Driver:
     """Plays runtime: feeds scripted client and upstream bytes, records everything."""
 
     def __init__(
-        self, session: Session, client: list[bytes], upstream: list[bytes | str] | None = None, connect: str = "ok"
+        self, session: Session, client: list[bytes], upstream: list[bytes | str] | None = None, connect: str = "ok",
+        fetched: dict[str, bytes] | None = None,
     ) -> None:
         self.s = session
+        self.fetched = fetched or {}  # what the "fetcher" answers, by URL (others fail)
+        self.asked: list[str] = []
         self.client = list(client)
         self.upstream = list(upstream or [])
         self.connect = connect
@@ -127,6 +132,8 @@ class Driver:
                     self.s.upstream_failed(self.connect, "scripted")
             elif isinstance(a, WriteUpstream):
                 self.to_upstream += a.data
+            elif isinstance(a, Validate):
+                self.s.validated(self._resolve(a.validation))
             elif isinstance(a, ReadUpstream):
                 item = self.upstream.pop(0) if self.upstream else b""
                 if item == "timeout":
@@ -135,6 +142,19 @@ class Driver:
                     assert isinstance(item, bytes)
                     self.s.receive_upstream(item)
         raise AssertionError("session did not close")
+
+    def _resolve(self, run: Any) -> Verdict:
+        """Drive a Validation as a runtime's fetcher would, from ``fetched``."""
+        for _ in range(50):
+            event = run.next_event()
+            if isinstance(event, Verdict):
+                return event
+            self.asked.append(event.url)
+            if event.url in self.fetched:
+                run.send(event, self.fetched[event.url])
+            else:
+                run.fail(event, "not scripted")
+        raise AssertionError("the validation did not finish")
 
     def responses(self) -> list[tuple[int, dict[str, str], bytes]]:
         c = h11.Connection(h11.CLIENT)
@@ -451,3 +471,45 @@ def test_ip_allow_behind_a_trusted_proxy_uses_what_it_reported(xff: str | None, 
     assert d.responses()[0][0] == status
     if status == 403:
         assert d.decisions()[0].reason == "ip_not_allowed"
+
+
+CRL_URL = "http://crl.example/inter.crl"
+FETCHING = Policy(fetch=True, revocation="hard", revocation_ca="off")
+
+
+def test_a_forwarded_chain_waits_for_revocation_data_when_the_runtime_fetches() -> None:
+    good, revoked = INTER.leaf(DN, crl_urls=[CRL_URL]), INTER.leaf(DN, crl_urls=[CRL_URL])
+    g = gateway(proxies=(PROXY,), policy=FETCHING)
+    crl = INTER.crl(revoked=[revoked])
+    d = Driver(Session(g, facts(None), at=NOW, fetch=True),
+               [req(headers=_forwarded(good)), req(headers=_forwarded(revoked))], [upstream_response()],
+               fetched={CRL_URL: crl}).run()
+    assert [r[0] for r in d.responses()] == [200, 403]
+    assert [x.reason for x in d.decisions()] == [None, "revoked"]
+    assert sum(isinstance(a, Validate) for a in d.actions) == 2
+    assert d.asked == [CRL_URL]  # fetched once; the second request used the revocation cache
+    # Nothing to fetch from: hard-fail refuses, and the proxy's connection stays open.
+    d = Driver(Session(gateway(proxies=(PROXY,), policy=FETCHING), facts(None), at=NOW, fetch=True),
+               [req(headers=_forwarded(good)), req(headers=_forwarded(good))]).run()
+    assert [r[0] for r in d.responses()] == [403, 403]
+    assert d.decisions()[0].reason == "revocation_unavailable"
+    # A runtime without a fetcher (fetch=False): validated on the spot, no Validate action.
+    d = Driver(Session(gateway(proxies=(PROXY,), policy=FETCHING), facts(None), at=NOW),
+               [req(headers=_forwarded(good))], fetched={CRL_URL: crl}).run()
+    assert not any(isinstance(a, Validate) for a in d.actions) and d.asked == []
+    assert d.decisions()[0].reason == "revocation_unavailable"
+
+
+def test_validate_must_be_answered_before_anything_else() -> None:
+    s = Session(gateway(proxies=(PROXY,), policy=FETCHING), facts(None), at=NOW, fetch=True)
+    with pytest.raises(SessionError):
+        s.validated(Verdict.reject(Reason.REVOKED, "not asked"))
+    s.receive_client(req(headers=_forwarded(INTER.leaf(DN, crl_urls=[CRL_URL]))))
+    action = s.next_action(at=NOW, now=0.0)
+    assert isinstance(action, Validate) and s.state is State.VALIDATING
+    with pytest.raises(SessionError):
+        s.next_action(at=NOW, now=0.0)
+    s.validated(Verdict.reject(Reason.REVOKED, "scripted"))
+    assert s.state is not State.VALIDATING
+    with pytest.raises(SessionError):
+        s.validated(Verdict.reject(Reason.REVOKED, "twice"))

@@ -10,6 +10,8 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
     WriteUpstream -> send action.data upstream
     ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed("timeout", why)
     CloseUpstream -> close the upstream socket
+    Validate      -> session.validated(verdict), the verdict of action.validation driven
+                     with the runtime's revocation fetcher (only with fetch=True)
     Log           -> log action.decision as one line and count it
 
 It validates the chain once per connection, then per request applies the mode
@@ -56,6 +58,7 @@ from ._session_events import (
     ReadClient,
     ReadUpstream,
     TLSFacts,
+    Validate,
     WriteClient,
     WriteUpstream,
     _peer,
@@ -76,6 +79,7 @@ __all__ = [
     "Session",
     "SessionError",
     "TLSFacts",
+    "Validate",
     "WriteClient",
     "WriteUpstream",
     "handshake_decision",
@@ -98,13 +102,17 @@ class SessionError(RuntimeError):
 class State(enum.Enum):
     AWAIT_REQUEST = "await_request"  # reading a request head from the client
     CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
+    VALIDATING = "validating"  # Validate issued for a forwarded chain, waiting for the runtime
     STREAM_REQUEST = "stream_request"  # relaying the request body upstream
     AWAIT_RESPONSE = "await_response"  # relaying the upstream response to the client
     CLOSED = "closed"
 
 
 _TRANSITIONS: dict[State, frozenset[State]] = {
-    State.AWAIT_REQUEST: frozenset({State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}),
+    State.AWAIT_REQUEST: frozenset(
+        {State.AWAIT_REQUEST, State.VALIDATING, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
+    ),
+    State.VALIDATING: frozenset({State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}),
     State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
     State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.CLOSED}),
     State.AWAIT_RESPONSE: frozenset({State.AWAIT_REQUEST, State.CLOSED}),
@@ -141,11 +149,19 @@ class Session:
     raises :class:`SessionError`; the peer's bytes never raise.
     """
 
-    def __init__(self, gateway: Gateway, tls: TLSFacts, *, at: datetime, verdict: Verdict | None = None) -> None:
+    def __init__(
+        self, gateway: Gateway, tls: TLSFacts, *, at: datetime, verdict: Verdict | None = None, fetch: bool = False
+    ) -> None:
         """``verdict``: the chain's verdict when the runtime already reached it by driving
-        ``Validator.start`` (fetching CRLs, OCSP answers, issuers); else validated here."""
+        ``Validator.start`` (fetching CRLs, OCSP answers, issuers); else validated here.
+        ``fetch``: the runtime drives :class:`Validate` actions with its fetcher, so a
+        chain forwarded by a trusted proxy waits for revocation data as a TLS one does
+        (when the policy fetches); without it a forwarded chain is validated here,
+        from the configured CRLs and what is cached."""
         self.gateway = gateway
         self._given = verdict
+        self._fetch = fetch and gateway.validator.policy.fetch
+        self._awaiting: tuple[UseForwarded, datetime, float] | None = None  # a forwarded chain being validated
         self.server = gateway.server
         self.tls = tls
         self.state = State.AWAIT_REQUEST
@@ -282,6 +298,8 @@ class Session:
                 return Close(linger=self._client.their_state is h11.SEND_BODY)
             if self.state is State.CONNECTING:
                 raise SessionError("next_action while connecting: report upstream_connected/failed")
+            if self.state is State.VALIDATING:
+                raise SessionError("next_action while validating: report validated(verdict)")
             if self.state is State.AWAIT_RESPONSE:
                 self._step_upstream()
             else:
@@ -329,7 +347,7 @@ class Session:
 
     # -- one request -----------------------------------------------------------
 
-    def _evidence(self, request: h11.Request, at: datetime) -> None:
+    def _evidence(self, request: h11.Request, at: datetime) -> UseForwarded | None:
         """Whose certificate this request is about: the connection's, or the one a trusted proxy forwarded.
 
         Without trusted proxies every request is the connection's. With them, each
@@ -343,29 +361,55 @@ class Session:
         self._forwarded = False
         self._client_ip = self.tls.peer[0]
         if policy is None:
-            return
+            return None
         decision = policy.decide(peer=self.tls.peer[0], peer_chain=self.presented, headers=request.headers)
         if isinstance(decision, UseTls):
             if decision.notes:
                 self.verdict = replace(self.verdict, notes=self.verdict.notes + decision.notes)
-            return
+            return None
+        if self._fetch and isinstance(decision, UseForwarded) and decision.revalidate and decision.chain:
+            return decision  # validated by the runtime, with fetching (Validate)
         validator = self.gateway.validator
 
         def validate(chain: tuple[Certificate, ...]) -> Verdict:
             return validator.validate(list(chain), at=at, crls=self.gateway.crls)
 
-        self.verdict = decision_verdict(decision, validate, validator.identity_map)
+        self._settle(request, decision, validate)
+        return None
+
+    def _settle(self, request: h11.Request, decision: Any, validate: Any) -> None:
+        """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
+        self.verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
         self._forwarded = True
         self._client_ip = _forwarded_for(request.headers)
         self.presented = decision.chain if isinstance(decision, UseForwarded) else ()
         self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
         self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
 
+    def validated(self, verdict: Verdict) -> None:
+        """The verdict of the forwarded chain asked for by :class:`Validate`; the request goes on."""
+        if self.state is not State.VALIDATING or self._awaiting is None or self._request is None:
+            raise SessionError(f"validated in state {self.state.value}")
+        decision, at, now = self._awaiting
+        self._awaiting = None
+        self._settle(self._request, decision, lambda _chain: verdict)
+        self._decide_request(self._request, at, now)
+
     def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
         self._request = request
         self._response_started = False
         self._body_seen = 0
-        self._evidence(request, at)
+        pending = self._evidence(request, at)
+        if pending is not None:
+            self._awaiting = (pending, at, now)
+            self._to(State.VALIDATING)
+            validator = self.gateway.validator
+            self._pending.append(Validate(validator.start(list(pending.chain), at=at, crls=self.gateway.crls)))
+            return
+        self._decide_request(request, at, now)
+
+    def _decide_request(self, request: h11.Request, at: datetime, now: float) -> None:
+        """Mode, app-level checks and limits for this request, then answer or forward it."""
         verdict = self.verdict
         if not verdict.ok and self.server.mode == "reject_invalid":
             assert verdict.reason is not None

@@ -12,7 +12,7 @@ from typing import Any
 from ._appauth import AccountAuth, RateLimiter, TokenVerifier
 from ._gateway_config import ServerConfig
 from ._reasons import Reason
-from ._validator import Validator
+from ._validator import Validation, Validator
 
 __all__ = [
     "Action",
@@ -25,6 +25,7 @@ __all__ = [
     "ReadClient",
     "ReadUpstream",
     "TLSFacts",
+    "Validate",
     "WriteClient",
     "WriteUpstream",
     "handshake_decision",
@@ -126,6 +127,14 @@ class CloseUpstream:
 
 
 @dataclass(frozen=True, slots=True)
+class Validate:
+    """Drive ``validation`` (a forwarded chain's :meth:`Validator.start`) to its verdict
+    with the runtime's revocation fetcher, then call ``session.validated(verdict)``."""
+
+    validation: Validation
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     decision: Decision
 
@@ -138,7 +147,9 @@ class Close:
     linger: bool = False
 
 
-Action = ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Log | Close
+Action = (
+    ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Validate | Log | Close
+)
 
 
 def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:

@@ -32,6 +32,7 @@ from .._session import (
     ReadClient,
     ReadUpstream,
     Session,
+    Validate,
     WriteClient,
     WriteUpstream,
     handshake_decision,
@@ -240,7 +241,7 @@ async def serve_connection(
         validator = snapshot.gateway.validator
         if resolve is not None and facts.chain and validator.policy.fetch:
             given = await resolve(validator.start(list(facts.chain), at=at, crls=snapshot.gateway.crls))
-        session = Session(snapshot.gateway, facts, at=at, verdict=given)
+        session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None)
         while True:
             action = session.next_action(at=datetime.now(UTC), now=clock())
             if isinstance(action, Close):
@@ -258,6 +259,9 @@ async def serve_connection(
                 await _flush(stream, engine)
             elif isinstance(action, Log):
                 state.record(action.decision)
+            elif isinstance(action, Validate):
+                assert resolve is not None  # the session asks only when told it may (fetch=)
+                session.validated(await resolve(action.validation))
             elif isinstance(action, OpenUpstream):
                 try:
                     upstream = await connect(action.host, action.port, action.timeout)
