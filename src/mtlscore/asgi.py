@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ._cert import Certificate, load_certificates
-from ._proxy import ProxyPolicy, TrustedProxy, UseTls, decision_verdict
+from ._proxy import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
 from ._reasons import CertificateRejected, MtlsError, Reason
 from ._validator import Validator
 from ._verdict import Verdict
@@ -118,6 +118,10 @@ class MtlsMiddleware:
 
     ``validator`` decides on chains (give it an ``identity_map`` there, or here).
     ``proxies``: trusted proxies whose certificate headers are believed.
+    ``fetcher``: a runtime fetcher (``AsyncioFetcher`` under uvicorn, ``TrioFetcher``
+    under hypercorn's trio worker); when the validator's policy fetches, each
+    chain is validated with it, waiting for the CRLs / OCSP answers / issuers it
+    needs. Without one the validator decides from given CRLs and its caches.
     ``mode``: ``"reject"`` answers failures itself; ``"allow"`` passes every request
     on with the verdict in ``scope["state"]``. ``clock`` returns the validation time
     (default ``datetime.now(UTC)``). Never raises for bad client input.
@@ -135,6 +139,7 @@ class MtlsMiddleware:
         crls: Iterable[bytes] = (),
         clock: Callable[[], datetime] | None = None,
         expose_detail: bool = True,
+        fetcher: Any = None,
     ) -> None:
         if mode not in ("reject", "allow"):
             from ._reasons import ConfigError
@@ -149,12 +154,41 @@ class MtlsMiddleware:
         self.crls = tuple(crls)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.expose_detail = expose_detail
+        self.fetcher = fetcher
 
     # -- the decision, sans HTTP ---------------------------------------------------
 
     def verdict_for(self, scope: Scope, *, at: datetime | None = None) -> Verdict:
-        """The verdict for one request scope (certificate and identity; no token)."""
+        """The verdict for one request scope (certificate and identity; no token), without fetching."""
         at = at or self.clock()
+        prepared = self._decision(scope)
+        if isinstance(prepared, Verdict):
+            return prepared
+        decision, source = prepared
+        return self._settle(decision, source, lambda chain: self.validator.validate(list(chain), at=at, crls=self.crls))
+
+    async def verdict_for_async(self, scope: Scope, *, at: datetime | None = None) -> Verdict:
+        """:meth:`verdict_for`, with the ``fetcher`` fetching revocation data when the policy asks for it."""
+        if self.fetcher is None or not self.validator.policy.fetch:
+            return self.verdict_for(scope, at=at)
+        at = at or self.clock()
+        prepared = self._decision(scope)
+        if isinstance(prepared, Verdict):
+            return prepared
+        decision, source = prepared
+        chain = getattr(decision, "chain", ())
+        fetched: Verdict | None = None  # none to validate: decision_verdict says why, or believes the proxy
+        if chain and not (isinstance(decision, UseForwarded) and not decision.revalidate):
+            fetched = await self.fetcher.validate(self.validator, list(chain), at=at, crls=self.crls)
+
+        def validate(chain: tuple[Certificate, ...]) -> Verdict:
+            assert fetched is not None
+            return fetched
+
+        return self._settle(decision, source, validate)
+
+    def _decision(self, scope: Scope) -> tuple[Decision, str | None] | Verdict:
+        """Whose certificate decides this request (ProxyPolicy.decide), or a verdict already."""
         try:
             tls_chain, source = _tls_chain(scope)
         except CertificateRejected as exc:
@@ -166,9 +200,13 @@ class MtlsMiddleware:
         decision = self.proxies.decide(
             peer=peer, peer_chain=tls_chain, headers=scope.get("headers", ())
         )
+        return decision, source
 
+    def _settle(
+        self, decision: Decision, source: str | None, base: Callable[[tuple[Certificate, ...]], Verdict]
+    ) -> Verdict:
         def validate(chain: tuple[Certificate, ...]) -> Verdict:
-            verdict = self.validator.validate(list(chain), at=at, crls=self.crls)
+            verdict = base(chain)
             if source == "leaf_only" and isinstance(decision, UseTls):
                 extra = "the server could only read the leaf certificate (no presented intermediates)"
                 verdict = dataclasses.replace(verdict, notes=verdict.notes + (extra,))
@@ -227,7 +265,7 @@ class MtlsMiddleware:
             await self.app(scope, receive, send)
             return
         at = self.clock()
-        verdict = self.verdict_for(scope, at=at)
+        verdict = await self.verdict_for_async(scope, at=at)
         claims: Mapping[str, Any] | None = None
         token_error: str | None = None
         if verdict.ok and self.bound_token is not None:

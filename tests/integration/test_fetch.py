@@ -11,6 +11,7 @@ because ``openssl ocsp`` stamps its responses with it.
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import socket
 import subprocess
@@ -399,3 +400,64 @@ def test_validate_with_fetch_for_the_cli(world: World, server: Server) -> None:
                                   timeout=10)
     assert verdict.reason is Reason.REVOKED
 
+
+
+# -- the ASGI middleware with a runtime fetcher -----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_asgi_middleware_fetches_with_the_runtime_fetcher(anyio_backend: str, world: World,
+                                                                server: Server) -> None:
+    from mtlscore._headers import emit_client_cert, emit_client_cert_chain
+    from mtlscore._proxy import TrustedProxy
+    from mtlscore.asgi import MtlsMiddleware
+
+    url = server.url("/asgi.crl")
+    good = world.inter.leaf("CN=asgi-good", crl_urls=[url])
+    bad = world.inter.leaf("CN=asgi-revoked", crl_urls=[url])
+    server.routes["/asgi.crl"] = Route(world.inter.crl(revoked=[bad], this_update=NOW - _H, next_update=NOW + _H))
+    lb = TrustedProxy(name="lb", networks=("127.0.0.1/32",))
+
+    def direct(leaf: pki.Issued) -> dict[str, Any]:
+        chain = [leaf.pem.decode(), world.inter.pem.decode()]
+        return {"type": "http", "method": "GET", "path": "/", "headers": [], "client": ("192.0.2.9", 1),
+                "extensions": {"tls": {"client_cert_chain": chain}}}
+
+    def forwarded(leaf: pki.Issued) -> dict[str, Any]:
+        from mtlscore import parse_certificate
+
+        headers = [(b"client-cert", emit_client_cert(parse_certificate(leaf.der)).encode()),
+                   (b"client-cert-chain", emit_client_cert_chain([parse_certificate(world.inter.der)]).encode())]
+        return {"type": "http", "method": "GET", "path": "/", "headers": headers, "client": ("127.0.0.1", 2)}
+
+    async def status(mw: MtlsMiddleware, scope: dict[str, Any]) -> tuple[int, str | None]:
+        sent: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        mw.app = app
+        await mw(scope, receive, send)
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        return sent[0]["status"], (json.loads(body)["error"] if body else None)
+
+    policy = Policy(fetch=True, revocation="hard", revocation_ca="off")
+    fetcher = fetcher_for(anyio_backend, timeout=10)
+    mw = MtlsMiddleware(None, Validator(world.trust(), policy), proxies=[lb], fetcher=fetcher,  # type: ignore[arg-type]
+                        clock=lambda: NOW)
+    assert await status(mw, direct(good)) == (200, None)
+    assert await status(mw, direct(bad)) == (403, "revoked")
+    assert await status(mw, forwarded(good)) == (200, None)
+    assert await status(mw, forwarded(bad)) == (403, "revoked")
+    assert server.hits["/asgi.crl"] == 1 and fetcher.fetches == 1  # one fetch, then the revocation cache
+    # Without a fetcher the validator only asks: hard-fail refuses for lack of data.
+    plain = MtlsMiddleware(None, Validator(world.trust(), policy), proxies=[lb], clock=lambda: NOW)  # type: ignore[arg-type]
+    assert await status(plain, direct(good)) == (403, "revocation_unavailable")
+    assert server.hits["/asgi.crl"] == 1
