@@ -201,7 +201,7 @@ def test_client_cert_chain_empty_is_empty():
     "mutate",
     [
         lambda v: v.replace("%0A", "%0", 1),  # truncated escape
-        lambda v: v.replace("%2B", "%ZZ", 1),
+        lambda v: v.replace("%0A", "%ZZ", 1),  # not hex (every PEM has a %0A; not every one a %2B)
         lambda v: v + "junk",
         lambda v: "junk" + v,
         lambda v: v.replace("CERTIFICATE", "PRIVATE KEY"),
@@ -212,8 +212,10 @@ def test_client_cert_chain_empty_is_empty():
     ],
 )
 def test_nginx_escaped_malformed(mutate):
+    value = h.emit_nginx_escaped_cert(L0)
+    assert mutate(value) != value  # the mutation applies to this certificate
     with rejected(Reason.MALFORMED):
-        h.parse_nginx_escaped_cert(mutate(h.emit_nginx_escaped_cert(L0)))
+        h.parse_nginx_escaped_cert(mutate(value))
 
 
 def test_nginx_escaped_accepts_lowercase_hex_and_raw_safe_chars():
