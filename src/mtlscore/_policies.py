@@ -47,6 +47,7 @@ class _Node:
 
 
 _ANY = frozenset([ANY_POLICY])
+_NO_POLICIES: frozenset[str] = frozenset()
 _ROOT = _Node(ANY_POLICY, _ANY, _ANY)
 
 
@@ -197,6 +198,10 @@ def end_entity(
     Returns the user-constrained policy set (anyPolicy in it: any policy;
     empty: none, which is acceptable only while no explicit policy is required).
     """
+    if cert.policies is None and cert.policy_controls is None and state.explicit_policy > 1:
+        # The common leaf: no policy extensions, and no explicit policy required even
+        # after the wrap-up's decrement — (f) and the final check pass, the set is empty.
+        return _NO_POLICIES
     level, _ = _children(state, cert, last=True)
     explicit = state.explicit_policy
     _check(level, explicit, who)
