@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ._cert import ANY_POLICY, Certificate
+from ._cert import Certificate
+from ._policy import ANY_POLICY
 
 __all__ = ["PolicyFailure", "PolicyState", "end_entity", "initial", "issuer"]
 
@@ -64,11 +65,6 @@ class PolicyState:
     policy_mapping: int
     inhibit_any_policy: int
     budget: int
-
-    @property
-    def policies(self) -> frozenset[str]:
-        """The valid_policy values of the current level (anyPolicy among them when it is valid)."""
-        return frozenset(node.policy for node in self.level)
 
 
 def initial(n: int, *, explicit: bool, inhibit_mapping: bool, inhibit_any: bool, budget: int) -> PolicyState:
