@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -45,6 +45,7 @@ from ._forwarding import (
     _json,
     _upstream_request_headers,
 )
+from ._proxy import Decision as ProxyDecision
 from ._proxy import UseForwarded, UseTls, decision_verdict
 from ._reasons import CertificateRejected, ConfigError, Reason
 from ._session_events import (
@@ -377,7 +378,9 @@ class Session:
         self._settle(request, decision, validate)
         return None
 
-    def _settle(self, request: h11.Request, decision: Any, validate: Any) -> None:
+    def _settle(
+        self, request: h11.Request, decision: ProxyDecision, validate: Callable[[tuple[Certificate, ...]], Verdict]
+    ) -> None:
         """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
         self.verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
         self._forwarded = True
