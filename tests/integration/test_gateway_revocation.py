@@ -125,47 +125,23 @@ async def gateway(config: Path, backend: str) -> AsyncIterator[ServerInfo]:
         tg.cancel_scope.cancel()
 
 
-def get(d: Path, port: int, cert: str) -> tuple[int, dict[str, Any]]:
-    ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
-    ctx.load_cert_chain(str(d / f"{cert}.pem"), str(d / f"{cert}.key"))
-    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=15)
-    try:
-        conn.request("GET", "/")
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"{}")
-    finally:
-        conn.close()
-
-
-@pytest.mark.anyio
-async def test_gateway_fetches_crl(world: tuple[Path, CRLServer], anyio_backend: str) -> None:
-    d, crls = world
-    before = len(crls.hits)
-    async with gateway(d / "mtlscore.toml", anyio_backend) as info:
-        port = info.address.port
-        status, body = await anyio.to_thread.run_sync(get, d, port, "good")
-        assert status == 200, body
-        status, body = await anyio.to_thread.run_sync(get, d, port, "revoked")
-        assert (status, body.get("error")) == (403, "revoked"), body
-        # Hard-fail for the leaf: a CRL that cannot be fetched rejects.
-        status, body = await anyio.to_thread.run_sync(get, d, port, "unreachable")
-        assert (status, body.get("error")) == (403, "revocation_unavailable"), body
-    # The CRL was fetched over HTTP by the gateway itself, and cached: once per run.
-    assert crls.hits[before:] == ["/issuing.crl"]
-
-
-def forwarded_get(d: Path, port: int, cert: str) -> tuple[int, dict[str, Any]]:
-    """As a trusted proxy: no client certificate of its own; the client's chain in RFC 9440 headers."""
+def get(d: Path, port: int, cert: str, *, forwarded: bool = False) -> tuple[int, dict[str, Any]]:
+    """GET / as the client ``cert``, or, ``forwarded``, as a trusted proxy: no client
+    certificate of its own, the client's chain in RFC 9440 headers."""
     from mtlscore import load_certificates
     from mtlscore._headers import emit_client_cert, emit_client_cert_chain
 
-    leaf, *rest = load_certificates((d / f"{cert}.pem").read_bytes())
     ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
+    headers = {}
+    if forwarded:
+        leaf, *rest = load_certificates((d / f"{cert}.pem").read_bytes())
+        headers = {"Client-Cert": emit_client_cert(leaf), "Client-Cert-Chain": emit_client_cert_chain(rest),
+                   "X-Forwarded-For": "192.0.2.7"}
+    else:
+        ctx.load_cert_chain(str(d / f"{cert}.pem"), str(d / f"{cert}.key"))
     conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=15)
     try:
-        conn.request("GET", "/", headers={"Client-Cert": emit_client_cert(leaf),
-                                          "Client-Cert-Chain": emit_client_cert_chain(rest),
-                                          "X-Forwarded-For": "192.0.2.7"})
+        conn.request("GET", "/", headers=headers)
         r = conn.getresponse()
         return r.status, json.loads(r.read() or b"{}")
     finally:
@@ -173,20 +149,25 @@ def forwarded_get(d: Path, port: int, cert: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.anyio
-async def test_gateway_fetches_for_a_forwarded_chain(world: tuple[Path, CRLServer], anyio_backend: str) -> None:
-    # Behind a trusted proxy each request's forwarded chain waits for revocation data,
-    # as a TLS client's does: the gateway fetches the CRL itself.
+@pytest.mark.parametrize("forwarded", [False, True], ids=["tls", "forwarded"])
+async def test_gateway_fetches_crl(world: tuple[Path, CRLServer], anyio_backend: str, forwarded: bool) -> None:
+    # Behind a trusted proxy (forwarded) each request's chain waits for its revocation
+    # data as a directly connected client's does.
     d, crls = world
-    config = d / "proxied.toml"
-    config.write_text((d / "mtlscore.toml").read_text() + 'trusted_proxies = ["127.0.0.1/32"]\n')
+    config = d / "mtlscore.toml"
+    if forwarded:
+        config = d / "proxied.toml"
+        config.write_text((d / "mtlscore.toml").read_text() + 'trusted_proxies = ["127.0.0.1/32"]\n')
     before = len(crls.hits)
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
-        status, body = await anyio.to_thread.run_sync(forwarded_get, d, port, "good")
+        status, body = await anyio.to_thread.run_sync(partial(get, d, port, "good", forwarded=forwarded))
         assert status == 200, body
         assert body.get("identity", {}).get("subject_dn") == "CN=good", body
-        status, body = await anyio.to_thread.run_sync(forwarded_get, d, port, "revoked")
+        status, body = await anyio.to_thread.run_sync(partial(get, d, port, "revoked", forwarded=forwarded))
         assert (status, body.get("error")) == (403, "revoked"), body
-        status, body = await anyio.to_thread.run_sync(forwarded_get, d, port, "unreachable")
+        # Hard-fail for the leaf: a CRL that cannot be fetched rejects.
+        status, body = await anyio.to_thread.run_sync(partial(get, d, port, "unreachable", forwarded=forwarded))
         assert (status, body.get("error")) == (403, "revocation_unavailable"), body
+    # The CRL was fetched over HTTP by the gateway itself, and cached: once per run.
     assert crls.hits[before:] == ["/issuing.crl"]
