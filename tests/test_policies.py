@@ -441,3 +441,32 @@ def test_known_path_reuse_never_changes_a_policy_verdict() -> None:
             assert "internal error" not in a.detail
         reused += reusing.known_paths.hits
     assert reused > 40  # the reuse really happened, often
+
+
+# -- which policies a path is valid for (Validator.valid_policies) ----------------------------
+
+
+def test_valid_policies_names_the_required_ones_the_path_holds(root: pki.Issued) -> None:
+    inter = root.intermediate("CN=Which CA", extensions=[policies(P, Q, R)])
+    leaf = inter.leaf(extensions=[policies(P, R)])
+    v = Validator(TrustStore([root.der]), Policy(revocation="off", certificate_policies=[P, Q]))
+    verdict = v.validate([leaf.der, inter.der], at=NOW)
+    assert verdict.ok and v.valid_policies(verdict) == frozenset([P])
+    anything = Validator(TrustStore([root.der]), Policy(revocation="off"))
+    assert anything.valid_policies(anything.validate([leaf.der, inter.der], at=NOW)) == frozenset([P, R])
+    # A leaf asserting anyPolicy holds every required policy its CAs allow.
+    any_leaf = inter.leaf("CN=any", extensions=[policies(ANY)])
+    assert v.valid_policies(v.validate([any_leaf.der, inter.der], at=NOW)) == frozenset([P, Q])
+    # No policies anywhere: none; a rejection: none.
+    plain = root.intermediate("CN=Plain Which")
+    assert anything.valid_policies(anything.validate([plain.leaf().der, plain.der], at=NOW)) == frozenset()
+    assert v.valid_policies(v.validate([plain.leaf().der, plain.der], at=NOW)) == frozenset()
+
+
+def test_valid_policies_are_named_in_the_anchors_domain(root: pki.Issued) -> None:
+    bridge = root.intermediate("CN=Naming Bridge", extensions=[policies(P), mappings((P, Q))])
+    inter = bridge.intermediate("CN=Naming CA", extensions=[policies(Q)])
+    leaf = inter.leaf(extensions=[policies(Q)])
+    v = Validator(TrustStore([root.der]), Policy(revocation="off"))
+    verdict = v.validate([leaf.der, inter.der, bridge.der], at=NOW)
+    assert v.valid_policies(verdict) == frozenset([P])  # Q below the bridge is P above it

@@ -191,8 +191,10 @@ def end_entity(
 ) -> frozenset[str]:
     """§6.1.3 (d)-(f) for the last certificate and the wrap-up of §6.1.5 (a), (b), (g).
 
-    Returns the user-constrained policy set (anyPolicy in it: any policy;
-    empty: none, which is acceptable only while no explicit policy is required).
+    Returns the policies the path is valid for, named as the trust anchor's domain
+    names them (a policy mapped on the way is reported as the one it maps from):
+    those of ``user_policies``, or with None every one (anyPolicy in it: any
+    policy). Empty: none, which is acceptable only while no explicit policy is required.
     """
     if cert.policies is None and cert.policy_controls is None and state.explicit_policy > 1:
         # The common leaf: no policy extensions, and no explicit policy required even
@@ -206,17 +208,17 @@ def end_entity(
     controls = cert.policy_controls
     if controls is not None and controls.require_explicit_policy == 0:  # (b)
         explicit = 0
-    # (g): the intersection with the user-initial-policy-set.
-    if user_policies is None:
-        valid = frozenset(node.policy for node in level)
-    else:
-        found: set[str] = set()
-        for node in level:
-            if node.policy == ANY_POLICY:
-                found |= user_policies
-            elif not node.origins.isdisjoint(user_policies):
-                found.add(node.policy)
-        valid = frozenset(found)
+    # (g): the intersection with the user-initial-policy-set, in the anchor's domain (the
+    # nodes' origins: the valid_policy of the ancestor whose parent is anyPolicy).
+    found: set[str] = set()
+    for node in level:
+        if user_policies is None:
+            found |= node.origins
+        elif node.policy == ANY_POLICY:
+            found |= user_policies
+        else:
+            found |= node.origins & user_policies
+    valid = frozenset(found)
     if explicit <= 0 and not valid:
         if user_policies is not None and level:
             wanted = ", ".join(sorted(user_policies))

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from . import _policies as policy_graph
 from ._aia import http_url, parse_issuers
 from ._cache import VerdictCache
 from ._cert import Certificate, parse_certificate, split_certificates
@@ -282,6 +283,36 @@ class Validator:
         if (bad := check_signature_algorithm(leaf, p)) is not None and leaf.self_issued is False:
             return Verdict.reject(bad[0], f"{who}: {bad[1]}", path=(leaf,), position=0)
         return Verdict(True, path=(leaf,), notes=("accepted by exact match with an allowlisted certificate",))
+
+    def valid_policies(self, verdict: Verdict) -> frozenset[str]:
+        """The certificate policies an accepted ``verdict``'s path is valid for, under this validator's policy.
+
+        RFC 5280 §6.1.5 (g), named as the trust anchor's domain names them (a
+        policy mapped on the way is reported as the one it maps from): those of
+        ``Policy.certificate_policies`` the path is valid for, or without them
+        every policy valid down to the leaf (``2.5.29.32.0``, anyPolicy, among
+        them means any). Empty for a rejection, a path without policies, or a
+        leaf that is itself the anchor. Computed from the path when asked
+        (validation only decides whether the set may be empty).
+        """
+        if not verdict.ok or verdict.anchor is None:
+            return frozenset()
+        path = list(verdict.path)
+        if path and path[-1].sha256 == verdict.anchor.certificate.sha256:
+            path.pop()
+        if not path:
+            return frozenset()
+        p = self.policy
+        state = policy_graph.initial(
+            len(path), explicit=p.explicit_policy, inhibit_mapping=p.inhibit_policy_mapping,
+            inhibit_any=p.inhibit_any_policy, budget=p.max_path_work * 64,
+        )
+        try:
+            for cert in reversed(path[1:]):
+                state = policy_graph.issuer(state, cert, cert.describe())
+            return policy_graph.end_entity(state, path[0], path[0].describe(), p.user_policies)
+        except policy_graph.PolicyFailure:
+            return frozenset()  # not under this policy (it changed since), or over the budget
 
     def finish(self, verdict: Verdict, leaf: Certificate, anchor: Any, notes: list[str]) -> Verdict:
         """Attach the identity (and principal, through the identity map) to an accepted verdict."""
