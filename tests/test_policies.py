@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +256,7 @@ def test_the_anchors_own_policy_extensions_are_not_processed() -> None:
 # -- limits and reuse ----------------------------------------------------------------------
 
 
+@pytest.mark.timeout(60)  # a hang guard, not a speed claim
 def test_a_policy_graph_bomb_is_bounded(root: pki.Issued) -> None:
     # Each CA asserts 18 policies and maps each to all 18 of the next level: RFC 5280's
     # tree would grow as 18^depth; the graph holds 18 nodes per level, within the budget
@@ -269,9 +269,7 @@ def test_a_policy_graph_bomb_is_bounded(root: pki.Issued) -> None:
         issuer = issuer.intermediate(f"CN=Bomb {d}", extensions=[policies(*level[d]), mappings(*pairs)])
         chain.insert(0, issuer)
     leaf = issuer.leaf(extensions=[policies(*level[4])])
-    start = time.monotonic()
     v = validate(leaf, *chain, root=root, certificate_policies=[level[0][0]])
-    assert time.monotonic() - start < 10
     assert v.ok or v.reason is Reason.SEARCH_LIMIT_EXCEEDED, v.detail
     tight = validate(leaf, *chain, root=root, certificate_policies=[level[0][0]], max_path_work=4)
     assert tight.reason is Reason.SEARCH_LIMIT_EXCEEDED
