@@ -176,10 +176,14 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
     return None
 
 
-def _unhandled_critical(cert: Certificate) -> str | None:
+def _unhandled_failure(cert: Certificate, who: _Who, pos: int) -> PathFailure | None:
+    """RFC 5280 §4.2: a critical extension this validator does not process makes ``cert`` unusable."""
     if cert.critical_oids <= _HANDLED:
         return None
-    return ", ".join(sorted(cert.critical_oids - _HANDLED))
+    crit = ", ".join(sorted(cert.critical_oids - _HANDLED))
+    return PathFailure(
+        Reason.UNHANDLED_CRITICAL_EXTENSION, f"{who} has critical extension(s) mtlscore does not process: {crit}", pos
+    )
 
 
 def _eku_text(oids: frozenset[str] | None) -> str:
@@ -263,12 +267,8 @@ def check_issuers(
             "RFC 5280 §4.2.1.1-2)",
             a_pos,
         )
-    if (crit := _unhandled_critical(a)) is not None:
-        return PathFailure(
-            Reason.UNHANDLED_CRITICAL_EXTENSION,
-            f"{who} has critical extension(s) mtlscore does not process: {crit}",
-            a_pos,
-        )
+    if (failure := _unhandled_failure(a, who, a_pos)) is not None:
+        return failure
     # The anchor's key verifies the first signature on the path: it is only as
     # strong as that key, so key policy applies to it too.
     if (bad := check_key(a, policy)) is not None:
@@ -439,12 +439,8 @@ def _check_certificate(cert: Certificate, pos: int, who: _Who, at: datetime, pol
         return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
     if (bad := check_validity(cert, at, policy, who)) is not None:
         return PathFailure(bad[0], bad[1], pos)
-    if (crit := _unhandled_critical(cert)) is not None:
-        return PathFailure(
-            Reason.UNHANDLED_CRITICAL_EXTENSION,
-            f"{who} has critical extension(s) mtlscore does not process: {crit}",
-            pos,
-        )
+    if (failure := _unhandled_failure(cert, who, pos)) is not None:
+        return failure
     if (bad := check_key(cert, policy)) is not None:
         return PathFailure(bad[0], f"{who}: {bad[1]}", pos)
     return None
