@@ -303,10 +303,7 @@ def check_issuers(
     top = n - 1 if a.sha256 == path[-1].sha256 else n
     policies = None
     if top:
-        policies = _policy_initial(
-            top, explicit=policy.explicit_policy, inhibit_mapping=policy.inhibit_policy_mapping,
-            inhibit_any=policy.inhibit_any_policy, budget=policy.max_path_work * 64,
-        )
+        policies = _policy_initial(top, policy)
     required = policy.required_eku
     if (
         required is not None

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ._cert import Certificate
-from ._policy import ANY_POLICY
+from ._policy import ANY_POLICY, Policy
 
 __all__ = ["PolicyFailure", "PolicyState", "end_entity", "initial", "issuer"]
 
@@ -67,14 +67,15 @@ class PolicyState:
     budget: int
 
 
-def initial(n: int, *, explicit: bool, inhibit_mapping: bool, inhibit_any: bool, budget: int) -> PolicyState:
-    """§6.1.2 (a), (d)-(f) for a path of ``n`` certificates (the trust anchor not counted)."""
+def initial(n: int, policy: Policy) -> PolicyState:
+    """§6.1.2 (a), (d)-(f) for a path of ``n`` certificates (the trust anchor not counted), from
+    ``policy``'s §6.1.1 inputs; the work budget is the one name constraints get."""
     return PolicyState(
         (_ROOT,),
-        0 if explicit else n + 1,
-        0 if inhibit_mapping else n + 1,
-        0 if inhibit_any else n + 1,
-        budget,
+        0 if policy.explicit_policy else n + 1,
+        0 if policy.inhibit_policy_mapping else n + 1,
+        0 if policy.inhibit_any_policy else n + 1,
+        policy.max_path_work * 64,
     )
 
 

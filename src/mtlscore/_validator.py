@@ -303,10 +303,7 @@ class Validator:
         if not path:
             return frozenset()
         p = self.policy
-        state = policy_graph.initial(
-            len(path), explicit=p.explicit_policy, inhibit_mapping=p.inhibit_policy_mapping,
-            inhibit_any=p.inhibit_any_policy, budget=p.max_path_work * 64,
-        )
+        state = policy_graph.initial(len(path), p)
         try:
             for cert in reversed(path[1:]):
                 state = policy_graph.issuer(state, cert, cert.describe())
