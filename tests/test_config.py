@@ -103,6 +103,28 @@ crls = ["ca.crl"]
     assert load_config(write(tmp, "[policy]\n")).files == ()
 
 
+def test_files_given_as_single_strings_are_listed_too(pkidir) -> None:
+    # Found by the config fuzz target: one file per key may be a string (the parsers
+    # accept it), and the watch list read the raw value — a TypeError for intermediates,
+    # and an anchor string taken apart into characters.
+    tmp, root, inter = pkidir
+    (tmp / "ca.crl").write_bytes(inter.crl())
+    (tmp / "pinned.pem").write_bytes(inter.leaf().pem)
+    cfg = load_config(write(tmp, """
+[trust]
+anchors = "ca.pem"
+intermediates = "inter.pem"
+allowlisted = "pinned.pem"
+[revocation]
+crls = ["ca.crl"]  # [revocation] keys are typed: a list
+"""))
+    base = tmp.resolve()
+    assert {p.resolve() for p in cfg.files} == {base / "ca.pem", base / "inter.pem", base / "pinned.pem",
+                                                base / "ca.crl"}
+    one_table = load_config(write(tmp, '[trust]\nanchors = { path = "ca.pem", label = "one" }\n'))
+    assert [p.resolve() for p in one_table.files] == [base / "ca.pem"]
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [

@@ -252,13 +252,19 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
 
 
 def _named_files(data: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:
-    """The trust and CRL files ``data`` names (already checked by the parsers above)."""
+    """The trust and CRL files ``data`` names (already checked by the parsers above).
+
+    Each key is read through :func:`_list`, as the parsers read it: a single
+    file may be given as a string (or one anchor as a table).
+    """
     trust = data.get("trust", {})
+    revocation = data.get("revocation", {})
     names: list[Any] = []
-    for entry in trust.get("anchors", []):
+    for entry in _list(trust.get("anchors", []), "trust.anchors"):
         names.append(entry["path"] if isinstance(entry, dict) else entry)
-    names += trust.get("intermediates", []) + trust.get("allowlisted", [])
-    names += data.get("revocation", {}).get("crls", [])
+    names += _list(trust.get("intermediates", []), "trust.intermediates")
+    names += _list(trust.get("allowlisted", []), "trust.allowlisted")
+    names += _list(revocation.get("crls", []), "revocation.crls")
     return tuple(dict.fromkeys(_resolve(base_dir, n) for n in names))
 
 
