@@ -227,13 +227,85 @@ def test_critical_certificate_policies_are_processed(root) -> None:
 @pytest.mark.parametrize("critical", [True, False])
 def test_require_explicit_policy_is_evaluated(critical: bool) -> None:
     # Certificate policies have their own tests (test_policies.py); here only how
-    # check_path reports them: processed when critical, malformed when not.
+    # check_path reports them: processed whether critical or not (the default profile),
+    # malformed when not critical under the strict CA profile.
     pc = x509.PolicyConstraints(require_explicit_policy=0, inhibit_policy_mapping=None)
     r = pki.root()
     inter = r.intermediate(extensions=[(pc, critical)])
     failure = check(inter.leaf(), inter)
+    assert failure is not None and (failure.reason, failure.position) == (Reason.NO_VALID_POLICY, 0)
+    failure = check(inter.leaf(), inter, policy=Policy(strict_ca_profile=True))
     assert failure is not None
     assert (failure.reason, failure.position) == ((Reason.NO_VALID_POLICY, 0) if critical else (Reason.MALFORMED, 1))
+
+
+# -- the strict CA profile (Policy.strict_ca_profile) -----------------------------------
+
+STRICT = Policy(strict_ca_profile=True)
+_NC = x509.NameConstraints(permitted_subtrees=[x509.DNSName("example.com")], excluded_subtrees=None)
+
+
+def _defect(name: str) -> tuple[str, dict[str, Any], str]:
+    """(where, make() keywords, the rule the detail cites) for one strict-profile violation."""
+    return {
+        "ca-bc-non-critical": ("inter", {"bc_critical": False}, "basicConstraints (RFC 5280 §4.2.1.9)"),
+        "root-bc-non-critical": ("root", {"bc_critical": False}, "basicConstraints (RFC 5280 §4.2.1.9)"),
+        "nc-non-critical": ("inter", {"extensions": [(_NC, False)]}, "nameConstraints (RFC 5280 §4.2.1.10)"),
+        "root-nc-non-critical": ("root", {"extensions": [(_NC, False)]}, "nameConstraints (RFC 5280 §4.2.1.10)"),
+        "pc-non-critical": (
+            "inter",
+            {"extensions": [(x509.PolicyConstraints(require_explicit_policy=5, inhibit_policy_mapping=None), False)]},
+            "policyConstraints (RFC 5280 §4.2.1.11)",
+        ),
+        "iap-non-critical": ("inter", {"extensions": [(x509.InhibitAnyPolicy(5), False)]},
+                             "inhibitAnyPolicy (RFC 5280 §4.2.1.14)"),
+        "leaf-no-aki": ("leaf", {"aki": False}, "§4.2.1.1"),
+        "inter-no-aki": ("inter", {"aki": False}, "§4.2.1.1"),
+        "inter-no-ski": ("inter", {"ski": False}, "§4.2.1.2"),
+        "root-no-ski": ("root", {"ski": False}, "§4.2.1.2"),
+        "inter-no-key-usage": ("inter", {"key_usage": None}, "§4.2.1.3"),
+        "root-no-key-usage": ("root", {"key_usage": None}, "§4.2.1.3"),
+    }[name]
+
+
+@pytest.mark.parametrize("name", [
+    "ca-bc-non-critical", "root-bc-non-critical", "nc-non-critical", "root-nc-non-critical", "pc-non-critical",
+    "iap-non-critical", "leaf-no-aki", "inter-no-aki", "inter-no-ski", "root-no-ski", "inter-no-key-usage",
+    "root-no-key-usage",
+])
+def test_the_strict_ca_profile_refuses_what_the_default_tolerates(name: str) -> None:
+    where, kw, rule = _defect(name)
+    r = pki.root("CN=Strict Root", **(kw if where == "root" else {}))
+    inter = r.intermediate("CN=Strict CA", **(kw if where == "inter" else {}))
+    leaf = inter.leaf(san_dns=["a.example.com"], **(kw if where == "leaf" else {}))
+    assert check(leaf, inter) is None  # the default profile tolerates it
+    failure = check(leaf, inter, policy=STRICT)
+    assert failure is not None and failure.reason is Reason.MALFORMED, failure
+    assert failure.position == {"leaf": 0, "inter": 1, "root": 2}[where]
+    assert rule in failure.detail and "strict CA profile" in failure.detail
+    assert {"leaf": "client certificate", "inter": "intermediate #1", "root": "trust anchor"}[where] in failure.detail
+
+
+def test_the_strict_ca_profile_accepts_a_conforming_path(root) -> None:
+    inter = root.intermediate(extensions=[(_NC, True), (x509.InhibitAnyPolicy(5), True)])
+    assert check(inter.leaf(san_dns=["a.example.com"]), inter, policy=STRICT) is None
+    # A self-signed certificate needs no authorityKeyIdentifier; a leaf needs no SKI or keyUsage.
+    bare = pki.root("CN=Bare Root", aki=False)
+    assert check(bare.leaf(ski=False, key_usage=None), policy=STRICT) is None
+    # A leaf's non-critical basicConstraints verifies no certificate: not the rule's concern.
+    assert check(root.leaf(ca=False, bc_critical=False), policy=STRICT) is None
+    # A self-anchored, self-signed leaf without AKI.
+    me = pki.root("CN=me", ca=False, aki=False, eku=[pki.CLIENT_AUTH])
+    assert check(me, anchor=me, policy=STRICT) is None
+
+
+def test_a_self_issued_certificate_signed_by_another_key_needs_an_aki(root) -> None:
+    # Key rollover: same name, another key. Not self-signed, so §4.2.1.1 applies.
+    rolled = pki.make(root.cert.subject, issuer=root, ca=True, aki=False)
+    leaf = rolled.leaf()
+    assert check(leaf, rolled) is None
+    failure = check(leaf, rolled, policy=STRICT)
+    assert failure is not None and failure.position == 1 and "§4.2.1.1" in failure.detail
 
 
 # -- encoding rules that make a certificate malformed (§4.1, §4.2) --------------------
@@ -343,3 +415,22 @@ def test_the_certificate_nearest_the_anchor_is_reported_first() -> None:
     leaf = inter.leaf(eku=[SERVER_AUTH])
     failure = check(leaf, inter)
     assert failure is not None and failure.reason is Reason.EXPIRED and failure.position == 1
+
+
+def test_strict_ca_profile_from_the_config_file_reaches_validation(tmp_path) -> None:
+    from mtlscore import ConfigError, TrustStore, Validator
+    from mtlscore.config import parse_config
+
+    assert parse_config({}, base_dir=tmp_path).policy.strict_ca_profile is False
+    cfg = parse_config({"policy": {"strict_ca_profile": True}}, base_dir=tmp_path)
+    assert cfg.policy.strict_ca_profile is True
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"policy": {"strict_ca_profile": "yes"}}, base_dir=tmp_path)
+    assert exc.value.key == "policy.strict_ca_profile"
+    # Through the validator, including a sibling leaf checked along a known path.
+    r = pki.root("CN=Config Root")
+    inter = r.intermediate("CN=Config CA")
+    validator = Validator(TrustStore([r.der]), cfg.policy.evolve(revocation="off"))
+    assert validator.validate([inter.leaf().der, inter.der], at=NOW).ok
+    v = validator.validate([inter.leaf(aki=False).der, inter.der], at=NOW)
+    assert v.reason is Reason.MALFORMED and v.position == 0 and "authorityKeyIdentifier" in v.detail

@@ -153,11 +153,20 @@ def test_inhibit_any_policy_stops_any_policy_below_the_ca(root: pki.Issued) -> N
 
 
 @pytest.mark.parametrize("ext", ["constraints", "inhibit_any"])
-def test_policy_controls_must_be_critical(root: pki.Issued, ext: str) -> None:
-    made = constraints(require=0, critical=False) if ext == "constraints" else inhibit_any(1, critical=False)
-    inter = root.intermediate(extensions=[made, policies(P)])
-    v = validate(inter.leaf(extensions=[policies(P)]), inter, root=root)
-    assert v.reason is Reason.MALFORMED and v.position == 1 and "critical" in v.detail
+def test_non_critical_policy_controls_are_processed_as_if_critical(root: pki.Issued, ext: str) -> None:
+    # Real CAs mark them non-critical and OpenSSL honours them: so does the default profile.
+    # inhibitAnyPolicy(0) with the leaf asserting only anyPolicy, or requireExplicitPolicy(0)
+    # with the leaf asserting nothing: each leaves no valid policy when it is processed.
+    made = constraints(require=0, critical=False) if ext == "constraints" else inhibit_any(0, critical=False)
+    inter = root.intermediate(extensions=[made, policies(ANY)])
+    leaf = inter.leaf(extensions=[policies(ANY)] if ext == "inhibit_any" else [])
+    v = validate(leaf, inter, root=root, certificate_policies=[P] if ext == "inhibit_any" else None)
+    assert v.reason is Reason.NO_VALID_POLICY and v.position == 0, v
+    # The strict CA profile refuses the encoding itself, naming the certificate and the rule.
+    v = validate(leaf, inter, root=root, strict_ca_profile=True)
+    assert v.reason is Reason.MALFORMED and v.position == 1
+    assert "intermediate #1" in v.detail and "not marked critical" in v.detail
+    assert ("§4.2.1.11" if ext == "constraints" else "§4.2.1.14") in v.detail
 
 
 # -- policyMappings (§6.1.4 (a)-(b)) --------------------------------------------------------

@@ -63,12 +63,16 @@ _MUST_NOT_BE_CRITICAL = frozenset(
     for oid in (ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
 )
 
-# Constraints a CA must mark critical, or relying parties that skip them would accept more.
-_CONTROL_NAMES = {
-    ExtensionOID.POLICY_CONSTRAINTS.dotted_string: "policyConstraints",
-    ExtensionOID.INHIBIT_ANY_POLICY.dotted_string: "inhibitAnyPolicy",
+# Extensions a conforming CA MUST mark critical (RFC 5280 §4.2.1.9-11, §4.2.1.14), or relying
+# parties that skip them would accept more. By default they are processed whatever their
+# criticality, as OpenSSL does; Policy.strict_ca_profile refuses them when not critical.
+_MUST_BE_CRITICAL = {
+    ExtensionOID.BASIC_CONSTRAINTS.dotted_string: "basicConstraints (RFC 5280 §4.2.1.9)",
+    ExtensionOID.NAME_CONSTRAINTS.dotted_string: "nameConstraints (RFC 5280 §4.2.1.10)",
+    ExtensionOID.POLICY_CONSTRAINTS.dotted_string: "policyConstraints (RFC 5280 §4.2.1.11)",
+    ExtensionOID.INHIBIT_ANY_POLICY.dotted_string: "inhibitAnyPolicy (RFC 5280 §4.2.1.14)",
 }
-_MUST_BE_CRITICAL = frozenset(_CONTROL_NAMES)
+_BC = ExtensionOID.BASIC_CONSTRAINTS.dotted_string
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class HandedDown:
 
     names: NameConstraintState  # the name constraints the leaf must satisfy
     policies: PolicyState | None  # certificate-policy state; None when no certificate is processed
+    issuer_spki: bytes = b""  # SHA-256 of the leaf's issuer's SPKI (the strict CA profile's "self-signed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,13 +171,39 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
     if not cert.critical_oids.isdisjoint(_MUST_NOT_BE_CRITICAL):
         bad = cert.critical_oids & _MUST_NOT_BE_CRITICAL
         return f"it marks key identifier extensions critical ({', '.join(sorted(bad))}; RFC 5280 §4.2.1.1-2)"
-    if cert.policy_controls is not None and (loose := _MUST_BE_CRITICAL & (cert.extension_oids - cert.critical_oids)):
-        return (
-            f"it carries {' and '.join(sorted(_CONTROL_NAMES[o] for o in loose))} not marked critical "
-            "(RFC 5280 §4.2.1.11, §4.2.1.14: conforming CAs MUST mark them critical)"
-        )
     if cert.version < 3 and cert.extension_oids:
         return "it is not version 3 but carries extensions (RFC 5280 §4.1.2.1)"
+    return None
+
+
+def _strict_profile(cert: Certificate, *, issues: bool, self_signed: bool) -> str | None:
+    """The "conforming CAs MUST" encoding rules of RFC 5280 §4.2 the default profile tolerates.
+
+    Checked only under ``Policy.strict_ca_profile``. ``issues``: the certificate's key
+    verifies a certificate of the path (the anchor above a path, every intermediate);
+    ``self_signed``: its own key verifies it (a trust anchor that is self-issued).
+    """
+    loose = cert.extension_oids - cert.critical_oids
+    names = [text for oid, text in _MUST_BE_CRITICAL.items() if oid in loose and (oid != _BC or issues)]
+    if names:
+        return f"it carries {', '.join(names)} not marked critical; the strict CA profile requires it critical"
+    # §4.2.1.1: every certificate but a self-signed one carries an authorityKeyIdentifier.
+    if cert.aki is None and not self_signed:
+        return "it has no authorityKeyIdentifier (RFC 5280 §4.2.1.1), which the strict CA profile requires"
+    if issues:
+        # §4.2.1.2: every CA certificate carries a subjectKeyIdentifier; §4.2.1.3: a
+        # certificate whose key verifies certificates carries keyUsage.
+        missing = "subjectKeyIdentifier (RFC 5280 §4.2.1.2)" if cert.ski is None else (
+            "keyUsage (RFC 5280 §4.2.1.3)" if cert.key_usage is None else None
+        )
+        if missing is not None:
+            return f"it is a CA certificate without {missing}, which the strict CA profile requires"
+    return None
+
+
+def _strict_failure(cert: Certificate, who: _Who, pos: int, *, issues: bool, self_signed: bool) -> PathFailure | None:
+    if (msg := _strict_profile(cert, issues=issues, self_signed=self_signed)) is not None:
+        return PathFailure(Reason.MALFORMED, f"{who}: {msg}", pos)
     return None
 
 
@@ -269,6 +300,12 @@ def check_issuers(
         )
     if (failure := _unhandled_failure(a, who, a_pos)) is not None:
         return failure
+    if (
+        policy.strict_ca_profile
+        and a.sha256 != path[-1].sha256
+        and (failure := _strict_failure(a, who, a_pos, issues=True, self_signed=a.self_issued)) is not None
+    ):
+        return failure
     # The anchor's key verifies the first signature on the path: it is only as
     # strong as that key, so key policy applies to it too.
     if (bad := check_key(a, policy)) is not None:
@@ -325,6 +362,11 @@ def check_issuers(
         who = _Who(cert, pos)
         if (failure := _check_certificate(cert, pos, who, at, policy)) is not None:
             return failure
+        if policy.strict_ca_profile:
+            above = path[pos + 1] if pos + 1 < n else a
+            self_signed = cert.self_issued and above.spki_sha256 == cert.spki_sha256
+            if (failure := _strict_failure(cert, who, pos, issues=True, self_signed=self_signed)) is not None:
+                return failure
         # §6.1.3 (b)-(c): name constraints apply to every certificate except
         # self-issued intermediates.
         if not cert.self_issued and (failure := _names_allowed(nc, cert, pos)) is not None:
@@ -379,7 +421,7 @@ def check_issuers(
                 f"which excludes {_OID_NAMES.get(required, required)}",
                 pos,
             )
-    return HandedDown(nc, policies)
+    return HandedDown(nc, policies, (path[1] if n > 1 else a).spki_sha256)
 
 
 def issuers_window(path: list[Certificate] | tuple[Certificate, ...], anchor: Anchor) -> tuple[datetime, datetime]:
@@ -407,6 +449,10 @@ def check_end_entity(
     who = _Who(cert, 0)
     if (failure := _check_certificate(cert, 0, who, at, policy)) is not None:
         return failure
+    if policy.strict_ca_profile:
+        self_signed = cert.self_issued and handed.issuer_spki == cert.spki_sha256
+        if (failure := _strict_failure(cert, who, 0, issues=False, self_signed=self_signed)) is not None:
+            return failure
     nc = handed.names
     if not nc.empty and (failure := _names_allowed(nc, cert, 0)) is not None:
         return failure

@@ -121,6 +121,12 @@ class Policy:
     require_explicit_policy: bool | None = None
     inhibit_policy_mapping: bool = False
     inhibit_any_policy: bool = False
+    # The strict CA profile: refuse (as malformed) the RFC 5280 "conforming CAs MUST"
+    # encoding violations that are otherwise tolerated because real CAs commit them:
+    # basicConstraints (on a CA), nameConstraints, policyConstraints or inhibitAnyPolicy
+    # not marked critical, a missing authorityKeyIdentifier (all but self-signed
+    # certificates), a CA certificate without subjectKeyIdentifier or keyUsage.
+    strict_ca_profile: bool = False
     # Unique per Policy value; caches key on it.
     epoch: int = field(default_factory=lambda: next(_epochs), compare=False)
 

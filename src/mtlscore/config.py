@@ -44,6 +44,7 @@ _POLICY_KEYS = {
     "require_explicit_policy": bool,
     "inhibit_policy_mapping": bool,
     "inhibit_any_policy": bool,
+    "strict_ca_profile": bool,
 }
 _REVOCATION_KEYS = {
     "mode": str,
