@@ -133,7 +133,8 @@ def client_context(files: Files, cert: tuple[pathlib.Path, pathlib.Path] | None)
 
 @dataclass
 class Upstream:
-    """A plain-HTTP upstream: ``/ok`` answers at once, ``/slow`` after a delay, ``/hang`` never.
+    """A plain-HTTP upstream: ``/ok`` answers at once, ``/slow`` after a delay, ``/hang`` never,
+    ``/big?N`` with N bytes (counting in ``broken`` the answers the gateway cut short).
 
     Records the account header each request carried (the gateway must set it and
     strip the client's own copy).
@@ -142,6 +143,7 @@ class Upstream:
     slow_delay: float = 0.5
     requests: int = 0
     accounts: dict[str, int] = field(default_factory=dict)
+    broken: int = 0
     server: asyncio.Server | None = None
     port: int = 0
     _conns: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -161,6 +163,18 @@ class Upstream:
             await self.server.wait_closed()
             self.server = None
 
+    async def _big(self, writer: asyncio.StreamWriter, size: int) -> None:
+        """A ``size``-byte answer sent as fast as the gateway takes it."""
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+        chunk = b"x" * 65536
+        try:
+            while size > 0:
+                writer.write(chunk[:size])
+                size -= min(size, len(chunk))
+                await writer.drain()
+        except OSError:
+            self.broken += 1  # the gateway closed its upstream connection mid-answer
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conns.add(writer)
         conn = h11.Connection(h11.SERVER)
@@ -174,7 +188,8 @@ class Upstream:
                         return
                     continue
                 if isinstance(event, h11.Request) and event.target == b"/__stats":
-                    body = json.dumps({"requests": self.requests, "accounts": self.accounts}).encode()
+                    stats = {"requests": self.requests, "accounts": self.accounts, "broken": self.broken}
+                    body = json.dumps(stats).encode()
                     writer.write(
                         conn.send(
                             h11.Response(
@@ -196,6 +211,9 @@ class Upstream:
                         await asyncio.sleep(3600)
                     if target.startswith(b"/slow"):
                         await asyncio.sleep(self.slow_delay)
+                    if target.startswith(b"/big?"):
+                        await self._big(writer, int(target.split(b"?", 1)[1]))
+                        return
                     body = json.dumps({"upstream": "ok", "account": account}).encode()
                     writer.write(
                         conn.send(

@@ -156,6 +156,7 @@ class UpstreamProcess:
         self.port = 0
         self.accounts: dict[str, int] = {}
         self.requests = 0
+        self.broken = 0
 
     def start(self, port: int = 0) -> int:
         self.proc = subprocess.Popen(
@@ -168,16 +169,22 @@ class UpstreamProcess:
         self.port = int(self.proc.stdout.readline())
         return self.port
 
+    async def stats(self) -> dict[str, Any]:
+        """The upstream's counters now: requests, accounts seen, answers cut short (broken)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        writer.write(b"GET /__stats HTTP/1.1\r\nHost: upstream\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        stats: dict[str, Any] = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        return stats
+
     async def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(OSError, ValueError):
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            writer.write(b"GET /__stats HTTP/1.1\r\nHost: upstream\r\n\r\n")
-            raw = await asyncio.wait_for(reader.read(), 10)
-            writer.close()
-            stats = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+            stats = await self.stats()
             self.requests += stats["requests"]
+            self.broken += stats["broken"]
             for k, v in stats["accounts"].items():
                 self.accounts[k] = self.accounts.get(k, 0) + v
         self.proc.kill()

@@ -103,3 +103,45 @@ def test_upstream_forms() -> None:
     assert parse_upstream("http://backend") == Upstream("backend", 80)
     assert parse_upstream("http://[::1]:81").authority == "[::1]:81"
     assert parse_upstream("http://backend").authority == "backend"
+
+
+def test_deadlines_and_limits() -> None:
+    """Issue 15: every deadline and limit has a [server] key and a default (docs/hardening.md)."""
+    s = server_from_config(MIN, base_dir=BASE)
+    assert (s.header_timeout, s.body_timeout, s.min_body_rate) == (15.0, 30.0, 1024)
+    assert (s.write_timeout, s.keepalive_timeout, s.max_connection_age) == (30.0, 15.0, 3600.0)
+    assert (s.max_connections, s.address_limit) == (1024, 256)
+    # Tighter per address when the handshake is lenient (anonymous connections are free).
+    assert server_from_config({**MIN, "mode": "allow_invalid_or_missing"}, base_dir=BASE).address_limit == 64
+    assert server_from_config({**MIN, "trusted_proxies": ["10.0.0.0/8"]}, base_dir=BASE).address_limit == 64
+    s = server_from_config(
+        {
+            **MIN,
+            "min_body_bytes_per_second": 10,
+            "write_timeout_seconds": 5,
+            "keepalive_timeout_seconds": 2.5,
+            "max_connection_age_seconds": 0,  # 0: no age limit
+            "max_connections_per_address": 8,
+        },
+        base_dir=BASE,
+    )
+    assert (s.min_body_rate, s.write_timeout, s.keepalive_timeout, s.max_connection_age) == (10, 5, 2.5, 0)
+    assert s.address_limit == 8
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"min_body_bytes_per_second": 0}, "server.min_body_bytes_per_second"),
+        ({"min_body_bytes_per_second": 0.5}, "server.min_body_bytes_per_second"),
+        ({"write_timeout_seconds": 0}, "server.write_timeout_seconds"),
+        ({"keepalive_timeout_seconds": float("nan")}, "server.keepalive_timeout_seconds"),
+        ({"max_connection_age_seconds": -1}, "server.max_connection_age_seconds"),
+        ({"max_connections_per_address": 0}, "server.max_connections_per_address"),
+        ({"max_connections_per_address": "8"}, "server.max_connections_per_address"),
+    ],
+)
+def test_bad_deadlines_name_the_key(table: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        server_from_config({**MIN, **table}, base_dir=BASE)
+    assert info.value.key == key

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from ._proxy import ProxyPolicy, TrustedProxy, proxies_from_config
 from ._reasons import ConfigError
 
-__all__ = ["MODES", "TLS_ENGINES", "Address", "ServerConfig", "Upstream", "server_from_config"]
+__all__ = ["MODES", "RESTART_KEYS", "TLS_ENGINES", "Address", "ServerConfig", "Upstream", "server_from_config"]
 
 Mode = Literal["reject_invalid", "allow_invalid_or_missing"]
 MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
@@ -27,6 +27,11 @@ MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
 # reject_invalid, deferred for allow_invalid_or_missing.
 TLS_ENGINES: tuple[str, ...] = ("auto", "ssl", "deferred")
 RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
+# Default connections at once per source address: strict handshake, lenient handshake.
+ADDRESS_LIMIT = 256
+LENIENT_ADDRESS_LIMIT = 64
+# Keys a reload cannot apply: the listeners and the event loop exist once per process.
+RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime")
 
 _HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})$")
 _URL = re.compile(
@@ -79,10 +84,21 @@ class ServerConfig:
     # gateway believes, per request, instead of the connection's own certificate.
     proxies: tuple[TrustedProxy, ...] = ()
     admin_listen: Address | None = None
+    # Absolute deadlines (docs/hardening.md has the table). The TLS handshake, from accept.
     handshake_timeout: float = 10.0
-    # Waiting for a request head (also the keep-alive idle time) and for body data.
+    # The whole request head, from its first byte (a trickle does not extend it: slowloris).
     header_timeout: float = 15.0
+    # The request body: this long from its start, plus one second per ``min_body_rate``
+    # bytes received (Apache mod_reqtimeout's "body=…,MinRate=…").
     body_timeout: float = 30.0
+    min_body_rate: int = 1024
+    # Every send to the client or the upstream (a peer that does not read).
+    write_timeout: float = 30.0
+    # Waiting for a request's first byte: after the handshake and between keep-alive requests.
+    keepalive_timeout: float = 15.0
+    # After this age a connection closes after its current response (``Connection: close``),
+    # so reloaded trust and CRLs reach long-lived keep-alive connections (0: no limit).
+    max_connection_age: float = 3600.0
     upstream_connect_timeout: float = 5.0
     # Waiting for each piece of the upstream's response.
     upstream_timeout: float = 30.0
@@ -90,6 +106,9 @@ class ServerConfig:
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     max_connections: int = 1024
+    # Connections at once from one source address (None: 256, or 64 when the handshake is
+    # lenient, see :attr:`address_limit`); trusted proxies' addresses are exempt.
+    max_connections_per_address: int | None = None
     # Header carrying the mapped account to the upstream.
     account_header: str = "X-Mtls-Account"
     # RFC 9440 Client-Cert / Client-Cert-Chain towards the upstream.
@@ -103,6 +122,17 @@ class ServerConfig:
         if self.tls_engine != "auto":
             return self.tls_engine
         return "deferred" if self.mode == "allow_invalid_or_missing" or self.proxies else "ssl"
+
+    @property
+    def address_limit(self) -> int:
+        """Connections at once from one source address: the configured value, or the default.
+
+        Tighter when the handshake is lenient (``handshake_mode``): there a connection
+        costs nothing to open, a certificate is not needed to hold a slot.
+        """
+        if self.max_connections_per_address is not None:
+            return self.max_connections_per_address
+        return LENIENT_ADDRESS_LIMIT if self.handshake_mode == "allow_invalid_or_missing" else ADDRESS_LIMIT
 
     @property
     def handshake_mode(self) -> Mode:
@@ -156,7 +186,7 @@ def _number(table: Mapping[str, Any], name: str, default: float, *, integer: boo
         raise ConfigError("must be an integer", key=f"server.{name}")
     if isinstance(value, float) and not math.isfinite(value):  # TOML allows inf/nan; a nan timeout never fires
         raise ConfigError("must be a finite number", key=f"server.{name}")
-    if value < 0 or (value == 0 and name not in ("reload_poll_seconds",)):
+    if value < 0 or (value == 0 and name not in ("reload_poll_seconds", "max_connection_age_seconds")):
         raise ConfigError("must be positive", key=f"server.{name}")
     return value
 
@@ -181,12 +211,17 @@ _KNOWN = {
     "handshake_timeout_seconds",
     "header_timeout_seconds",
     "body_timeout_seconds",
+    "min_body_bytes_per_second",
+    "write_timeout_seconds",
+    "keepalive_timeout_seconds",
+    "max_connection_age_seconds",
     "upstream_connect_timeout_seconds",
     "upstream_timeout_seconds",
     "shutdown_grace_seconds",
     "max_header_bytes",
     "max_body_bytes",
     "max_connections",
+    "max_connections_per_address",
     "account_header",
     "forward_client_cert",
     "reload_poll_seconds",
@@ -254,12 +289,21 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         handshake_timeout=_number(table, "handshake_timeout_seconds", 10.0),
         header_timeout=_number(table, "header_timeout_seconds", 15.0),
         body_timeout=_number(table, "body_timeout_seconds", 30.0),
+        min_body_rate=_number(table, "min_body_bytes_per_second", 1024, integer=True),
+        write_timeout=_number(table, "write_timeout_seconds", 30.0),
+        keepalive_timeout=_number(table, "keepalive_timeout_seconds", 15.0),
+        max_connection_age=_number(table, "max_connection_age_seconds", 3600.0),
         upstream_connect_timeout=_number(table, "upstream_connect_timeout_seconds", 5.0),
         upstream_timeout=_number(table, "upstream_timeout_seconds", 30.0),
         shutdown_grace=_number(table, "shutdown_grace_seconds", 10.0),
         max_header_bytes=_number(table, "max_header_bytes", 16 * 1024, integer=True),
         max_body_bytes=_number(table, "max_body_bytes", 10 * 1024 * 1024, integer=True),
         max_connections=_number(table, "max_connections", 1024, integer=True),
+        max_connections_per_address=(
+            _number(table, "max_connections_per_address", 0, integer=True)
+            if "max_connections_per_address" in table
+            else None
+        ),
         account_header=account_header,
         forward_client_cert=forward,
         reload_poll=_number(table, "reload_poll_seconds", 2.0),

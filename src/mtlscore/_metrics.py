@@ -27,8 +27,16 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "mtlscore_responses_total": ("HTTP responses sent to clients, by status code.", ("status",)),
     "mtlscore_connections_total": ("Client connections accepted.", ()),
+    "mtlscore_connections_refused_total": (
+        "Client connections closed at accept, by the limit that refused them "
+        "(max_connections, max_connections_per_address).",
+        ("limit",),
+    ),
     "mtlscore_connection_errors_total": ("Client connections ended by an unexpected error (a bug; see the log).", ()),
-    "mtlscore_reloads_total": ("Configuration reloads by result (ok, error).", ("result",)),
+    "mtlscore_reloads_total": (
+        "Configuration reloads by result (ok, restart_required, error).",
+        ("result",),
+    ),
 }
 
 

@@ -5,9 +5,9 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
 
     action = session.next_action(at=wall_clock, now=monotonic)
     ReadClient    -> session.receive_client(data)  (b"" at EOF) | session.client_timeout()
-    WriteClient   -> send action.data to the client
+    WriteClient   -> send action.data to the client | session.client_write_timeout()
     OpenUpstream  -> session.upstream_connected() | session.upstream_failed("connect", why)
-    WriteUpstream -> send action.data upstream
+    WriteUpstream -> send action.data upstream | session.upstream_failed("timeout", why)
     ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed("timeout", why)
     CloseUpstream -> close the upstream socket
     Validate      -> session.validated(verdict), the verdict of action.validation driven
@@ -19,7 +19,12 @@ It validates the chain once per connection, then per request applies the mode
 (``_appauth``), and answers locally (JSON) or forwards to the upstream with
 identity headers, the client's own copies of those headers removed first
 (``_forwarding.py``; the actions and facts are in ``_session_events.py``).
-No sockets, no clocks.
+Deadlines are the session's arithmetic (docs/hardening.md): the runtime passes
+``now`` and enforces the timeout each action carries. The request head has one
+deadline from its first byte, the body one that grows with the bytes received
+(a minimum rate), waiting for a request an idle one; every write carries the
+write timeout; past ``max_connection_age`` the connection closes after its
+current response. No sockets, no clocks.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ UPSTREAM_TIMEOUT = "upstream_timeout"
 PROTOCOL_ERROR = "protocol_error"
 BODY_TOO_LARGE = "body_too_large"
 ACCOUNT_CONFIG = "account_config"
+WRITE_TIMEOUT = "write_timeout"
 
 
 class SessionError(RuntimeError):
@@ -115,7 +121,8 @@ _TRANSITIONS: dict[State, frozenset[State]] = {
     ),
     State.VALIDATING: frozenset({State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}),
     State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
-    State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.CLOSED}),
+    # -> AWAIT_REQUEST: answered (e.g. 504, the upstream took nothing) with the body all read.
+    State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.AWAIT_REQUEST, State.CLOSED}),
     State.AWAIT_RESPONSE: frozenset({State.AWAIT_REQUEST, State.CLOSED}),
     State.CLOSED: frozenset({State.CLOSED}),
 }
@@ -151,14 +158,23 @@ class Session:
     """
 
     def __init__(
-        self, gateway: Gateway, tls: TLSFacts, *, at: datetime, verdict: Verdict | None = None, fetch: bool = False
+        self,
+        gateway: Gateway,
+        tls: TLSFacts,
+        *,
+        at: datetime,
+        verdict: Verdict | None = None,
+        fetch: bool = False,
+        now: float | None = None,
     ) -> None:
         """``verdict``: the chain's verdict when the runtime already reached it by driving
         ``Validator.start`` (fetching CRLs, OCSP answers, issuers); else validated here.
         ``fetch``: the runtime drives :class:`Validate` actions with its fetcher, so a
         chain forwarded by a trusted proxy waits for revocation data as a TLS one does
         (when the policy fetches); without it a forwarded chain is validated here,
-        from the configured CRLs and what is cached."""
+        from the configured CRLs and what is cached.
+        ``now``: the monotonic time the connection was accepted (its age counts from
+        there; default: the first :meth:`next_action`)."""
         self.gateway = gateway
         self._given = verdict
         self._fetch = fetch and gateway.validator.policy.fetch
@@ -178,6 +194,12 @@ class Session:
         self._client_ip = tls.peer[0]
         self._body_seen = 0
         self._received_any = False
+        # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
+        self._born = now
+        self._now = now or 0.0
+        self._idle_since: float | None = None  # waiting for this cycle's first byte since
+        self._head_since: float | None = None  # this request head's first byte
+        self._body_since: float | None = None  # this request body's start
         self.presented: tuple[Certificate, ...] = ()
         self.verdict = self._validate(at)
         self.account: str | None = _account_id(self.verdict.principal) if self.verdict.ok else None
@@ -266,6 +288,12 @@ class Session:
         else:
             self._close()
 
+    def client_write_timeout(self) -> None:
+        """A send to the client did not finish within the write timeout: a client that does not read."""
+        self._decide("error", None, WRITE_TIMEOUT, f"the client read nothing for {self.server.write_timeout:g} s")
+        self._drop_upstream()
+        self._close()
+
     def upstream_connected(self) -> None:
         """The connection asked for by :class:`OpenUpstream` is open."""
         if self.state is not State.CONNECTING or self._request is None:
@@ -294,6 +322,9 @@ class Session:
 
     def next_action(self, *, at: datetime, now: float) -> Action:
         """The next thing the runtime must do; ``at`` is wall time, ``now`` monotonic seconds."""
+        self._now = now
+        if self._born is None:
+            self._born = now
         while not self._pending:
             if self.state is State.CLOSED:
                 return Close(linger=self._client.their_state is h11.SEND_BODY)
@@ -323,8 +354,11 @@ class Session:
         if event is None:
             return
         if event is h11.NEED_DATA:
-            timeout = self.server.header_timeout if self.state is State.AWAIT_REQUEST else self.server.body_timeout
-            self._pending.append(ReadClient(timeout))
+            timeout = self._read_deadline(now) - now
+            if timeout > 0:
+                self._pending.append(ReadClient(timeout))
+            else:
+                self.client_timeout()
         elif isinstance(event, h11.Request):
             self._on_request(event, at, now)
         elif isinstance(event, h11.Data) and self.state is State.STREAM_REQUEST:
@@ -345,6 +379,34 @@ class Session:
         else:  # ConnectionClosed or PAUSED: the client is gone or done
             self._drop_upstream()
             self._close()
+
+    def _read_deadline(self, now: float) -> float:
+        """When the current wait for client bytes must end (absolute, monotonic seconds).
+
+        Each deadline starts once and is not moved by the bytes that trickle in
+        (a fresh timeout per read is what lets slowloris hold a connection forever).
+        """
+        server = self.server
+        if self.state is State.AWAIT_REQUEST:
+            if self._received_any:  # the head has begun: one deadline for all of it
+                if self._head_since is None:
+                    self._head_since = now
+                return self._head_since + server.header_timeout
+            if self._idle_since is None:
+                self._idle_since = now
+            deadline = self._idle_since + server.keepalive_timeout
+            if server.max_connection_age and self._born is not None:
+                deadline = min(deadline, self._born + server.max_connection_age)
+            return deadline
+        # The body: a grace period, extended by one second per min_body_rate bytes received.
+        if self._body_since is None:
+            self._body_since = now
+        return self._body_since + server.body_timeout + self._body_seen / server.min_body_rate
+
+    def _aged(self) -> bool:
+        """Past ``max_connection_age``: close after the current response (trust and CRLs reload)."""
+        age = self.server.max_connection_age
+        return bool(age) and self._born is not None and self._now - self._born >= age
 
     # -- one request -----------------------------------------------------------
 
@@ -442,7 +504,7 @@ class Session:
         self._decide("forward", None, reason, verdict.detail)
         self._consumed = result.consumed
         if self._client.client_is_waiting_for_100_continue:
-            self._pending.append(WriteClient(self._client.send(h11.InformationalResponse(status_code=100, headers=[]))))
+            self._write_client(self._client.send(h11.InformationalResponse(status_code=100, headers=[])))
         if self._upstream is None:
             self._to(State.CONNECTING)
             up = self.server.upstream
@@ -499,7 +561,10 @@ class Session:
         assert self._upstream is not None
         data = self._upstream.send(event)
         if data:
-            self._pending.append(WriteUpstream(data))
+            self._pending.append(WriteUpstream(data, self.server.write_timeout))
+
+    def _write_client(self, data: bytes) -> None:
+        self._pending.append(WriteClient(data, self.server.write_timeout))
 
     def _step_upstream(self) -> None:
         assert self._upstream is not None
@@ -513,6 +578,8 @@ class Session:
         elif isinstance(event, h11.Response):
             self._response_started = True
             headers = _client_response_headers(event.headers)
+            if self._aged():
+                headers = [*headers, (b"connection", b"close")]
             self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
         elif isinstance(event, h11.Data):
             self._send_client(h11.Data(data=event.data))
@@ -533,7 +600,7 @@ class Session:
             self._close()
             return
         if data:
-            self._pending.append(WriteClient(data))
+            self._write_client(data)
 
     # -- answering and cycling ---------------------------------------------------
 
@@ -574,7 +641,7 @@ class Session:
                 break
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 break
-        close = close or client.their_state is not h11.DONE
+        close = close or client.their_state is not h11.DONE or self._aged()
         hdrs = [("content-type", "application/json"), ("content-length", str(len(body))), *headers]
         if close:
             hdrs.append(("connection", "close"))
@@ -584,7 +651,7 @@ class Session:
         except h11.LocalProtocolError:
             self._close()
             return
-        self._pending.append(WriteClient(data))
+        self._write_client(data)
         if self.state is State.CONNECTING:
             self._to(State.AWAIT_REQUEST)
         self._finish_client_cycle()
@@ -594,6 +661,7 @@ class Session:
         if client.our_state is h11.DONE and client.their_state is h11.DONE:
             client.start_next_cycle()
             self._received_any = bool(client.trailing_data[0])
+            self._idle_since = self._head_since = self._body_since = None
             self._request = None
             self._to(State.AWAIT_REQUEST)
         else:

@@ -96,12 +96,17 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class ReadClient:
+    """Read from the client; ``timeout`` is what is left of the session's deadline."""
+
     timeout: float
 
 
 @dataclass(frozen=True, slots=True)
 class WriteClient:
+    """Send ``data`` to the client; not done within ``timeout`` -> ``session.client_write_timeout()``."""
+
     data: bytes
+    timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +118,10 @@ class OpenUpstream:
 
 @dataclass(frozen=True, slots=True)
 class WriteUpstream:
+    """Send ``data`` upstream; not done within ``timeout`` -> ``session.upstream_failed("timeout")``."""
+
     data: bytes
+    timeout: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,8 @@ class Config:
     # The files the configuration names for [trust] and [revocation] (a gateway
     # watches them, so that replacing a CA bundle or a CRL reloads like editing the config).
     files: tuple[Path, ...] = ()
+    # The files of ``crls``, in the same order (for the gateway's startup checks).
+    crl_files: tuple[Path, ...] = ()
 
     def validator(self) -> Any:
         """A :class:`Validator` built from this configuration."""
@@ -228,6 +230,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
     revocation = data.get("revocation", {})
     policy = _policy(data.get("policy", {}), revocation)
     crls: list[bytes] = []
+    crl_files: list[Path] = []
     for i, entry in enumerate(_list(revocation.get("crls", []), "revocation.crls")):
         key = f"revocation.crls[{i}]"
         blob = read_file(base_dir, entry, key)
@@ -236,6 +239,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         except ValueError as exc:
             raise ConfigError(str(exc), key=key) from None
         crls.append(blob)
+        crl_files.append(_resolve(base_dir, entry))
     accounts = None
     if "accounts" in data:
         from ._identity_map import accounts_from_config
@@ -249,7 +253,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         from ._gateway_config import server_from_config
 
         server = server_from_config(data["server"], base_dir=base_dir)
-    return Config(path, base_dir, trust, policy, crls, accounts, server, data, _named_files(data, base_dir))
+    return Config(
+        path, base_dir, trust, policy, crls, accounts, server, data, _named_files(data, base_dir), tuple(crl_files)
+    )
 
 
 def _named_files(data: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:

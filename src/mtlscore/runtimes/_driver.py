@@ -8,6 +8,7 @@ Also here: the reloadable :class:`GatewayState` and the admin (metrics) handler.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,9 @@ from typing import Any, Protocol
 
 import h11
 
+from .._admission import Admission
 from .._appauth import RateLimiter
+from .._gateway_config import RESTART_KEYS
 from .._metrics import CONTENT_TYPE, Metrics
 from .._reasons import ConfigError, MtlsError, Reason
 from .._session import (
@@ -52,8 +55,10 @@ class Stream(Protocol):
     async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
         """Up to ``max_bytes``; ``b""`` at EOF; None when ``timeout`` passed first."""
 
-    async def send(self, data: bytes) -> None:
-        """Send all of ``data``; raises ``OSError`` when the peer is gone."""
+    async def send(self, data: bytes, timeout: float) -> None:
+        """Send all of ``data``; raises ``OSError`` when the peer is gone, ``TimeoutError``
+        when the peer did not take it within ``timeout`` (the stream is then aborted: its
+        :meth:`aclose` resets the connection rather than leave the data in kernel queues)."""
 
     async def aclose(self) -> None:
         """Close; never raises."""
@@ -100,6 +105,24 @@ class GatewayState:
         self.metrics = metrics or Metrics()
         self.limiter = limiter or snapshot.gateway.limiter
         self.on_decision = on_decision
+        self.admission = Admission()
+        # The settings the listeners and the loop were made with: a reload cannot change them.
+        self.running = snapshot.gateway.server
+
+    def admit(self, peer: tuple[str, int]) -> bool:
+        """Take a connection slot for ``peer`` at accept (then :meth:`release` it), or refuse:
+        counted and logged; the runtime closes the connection at once."""
+        limit = self.admission.admit(peer[0], self.snapshot.gateway.server)
+        if limit is None:
+            return True
+        self.metrics.inc("mtlscore_connections_refused_total", {"limit": limit})
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(json.dumps({"event": "connection_refused", "peer": f"{peer[0]}:{peer[1]}", "limit": limit}))
+        return False
+
+    def release(self, peer: tuple[str, int]) -> None:
+        """Give back the slot :meth:`admit` took for ``peer``."""
+        self.admission.release(peer[0])
 
     @classmethod
     def from_config_file(cls, path: str | pathlib.Path, **kw: Any) -> GatewayState:
@@ -133,6 +156,19 @@ class GatewayState:
             self.metrics.inc("mtlscore_reloads_total", {"result": "error"})
             logger.error(json.dumps({"event": "mtls_reload", "result": "error", "error": str(exc)}))
             return False
+        server = self.snapshot.gateway.server
+        stuck = [f"server.{k}" for k in RESTART_KEYS if getattr(server, k) != getattr(self.running, k)]
+        if stuck:
+            # Applied, except these: the listeners and the loop keep what they started with.
+            self.metrics.inc("mtlscore_reloads_total", {"result": "restart_required"})
+            logger.warning(json.dumps({
+                "event": "mtls_reload",
+                "result": "restart_required",
+                "keys": stuck,
+                "detail": "the rest of the configuration is applied; these keep their running values "
+                "until the gateway restarts",
+            }))
+            return True
         self.metrics.inc("mtlscore_reloads_total", {"result": "ok"})
         logger.info(json.dumps({"event": "mtls_reload", "result": "ok"}))
         return True
@@ -156,29 +192,35 @@ def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Pa
 def load_snapshot(path: pathlib.Path, limiter: RateLimiter) -> Snapshot:
     """Read the config file at ``path`` into a :class:`Snapshot`; raises ConfigError."""
     from ..config import load_config
+    from ._startup import startup_warnings
 
     mtime = _mtime(path)
     config = load_config(path)
+    warnings = startup_warnings(config, at=datetime.now(UTC))  # raises ConfigError (hard mode)
     snap = build_snapshot(config, limiter)
+    for warning in warnings:
+        logger.warning(json.dumps({"event": "config_warning", **warning}))
     return Snapshot(snap.gateway, snap.new_engine, ((path, mtime), *snap.watched))
 
 
 # -- one client connection ----------------------------------------------------------
 
 
-async def _flush(stream: Stream, engine: TLSEngine) -> None:
+async def _flush(stream: Stream, engine: TLSEngine, timeout: float) -> None:
     out = engine.outgoing()
     if out:
-        await stream.send(out)
+        await stream.send(out, timeout)
 
 
-async def _tls_recv(stream: Stream, engine: TLSEngine, timeout: float, clock: Callable[[], float]) -> bytes | None:
+async def _tls_recv(
+    stream: Stream, engine: TLSEngine, timeout: float, clock: Callable[[], float], write_timeout: float
+) -> bytes | None:
     deadline = clock() + timeout
     while True:
         data = engine.read()
         if data is not None:
             return data
-        await _flush(stream, engine)
+        await _flush(stream, engine, write_timeout)
         remaining = deadline - clock()
         raw = await stream.recv(65536, remaining) if remaining > 0 else None
         if raw is None:
@@ -191,7 +233,7 @@ async def _linger(stream: Stream, engine: TLSEngine, limit: int, clock: Callable
     deadline = clock() + 2.0
     seen = 0
     while seen < limit and (remaining := deadline - clock()) > 0:
-        data = await _tls_recv(stream, engine, remaining, clock)
+        data = await _tls_recv(stream, engine, remaining, clock, remaining)
         if not data:
             return
         seen += len(data)
@@ -208,25 +250,34 @@ async def serve_connection(
     """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError.
 
     ``resolve`` drives a :class:`Validation` to its verdict with the runtime's
-    revocation fetcher; it is used when the policy asks for fetching.
+    revocation fetcher; it is used when the policy asks for fetching. Call it as
+    soon as the connection is accepted: the handshake deadline and the
+    connection's age count from here (the runtimes admit or refuse at once, they
+    never queue a connection for a slot).
     """
+    accepted = clock()
     snapshot = state.snapshot  # fixed for this connection's lifetime (reloads don't touch it)
     server = snapshot.gateway.server
     state.metrics.inc("mtlscore_connections_total")
     engine = snapshot.new_engine()
     upstream: Stream | None = None
+    stalled = False  # the client stopped reading: no close_notify, the stream was aborted
     try:
-        deadline = clock() + server.handshake_timeout
+        deadline = accepted + server.handshake_timeout
         try:
             while not engine.handshake():
-                await _flush(stream, engine)
+                await _flush(stream, engine, max(deadline - clock(), 0.001))
                 remaining = deadline - clock()
                 raw = await stream.recv(65536, remaining) if remaining > 0 else None
                 if raw is None:
                     raise TLSHandshakeError("tls_protocol_error", "handshake timed out")
                 engine.feed(raw)
+        except TimeoutError:
+            state.metrics.inc("mtlscore_handshake_failures_total", {"reason": "tls_protocol_error"})
+            return
         except TLSHandshakeError as exc:
-            await _flush(stream, engine)  # the alert, so the client learns why
+            with contextlib.suppress(TimeoutError):
+                await _flush(stream, engine, max(deadline - clock(), 0.001))  # the alert, so the client learns why
             state.metrics.inc("mtlscore_handshake_failures_total", {"reason": exc.code})
             reason = Reason(exc.code) if exc.code in Reason.__members__.values() else None
             if reason is not None:
@@ -234,29 +285,39 @@ async def serve_connection(
             else:
                 logger.info(json.dumps({"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}))
             return
-        await _flush(stream, engine)
+        await _flush(stream, engine, server.write_timeout)
         facts = engine.facts(peer)
         at = datetime.now(UTC)
         given = None
         validator = snapshot.gateway.validator
         if resolve is not None and facts.chain and validator.policy.fetch:
             given = await resolve(validator.start(list(facts.chain), at=at, crls=snapshot.gateway.crls))
-        session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None)
+        session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None, now=accepted)
         while True:
             action = session.next_action(at=datetime.now(UTC), now=clock())
             if isinstance(action, Close):
-                if action.linger:
-                    await _linger(stream, engine, server.max_body_bytes * 2, clock)
+                if action.linger and not stalled:
+                    with contextlib.suppress(TimeoutError):
+                        await _linger(stream, engine, server.max_body_bytes * 2, clock)
                 break
             if isinstance(action, ReadClient):
-                data = await _tls_recv(stream, engine, action.timeout, clock)
+                try:
+                    data = await _tls_recv(stream, engine, action.timeout, clock, server.write_timeout)
+                except TimeoutError:  # flushing TLS bytes to a client that does not read
+                    stalled = True
+                    session.client_write_timeout()
+                    continue
                 if data is None:
                     session.client_timeout()
                 else:
                     session.receive_client(data)
             elif isinstance(action, WriteClient):
                 engine.write(action.data)
-                await _flush(stream, engine)
+                try:
+                    await _flush(stream, engine, action.timeout)
+                except TimeoutError:
+                    stalled = True
+                    session.client_write_timeout()
             elif isinstance(action, Log):
                 state.record(action.decision)
             elif isinstance(action, Validate):
@@ -274,7 +335,9 @@ async def serve_connection(
             elif isinstance(action, WriteUpstream):
                 assert upstream is not None
                 try:
-                    await upstream.send(action.data)
+                    await upstream.send(action.data, action.timeout)
+                except TimeoutError:
+                    session.upstream_failed("timeout", f"the upstream read nothing for {action.timeout:g} s")
                 except OSError as exc:
                     session.upstream_failed("error", f"sending to the upstream failed: {exc}")
             elif isinstance(action, ReadUpstream):
@@ -291,9 +354,10 @@ async def serve_connection(
             elif isinstance(action, CloseUpstream) and upstream is not None:
                 await upstream.aclose()
                 upstream = None
-        engine.close()
-        await _flush(stream, engine)
-    except OSError:
+        if not stalled:
+            engine.close()
+            await _flush(stream, engine, server.write_timeout)
+    except OSError:  # also TimeoutError: a last close_notify the client did not take
         pass  # the client went away; nothing to tell it
     except Exception as exc:
         # A bug in one connection is logged and counted; it must not take the gateway
@@ -334,7 +398,7 @@ async def serve_admin(stream: Stream, state: GatewayState) -> None:
             headers = [("content-type", ctype), ("content-length", str(len(body)))]
             out = conn.send(h11.Response(status_code=status, headers=headers))
             out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
-            await stream.send(out)
+            await stream.send(out, 10.0)
             while conn.their_state is h11.SEND_BODY and conn.next_event() not in (h11.NEED_DATA,):
                 pass
             if conn.our_state is h11.DONE and conn.their_state is h11.DONE:

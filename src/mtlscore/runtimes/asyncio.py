@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
+import struct
 import time
 from typing import Any
 
@@ -49,14 +51,34 @@ class AsyncioStream:
         except TimeoutError:
             return None
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, timeout: float) -> None:
         self.writer.write(data)
-        await self.writer.drain()
+        try:
+            # drain() waits while the transport's buffer is over its high-water mark, i.e.
+            # for as long as the peer does not read: bounded, or a non-reading client holds
+            # its connection (and its upstream's) forever.
+            async with asyncio.timeout(timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Reset the connection now: drop what the peer never read (asyncio's close() would
+        wait to flush it, and the kernel would keep it queued after close)."""
+        with contextlib.suppress(Exception):
+            sock = self.writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            try:
+                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            except TimeoutError:
+                self.abort()
 
 
 async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
@@ -84,28 +106,26 @@ async def serve(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
-    limit = asyncio.Semaphore(server_cfg.max_connections)
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        name = writer.get_extra_info("peername") or ("", 0)
+        peer = (str(name[0]), int(name[1]))
+        stream = AsyncioStream(reader, writer)
+        # Admitted or refused now, never queued for a slot (mtlscore._admission).
+        if not state.admit(peer):
+            stream.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)
-        peer = writer.get_extra_info("peername") or ("", 0)
         try:
-            async with limit:
-                await serve_connection(
-                    AsyncioStream(reader, writer),
-                    (str(peer[0]), int(peer[1])),
-                    state,
-                    connect,
-                    time.monotonic,
-                    fetcher.run,
-                )
+            await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run)
         except asyncio.CancelledError:
             # Cut at shutdown. Not re-raised: asyncio's start_server callback would
             # report a cancelled connection task as an unhandled error.
             pass
         finally:
+            state.release(peer)
             tasks.discard(task)
 
     async def on_admin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -139,8 +159,7 @@ async def serve(
         task_status.started(info)
 
     async def watch() -> None:
-        poll = server_cfg.reload_poll
-        while poll > 0:
+        while (poll := state.snapshot.gateway.server.reload_poll) > 0:
             await asyncio.sleep(poll)
             if state.changed():
                 state.reload()
@@ -158,7 +177,7 @@ async def serve(
         if admin is not None:
             admin.close()
         if graceful and tasks:
-            await asyncio.wait(set(tasks), timeout=server_cfg.shutdown_grace)
+            await asyncio.wait(set(tasks), timeout=state.snapshot.gateway.server.shutdown_grace)
         for t in set(tasks):
             t.cancel()
         if handle_signals:

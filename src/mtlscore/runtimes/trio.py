@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
+import struct
 from typing import Any
 
 import trio
@@ -39,11 +41,22 @@ class TrioStream:
                 raise OSError(str(exc)) from None
         return None
 
-    async def send(self, data: bytes) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise OSError(str(exc)) from None
+    async def send(self, data: bytes, timeout: float) -> None:
+        # Bounded: a peer that does not read would otherwise hold this task forever.
+        with trio.move_on_after(timeout) as scope:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise OSError(str(exc)) from None
+        if scope.cancelled_caught:
+            self.abort()
+            raise TimeoutError(f"the peer took nothing for {timeout:g} s")
+
+    def abort(self) -> None:
+        """Make :meth:`aclose` reset the connection (SO_LINGER 0): what the peer never read
+        is dropped, not left in the kernel's send queue."""
+        with contextlib.suppress(OSError):
+            self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
@@ -83,11 +96,17 @@ async def serve(
     fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
     stop = trio.Event()
-    limit = trio.CapacityLimiter(server_cfg.max_connections)
 
     async def on_client(stream: trio.SocketStream) -> None:
-        async with limit:
-            await serve_connection(TrioStream(stream), _peer(stream), state, connect, trio.current_time, fetcher.run)
+        peer = _peer(stream)
+        # Admitted or refused now, never queued for a slot (mtlscore._admission).
+        if not state.admit(peer):
+            await TrioStream(stream).aclose()
+            return
+        try:
+            await serve_connection(TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run)
+        finally:
+            state.release(peer)
 
     async def on_admin(stream: trio.SocketStream) -> None:
         await serve_admin(TrioStream(stream), state)
@@ -103,7 +122,7 @@ async def serve(
             admin_address = Address(host, admin[0].socket.getsockname()[1])
         if handle_signals:
             background.start_soon(_signals, state, stop)
-        background.start_soon(_watch, state, server_cfg.reload_poll)
+        background.start_soon(_watch, state)
         async with trio.open_nursery() as conns:
             accepting = trio.CancelScope()
 
@@ -119,7 +138,7 @@ async def serve(
             accepting.cancel()
             for listener in listeners:
                 await listener.aclose()
-            conns.cancel_scope.deadline = trio.current_time() + server_cfg.shutdown_grace
+            conns.cancel_scope.deadline = trio.current_time() + state.snapshot.gateway.server.shutdown_grace
         background.cancel_scope.cancel()
 
 
@@ -136,8 +155,8 @@ async def _signals(state: GatewayState, stop: trio.Event) -> None:
                 stop.set()
 
 
-async def _watch(state: GatewayState, poll: float) -> None:
-    while poll > 0:
+async def _watch(state: GatewayState) -> None:
+    while (poll := state.snapshot.gateway.server.reload_poll) > 0:
         await trio.sleep(poll)
         if state.changed():
             state.reload()

@@ -1,0 +1,190 @@
+"""Issue 15's attacks, quick versions, on both runtimes from one test body.
+
+The attackers are loadtest/_attacks.py's clients, run with the upstream
+(loadtest/_setup.py's) in an asyncio loop of their own thread; the gateway runs
+in-process on the backend under test. Assertions are on outcomes (closed,
+refused, served), never on times; each attacker's own loop is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from test_gateway import API_KEY, Env, anyio_backend, env, gateway  # noqa: F401 - fixtures
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from loadtest import _attacks as attacks  # noqa: E402
+from loadtest._setup import Upstream  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+PROBE = b"X-API-Key: " + API_KEY.encode()
+
+
+def attacker_address() -> str:
+    """Attackers come from 127.0.0.2 (Linux routes all of 127/8), the normal client from 127.0.0.1."""
+    try:
+        from . import _nginx as peers
+    except ImportError:  # tests/integration is not a package
+        import _nginx as peers  # type: ignore[no-redef]
+    if not peers.loopback_alias_usable("127.0.0.2"):
+        pytest.skip("cannot bind 127.0.0.2")
+    return "127.0.0.2"
+
+
+async def in_thread(scenario: Callable[[Upstream], Awaitable[Any]], upstream: Upstream) -> Any:
+    """Run ``scenario(upstream)`` in a fresh asyncio loop in a thread (whatever the test's backend)."""
+
+    async def main() -> Any:
+        try:
+            return await scenario(upstream)
+        finally:
+            await upstream.stop()
+
+    return await anyio.to_thread.run_sync(asyncio.run, main())
+
+
+async def started_upstream() -> tuple[Upstream, int]:
+    """An upstream bound now (its port goes in the config), served later in the attack thread."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    return Upstream(), port
+
+
+async def probe(port: int, env: Env) -> float | None:  # noqa: F811 - the fixture, passed on
+    return await attacks.probe(port, env.client_context("good"), headers=PROBE)
+
+
+@pytest.mark.anyio
+async def test_slowloris_on_the_head_is_cut(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """Finding 3: a head trickled a byte at a time gets 408 at the head deadline; a normal client is served."""
+    pytest.importorskip("OpenSSL")
+    source = attacker_address()
+    config = env.config(f"loris-{anyio_backend}.toml", mode="allow_invalid_or_missing",
+                        header_timeout_seconds=1)
+    anonymous = env.client_context(None)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+
+        async def scenario(_: Upstream) -> tuple[list[str], float | None]:
+            lorises = [attacks.slowloris(port, anonymous, source=source, interval=0.2, duration=20)
+                       for _ in range(10)]
+            *outcomes, served = await asyncio.gather(*lorises, probe(port, env))
+            return outcomes, served
+
+        outcomes, served = await in_thread(scenario, Upstream())
+    assert outcomes == ["closed:408"] * 10
+    assert served is not None
+
+
+@pytest.mark.anyio
+async def test_a_slow_body_is_cut(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """Finding 3: a body below the minimum rate gets 408 at its deadline, and its upstream request is dropped."""
+    pytest.importorskip("OpenSSL")
+    upstream, up_port = await started_upstream()
+    config = env.config(f"slowbody-{anyio_backend}.toml", mode="allow_invalid_or_missing",
+                        upstream=f"http://127.0.0.1:{up_port}", body_timeout_seconds=1,
+                        min_body_bytes_per_second=1000)
+    anonymous = env.client_context(None)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+
+        async def scenario(up: Upstream) -> list[str]:
+            await up.start(up_port)
+            return list(await asyncio.gather(*(attacks.slow_body(port, anonymous, interval=0.2, duration=20)
+                                               for _ in range(5))))
+
+        outcomes = await in_thread(scenario, upstream)
+    assert outcomes == ["closed:408"] * 5
+
+
+@pytest.mark.anyio
+async def test_a_client_that_never_reads_is_cut_with_its_upstream(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """Finding 4: a client asking for a big answer and not reading: its connection and its upstream's are closed."""
+    upstream, up_port = await started_upstream()
+    config = env.config(f"nonreader-{anyio_backend}.toml", upstream=f"http://127.0.0.1:{up_port}",
+                        write_timeout_seconds=1)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+        ctx = env.client_context("good")
+
+        async def scenario(up: Upstream) -> tuple[list[str], float | None, int]:
+            await up.start(up_port)
+            readers = [attacks.non_reader(port, ctx, size=64_000_000, duration=8, headers=PROBE) for _ in range(3)]
+            *outcomes, served = await asyncio.gather(*readers, probe(port, env))
+            return outcomes, served, up.broken
+
+        outcomes, served, broken = await in_thread(scenario, upstream)
+        timeouts = info.state.metrics.get("mtlscore_decisions_total", outcome="error", reason="write_timeout")
+    assert outcomes == ["closed"] * 3
+    assert broken == 3  # each upstream connection was closed mid-answer
+    assert timeouts == 3
+    assert served is not None
+
+
+@pytest.mark.anyio
+async def test_connections_beyond_max_connections_are_refused_at_once(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """Finding 5: with every slot held by idle sockets, a new connection is closed at once, not queued."""
+    source = attacker_address()
+    config = env.config(f"slots-{anyio_backend}.toml", max_connections=4, handshake_timeout_seconds=60)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+        metrics = info.state.metrics
+
+        async def scenario(_: Upstream) -> tuple[float | None, float | None]:
+            held = [asyncio.ensure_future(attacks.idle(port, None, source=source, duration=30)) for _ in range(4)]
+            while metrics.get("mtlscore_connections_total") < 4:  # all four admitted
+                await asyncio.sleep(0.01)
+            # Queued behind them (today), it would wait the 60 s handshake deadline out.
+            refused = await probe(port, env)
+            for h in held:
+                h.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
+            while info.state.admission.total:  # the slots are free again
+                await asyncio.sleep(0.01)
+            return refused, await probe(port, env)
+
+        refused, served = await in_thread(scenario, Upstream())
+    assert refused is None
+    assert metrics.get("mtlscore_connections_refused_total", limit="max_connections") == 1
+    assert served is not None
+
+
+@pytest.mark.anyio
+async def test_one_address_cannot_take_every_slot_in_lenient_mode(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """Finding 5: anonymous connections from one address stop at the (lenient) per-address limit."""
+    pytest.importorskip("OpenSSL")
+    source = attacker_address()
+    config = env.config(f"per-address-{anyio_backend}.toml", mode="allow_invalid_or_missing")
+    assert info_limit(config) == 64  # the lenient default
+    anonymous = env.client_context(None)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+
+        async def scenario(_: Upstream) -> tuple[list[str], float | None]:
+            flood = [attacks.idle(port, anonymous, source=source, duration=3) for _ in range(70)]
+            *outcomes, served = await asyncio.gather(*flood, probe(port, env))
+            return outcomes, served
+
+        outcomes, served = await in_thread(scenario, Upstream())
+        refused = info.state.metrics.get("mtlscore_connections_refused_total", limit="max_connections_per_address")
+    assert refused == 6 and outcomes.count("refused") + outcomes.count("closed") >= 6
+    assert served is not None
+
+
+def info_limit(config: Path) -> int:
+    from mtlscore.config import load_config
+
+    return int(load_config(config).server.address_limit)
