@@ -81,6 +81,7 @@ def write_files(
     (d / "server-ca.pem").write_bytes(server_ca.pem)
     (d / "server.pem").write_bytes(server.pem)
     (d / "server.key").write_bytes(server.key_pem)
+    (d / "server.key").chmod(0o600)  # a private key: the gateway warns otherwise
     config = d / "mtlscore.toml"
     config.write_text(
         f"""# Written by loadtest/run.py.

@@ -101,6 +101,7 @@ def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str 
     (d / "server-ca.pem").write_bytes(server_ca.pem)
     (d / "server.pem").write_bytes(server.pem)
     (d / "server.key").write_bytes(server.key_pem)
+    (d / "server.key").chmod(0o600)  # a private key: the gateway warns otherwise
     for name, leaf in leaves.items():
         (d / f"{name}.pem").write_bytes(leaf.chain_pem)  # leaf + issuing CA, as a client presents
         (d / f"{name}.key").write_bytes(leaf.key_pem)
