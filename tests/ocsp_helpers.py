@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -13,13 +17,48 @@ from cryptography.x509 import ocsp
 from mtlscore import pki
 from mtlscore._policy import OCSP_SIGNING
 
-__all__ = ["ocsp_responder", "ocsp_response", "pkcs7_bundle"]
+__all__ = ["ocsp_responder", "ocsp_response", "openssl_ocsp_response", "pkcs7_bundle"]
 
 
-def ocsp_responder(ca: pki.Issued, **kw: Any) -> pki.Issued:
-    """A delegated OCSP responder certificate issued by ``ca`` (RFC 6960 §4.2.2.2)."""
+def ocsp_responder(ca: pki.Issued, *, nocheck: bool = False, **kw: Any) -> pki.Issued:
+    """A delegated OCSP responder certificate issued by ``ca`` (RFC 6960 §4.2.2.2).
+
+    ``nocheck``: with id-pkix-ocsp-nocheck (§4.2.2.2.1), so its own revocation is not checked.
+    """
     kw.setdefault("eku", [OCSP_SIGNING])
+    if nocheck:
+        kw["extensions"] = [*kw.get("extensions", ()), (x509.OCSPNoCheck(), False)]
     return ca.leaf("OCSP Responder", **kw)
+
+
+def openssl_ocsp_response(
+    cert: pki.Issued, issuer: pki.Issued, *, signer: pki.Issued | None = None, status: str = "V",
+    options: tuple[str, ...] = (), digest: str = "sha256",
+) -> bytes:
+    """The answer of ``openssl ocsp`` (a real responder) about ``cert``, signed by ``signer``
+    (default: ``issuer``) with extra ``-rsigopt`` ``options`` (e.g. RSA-PSS padding)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        import pytest
+
+        pytest.skip("openssl is not installed")
+    signer = signer or issuer
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        exp = cert.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+        when = (issuer.now - timedelta(days=1)).strftime("%y%m%d%H%M%SZ") if status == "R" else ""
+        (d / "index.txt").write_text(f"{status}\t{exp}\t{when}\t{cert.serial:X}\tunknown\t/CN=x\n")
+        (d / "ca.pem").write_bytes(issuer.pem)
+        (d / "signer.pem").write_bytes(signer.pem)
+        (d / "key.pem").write_bytes(signer.key_pem)
+        req = ocsp.OCSPRequestBuilder().add_certificate(cert.cert, issuer.cert, hashes.SHA1()).build()
+        (d / "req.der").write_bytes(req.public_bytes(serialization.Encoding.DER))
+        args = [openssl, "ocsp", "-index", "index.txt", "-CA", "ca.pem", "-rsigner", "signer.pem", "-rkey", "key.pem",
+                "-reqin", "req.der", "-respout", "resp.der", "-rmd", digest, "-nmin", "60"]
+        for opt in options:
+            args += ["-rsigopt", opt]
+        subprocess.run(args, cwd=d, capture_output=True, timeout=30, check=True)
+        return (d / "resp.der").read_bytes()
 
 
 def ocsp_response(

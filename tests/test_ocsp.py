@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import ocsp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ocsp_helpers import ocsp_responder, ocsp_response
+from ocsp_helpers import ocsp_responder, ocsp_response, openssl_ocsp_response
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
 from mtlscore._cert import parse_certificate
@@ -176,3 +176,93 @@ def test_bad_stapled_response_is_ignored_with_a_note(ca: tuple[pki.Issued, pki.I
     assert verdict.ok and any("stapled OCSP response was ignored" in n for n in verdict.notes)
     hard = Validator(TrustStore([root.pem]), Policy(revocation="hard", revocation_ca="off"))
     assert hard.validate(leaf.chain_pem, at=NOW, ocsp_responses=[stale]).reason is Reason.REVOCATION_UNAVAILABLE
+
+
+# -- id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1) ------------------------------------------
+
+
+@pytest.mark.parametrize("nocheck", [True, False])
+def test_a_responder_without_nocheck_is_handed_back_for_checking(
+    ca: tuple[pki.Issued, pki.Issued, pki.Issued], nocheck: bool
+) -> None:
+    _, inter, leaf = ca
+    responder = ocsp_responder(inter, nocheck=nocheck)
+    got = check_response(ocsp_response(leaf, inter, responder=responder), parse_certificate(leaf.der),
+                         parse_certificate(inter.der), at=NOW)
+    assert got.status == "good"
+    assert got.responder == (None if nocheck else parse_certificate(responder.der))
+    # The CA signing itself needs no such check.
+    assert check_response(ocsp_response(leaf, inter), parse_certificate(leaf.der), parse_certificate(inter.der),
+                          at=NOW).responder is None
+
+
+# -- RSA-PSS-signed responses ---------------------------------------------------------------
+
+
+# openssl stamps its answers with the real clock: these certificates are built around it.
+REAL_NOW = datetime.now(UTC)
+
+
+def check_real(leaf: pki.Issued, issuer: pki.Issued, data: bytes) -> tuple[str, str]:
+    return check(leaf, issuer, data, at=datetime.now(UTC), skew=timedelta(minutes=1))
+
+
+@pytest.fixture(scope="module")
+def rsa_ca() -> tuple[pki.Issued, pki.Issued]:
+    root = pki.root("CN=PSS Root", key="rsa", now=REAL_NOW)
+    return root, root.leaf("CN=pss-leaf")
+
+
+@pytest.mark.parametrize("digest", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize("delegated", [False, True])
+def test_rsa_pss_signed_responses_are_verified(rsa_ca: tuple[pki.Issued, pki.Issued], digest: str,
+                                               delegated: bool) -> None:
+    root, leaf = rsa_ca
+    signer = ocsp_responder(root, key="rsa", nocheck=True) if delegated else None
+    for status, expect in (("V", "good"), ("R", "revoked")):
+        data = openssl_ocsp_response(leaf, root, signer=signer, status=status, digest=digest,
+                                     options=("rsa_padding_mode:pss", "rsa_pss_saltlen:32"))
+        assert ocsp.load_der_ocsp_response(data).signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10"
+        assert check_real(leaf, root, data)[0] == expect, check_real(leaf, root, data)
+
+
+def test_rsa_pss_responses_are_held_to_policy_and_signature(rsa_ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, leaf = rsa_ca
+    pss = ("rsa_padding_mode:pss", "rsa_pss_saltlen:32")
+    # A hash policy does not allow.
+    status, detail = check_real(leaf, root, openssl_ocsp_response(leaf, root, digest="sha1", options=pss))
+    assert status == "unusable" and "SHA1" in detail
+    # A signature that does not verify: the last octet (of the signature, before any certs) flipped.
+    data = bytearray(openssl_ocsp_response(leaf, root, options=pss))
+    sig = ocsp.load_der_ocsp_response(bytes(data)).signature
+    at = bytes(data).index(sig) + len(sig) - 1
+    data[at] ^= 1
+    status, detail = check_real(leaf, root, bytes(data))
+    assert status == "unusable" and "does not verify" in detail
+    # The salt length is the one the parameters declare.
+    other_salt = openssl_ocsp_response(leaf, root, options=("rsa_padding_mode:pss", "rsa_pss_saltlen:20"))
+    assert check_real(leaf, root, other_salt)[0] == "good"
+    # PKCS#1 v1.5 from the same responder still works.
+    assert check_real(leaf, root, openssl_ocsp_response(leaf, root))[0] == "good"
+
+
+# -- GET requests (RFC 6960 A.1) -------------------------------------------------------------
+
+
+def test_get_url_for_small_requests(ca: tuple[pki.Issued, pki.Issued, pki.Issued]) -> None:
+    import base64
+    from urllib.parse import unquote
+
+    from mtlscore._ocsp import get_url
+
+    _, inter, leaf = ca
+    der = build_request(parse_certificate(leaf.der), parse_certificate(inter.der))
+    url = get_url("http://ocsp.example/path", der)
+    assert url is not None and url.startswith("http://ocsp.example/path/")
+    encoded = url.removeprefix("http://ocsp.example/path/")
+    assert len(encoded) < 255 and not set(encoded) & set("+/=")
+    assert base64.b64decode(unquote(encoded)) == der
+    assert get_url("http://ocsp.example/", der) == "http://ocsp.example/" + encoded  # no doubled "/"
+    # Over 254 encoded bytes, or a URL with a query to append to: POST.
+    assert get_url("http://ocsp.example", der + b"\0" * 150) is None
+    assert get_url("http://ocsp.example/?a=b", der) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from ocsp_helpers import ocsp_response
+from ocsp_helpers import ocsp_responder, ocsp_response
 
 from mtlscore import ConfigError, Policy, Reason, TrustStore, Validator, Verdict, pki
 from mtlscore._cert import parse_certificate
@@ -186,3 +186,206 @@ def test_validators_can_share_one_cache(ca: tuple[pki.Issued, pki.Issued]) -> No
     run.send(run.next_event(), inter.crl(revoked=[leaf]))  # type: ignore[arg-type]
     second = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation_ca="off"), cache=cache)
     assert second.validate(leaf.chain_pem, at=NOW).reason is Reason.REVOKED
+
+
+# -- a delegated OCSP responder's own revocation (RFC 6960 §4.2.2.2.1) -------------------
+
+RCRL = "http://127.0.0.1:1/responder.crl"
+
+
+def _hard(root: pki.Issued, **kw: object) -> Validator:
+    return Validator(TrustStore([root.pem]), Policy(revocation="hard", revocation_ca="off", **kw))  # type: ignore[arg-type]
+
+
+def test_a_responder_with_nocheck_is_trusted_for_its_validity(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf()
+    responder = ocsp_responder(inter, nocheck=True)
+    verdict = _hard(root).validate(leaf.chain_pem, at=NOW, ocsp_responses=[ocsp_response(leaf, inter, responder=responder)])
+    assert verdict.ok, verdict.detail
+
+
+def test_a_responder_without_nocheck_is_checked_against_the_crls_at_hand(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf()
+    responder = ocsp_responder(inter)
+    good = ocsp_response(leaf, inter, responder=responder)
+    # Nothing says whether the responder is revoked: under hard-fail its "good" is no answer.
+    verdict = _hard(root).validate(leaf.chain_pem, at=NOW, ocsp_responses=[good])
+    assert verdict.reason is Reason.REVOCATION_UNAVAILABLE
+    assert "id-pkix-ocsp-nocheck" in verdict.detail and "unknown" in verdict.detail
+    # Soft-fail accepts, saying why it could not believe the answer.
+    soft = Validator(TrustStore([root.pem]), Policy(revocation_ca="off")).validate(
+        leaf.chain_pem, at=NOW, ocsp_responses=[good])
+    assert soft.ok and any("id-pkix-ocsp-nocheck" in n for n in soft.notes)
+    # A responder with id-pkix-ocsp-nocheck, the same answer otherwise: believed.
+    trusted = ocsp_response(leaf, inter, responder=ocsp_responder(inter, nocheck=True))
+    assert _hard(root).validate(leaf.chain_pem, at=NOW, ocsp_responses=[trusted]).ok
+
+
+def test_a_revoked_answer_is_believed_whoever_signs_it(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf()
+    responder = ocsp_responder(inter)
+    verdict = _hard(root).validate(leaf.chain_pem, at=NOW,
+                                   ocsp_responses=[ocsp_response(leaf, inter, responder=responder, status="revoked")])
+    assert verdict.reason is Reason.REVOKED
+
+
+@pytest.mark.parametrize("answer", ["good", "revoked", "fails", "garbage"])
+def test_the_responders_crl_is_asked_for_through_the_machine(ca: tuple[pki.Issued, pki.Issued], answer: str) -> None:
+    root, inter = ca
+    leaf = inter.leaf(ocsp_urls=[OCSP])
+    responder = ocsp_responder(inter, crl_urls=[RCRL])
+    run = _hard(root, fetch=True).start(leaf.chain_pem, at=NOW)
+    event = run.next_event()
+    assert isinstance(event, NeedOCSP)
+    run.send(event, ocsp_response(leaf, inter, responder=responder))
+    # The "good" is held until the responder's own status is known: its CRL is asked for.
+    event = run.next_event()
+    assert event == NeedCRL(RCRL)
+    if answer == "fails":
+        run.fail(event, "connection refused")
+    else:
+        data = {"good": inter.crl(), "revoked": inter.crl(revoked=[responder]), "garbage": b"junk"}[answer]
+        run.send(event, data)
+    verdict = run.next_event()
+    assert isinstance(verdict, Verdict)
+    if answer == "good":
+        assert verdict.ok, verdict.detail
+    else:
+        assert verdict.reason is Reason.REVOCATION_UNAVAILABLE
+        assert ("itself revoked" if answer == "revoked" else "id-pkix-ocsp-nocheck") in verdict.detail
+
+
+def test_a_responder_crl_in_the_cache_answers_without_asking(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    responder = ocsp_responder(inter, crl_urls=[RCRL])
+    v = _hard(root, fetch=True)
+    first = inter.leaf("CN=first", ocsp_urls=[OCSP])
+    run = v.start(first.chain_pem, at=NOW)
+    run.send(run.next_event(), ocsp_response(first, inter, responder=responder))  # type: ignore[arg-type]
+    run.send(run.next_event(), inter.crl())  # type: ignore[arg-type]
+    assert run.next_event().ok  # type: ignore[union-attr]
+    # Another leaf, the same responder: its CRL is in the cache, only the OCSP is asked.
+    second = inter.leaf("CN=second", ocsp_urls=[OCSP])
+    run = v.start(second.chain_pem, at=NOW)
+    run.send(run.next_event(), ocsp_response(second, inter, responder=responder))  # type: ignore[arg-type]
+    verdict = run.next_event()
+    assert isinstance(verdict, Verdict) and verdict.ok, verdict
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_the_responders_status_from_a_cached_crl(ca: tuple[pki.Issued, pki.Issued], revoked: bool) -> None:
+    root, inter = ca
+    leaf = inter.leaf()
+    responder = ocsp_responder(inter, crl_urls=[RCRL])
+    v = _hard(root)
+    crl = parse_crl(inter.crl(revoked=[responder] if revoked else []))
+    v.cache.put_crl(parse_certificate(inter.der), RCRL, crl, at=NOW, max_age=timedelta(days=1))
+    verdict = v.validate(leaf.chain_pem, at=NOW, ocsp_responses=[ocsp_response(leaf, inter, responder=responder)])
+    if revoked:
+        assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "itself revoked" in verdict.detail
+    else:
+        assert verdict.ok, verdict.detail
+
+
+# -- GET for small OCSP requests (RFC 6960 A.1) ------------------------------------------------
+
+
+@pytest.mark.parametrize("nonce", [False, True])
+def test_small_ocsp_requests_carry_a_get_url(ca: tuple[pki.Issued, pki.Issued], nonce: bool) -> None:
+    import base64
+    from urllib.parse import unquote
+
+    root, inter = ca
+    leaf = inter.leaf(ocsp_urls=[OCSP])
+    event = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation_ca="off", ocsp_nonce=nonce)).start(
+        leaf.chain_pem, at=NOW).next_event()
+    assert isinstance(event, NeedOCSP) and event.get_url is not None
+    assert event.get_url.startswith(OCSP + "/")
+    assert base64.b64decode(unquote(event.get_url.removeprefix(OCSP + "/"))) == event.request_der
+    off = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation_ca="off", ocsp_get=False)).start(
+        leaf.chain_pem, at=NOW).next_event()
+    assert isinstance(off, NeedOCSP) and off.get_url is None
+
+
+def test_the_runtimes_http_call_follows_the_request() -> None:
+    from mtlscore.runtimes._fetch import call_for
+
+    get = call_for(NeedOCSP(OCSP, b"\x30\x00", OCSP + "/MAA%3D"))
+    assert (get.method, get.target.path, get.body) == ("GET", "/ocsp/MAA%3D", b"")
+    post = call_for(NeedOCSP(OCSP, b"\x30\x00"))
+    assert (post.method, post.target.path, post.body, post.content_type) == (
+        "POST", "/ocsp", b"\x30\x00", "application/ocsp-request")
+
+
+# -- negative caching of failed fetches ------------------------------------------------------
+
+
+def test_a_failed_fetch_is_not_repeated_for_the_ttl(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf(crl_urls=[CRL], ocsp_urls=[OCSP])
+    v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation_ca="off"))
+    run = v.start(leaf.chain_pem, at=NOW)
+    for _ in range(2):
+        run.fail(run.next_event(), "connection refused")  # type: ignore[arg-type]
+    assert run.next_event().ok  # type: ignore[union-attr]  # soft-fail
+    assert v.cache.failures == 2
+    # Ten seconds later nothing is asked: both URLs failed just now.
+    later = v.start(leaf.chain_pem, at=NOW + timedelta(seconds=10)).next_event()
+    assert isinstance(later, Verdict) and later.ok
+    assert any("failed recently" in n for n in later.notes)
+    hard = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation="hard", revocation_ca="off"),
+                     cache=v.cache).start(leaf.chain_pem, at=NOW + timedelta(seconds=10)).next_event()
+    assert isinstance(hard, Verdict) and hard.reason is Reason.REVOCATION_UNAVAILABLE
+    assert "failed recently" in hard.detail
+    # After the TTL (30 s by default) the entries expire and the URLs are asked again.
+    assert isinstance(v.start(leaf.chain_pem, at=NOW + timedelta(seconds=31)).next_event(), NeedOCSP)
+
+
+def test_the_failure_ttl_is_configurable(ca: tuple[pki.Issued, pki.Issued], tmp_path: object) -> None:
+    from pathlib import Path
+
+    from mtlscore.config import parse_config
+
+    root, inter = ca
+    leaf = inter.leaf(crl_urls=[CRL])
+    for ttl, asked_again_at in ((0, 0), (300, 301)):
+        v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation_ca="off", fetch_failure_ttl=ttl))
+        run = v.start(leaf.chain_pem, at=NOW)
+        run.fail(run.next_event(), "timed out")  # type: ignore[arg-type]
+        assert run.next_event().ok  # type: ignore[union-attr]
+        if ttl:
+            assert isinstance(v.start(leaf.chain_pem, at=NOW + timedelta(seconds=299)).next_event(), Verdict)
+        assert v.start(leaf.chain_pem, at=NOW + timedelta(seconds=asked_again_at)).next_event() == NeedCRL(CRL)
+    cfg = parse_config({"revocation": {"failure_ttl_seconds": 5, "ocsp_get": False}}, base_dir=Path(str(tmp_path)))
+    assert cfg.policy.fetch_failure_ttl == timedelta(seconds=5) and cfg.policy.ocsp_get is False
+    assert Policy().fetch_failure_ttl == timedelta(seconds=30) and Policy().ocsp_get is True
+    for bad in (-1, "5"):
+        with pytest.raises(ConfigError) as exc:
+            parse_config({"revocation": {"failure_ttl_seconds": bad}}, base_dir=Path(str(tmp_path)))
+        assert exc.value.key == "revocation.failure_ttl_seconds"
+
+
+def test_validate_without_io_does_not_poison_the_negative_cache(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf(crl_urls=[CRL])
+    v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation_ca="off"))
+    assert v.validate(leaf.chain_pem, at=NOW).ok  # declines the request: nothing was tried
+    assert v.cache.failures == 0
+    assert v.start(leaf.chain_pem, at=NOW).next_event() == NeedCRL(CRL)
+
+
+def test_negative_entries_are_bounded() -> None:
+    cache = RevocationCache(max_failures=2)
+    for i in range(3):
+        cache.note_failure("crl", f"http://x/{i}", at=NOW, ttl=timedelta(seconds=30))
+    assert cache.failures == 2
+    assert cache.failed_until("crl", "http://x/0", at=NOW) is None  # the oldest went first
+    assert cache.failed_until("crl", "http://x/2", at=NOW) == NOW + timedelta(seconds=30)
+    assert cache.failed_until("ocsp", "http://x/2", at=NOW) is None  # by kind and URL
+    assert cache.failed_until("crl", "http://x/2", at=NOW + timedelta(seconds=30)) is None  # expired
+    assert cache.failures == 1
+    cache.note_failure("crl", "http://x/3", at=NOW, ttl=timedelta(0))  # a zero TTL remembers nothing
+    assert cache.failures == 1

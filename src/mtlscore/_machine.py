@@ -37,10 +37,16 @@ class NeedCRL:
 
 @dataclass(frozen=True, slots=True)
 class NeedOCSP:
-    """POST ``request_der`` (``application/ocsp-request``) to ``url`` and send the response bytes."""
+    """Ask the OCSP responder at ``url`` and send the response bytes.
+
+    With ``get_url`` set, GET it (RFC 6960 A.1: the request, base64 and URL-encoded,
+    appended to ``url``; the core sets it when that is under 255 bytes); otherwise
+    POST ``request_der`` as ``application/ocsp-request`` to ``url``.
+    """
 
     url: str
     request_der: bytes = field(repr=False)
+    get_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,11 @@ class Policy:
     revocation_prefer: Literal["ocsp", "crl"] = "ocsp"
     # RFC 8954: send a nonce in OCSP requests and require the response to echo it.
     ocsp_nonce: bool = False
+    # RFC 6960 A.1: ask with GET when the encoded request is under 255 bytes (else POST).
+    ocsp_get: bool = True
+    # A CRL / OCSP URL whose fetch just failed is not asked again for this long (a
+    # negative cache entry; zero turns it off).
+    fetch_failure_ttl: timedelta = timedelta(seconds=30)
     # AIA caIssuers (RFC 5280 §4.2.2.1): ask for a missing intermediate; off by default.
     fetch_issuers: bool = False
     max_fetched_issuers: int = 3
@@ -170,6 +175,10 @@ class Policy:
             raise ConfigError("must not be negative", key="revocation.max_fetched_issuers")
         if self.max_fetch_bytes <= 0:
             raise ConfigError("must be positive", key="revocation.max_fetch_bytes")
+        if isinstance(self.fetch_failure_ttl, int | float):
+            object.__setattr__(self, "fetch_failure_ttl", timedelta(seconds=self.fetch_failure_ttl))
+        if self.fetch_failure_ttl < timedelta(0):
+            raise ConfigError("must not be negative", key="revocation.failure_ttl_seconds")
         if self.certificate_policies is not None:
             if isinstance(self.certificate_policies, str):
                 raise ConfigError("must be a list of policy OIDs, not a string", key="certificate_policies")

@@ -11,6 +11,15 @@ accepts and records why on the verdict's notes; ``hard`` rejects with
 A CRL *given* for the issuer that cannot be used is an operator problem and
 rejects even in soft mode (the core validator's rule); a *fetched* answer that
 cannot be used is merely no answer.
+
+An OCSP "good" signed by a delegated responder whose certificate lacks
+id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1) is believed only once the
+responder's own status is known to be good: from the CRLs at hand (given or
+cached for the CA), else — with ``fetch`` — from at most
+:data:`MAX_RESPONDER_CRLS` of the responder's own CRL distribution points
+(never OCSP: a responder does not vouch for itself). Until then it is no
+answer. A fetch that failed is remembered for ``Policy.fetch_failure_ttl``
+(the cache's negative entries) and its URL is not asked again meanwhile.
 """
 
 from __future__ import annotations
@@ -25,11 +34,14 @@ from ._aia import http_url
 from ._cert import Certificate
 from ._crl import ParsedCRL, check_certificate, parse_crl
 from ._machine import NeedCRL, NeedOCSP, Request
-from ._ocsp import OCSPStatus, build_request, check_response
+from ._ocsp import OCSPStatus, build_request, check_response, get_url
 from ._policy import Policy
 from ._reasons import Reason
 
-__all__ = ["Outcome", "PositionCheck", "RevocationCache", "Source", "plan_sources"]
+__all__ = ["MAX_RESPONDER_CRLS", "Outcome", "PositionCheck", "RevocationCache", "Source", "plan_sources"]
+
+# CRL distribution points of a delegated OCSP responder asked for its own status, per response.
+MAX_RESPONDER_CRLS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +84,22 @@ class RevocationCache:
     stored, and the policy's ``max_revocation_age`` after it was stored. Only
     answers that verified under the issuer's key are stored. Memory is bounded
     by ``max_entries`` and ``max_bytes`` (least recently used goes first).
+
+    It also remembers fetches that failed (negative entries, by kind and URL,
+    at most ``max_failures``, oldest dropped first), each for the TTL it was
+    noted with, so that an unreachable responder is not asked by every validation.
     Shared by every validation of a :class:`Validator`; time is always given.
     """
 
     def __init__(
-        self, *, max_entries: int = 4096, max_bytes: int = 64 * 1024 * 1024, max_age: timedelta = timedelta(days=7)
+        self, *, max_entries: int = 4096, max_bytes: int = 64 * 1024 * 1024, max_age: timedelta = timedelta(days=7),
+        max_failures: int = 1024,
     ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_age = max_age
+        self.max_failures = max_failures
+        self._failed: OrderedDict[tuple[str, str], datetime] = OrderedDict()
         self._items: OrderedDict[tuple[bytes, str, int | None], _Entry] = OrderedDict()
         self._bytes = 0
         self.hits = 0
@@ -95,7 +114,36 @@ class RevocationCache:
 
     def clear(self) -> None:
         self._items.clear()
+        self._failed.clear()
         self._bytes = 0
+
+    # -- negative entries ----------------------------------------------------
+
+    @property
+    def failures(self) -> int:
+        """How many negative entries are held (expired ones included until looked up)."""
+        return len(self._failed)
+
+    def note_failure(self, kind: str, url: str, *, at: datetime, ttl: timedelta) -> None:
+        """Remember that fetching ``url`` (a ``kind`` source) failed at ``at``, for ``ttl``."""
+        if ttl <= timedelta(0) or self.max_failures <= 0:
+            return
+        key = (kind, url)
+        self._failed.pop(key, None)
+        self._failed[key] = at + ttl
+        while len(self._failed) > self.max_failures:
+            self._failed.popitem(last=False)
+
+    def failed_until(self, kind: str, url: str, *, at: datetime) -> datetime | None:
+        """Until when ``url`` is not to be fetched again (a failure noted before ``at``), else None."""
+        key = (kind, url)
+        until = self._failed.get(key)
+        if until is None:
+            return None
+        if at >= until:
+            del self._failed[key]
+            return None
+        return until
 
     def _get(self, key: tuple[bytes, str, int | None], at: datetime) -> ParsedCRL | OCSPStatus | None:
         entry = self._items.get(key)
@@ -206,6 +254,12 @@ class PositionCheck:
         self.sources: list[Source] = []
         self.tried = 0
         self._nonce: bytes | None = None
+        self._given = given
+        # An OCSP "good" waiting for its delegated responder's own status (RFC 6960
+        # §4.2.2.2.1): the status, where it came from, and the responder's CRL sources left.
+        self._held: tuple[OCSPStatus, str | None] | None = None
+        self._responder_sources: list[Source] = []
+        self._responder_request: NeedCRL | None = None
         self._local(given, stapled)
 
     # -- deciding ----------------------------------------------------------
@@ -268,20 +322,19 @@ class PositionCheck:
             return
         for data in stapled:
             o = self._ocsp_status(data, nonce=None)
-            if o.status == "good":
-                self._accept()
-                return
-            if o.status == "revoked":
-                self._revoked(o.detail)
-                return
-            if o.status != "unrelated":
+            if o.status in ("good", "revoked"):
+                if self._take_ocsp(o, None) or self._held is not None:
+                    break
+            elif o.status != "unrelated":
                 self.notes.append(f"a stapled OCSP response was ignored: {o.detail}")
+        if self.outcome is not None:
+            return
         sources, skipped = plan_sources(self.cert, p)
         self.notes.extend(skipped)
         for src in sources:
             if self._from_cache(src):
                 return
-        if p.fetch and sources:
+        if p.fetch and (sources or self._responder_sources):
             self.sources = sources
             return
         if given and not p.fetch and self.mode == "soft":
@@ -327,15 +380,115 @@ class PositionCheck:
         return check_response(data, self.cert, self.issuer, at=self.at, skew=p.clock_skew,
                               max_age=p.max_revocation_age, nonce=nonce, allowed_hashes=p.signature_hashes)
 
+    # -- OCSP answers and their responders ---------------------------------
+
+    def _take_ocsp(self, o: OCSPStatus, url: str | None) -> bool:
+        """Act on a good/revoked OCSP status (fetched from ``url``, or stapled); True when it decided."""
+        p = self.policy
+        if o.status == "good" and o.responder is not None:
+            # RFC 6960 §4.2.2.2.1: no id-pkix-ocsp-nocheck, so the responder's own status counts.
+            responder = self._responder_status(o.responder)
+            if responder == "revoked":
+                self.failures.append(self._responder_text(o.responder, url, "is itself revoked"))
+                return False
+            if responder != "good":
+                self._held = (o, url)
+                self._responder_sources = (
+                    [Source("crl", u) for u in dict.fromkeys(o.responder.crl_urls) if http_url(u)][:MAX_RESPONDER_CRLS]
+                    if p.fetch else []
+                )
+                if not self._responder_sources:
+                    self._unconfirmed()
+                return False
+        if url is not None:
+            self.cache.put_ocsp(self.issuer, url, self.cert.serial, o, at=self.at, max_age=p.max_revocation_age)
+        # A "revoked" is believed whoever signed it for the CA: refusing is the safe side.
+        if o.status == "revoked":
+            self._revoked(o.detail)
+        else:
+            self._accept()
+        return True
+
+    def _responder_text(self, responder: Certificate, url: str | None, what: str) -> str:
+        where = f"{url}: the OCSP response" if url else "a stapled OCSP response"
+        return (f"{where} is signed by delegated responder {responder.describe()!r}, which has no "
+                f"id-pkix-ocsp-nocheck and {what} (RFC 6960 §4.2.2.2.1)")
+
+    def _responder_status(self, responder: Certificate) -> str:
+        """The responder's status from the CRLs at hand: given ones, then those cached for its DPs."""
+        p = self.policy
+        found = [(self._given, None)] + [
+            ([crl], u) for u in responder.crl_urls if (crl := self.cache.get_crl(self.issuer, u, at=self.at))
+        ]
+        for crls, url in found:
+            st = check_certificate(responder, self.issuer, crls, at=self.at, skew=p.clock_skew,
+                                   max_age=p.max_revocation_age, url=url)
+            if st.status in ("good", "revoked"):
+                return st.status
+        return "unknown"
+
+    def _unconfirmed(self) -> None:
+        """The held response's responder status could not be had: the response is no answer."""
+        assert self._held is not None
+        o, url = self._held
+        self._held = None
+        self._responder_sources = []
+        assert o.responder is not None
+        self.failures.append(self._responder_text(o.responder, url, "whose own revocation status is unknown"))
+
+    def _responder_answer(self, request: NeedCRL, data: bytes) -> None:
+        assert self._held is not None
+        o, url = self._held
+        responder = o.responder
+        assert responder is not None
+        p = self.policy
+        try:
+            crl = parse_crl(bytes(data))
+        except ValueError as exc:
+            self.failures.append(f"{request.url}: {exc}")
+            return
+        st = check_certificate(responder, self.issuer, [crl], at=self.at, skew=p.clock_skew,
+                               max_age=p.max_revocation_age, url=request.url)
+        if st.status in ("good", "revoked"):
+            self.cache.put_crl(self.issuer, request.url, crl, at=self.at, max_age=p.max_revocation_age)
+        if st.status == "good":
+            self._held = None
+            self._responder_sources = []
+            self._take_ocsp(OCSPStatus(o.status, o.detail, o.this_update, o.next_update), url)
+        elif st.status == "revoked":
+            self._held = None
+            self._responder_sources = []
+            self.failures.append(self._responder_text(responder, url, "is itself revoked"))
+        else:
+            self.failures.append(f"{request.url}: no status for the OCSP responder: {st.detail or st.status}")
+
     # -- asking ------------------------------------------------------------
+
+    def _recently_failed(self, src: Source) -> bool:
+        until = self.cache.failed_until(src.kind, src.url, at=self.at)
+        if until is None:
+            return False
+        self.failures.append(f"{src.url}: a fetch failed recently; not asked again until {until.isoformat()}")
+        return True
 
     def next_request(self) -> Request | None:
         """The next request to make, or None once :attr:`outcome` is set."""
         while self.outcome is None:
+            if self._held is not None:
+                if not self._responder_sources:
+                    self._unconfirmed()
+                    continue
+                src = self._responder_sources.pop(0)
+                if self._recently_failed(src):
+                    continue
+                self._responder_request = NeedCRL(src.url)
+                return self._responder_request
             if not self.sources:
                 self._give_up(had_sources=True)
                 return None
             src = self.sources.pop(0)
+            if self._from_cache(src) or self._recently_failed(src):
+                continue  # answered meanwhile (e.g. by a responder's CRL), or failing
             self.tried += 1
             if src.kind == "crl":
                 return NeedCRL(src.url)
@@ -345,14 +498,19 @@ class PositionCheck:
             except Exception as exc:  # noqa: BLE001 - a certificate the OCSP encoder refuses
                 self.failures.append(f"no OCSP request could be built for {src.url}: {exc}")
                 continue
-            return NeedOCSP(src.url, der)
+            return NeedOCSP(src.url, der, get_url(src.url, der) if self.policy.ocsp_get else None)
         return None
 
     def answer(self, request: Request, data: bytes) -> None:
         """Take the bytes fetched for ``request``. Never raises on bad bytes."""
         p = self.policy
+        responder = request == self._responder_request
+        self._responder_request = None
         if len(data) > p.max_fetch_bytes:
             self.failures.append(f"{request.url}: the answer is over {p.max_fetch_bytes} bytes")
+            return
+        if responder and isinstance(request, NeedCRL):
+            self._responder_answer(request, data)
             return
         if isinstance(request, NeedCRL):
             try:
@@ -365,15 +523,18 @@ class PositionCheck:
         if isinstance(request, NeedOCSP):
             o = self._ocsp_status(bytes(data), nonce=self._nonce)
             if o.status in ("good", "revoked"):
-                self.cache.put_ocsp(self.issuer, request.url, self.cert.serial, o, at=self.at,
-                                    max_age=p.max_revocation_age)
-                if o.status == "good":
-                    self._accept()
-                else:
-                    self._revoked(o.detail)
+                self._take_ocsp(o, request.url)
                 return
             self.failures.append(f"{request.url}: {o.detail}")
 
-    def fail(self, request: Request, why: str) -> None:
-        """Record that ``request`` could not be answered."""
+    def fail(self, request: Request, why: str, *, remember: bool = True) -> None:
+        """Record that ``request`` could not be answered.
+
+        ``remember``: a fetch that was tried and failed; its URL is then not asked
+        again for ``Policy.fetch_failure_ttl`` (False: it was not tried at all).
+        """
+        self._responder_request = None
         self.failures.append(f"{request.url}: {why or 'unavailable'}")
+        if remember and isinstance(request, NeedCRL | NeedOCSP):
+            kind = "crl" if isinstance(request, NeedCRL) else "ocsp"
+            self.cache.note_failure(kind, request.url, at=self.at, ttl=self.policy.fetch_failure_ttl)

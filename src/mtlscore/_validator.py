@@ -133,7 +133,7 @@ class Validator:
                     if key is not None and event.ok:
                         self._remember(key, event, at)
                     return event
-                run.fail(event, "not fetched: validate() does no I/O")
+                run.decline(event, "not fetched: validate() does no I/O")
         except CertificateRejected as exc:
             return Verdict.reject(exc.reason, exc.detail)
         except Exception as exc:  # noqa: BLE001 - the front door must answer, not crash
@@ -414,6 +414,18 @@ class Validation:
             self._notes.append(f"issuer at {request.url} could not be fetched: {why}")
         else:
             self._checks[self._position].fail(request, why)
+
+    def decline(self, request: Request, why: str = "not fetched") -> None:
+        """Answer ``request`` as not tried at all: like :meth:`fail`, but the URL is not
+        remembered as failing (the negative cache is for fetches that failed).
+
+        Raises MachineError if ``request`` is not outstanding.
+        """
+        self._answer(request)
+        if isinstance(request, NeedIssuer):
+            self._notes.append(f"issuer at {request.url} could not be fetched: {why}")
+        else:
+            self._checks[self._position].fail(request, why, remember=False)
 
     # -- moves -------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ _REVOCATION_KEYS = {
     "mode_ca": str,
     "prefer": str,
     "ocsp_nonce": bool,
+    "ocsp_get": bool,
+    "failure_ttl_seconds": int,
     "fetch_issuers": bool,
     "max_fetched_issuers": int,
     "max_fetch_bytes": int,
@@ -66,6 +68,7 @@ _REVOCATION_FIELDS = {
     "mode_ca": "revocation_ca",
     "prefer": "revocation_prefer",
     "max_age_seconds": "max_revocation_age",
+    "failure_ttl_seconds": "fetch_failure_ttl",
 }
 
 
@@ -210,8 +213,8 @@ def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
     for k, v in revocation.items():
         if k == "crls":
             continue
-        if k == "max_age_seconds":
-            v = _seconds(v, "revocation.max_age_seconds")
+        if k in ("max_age_seconds", "failure_ttl_seconds"):
+            v = _seconds(v, f"revocation.{k}")
         kw[_REVOCATION_FIELDS.get(k, k)] = v
     try:
         return Policy(**kw)

@@ -10,6 +10,7 @@ because ``openssl ocsp`` stamps its responses with it.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import shutil
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import pytest
+from cryptography import x509
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
 from mtlscore._policy import OCSP_SIGNING
@@ -138,17 +141,31 @@ class OcspResponder:
     """``openssl ocsp`` answering each request, behind an http.server on 127.0.0.1.
 
     ``openssl ocsp -port`` listens on every interface; this front end binds loopback
-    only and hands each POSTed request to ``openssl ocsp -reqin … -respout …`` (the
-    same responder code, one process per request).
+    only and hands each request — POSTed, or GET with the base64 request in the path
+    (RFC 6960 A.1) — to ``openssl ocsp -reqin … -respout …`` (the same responder
+    code, one process per request). ``methods`` records how each one came.
     """
 
     def __init__(self, openssl: str, directory: Path) -> None:
         self.requests = 0
+        self.methods: list[str] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                try:
+                    body = base64.b64decode(unquote(self.path.rsplit("/", 1)[-1]), validate=True)
+                except ValueError:
+                    self.send_error(400)
+                    return
+                outer.methods.append("GET")
+                self.answer(body)
+
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                outer.methods.append("POST")
+                self.answer(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+            def answer(self, body: bytes) -> None:
                 outer.requests += 1
                 with tempfile.TemporaryDirectory(dir=directory) as tmp:
                     req, resp = Path(tmp) / "req.der", Path(tmp) / "resp.der"
@@ -196,14 +213,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """A root, an intermediate, and `openssl ocsp` answering for the intermediate.
 
     The responder is delegated (a certificate with id-kp-OCSPSigning issued by the
-    intermediate).
+    intermediate, and id-pkix-ocsp-nocheck, as real responders carry).
     """
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed")
     root = pki.root("CN=Fetch Root", now=NOW)
     inter = root.intermediate("CN=Fetch Intermediate")
-    responder = inter.leaf("CN=Fetch OCSP Responder", eku=[OCSP_SIGNING])
+    responder = inter.leaf("CN=Fetch OCSP Responder", eku=[OCSP_SIGNING],
+                           extensions=[(x509.OCSPNoCheck(), False)])
     d = tmp_path_factory.mktemp("ocsp")
     (d / "ca.pem").write_bytes(inter.pem)
     (d / "rsigner.pem").write_bytes(responder.pem)
@@ -280,6 +298,70 @@ async def test_openssl_ocsp_responder(anyio_backend: str, world: World, nonce: b
     verdict = await fetcher.validate(v, pem_chain(world.ocsp_good), at=at)
     assert verdict.ok, verdict.detail
     assert world.ocsp.requests == asked + 2  # openssl answered both, nothing was cached between them
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("get", [True, False])
+async def test_small_ocsp_requests_go_by_get(anyio_backend: str, world: World, get: bool) -> None:
+    # RFC 6960 A.1: the core asks for a GET (the request is well under 255 bytes encoded);
+    # the runtime makes it, and the real responder answers it.
+    v = Validator(world.trust(), Policy(fetch=True, revocation="hard", revocation_ca="off", ocsp_get=get,
+                                        clock_skew=timedelta(minutes=1)))
+    fetcher = fetcher_for(anyio_backend, timeout=10)
+    before = len(world.ocsp.methods)
+    verdict = await fetcher.validate(v, pem_chain(world.ocsp_revoked), at=datetime.now(UTC))
+    assert verdict.reason is Reason.REVOKED, verdict.detail
+    verdict = await fetcher.validate(v, pem_chain(world.ocsp_good), at=datetime.now(UTC))
+    assert verdict.ok, verdict.detail
+    assert world.ocsp.methods[before:] == (["GET", "GET"] if get else ["POST", "POST"])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("responder_revoked", [False, True])
+async def test_a_responder_without_nocheck_is_checked_through_its_crl(
+    anyio_backend: str, world: World, server: Server, tmp_path: Path, responder_revoked: bool
+) -> None:
+    # RFC 6960 §4.2.2.2.1: a real openssl responder whose certificate lacks id-pkix-ocsp-nocheck;
+    # its own CRL distribution point (a loopback server) is fetched before its "good" counts.
+    openssl = shutil.which("openssl")
+    assert openssl is not None  # the world fixture skipped otherwise
+    crl_path = "/responder.crl"
+    responder = world.inter.leaf("CN=Checked OCSP Responder", eku=[OCSP_SIGNING], crl_urls=[server.url(crl_path)])
+    (tmp_path / "ca.pem").write_bytes(world.inter.pem)
+    (tmp_path / "rsigner.pem").write_bytes(responder.pem)
+    (tmp_path / "rkey.pem").write_bytes(responder.key_pem)
+    ocsp = OcspResponder(openssl, tmp_path)
+    try:
+        leaf = world.inter.leaf("CN=checked-responder-client", ocsp_urls=[ocsp.url])
+        exp = leaf.cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+        (tmp_path / "index.txt").write_text(f"V\t{exp}\t\t{leaf.serial:X}\tunknown\t/CN=c\n")
+        server.routes[crl_path] = Route(world.inter.crl(revoked=[responder] if responder_revoked else [],
+                                                        this_update=NOW - _H, next_update=NOW + _H))
+        v = Validator(world.trust(), Policy(fetch=True, revocation="hard", revocation_ca="off",
+                                            clock_skew=timedelta(minutes=1)))
+        verdict = await fetcher_for(anyio_backend, timeout=10).validate(v, pem_chain(leaf), at=datetime.now(UTC))
+        assert ocsp.requests == 1 and server.hits[crl_path] == 1
+        if responder_revoked:
+            assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "itself revoked" in verdict.detail
+        else:
+            assert verdict.ok, verdict.detail
+    finally:
+        ocsp.close()
+
+
+@pytest.mark.anyio
+async def test_a_failing_responder_is_not_asked_again_for_the_ttl(anyio_backend: str, world: World,
+                                                                    down_url: str) -> None:
+    leaf = world.inter.leaf("CN=down-responder", ocsp_urls=[down_url])
+    v = Validator(world.trust(), Policy(fetch=True, revocation_ca="off"))
+    fetcher = fetcher_for(anyio_backend, timeout=5)
+    first = await fetcher.validate(v, pem_chain(leaf), at=NOW)
+    assert first.ok and fetcher.fetches == 1  # soft-fail, after one failed fetch
+    again = await fetcher.validate(v, pem_chain(leaf), at=NOW + timedelta(seconds=5))
+    assert again.ok and any("failed recently" in n for n in again.notes)
+    assert fetcher.fetches == 1  # the negative entry kept the runtime from trying again
+    await fetcher.validate(v, pem_chain(leaf), at=NOW + timedelta(seconds=31))
+    assert fetcher.fetches == 2  # expired: asked again
 
 
 # -- missing issuers from AIA caIssuers --------------------------------------------------

@@ -91,7 +91,9 @@ def call_for(request: Request) -> HttpCall:
     """The HTTP call that answers ``request``. Raises FetchError for an unfetchable URL."""
     target = parse_url(request.url)
     if isinstance(request, NeedOCSP):
-        # RFC 6960 Appendix A.1: POST the DER request.
+        # RFC 6960 Appendix A.1: GET when the core built a GET URL (small requests), else POST the DER.
+        if request.get_url is not None:
+            return HttpCall("GET", parse_url(request.get_url), accept="application/ocsp-response")
         return HttpCall("POST", target, request.request_der, "application/ocsp-request", "application/ocsp-response")
     if isinstance(request, NeedCRL):
         return HttpCall("GET", target, accept="application/pkix-crl, */*")
