@@ -338,7 +338,8 @@ class Validation:
 
     Call :meth:`next_event` until it returns the :class:`Verdict`; when it
     returns a request instead, answer exactly that request with :meth:`send`
-    (the fetched bytes) or :meth:`fail` (why they could not be had). Answering
+    (the fetched bytes), :meth:`fail` (why they could not be had) or
+    :meth:`decline` (they were not fetched at all). Answering
     in any other state raises :class:`MachineError`; bad bytes never raise.
     """
 
