@@ -78,7 +78,23 @@ def test_trusted_proxy_tables() -> None:
         ({"trusted_proxies": "10.0.0.0/8"}, "server.trusted_proxies"),
         ({"trusted_proxies": ["10.0.0.0/8", {"networks": ["10.1.0.0/16"], "colour": "red"}]},
          "server.trusted_proxies[1]"),
-        ({"trusted_proxies": [{"networks": ["10.1.0.0/16"], "format": "apache"}]}, "server.trusted_proxies.format"),
+        ({"trusted_proxies": [{"networks": ["10.1.0.0/16"], "format": "apache"}]},
+         "server.trusted_proxies[0].format"),
+        ({"trusted_proxies": ["10.0.0.0/8", {"networks": ["10.1.0.0/16"], "client_address_header": "X Real"}]},
+         "server.trusted_proxies[1].client_address_header"),
+        ({"trusted_proxies": [{"networks": ["10.1.0.0/16"], "client_address_header": "X-Forwarded-For",
+                               "client_address_hop": 0}]}, "server.trusted_proxies[0].client_address_hop"),
+        ({"trusted_proxies": [{"networks": ["10.1.0.0/16"], "client_address_header": "X-Forwarded-For",
+                               "client_address_hop": True}]}, "server.trusted_proxies[0].client_address_hop"),
+        ({"trusted_proxies": [{"networks": ["10.1.0.0/16"], "client_address_header": "X-Real-IP",
+                               "client_address_hop": 2}]}, "server.trusted_proxies[0].client_address_hop"),
+        ({"strip_request_headers": "X-Foo"}, "server.strip_request_headers"),
+        ({"strip_request_headers": ["X-Foo", "X Bar"]}, "server.strip_request_headers[1]"),
+        ({"strip_request_headers": ["*"]}, "server.strip_request_headers[0]"),
+        ({"strip_request_headers": ["X-*-Foo"]}, "server.strip_request_headers[0]"),
+        ({"request_target_forms": ["origin", "authority"]}, "server.request_target_forms"),
+        ({"request_target_forms": ["absolute"]}, "server.request_target_forms"),
+        ({"request_target_forms": "origin"}, "server.request_target_forms"),
         ({"admin_listen": 9443}, "server.admin_listen"),
         ({"header_timeout_seconds": 0}, "server.header_timeout_seconds"),
         ({"upstream_timeout_seconds": "5"}, "server.upstream_timeout_seconds"),
@@ -92,6 +108,26 @@ def test_bad_values_name_the_key(table: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         server_from_config({**MIN, **table}, base_dir=BASE)
     assert info.value.key == key
+
+
+def test_forwarding_and_target_keys() -> None:
+    s = server_from_config(MIN, base_dir=BASE)
+    assert "X-Forwarded-*" in s.strip_request_headers and "Remote-User" in s.strip_request_headers
+    assert s.request_target_forms == frozenset({"origin"})
+    s = server_from_config(
+        {
+            **MIN,
+            "strip_request_headers": ["X-Tenant", "Internal-*"],
+            "request_target_forms": ["origin", "asterisk"],
+            "trusted_proxies": [{"networks": ["10.0.0.5/32"], "format": "nginx",
+                                 "client_address_header": "X-Forwarded-For", "client_address_hop": 2}],
+        },
+        base_dir=BASE,
+    )
+    assert s.strip_request_headers == ("X-Tenant", "Internal-*")
+    assert s.request_target_forms == frozenset({"origin", "asterisk"})
+    (proxy,) = s.proxies
+    assert (proxy.client_address_header, proxy.client_address_hop) == ("x-forwarded-for", 2)
 
 
 def test_not_a_table() -> None:

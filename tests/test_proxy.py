@@ -260,6 +260,51 @@ def test_proxies_from_config():
         assert info.value.key == key
 
 
+def test_client_address_from_the_configured_header_only():
+    nets = ("10.0.0.0/8",)
+    bare = TrustedProxy(name="lb", networks=nets)
+    xff = TrustedProxy(name="lb", networks=nets, client_address_header="x_forwarded_for")
+    real = TrustedProxy(name="lb", networks=nets, client_address_header="X-Real-IP")
+    forged = [(b"x-forwarded-for", b"10.1.2.3"), (b"x-real-ip", b"10.1.2.3")]
+    # Not configured: the proxy's own address, whatever the client wrote.
+    got = bare.client_address("10.0.0.5", forged)
+    assert got.address == "10.0.0.5" and "itself" in got.source
+    assert xff.client_address_header == "x-forwarded-for"
+    assert xff.client_address("10.0.0.5", [(b"X-Forwarded-For", b"6.6.6.6 , 10.1.2.3")]).address == "10.1.2.3"
+    assert xff.client_address("10.0.0.5", [("x-forwarded-for", "::ffff:10.1.2.3")]).address == "10.1.2.3"
+    assert real.client_address("10.0.0.5", forged).address == "10.1.2.3"
+    for proxy, headers, why in (
+        (xff, [], "has 0 entries"),
+        (xff, [(b"x-forwarded-for", b"10.1.2.3, ")], "not an IP address"),
+        (xff, [(b"x-forwarded-for", b"fe80::1%eth0")], "not an IP address"),
+        (xff, [(b"x-forwarded-for", b"unknown")], "not an IP address"),
+        (real, [(b"x-real-ip", b"10.1.2.3, 10.1.2.4")], "carries 2 values"),
+        (real, [(b"x-real-ip", b"10.1.2.3"), (b"x-real-ip", b"10.1.2.3")], "carries 2 values"),
+        (real, [], "carries 0 values"),
+    ):
+        got = proxy.client_address("10.0.0.5", headers)
+        assert got.address is None and why in got.source, (headers, got)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"client_address_header": "X Forwarded"}, "trusted_proxies.client_address_header"),
+        ({"client_address_header": 5}, "trusted_proxies.client_address_header"),
+        ({"client_address_header": "X-Forwarded-For", "client_address_hop": 0}, "trusted_proxies.client_address_hop"),
+        ({"client_address_header": "X-Forwarded-For", "client_address_hop": 33}, "trusted_proxies.client_address_hop"),
+        ({"client_address_header": "X-Forwarded-For", "client_address_hop": "1"},
+         "trusted_proxies.client_address_hop"),
+        ({"client_address_hop": 2}, "trusted_proxies.client_address_hop"),  # a hop of no header
+        ({"client_address_header": "X-Real-IP", "client_address_hop": 2}, "trusted_proxies.client_address_hop"),
+    ],
+)
+def test_bad_client_address_config(kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        TrustedProxy(networks=("10.0.0.0/8",), **kwargs)
+    assert info.value.key == key
+
+
 def test_on_untrusted_must_be_known():
     with pytest.raises(ConfigError):
         ProxyPolicy(on_untrusted="shrug")  # type: ignore[arg-type]

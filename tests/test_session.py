@@ -7,6 +7,7 @@ import ipaddress
 import json
 import pathlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -456,21 +457,46 @@ def test_proxy_handshakes_are_lenient_and_requests_strict() -> None:
     assert plain.handshake_mode == "reject_invalid" and plain.proxy_policy is None
 
 
+XFF = {"client_address_header": "X-Forwarded-For"}
+
+
 @pytest.mark.parametrize(
-    ("xff", "status"),
+    ("proxy", "sent", "status", "address", "detail"),
     [
-        ("10.1.2.3", 200),  # the client, as the proxy reported it
-        ("10.1.2.3, 192.0.2.9", 403),  # the proxy's own entry comes last: that one counts
-        (None, 403),  # no report: refused, not judged by the proxy's address
+        # The client, as the proxy reported it in the header it is configured to set.
+        (XFF, [("X-Forwarded-For", "10.1.2.3")], 200, "10.1.2.3", ""),
+        # A client-written entry comes first, the proxy's own last: hop 1 is the proxy's.
+        (XFF, [("X-Forwarded-For", "10.1.2.3, 192.0.2.9")], 403, "192.0.2.9", "entry 1 from the right"),
+        # Two field lines combine in order (RFC 9110 §5.3): still the rightmost entry.
+        (XFF, [("X-Forwarded-For", "10.1.2.3"), ("X-Forwarded-For", "192.0.2.9")], 403, "192.0.2.9", ""),
+        # Two proxies (client -> CDN -> lb): hop 2 is what the CDN saw.
+        ({"client_address_header": "X-Forwarded-For", "client_address_hop": 2},
+         [("X-Forwarded-For", "6.6.6.6, 10.1.2.3, 192.0.2.9")], 200, "10.1.2.3", ""),
+        # No report, or garbage where the address should be: unknown, refused.
+        (XFF, [], 403, "127.0.0.1", "has 0 entries; client_address_hop is 1"),
+        (XFF, [("X-Forwarded-For", "10.1.2.3:4444")], 403, "127.0.0.1", "is not an IP address"),
+        # A proxy without client_address_header: its own address is the client's, and a
+        # forged X-Forwarded-For is not believed (the nginx finding of issue 15).
+        ({}, [("X-Forwarded-For", "10.1.2.3")], 403, "127.0.0.1", "that is trusted proxy 'lb' itself"),
+        # A one-address header: exactly one value, else refused rather than guessed.
+        ({"client_address_header": "X-Real-IP"}, [("X-Real-IP", "10.1.2.3")], 200, "10.1.2.3", ""),
+        ({"client_address_header": "X-Real-IP"}, [("X-Real-IP", "10.1.2.3"), ("X-Real-IP", "10.1.2.4")], 403, "127.0.0.1", "carries 2 values"),
     ],
 )
-def test_ip_allow_behind_a_trusted_proxy_uses_what_it_reported(xff: str | None, status: int) -> None:
-    g = gateway(proxies=(PROXY,), account={"ip_allow": ["10.0.0.0/8"]})
-    headers = _forwarded(GOOD) + ([("X-Forwarded-For", xff)] if xff else [])
-    d = Driver(Session(g, facts(None), at=NOW), [req(headers=headers)], [upstream_response()]).run()
+def test_ip_allow_behind_a_trusted_proxy_uses_only_its_configured_header(
+    proxy: dict[str, Any], sent: list[tuple[str, str]], status: int, address: str, detail: str
+) -> None:
+    g = gateway(proxies=(TrustedProxy(name="lb", networks=PROXY.networks, **proxy),), account={"ip_allow": ["10.0.0.0/8"]})
+    d = Driver(Session(g, facts(None), at=NOW), [req(headers=_forwarded(GOOD) + sent)], [upstream_response()]).run()
     assert d.responses()[0][0] == status
     if status == 403:
-        assert d.decisions()[0].reason == "ip_not_allowed"
+        decision = d.decisions()[0]
+        assert decision.reason == "ip_not_allowed" and detail in decision.detail
+    else:
+        # The upstream gets one X-Forwarded-For: the address the gateway decided with.
+        [(_, h)] = d.upstream_requests()
+        assert h[b"x-forwarded-for"] == [address.encode()]
+        assert b"x-real-ip" not in h
 
 
 CRL_URL = "http://crl.example/inter.crl"
@@ -513,3 +539,221 @@ def test_validate_must_be_answered_before_anything_else() -> None:
     assert s.state is not State.VALIDATING
     with pytest.raises(SessionError):
         s.validated(Verdict.reject(Reason.REVOKED, "twice"))
+
+
+# -- issue 15: forwarding headers are the gateway's ------------------------------------------
+
+SPOOFS = [
+    ("X-Forwarded-For", "6.6.6.6"),
+    ("x-forwarded-for", "6.6.6.6"),  # any case (h11 lower-cases names)
+    ("X_Forwarded_For", "6.6.6.6"),  # CGI/WSGI read "_" as "-"
+    ("X-Forwarded-Proto", "http"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Port", "80"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("Forwarded", "for=6.6.6.6;proto=http"),
+    ("X-Real-IP", "6.6.6.6"),
+    ("X_Real_IP", "6.6.6.6"),
+    ("True-Client-IP", "6.6.6.6"),
+    ("Remote-User", "admin"),
+    ("X-Remote-User", "admin"),
+    ("X-Client-DN", "CN=admin"),
+    ("X-Client-Verify", "SUCCESS"),
+    ("X-SSL-Client-S-DN", "CN=admin"),
+    ("X-SSL-Client-Cert", "forged"),
+    ("SSL_Client_Cert", "forged"),
+    ("X-Amzn-Mtls-Clientcert-Subject", "CN=admin"),
+    ("X-Original-URL", "/admin"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), SPOOFS, ids=[n for n, _ in SPOOFS])
+def test_forwarding_and_identity_headers_from_the_client_never_reach_the_upstream(name: str, value: str) -> None:
+    # Sent twice as well: every copy goes, and the gateway's own value is the only one.
+    sent = [(name, value), (name, value)]
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req("/a", sent)], [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    assert h[b"x-forwarded-for"] == [b"127.0.0.1"]
+    assert h[b"x-forwarded-proto"] == [b"https"]
+    assert value.encode() not in [v for vs in h.values() for v in vs]
+    normal = name.lower().replace("_", "-").encode()
+    if normal not in (b"x-forwarded-for", b"x-forwarded-proto"):
+        assert normal not in h and name.lower().encode() not in h
+
+
+def test_an_obs_fold_cannot_smuggle_a_header() -> None:
+    # RFC 9112 §5.2: h11 unfolds the continuation line into the previous value; it never
+    # becomes a field of its own, and the value stays one line upstream.
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Note: a\r\n X-Forwarded-For: 6.6.6.6\r\n\r\n"
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [raw], [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    assert h[b"x-forwarded-for"] == [b"127.0.0.1"]
+    assert h[b"x-note"] == [b"a X-Forwarded-For: 6.6.6.6"]
+
+
+def test_strip_request_headers_is_configurable_but_the_gateways_own_always_go() -> None:
+    # The operator lets X-Client-Version through (dropping X-Client-*) and adds X-Tenant.
+    g = gateway(strip_request_headers=("X-Tenant", "Internal-*"))
+    sent = [("X-Client-Version", "7"), ("X-Tenant", "t"), ("Internal-Role", "admin"),
+            ("X-Forwarded-For", "6.6.6.6"), ("X-Real-IP", "6.6.6.6"), ("Forwarded", "for=x"),
+            ("X-Client-Cert-Hash", "forged"), ("X-Mtls-Account", "root")]
+    d = Driver(Session(g, facts(GOOD), at=NOW), [req("/", sent)], [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    assert h[b"x-client-version"] == [b"7"]
+    assert not {b"x-tenant", b"internal-role", b"x-real-ip", b"forwarded"} & set(h)
+    assert h[b"x-forwarded-for"] == [b"127.0.0.1"] and h[b"x-mtls-account"] == [b"partner-abc"]
+    assert h[b"x-client-cert-hash"] != [b"forged"]
+
+
+def test_a_proxys_custom_headers_are_stripped_before_forwarding() -> None:
+    proxy = TrustedProxy(name="lb", networks=PROXY.networks, format="nginx", header="X-Partner-Cert",
+                         client_address_header="X-Partner-Client")
+    g = gateway(proxies=(proxy,))
+    d = Driver(Session(g, facts(GOOD), at=NOW),
+               [req(headers=[("X-Partner-Cert", "x"), ("X-Partner-Client", "10.0.0.1")])]).run()
+    assert d.responses()[0][0] == 403  # the header is not a certificate: malformed, refused
+    proxy = TrustedProxy(name="far", networks=(ipaddress.ip_network("10.9.0.0/16"),), header="X-Partner-Cert",
+                         client_address_header="X-Partner-Client")
+    d = Driver(Session(gateway(proxies=(proxy,)), facts(GOOD), at=NOW),
+               [req(headers=[("X-Partner-Cert", "x"), ("X-Partner-Client", "10.0.0.1")])],
+               [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()  # not from the proxy: the TLS certificate decides
+    assert b"x-partner-cert" not in h and b"x-partner-client" not in h
+
+
+# -- issue 15: request framing ----------------------------------------------------------------
+
+CL_TE = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "reason"),
+    [
+        # RFC 9112 §6.1: both framings at once; before the fix the gateway forwarded a head
+        # with Content-Length: 10, sent 3 bytes and died in h11 (no answer, a traceback).
+        (CL_TE, 400, "invalid_framing"),
+        (CL_TE.replace(b"Content-Length: 10\r\nTransfer-Encoding: chunked",
+                       b"Transfer-Encoding: chunked\r\nContent-Length: 3"), 400, "invalid_framing"),
+        (b"POST /a HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+         400, "invalid_framing"),
+        # What h11 refuses itself, answered with its status hint and no traceback.
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", 400, "protocol_error"),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, "protocol_error"),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         501, "protocol_error"),
+        (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", 400, "protocol_error"),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For : 6.6.6.6\r\n\r\n", 400, "protocol_error"),
+        (b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, "protocol_error"),
+    ],
+)
+def test_ambiguous_framing_is_refused_and_never_forwarded(raw: bytes, status: int, reason: str) -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [raw], [upstream_response()]).run()
+    [(got, headers, body)] = d.responses()
+    assert (got, json.loads(body)["error"]) == (status, reason)
+    assert headers["connection"] == "close" and isinstance(d.actions[-1], Close)
+    assert d.to_upstream == b"" and not any(isinstance(a, OpenUpstream) for a in d.actions)
+    assert [(x.outcome, x.status, x.reason) for x in d.decisions()] == [("error", status, reason)]
+
+
+def test_identical_content_length_copies_are_forwarded_as_one() -> None:
+    # RFC 9110 §8.6: a recipient MAY replace identical copies by one; h11 does, and the
+    # gateway re-frames, so the upstream never sees two.
+    raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [raw], [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    assert h[b"content-length"] == [b"3"] and b"transfer-encoding" not in h
+    assert d.responses()[0][0] == 200
+
+
+def test_a_request_that_cannot_be_relayed_is_a_400_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Defence in depth behind the framing checks: if the head sent upstream ever declares
+    # a length the body does not have, h11's LocalProtocolError becomes a 400 and a log line.
+    import mtlscore._session as session_module
+
+    real = session_module._upstream_request_headers
+
+    def lying(*args: Any, **kw: Any) -> list[tuple[bytes, bytes]]:
+        return real(*args, **{**kw, "length": 10})
+
+    monkeypatch.setattr(session_module, "_upstream_request_headers", lying)
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req("/a", body=b"abc", method="POST")],
+               [upstream_response()]).run()
+    assert d.responses()[0][0] == 400
+    assert d.decisions()[-1].reason == "protocol_error" and "Too little data" in d.decisions()[-1].detail
+    assert any(isinstance(a, CloseUpstream) for a in d.actions)
+
+
+# -- issue 15: request targets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "upstream_target"),
+    [
+        (b"/v1/score?x=1", b"/api/v1/score?x=1"),
+        (b"/", b"/api/"),
+        (b"/a/../admin", b"/api/admin"),  # resolved, and still under the prefix
+        (b"/a/./b/", b"/api/a/b/"),
+        (b"/a/b/..", b"/api/a/"),
+        (b"/a/%2e%2E/b", b"/api/b"),  # percent-encoded dots are dots
+        (b"/a/.%2E/b?q=/../x", b"/api/b?q=/../x"),  # the query is not a path
+        (b"/a%2Eb/c", b"/api/a%2Eb/c"),  # a dot inside a segment is no dot-segment
+        (b"//a", b"/api//a"),
+        (b"/..", None),  # above "/": above the prefix
+        (b"/a/../../admin", None),
+        (b"/%2e%2e/admin", None),
+        (b"/%2E./admin", None),
+        (b"/a/..;x/admin", None),  # Tomcat reads "..;x" as ".."
+        (b"/a%2Fb", None),  # an encoded "/" is refused
+        (b"/a%2fb", None),
+        (b"/a%5Cb", None),
+        (b"/a\\..\\b", None),
+        (b"/a%00", None),
+        (b"/a%zz", None),
+        (b"/a#frag", None),
+        (b"*", None),  # asterisk-form: not configured
+        (b"http://evil.example/x", None),  # absolute-form: not configured
+        (b"evil.example:443", None),
+    ],
+)
+def test_request_targets_are_normalised_under_the_upstream_prefix(
+    target: bytes, upstream_target: bytes | None
+) -> None:
+    g = gateway()
+    g = Gateway(validator=g.validator, server=replace(g.server, upstream=Upstream("127.0.0.1", 8080, "/api")))
+    method = b"OPTIONS" if target == b"*" else b"GET"
+    raw = method + b" " + target + b" HTTP/1.1\r\nHost: api.example\r\n\r\n"
+    d = Driver(Session(g, facts(GOOD), at=NOW), [raw, req("/next")], [upstream_response(), upstream_response()]).run()
+    targets = [t for t, _ in d.upstream_requests()]
+    if upstream_target is None:
+        first = d.responses()[0]
+        assert (first[0], json.loads(first[2])["error"]) == (400, "invalid_target")
+        assert d.decisions()[0].reason == "invalid_target"
+        # The head was well framed: the connection stays up for the next request.
+        assert targets == [b"/api/next"]
+    else:
+        assert targets == [upstream_target, b"/api/next"]
+
+
+def test_connect_and_other_forms_are_refused_even_when_configured() -> None:
+    g = gateway(request_target_forms=frozenset({"origin", "absolute", "asterisk"}))
+    for raw in (b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+                b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",  # "*" is only for OPTIONS
+                b"GET ftp://evil.example/x HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET http://user@evil.example/x HTTP/1.1\r\nHost: x\r\n\r\n"):
+        d = Driver(Session(g, facts(GOOD), at=NOW), [raw], [upstream_response()]).run()
+        assert d.decisions()[0].reason == "invalid_target", raw
+        assert d.to_upstream == b""
+
+
+def test_absolute_and_asterisk_forms_when_configured() -> None:
+    g = gateway(request_target_forms=frozenset({"origin", "absolute", "asterisk"}))
+    g = Gateway(validator=g.validator, server=replace(g.server, upstream=Upstream("127.0.0.1", 8080, "/api")))
+    raws = [b"GET HTTP://Origin.example:8443/a/../b?x HTTP/1.1\r\nHost: other.example\r\n\r\n",
+            b"GET http://origin.example HTTP/1.1\r\nHost: other.example\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"]
+    d = Driver(Session(g, facts(GOOD), at=NOW), raws, [upstream_response()] * 3).run()
+    (t1, h1), (t2, h2), (t3, _) = d.upstream_requests()
+    # RFC 9112 §3.2.2: the target's authority replaces Host.
+    assert (t1, h1[b"host"]) == (b"/api/b?x", [b"Origin.example:8443"])
+    assert (t2, h2[b"host"]) == (b"/api/", [b"origin.example"])
+    assert t3 == b"*"

@@ -230,6 +230,7 @@ def authorize(
     *,
     headers: Sequence[tuple[bytes, bytes]],
     peer_ip: str,
+    peer_source: str = "",
     cert: Certificate | None,
     at: datetime,
     now: float,
@@ -253,7 +254,8 @@ def authorize(
                 False,
                 403,
                 IP_NOT_ALLOWED,
-                f"address {peer_ip} is not in the allowlist of account {auth.account}",
+                f"address {peer_ip} is not in the allowlist of account {auth.account}"
+                + (f" ({peer_source})" if peer_source else ""),
             )
     if auth.rate_limit is not None:
         wait = limiter.check(auth.account, auth.rate_limit, now)

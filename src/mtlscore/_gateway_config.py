@@ -18,7 +18,17 @@ from typing import Any, Literal
 from ._proxy import ProxyPolicy, TrustedProxy, proxies_from_config
 from ._reasons import ConfigError
 
-__all__ = ["MODES", "RESTART_KEYS", "TLS_ENGINES", "Address", "ServerConfig", "Upstream", "server_from_config"]
+__all__ = [
+    "DEFAULT_STRIP_REQUEST_HEADERS",
+    "MODES",
+    "REQUEST_TARGET_FORMS",
+    "RESTART_KEYS",
+    "TLS_ENGINES",
+    "Address",
+    "ServerConfig",
+    "Upstream",
+    "server_from_config",
+]
 
 Mode = Literal["reject_invalid", "allow_invalid_or_missing"]
 MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
@@ -32,6 +42,37 @@ ADDRESS_LIMIT = 256
 LENIENT_ADDRESS_LIMIT = 64
 # Keys a reload cannot apply: the listeners and the event loop exist once per process.
 RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime")
+# RFC 9112 §3.2: the request-target forms a client may use. "origin" is always on;
+# authority-form (CONNECT) never is: the gateway is not a tunnel.
+REQUEST_TARGET_FORMS: tuple[str, ...] = ("origin", "absolute", "asterisk")
+
+# Identity-looking and address-looking request headers removed from every client
+# request (on top of the ones the gateway always owns, mtlscore._forwarding): what a
+# proxy, a TLS terminator or an auth module sets, and so what an upstream may believe.
+# "*" at the end matches a prefix; "_" and "-" are the same (CGI/WSGI merge them).
+DEFAULT_STRIP_REQUEST_HEADERS: tuple[str, ...] = (
+    "Forwarded",
+    "X-Forwarded-*",
+    "X-Real-IP",
+    "X-Original-Forwarded-For",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Client-*",
+    "X-SSL-*",
+    "SSL-Client-*",
+    "X-ARR-ClientCert",
+    "X-Amzn-Mtls-*",
+    "Remote-User",
+    "Remote-Addr",
+    "X-Remote-User",
+    "X-Remote-Addr",
+    "X-Authenticated-User",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+)
+_HEADER_PATTERN = re.compile(r"[!#$%&'+\-.^_`|~0-9A-Za-z]+\*?")
 
 _HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})$")
 _URL = re.compile(
@@ -115,6 +156,10 @@ class ServerConfig:
     forward_client_cert: bool = True
     # Seconds between checks of the config file's mtime (0: only SIGHUP reloads).
     reload_poll: float = 2.0
+    # Client request headers removed before forwarding (names; "Prefix-*" patterns).
+    strip_request_headers: tuple[str, ...] = DEFAULT_STRIP_REQUEST_HEADERS
+    # The request-target forms accepted besides origin-form (RFC 9112 §3.2).
+    request_target_forms: frozenset[str] = frozenset({"origin"})
 
     @property
     def effective_tls_engine(self) -> str:
@@ -225,7 +270,40 @@ _KNOWN = {
     "account_header",
     "forward_client_cert",
     "reload_poll_seconds",
+    "strip_request_headers",
+    "request_target_forms",
 }
+
+
+def _strip_request_headers(table: Mapping[str, Any]) -> tuple[str, ...]:
+    value = table.get("strip_request_headers", list(DEFAULT_STRIP_REQUEST_HEADERS))
+    if not isinstance(value, list):
+        raise ConfigError("must be a list of header names ('X-Client-*' matches a prefix)",
+                          key="server.strip_request_headers")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not _HEADER_PATTERN.fullmatch(name):
+            raise ConfigError(
+                f"must be a header name, or a prefix ending in '*' such as 'X-Client-*'; got {name!r}",
+                key=f"server.strip_request_headers[{i}]",
+            )
+    return tuple(value)
+
+
+def _target_forms(table: Mapping[str, Any]) -> frozenset[str]:
+    value = table.get("request_target_forms", ["origin"])
+    key = "server.request_target_forms"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"must be a list of {', '.join(REQUEST_TARGET_FORMS)}", key=key)
+    for form in value:
+        if form not in REQUEST_TARGET_FORMS:
+            raise ConfigError(
+                f"unknown form {form!r} (known: {', '.join(REQUEST_TARGET_FORMS)}; "
+                "authority-form/CONNECT is never accepted)",
+                key=key,
+            )
+    if "origin" not in value:
+        raise ConfigError("must include 'origin' (RFC 9112 §3.2.1: every client uses it)", key=key)
+    return frozenset(value)
 
 
 def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> ServerConfig:
@@ -307,4 +385,6 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         account_header=account_header,
         forward_client_cert=forward,
         reload_poll=_number(table, "reload_poll_seconds", 2.0),
+        strip_request_headers=_strip_request_headers(table),
+        request_target_forms=_target_forms(table),
     )

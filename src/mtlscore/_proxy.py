@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
@@ -27,6 +28,7 @@ from ._verdict import Verdict
 
 __all__ = [
     "DEFAULT_HEADER_NAMES",
+    "ClientAddress",
     "HeaderFormat",
     "ProxyPolicy",
     "Reject",
@@ -50,6 +52,12 @@ DEFAULT_HEADER_NAMES: Mapping[str, str] = {
     "alb": "x-amzn-mtls-clientcert",
     "alb_leaf": "x-amzn-mtls-clientcert-leaf",
 }
+
+
+# RFC 9110 §5.1: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Enough for any real chain of proxies; a larger hop is a typo.
+MAX_CLIENT_ADDRESS_HOP = 32
 
 
 def _network(value: Any) -> IPNetwork:
@@ -88,6 +96,10 @@ class TrustedProxy:
     verdict_ok: frozenset[str] = frozenset({"SUCCESS", "true"})
     # XFCC: which element describes the client (-1: the one the nearest proxy appended).
     xfcc_element: int = -1
+    # The header this proxy writes the client's address into (None: the proxy's own
+    # address is the client's), and for X-Forwarded-For which entry, counted from the right.
+    client_address_header: str | None = None
+    client_address_hop: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.networks, str):
@@ -113,6 +125,73 @@ class TrustedProxy:
             object.__setattr__(self, "header", self.header.lower())
         if self.verdict_header is not None:
             object.__setattr__(self, "verdict_header", self.verdict_header.lower())
+        self._check_client_address()
+
+    def _check_client_address(self) -> None:
+        header, hop = self.client_address_header, self.client_address_hop
+        if header is not None:
+            if not isinstance(header, str) or not _TOKEN.fullmatch(header):
+                raise ConfigError(
+                    f"must be an HTTP header name such as X-Forwarded-For or X-Real-IP, not {header!r}",
+                    key="trusted_proxies.client_address_header",
+                )
+            header = header.lower().replace("_", "-")
+            object.__setattr__(self, "client_address_header", header)
+        if isinstance(hop, bool) or not isinstance(hop, int) or not 1 <= hop <= MAX_CLIENT_ADDRESS_HOP:
+            raise ConfigError(
+                f"must be an integer from 1 (the entry the proxy appended) to {MAX_CLIENT_ADDRESS_HOP}, not {hop!r}",
+                key="trusted_proxies.client_address_hop",
+            )
+        if hop != 1 and header != "x-forwarded-for":
+            raise ConfigError(
+                "only X-Forwarded-For is a list of hops; any other client_address_header carries one address",
+                key="trusted_proxies.client_address_hop",
+            )
+
+    def client_address(self, peer: str, headers: Iterable[tuple[bytes | str, bytes | str]]) -> ClientAddress:
+        """The client's address for a request this proxy forwarded (``peer``: the proxy's own).
+
+        Without ``client_address_header`` the proxy's address is the client's: a header
+        the proxy does not set is whatever the client wrote. With it, the configured
+        entry, or an unknown address (refused by any ``ip_allow``) when it is missing or
+        not an IP address. Never raises on the request's bytes.
+        """
+        header = self.client_address_header
+        if header is None:
+            return ClientAddress(
+                peer,
+                f"that is trusted proxy {self.name!r} itself: without a client_address_header "
+                "no forwarded address is believed",
+            )
+        values = [_as_text(v) for k, v in headers if _as_text(k).lower().replace("_", "-") == header]
+        hop = self.client_address_hop
+        if header == "x-forwarded-for":
+            # RFC 9110 §5.3: the field lines of a list combine, in order, with ",". Each
+            # proxy appends the address it saw ($proxy_add_x_forwarded_for), so the entries
+            # a client wrote come first: count from the right; hop 1 is this proxy's entry.
+            entries = [e.strip() for v in values for e in v.split(",")] if values else []
+            if len(entries) < hop:
+                return ClientAddress(
+                    None,
+                    f"{header} from trusted proxy {self.name!r} has {len(entries)} entries; "
+                    f"client_address_hop is {hop}",
+                )
+            raw = entries[-hop]
+            where = f"{header} entry {hop} from the right, set by trusted proxy {self.name!r}"
+        else:
+            # A one-address header sent twice (a client's copy the proxy did not replace)
+            # is refused rather than guessed at.
+            if len(values) != 1 or "," in values[0]:
+                count = len(values) if len(values) != 1 else len(values[0].split(","))
+                return ClientAddress(
+                    None, f"{header} from trusted proxy {self.name!r} carries {count} values; one was expected"
+                )
+            raw = values[0].strip()
+            where = f"{header} set by trusted proxy {self.name!r}"
+        address = _peer_address(raw)
+        if address is None or "%" in raw:
+            return ClientAddress(None, f"{where} is not an IP address: {raw[:64]!r}")
+        return ClientAddress(str(address), where)
 
     @property
     def header_name(self) -> str:
@@ -140,6 +219,18 @@ class TrustedProxy:
                 hit |= hmac.compare_digest(p, spki)
             return hit
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddress:
+    """The client's address as the gateway determined it, and where it came from.
+
+    ``address`` None: unknown (a configured header was missing or bad); ``source``
+    says why, for the ``ip_allow`` denial.
+    """
+
+    address: str | None
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +438,8 @@ _PROXY_KEYS = frozenset(
         "verdict_header",
         "verdict_ok",
         "xfcc_element",
+        "client_address_header",
+        "client_address_hop",
     }
 )
 
@@ -376,6 +469,10 @@ def proxies_from_config(items: Sequence[Any]) -> tuple[TrustedProxy, ...]:
             out.append(TrustedProxy(**kw))
         except TypeError as exc:
             raise ConfigError(str(exc), key=f"trusted_proxies[{i}]") from None
+        except ConfigError as exc:
+            # Name the entry: trusted_proxies.format -> trusted_proxies[2].format.
+            key = (exc.key or "trusted_proxies").replace("trusted_proxies", f"trusted_proxies[{i}]", 1)
+            raise ConfigError(exc.message, key=key) from None
     return tuple(out)
 
 

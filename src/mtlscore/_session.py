@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -49,10 +49,14 @@ from ._forwarding import (
     _identity_headers,
     _json,
     _upstream_request_headers,
+    request_header_filter,
 )
+from ._proxy import ClientAddress, UseForwarded, UseTls, decision_verdict
 from ._proxy import Decision as ProxyDecision
-from ._proxy import UseForwarded, UseTls, decision_verdict
 from ._reasons import CertificateRejected, ConfigError, Reason
+from ._request_head import INVALID_FRAMING as INVALID_FRAMING
+from ._request_head import INVALID_TARGET as INVALID_TARGET
+from ._request_head import Refused, Target, framing_problem, request_target
 from ._session_events import (
     Action,
     Close,
@@ -185,13 +189,15 @@ class Session:
         self._pending: deque[Action] = deque()
         self._client = h11.Connection(h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes)
         self._upstream: h11.Connection | None = None
-        self._account_header = self.server.account_header.lower().encode()
+        self._owned = request_header_filter(self.server)  # what of the client's head never goes upstream
         self._request: h11.Request | None = None
+        self._target = Target(b"/")  # the current request's normalised target
         self._response_started = False
         self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
         self._forwarded = False  # this request's certificate came from a trusted proxy's headers
-        # The client's address for ip_allow: the peer's, or what a trusted proxy reported.
-        self._client_ip = tls.peer[0]
+        # The client's address for ip_allow and X-Forwarded-For: the peer's, or what a
+        # trusted proxy reported in its configured header.
+        self._address = ClientAddress(tls.peer[0], "")
         self._body_seen = 0
         self._received_any = False
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
@@ -375,7 +381,8 @@ class Session:
             self._send_upstream(h11.Data(data=event.data))
         elif isinstance(event, h11.EndOfMessage) and self.state is State.STREAM_REQUEST:
             self._send_upstream(h11.EndOfMessage())
-            self._to(State.AWAIT_RESPONSE)
+            if self.state is State.STREAM_REQUEST:  # not when relaying it failed
+                self._to(State.AWAIT_RESPONSE)
         else:  # ConnectionClosed or PAUSED: the client is gone or done
             self._drop_upstream()
             self._close()
@@ -422,7 +429,7 @@ class Session:
         policy = self._proxy_policy
         self.verdict, self.presented, self.account, self.thumbprint = self._connection
         self._forwarded = False
-        self._client_ip = self.tls.peer[0]
+        self._address = ClientAddress(self.tls.peer[0], "")
         if policy is None:
             return None
         decision = policy.decide(peer=self.tls.peer[0], peer_chain=self.presented, headers=request.headers)
@@ -446,7 +453,8 @@ class Session:
         """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
         self.verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
         self._forwarded = True
-        self._client_ip = _forwarded_for(request.headers)
+        if isinstance(decision, UseForwarded):
+            self._address = decision.proxy.client_address(self.tls.peer[0], request.headers)
         self.presented = decision.chain if isinstance(decision, UseForwarded) else ()
         self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
         self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
@@ -464,6 +472,18 @@ class Session:
         self._request = request
         self._response_started = False
         self._body_seen = 0
+        # The head is checked before anything acts on it: never validate, count or
+        # forward a request two HTTP readers would frame or route differently.
+        framing = framing_problem(request)
+        if framing is not None:
+            # RFC 9112 §6.1: after a faulty framing the connection MUST be closed.
+            self._answer_error(400, framing.reason, framing.detail, close=True)
+            return
+        target = request_target(request.method, request.target, self.server.request_target_forms)
+        if isinstance(target, Refused):
+            self._answer_error(400, target.reason, target.detail)
+            return
+        self._target = target
         pending = self._evidence(request, at)
         if pending is not None:
             self._awaiting = (pending, at, now)
@@ -521,7 +541,8 @@ class Session:
         return authorize(
             auth,
             headers=list(request.headers),
-            peer_ip=self._client_ip,
+            peer_ip=self._address.address or "unknown",
+            peer_source=self._address.source,
             cert=self.presented[0] if self.presented else None,
             at=at,
             now=now,
@@ -543,23 +564,37 @@ class Session:
     def _send_request_head(self, request: h11.Request) -> None:
         server = self.server
         assert server.upstream is not None and self._upstream is not None
+        host = self._target.host or next((v for k, v in request.headers if k == b"host"), None)
         headers = _upstream_request_headers(
             request,
-            default_host=server.upstream.authority.encode(),
+            host=host or server.upstream.authority.encode(),
             length=self._content_length(request),
-            peer_host=self.tls.peer[0],
-            account_header=self._account_header,
+            client_address=self._address.address or self.tls.peer[0],
+            owned=self._owned,
             identity=_identity_headers(self.verdict, self.presented, self.account, server),
             consumed=self._consumed,
         )
-        target = server.upstream.prefix.encode() + request.target
+        # The prefix is a boundary: the path was normalised and refused if it climbed.
+        path = self._target.path
+        target = path if path == b"*" else server.upstream.prefix.encode() + path
         if self.state is State.CONNECTING or self.state is State.AWAIT_REQUEST:
             self._to(State.STREAM_REQUEST)
         self._send_upstream(h11.Request(method=request.method, target=target, headers=headers))
 
     def _send_upstream(self, event: Any) -> None:
         assert self._upstream is not None
-        data = self._upstream.send(event)
+        try:
+            data = self._upstream.send(event)
+        except h11.LocalProtocolError as exc:
+            # The client's bytes cannot be relayed as framed (the checks above should make
+            # this unreachable): the upstream's request is cut, the client gets a 400.
+            self._drop_upstream()
+            if self._response_started:
+                self._decide("error", None, PROTOCOL_ERROR, f"cannot relay the request: {exc}")
+                self._close()
+            else:
+                self._answer_error(400, PROTOCOL_ERROR, f"cannot relay the request: {exc}", close=True)
+            return
         if data:
             self._pending.append(WriteUpstream(data, self.server.write_timeout))
 
@@ -684,15 +719,3 @@ class Session:
         if self.state is not State.CLOSED:
             self._to(State.CLOSED)
 
-
-def _forwarded_for(headers: Iterable[tuple[bytes, bytes]]) -> str:
-    """The client address a trusted proxy reported: the last ``X-Forwarded-For`` entry (the one it added).
-
-    Without one the answer is a description, not an address, so that an
-    account's ``ip_allow`` refuses the request rather than checking the proxy's own address.
-    """
-    entries: list[bytes] = [e.strip() for k, v in headers if k == b"x-forwarded-for" for e in v.split(b",")]
-    entries = [e for e in entries if e]
-    if not entries:
-        return "unknown (the trusted proxy sent no X-Forwarded-For)"
-    return entries[-1].decode("latin-1")

@@ -230,9 +230,12 @@ def curl(
     key: Path | None = None,
     cacert: Path | None = None,
     headers: dict[str, str] | None = None,
+    interface: str | None = None,
     timeout: float = 20,
 ) -> Reply:
-    """One request with the real curl binary; JSON bodies are decoded."""
+    """One request with the real curl binary; JSON bodies are decoded.
+
+    ``interface``: the source address to connect from (e.g. a loopback alias)."""
     assert CURL is not None
     cmd = [CURL, "-sS", "--max-time", str(timeout), "-o", "-", "-w", "\n%{http_code}", "--noproxy", "*"]
     if cert is not None:
@@ -241,6 +244,8 @@ def curl(
         cmd += ["--key", str(key)]
     if cacert is not None:
         cmd += ["--cacert", str(cacert)]
+    if interface is not None:
+        cmd += ["--interface", interface]  # the client's source address (a loopback alias)
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     cmd.append(url)
