@@ -9,9 +9,12 @@ import pathlib
 import tomllib
 from dataclasses import replace
 
+import h11
+
 from mtlscore._gateway_config import Upstream
 from mtlscore._headers import IDENTITY_HEADER_NAMES
 from mtlscore._proxy import TrustedProxy
+from mtlscore._request_head import remove_dot_segments
 from mtlscore._session import (
     Close,
     CloseUpstream,
@@ -58,6 +61,65 @@ def check_upstream_head(data: bytes) -> None:
         raise Crash(f"identity header(s) {twice!r} reached the upstream twice: a client copy survived")
 
 
+# Fields only the gateway may set upstream: once each (the first two), or never.
+_ONCE = (b"x-forwarded-for", b"x-forwarded-proto")
+_NEVER = frozenset({b"forwarded", b"x-real-ip", b"x-forwarded-host", b"x-forwarded-port", b"remote-user"})
+PREFIX = b"/api"
+
+
+class UpstreamOracle:
+    """Parses what the gateway sends one upstream connection (h11, as a server would) and
+    checks each request head: valid HTTP, framing never doubled, the target normalised
+    under the prefix, forwarding headers the gateway's alone."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
+
+    def feed(self, data: bytes) -> None:
+        from .targets import Crash
+
+        self.conn.receive_data(data)
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise Crash(f"the gateway sent the upstream invalid HTTP: {exc}") from None
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                check_request(event)
+            elif isinstance(event, h11.EndOfMessage):
+                # Answer for the gateway's real upstream so the parser moves to the next request.
+                self.conn.send(h11.Response(status_code=200, headers=[("Content-Length", "0")]))
+                self.conn.send(h11.EndOfMessage())
+                self.conn.start_next_cycle()
+
+
+def check_request(request: h11.Request) -> None:
+    """Issue 15's invariants on one request the gateway forwarded."""
+    from .targets import Crash
+
+    names = [k.replace(b"_", b"-") for k, _ in request.headers]
+    for name in _ONCE:
+        if names.count(name) != 1:
+            raise Crash(f"{name!r} reached the upstream {names.count(name)} times: {request.headers!r}")
+    if _NEVER & set(names):
+        raise Crash(f"a client's forwarding header reached the upstream: {sorted(_NEVER & set(names))!r}")
+    if b"content-length" in names and b"transfer-encoding" in names:
+        raise Crash("the upstream got Content-Length and Transfer-Encoding")
+    target = request.target
+    if target == b"*":
+        return
+    path = target.partition(b"?")[0]
+    if not path.startswith(PREFIX + b"/"):
+        raise Crash(f"a target left the upstream prefix: {target!r}")
+    if remove_dot_segments(path) != path or b"%2f" in path.lower() or b"\\" in path:
+        raise Crash(f"an unnormalised target reached the upstream: {target!r}")
+
+
 @functools.cache
 def gateways() -> tuple[Gateway, Gateway, Gateway, Gateway]:
     """(answers with identity JSON, forwards to an upstream), then the same two behind a
@@ -66,14 +128,19 @@ def gateways() -> tuple[Gateway, Gateway, Gateway, Gateway]:
     w = world()
     cfg = parse_config(tomllib.loads(config_toml(w, server=True)), base_dir=pathlib.Path(w.tmpdir))
     local = Gateway(validator=cfg.validator(), server=cfg.server)
-    server = replace(cfg.server, upstream=Upstream("127.0.0.1", 9, "/api"), max_header_bytes=4096)
+    server = replace(cfg.server, upstream=Upstream("127.0.0.1", 9, PREFIX.decode()), max_header_bytes=4096)
     forward = Gateway(validator=cfg.validator(), server=server)
-    proxy = (TrustedProxy(name="fuzz-lb", networks=(ipaddress.ip_network("127.0.0.0/8"),)),)
+    # The proxies name their client-address header (X-Real-IP; X-Forwarded-For, hop 2).
+    loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+    real_ip = (TrustedProxy(name="fuzz-lb", networks=loopback, client_address_header="X-Real-IP"),)
+    xff = (TrustedProxy(name="fuzz-lb", networks=loopback, client_address_header="X-Forwarded-For",
+                        client_address_hop=2),)
     fetching = cfg.policy.evolve(fetch=True)
     local_p = Gateway(validator=Validator(cfg.trust, fetching, identity_map=cfg.accounts),
-                      server=replace(cfg.server, proxies=proxy))
+                      server=replace(cfg.server, proxies=real_ip))
+    every_form = frozenset({"origin", "absolute", "asterisk"})
     forward_p = Gateway(validator=Validator(cfg.trust, fetching, identity_map=cfg.accounts),
-                        server=replace(server, proxies=proxy))
+                        server=replace(server, proxies=xff, request_target_forms=every_form))
     return local, forward, local_p, forward_p
 
 
@@ -98,6 +165,7 @@ def drive(client: bytes, upstream: bytes) -> None:
     reads = _chunks(client[1:], size)
     answers = _chunks(upstream, max(1, size // 2))
     client_eof = upstream_eof = False
+    oracle = UpstreamOracle()
     now = 0.0
     for _ in range(MAX_ACTIONS):
         now += 0.001
@@ -128,12 +196,14 @@ def drive(client: bytes, upstream: bytes) -> None:
         elif isinstance(action, CloseUpstream):
             answers = _chunks(upstream, max(1, size // 2))
             upstream_eof = False
+            oracle.reset()
         elif isinstance(action, Log):
             line = json.dumps(action.decision.as_log())
             if "\n" in line:
                 raise Crash(f"a log line spans lines: {line!r}")
         elif isinstance(action, WriteUpstream):
             check_upstream_head(action.data)
+            oracle.feed(action.data)
         elif isinstance(action, Validate):
             session.validated(_unavailable(action.validation))
         elif not isinstance(action, WriteClient):

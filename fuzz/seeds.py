@@ -249,6 +249,21 @@ def _session_seeds() -> list[bytes]:
         b"GET /p HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n" + forwarded + b"\r\n",
         b"GET /p HTTP/1.1\r\nHost: gw\r\n" + forwarded + b"\r\nGET /q HTTP/1.1\r\nHost: gw\r\n\r\n",
     ]
+    # Issue 15: forwarding spoofs, ambiguous framing, targets to normalise or refuse.
+    reqs += [
+        b"GET /s HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\nX-Forwarded-For: 6.6.6.6\r\n"
+        b"X_Forwarded_For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Real-IP: 7.7.7.7\r\n"
+        b"Remote-User: admin\r\nX-Note: a\r\n X-Forwarded-Proto: http\r\n\r\n",
+        b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\nContent-Length: 20\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"GET /a/./b/../%2e%2E/c?x=/../y HTTP/1.1\r\nHost: gw\r\nX-Api-Key: " + key + b"\r\n\r\n"
+        b"GET /a/..;x/%2F/..%5c HTTP/1.1\r\nHost: gw\r\n\r\nGET /../admin HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET http://gw.example:8443/a/../b?q HTTP/1.1\r\nHost: other\r\nX-Api-Key: " + key + b"\r\n\r\n"
+        b"OPTIONS * HTTP/1.1\r\nHost: gw\r\n\r\nCONNECT gw:443 HTTP/1.1\r\nHost: gw\r\n\r\n",
+        b"GET /p HTTP/1.1\r\nHost: gw\r\n" + forwarded + b"X-Forwarded-For: 10.0.0.8, 10.0.0.9\r\n"
+        b"X-Real-IP: 10.0.0.7\r\n\r\n",
+    ]
     upstream = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
     out = []
     for sel in (0, 1, 2, 5, 8, 9, 13):
