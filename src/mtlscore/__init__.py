@@ -40,7 +40,7 @@ from ._machine import MachineError, NeedCRL, NeedIssuer, NeedOCSP
 from ._policy import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, Policy
 from ._proxy import ProxyPolicy, TrustedProxy
 from ._reasons import CertificateRejected, ConfigError, MtlsError, Reason
-from ._revocation import RevocationCache
+from ._revocation_cache import RevocationCache
 from ._trust import Anchor, TrustStore
 from ._validator import Validation, Validator
 from ._verdict import Verdict

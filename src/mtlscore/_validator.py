@@ -26,7 +26,8 @@ from ._machine import MachineError, Move, NeedIssuer, Request, State, transition
 from ._path import BuildResult, KnownPaths, build_path
 from ._policy import Policy
 from ._reasons import CertificateRejected, Reason
-from ._revocation import PositionCheck, RevocationCache
+from ._revocation import PositionCheck
+from ._revocation_cache import RevocationCache
 from ._signature import SIGNATURES, SignatureCache, check_signature_algorithm
 from ._trust import TrustStore
 from ._verdict import DERIVE, Verdict
