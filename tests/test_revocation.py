@@ -389,3 +389,50 @@ def test_negative_entries_are_bounded() -> None:
     assert cache.failures == 1
     cache.note_failure("crl", "http://x/3", at=NOW, ttl=timedelta(0))  # a zero TTL remembers nothing
     assert cache.failures == 1
+# -- FreshestCRL (RFC 5280 §4.2.1.15, §5.2.6): deltas asked for when fetching ------------------
+
+DELTA = "http://127.0.0.1:1/inter-delta.crl"
+
+
+@pytest.mark.parametrize("named_by", ["certificate", "complete CRL"])
+def test_freshest_crl_delta_is_asked_for_and_applied(ca: tuple[pki.Issued, pki.Issued], named_by: str) -> None:
+    root, inter = ca
+    in_cert = named_by == "certificate"
+    leaf = inter.leaf(crl_urls=[CRL], freshest=[DELTA] if in_cert else ())
+    base = inter.crl(number=7, freshest=() if in_cert else [DELTA])
+    v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation="hard", revocation_ca="off"))
+    run = v.start(leaf.chain_pem, at=NOW)
+    assert run.next_event() == NeedCRL(CRL)
+    run.send(NeedCRL(CRL), base)
+    assert run.next_event() == NeedCRL(DELTA)
+    run.send(NeedCRL(DELTA), inter.crl(revoked=[leaf], number=8, delta_of=7))
+    verdict = run.next_event()
+    assert isinstance(verdict, Verdict) and verdict.reason is Reason.REVOKED and "delta CRL #8" in verdict.detail
+    # Both are cached: the next validation decides with no request.
+    again = v.start(leaf.chain_pem, at=NOW).next_event()
+    assert isinstance(again, Verdict) and again.reason is Reason.REVOKED
+
+
+def test_freshest_crl_delta_unavailable_decides_on_the_complete_crl(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf(crl_urls=[CRL], freshest=[DELTA])
+    v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation="hard", revocation_ca="off"))
+    run = v.start(leaf.chain_pem, at=NOW)
+    run.send(run.next_event(), inter.crl(number=7))  # type: ignore[arg-type]
+    event = run.next_event()
+    assert event == NeedCRL(DELTA)
+    run.fail(event, "connection refused")  # type: ignore[arg-type]
+    verdict = run.next_event()
+    assert isinstance(verdict, Verdict) and verdict.ok
+    assert any("without a delta CRL" in n and "connection refused" in n for n in verdict.notes)
+
+
+def test_freshest_crl_delta_for_a_given_complete_crl(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    root, inter = ca
+    leaf = inter.leaf(freshest=[DELTA])
+    v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation="hard", revocation_ca="off"),
+                  crls=[inter.crl(number=3)])
+    run = v.start(leaf.chain_pem, at=NOW)
+    assert run.next_event() == NeedCRL(DELTA)
+    run.send(NeedCRL(DELTA), inter.crl(revoked=[leaf], number=4, delta_of=3))
+    assert run.next_event().reason is Reason.REVOKED  # type: ignore[union-attr]

@@ -31,7 +31,8 @@ from typing import Literal
 
 from ._aia import http_url
 from ._cert import Certificate
-from ._crl import ParsedCRL, check_certificate, parse_crl
+from ._crl import CRLStatus, ParsedCRL, check_certificate, freshest_urls, parse_crl
+from ._crl_signer import SignerContext
 from ._machine import NeedCRL, NeedOCSP, Request
 from ._ocsp import OCSPStatus, build_request, check_response, get_url
 from ._policy import Policy
@@ -84,6 +85,10 @@ class PositionCheck:
 
     Local sources are consulted on construction; :meth:`next_request` then asks
     for what is still missing, one request at a time, until :attr:`outcome` is set.
+    CRLs are decided together (RFC 5280 §6.3.3): every CRL at hand — given,
+    cached, fetched — counts, and a good status needs their reasons to add up to
+    all reasons. ``signers`` (one per validation) finds CRL signers other than
+    ``issuer`` (§6.3.3 (f)); without it only ``issuer``'s key signs CRLs.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class PositionCheck:
         given: list[ParsedCRL],
         stapled: list[bytes],
         at: datetime,
+        signers: SignerContext | None = None,
     ) -> None:
         self.cert = cert
         self.issuer = issuer
@@ -117,6 +123,12 @@ class PositionCheck:
         self._held: tuple[OCSPStatus, str | None] | None = None
         self._responder_sources: list[Source] = []
         self._responder_request: NeedCRL | None = None
+        self._signers = signers
+        # CRLs fetched (or taken from the cache) with their URLs; shared by the
+        # validation's checks when there is a signer context.
+        self._fetched: list[tuple[ParsedCRL, str]] = signers.fetched if signers is not None else []
+        self._asked: set[str] = set()
+        self._good: CRLStatus | None = None  # good, but a FreshestCRL delta is still to be asked for
         self._local(given, stapled)
 
     # -- deciding ----------------------------------------------------------
@@ -131,6 +143,12 @@ class PositionCheck:
         self._reject(Reason.REVOKED, detail + "; the holder needs a new certificate")
 
     def _give_up(self, *, had_sources: bool) -> None:
+        if self._good is not None:
+            # The complete CRLs answered; only the delta named by FreshestCRL could not be had.
+            why = "; ".join(self.failures) or "no answer"
+            self.notes.append(f"revocation of {self.cert.describe()!r} decided without a delta CRL: {why}")
+            self._accept()
+            return
         if not had_sources and not self.failures:
             if self.mode == "hard":
                 self._reject(
@@ -155,6 +173,62 @@ class PositionCheck:
             self.notes.append(f"revocation of {who!r} not checked (soft-fail): {why}")
             self._accept()
 
+    def _crl_check(self) -> CRLStatus:
+        """RFC 5280 §6.3.3 over every CRL at hand for this certificate."""
+        p = self.policy
+        search = self._signers.search(self.cert, self.mode) if self._signers is not None else None
+        return check_certificate(self.cert, self.issuer, self._given, fetched=self._fetched, at=self.at,
+                                 skew=p.clock_skew, max_age=p.max_revocation_age, signers=search)
+
+    def _exhausted(self, st: CRLStatus) -> None:
+        self._reject(Reason.SEARCH_LIMIT_EXCEEDED,
+                     f"the revocation of {self.cert.describe()!r} could not be decided within the work budget "
+                     f"(max_path_work): {st.detail}; remove unrelated CRLs or certificates")
+
+    def _delta_sources(self, st: CRLStatus) -> list[Source]:
+        """FreshestCRL (RFC 5280 §4.2.1.15, §5.2.6): delta locations of the certificate and its complete CRLs."""
+        if not self.policy.fetch:
+            return []
+        urls = list(freshest_urls(self.cert))
+        for crl in st.used:
+            if not crl.is_delta:
+                urls.extend(crl.freshest)
+        have = {u for _, u in self._fetched}
+        return [Source("crl", u) for u in dict.fromkeys(urls)
+                if http_url(u) and u not in self._asked and u not in have]
+
+    def _decide(self, st: CRLStatus, *, where: str | None = None) -> bool:
+        """Act on a CRL status; True once :attr:`outcome` is set."""
+        self.notes.extend(n for n in st.notes if n not in self.notes)
+        if st.status == "revoked":
+            self._revoked(st.detail)
+            return True
+        if st.exhausted:
+            self._exhausted(st)
+            return True
+        if st.status == "good":
+            pending = self._delta_sources(st)
+            if any([self._from_cache(d, decide=False) for d in pending]):
+                return self._decide(self._crl_check(), where=where)  # with the cached delta(s)
+            if pending:
+                # Good by the complete CRLs; ask for the deltas FreshestCRL names before deciding.
+                self._good = st
+                self.sources = pending
+                return False
+            self._good = None
+            self._accept()
+            return True
+        if where is not None:
+            if st.status == "uncovered" and not st.detail.strip():
+                self.failures.append(f"the CRL at {where} does not cover {self.cert.describe()!r}")
+            elif st.status == "uncovered" and "another name" in st.detail:
+                self.failures.append(f"the CRL at {where} is issued by another name, not by {self.cert.issuer_text!r}")
+            elif st.status == "uncovered":
+                self.failures.append(f"the CRL at {where} does not cover {self.cert.describe()!r}: {st.detail}")
+            else:
+                self.failures.append(f"the CRL at {where} leaves the status open: {st.detail}")
+        return False
+
     def _local(self, given: list[ParsedCRL], stapled: list[bytes]) -> None:
         p = self.policy
         if self.mode == "off":
@@ -164,19 +238,18 @@ class PositionCheck:
             # Soft-fail with nothing to consult: the answer is "accept" with nothing to note.
             self._accept()
             return
-        st = check_certificate(self.cert, self.issuer, given, at=self.at, skew=p.clock_skew,
-                               max_age=p.max_revocation_age)
-        if st.status == "revoked":
-            self._revoked(st.detail)
+        st = self._crl_check()
+        if self._decide(st):
             return
-        if st.status == "good":
-            self._accept()
-            return
+        if self._good is not None:
+            return  # a delta CRL is asked for first
         if st.status == "unavailable":
             # A CRL given for this issuer that cannot be used fails in soft mode too.
             self._reject(Reason.REVOCATION_UNAVAILABLE,
                          f"no usable revocation data for {self.cert.describe()!r}: {st.detail}")
             return
+        if st.status == "partial":
+            self.failures.append(st.detail)
         for data in stapled:
             o = self._ocsp_status(data, nonce=None)
             if o.status in ("good", "revoked"):
@@ -191,17 +264,25 @@ class PositionCheck:
         for src in sources:
             if self._from_cache(src):
                 return
+        if self._good is not None:
+            return
         if p.fetch and (sources or self._responder_sources):
             self.sources = sources
             return
-        if given and not p.fetch and self.mode == "soft":
+        if given and not p.fetch and self.mode == "soft" and st.status == "uncovered":
             self.notes.append(f"revocation of {self.cert.describe()!r} not checked: no CRL for its issuer (soft-fail)")
-        self._give_up(had_sources=p.fetch and bool(sources))
+        self._give_up(had_sources=(p.fetch and bool(sources)) or st.status == "partial")
 
-    def _from_cache(self, src: Source) -> bool:
+    def _from_cache(self, src: Source, *, decide: bool = True) -> bool:
+        """Take ``src``'s cached answer; True when it decided (or, ``decide`` off, when there was one)."""
         if src.kind == "crl":
             crl = self.cache.get_crl(self.issuer, src.url, at=self.at)
-            return crl is not None and self._crl_status(crl, src.url, store=False)
+            if crl is None:
+                return False
+            if all(c is not crl for c, _ in self._fetched):
+                self._fetched.append((crl, src.url))
+            self._asked.add(src.url)
+            return True if not decide else self._decide(self._crl_check())
         status = self.cache.get_ocsp(self.issuer, src.url, self.cert.serial, at=self.at)
         if status is None or (status.this_update is not None and status.this_update > self.at + self.policy.clock_skew):
             return False
@@ -214,23 +295,14 @@ class PositionCheck:
         return False
 
     def _crl_status(self, crl: ParsedCRL, url: str, *, store: bool) -> bool:
-        p = self.policy
-        st = check_certificate(self.cert, self.issuer, [crl], at=self.at, skew=p.clock_skew,
-                               max_age=p.max_revocation_age, url=url)
-        if st.status in ("good", "revoked") and store:
-            self.cache.put_crl(self.issuer, url, crl, at=self.at, max_age=p.max_revocation_age)
-        if st.status == "revoked":
-            self._revoked(st.detail)
-            return True
-        if st.status == "good":
-            self._accept()
-            return True
-        if st.status == "uncovered":
-            self.failures.append(
-                f"the CRL at {url} is issued by {crl.issuer_text!r}, not by {self.cert.issuer_text!r}")
-        else:
-            self.failures.append(f"the CRL at {url} is unusable: {st.detail}")
-        return False
+        self._fetched.append((crl, url))
+        st = self._crl_check()
+        if store:
+            p = self.policy
+            for used in st.used:
+                if used is crl:
+                    self.cache.put_crl(self.issuer, url, crl, at=self.at, max_age=p.max_revocation_age)
+        return self._decide(st, where=url)
 
     def _ocsp_status(self, data: bytes, *, nonce: bytes | None) -> OCSPStatus:
         p = self.policy
@@ -344,10 +416,15 @@ class PositionCheck:
                 self._give_up(had_sources=True)
                 return None
             src = self.sources.pop(0)
+            if src.kind == "crl" and src.url in self._asked:
+                continue
             if self._from_cache(src) or self._recently_failed(src):
                 continue  # answered meanwhile (e.g. by a responder's CRL), or failing
+            if src.kind == "crl" and src.url in self._asked:
+                continue  # taken from the cache without deciding
             self.tried += 1
             if src.kind == "crl":
+                self._asked.add(src.url)
                 return NeedCRL(src.url)
             self._nonce = secrets.token_bytes(16) if self.policy.ocsp_nonce else None
             try:

@@ -142,6 +142,17 @@ class TrustStore:
                 self._pool_by_subject.setdefault(cert.subject_key, []).append(cert)
         self.epoch = next(_epochs)
 
+    def restricted(self, anchor: Anchor) -> TrustStore:
+        """A store with ``anchor`` as its only anchor and this store's intermediates pool (shared, not copied).
+
+        For paths that must end at one given anchor, as a CRL signer's path must
+        end at the certificate's (RFC 5280 §6.3.3 (f)).
+        """
+        view = TrustStore([anchor])
+        view._pool = self._pool
+        view._pool_by_subject = self._pool_by_subject
+        return view
+
     def add_allowlisted(self, certificates: Any) -> None:
         """Accept these exact certificates (the self-signed method), by DER match."""
         for cert in _to_certs(certificates, "allowlisted"):

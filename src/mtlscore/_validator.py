@@ -21,6 +21,7 @@ from ._cache import VerdictCache
 from ._cert import Certificate, parse_certificate, split_certificates
 from ._checks import check_key, check_validity
 from ._crl import ParsedCRL, parse_crl
+from ._crl_signer import SignerContext
 from ._identity import Identity
 from ._machine import MachineError, Move, NeedIssuer, Request, State, transition
 from ._path import BuildResult, KnownPaths, build_path
@@ -510,11 +511,16 @@ class Validation:
         self._move(Move.PATH_FOUND)
         anchor_cert = result.anchor.certificate
         path = result.path
+        # RFC 5280 §6.3.3 (f): CRL signers other than a certificate's issuer are searched
+        # among the certificates at hand, within what is left of the path-building budget.
+        signers = SignerContext(trust=v.trust, anchor=result.anchor, policy=v.policy,
+                                certs=[*path, *self._presented, *self._fetched], given=given, at=self.at,
+                                signatures=v.signatures, budget=max(v.policy.max_path_work - result.work, 0))
         for pos, (cert, issuer) in enumerate(zip(path, path[1:] + [anchor_cert], strict=True)):
             if cert.sha256 == anchor_cert.sha256:
                 continue
             self._checks.append(PositionCheck(cert, issuer, pos, policy=v.policy, cache=v.cache, given=given,
-                                              stapled=self._stapled, at=self.at))
+                                              stapled=self._stapled, at=self.at, signers=signers))
         return None
 
     def _issuer_to_ask(self, result: BuildResult) -> str | None:

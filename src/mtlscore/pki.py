@@ -27,7 +27,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from ._cert import encode_policy_mappings
 
-__all__ = ["NOW", "Issued", "new_key", "root"]
+__all__ = ["NOW", "Issued", "Revoked", "dp", "entry", "idp", "new_key", "root"]
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string
@@ -152,9 +152,28 @@ class Issued:
         kw.setdefault("ca", False)
         return make(cn, issuer=self, **kw)
 
+    def rollover(self, key: Any = "ec", **kw: Any) -> Issued:
+        """The CA's next key, certified by its current one: a self-issued "new-with-old" certificate.
+
+        Certificates and CRLs issued through the result are signed with the new key
+        under the same name (RFC 4210 §4.4 key update; RFC 5280 §6.1: self-issued).
+        """
+        kw.setdefault("ca", True)
+        return make(self.cert.subject, issuer=self, key=key, **kw)
+
+    def crl_signer(self, key: Any = "ec", *, by: Issued | None = None, **kw: Any) -> Issued:
+        """A separate CRL-signing key for this CA: same name, keyUsage cRLSign only.
+
+        Certified by ``by`` (default: this CA's issuer, or the CA itself for a
+        root). Pass the result as ``signer=`` to :meth:`crl`.
+        """
+        kw.setdefault("key_usage", key_usage("crl_sign"))
+        kw.setdefault("eku", None)
+        return make(self.cert.subject, issuer=by or self.parent or self, key=key, **kw)
+
     def crl(
         self,
-        revoked: Iterable[Issued | int | tuple[Issued | int, x509.ReasonFlags | None]] = (),
+        revoked: Iterable[Issued | int | Revoked | tuple[Issued | int, x509.ReasonFlags | None]] = (),
         *,
         this_update: datetime | None = None,
         next_update: datetime | None = None,
@@ -162,8 +181,20 @@ class Issued:
         signer: Any = None,
         number: int = 1,
         extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+        idp: x509.IssuingDistributionPoint | None = None,
+        delta_of: int | None = None,
+        freshest: Sequence[str] = (),
+        unused_bits: bool = False,
     ) -> bytes:
-        """A DER CRL issued by this CA listing ``revoked`` (certificates or serials)."""
+        """A DER CRL issued by this CA (its name) listing ``revoked`` (certificates, serials or :func:`entry`).
+
+        ``signer``: another :class:`Issued` (a rolled-over or separate CRL-signing
+        key; its key signs and its SKI is the CRL's AKI) or a bare private key.
+        ``idp``: an issuingDistributionPoint (see :func:`idp`), added critical.
+        ``delta_of``: make it a delta CRL over base CRL number ``delta_of``.
+        ``freshest``: FreshestCRL URIs. ``unused_bits``: re-encode the signature
+        BIT STRING declaring 1 unused bit (a defect).
+        """
         this_update = this_update or self.now - timedelta(hours=1)
         next_update = next_update or self.now + timedelta(days=1)
         b = (
@@ -173,31 +204,150 @@ class Issued:
             .next_update(next_update)
             .add_extension(x509.CRLNumber(number), critical=False)
         )
+        key_cert = signer.cert if isinstance(signer, Issued) else self.cert
         try:
-            ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            ski = key_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
             b = b.add_extension(
                 x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False
             )
         except x509.ExtensionNotFound:
             pass
+        if idp is not None:
+            b = b.add_extension(idp, critical=True)
+        if delta_of is not None:
+            b = b.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+        if freshest:
+            b = b.add_extension(x509.FreshestCRL([dp(uri=freshest)]), critical=False)
         for ext, critical in extensions:
             b = b.add_extension(ext, critical=critical)
         for item in revoked:
-            reason = None
-            if isinstance(item, tuple):
-                item, reason = item
-            serial = item.serial if isinstance(item, Issued) else int(item)
+            if not isinstance(item, Revoked):
+                reason = None
+                if isinstance(item, tuple):
+                    item, reason = item
+                item = entry(item, reason)
             rb = (
                 x509.RevokedCertificateBuilder()
-                .serial_number(serial)
-                .revocation_date(this_update - timedelta(minutes=5))
+                .serial_number(item.serial)
+                .revocation_date(item.date or this_update - timedelta(minutes=5))
             )
-            if reason is not None:
-                rb = rb.add_extension(x509.CRLReason(reason), critical=False)
+            if item.reason is not None:
+                rb = rb.add_extension(x509.CRLReason(item.reason), critical=False)
+            if item.issuer is not None:
+                # RFC 5280 §5.3.3: always critical.
+                rb = rb.add_extension(x509.CertificateIssuer([x509.DirectoryName(item.issuer)]), critical=True)
             b = b.add_revoked_certificate(rb.build())
-        key = signer if signer is not None else self.key
+        key = signer.key if isinstance(signer, Issued) else signer if signer is not None else self.key
         alg = None if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey) else _HASHES[hash_alg]()
-        return b.sign(key, alg).public_bytes(serialization.Encoding.DER)
+        der = b.sign(key, alg).public_bytes(serialization.Encoding.DER)
+        # DER wants the declared unused bits to be zero: sign again until the last bit is (ECDSA is randomised).
+        for _ in range(64):
+            if not (unused_bits and der[-1] & 1):
+                break
+            der = b.sign(key, alg).public_bytes(serialization.Encoding.DER)
+        else:
+            raise ValueError("unused_bits needs a randomised signature (an EC key) ending in a 0 bit")
+        return _with_unused_bit(der) if unused_bits else der
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """One CRL entry for :meth:`Issued.crl` (see :func:`entry`)."""
+
+    serial: int
+    reason: x509.ReasonFlags | None = None
+    issuer: x509.Name | None = None  # certificateIssuer (indirect CRLs, RFC 5280 §5.3.3)
+    date: datetime | None = None
+
+
+def entry(
+    cert: Issued | int, reason: x509.ReasonFlags | str | None = None, *, issuer: Issued | str | x509.Name | None = None,
+    date: datetime | None = None,
+) -> Revoked:
+    """A CRL entry: ``cert`` (or a serial), its reason, and a certificateIssuer for indirect CRLs.
+
+    In an indirect CRL an entry without ``issuer`` belongs to the previous entry's issuer.
+    """
+    serial = cert.serial if isinstance(cert, Issued) else int(cert)
+    name = issuer.cert.subject if isinstance(issuer, Issued) else _name(issuer) if issuer is not None else None
+    flag = x509.ReasonFlags(reason) if isinstance(reason, str) else reason
+    return Revoked(serial, flag, name, date)
+
+
+def _reasons(reasons: Iterable[x509.ReasonFlags | str] | None) -> frozenset[x509.ReasonFlags] | None:
+    if reasons is None:
+        return None
+    return frozenset(r if isinstance(r, x509.ReasonFlags) else x509.ReasonFlags(r) for r in reasons)
+
+
+def _dp_names(
+    uri: Sequence[str] | str, dirname: Sequence[str | x509.Name] | str | x509.Name
+) -> list[x509.GeneralName] | None:
+    uris = [uri] if isinstance(uri, str) else list(uri)
+    dns = [dirname] if isinstance(dirname, str | x509.Name) else list(dirname)
+    names = _general_names(uri=uris, dirnames=dns)
+    return names or None
+
+
+def _rdn(relative: str | x509.RelativeDistinguishedName | None) -> x509.RelativeDistinguishedName | None:
+    if relative is None or isinstance(relative, x509.RelativeDistinguishedName):
+        return relative
+    return _name(relative).rdns[0]
+
+
+def idp(
+    *,
+    uri: Sequence[str] | str = (),
+    dirname: Sequence[str | x509.Name] | str | x509.Name = (),
+    relative: str | x509.RelativeDistinguishedName | None = None,
+    reasons: Iterable[x509.ReasonFlags | str] | None = None,
+    indirect: bool = False,
+    users: bool = False,
+    cas: bool = False,
+) -> x509.IssuingDistributionPoint:
+    """An issuingDistributionPoint for :meth:`Issued.crl` (``idp=``), RFC 5280 §5.2.5.
+
+    ``uri`` / ``dirname``: the distribution point's full names; ``relative``: a
+    nameRelativeToCRLIssuer RDN (``"CN=Part 2"``); ``reasons``: onlySomeReasons
+    (``"keyCompromise"`` …); ``indirect``: indirectCRL; ``users`` / ``cas``:
+    onlyContainsUser/CACerts.
+    """
+    return x509.IssuingDistributionPoint(
+        full_name=_dp_names(uri, dirname),
+        relative_name=_rdn(relative),
+        only_contains_user_certs=users,
+        only_contains_ca_certs=cas,
+        only_some_reasons=_reasons(reasons),
+        indirect_crl=indirect,
+        only_contains_attribute_certs=False,
+    )
+
+
+def dp(
+    *,
+    uri: Sequence[str] | str = (),
+    dirname: Sequence[str | x509.Name] | str | x509.Name = (),
+    relative: str | x509.RelativeDistinguishedName | None = None,
+    reasons: Iterable[x509.ReasonFlags | str] | None = None,
+    crl_issuer: Issued | str | x509.Name | None = None,
+) -> x509.DistributionPoint:
+    """A cRLDistributionPoints entry for :func:`make` (``crl_dps=``), RFC 5280 §4.2.1.13.
+
+    ``crl_issuer``: the CA that issues the (indirect) CRL for this point.
+    """
+    issuer = None
+    if crl_issuer is not None:
+        name = crl_issuer.cert.subject if isinstance(crl_issuer, Issued) else _name(crl_issuer)
+        issuer = [x509.DirectoryName(name)]
+    return x509.DistributionPoint(_dp_names(uri, dirname), _rdn(relative), _reasons(reasons), issuer)
+
+
+def _with_unused_bit(der: bytes) -> bytes:
+    """``der`` (a signed structure) with its final signature BIT STRING declaring 1 unused bit."""
+    crl = x509.load_der_x509_crl(der)
+    sig = crl.signature
+    assert der[-len(sig) - 1] == 0
+    return der[: -len(sig) - 1] + b"\x01" + sig
 
 
 def _default_key_usage(ca: bool | None) -> x509.KeyUsage:
@@ -285,6 +435,8 @@ def make(
     permitted: Sequence[x509.GeneralName] | None = None,
     excluded: Sequence[x509.GeneralName] | None = None,
     crl_urls: Sequence[str] = (),
+    crl_dps: Sequence[x509.DistributionPoint] = (),
+    freshest: Sequence[str] = (),
     ocsp_urls: Sequence[str] = (),
     ca_issuers_urls: Sequence[str] = (),
     hash_alg: str = "sha256",
@@ -352,16 +504,19 @@ def make(
         b = b.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(iss_pub), critical=False
         )
-    if crl_urls:
+    if crl_urls or crl_dps:
         b = b.add_extension(
             x509.CRLDistributionPoints(
                 [
                     x509.DistributionPoint([x509.UniformResourceIdentifier(u)], None, None, None)
                     for u in crl_urls
                 ]
+                + list(crl_dps)
             ),
             critical=False,
         )
+    if freshest:
+        b = b.add_extension(x509.FreshestCRL([dp(uri=freshest)]), critical=False)
     aia = [
         x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(u))
         for u in ocsp_urls
