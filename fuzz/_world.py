@@ -191,3 +191,54 @@ key = "server.key"
 mode = "reject_invalid"
 """
     return text
+
+
+@dataclass(frozen=True)
+class CRLWorld:
+    """A PKI with every CRL shape of RFC 5280 §6.3 (crl_set target): its chains, CRLs and validators."""
+
+    leaf: pki.Issued
+    leaf_cert: Certificate
+    inter_cert: Certificate
+    chains: tuple[tuple[bytes, ...], ...]
+    crls: tuple[bytes, ...]
+    validators: tuple[Validator, ...]
+
+
+@functools.cache
+def crl_world() -> CRLWorld:
+    """Rollover, a separate CRL key, an indirect CRL issuer, reason partitions, deltas (made once per process)."""
+    dp_url, delta_url = "http://127.0.0.1:1/part.crl", "http://127.0.0.1:1/delta.crl"
+    root = pki.root("Fuzz CRL Root")
+    new_key = root.rollover()
+    inter = root.intermediate("Fuzz CRL CA", key_usage=pki.key_usage("key_cert_sign"))
+    signer = inter.crl_signer()
+    indirect = root.intermediate("Fuzz Indirect CRL Issuer")
+    leaf = inter.leaf("crl.fuzz.example", crl_dps=[pki.dp(uri=dp_url), pki.dp(crl_issuer=indirect)],
+                      freshest=[delta_url])
+    plain = new_key.leaf("rolled.fuzz.example")
+    reasons = ["keyCompromise", "cACompromise", "affiliationChanged"]
+    rest = ["superseded", "cessationOfOperation", "certificateHold", "privilegeWithdrawn", "aACompromise"]
+    crls = (
+        inter.crl(revoked=[12345], signer=signer, number=10, idp=pki.idp(uri=dp_url, reasons=reasons)),
+        inter.crl(signer=signer, number=11, idp=pki.idp(uri=dp_url, reasons=rest)),
+        inter.crl(revoked=[leaf], signer=signer, number=12, delta_of=10, idp=pki.idp(uri=dp_url, reasons=reasons)),
+        indirect.crl(revoked=[pki.entry(7, issuer=inter), pki.entry(leaf)], idp=pki.idp(dirname=indirect.cert.subject,
+                                                                                        indirect=True)),
+        root.crl(revoked=[99], number=1),
+        new_key.crl(revoked=[plain], number=2),
+        inter.crl(idp=pki.idp(relative="CN=Part 1", users=True)),
+    )
+    pool = [signer.pem, indirect.pem, new_key.pem]
+    return CRLWorld(
+        leaf=leaf,
+        leaf_cert=parse_certificate(leaf.der),
+        inter_cert=parse_certificate(inter.der),
+        chains=((leaf.der, inter.der), (plain.der, new_key.der), (leaf.der, inter.der, signer.der, indirect.der)),
+        crls=crls,
+        validators=tuple(
+            Validator(TrustStore([root.pem], pool if with_pool else ()), Policy(revocation=mode, max_path_work=work))
+            for mode, with_pool, work in (("hard", True, 1024), ("soft", True, 1024), ("hard", False, 1024),
+                                          ("hard", True, 40))
+        ),
+    )

@@ -23,7 +23,7 @@ from mtlscore._cert import parse_certificate
 from mtlscore._dn import format_dn
 from mtlscore._jwk import jwk_from_certificate
 
-from ._world import API_KEY, config_toml, world
+from ._world import API_KEY, config_toml, crl_world, world
 from .targets import CHAIN_SEPARATOR, UPSTREAM_SEPARATOR
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -200,6 +200,17 @@ def _crl_seeds() -> list[bytes]:
     return [w.crl_der, pem, w.inter.crl(), w.root.crl(revoked=[w.inter])] + _limbo_crls()[:20]
 
 
+def _crl_set_seeds() -> list[bytes]:
+    w = crl_world()
+    out = []
+    for sel, chain in ((1, 0), (1, 1), (3, 2), (5, 0), (13, 0), (0x81, 0)):
+        chain_der = list(w.chains[chain])[: 1 + (sel & 3)]
+        chain_der += [w.leaf.der] * (1 + (sel & 3) - len(chain_der))
+        for crls in (w.crls, w.crls[:1], w.crls[3:5], (w.crls[2], w.crls[0], w.crls[1], w.crls[4])):
+            out.append(bytes([sel]) + CHAIN_SEPARATOR.join([*chain_der, *crls]))
+    return out
+
+
 def _fetch_seeds() -> list[bytes]:
     w = world()
     out = []
@@ -292,6 +303,7 @@ def seeds_for(name: str) -> list[bytes]:
         "jwks": _jwks_seeds,
         "bound_token": _token_seeds,
         "crl": _crl_seeds,
+        "crl_set": _crl_set_seeds,
         "ocsp": lambda: [world().ocsp_good, world().ocsp_revoked, world().ocsp_delegated],
         "config": _config_seeds,
         "revocation_fetch": _fetch_seeds,

@@ -31,7 +31,7 @@ from mtlscore.config import parse_config
 from mtlscore.jwt import TokenInvalid, verify_bound_token
 from mtlscore.pki import NOW
 
-from ._world import World, config_toml, world
+from ._world import World, config_toml, crl_world, world
 
 __all__ = ["CHAIN_SEPARATOR", "TARGETS", "UPSTREAM_SEPARATOR", "Crash", "Target"]
 
@@ -357,6 +357,36 @@ def fuzz_crl(data: bytes) -> None:
             raise Crash(f"check_certificate status {st.status!r}")
     v = w.validator.validate(w.leaf.chain_pem, at=NOW, crls=[data])
     _check_verdict(v, "validate(crls=[fuzzed])")
+
+
+@target("crl_set")
+def fuzz_crl_set(data: bytes) -> None:
+    """Validator.validate on a certificate chain plus a set of CRLs (RFC 5280 §6.3.3 over all of them).
+
+    Input: a selector byte, then DER blobs split by CHAIN_SEPARATOR: the first
+    1-4 (selector bits 0-1) are the presented chain, the rest CRLs. Only a
+    Verdict (never an internal error) and the documented CRL statuses are allowed;
+    a hostile set (many same-name signers) must end within the work budget.
+    """
+    w = crl_world()
+    sel = data[0] if data else 0
+    parts = data[1:].split(CHAIN_SEPARATOR)
+    n = 1 + (sel & 3)
+    chain, blobs = [p for p in parts[:n] if p], parts[n:]
+    crls = []
+    for blob in blobs:
+        try:
+            crls.append(parse_crl(blob))
+        except ValueError:
+            continue
+    validator = w.validators[(sel >> 2) % len(w.validators)]
+    # Selector bit 7: pass every blob (one that does not parse makes the verdict malformed).
+    given = blobs if sel & 0x80 else [c.der for c in crls]
+    v = validator.validate(chain or [w.leaf.der], at=NOW, crls=given)
+    _check_verdict(v, "validate(chain, crls=[fuzzed...])")
+    st = check_certificate(w.leaf_cert, w.inter_cert, crls, at=NOW, max_age=timedelta(days=1))
+    if st.status not in _CRL_STATUSES:
+        raise Crash(f"check_certificate status {st.status!r}")
 
 
 _OCSP_STATUSES = frozenset(get_args(get_type_hints(OCSPStatus)["status"]))

@@ -68,6 +68,9 @@ _HANDLED_ENTRY_EXTS = frozenset(
     }
 )
 
+# Lookups in one parsed CRL after which its serials are indexed (building costs about ten scans).
+_INDEX_AFTER = 3
+
 # RFC 5280 §4.2.1.13 ReasonFlags bits 1-8 (bit 0 "unused" and removeFromCRL are no reasons to cover).
 ALL_REASONS: frozenset[str] = frozenset(
     r.value for r in x509.ReasonFlags if r not in (x509.ReasonFlags.unspecified, x509.ReasonFlags.remove_from_crl)
@@ -154,6 +157,18 @@ class ParsedCRL:
         names, or the previous entry's, or the CRL issuer for the first entries.
         """
         if not self.indirect:
+            # cryptography scans the entries for a serial: after a few lookups the serials
+            # are indexed once, and a certificate not listed (nearly all) costs one set lookup.
+            serials = self._memo.get("serials")
+            if serials is None:
+                lookups = self._memo["lookups"] = self._memo.get("lookups", 0) + 1
+                if lookups == _INDEX_AFTER:
+                    try:
+                        serials = self._memo["serials"] = frozenset(e.serial_number for e in self.crl)
+                    except Exception:  # noqa: BLE001, S110 - odd entries: keep scanning, as cryptography does
+                        pass
+            if serials is not None and cert.serial not in serials:
+                return None
             return self.crl.get_revoked_certificate_by_serial_number(cert.serial)
         index = self._memo.get("index")
         if index is None:
