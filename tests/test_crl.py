@@ -401,3 +401,14 @@ def test_crl_signature_with_unused_bits_is_refused(ca: tuple[pki.Issued, pki.Iss
     with pytest.raises(ValueError, match="unused bits"):
         parse_crl(inter.crl(unused_bits=True))
     parse_crl(inter.crl())
+
+
+def test_direct_crl_serial_index_answers_like_the_scan(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    # After a few lookups the serials are indexed once (cryptography scans); answers stay the same.
+    _, inter = ca
+    listed, clean = inter.leaf("CN=listed"), inter.leaf("CN=clean")
+    crl = parse_crl(inter.crl(revoked=[listed, *range(1, 200)]))
+    got = [(crl.entry(parse_certificate(listed.der)) is not None, crl.entry(parse_certificate(clean.der)))
+           for _ in range(4)]
+    assert got == [(True, None)] * 4
+    assert listed.serial in crl._memo["serials"] and clean.serial not in crl._memo["serials"]

@@ -130,3 +130,18 @@ def test_hostile_crl_set_ends_within_the_budget() -> None:
     verdict = v.validate(leaf.chain_pem, at=NOW)
     assert verdict.reason in (Reason.SEARCH_LIMIT_EXCEEDED, Reason.REVOCATION_UNAVAILABLE)
     assert verdict.reason is Reason.SEARCH_LIMIT_EXCEEDED and "max_path_work" in verdict.detail
+    # Soft-fail: a given CRL that cannot be used, as any other.
+    soft = Validator(v.trust, Policy(revocation="soft", max_path_work=300), crls=[crl, root.crl()])
+    verdict = soft.validate(leaf.chain_pem, at=NOW)
+    assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "max_path_work" in verdict.detail
+
+
+def test_signer_path_must_pass_validation(separate: tuple[pki.Issued, pki.Issued, pki.Issued]) -> None:
+    from datetime import timedelta
+
+    root, inter, _ = separate
+    expired = inter.crl_signer(not_after=NOW - timedelta(days=1))
+    crl = inter.crl(signer=expired)
+    verdict = hard([root], crl, root.crl(), pool=(expired,)).validate(inter.leaf().chain_pem, at=NOW)
+    assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "no valid path" in verdict.detail
+    assert "expired" in verdict.detail

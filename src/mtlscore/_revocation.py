@@ -203,7 +203,7 @@ class PositionCheck:
         if st.status == "revoked":
             self._revoked(st.detail)
             return True
-        if st.exhausted:
+        if st.exhausted and self.mode == "hard":
             self._exhausted(st)
             return True
         if st.status == "good":

@@ -7,6 +7,15 @@ Each certificate is one call; each defect is one keyword::
     leaf = inter.leaf(cn="client", eku=[SERVER_AUTH])          # wrong EKU
     leaf = inter.leaf(not_after=pki.NOW - timedelta(days=1))   # expired
 
+CRLs state their shape in one line too::
+
+    inter.crl(revoked=[leaf], idp=pki.idp(uri=URL, reasons=["keyCompromise"]))  # partitioned
+    inter.crl(signer=inter.crl_signer())                  # a separate CRL-signing key
+    root.rollover().crl(revoked=[old])                    # signed by the CA's next key
+    issuer.crl(revoked=[pki.entry(leaf, issuer=inter)], idp=pki.idp(indirect=True))
+    inter.crl(revoked=[leaf], number=8, delta_of=7)       # a delta over CRL #7
+    inter.leaf(crl_dps=[pki.dp(uri=URL, crl_issuer=issuer, reasons=[...])], freshest=[DELTA_URL])
+
 Keys: ``"ec"`` (P-256, the default), ``"ec-p384"``, ``"ec-p521"``, ``"ec-k256"``,
 ``"rsa"`` (2048), ``"rsa-1024"``, ``"rsa-3072"``, ``"rsa-4096"``, ``"ed25519"``, ``"ed448"``.
 Not for production: keys are generated quickly and RSA keys are reused from a pool.
