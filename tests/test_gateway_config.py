@@ -181,3 +181,16 @@ def test_bad_deadlines_name_the_key(table: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         server_from_config({**MIN, **table}, base_dir=BASE)
     assert info.value.key == key
+
+
+def test_serve_names_the_file_and_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mtlscore.cli import main
+
+    bad = tmp_path / "gateway.toml"
+    bad.write_text('[trust]\nanchors = []\n[server]\ncertificate = "s.pem"\nkey = "s.key"\n'
+                   'trusted_proxies = [{ networks = ["10.0.0.5/32"], client_address_header = "X-Real-IP", '
+                   "client_address_hop = 2 }]\n")
+    assert main(["serve", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"in {bad}: server.trusted_proxies[0].client_address_hop: only X-Forwarded-For" in err[0]

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         state = GatewayState.from_config_file(args.config)
     except ConfigError as exc:
-        print(f"mtlscore serve: configuration error: {exc}", file=sys.stderr)
+        # One line naming the file and the key (the ConfigError names the key).
+        print(f"mtlscore serve: configuration error in {args.config}: {exc}", file=sys.stderr)
         return 2
     server = state.snapshot.gateway.server
     runtime = args.runtime or server.runtime
