@@ -161,3 +161,11 @@ def test_an_upstream_write_timeout_is_504() -> None:
     c.until_read(2.0)
     assert c.statuses() == [504]
     assert c.reasons()[-1] == "upstream_timeout"
+
+
+def test_the_age_never_refuses_a_connection_its_first_request() -> None:
+    c = Clocked(Session(gateway(max_connection_age=1.0, keepalive_timeout=15.0), facts(GOOD), at=NOW, now=0.0),
+                [upstream_response()])
+    assert c.until_read(5.0) == ReadClient(15.0)  # already past the age: still waits for one request
+    assert isinstance(c.feed(req(), 6.0), Close)
+    assert c.statuses() == [200] and b"connection: close" in c.to_client.lower()

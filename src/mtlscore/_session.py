@@ -206,6 +206,7 @@ class Session:
         self._idle_since: float | None = None  # waiting for this cycle's first byte since
         self._head_since: float | None = None  # this request head's first byte
         self._body_since: float | None = None  # this request body's start
+        self._cycles = 0  # requests answered on this connection
         self.presented: tuple[Certificate, ...] = ()
         self.verdict = self._validate(at)
         self.account: str | None = _account_id(self.verdict.principal) if self.verdict.ok else None
@@ -402,7 +403,9 @@ class Session:
             if self._idle_since is None:
                 self._idle_since = now
             deadline = self._idle_since + server.keepalive_timeout
-            if server.max_connection_age and self._born is not None:
+            # An aged keep-alive connection is closed rather than kept waiting (its first
+            # request is always read: the age never refuses a fresh connection).
+            if server.max_connection_age and self._born is not None and self._cycles:
                 deadline = min(deadline, self._born + server.max_connection_age)
             return deadline
         # The body: a grace period, extended by one second per min_body_rate bytes received.
@@ -697,6 +700,7 @@ class Session:
             client.start_next_cycle()
             self._received_any = bool(client.trailing_data[0])
             self._idle_since = self._head_since = self._body_since = None
+            self._cycles += 1
             self._request = None
             self._to(State.AWAIT_REQUEST)
         else:

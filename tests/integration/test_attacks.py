@@ -188,3 +188,33 @@ def info_limit(config: Path) -> int:
     from mtlscore.config import load_config
 
     return int(load_config(config).server.address_limit)
+
+
+@pytest.mark.anyio
+async def test_keepalive_connections_end_at_their_maximum_age(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """Finding 8: past max_connection_age a keep-alive connection closes after its response, so a
+    trust reload reaches its client (it reconnects and meets the new trust)."""
+    import http.client
+    import ssl
+    from functools import partial
+
+    from test_gateway import request
+
+    config = env.config(f"age-{anyio_backend}.toml", max_connection_age_seconds=0.001)
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+        conn = http.client.HTTPSConnection("localhost", port, context=env.client_context("good"), timeout=10)
+        try:
+            status, headers, _ = await anyio.to_thread.run_sync(
+                partial(request, env, port, "good", headers={"X-API-Key": API_KEY}, conn=conn))
+            assert (status, headers["connection"]) == (200, "close")
+            # The partner's root is removed; the client's next request needs a new connection.
+            text = env.config(f"age-next-{anyio_backend}.toml", anchors="other-root.pem").read_text()
+            config.write_text(text.replace("max_connection_age_seconds", "# age"))
+            assert info.state.reload()
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                await anyio.to_thread.run_sync(
+                    partial(request, env, port, "good", headers={"X-API-Key": API_KEY}, conn=conn))
+        finally:
+            conn.close()
+        assert info.state.metrics.get("mtlscore_connections_total") == 2  # it had to reconnect
