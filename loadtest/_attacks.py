@@ -151,6 +151,20 @@ async def idle(port: int, ctx: ssl.SSLContext | None, *, source: str = HOST, dur
         writer.transport.abort()
 
 
+async def busy(port: int, ctx: ssl.SSLContext, *, source: str = HOST, target: bytes = b"/hang",
+               headers: bytes = b"", duration: float = 30.0) -> str:
+    """A request the upstream does not answer (``/hang``): the connection is busy, not waiting."""
+    try:
+        reader, writer = await _open(port, ctx, source=source)
+    except _ERRORS:
+        return "refused"
+    try:
+        writer.write(b"GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (target, _lines(headers)))
+        return await _ended(reader, duration)
+    finally:
+        writer.transport.abort()
+
+
 async def probe(
     port: int, ctx: ssl.SSLContext, *, source: str = HOST, timeout: float = 30.0, headers: bytes = b""
 ) -> float | None:

@@ -45,7 +45,7 @@ SCENARIOS: dict[str, tuple[str, int]] = {
     "non-reader": ("GET of a 50 MB answer with a certificate, never read", 20),
     "idle-flood": ("TCP connections that send nothing", 3000),
     "anonymous": ("TLS handshakes without a certificate, then silence", 1100),
-    "big": ("1,100 slowloris and 200 non-readers at once", 1300),
+    "big": ("1,100 slowloris and 200 non-readers at once (non-readers from their own addresses)", 1300),
 }
 
 
@@ -63,8 +63,10 @@ def _attackers(name: str, n: int, port: int, anon: Any, good: Any, args: argpars
             out.append(a.slowloris(port, anon, source=s, interval=iv, duration=d))
         elif name == "slow-body":
             out.append(a.slow_body(port, anon, source=s, interval=iv, duration=d))
-        elif name in ("non-reader", "big"):
+        elif name == "non-reader":
             out.append(a.non_reader(port, good, source=s, duration=d))
+        elif name == "big":  # from addresses of their own (127.0.2.1-4), under the per-address limit
+            out.append(a.non_reader(port, good, source=f"127.0.2.{1 + i % 4}", duration=d))
         elif name == "idle-flood":
             out.append(a.idle(port, None, source=s, duration=d))
         else:

@@ -66,10 +66,10 @@ class Clocked:
 def test_the_head_has_one_deadline_from_its_first_byte() -> None:
     # Slowloris: a byte every few seconds used to restart a fresh header timeout per read.
     c = Clocked(Session(gateway(header_timeout=10.0, keepalive_timeout=100.0), facts(GOOD), at=NOW))
-    assert c.until_read(0.0) == ReadClient(100.0)  # waiting for the first byte: the idle deadline
-    assert c.feed(b"G", 50.0) == ReadClient(10.0)  # the head's deadline starts at its first byte
-    assert c.feed(b"E", 56.0) == ReadClient(4.0)  # and a trickle does not move it
-    assert c.feed(b"T", 59.5) == ReadClient(0.5)
+    assert c.until_read(0.0) == ReadClient(100.0, 0.0)  # waiting for the first byte: the idle deadline
+    assert c.feed(b"G", 50.0) == ReadClient(10.0, 0.0)  # the head's deadline starts at its first byte
+    assert c.feed(b"E", 56.0) == ReadClient(4.0, 0.0)  # and a trickle does not move it
+    assert c.feed(b"T", 59.5) == ReadClient(0.5, 0.0)
     closed = c.until_read(60.0)  # past it: answered 408 and closed, without another read
     assert isinstance(closed, Close)
     assert c.statuses() == [408]
@@ -93,8 +93,8 @@ def test_the_body_deadline_grows_only_with_bytes_received() -> None:
 def test_keepalive_idle_deadline_then_close() -> None:
     c = Clocked(Session(gateway(keepalive_timeout=15.0), facts(GOOD), at=NOW), [upstream_response()])
     c.until_read(0.0)
-    assert c.feed(req(), 1.0) == ReadClient(15.0)  # answered; idle again, from now
-    assert c.until_read(10.0) == ReadClient(6.0)
+    assert c.feed(req(), 1.0) == ReadClient(15.0, 1.0)  # answered; idle again, from now
+    assert c.until_read(10.0) == ReadClient(6.0, 1.0)
     assert isinstance(c.until_read(16.0), Close)
     assert c.statuses() == [200]  # an idle connection is closed without an answer
 
@@ -103,7 +103,7 @@ def test_max_connection_age_closes_after_the_current_response() -> None:
     g = gateway(max_connection_age=100.0, keepalive_timeout=15.0)
     c = Clocked(Session(g, facts(GOOD), at=NOW, now=0.0), [upstream_response(), upstream_response(b"two")])
     c.until_read(0.0)
-    assert c.feed(req("/a"), 90.0) == ReadClient(10.0)  # idle, capped by the age left
+    assert c.feed(req("/a"), 90.0) == ReadClient(10.0, 90.0)  # idle, capped by the age left
     closed = c.feed(req("/b"), 101.0)  # a request on an aged connection is served, then closed
     assert isinstance(closed, Close)
     responses = c.to_client.split(b"HTTP/1.1 ")[1:]
@@ -114,7 +114,7 @@ def test_max_connection_age_closes_after_the_current_response() -> None:
     g = gateway(max_connection_age=0, keepalive_timeout=15.0)
     c = Clocked(Session(g, facts(GOOD), at=NOW, now=0.0), [upstream_response()])
     c.until_read(0.0)
-    assert c.feed(req("/b"), 10_000.0) == ReadClient(15.0)
+    assert c.feed(req("/b"), 10_000.0) == ReadClient(15.0, 10_000.0)
 
 
 def test_an_aged_connection_answering_locally_closes_too() -> None:
@@ -166,6 +166,6 @@ def test_an_upstream_write_timeout_is_504() -> None:
 def test_the_age_never_refuses_a_connection_its_first_request() -> None:
     c = Clocked(Session(gateway(max_connection_age=1.0, keepalive_timeout=15.0), facts(GOOD), at=NOW, now=0.0),
                 [upstream_response()])
-    assert c.until_read(5.0) == ReadClient(15.0)  # already past the age: still waits for one request
+    assert c.until_read(5.0) == ReadClient(15.0, 0.0)  # already past the age: still waits for one request
     assert isinstance(c.feed(req(), 6.0), Close)
     assert c.statuses() == [200] and b"connection: close" in c.to_client.lower()

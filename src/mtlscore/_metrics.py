@@ -27,6 +27,11 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "mtlscore_responses_total": ("HTTP responses sent to clients, by status code.", ("status",)),
     "mtlscore_connections_total": ("Client connections accepted.", ()),
+    "mtlscore_connections_shed_total": (
+        "Client connections closed to make room for a new one when every slot was taken: "
+        "the one that had kept the gateway waiting longest for a handshake or a request head.",
+        (),
+    ),
     "mtlscore_connections_refused_total": (
         "Client connections closed at accept, by the limit that refused them "
         "(max_connections, max_connections_per_address).",

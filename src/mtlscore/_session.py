@@ -363,7 +363,7 @@ class Session:
         if event is h11.NEED_DATA:
             timeout = self._read_deadline(now) - now
             if timeout > 0:
-                self._pending.append(ReadClient(timeout))
+                self._pending.append(ReadClient(timeout, self._waiting_since()))
             else:
                 self.client_timeout()
         elif isinstance(event, h11.Request):
@@ -399,6 +399,8 @@ class Session:
             if self._received_any:  # the head has begun: one deadline for all of it
                 if self._head_since is None:
                     self._head_since = now
+                if self._idle_since is None:  # a pipelined head: no idle wait before it
+                    self._idle_since = now
                 return self._head_since + server.header_timeout
             if self._idle_since is None:
                 self._idle_since = now
@@ -412,6 +414,14 @@ class Session:
         if self._body_since is None:
             self._body_since = now
         return self._body_since + server.body_timeout + self._body_seen / server.min_body_rate
+
+    def _waiting_since(self) -> float | None:
+        """Since when this connection has kept the gateway waiting for a request (None: in a body)."""
+        if self.state is not State.AWAIT_REQUEST or self._idle_since is None:
+            return None
+        if self._cycles or self._born is None:
+            return self._idle_since
+        return min(self._born, self._idle_since)  # the first request: from accept
 
     def _aged(self) -> bool:
         """Past ``max_connection_age``: close after the current response (trust and CRLs reload)."""

@@ -96,9 +96,16 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class ReadClient:
-    """Read from the client; ``timeout`` is what is left of the session's deadline."""
+    """Read from the client; ``timeout`` is what is left of the session's deadline.
+
+    ``waiting_since``: while the session waits for a request (idle or a head under
+    way), the monotonic time it started waiting (from accept, for a connection's
+    first request); None while it reads a body. The runtime's admission sheds the
+    connection that has waited longest when it needs a slot (mtlscore._admission).
+    """
 
     timeout: float
+    waiting_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,31 +135,63 @@ async def test_a_client_that_never_reads_is_cut_with_its_upstream(env: Env, anyi
 
 
 @pytest.mark.anyio
-async def test_connections_beyond_max_connections_are_refused_at_once(env: Env, anyio_backend: str) -> None:  # noqa: F811
-    """Finding 5: with every slot held by idle sockets, a new connection is closed at once, not queued."""
+async def test_when_every_slot_is_busy_a_new_connection_is_refused_at_once(
+    env: Env, anyio_backend: str  # noqa: F811
+) -> None:
+    """Finding 5: with every slot busy (requests in flight), a new connection is closed at once, not queued."""
+    upstream, up_port = await started_upstream()
+    config = env.config(f"busy-{anyio_backend}.toml", max_connections=4, upstream=f"http://127.0.0.1:{up_port}")
+    async with gateway(config, anyio_backend) as info:
+        port = info.address.port
+        metrics = info.state.metrics
+        ctx = env.client_context("good")
+
+        async def scenario(up: Upstream) -> tuple[float | None, list[str]]:
+            await up.start(up_port)
+            held = [asyncio.ensure_future(attacks.busy(port, ctx, headers=PROBE, duration=60)) for _ in range(4)]
+            while up.requests < 4:  # all four are in flight upstream
+                await asyncio.sleep(0.01)
+            # Queued behind them (as before), it would wait for one of them to end.
+            refused = await probe(port, env)
+            await up.stop()  # the upstream goes: the four get their 502 and go
+            return refused, list(await asyncio.gather(*held))
+
+        refused, ended = await in_thread(scenario, upstream)
+    assert refused is None
+    assert metrics.get("mtlscore_connections_refused_total", limit="max_connections") == 1
+    assert metrics.get("mtlscore_connections_shed_total") == 0
+    assert ended == ["closed:502"] * 4
+
+
+@pytest.mark.anyio
+async def test_when_every_slot_is_waiting_the_longest_waiting_is_shed(
+    env: Env, anyio_backend: str  # noqa: F811
+) -> None:
+    """Finding 5: idle sockets hold every slot: a normal client gets the slot of the one that waited longest."""
     source = attacker_address()
-    config = env.config(f"slots-{anyio_backend}.toml", max_connections=4, handshake_timeout_seconds=60)
+    config = env.config(f"shed-{anyio_backend}.toml", max_connections=4, handshake_timeout_seconds=60)
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
         metrics = info.state.metrics
 
-        async def scenario(_: Upstream) -> tuple[float | None, float | None]:
-            held = [asyncio.ensure_future(attacks.idle(port, None, source=source, duration=30)) for _ in range(4)]
-            while metrics.get("mtlscore_connections_total") < 4:  # all four admitted
-                await asyncio.sleep(0.01)
-            # Queued behind them (today), it would wait the 60 s handshake deadline out.
-            refused = await probe(port, env)
-            for h in held:
+        async def scenario(_: Upstream) -> tuple[float | None, list[str]]:
+            held = []
+            for n in range(1, 5):  # one at a time: the first is the one that waited longest
+                held.append(asyncio.ensure_future(attacks.idle(port, None, source=source, duration=30)))
+                while metrics.get("mtlscore_connections_total") < n:
+                    await asyncio.sleep(0.01)
+            served = await probe(port, env)
+            first = await held[0]  # shed: the gateway closed it
+            for h in held[1:]:
                 h.cancel()
-            await asyncio.gather(*held, return_exceptions=True)
-            while info.state.admission.total:  # the slots are free again
-                await asyncio.sleep(0.01)
-            return refused, await probe(port, env)
+            await asyncio.gather(*held[1:], return_exceptions=True)
+            return served, [first]
 
-        refused, served = await in_thread(scenario, Upstream())
-    assert refused is None
-    assert metrics.get("mtlscore_connections_refused_total", limit="max_connections") == 1
+        served, first = await in_thread(scenario, Upstream())
     assert served is not None
+    assert first == ["closed"]
+    assert metrics.get("mtlscore_connections_shed_total") == 1
+    assert metrics.get("mtlscore_connections_refused_total", limit="max_connections") == 0
 
 
 @pytest.mark.anyio

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import h11
 
-from .._admission import Admission
+from .._admission import Admission, Ticket
 from .._appauth import RateLimiter
 from .._gateway_config import RESTART_KEYS
 from .._metrics import CONTENT_TYPE, Metrics
@@ -109,20 +109,29 @@ class GatewayState:
         # The settings the listeners and the loop were made with: a reload cannot change them.
         self.running = snapshot.gateway.server
 
-    def admit(self, peer: tuple[str, int]) -> bool:
-        """Take a connection slot for ``peer`` at accept (then :meth:`release` it), or refuse:
-        counted and logged; the runtime closes the connection at once."""
-        limit = self.admission.admit(peer[0], self.snapshot.gateway.server)
-        if limit is None:
-            return True
-        self.metrics.inc("mtlscore_connections_refused_total", {"limit": limit})
+    def admit(self, peer: tuple[str, int], now: float) -> Ticket | None:
+        """A connection slot for ``peer`` at accept (``now``, monotonic): its ticket (set its
+        ``shed``; give it back with :meth:`release`), or None: refused, counted and logged,
+        and the runtime closes the connection at once. Taking a waiting connection's slot
+        sheds it (mtlscore._admission), counted and logged too."""
+        got = self.admission.admit(peer, self.snapshot.gateway.server, now=now, on_shed=self._shed)
+        if isinstance(got, Ticket):
+            return got
+        self.metrics.inc("mtlscore_connections_refused_total", {"limit": got})
         if logger.isEnabledFor(logging.INFO):
-            logger.info(json.dumps({"event": "connection_refused", "peer": f"{peer[0]}:{peer[1]}", "limit": limit}))
-        return False
+            logger.info(json.dumps({"event": "connection_refused", "peer": f"{peer[0]}:{peer[1]}", "limit": got}))
+        return None
 
-    def release(self, peer: tuple[str, int]) -> None:
-        """Give back the slot :meth:`admit` took for ``peer``."""
-        self.admission.release(peer[0])
+    def _shed(self, ticket: Ticket, now: float) -> None:
+        self.metrics.inc("mtlscore_connections_shed_total")
+        if logger.isEnabledFor(logging.INFO):
+            waited = now - (ticket.waiting_since or now)
+            peer = f"{ticket.peer[0]}:{ticket.peer[1]}"
+            logger.info(json.dumps({"event": "connection_shed", "peer": peer, "waiting_seconds": round(waited, 3)}))
+
+    def release(self, ticket: Ticket) -> None:
+        """Give back the slot :meth:`admit` took."""
+        self.admission.release(ticket)
 
     @classmethod
     def from_config_file(cls, path: str | pathlib.Path, **kw: Any) -> GatewayState:
@@ -246,6 +255,7 @@ async def serve_connection(
     connect: Connect,
     clock: Callable[[], float],
     resolve: Resolve | None = None,
+    ticket: Ticket | None = None,
 ) -> None:
     """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError.
 
@@ -253,9 +263,12 @@ async def serve_connection(
     revocation fetcher; it is used when the policy asks for fetching. Call it as
     soon as the connection is accepted: the handshake deadline and the
     connection's age count from here (the runtimes admit or refuse at once, they
-    never queue a connection for a slot).
+    never queue a connection for a slot). ``ticket``: its slot, kept told whether the
+    connection is waiting for a handshake or a request head (it may then be shed).
     """
     accepted = clock()
+    if ticket is not None:
+        ticket.waiting_since = accepted
     snapshot = state.snapshot  # fixed for this connection's lifetime (reloads don't touch it)
     server = snapshot.gateway.server
     state.metrics.inc("mtlscore_connections_total")
@@ -285,6 +298,8 @@ async def serve_connection(
             else:
                 logger.info(json.dumps({"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}))
             return
+        if ticket is not None:
+            ticket.waiting_since = None  # validating, then the session says (ReadClient)
         await _flush(stream, engine, server.write_timeout)
         facts = engine.facts(peer)
         at = datetime.now(UTC)
@@ -295,6 +310,8 @@ async def serve_connection(
         session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None, now=accepted)
         while True:
             action = session.next_action(at=datetime.now(UTC), now=clock())
+            if ticket is not None:
+                ticket.waiting_since = action.waiting_since if isinstance(action, ReadClient) else None
             if isinstance(action, Close):
                 if action.linger and not stalled:
                     with contextlib.suppress(TimeoutError):

@@ -111,21 +111,27 @@ async def serve(
         name = writer.get_extra_info("peername") or ("", 0)
         peer = (str(name[0]), int(name[1]))
         stream = AsyncioStream(reader, writer)
-        # Admitted or refused now, never queued for a slot (mtlscore._admission).
-        if not state.admit(peer):
+        # Admitted, or refused now: never queued for a slot (mtlscore._admission).
+        ticket = state.admit(peer, time.monotonic())
+        if ticket is None:
             stream.abort()
             return
         task = asyncio.current_task()
         assert task is not None
+
+        def shed() -> None:
+            task.cancel()
+
+        ticket.shed = shed
         tasks.add(task)
         try:
-            await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run)
+            await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run, ticket)
         except asyncio.CancelledError:
-            # Cut at shutdown. Not re-raised: asyncio's start_server callback would
-            # report a cancelled connection task as an unhandled error.
+            # Shed, or cut at shutdown. Not re-raised: asyncio's start_server callback
+            # would report a cancelled connection task as an unhandled error.
             pass
         finally:
-            state.release(peer)
+            state.release(ticket)
             tasks.discard(task)
 
     async def on_admin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -99,14 +99,19 @@ async def serve(
 
     async def on_client(stream: trio.SocketStream) -> None:
         peer = _peer(stream)
-        # Admitted or refused now, never queued for a slot (mtlscore._admission).
-        if not state.admit(peer):
+        # Admitted, or refused now: never queued for a slot (mtlscore._admission).
+        ticket = state.admit(peer, trio.current_time())
+        if ticket is None:
             await TrioStream(stream).aclose()
             return
         try:
-            await serve_connection(TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run)
+            with trio.CancelScope() as scope:
+                ticket.shed = scope.cancel
+                await serve_connection(
+                    TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run, ticket
+                )
         finally:
-            state.release(peer)
+            state.release(ticket)
 
     async def on_admin(stream: trio.SocketStream) -> None:
         await serve_admin(TrioStream(stream), state)
