@@ -126,6 +126,12 @@ async def scenario(name: str, args: argparse.Namespace, workdir: pathlib.Path) -
         "seconds": round(elapsed, 1),
         "outcomes": dict(outcomes),
         "refused_at_accept": dict(refused),
+        "shed": sum(1 for d in gw.decisions if d.get("event") == "connection_shed"),
+        "log_events": dict(collections.Counter(str(d.get("event")) for d in gw.decisions)),
+        "other_log_lines": len(gw.other),
+        "decisions": dict(collections.Counter(
+            f"{d['outcome']}:{d['reason']}" for d in gw.decisions if d.get("event") == "mtls_decision"
+        )),
         "write_timeouts": sum(1 for d in gw.decisions if d.get("reason") == "write_timeout"),
         "upstream_answers_cut": stats["broken"],
         "probes": len(probes),
@@ -147,7 +153,7 @@ def main() -> int:
     p.add_argument("--list", action="store_true", help="list the scenarios")
     p.add_argument("--connections", type=int, help="attacking connections (default: per scenario)")
     p.add_argument("--sources", type=int, default=1, help="attacker addresses (default 1: 127.0.0.2)")
-    p.add_argument("--duration", type=float, default=45.0, help="each attacker gives up after this (s)")
+    p.add_argument("--duration", type=float, default=60.0, help="each attacker gives up after this (s)")
     p.add_argument("--interval", type=float, default=5.0, help="slowloris / slow-body: s between bytes")
     p.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
     p.add_argument("--max-connections", type=int, default=1024)
