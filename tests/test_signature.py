@@ -127,3 +127,51 @@ def test_signature_cache_counts_and_bounds(ec_root) -> None:
     assert not cache.verify(leaves[0], other) and not cache.verify(leaves[0], other)
     cache.clear()
     assert (cache.hits, cache.misses, len(cache._items)) == (0, 0, 0)
+
+
+# -- legacy algorithms: the policy decides before any signature is verified ------------------
+
+LEGACY = Policy(signature_hashes=["md5", "sha1", "sha256"])
+
+
+@pytest.mark.parametrize("key", ["ec", "rsa"])
+@pytest.mark.parametrize("hash_alg", ["sha1", "md5"])
+@pytest.mark.parametrize("where", ["leaf", "intermediate"])
+def test_legacy_hashes_are_refused_for_their_algorithm(key: str, hash_alg: str, where: str) -> None:
+    # ECDSA-with-SHA1 used to be refused as bad_signature: cryptography hands out no
+    # verify parameters for it, and the signature was verified before the policy ran.
+    root = pki.root("CN=Legacy Root", key=key)
+    if where == "leaf":
+        inter = root.intermediate("CN=Legacy CA", key=key)
+        leaf = inter.leaf("CN=legacy client", hash_alg=hash_alg)
+    else:
+        inter = root.intermediate("CN=Legacy CA", key=key, hash_alg=hash_alg)
+        leaf = inter.leaf("CN=legacy client")
+    chain = [leaf.der, inter.der]
+    v = Validator(TrustStore(anchors=[root.pem])).validate(chain, at=NOW)
+    assert v.reason is Reason.WEAK_SIGNATURE_ALGORITHM, v.detail
+    assert v.position == (0 if where == "leaf" else 1)
+    ecdsa_md5 = (key, hash_alg) == ("ec", "md5")  # X9.62 ecdsa-with-Specified: no verifier here has it
+    assert ("not supported" if ecdsa_md5 else hash_alg.upper()) in v.detail
+    # A policy that allows the hash verifies the genuine signature and accepts it...
+    legacy = Validator(TrustStore(anchors=[root.pem]), LEGACY).validate(chain, at=NOW)
+    assert legacy.ok is not ecdsa_md5, legacy.detail
+    if ecdsa_md5:
+        assert legacy.reason is Reason.WEAK_SIGNATURE_ALGORITHM and "not supported" in legacy.detail
+
+
+@pytest.mark.parametrize("key", ["ec", "rsa"])
+def test_a_forged_legacy_signature_is_refused(key: str) -> None:
+    root = pki.root("CN=Legacy Root", key=key)
+    forged = root.leaf("CN=legacy client", hash_alg="sha1", signer=pki.new_key(key))
+    # The default policy refuses the algorithm whoever signed; under a policy that allows
+    # it, the signature is verified and fails.
+    assert Validator(TrustStore(anchors=[root.pem])).validate(forged.der, at=NOW).reason is (
+        Reason.WEAK_SIGNATURE_ALGORITHM
+    )
+    assert Validator(TrustStore(anchors=[root.pem]), LEGACY).validate(forged.der, at=NOW).reason is (
+        Reason.BAD_SIGNATURE
+    )
+    genuine = parse_certificate(root.leaf(hash_alg="sha1").der)
+    assert verify_link(genuine, parse_certificate(root.der))
+    assert not verify_link(parse_certificate(forged.der), parse_certificate(root.der))

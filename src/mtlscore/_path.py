@@ -25,7 +25,7 @@ from ._lru import BoundedLRU
 from ._names import NameKey
 from ._policy import Policy
 from ._reasons import Reason
-from ._signature import SIGNATURES, SignatureCache, verify_link
+from ._signature import SIGNATURES, SignatureCache, check_signature_algorithm, verify_link
 from ._trust import Anchor, TrustStore
 
 __all__ = ["BuildResult", "KnownPaths", "build_path"]
@@ -195,6 +195,12 @@ def _extend(
         # In a mesh of cross-certificates most dead ends lose to an earlier one: skip writing their details.
         if len(path) > 1 and s.would_record(0, path, Reason.UNTRUSTED):
             s.record(0, path, _untrusted_at(cert, pos - 1))
+        return None
+    # The signature-algorithm policy decides before any issuer's key is tried: an
+    # algorithm the policy does not allow, or one mtlscore cannot verify, is that
+    # certificate's defect whichever issuer signed it, not a signature that fails.
+    if (weak := check_signature_algorithm(cert, s.policy)) is not None:
+        s.record(1, path, PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
         return None
 
     for i, anchor in enumerate(anchors):

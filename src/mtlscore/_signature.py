@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from ._cert import Certificate, key_kind, signature_hash_algorithm
@@ -39,8 +40,29 @@ _SIG_ALGS: dict[str, tuple[str, str | None]] = {
 }
 
 
+# The hashes a fixed-hash algorithm of _SIG_ALGS names, as objects for verify. ``cryptography``
+# hands no parameters out for SHA-1 or MD5 signatures, so they are made here from the OID.
+# They verify only what Policy.signature_hashes allows (check_signature_algorithm runs first).
+_HASH_OBJECTS: dict[str, hashes.HashAlgorithm] = {
+    h.name: h
+    for h in (
+        hashes.MD5(),  # noqa: S303 - legacy, verified only when the policy allows it
+        hashes.SHA1(),  # noqa: S303 - legacy, verified only when the policy allows it
+        hashes.SHA224(),
+        hashes.SHA256(),
+        hashes.SHA384(),
+        hashes.SHA512(),
+    )
+}
+
+
 def check_signature_algorithm(cert: Certificate, policy: Policy) -> tuple[Reason, str] | None:
-    """Whether ``cert``'s signature algorithm is allowed by policy; the rejection if not."""
+    """Whether ``cert``'s signature algorithm is allowed by policy; the rejection if not.
+
+    This decision comes before any signature is verified (the path builder asks it
+    first): a certificate signed with an algorithm the policy does not allow, or one
+    mtlscore cannot verify, is refused for its algorithm, never as a bad signature.
+    """
     alg = _SIG_ALGS.get(cert.signature_oid)
     if alg is None:
         return Reason.WEAK_SIGNATURE_ALGORITHM, (
@@ -53,12 +75,18 @@ def check_signature_algorithm(cert: Certificate, policy: Policy) -> tuple[Reason
         return None
     if hash_name is None:  # PSS
         hash_name = cert.signature_hash
+        if hash_name == "unknown" or cert.signature_params is None:
+            # RFC 4055 §3.1: the parameters name the hash; they could not be decoded.
+            return Reason.MALFORMED, "its RSASSA-PSS parameters could not be decoded (RFC 4055 §3.1)"
     if hash_name not in policy.signature_hashes:
         return Reason.WEAK_SIGNATURE_ALGORITHM, (
             f"signed with {(hash_name or 'an unknown hash').upper()}, which policy does not allow "
             f"(allowed: {', '.join(sorted(policy.signature_hashes))})"
         )
     return None
+
+
+_PKCS1 = padding.PKCS1v15()
 
 
 def _verify(cert: Certificate, key: Any) -> bool:
@@ -69,19 +97,20 @@ def _verify(cert: Certificate, key: Any) -> bool:
     # The issuer's key must be of the signature algorithm's kind (no RSA key for an ECDSA signature).
     if key_kind(key) != kind:
         return False
-    params = cert.signature_params
+    hash_name = alg[1]
     try:
         if kind == "rsa":
-            if not isinstance(params, padding.PSS | padding.PKCS1v15):
-                return False
-            hash_alg = signature_hash_algorithm(cert)
-            if hash_alg is None:
-                return False
-            key.verify(cert.signature, cert.tbs, params, hash_alg)
+            if hash_name is None:  # PSS: padding and hash from the decoded parameters
+                params = cert.signature_params
+                hash_alg = signature_hash_algorithm(cert)
+                if not isinstance(params, padding.PSS) or hash_alg is None:
+                    return False
+                key.verify(cert.signature, cert.tbs, params, hash_alg)
+            else:
+                key.verify(cert.signature, cert.tbs, _PKCS1, _HASH_OBJECTS[hash_name])
         elif kind == "ec":
-            if not isinstance(params, ec.ECDSA):
-                return False
-            key.verify(cert.signature, cert.tbs, params)
+            assert hash_name is not None
+            key.verify(cert.signature, cert.tbs, ec.ECDSA(_HASH_OBJECTS[hash_name]))
         else:  # ed25519, ed448
             key.verify(cert.signature, cert.tbs)
     except InvalidSignature:

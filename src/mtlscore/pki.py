@@ -27,14 +27,15 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from cryptography import x509
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from ._cert import encode_policy_mappings
+from ._cert import der_sequence, encode_policy_mappings
 
 __all__ = ["NOW", "Issued", "Revoked", "dp", "entry", "idp", "new_key", "root"]
 
@@ -546,9 +547,100 @@ def make(
         cert = b.sign(
             sign_key, h, rsa_padding=padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
         )
+    elif hash_alg in _LEGACY:
+        cert = _legacy_signed(b.sign(sign_key, hashes.SHA256()), sign_key, hash_alg)
     else:
         cert = b.sign(sign_key, _HASHES[hash_alg]())
     return Issued(cert=cert, key=priv, parent=issuer, now=now)
+
+
+# -- legacy signature algorithms ------------------------------------------------------------
+# ``cryptography``'s builder refuses to sign with SHA-1 or MD5, and has no ECDSA-with-MD5 at
+# all. Tests need such certificates (to see them refused), so the TBSCertificate is
+# re-encoded with the legacy AlgorithmIdentifier by ``cryptography``'s ASN.1 encoder and
+# signed with the hazmat primitives.
+
+_LEGACY = frozenset({"sha1", "md5"})
+# (key kind, hash) → signature algorithm OID. ECDSA with MD5 has no OID of its own: it is
+# ANSI X9.62 ecdsa-with-Specified, whose parameters name the hash (an algorithm no
+# verifier here supports).
+_LEGACY_OIDS = {
+    ("rsa", "md5"): "1.2.840.113549.1.1.4",
+    ("rsa", "sha1"): "1.2.840.113549.1.1.5",
+    ("ec", "sha1"): "1.2.840.10045.4.1",
+    ("ec", "md5"): "1.2.840.10045.4.3",
+}
+_MD5_OID = "1.2.840.113549.2.5"
+
+
+@asn1.sequence
+class _AlgNoParams:
+    algorithm: x509.ObjectIdentifier
+
+
+@asn1.sequence
+class _AlgNull:
+    algorithm: x509.ObjectIdentifier
+    parameters: asn1.Null
+
+
+@asn1.sequence
+class _AlgHash:
+    algorithm: x509.ObjectIdentifier
+    parameters: _AlgNoParams
+
+
+@asn1.sequence
+class _Tbs:
+    version: Annotated[int, asn1.Explicit(0)]
+    serial: asn1.TLV
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: asn1.TLV
+    subject: asn1.TLV
+    spki: asn1.TLV
+    extensions: Annotated[asn1.TLV, asn1.Explicit(3)]
+
+
+@asn1.sequence
+class _Cert:
+    tbs: _Tbs
+    signature_algorithm: asn1.TLV
+    signature: asn1.BitString
+
+
+@asn1.sequence
+class _One:
+    value: asn1.TLV
+
+
+def _legacy_signed(cert: x509.Certificate, key: Any, hash_alg: str) -> x509.Certificate:
+    """``cert`` re-signed by ``key`` with SHA-1 or MD5 (RSA PKCS#1 v1.5 or ECDSA)."""
+    kind = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"no {hash_alg} signature algorithm for {type(key).__name__}")
+    oid = x509.ObjectIdentifier(_LEGACY_OIDS[kind, hash_alg])
+    alg: Any
+    if kind == "rsa":
+        alg = _AlgNull(algorithm=oid, parameters=asn1.Null())
+    elif hash_alg == "md5":
+        alg = _AlgHash(algorithm=oid, parameters=_AlgNoParams(algorithm=x509.ObjectIdentifier(_MD5_OID)))
+    else:
+        alg = _AlgNoParams(algorithm=oid)
+    alg_tlv = asn1.decode_der(_One, der_sequence(asn1.encode_der(alg))).value
+    t = asn1.decode_der(_Tbs, cert.tbs_certificate_bytes)
+    tbs = _Tbs(
+        version=t.version, serial=t.serial, signature=alg_tlv, issuer=t.issuer, validity=t.validity,
+        subject=t.subject, spki=t.spki, extensions=t.extensions,
+    )
+    tbs_der = asn1.encode_der(tbs)
+    h = _HASHES[hash_alg]()
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(tbs_der, padding.PKCS1v15(), h)
+    else:
+        sig = key.sign(tbs_der, ec.ECDSA(h))
+    der = asn1.encode_der(_Cert(tbs=tbs, signature_algorithm=alg_tlv, signature=asn1.BitString(sig, 0)))
+    return x509.load_der_x509_certificate(der)
 
 
 def root(cn: str | x509.Name = "Test Root CA", **kw: Any) -> Issued:
