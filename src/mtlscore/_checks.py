@@ -154,7 +154,10 @@ def _structure(cert: Certificate, is_leaf: bool) -> str | None:
     """Encoding rules whose violation makes a certificate malformed (RFC 5280 §4.1, §4.2)."""
     if cert.serial <= 0:
         return "its serial number is not a positive integer (RFC 5280 §4.1.2.2)"
-    if cert.serial.bit_length() > 159:
+    # RFC 5280 §4.1.2.2: users MUST handle serial numbers up to 20 octets long. That
+    # bounds the value (160 bits), not its DER encoding: a 20-octet value with the top
+    # bit set is encoded in 21 content octets (a leading zero keeps it positive).
+    if cert.serial.bit_length() > 160:
         return "its serial number is longer than 20 octets (RFC 5280 §4.1.2.2)"
     # The name keys hold one entry per RDN and an RDN is never empty: an empty key is an empty name.
     if cert.issuer_empty:
@@ -311,13 +314,21 @@ def check_issuers(
     if (bad := check_key(a, policy)) is not None:
         return PathFailure(bad[0], f"{who}: {bad[1]}", a_pos)
     if a.sha256 != path[-1].sha256:
-        # The anchor issues the top of the path: it must be a CA (RFC 5280 §6.1.4 (k);
-        # a version 1 anchor is grandfathered, as RFC 5280 §6.1.4 (k) allows for v1/v2).
+        # The anchor issues the top of the path, so it must be a CA. RFC 5280 §6.1.1 (d)
+        # makes a trust anchor a name and a key, and RFC 5937 §3 lets a relying party
+        # also take an anchor certificate's extensions as constraints: mtlscore does, so a
+        # v3 anchor needs basicConstraints cA=TRUE as any CA certificate does (§4.2.1.9:
+        # conforming CAs MUST include it), as pyca and x509-limbo do (OpenSSL accepts it
+        # with keyCertSign: docs/differences.md "Trust anchor without basicConstraints").
+        # A v1/v2 anchor, which cannot carry extensions, is grandfathered.
         if a.version >= 3 and a.is_ca is not True:
             return PathFailure(
                 Reason.ISSUER_NOT_CA,
-                f"{who} issues {path[-1].describe()!r} but lacks basicConstraints cA=TRUE; "
-                "configure the real CA certificate as the anchor",
+                f"{who} issues {path[-1].describe()!r} but "
+                + ("has basicConstraints cA=FALSE" if a.is_ca is False else
+                   "has no basicConstraints (RFC 5280 §4.2.1.9: a CA certificate MUST carry it with cA=TRUE)")
+                + "; configure the real CA certificate as the anchor, or reissue the root with "
+                "basicConstraints critical, cA=TRUE",
                 a_pos,
             )
         if a.key_usage is not None and not a.key_usage.key_cert_sign:

@@ -473,12 +473,15 @@ def make(
         iss_pub = issuer.key.public_key()
     if serial is None:
         serial = x509.random_serial_number()
+    # cryptography's builder refuses serials of 160 bits and more (and zero or negative
+    # ones): those are written into the TBS after it is built.
+    wide_serial = serial <= 0 or serial.bit_length() >= 160
     b = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
         .issuer_name(iss_name)
         .public_key(pub)
-        .serial_number(serial)
+        .serial_number(1 if wide_serial else serial)
         .not_valid_before(not_before or now - timedelta(days=30))
         .not_valid_after(not_after or now + timedelta(days=365))
     )
@@ -547,18 +550,19 @@ def make(
         cert = b.sign(
             sign_key, h, rsa_padding=padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
         )
-    elif hash_alg in _LEGACY:
-        cert = _legacy_signed(b.sign(sign_key, hashes.SHA256()), sign_key, hash_alg)
+    elif hash_alg in _LEGACY or wide_serial:
+        cert = _resigned(b.sign(sign_key, hashes.SHA256()), sign_key, hash_alg, serial if wide_serial else None)
     else:
         cert = b.sign(sign_key, _HASHES[hash_alg]())
     return Issued(cert=cert, key=priv, parent=issuer, now=now)
 
 
-# -- legacy signature algorithms ------------------------------------------------------------
-# ``cryptography``'s builder refuses to sign with SHA-1 or MD5, and has no ECDSA-with-MD5 at
-# all. Tests need such certificates (to see them refused), so the TBSCertificate is
-# re-encoded with the legacy AlgorithmIdentifier by ``cryptography``'s ASN.1 encoder and
-# signed with the hazmat primitives.
+# -- what cryptography's builder will not write ----------------------------------------------
+# It refuses to sign with SHA-1 or MD5, has no ECDSA-with-MD5 at all, and refuses serial
+# numbers of 160 bits and more, zero and negative ones. Tests need such certificates (to see
+# what a validator makes of them), so the TBSCertificate is re-encoded by ``cryptography``'s
+# ASN.1 encoder with the legacy AlgorithmIdentifier or the serial, and signed with the
+# hazmat primitives.
 
 _LEGACY = frozenset({"sha1", "md5"})
 # (key kind, hash) → signature algorithm OID. ECDSA with MD5 has no OID of its own: it is
@@ -614,27 +618,36 @@ class _One:
     value: asn1.TLV
 
 
-def _legacy_signed(cert: x509.Certificate, key: Any, hash_alg: str) -> x509.Certificate:
-    """``cert`` re-signed by ``key`` with SHA-1 or MD5 (RSA PKCS#1 v1.5 or ECDSA)."""
-    kind = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
+def _tlv_of(der: bytes) -> Any:
+    """One DER element as a TLV field value (the decoder makes them; the encoder writes them back)."""
+    return asn1.decode_der(_One, der_sequence(der)).value
+
+
+def _resigned(cert: x509.Certificate, key: Any, hash_alg: str, serial: int | None) -> x509.Certificate:
+    """``cert`` re-signed by ``key`` with ``hash_alg`` (SHA-1 and MD5 too), with another serial if given."""
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError(f"no {hash_alg} signature algorithm for {type(key).__name__}")
-    oid = x509.ObjectIdentifier(_LEGACY_OIDS[kind, hash_alg])
-    alg: Any
-    if kind == "rsa":
-        alg = _AlgNull(algorithm=oid, parameters=asn1.Null())
-    elif hash_alg == "md5":
-        alg = _AlgHash(algorithm=oid, parameters=_AlgNoParams(algorithm=x509.ObjectIdentifier(_MD5_OID)))
-    else:
-        alg = _AlgNoParams(algorithm=oid)
-    alg_tlv = asn1.decode_der(_One, der_sequence(asn1.encode_der(alg))).value
+        raise ValueError(f"no re-signing with {type(key).__name__}")
+    kind = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
     t = asn1.decode_der(_Tbs, cert.tbs_certificate_bytes)
+    alg_tlv = t.signature  # the builder's own (SHA-256) algorithm, unless a legacy one replaces it
+    if hash_alg in _LEGACY:
+        oid = x509.ObjectIdentifier(_LEGACY_OIDS[kind, hash_alg])
+        alg: Any
+        if kind == "rsa":
+            alg = _AlgNull(algorithm=oid, parameters=asn1.Null())
+        elif hash_alg == "md5":
+            alg = _AlgHash(algorithm=oid, parameters=_AlgNoParams(algorithm=x509.ObjectIdentifier(_MD5_OID)))
+        else:
+            alg = _AlgNoParams(algorithm=oid)
+        alg_tlv = _tlv_of(asn1.encode_der(alg))
     tbs = _Tbs(
-        version=t.version, serial=t.serial, signature=alg_tlv, issuer=t.issuer, validity=t.validity,
+        version=t.version,
+        serial=t.serial if serial is None else _tlv_of(asn1.encode_der(serial)),
+        signature=alg_tlv, issuer=t.issuer, validity=t.validity,
         subject=t.subject, spki=t.spki, extensions=t.extensions,
     )
     tbs_der = asn1.encode_der(tbs)
-    h = _HASHES[hash_alg]()
+    h = _HASHES[hash_alg if hash_alg in _LEGACY else "sha256"]()
     if isinstance(key, rsa.RSAPrivateKey):
         sig = key.sign(tbs_der, padding.PKCS1v15(), h)
     else:

@@ -1,0 +1,87 @@
+"""The edges of RFC 5280 where validators differ (docs/differences.md), each on both sides.
+
+Every deliberate difference from OpenSSL or pyca that docs/differences.md
+describes is pinned here: what mtlscore accepts and what it refuses around it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+
+from mtlscore import Reason, TrustStore, Validator, pki
+
+NOW = pki.NOW
+
+
+def validate(anchor: pki.Issued, leaf: pki.Issued, *presented: pki.Issued, **kw: object):  # type: ignore[no-untyped-def]
+    return Validator(TrustStore(anchors=[anchor.pem]), **kw).validate(  # type: ignore[arg-type]
+        [leaf.der, *(c.der for c in presented)], at=NOW
+    )
+
+
+@pytest.fixture(scope="module")
+def root() -> pki.Issued:
+    return pki.root("CN=Differences Root")
+
+
+# -- serial numbers: RFC 5280 §4.1.2.2 ----------------------------------------------------------
+
+
+def _serial_content_octets(cert: pki.Issued) -> int:
+    tbs = cert.cert.tbs_certificate_bytes
+    # tbsCertificate: SEQUENCE (long form, 2 length octets), [0] version (5 octets), then the INTEGER.
+    assert tbs[0] == 0x30 and tbs[1] == 0x82 and tbs[4:9] == bytes.fromhex("a003020102") and tbs[9] == 0x02
+    return tbs[10]
+
+
+@pytest.mark.parametrize("serial", [1, 2**159 - 1, 2**159, 2**159 + 12345, 2**160 - 1])
+def test_serials_up_to_20_octets_are_accepted(root: pki.Issued, serial: int) -> None:
+    # "Users MUST be able to handle serialNumber values up to 20 octets": a 20-octet
+    # value with the top bit set is 21 content octets of DER (a leading zero).
+    leaf = root.leaf("CN=serial client", serial=serial)
+    assert leaf.serial == serial
+    if serial >= 2**159:
+        assert _serial_content_octets(leaf) == 21
+    v = validate(root, leaf)
+    assert v.ok, v.detail
+
+
+@pytest.mark.parametrize(
+    ("serial", "words"),
+    [(2**160, "longer than 20 octets"), (2**168 + 1, "longer than 20 octets"), (0, "not a positive"),
+     (-1, "not a positive")],
+)
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_serials_over_20_octets_and_non_positive_ones_are_malformed(root: pki.Issued, serial: int, words: str) -> None:
+    leaf = root.leaf("CN=serial client", serial=serial)
+    v = validate(root, leaf)
+    assert v.reason is Reason.MALFORMED and words in v.detail and "§4.1.2.2" in v.detail
+
+
+def test_a_ca_with_a_21_octet_encoded_serial_issues(root: pki.Issued) -> None:
+    inter = root.intermediate("CN=Wide Serial CA", serial=2**160 - 7)
+    assert validate(root, inter.leaf("CN=client"), inter).ok
+
+
+# -- a v3 trust anchor without basicConstraints: RFC 5280 §6.1.1, RFC 5937 -----------------------
+
+
+@pytest.mark.parametrize("ku", [("key_cert_sign", "crl_sign"), None])
+def test_a_v3_anchor_without_basic_constraints_is_refused_in_plain_words(ku: tuple[str, ...] | None) -> None:
+    # ca=None: no basicConstraints at all; keyUsage keyCertSign+cRLSign or none.
+    # OpenSSL accepts the first (keyCertSign makes it a CA there); pyca and limbo refuse both.
+    anchor = pki.make("CN=Anchor Without BC", ca=None, key_usage=pki.key_usage(*ku) if ku else None)
+    assert anchor.cert.version is x509.Version.v3
+    v = validate(anchor, anchor.leaf("CN=client"))
+    assert v.reason is Reason.ISSUER_NOT_CA and v.position == 1
+    assert "has no basicConstraints" in v.detail and "§4.2.1.9" in v.detail
+    # The same key and name as a CA certificate is a fine anchor.
+    ca = pki.make("CN=Anchor Without BC", key=anchor.key, ca=True)
+    assert validate(ca, anchor.leaf("CN=client")).ok
+
+
+def test_an_anchor_that_says_it_is_not_a_ca_cannot_issue() -> None:
+    anchor = pki.make("CN=Not A CA", ca=False, key_usage=pki.key_usage("key_cert_sign"))
+    v = validate(anchor, anchor.leaf("CN=client"))
+    assert v.reason is Reason.ISSUER_NOT_CA and "cA=FALSE" in v.detail
