@@ -85,3 +85,31 @@ def test_an_anchor_that_says_it_is_not_a_ca_cannot_issue() -> None:
     anchor = pki.make("CN=Not A CA", ca=False, key_usage=pki.key_usage("key_cert_sign"))
     v = validate(anchor, anchor.leaf("CN=client"))
     assert v.reason is Reason.ISSUER_NOT_CA and "cA=FALSE" in v.detail
+
+
+# -- a leaf with cA=FALSE and a pathLenConstraint: RFC 5280 §4.2.1.9 -----------------------------
+
+_BC_OID = x509.ObjectIdentifier("2.5.29.19")
+
+
+def _leaf_with_raw_basic_constraints(root: pki.Issued, value: bytes) -> pki.Issued:
+    # cryptography's builder refuses pathLenConstraint with cA=FALSE: the DER is written here.
+    return root.leaf("CN=client", ca=None, extensions=[(x509.UnrecognizedExtension(_BC_OID, value), True)])
+
+
+@pytest.mark.parametrize(("value", "length"), [("3003020100", 0), ("3003020107", 7)])
+def test_a_leaf_with_ca_false_and_a_path_length_is_refused_in_plain_words(
+    root: pki.Issued, value: str, length: int
+) -> None:
+    # OpenSSL accepts it (without -x509_strict); pyca and OpenSSL -x509_strict refuse it.
+    # cryptography cannot read the certificate's extensions at all, so nothing else of it
+    # could be checked: it stays malformed, with the reason in words instead of the parser's.
+    v = validate(root, _leaf_with_raw_basic_constraints(root, bytes.fromhex(value)))
+    assert v.reason is Reason.MALFORMED
+    assert f"cA=FALSE with pathLenConstraint={length}" in v.detail and "§4.2.1.9" in v.detail
+    assert "must be None" not in v.detail
+
+
+def test_a_leaf_with_ca_true_and_a_path_length_is_fine(root: pki.Issued) -> None:
+    # The same extension with cA=TRUE is well formed (RFC 5280 allows a CA certificate as a client).
+    assert validate(root, _leaf_with_raw_basic_constraints(root, bytes.fromhex("30060101ff020100"))).ok

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from cryptography import x509 as cx509
 from cryptography.hazmat import asn1
@@ -452,6 +452,52 @@ class _PolicyMappings:
     mappings: list[_PolicyMapping]
 
 
+# Enough of a TBSCertificate to read its extensions when ``cryptography`` refused them
+# (only to say in plain words why; the certificate is refused either way).
+@asn1.sequence
+class _Extension:
+    extn_id: cx509.ObjectIdentifier
+    critical: Annotated[bool, asn1.Default(False)]
+    extn_value: bytes
+
+
+@asn1.sequence
+class _TbsExtensions:
+    version: Annotated[int, asn1.Explicit(0)]
+    serial: asn1.TLV
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: asn1.TLV
+    subject: asn1.TLV
+    spki: asn1.TLV
+    extensions: Annotated[list[_Extension], asn1.Explicit(3)]
+
+
+@asn1.sequence
+class _BasicConstraints:
+    ca: Annotated[bool, asn1.Default(False)]
+    path_len: int | None = None
+
+
+def _extensions_problem(tbs: bytes) -> str | None:
+    """Why ``cryptography`` could not read the extensions of ``tbs``, in plain words, when we know."""
+    try:
+        exts = asn1.decode_der(_TbsExtensions, tbs).extensions
+        for ext in exts:
+            if ext.extn_id.dotted_string == _BC:
+                bc = asn1.decode_der(_BasicConstraints, ext.extn_value)
+                if not bc.ca and bc.path_len is not None:
+                    return (
+                        "the certificate's basicConstraints has cA=FALSE with "
+                        f"pathLenConstraint={bc.path_len}; RFC 5280 §4.2.1.9 allows pathLenConstraint only "
+                        "when cA is TRUE (an encoding error of the issuing CA); have it reissued without "
+                        "pathLenConstraint"
+                    )
+    except Exception:  # noqa: BLE001 - a diagnosis of hostile input must not crash either
+        return None
+    return None
+
+
 def _policy_mappings(value: Any) -> tuple[tuple[str, str], ...]:
     """policyMappings (RFC 5280 §4.2.1.5): ``cryptography`` has no class for it, so its
     value is decoded with ``cryptography``'s ASN.1 decoder."""
@@ -684,6 +730,7 @@ def _shared_set(items: list[str]) -> frozenset[str]:
 
 
 def _build(der: bytes, digest: bytes) -> Certificate:
+    cert: cx509.Certificate | None = None
     try:
         cert = cx509.load_der_x509_certificate(der)
         exts = cert.extensions  # raises on duplicates / undecodable known extensions
@@ -698,7 +745,8 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         signature = cert.signature
         sig_hash, sig_params = _signature_facts(cert, sig_oid)
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        raise CertificateRejected(Reason.MALFORMED, f"certificate could not be parsed: {exc}") from None
+        why = _extensions_problem(cert.tbs_certificate_bytes) if cert is not None else None
+        raise CertificateRejected(Reason.MALFORMED, why or f"certificate could not be parsed: {exc}") from None
     # The signatureValue BIT STRING ends the DER; the octet before its bytes counts the
     # unused bits. ``cryptography`` hands over the bytes without it, so a signature with
     # unused bits would verify as if they were not there: the same signature under
