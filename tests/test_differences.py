@@ -113,3 +113,50 @@ def test_a_leaf_with_ca_false_and_a_path_length_is_refused_in_plain_words(
 def test_a_leaf_with_ca_true_and_a_path_length_is_fine(root: pki.Issued) -> None:
     # The same extension with cA=TRUE is well formed (RFC 5280 allows a CA certificate as a client).
     assert validate(root, _leaf_with_raw_basic_constraints(root, bytes.fromhex("30060101ff020100"))).ok
+
+
+# -- a leaf's CN and DNS name constraints (OpenSSL's rule; RFC 5280 §4.2.1.10 covers SANs only) ---
+
+def _federation() -> tuple[pki.Issued, pki.Issued, TrustStore]:
+    # One shared root; a partner CA constrained to its own domain.
+    fed = pki.root("CN=Federation Root")
+    partner = fed.intermediate("CN=Partner Y CA", permitted=[x509.DNSName("partner-y.example")])
+    return fed, partner, TrustStore(anchors=[fed.pem])
+
+
+def _bank_map(trust: TrustStore):  # type: ignore[no-untyped-def]
+    from mtlscore import IdentityMap, Rule
+
+    return IdentityMap([Rule.for_account("bank", anchors=trust.anchors, cn="bank.test")])
+
+
+def test_a_constrained_ca_cannot_mint_a_cn_outside_its_dns_constraint() -> None:
+    fed, partner, trust = _federation()
+    forged = partner.leaf("CN=bank.test")  # no SAN: the CN is the only name
+    v = Validator(trust, identity_map=_bank_map(trust)).validate([forged.der, partner.der], at=NOW)
+    assert v.reason is Reason.NAME_CONSTRAINTS_VIOLATION and v.position == 0
+    assert "commonName 'bank.test'" in v.detail and "partner-y.example" in v.detail
+    # An excluded subtree catches it as well.
+    excluding = fed.intermediate("CN=Partner Z CA", excluded=[x509.DNSName("bank.test")])
+    v = Validator(trust).validate([excluding.leaf("CN=api.bank.test").der, excluding.der], at=NOW)
+    assert v.reason is Reason.NAME_CONSTRAINTS_VIOLATION and "excluded" in v.detail
+
+
+def test_the_cn_rule_still_maps_what_it_should() -> None:
+    fed, partner, trust = _federation()
+    accounts = _bank_map(trust)
+    # Without a DNS constraint on the path, the CN is an identity like any other.
+    bank = fed.intermediate("CN=Bank CA").leaf("CN=bank.test")
+    v = Validator(trust, identity_map=accounts).validate([bank.der, bank.parent.der], at=NOW)  # type: ignore[union-attr]
+    assert v.ok and v.principal is not None and v.principal.id == "bank"
+    # Inside the constraint: accepted.
+    assert Validator(trust).validate([partner.leaf("CN=api.partner-y.example").der, partner.der], at=NOW).ok
+    # A dNSName SAN takes the CN's place (as in OpenSSL): the SAN is constrained, the CN is not.
+    with_san = partner.leaf("CN=bank.test", san_dns=["api.partner-y.example"])
+    assert Validator(trust).validate([with_san.der, partner.der], at=NOW).ok
+    # A CN that is not a host name is not in the DNS namespace at all.
+    for cn in ("Partner Y client", "single-label", "-bad.example", "a..b", "a.-b", "trailing."):
+        assert Validator(trust).validate([partner.leaf(f"CN={cn}").der, partner.der], at=NOW).ok, cn
+    # Only the client certificate's CN: a CA's CN is a name of the CA, not a host.
+    sub = partner.intermediate("CN=ca.other.example")
+    assert Validator(trust).validate([sub.leaf("CN=x.partner-y.example").der, sub.der, partner.der], at=NOW).ok

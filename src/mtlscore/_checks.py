@@ -478,7 +478,7 @@ def check_end_entity(
 def _names_allowed(nc: NameConstraintState, cert: Certificate, pos: int) -> PathFailure | None:
     """§6.1.3 (b)-(c): the certificate's names against the constraints handed down to it."""
     try:
-        nc.check(cert)
+        nc.check(cert, end_entity=pos == 0)
     except ConstraintFailure as exc:
         reason = Reason.SEARCH_LIMIT_EXCEEDED if exc.budget else Reason.NAME_CONSTRAINTS_VIOLATION
         return PathFailure(reason, exc.detail, pos)

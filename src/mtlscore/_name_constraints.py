@@ -217,27 +217,45 @@ class NameConstraintState:
         if self.budget < 0:
             raise ConstraintFailure("name constraint checking exceeded its work budget", budget=True)
 
-    def check(self, cert: Certificate) -> None:
-        """§6.1.3 (b)–(c): the subject and every subjectAltName must be allowed."""
+    def check(self, cert: Certificate, *, end_entity: bool = False) -> None:
+        """§6.1.3 (b)–(c): the subject and every subjectAltName must be allowed.
+
+        For the ``end_entity`` (the client certificate) without a dNSName in its
+        subjectAltName, a commonName that reads as a DNS name must satisfy the DNS
+        constraints too, as OpenSSL checks it (docs/differences.md "A leaf's CN and
+        DNS name constraints"). RFC 5280 applies dNSName constraints to dNSName
+        SANs only; but identity rules map clients by CN (``match = { cn = … }``),
+        and a CA constrained to one partner's domain must not mint a certificate
+        whose CN is another partner's host name.
+        """
         if self.empty:
             return
         names: list[x509.GeneralName] = list(cert.san or ())
         subject = cert.subject  # decoded on each read: read once
+        constrained = {_kind(g) for g in self.excluded}
+        for level in self.permitted:
+            constrained.update(level)
+        cn_names: set[int] = set()
         if len(subject):
             names.append(x509.DirectoryName(subject))
             # §4.2.1.10: rfc822Name constraints apply to emailAddress in the subject DN.
             for attr in subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS):
                 if isinstance(attr.value, str):
                     names.append(x509.RFC822Name(attr.value))
-        constrained = {_kind(g) for g in self.excluded}
-        for level in self.permitted:
-            constrained.update(level)
-        for name in names:
+            if end_entity and _DNS in constrained and not any(isinstance(g, x509.DNSName) for g in names):
+                for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+                    if isinstance(attr.value, str) and _cn_is_dns_name(attr.value):
+                        cn_names.add(len(names))
+                        names.append(x509.DNSName(attr.value))
+        for i, name in enumerate(names):
             kind = _kind(name)
             if kind not in constrained:
                 continue
-            _check_name_syntax(name)
-            shown = _show(name)
+            if i in cn_names:
+                shown = f"commonName {name.value!r} (a DNS name, and no dNSName subjectAltName)"
+            else:
+                _check_name_syntax(name)
+                shown = _show(name)
             for base in self.excluded:
                 if _kind(base) != kind:
                     continue
@@ -256,6 +274,28 @@ class NameConstraintState:
                         f"{cert.describe()}: {shown} is outside the permitted subtrees "
                         f"({', '.join(_show(b) for b in bases[:5])})"
                     )
+
+
+def _cn_is_dns_name(cn: str) -> bool:
+    """Whether a commonName reads as a DNS name of two labels or more (OpenSSL's cn2dnsid).
+
+    Letters, digits and "_"; "-" and "." inside only, no "." next to "." or "-", and
+    at least one ".". Anything else ("diff client", "Partner X") is not a host name
+    and is left to directoryName constraints.
+    """
+    dotted = False
+    last = len(cn) - 1
+    for i, c in enumerate(cn):
+        if c.isascii() and (c.isalnum() or c == "_"):
+            continue
+        if 0 < i < last:
+            if c == "-":
+                continue
+            if c == "." and cn[i + 1] not in ".-" and cn[i - 1] != "-":
+                dotted = True
+                continue
+        return False
+    return dotted
 
 
 def _show(g: x509.GeneralName) -> str:
