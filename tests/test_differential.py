@@ -1,4 +1,7 @@
-"""Differential: mtlscore against pyca's ``cryptography.x509.verification`` ClientVerifier.
+"""Differential: mtlscore against pyca's ``cryptography.x509.verification`` ClientVerifier, and OpenSSL.
+
+The OpenSSL half (at the end) runs fuzz/differential.py's seeded random PKIs
+through both validators; ``python fuzz/differential.py --seeds N`` is the long run.
 
 Chains are generated inside the profile both verifiers support (AKI/SKI
 present, critical basicConstraints and keyUsage on CAs, clientAuth EKU and a
@@ -14,6 +17,9 @@ a non-critical basicConstraints and leaves without SAN (mtlscore accepts).
 
 from __future__ import annotations
 
+import pathlib
+import re
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -208,3 +214,69 @@ def test_the_clean_table_chain_is_accepted_by_both() -> None:
     root, leaf, presented = _chain()
     assert pyca_accepts(root, leaf, presented)[0]
     assert mtlscore_accepts(root, leaf, presented)[0]
+
+
+# -- OpenSSL on seeded random PKIs (fuzz/differential.py) -----------------------------------------
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fuzz import differential  # noqa: E402
+
+OPENSSL_SEEDS = range(600)
+
+
+@pytest.fixture(scope="module")
+def openssl_tally() -> differential.Tally:
+    return differential.run(OPENSSL_SEEDS)
+
+
+def test_openssl_agrees_but_for_the_documented_differences(openssl_tally: differential.Tally) -> None:
+    t = openssl_tally
+    print("\n" + t.report())
+    assert not t.unexplained, t.report()
+    # Both outcomes well represented, and the mutations reach the differences.
+    assert t.cases == len(OPENSSL_SEEDS)
+    assert t.both_accept >= 0.4 * t.cases, t.report()
+    assert t.both_reject >= 0.15 * t.cases, t.report()
+    assert sum(t.explained.values()) >= 0.04 * t.cases, t.report()
+    assert len(t.explained) >= 8, t.report()
+
+
+def _anchors(markdown: str) -> set[str]:
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", title)))
+    return out
+
+
+def test_every_allowed_difference_points_at_its_paragraph() -> None:
+    for name, diff in differential.ALLOWED.items():
+        path, _, anchor = diff.doc.partition("#")
+        assert name in differential.MUTATIONS
+        assert anchor in _anchors((REPO / path).read_text()), (name, diff.doc)
+
+
+def test_a_difference_is_explained_only_in_its_direction_and_with_its_reason() -> None:
+    case = differential.generate(0)
+    case.mutations = ["sha1@leaf"]
+    ours_weak = differential.Outcome(False, Reason.WEAK_SIGNATURE_ALGORITHM.value)
+    ours_other = differential.Outcome(False, Reason.EXPIRED.value)
+    accepted, refused = differential.Outcome(True, ""), differential.Outcome(False, "certificate has expired")
+    assert differential.explain(case, ours_weak, accepted) == "sha1"
+    assert differential.explain(case, ours_other, accepted) is None  # another reason: not this difference
+    assert differential.explain(case, accepted, refused) is None  # the other direction
+    case.mutations = ["twin@inter1"]
+    assert differential.explain(case, accepted, refused) == "twin"
+    assert differential.explain(case, ours_weak, accepted) is None
+
+
+def test_the_generator_is_seeded() -> None:
+    a, b = differential.generate(12345), differential.generate(12345)
+    assert a.mutations == b.mutations
+    assert [c.cert.subject for c in a.presented] == [c.cert.subject for c in b.presented]
+    assert differential.mtlscore(a).ok == differential.mtlscore(b).ok
+    assert differential.openssl(a).ok == differential.openssl(b).ok
