@@ -196,12 +196,11 @@ def _extend(
         if len(path) > 1 and s.would_record(0, path, Reason.UNTRUSTED):
             s.record(0, path, _untrusted_at(cert, pos - 1))
         return None
-    # The signature-algorithm policy decides before any issuer's key is tried: an
+    # The signature-algorithm policy decides before any signature is verified: an
     # algorithm the policy does not allow, or one mtlscore cannot verify, is that
     # certificate's defect whichever issuer signed it, not a signature that fails.
-    if (weak := check_signature_algorithm(cert, s.policy)) is not None:
-        s.record(1, path, PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
-        return None
+    # (An issuer's own unusable key is still reported first: it is the cause.)
+    weak = check_signature_algorithm(cert, s.policy)
 
     for i, anchor in enumerate(anchors):
         if not s.spend():
@@ -209,6 +208,9 @@ def _extend(
         a = anchor.certificate
         if (bad := _link_key_failure(a, pos, s.policy, is_anchor=True)) is not None:
             s.record(1, path, bad)
+            continue
+        if weak is not None:
+            s.record(1, path, PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
             continue
         if not verify_link(cert, a, s.sigs):
             s.record(
@@ -258,6 +260,10 @@ def _extend(
             return None
         if (bad := _link_key_failure(cand, pos, s.policy, is_anchor=False)) is not None:
             s.record(0, path + [cand], bad)
+            continue
+        if weak is not None:
+            s.record(0, path + [cand],
+                     PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
             continue
         if not verify_link(cert, cand, s.sigs):
             s.record(
