@@ -111,7 +111,9 @@ def _constraints(rng: random.Random, keys: _Keys) -> dict[str, Any]:
     return {"excluded": [f() for _, f in subtrees]}
 
 
-_SERIALS = [1, 2**159, 2**160 - 1, 2**160, 2**168, 0, -1]
+# RFC 5280 §4.1.2.2: up to 20 octets (2**159 and up take 21 octets of DER), positive.
+_SERIALS_VALID = [1, 2**159, 2**159 + 1, 2**160 - 1]
+_SERIALS_INVALID = [2**160, 2**168, 0, -1]
 
 MUTATIONS: dict[str, tuple[tuple[str, ...], Callable[[random.Random, _Keys], dict[str, Any]]]] = {
     # validity, with the edges: the validation time equal to notBefore / notAfter
@@ -160,7 +162,8 @@ MUTATIONS: dict[str, tuple[tuple[str, ...], Callable[[random.Random, _Keys], dic
     "cross_signed": (("inter",), lambda r, k: {"_cross": True}),
     "missing_intermediate": (("inter",), lambda r, k: {"_missing": True}),
     # serial numbers
-    "serial": (("root", "inter", "leaf"), lambda r, k: {"serial": r.choice(_SERIALS)}),
+    "serial_edge": (("root", "inter", "leaf"), lambda r, k: {"serial": r.choice(_SERIALS_VALID)}),
+    "serial_invalid": (("root", "inter", "leaf"), lambda r, k: {"serial": r.choice(_SERIALS_INVALID)}),
     # key identifiers
     "no_aki": (("inter", "leaf"), lambda r, k: {"aki": False}),
     "no_ski": (("root", "inter"), lambda r, k: {"ski": False}),
@@ -344,7 +347,7 @@ _LEAF_PATH_LEN = "client-certificate-with-ca-false-and-a-pathlenconstraint"
 # mutation name -> the difference it may produce.
 ALLOWED: dict[str, Difference] = {
     "sha1": _refuses(Reason.WEAK_SIGNATURE_ALGORITHM, doc="sha-1-and-md5-signatures"),
-    "serial": _refuses(Reason.MALFORMED, doc="serial-numbers"),
+    "serial_invalid": _refuses(Reason.MALFORMED, doc="serial-numbers"),
     "no_bc": _refuses(Reason.ISSUER_NOT_CA, doc="trust-anchor-without-basicconstraints"),
     "leaf_ku_key_agreement": _refuses(Reason.LEAF_KEY_USAGE, doc=_NO_DIGITAL_SIGNATURE),
     "leaf_no_eku": _refuses(Reason.INVALID_EKU, doc="client-certificate-without-extendedkeyusage"),
@@ -403,6 +406,9 @@ class Tally:
         ]
         for name, n in sorted(self.explained.items()):
             lines.append(f"  {n:6d}  {name}: {ALLOWED[name].doc}")
+        if self.unexplained:
+            by = Counter(m.split("@")[0] for case, _, _ in self.unexplained for m in case.mutations)
+            lines.append("  unexplained cases carry: " + ", ".join(f"{m} {n}" for m, n in by.most_common()))
         for case, ours, theirs in self.unexplained[:show]:
             lines.append(f"  UNEXPLAINED seed={case.seed} {case.mutations}: mtlscore {ours.ok} {ours.why} "
                          f"{ours.detail[:160]!r} / OpenSSL {theirs.ok} {theirs.why} {theirs.detail}")
