@@ -76,12 +76,9 @@ class SignerContext:
         budget: int,
     ) -> None:
         self.anchor = anchor
-        # §6.3.3 (f): the CRL's path ends at the certificate's trust anchor and no other.
-        self.trust = trust.restricted(anchor)
-        # The signer is the end of its path but no TLS client: no EKU, no digitalSignature
-        # requirement, no certificate-policy requirement (those are for the client's path).
-        self.policy = policy.evolve(required_eku=None, require_leaf_digital_signature=False,
-                                    certificate_policies=None, require_explicit_policy=None)
+        self._trust = trust
+        self._restricted: TrustStore | None = None
+        self._policy: Policy | None = None
         self.base_policy = policy
         self.certs = certs
         self.given = given
@@ -91,6 +88,22 @@ class SignerContext:
         self.budget = Budget(budget)
         self._by_name: dict[NameKey, list[Certificate]] | None = None
         self._memo: dict[tuple[int, frozenset[bytes]], tuple[Certificate | str, tuple[str, ...]]] = {}
+
+    # Made on first use: most validations never search for a signer.
+    @property
+    def trust(self) -> TrustStore:
+        """§6.3.3 (f): the CRL signer's path ends at the certificate's trust anchor and no other."""
+        if self._restricted is None:
+            self._restricted = self._trust.restricted(self.anchor)
+        return self._restricted
+
+    @property
+    def policy(self) -> Policy:
+        """The signer is the end of its path but no TLS client: no EKU, digitalSignature or policy requirement."""
+        if self._policy is None:
+            self._policy = self.base_policy.evolve(required_eku=None, require_leaf_digital_signature=False,
+                                                   certificate_policies=None, require_explicit_policy=None)
+        return self._policy
 
     def named(self, name: NameKey) -> list[Certificate]:
         """Certificates at hand (and in the trust store's pool) whose subject is ``name``."""
