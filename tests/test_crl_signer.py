@@ -145,3 +145,36 @@ def test_signer_path_must_pass_validation(separate: tuple[pki.Issued, pki.Issued
     verdict = hard([root], crl, root.crl(), pool=(expired,)).validate(inter.leaf().chain_pem, at=NOW)
     assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "no valid path" in verdict.detail
     assert "expired" in verdict.detail
+
+
+def test_signer_paths_crl_is_fetched_when_fetching() -> None:
+    # Hard-fail with fetching and no CRL given: the leaf's CRL is signed by a separate key whose
+    # own status is on the root's CRL; that CRL is asked for (NeedCRL), then both are used.
+    from mtlscore import Verdict
+    from mtlscore._machine import NeedCRL
+
+    inter_url, root_url = "http://127.0.0.1:1/inter.crl", "http://127.0.0.1:1/root.crl"
+    root = pki.root("CN=Fetching Root")
+    inter = root.intermediate("CN=Fetching CA", crl_urls=[root_url])
+    signer = inter.crl_signer(crl_urls=[root_url])
+    leaf = inter.leaf(crl_urls=[inter_url])
+    v = Validator(TrustStore([root.pem], [signer.pem]), Policy(revocation="hard", fetch=True, revocation_prefer="crl"))
+
+    def run(root_crl: bytes) -> tuple[list[str], Verdict]:
+        validation = v.start(leaf.chain_pem, at=NOW)
+        asked = []
+        while not isinstance(event := validation.next_event(), Verdict):
+            assert isinstance(event, NeedCRL)
+            asked.append(event.url)
+            validation.send(event, inter.crl(signer=signer) if event.url == inter_url else root_crl)
+        return asked, event
+
+    asked, verdict = run(root.crl())
+    assert verdict.ok and asked == [inter_url, root_url]
+    v.cache.clear()
+    asked, verdict = run(root.crl(revoked=[signer]))
+    assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "is revoked" in verdict.detail
+    # The root's CRL verified under a certificate at hand: cached, so the next validation asks nothing.
+    v.cache.clear()
+    run(root.crl())
+    assert isinstance(v.start(leaf.chain_pem, at=NOW).next_event(), Verdict)

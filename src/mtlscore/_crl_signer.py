@@ -24,6 +24,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
+from ._aia import http_url
 from ._cert import Certificate
 from ._crl import ParsedCRL, check_certificate
 from ._names import NameKey
@@ -83,11 +84,13 @@ class SignerContext:
         self.certs = certs
         self.given = given
         self.fetched: list[tuple[ParsedCRL, str]] = []
+        # CRL locations of signer-path certificates whose status was unknown: fetched on request.
+        self.wanted: dict[str, None] = {}
         self.at = at
         self.signatures = signatures
         self.budget = Budget(budget)
         self._by_name: dict[NameKey, list[Certificate]] | None = None
-        self._memo: dict[tuple[int, frozenset[bytes]], tuple[Certificate | str, tuple[str, ...]]] = {}
+        self._memo: dict[tuple[int, frozenset[bytes], int], tuple[Certificate | str, tuple[str, ...]]] = {}
 
     # Made on first use: most validations never search for a signer.
     @property
@@ -119,6 +122,17 @@ class SignerContext:
                 out.append(c)
         return out
 
+    def to_fetch(self, asked: set[str]) -> list[str]:
+        """CRL locations wanted for signer paths and not yet asked for or fetched."""
+        have = {u for _, u in self.fetched}
+        return [u for u in self.wanted if u not in asked and u not in have]
+
+    def verified(self, crl: ParsedCRL) -> bool:
+        """Whether a certificate at hand named as ``crl``'s issuer (or the anchor) has the key that signed it."""
+        a = self.anchor.certificate
+        named = self.named(crl.issuer_key) + ([a] if a.subject_key == crl.issuer_key else [])
+        return any(crl.verifies_with(c) for c in named[:8])
+
     def search(self, cert: Certificate, mode: RevocationMode) -> SignerSearch:
         """A resolver for the CRLs of ``cert`` (checked in ``mode``)."""
         return SignerSearch(self, frozenset({cert.sha256}), mode, 0)
@@ -139,7 +153,8 @@ class SignerSearch:
         return self.ctx.budget.exhausted
 
     def __call__(self, crl: ParsedCRL) -> Certificate | str:
-        key = (id(crl), self.visiting)
+        # Fetched CRLs can change the answer (a signer's own CRL): the memo holds per count.
+        key = (id(crl), self.visiting, len(self.ctx.fetched))
         found = self.ctx._memo.get(key)
         if found is None:
             mark = len(self.notes)
@@ -235,6 +250,9 @@ class SignerSearch:
             if self.exhausted:
                 return "the search for its signer ran out of the work budget (max_path_work)"
             detail = st.detail or "no CRL covers it"
+            for url in cert.crl_urls:
+                if http_url(url):
+                    ctx.wanted[url] = None
             if self.mode == "hard":
                 return f"the revocation status of CRL signer path certificate {who!r} is unknown: {detail}"
             self.notes.append(f"revocation of CRL signer path certificate {who!r} not checked (soft-fail): {detail}")

@@ -31,7 +31,8 @@ from typing import Literal
 
 from ._aia import http_url
 from ._cert import Certificate
-from ._crl import CRLStatus, ParsedCRL, check_certificate, freshest_urls, parse_crl
+from ._crl import CRLStatus, ParsedCRL, check_certificate, parse_crl
+from ._crl_set import CRLSet
 from ._crl_signer import SignerContext
 from ._machine import NeedCRL, NeedOCSP, Request
 from ._ocsp import OCSPStatus, build_request, check_response, get_url
@@ -123,12 +124,10 @@ class PositionCheck:
         self._held: tuple[OCSPStatus, str | None] | None = None
         self._responder_sources: list[Source] = []
         self._responder_request: NeedCRL | None = None
-        self._signers = signers
-        # CRLs fetched (or taken from the cache) with their URLs; shared by the
-        # validation's checks when there is a signer context.
-        self._fetched: list[tuple[ParsedCRL, str]] = signers.fetched if signers is not None else []
-        self._asked: set[str] = set()
+        self._crls = CRLSet(cert, issuer, mode=self.mode, policy=policy, cache=cache, given=given, at=at,
+                            signers=signers)
         self._good: CRLStatus | None = None  # good, but a FreshestCRL delta is still to be asked for
+        self._given_problem: str | None = None  # why a given CRL in scope cannot be used
         self._local(given, stapled)
 
     # -- deciding ----------------------------------------------------------
@@ -143,6 +142,10 @@ class PositionCheck:
         self._reject(Reason.REVOKED, detail + "; the holder needs a new certificate")
 
     def _give_up(self, *, had_sources: bool) -> None:
+        if self._given_problem is not None:
+            self._reject(Reason.REVOCATION_UNAVAILABLE,
+                         f"no usable revocation data for {self.cert.describe()!r}: {self._given_problem}")
+            return
         if self._good is not None:
             # The complete CRLs answered; only the delta named by FreshestCRL could not be had.
             why = "; ".join(self.failures) or "no answer"
@@ -173,29 +176,16 @@ class PositionCheck:
             self.notes.append(f"revocation of {who!r} not checked (soft-fail): {why}")
             self._accept()
 
-    def _crl_check(self) -> CRLStatus:
-        """RFC 5280 §6.3.3 over every CRL at hand for this certificate."""
-        p = self.policy
-        search = self._signers.search(self.cert, self.mode) if self._signers is not None else None
-        return check_certificate(self.cert, self.issuer, self._given, fetched=self._fetched, at=self.at,
-                                 skew=p.clock_skew, max_age=p.max_revocation_age, signers=search)
-
     def _exhausted(self, st: CRLStatus) -> None:
         self._reject(Reason.SEARCH_LIMIT_EXCEEDED,
                      f"the revocation of {self.cert.describe()!r} could not be decided within the work budget "
                      f"(max_path_work): {st.detail}; remove unrelated CRLs or certificates")
 
     def _delta_sources(self, st: CRLStatus) -> list[Source]:
-        """FreshestCRL (RFC 5280 §4.2.1.15, §5.2.6): delta locations of the certificate and its complete CRLs."""
-        if not self.policy.fetch:
-            return []
-        urls = list(freshest_urls(self.cert))
-        for crl in st.used:
-            if not crl.is_delta:
-                urls.extend(crl.freshest)
-        have = {u for _, u in self._fetched}
-        return [Source("crl", u) for u in dict.fromkeys(urls)
-                if http_url(u) and u not in self._asked and u not in have]
+        return [Source("crl", u) for u in self._crls.delta_urls(st)]
+
+    def _signer_sources(self) -> list[Source]:
+        return [Source("crl", u) for u in self._crls.signer_urls()]
 
     def _decide(self, st: CRLStatus, *, where: str | None = None) -> bool:
         """Act on a CRL status; True once :attr:`outcome` is set."""
@@ -209,7 +199,7 @@ class PositionCheck:
         if st.status == "good":
             pending = self._delta_sources(st)
             if any([self._from_cache(d, decide=False) for d in pending]):
-                return self._decide(self._crl_check(), where=where)  # with the cached delta(s)
+                return self._decide(self._crls.settle(), where=where)  # with the cached delta(s)
             if pending:
                 # Good by the complete CRLs; ask for the deltas FreshestCRL names before deciding.
                 self._good = st
@@ -238,15 +228,20 @@ class PositionCheck:
             # Soft-fail with nothing to consult: the answer is "accept" with nothing to note.
             self._accept()
             return
-        st = self._crl_check()
+        st = self._crls.settle()
         if self._decide(st):
             return
         if self._good is not None:
             return  # a delta CRL is asked for first
+        wanted = self._signer_sources()
         if st.status == "unavailable":
-            # A CRL given for this issuer that cannot be used fails in soft mode too.
-            self._reject(Reason.REVOCATION_UNAVAILABLE,
-                         f"no usable revocation data for {self.cert.describe()!r}: {st.detail}")
+            # A CRL given for this issuer that cannot be used fails in soft mode too — once
+            # the CRLs its signer's path needs (RFC 5280 §6.3.3 (f)) have been asked for.
+            self._given_problem = st.detail
+            if wanted:
+                self.sources = wanted
+            else:
+                self._give_up(had_sources=True)
             return
         if st.status == "partial":
             self.failures.append(st.detail)
@@ -266,8 +261,8 @@ class PositionCheck:
                 return
         if self._good is not None:
             return
-        if p.fetch and (sources or self._responder_sources):
-            self.sources = sources
+        if p.fetch and (sources or wanted or self._responder_sources):
+            self.sources = wanted + sources
             return
         if given and not p.fetch and self.mode == "soft" and st.status == "uncovered":
             self.notes.append(f"revocation of {self.cert.describe()!r} not checked: no CRL for its issuer (soft-fail)")
@@ -276,13 +271,9 @@ class PositionCheck:
     def _from_cache(self, src: Source, *, decide: bool = True) -> bool:
         """Take ``src``'s cached answer; True when it decided (or, ``decide`` off, when there was one)."""
         if src.kind == "crl":
-            crl = self.cache.get_crl(self.issuer, src.url, at=self.at)
-            if crl is None:
+            if not self._crls.take_cached(src.url):
                 return False
-            if all(c is not crl for c, _ in self._fetched):
-                self._fetched.append((crl, src.url))
-            self._asked.add(src.url)
-            return True if not decide else self._decide(self._crl_check())
+            return True if not decide else self._decide(self._crls.settle())
         status = self.cache.get_ocsp(self.issuer, src.url, self.cert.serial, at=self.at)
         if status is None or (status.this_update is not None and status.this_update > self.at + self.policy.clock_skew):
             return False
@@ -294,15 +285,15 @@ class PositionCheck:
             return True
         return False
 
-    def _crl_status(self, crl: ParsedCRL, url: str, *, store: bool) -> bool:
-        self._fetched.append((crl, url))
-        st = self._crl_check()
-        if store:
-            p = self.policy
-            for used in st.used:
-                if used is crl:
-                    self.cache.put_crl(self.issuer, url, crl, at=self.at, max_age=p.max_revocation_age)
-        return self._decide(st, where=url)
+    def _crl_status(self, crl: ParsedCRL, url: str) -> bool:
+        st = self._crls.add(crl, url)
+        if self._given_problem is not None:
+            self._given_problem = st.detail if st.status == "unavailable" else None
+        if self._decide(st, where=url):
+            return True
+        if self._good is None and (more := self._signer_sources()):
+            self.sources = more + [s for s in self.sources if s not in more]
+        return False
 
     def _ocsp_status(self, data: bytes, *, nonce: bytes | None) -> OCSPStatus:
         p = self.policy
@@ -416,15 +407,20 @@ class PositionCheck:
                 self._give_up(had_sources=True)
                 return None
             src = self.sources.pop(0)
-            if src.kind == "crl" and src.url in self._asked:
+            if src.kind == "crl" and src.url in self._crls.asked:
+                continue
+            if src.kind == "crl" and self._crls.has(src.url):
+                # Fetched meanwhile for another check of this validation (a CRL signer's path).
+                self._crls.asked.add(src.url)
+                self._decide(self._crls.settle(), where=src.url)
                 continue
             if self._from_cache(src) or self._recently_failed(src):
                 continue  # answered meanwhile (e.g. by a responder's CRL), or failing
-            if src.kind == "crl" and src.url in self._asked:
+            if src.kind == "crl" and src.url in self._crls.asked:
                 continue  # taken from the cache without deciding
             self.tried += 1
             if src.kind == "crl":
-                self._asked.add(src.url)
+                self._crls.asked.add(src.url)
                 return NeedCRL(src.url)
             self._nonce = secrets.token_bytes(16) if self.policy.ocsp_nonce else None
             try:
@@ -452,7 +448,7 @@ class PositionCheck:
             except ValueError as exc:
                 self.failures.append(f"{request.url}: {exc}")
                 return
-            self._crl_status(crl, request.url, store=True)
+            self._crl_status(crl, request.url)
             return
         if isinstance(request, NeedOCSP):
             o = self._ocsp_status(bytes(data), nonce=self._nonce)
