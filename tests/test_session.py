@@ -757,3 +757,15 @@ def test_absolute_and_asterisk_forms_when_configured() -> None:
     assert (t1, h1[b"host"]) == (b"/api/b?x", [b"Origin.example:8443"])
     assert (t2, h2[b"host"]) == (b"/api/", [b"origin.example"])
     assert t3 == b"*"
+
+
+def test_a_refused_forwarded_certificate_keeps_the_address_its_proxy_reported() -> None:
+    # allow_invalid_or_missing forwards a request whose forwarded certificate is malformed
+    # (the proxy's decision is Reject); the upstream still gets the client's address.
+    proxy = TrustedProxy(name="lb", networks=PROXY.networks, client_address_header="X-Forwarded-For")
+    g = gateway(mode="allow_invalid_or_missing", proxies=(proxy,))
+    sent = [("Client-Cert", ":not base64:"), ("X-Forwarded-For", "6.6.6.6, 10.1.2.3")]
+    d = Driver(Session(g, facts(None), at=NOW), [req(headers=sent)], [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    assert h[b"x-client-cert-chain-verified"] == [b"false"]
+    assert h[b"x-forwarded-for"] == [b"10.1.2.3"]

@@ -466,8 +466,13 @@ class Session:
         """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
         self.verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
         self._forwarded = True
-        if isinstance(decision, UseForwarded):
-            self._address = decision.proxy.client_address(self.tls.peer[0], request.headers)
+        # A refused forwarded certificate (Reject) came from a trusted proxy too: the
+        # client's address is still the one that proxy reports (allow mode forwards it).
+        proxy = decision.proxy if isinstance(decision, UseForwarded) else None
+        if proxy is None and self._proxy_policy is not None:
+            proxy = self._proxy_policy.find(self.tls.peer[0], self._connection[1])
+        if proxy is not None:
+            self._address = proxy.client_address(self.tls.peer[0], request.headers)
         self.presented = decision.chain if isinstance(decision, UseForwarded) else ()
         self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
         self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
