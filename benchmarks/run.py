@@ -389,6 +389,125 @@ def headers(ch: Chains, repeats: int, n: int) -> Result:
     return interleaved("headers", impls, lambda name, _r: data[name], repeats, base="rfc9440_cert")
 
 
+def _ocsp_good(leaf_der: bytes, issuer: pki.Issued) -> bytes:
+    """A stapled OCSP response: "good", signed by the issuing CA itself (RFC 6960 §4.2.2.2)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+
+    b = ocsp.OCSPResponseBuilder().add_response(
+        cert=x509.load_der_x509_certificate(leaf_der), issuer=issuer.cert, algorithm=hashes.SHA1(),
+        cert_status=ocsp.OCSPCertStatus.GOOD, this_update=NOW - timedelta(minutes=10),
+        next_update=NOW + timedelta(hours=1), revocation_time=None, revocation_reason=None,
+    ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
+    return b.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def _revoked_serials(n: int, seed: int) -> list[int]:
+    import random
+
+    rng = random.Random(seed)
+    return [rng.randrange(1, 1 << 63) for _ in range(n)]
+
+
+def revocation(repeats: int, n_leaves: int, crl_entries: int = 10_000) -> list[Result]:
+    """A new leaf under one intermediate, its revocation checked: a 10,000-entry CRL, or a stapled OCSP response.
+
+    mtlscore checks the leaf (``revocation_leaf="hard"``, CAs off) against the CRL
+    given to the Validator, or against the leaf's own stapled response; OpenSSL
+    (pyOpenSSL ``X509Store`` with the CRL and ``CRL_CHECK``: the leaf only) against
+    the same CRL. ``openssl_nocrl`` and ``mtlscore_norev`` are the same
+    validations without revocation, for the cost of the check itself.
+    """
+    ch = make_chains("ec", n_leaves, n_inters=1)
+    inter = ch.inters[0]
+    crl_der = inter.crl(revoked=_revoked_serials(crl_entries, 1), next_update=NOW + timedelta(days=7))
+    crl = x509.load_der_x509_crl(crl_der)
+    ocsp = {leaf: _ocsp_good(leaf, inter) for leaf, _ in ch.leaves}
+    trust = TrustStore([ch.root.der])
+    leaf_only = Policy(revocation="hard", revocation_leaf="hard", revocation_ca="off")
+    with_crl = Validator(trust, leaf_only, crls=[crl_der])
+    stapled = Validator(trust, leaf_only)
+    _, norev = mtlscore_op(trust)
+
+    store = crypto.X509Store()
+    store.add_cert(crypto.X509.from_cryptography(ch.root.cert))
+    store.add_crl(crl)
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+    store.set_time(NOW.replace(tzinfo=None))
+    load, asn1 = crypto.load_certificate, crypto.FILETYPE_ASN1
+
+    def ossl_crl(item: tuple[bytes, Any]) -> bool:
+        crypto.X509StoreContext(store, load(asn1, item[0]), chain=[load(asn1, item[1])]).verify_certificate()
+        return True
+
+    impls_all: dict[str, Op] = {
+        "mtlscore_crl": lambda item: with_crl.validate(_presented(item), at=NOW),
+        "mtlscore_ocsp": lambda item: stapled.validate(_presented(item), at=NOW, ocsp_responses=[ocsp[item[0]]]),
+        "openssl_crl": ossl_crl,
+        "openssl_nocrl": openssl_op(ch.root.cert),
+        "mtlscore_norev": norev,
+    }
+    res = Result("revocation-10k", "mtlscore_crl")
+    # A listed leaf must be refused by both CRL checkers, or the figures would time a no-op.
+    listed = inter.leaf("revoked-client", key=pki.new_key("ec"), san_dns=["r.example"])
+    bad = with_crl.validate(_presented((listed.der, inter.der)), at=NOW)
+    store_bad = crypto.X509Store()
+    store_bad.add_cert(crypto.X509.from_cryptography(ch.root.cert))
+    store_bad.add_crl(x509.load_der_x509_crl(inter.crl(revoked=[listed.serial, *_revoked_serials(10, 2)])))
+    store_bad.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+    store_bad.set_time(NOW.replace(tzinfo=None))
+    try:
+        crypto.X509StoreContext(store_bad, load(asn1, listed.der), chain=[load(asn1, inter.der)]).verify_certificate()
+        openssl_refuses = False
+    except crypto.X509StoreContextError:
+        openssl_refuses = True
+    listed_bad = Validator(trust, leaf_only, crls=[inter.crl(revoked=[listed.serial])])
+    assert not listed_bad.validate(_presented((listed.der, inter.der)), at=NOW).ok and openssl_refuses, \
+        "a listed leaf was accepted: the CRL is not being checked"
+    assert bad.ok  # not listed in the 10,000-entry CRL
+    impls = check_accepts(res, impls_all, ch.leaves[0])
+    per = (len(ch.leaves) - 1) // repeats
+    out = interleaved(res.scenario, impls, lambda _i, r: ch.leaves[1 + r * per: 1 + (r + 1) * per], repeats,
+                      base="mtlscore_crl")
+    out.refused = res.refused
+    out.notes.append(f"{per * repeats} distinct P-256 leaves, {per} per repeat; CRL of {crl_entries:,} entries "
+                     f"({len(crl_der):,} bytes); mtlscore_ocsp: one stapled response per leaf")
+    return [out, crl_lookup(repeats)]
+
+
+def crl_lookup(repeats: int, sizes: Sequence[int] = (1_000, 100_000), n: int = 2_000) -> Result:
+    """One CRL lookup per certificate once the CRL is parsed: 1,000 vs 100,000 entries (flat if O(1))."""
+    from mtlscore._crl import check_certificate, parse_crl
+
+    root = pki.root("CN=Lookup Root")
+    inter = root.intermediate("CN=Lookup CA")
+    leaf_key = pki.new_key("ec")
+    leaves = [parse_certificate(inter.leaf(f"lookup-{j}", key=leaf_key).der) for j in range(n)]
+    issuer = parse_certificate(inter.der)
+    impls: dict[str, Op] = {}
+    for size in sizes:
+        listed = [leaves[j].serial for j in range(0, n, 10)]  # every tenth leaf is revoked
+        parsed = parse_crl(inter.crl(revoked=listed + _revoked_serials(size - len(listed), size),
+                                     next_update=NOW + timedelta(days=7)))
+        for c in leaves[:5]:
+            parsed.entry(c)  # past the indexing threshold: what a long-running validator sees
+
+        def lookup(c: Any, parsed: Any = parsed) -> Any:
+            return parsed.entry(c)
+
+        def check(c: Any, parsed: Any = parsed) -> Any:
+            return check_certificate(c, issuer, [parsed], at=NOW)
+
+        assert check(leaves[0]).status == "revoked" and check(leaves[1]).status == "good"
+        impls[f"entry_{size // 1000}k"] = lookup
+        impls[f"check_{size // 1000}k"] = check
+    base = f"entry_{sizes[0] // 1000}k"
+    out = interleaved("crl-lookup", impls, lambda _i, _r: leaves, repeats, base=base)
+    out.notes.append(f"ParsedCRL.entry (the serial lookup) and check_certificate (the §6.3.3 decision) per "
+                     f"certificate, {n:,} certificates, one in ten listed; sizes {', '.join(f'{s:,}' for s in sizes)}")
+    return out
+
+
 # -- the table ----------------------------------------------------------------------
 
 
@@ -500,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(deep(repeats, n_small + 1))
     if on("mesh"):
         results.append(mesh(repeats, n_small + 1))
+    if on("revocation") or on("crl"):
+        results.extend(revocation(repeats, n_small + 1))
     if on("gateway"):
         sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
         from gateway_bench import gateway_results  # benchmarks/gateway_bench.py
