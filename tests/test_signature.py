@@ -175,3 +175,18 @@ def test_a_forged_legacy_signature_is_refused(key: str) -> None:
     genuine = parse_certificate(root.leaf(hash_alg="sha1").der)
     assert verify_link(genuine, parse_certificate(root.der))
     assert not verify_link(parse_certificate(forged.der), parse_certificate(root.der))
+
+
+_PSS_SHA256_PARAMS = bytes.fromhex("3034a00f300d06096086480165030402010500a11c")
+
+
+def test_pss_with_an_unknown_hash_is_weak_and_undecodable_parameters_are_malformed(rsa_root) -> None:
+    der = rsa_root.leaf(pss=True).der
+    assert der.count(_PSS_SHA256_PARAMS) == 2  # in the TBS and the outer signatureAlgorithm
+    # hashAlgorithm 2.16.840.1.101.3.4.2.99 (no such hash): same length, so nothing else moves.
+    unknown = der.replace(bytes.fromhex("0609608648016503040201"), bytes.fromhex("0609608648016503040263"))
+    v = Validator(TrustStore(anchors=[rsa_root.pem])).validate(unknown, at=NOW)
+    assert v.reason is Reason.WEAK_SIGNATURE_ALGORITHM and "RSASSA-PSS" in v.detail
+    # [5] instead of [0] for hashAlgorithm: the parameters do not decode.
+    broken = der.replace(_PSS_SHA256_PARAMS, bytes.fromhex("3034a50f") + _PSS_SHA256_PARAMS[4:])
+    assert Validator(TrustStore(anchors=[rsa_root.pem])).validate(broken, at=NOW).reason is Reason.MALFORMED

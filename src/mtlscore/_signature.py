@@ -75,9 +75,12 @@ def check_signature_algorithm(cert: Certificate, policy: Policy) -> tuple[Reason
         return None
     if hash_name is None:  # PSS
         hash_name = cert.signature_hash
-        if hash_name == "unknown" or cert.signature_params is None:
-            # RFC 4055 §3.1: the parameters name the hash; they could not be decoded.
-            return Reason.MALFORMED, "its RSASSA-PSS parameters could not be decoded (RFC 4055 §3.1)"
+        if hash_name in (None, "unknown") or cert.signature_params is None:
+            # RFC 4055 §3.1: the parameters name the hash. Parameters that cannot be
+            # decoded at all made the certificate malformed when it was parsed.
+            return Reason.WEAK_SIGNATURE_ALGORITHM, (
+                "its RSASSA-PSS parameters name a hash or mask generation mtlscore does not support"
+            )
     if hash_name not in policy.signature_hashes:
         return Reason.WEAK_SIGNATURE_ALGORITHM, (
             f"signed with {(hash_name or 'an unknown hash').upper()}, which policy does not allow "
