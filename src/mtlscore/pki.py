@@ -19,6 +19,10 @@ CRLs state their shape in one line too::
 Keys: ``"ec"`` (P-256, the default), ``"ec-p384"``, ``"ec-p521"``, ``"ec-k256"``,
 ``"rsa"`` (2048), ``"rsa-1024"``, ``"rsa-3072"``, ``"rsa-4096"``, ``"ed25519"``, ``"ed448"``.
 Not for production: keys are generated quickly and RSA keys are reused from a pool.
+
+What ``cryptography``'s builder refuses to write is written anyway, for tests that
+need it: ``hash_alg="sha1"`` or ``"md5"`` (RSA PKCS#1 or ECDSA; ECDSA with MD5 as
+X9.62 ecdsa-with-Specified), and serials of 160 bits and more, zero or negative.
 """
 
 from __future__ import annotations
