@@ -152,6 +152,9 @@ MUTATIONS: dict[str, tuple[tuple[str, ...], Callable[[random.Random, _Keys], dic
     "name_constraints": (("root", "inter"), _constraints),
     "leaf_no_san": (("leaf",), lambda r, k: {"_names": "none"}),
     "leaf_cn_host": (("leaf",), lambda r, k: {"_names": r.choice(["cn:client.example.com", "cn:bank.test"])}),
+    # The same, under an issuer constrained to dNSName example.com (the CN is checked as OpenSSL does).
+    "leaf_cn_under_dns_constraint": (("leaf",), lambda r, k: {
+        "_names": r.choice(["cn:client.example.com", "cn:bank.test"]), "_issuer_dns": "example.com"}),
     "leaf_san_forms": (("leaf",), lambda r, k: {"_names": "forms"}),
     "leaf_empty_subject": (("leaf",), lambda r, k: {"_names": r.choice(["empty", "empty-loose"])}),
     "ca_empty_subject": (("inter",), lambda r, k: {"_subject": x509.Name([])}),
@@ -191,9 +194,9 @@ class Case:
 
 def _leaf_names(spec: str) -> dict[str, Any]:
     if spec == "none":
-        return {"_subject": "CN=diff client,O=Diff Org"}
+        return {"_subject": "CN=diff client,O=Diff Org", "san_dns": []}
     if spec.startswith("cn:"):
-        return {"_subject": f"CN={spec[3:]},O=Diff Org"}
+        return {"_subject": f"CN={spec[3:]},O=Diff Org", "san_dns": []}
     if spec == "forms":
         return {"_subject": "CN=diff client,O=Diff Org", "san_dns": ["client.example.com"],
                 "san_email": ["ops@example.com"], "san_ip": ["10.1.2.3"], "san_uri": ["https://client.example.com/x"]}
@@ -239,7 +242,10 @@ def generate(seed: int, *, rate: float = 0.22) -> Case:
         if "_names" in change:
             kw.update(_leaf_names(change.pop("_names")))
         kw.update(change)
+        if role != "leaf" and level == len(roles) - 2 and (dns := chosen[-1][1].get("_issuer_dns")):
+            kw["permitted"] = [*(kw.get("permitted") or []), x509.DNSName(dns)]
         subject = kw.pop("_subject", None)
+        kw.pop("_issuer_dns", None)
         twin = kw.pop("_twin", False)
         cross = kw.pop("_cross", False)
         missing = kw.pop("_missing", False)
