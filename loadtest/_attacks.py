@@ -86,7 +86,7 @@ async def _trickle(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, d
         writer.transport.abort()
 
 
-async def slowloris(port: int, ctx: ssl.SSLContext, *, source: str = HOST, interval: float = 1.0,
+async def slowloris(port: int, ctx: ssl.SSLContext | None, *, source: str = HOST, interval: float = 1.0,
                     duration: float = 30.0) -> str:
     """A request head sent one byte at a time, never finished."""
     try:
@@ -166,7 +166,8 @@ async def busy(port: int, ctx: ssl.SSLContext, *, source: str = HOST, target: by
 
 
 async def probe(
-    port: int, ctx: ssl.SSLContext, *, source: str = HOST, timeout: float = 30.0, headers: bytes = b""
+    port: int, ctx: ssl.SSLContext | None, *, source: str = HOST, timeout: float = 30.0, headers: bytes = b"",
+    target: bytes = b"/ok",
 ) -> float | None:
     """A normal client's request (new connection, handshake, GET /ok): its latency, None on failure."""
     start = time.monotonic()
@@ -175,7 +176,7 @@ async def probe(
     except _ERRORS:
         return None
     try:
-        writer.write(b"GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n" % _lines(headers))
+        writer.write(b"GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n" % (target, _lines(headers)))
         answer = await asyncio.wait_for(reader.read(), timeout)
     except (*_ERRORS, TimeoutError):
         return None

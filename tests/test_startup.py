@@ -117,3 +117,17 @@ def test_a_reload_that_changes_listen_says_restart_required(tmp_path: Path, capl
         assert state.reload() is True
     [line] = [json.loads(r.getMessage()) for r in caplog.records if "mtls_reload" in r.getMessage()]
     assert line == {"event": "mtls_reload", "result": "ok"}
+
+
+def test_a_reload_applies_the_tls_engine(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The engine is made per connection from the current snapshot: no restart needed, and "ok" says so."""
+    pytest.importorskip("OpenSSL")
+    from mtlscore.runtimes._tls import DeferredEngine, StdlibEngine
+
+    state = GatewayState.from_config_file(write(tmp_path))
+    assert isinstance(state.snapshot.new_engine(), StdlibEngine)
+    write(tmp_path, extra='tls_engine = "deferred"')
+    with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):
+        assert state.reload() is True
+    assert isinstance(state.snapshot.new_engine(), DeferredEngine)
+    assert [json.loads(r.getMessage())["result"] for r in caplog.records] == ["ok"]

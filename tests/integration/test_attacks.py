@@ -250,3 +250,20 @@ async def test_keepalive_connections_end_at_their_maximum_age(env: Env, anyio_ba
         finally:
             conn.close()
         assert info.state.metrics.get("mtlscore_connections_total") == 2  # it had to reconnect
+
+
+@pytest.mark.anyio
+async def test_the_admin_listener_cuts_a_trickled_head(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    """The metrics listener keeps the gateway's head deadline too (it read forever, 10 s per byte)."""
+    config = env.config(f"admin-loris-{anyio_backend}.toml", admin_listen="127.0.0.1:0", header_timeout_seconds=1)
+    async with gateway(config, anyio_backend) as info:
+        assert info.admin_address is not None
+        admin = info.admin_address.port
+
+        async def scenario(_: Upstream) -> tuple[str, float | None]:
+            loris = await attacks.slowloris(admin, None, interval=0.2, duration=20)
+            return loris, await attacks.probe(admin, None, timeout=10, target=b"/healthz")
+
+        loris, scraped = await in_thread(scenario, Upstream())
+    assert loris == "closed"
+    assert scraped is not None

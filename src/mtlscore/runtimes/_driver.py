@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import pathlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -391,16 +392,26 @@ async def serve_connection(
 # -- the admin listener (plain HTTP: /metrics, /healthz) ----------------------------
 
 
-async def serve_admin(stream: Stream, state: GatewayState) -> None:
-    """Answer plain-HTTP requests for ``/metrics`` (Prometheus text) and ``/healthz``."""
-    conn = h11.Connection(h11.SERVER)
+async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], float] = time.monotonic) -> None:
+    """Answer plain-HTTP requests for ``/metrics`` (Prometheus text) and ``/healthz``.
+
+    The gateway's own deadlines apply: ``keepalive_timeout`` for a request's first
+    byte, then ``header_timeout`` for the whole request (a trickled head is cut).
+    """
+    server = state.snapshot.gateway.server
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=server.max_header_bytes)
+    deadline = clock() + server.keepalive_timeout
+    started = False  # this request's first byte has arrived
     try:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await stream.recv(65536, 10.0)
+                left = deadline - clock()
+                data = await stream.recv(65536, left) if left > 0 else None
                 if not data:
                     return
+                if not started:
+                    started, deadline = True, clock() + server.header_timeout
                 conn.receive_data(data)
                 continue
             if not isinstance(event, h11.Request):
@@ -420,6 +431,8 @@ async def serve_admin(stream: Stream, state: GatewayState) -> None:
                 pass
             if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                 conn.start_next_cycle()
+                started = bool(conn.trailing_data[0])
+                deadline = clock() + (server.header_timeout if started else server.keepalive_timeout)
             else:
                 return
     except (h11.ProtocolError, OSError):
