@@ -40,6 +40,7 @@ import h11
 
 from ._appauth import AccountAuth, AuthResult, authorize
 from ._cert import Certificate, parse_certificate
+from ._deadlines import Deadlines
 from ._forwarding import (
     HOP_BY_HOP as HOP_BY_HOP,
 )
@@ -201,12 +202,7 @@ class Session:
         self._body_seen = 0
         self._received_any = False
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
-        self._born = now
-        self._now = now or 0.0
-        self._idle_since: float | None = None  # waiting for this cycle's first byte since
-        self._head_since: float | None = None  # this request head's first byte
-        self._body_since: float | None = None  # this request body's start
-        self._cycles = 0  # requests answered on this connection
+        self._deadlines = Deadlines(self.server, born=now)
         self.presented: tuple[Certificate, ...] = ()
         self.verdict = self._validate(at)
         self.account: str | None = _account_id(self.verdict.principal) if self.verdict.ok else None
@@ -329,9 +325,7 @@ class Session:
 
     def next_action(self, *, at: datetime, now: float) -> Action:
         """The next thing the runtime must do; ``at`` is wall time, ``now`` monotonic seconds."""
-        self._now = now
-        if self._born is None:
-            self._born = now
+        self._deadlines.tick(now)
         while not self._pending:
             if self.state is State.CLOSED:
                 return Close(linger=self._client.their_state is h11.SEND_BODY)
@@ -389,44 +383,14 @@ class Session:
             self._close()
 
     def _read_deadline(self, now: float) -> float:
-        """When the current wait for client bytes must end (absolute, monotonic seconds).
-
-        Each deadline starts once and is not moved by the bytes that trickle in
-        (a fresh timeout per read is what lets slowloris hold a connection forever).
-        """
-        server = self.server
+        """When the current wait for client bytes must end (absolute; ``_deadlines.py``)."""
         if self.state is State.AWAIT_REQUEST:
-            if self._received_any:  # the head has begun: one deadline for all of it
-                if self._head_since is None:
-                    self._head_since = now
-                if self._idle_since is None:  # a pipelined head: no idle wait before it
-                    self._idle_since = now
-                return self._head_since + server.header_timeout
-            if self._idle_since is None:
-                self._idle_since = now
-            deadline = self._idle_since + server.keepalive_timeout
-            # An aged keep-alive connection is closed rather than kept waiting (its first
-            # request is always read: the age never refuses a fresh connection).
-            if server.max_connection_age and self._born is not None and self._cycles:
-                deadline = min(deadline, self._born + server.max_connection_age)
-            return deadline
-        # The body: a grace period, extended by one second per min_body_rate bytes received.
-        if self._body_since is None:
-            self._body_since = now
-        return self._body_since + server.body_timeout + self._body_seen / server.min_body_rate
+            return self._deadlines.request(now, begun=self._received_any)
+        return self._deadlines.body(now, self._body_seen)
 
     def _waiting_since(self) -> float | None:
         """Since when this connection has kept the gateway waiting for a request (None: in a body)."""
-        if self.state is not State.AWAIT_REQUEST or self._idle_since is None:
-            return None
-        if self._cycles or self._born is None:
-            return self._idle_since
-        return min(self._born, self._idle_since)  # the first request: from accept
-
-    def _aged(self) -> bool:
-        """Past ``max_connection_age``: close after the current response (trust and CRLs reload)."""
-        age = self.server.max_connection_age
-        return bool(age) and self._born is not None and self._now - self._born >= age
+        return self._deadlines.waiting_since() if self.state is State.AWAIT_REQUEST else None
 
     # -- one request -----------------------------------------------------------
 
@@ -631,7 +595,7 @@ class Session:
         elif isinstance(event, h11.Response):
             self._response_started = True
             headers = _client_response_headers(event.headers)
-            if self._aged():
+            if self._deadlines.aged():
                 headers = [*headers, (b"connection", b"close")]
             self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
         elif isinstance(event, h11.Data):
@@ -694,7 +658,7 @@ class Session:
                 break
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 break
-        close = close or client.their_state is not h11.DONE or self._aged()
+        close = close or client.their_state is not h11.DONE or self._deadlines.aged()
         hdrs = [("content-type", "application/json"), ("content-length", str(len(body))), *headers]
         if close:
             hdrs.append(("connection", "close"))
@@ -714,8 +678,7 @@ class Session:
         if client.our_state is h11.DONE and client.their_state is h11.DONE:
             client.start_next_cycle()
             self._received_any = bool(client.trailing_data[0])
-            self._idle_since = self._head_since = self._body_since = None
-            self._cycles += 1
+            self._deadlines.next_cycle()
             self._request = None
             self._to(State.AWAIT_REQUEST)
         else:
