@@ -114,7 +114,7 @@ async def serve(
             state.release(ticket)
 
     async def on_admin(stream: trio.SocketStream) -> None:
-        await serve_admin(TrioStream(stream), state)
+        await serve_admin(TrioStream(stream), state, trio.current_time)
 
     listen = server_cfg.listen
     listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
