@@ -241,6 +241,9 @@ def test_certificate_without_dp_is_not_covered_by_a_dp_scoped_crl(ca: tuple[pki.
     assert st_.status == "uncovered" and "names none" in st_.detail
     verdict = hard(root, scoped).validate(leaf.chain_pem, at=NOW)
     assert verdict.reason is Reason.REVOCATION_UNAVAILABLE
+    # Soft-fail: accepted, and the note says why the CRL given did not count.
+    soft = Validator(TrustStore([root.pem]), Policy(revocation_ca="off"), crls=[scoped]).validate(leaf.chain_pem, at=NOW)
+    assert soft.ok and any("no CRL in scope" in n and "names none" in n for n in soft.notes)
     # The implicit distribution point is the issuer's DN: an IDP naming it covers the certificate.
     by_dn = inter.crl(revoked=[leaf], idp=pki.idp(dirname=inter.cert.subject))
     assert status(leaf, inter, by_dn).status == "revoked"

@@ -265,7 +265,9 @@ class PositionCheck:
             self.sources = wanted + sources
             return
         if given and not p.fetch and self.mode == "soft" and st.status == "uncovered":
-            self.notes.append(f"revocation of {self.cert.describe()!r} not checked: no CRL for its issuer (soft-fail)")
+            why = f": {st.detail}" if st.detail else ""
+            self.notes.append(f"revocation of {self.cert.describe()!r} not checked: no CRL in scope for it "
+                              f"(soft-fail){why}")
         self._give_up(had_sources=(p.fetch and bool(sources)) or st.status == "partial")
 
     def _from_cache(self, src: Source, *, decide: bool = True) -> bool:
