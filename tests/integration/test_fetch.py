@@ -268,6 +268,32 @@ async def test_fetched_crl_revokes_and_clears(anyio_backend: str, world: World, 
 
 
 @pytest.mark.anyio
+async def test_delta_and_crl_signer_path_fetched(anyio_backend: str, world: World, server: Server) -> None:
+    # RFC 5280 §6.3.3 over fetched CRLs: the complete CRL is signed by a separate CRL key whose
+    # own status is on the root's CRL (asked for through the machine), and the delta the
+    # certificate's FreshestCRL names is fetched and applied.
+    base_url, delta_url, root_url = server.url("/base.crl"), server.url("/delta.crl"), server.url("/root.crl")
+    inter = world.root.intermediate("CN=Delta CA", crl_urls=[root_url])
+    signer = inter.crl_signer(crl_urls=[root_url])
+    good = inter.leaf("CN=delta-good", crl_urls=[base_url], freshest=[delta_url])
+    bad = inter.leaf("CN=delta-revoked", crl_urls=[base_url], freshest=[delta_url])
+    window = {"this_update": NOW - _H, "next_update": NOW + _H}
+    server.routes["/base.crl"] = Route(inter.crl(signer=signer, number=4, **window))  # type: ignore[arg-type]
+    server.routes["/delta.crl"] = Route(inter.crl(revoked=[bad], signer=signer, number=5, delta_of=4,
+                                                  **window))  # type: ignore[arg-type]
+    server.routes["/root.crl"] = Route(world.root.crl(**window))  # type: ignore[arg-type]
+    trust = TrustStore([world.root.pem], [signer.pem])
+    v = Validator(trust, Policy(fetch=True, revocation="hard", revocation_prefer="crl"))
+    fetcher = fetcher_for(anyio_backend)
+    verdict = await fetcher.validate(v, pem_chain(bad), at=NOW)
+    assert verdict.reason is Reason.REVOKED and "delta CRL #5" in verdict.detail, verdict.detail
+    verdict = await fetcher.validate(v, pem_chain(good), at=NOW)
+    assert verdict.ok, verdict.detail
+    # Each CRL was fetched once, then served from the revocation cache.
+    assert server.hits == {"/base.crl": 1, "/delta.crl": 1, "/root.crl": 1}
+
+
+@pytest.mark.anyio
 async def test_revoked_intermediate_from_root_crl(anyio_backend: str, world: World, server: Server) -> None:
     url = server.url("/root.crl")
     inter = world.root.intermediate("CN=Revoked Intermediate", crl_urls=[url])
