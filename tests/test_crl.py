@@ -249,6 +249,15 @@ def test_certificate_without_dp_is_not_covered_by_a_dp_scoped_crl(ca: tuple[pki.
     assert status(leaf, inter, by_dn).status == "revoked"
 
 
+def test_implicit_dp_is_named_by_issuer_alt_name_too(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    # §6.3.3: without cRLDistributionPoints the DP's names are the issuer field and issuerAltName.
+    _, inter = ca
+    ian = (x509.IssuerAlternativeName([x509.UniformResourceIdentifier(U2)]), False)
+    leaf = inter.leaf(extensions=[ian])
+    assert status(leaf, inter, inter.crl(revoked=[leaf], idp=pki.idp(uri=U2))).status == "revoked"
+    assert status(leaf, inter, inter.crl(revoked=[leaf], idp=pki.idp(uri=U1))).status == "uncovered"
+
+
 def test_dp_with_only_a_crl_issuer_matches_idp_against_it(ca: tuple[pki.Issued, pki.Issued]) -> None:
     # §6.3.3 (b)(2)(i): a DP without a name has its IDP matched against its cRLIssuer.
     root, inter = ca

@@ -298,6 +298,7 @@ def _dp(dp: x509.DistributionPoint, cert: Certificate) -> DistributionPoint:
 
 
 _DPS: BoundedLRU[bytes, tuple[tuple[DistributionPoint, ...], tuple[str, ...]]] = BoundedLRU(4096)
+_IAN = ExtensionOID.ISSUER_ALTERNATIVE_NAME.dotted_string
 
 
 def _cert_dps(cert: Certificate) -> tuple[tuple[DistributionPoint, ...], tuple[str, ...]]:
@@ -311,16 +312,20 @@ def _cert_dps(cert: Certificate) -> tuple[tuple[DistributionPoint, ...], tuple[s
         dps = [_dp(dp, cert) for dp in ext]
     if _FRESHEST in cert.extension_oids:
         fresh = _dp_urls(cert.x509.extensions.get_extension_for_class(x509.FreshestCRL).value)
+    # §6.3.3: CRLs no DP names are processed under a DP named by the certificate issuer
+    # field and its issuerAltName extension, with no reasons and no cRLIssuer.
+    names: set[GNKey] = {("dn", cert.issuer_key)}
+    if _IAN in cert.extension_oids:
+        names.update(_gn_key(g) for g in cert.x509.extensions.get_extension_for_class(x509.IssuerAlternativeName).value)
+    dps.append(DistributionPoint(frozenset(names), None, None, implicit=True))
     found = (tuple(dps), tuple(fresh))
     _DPS.store(cert.sha256, found)
     return found
 
 
 def distribution_points(cert: Certificate) -> tuple[DistributionPoint, ...]:
-    """The certificate's DPs, then the implicit one §6.3.3 assumes (named by the issuer DN, all reasons)."""
-    dps = _cert_dps(cert)[0]
-    names = {("dn", cert.issuer_key)}
-    return (*dps, DistributionPoint(frozenset(names), None, None, implicit=True))
+    """The certificate's DPs, then the implicit one §6.3.3 assumes (issuer DN and issuerAltName, all reasons)."""
+    return _cert_dps(cert)[0]
 
 
 def freshest_urls(cert: Certificate) -> tuple[str, ...]:
