@@ -178,3 +178,30 @@ def test_signer_paths_crl_is_fetched_when_fetching() -> None:
     v.cache.clear()
     run(root.crl())
     assert isinstance(v.start(leaf.chain_pem, at=NOW).next_event(), Verdict)
+
+
+def test_nested_signer_paths_are_bounded() -> None:
+    # Each CRL signer's status is on a CRL signed by the next separate key: the recursion stops
+    # at MAX_NESTING levels below the certificate's own check.
+    from mtlscore._crl_signer import MAX_NESTING
+
+    root = pki.root("CN=Nesting Root")
+    inter = root.intermediate("CN=Nesting CA")
+    urls = [f"http://127.0.0.1:1/n{i}.crl" for i in range(MAX_NESTING + 1)]
+    signers = [inter.crl_signer(crl_urls=[urls[0]])]
+    signers += [root.crl_signer(by=root, crl_urls=[u]) for u in urls[1:]]
+    leaf = inter.leaf()
+
+    def crls(depth: int) -> list[bytes]:
+        # signers[i]'s status is on a root CRL for urls[i], signed by signers[i + 1] (the root at ``depth``).
+        out = [inter.crl(signer=signers[0])]
+        for i in range(depth):
+            nxt = signers[i + 1] if i + 1 < depth else None
+            out.append(root.crl(signer=nxt, idp=pki.idp(uri=urls[i]), number=10 + i))
+        return out
+
+    v = hard([root], *crls(MAX_NESTING), pool=tuple(signers), revocation_ca="off")
+    assert v.validate(leaf.chain_pem, at=NOW).ok
+    verdict = hard([root], *crls(MAX_NESTING + 1), pool=tuple(signers), revocation_ca="off").validate(
+        leaf.chain_pem, at=NOW)
+    assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "nested too deep" in verdict.detail
