@@ -166,13 +166,26 @@ def drive(client: bytes, upstream: bytes) -> None:
     answers = _chunks(upstream, max(1, size // 2))
     client_eof = upstream_eof = False
     oracle = UpstreamOracle()
+    # Issue 15's deadlines: the upstream answer's length picks how fast time runs between
+    # actions (so head, body, idle and age deadlines pass mid-stream) and whether the
+    # client or the upstream stops taking writes.
+    mood = len(upstream) % 16
+    step = (0.001, 0.7, 6.0, 400.0)[mood & 3]
     now = 0.0
     for _ in range(MAX_ACTIONS):
-        now += 0.001
+        now += step
         action = session.next_action(at=NOW, now=now)
         if isinstance(action, Close):
             return
-        if isinstance(action, ReadClient):
+        if isinstance(action, ReadClient | WriteClient | WriteUpstream) and not action.timeout > 0:
+            raise Crash(f"an action with no time to run: {action!r}")
+        if isinstance(action, ReadClient) and action.waiting_since is not None and action.waiting_since > now:
+            raise Crash(f"waiting since the future: {action!r} at {now}")
+        if isinstance(action, WriteClient) and mood & 4:
+            session.client_write_timeout()
+        elif isinstance(action, WriteUpstream) and mood & 8:
+            session.upstream_failed("timeout", "fuzz: the upstream takes nothing")
+        elif isinstance(action, ReadClient):
             if reads:
                 session.receive_client(reads.pop(0))
             elif not client_eof:
