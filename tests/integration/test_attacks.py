@@ -140,7 +140,8 @@ async def test_when_every_slot_is_busy_a_new_connection_is_refused_at_once(
 ) -> None:
     """Finding 5: with every slot busy (requests in flight), a new connection is closed at once, not queued."""
     upstream, up_port = await started_upstream()
-    config = env.config(f"busy-{anyio_backend}.toml", max_connections=4, upstream=f"http://127.0.0.1:{up_port}")
+    config = env.config(f"busy-{anyio_backend}.toml", max_connections=4, upstream=f"http://127.0.0.1:{up_port}",
+                        keepalive_timeout_seconds=1)
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
         metrics = info.state.metrics
