@@ -217,7 +217,7 @@ def _idp(
 @dataclass
 class Case:
     seed: int
-    category: str  # feature:variant
+    category: str  # feature:variant, and "|plain-revoked" when another link's plain CRL revokes its child
     link: int  # the feature link: 0 = the root issues the next certificate down
     anchor: bytes
     chain: list[bytes]  # leaf first, then the intermediates the client presents
@@ -258,7 +258,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "plain": ("root", "ca"),
     "multi": ("root", "ca"),
     "stale": ("root", "ca"),
-    "rollover": ("root",),
+    "rollover": ("root", "ca"),
     "signer": ("ca",),
     "idp": ("ca",),
     "reasons": ("ca",),
@@ -336,7 +336,8 @@ def generate(seed: int) -> Case:
     rng.shuffle(crls)
     return Case(
         seed=seed,
-        category=f"{feature}:{feature_state['variant']}" if feature_state.get("variant") else feature,
+        category=(f"{feature}:{feature_state['variant']}" if feature_state.get("variant") else feature)
+        + ("|plain-revoked" if notes else ""),
         link=link,
         anchor=anchor.cert.public_bytes(serialization.Encoding.DER),
         chain=[leaf.cert.public_bytes(serialization.Encoding.DER)]
@@ -394,7 +395,8 @@ def _plan(
         st["k2"] = b.key()
         st["anchor_new"] = rng.random() < 0.5
         st["crl_key"] = rng.choice(["new", "old"])
-        st["child_under_new"] = False
+        # An intermediate that rolled its key may already issue with the new one (RFC 4210 §4.4).
+        st["child_under_new"] = level > 0 and rng.random() < 0.5
         return [], st
     return [], st
 
@@ -455,6 +457,25 @@ def _finish(
                 out.crls.append(crl(x.name, x.key, [], number=7))
         out.extra.append(s)
         out.crls.append(crl(x.name, sk, entries(listed), number=8))
+    elif feature == "rollover" and parent is not None:
+        # An intermediate X rolls from K1 (certified by its parent) to K2: new-with-old links K2 to X's
+        # path; the child is issued under K1 or K2, the CRLs signed with either.
+        k1, k2 = x.key, st["k2"]
+        nwo = certificate(rng, x.name, k2, x.name, k1, ca=True)
+        own = certificate(rng, x.name, k1, x.name, k2, ca=True)
+        (out.presented if st["child_under_new"] else out.extra).append(nwo)
+        out.extra.append(own)
+        old_ca_crl = rng.random() < 0.6
+        nwo_revoked = old_ca_crl and rng.random() < 0.25
+        if old_ca_crl:
+            # the self-issued certificates' own status, from the old key (CA certificates only)
+            out.crls.append(crl(x.name, k1, [Entry(nwo.serial, R.superseded)] if nwo_revoked else [], number=3,
+                                idp=_idp(ca=True)))
+        crl_key = rng.choice(["new", "old"])
+        out.crls.append(crl(x.name, k2 if crl_key == "new" else k1, entries(listed), number=9))
+        st["variant"] = (f"ca,{'child-new' if st['child_under_new'] else 'child-old'},crl-{crl_key}"
+                         + (",old-ca-crl" if old_ca_crl else "") + (",nwo-revoked" if nwo_revoked else "")
+                         + (":listed" if listed else ""))
     elif feature == "rollover":
         # RFC 4210 §4.4: the root rolls from K1 (the anchor's key) to K2 with self-issued certificates.
         k1, k2 = x.key, st["k2"]
@@ -657,8 +678,17 @@ def openssl_verdict(case: Case, workdir: Path | None = None) -> Outcome:
 def mtlscore_verdict(case: Case) -> Outcome:
     from mtlscore import Policy, Reason, TrustStore, Validator
 
-    trust = TrustStore(anchors=[case.anchor], intermediates=case.extra)
-    v = Validator(trust, Policy(revocation="hard"), crls=case.crls).validate(case.chain, at=T)
+    # Both ways of giving CRLs (the Validator's, as `mtlscore check --crl` does, or per call) and of
+    # having the extra certificates (the trust store's pool, or sent by the client after its chain),
+    # by the seed's low bits: the verdict must not depend on them.
+    per_call, presented = bool(case.seed & 1), bool(case.seed & 2)
+    trust = TrustStore(anchors=[case.anchor], intermediates=[] if presented else case.extra)
+    chain = case.chain + case.extra if presented else case.chain
+    policy = Policy(revocation="hard")
+    if per_call:
+        v = Validator(trust, policy).validate(chain, at=T, crls=case.crls)
+    else:
+        v = Validator(trust, policy, crls=case.crls).validate(chain, at=T)
     if v.ok:
         return Outcome("ok", "accepted")
     cls = {Reason.REVOKED: "revoked", Reason.REVOCATION_UNAVAILABLE: "unavailable"}.get(v.reason, "other")
