@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="list every disagreeing seed, not one per category")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    classes, disagreements = run(range(args.start, args.start + args.seeds))
+    report = run(range(args.start, args.start + args.seeds))
+    classes, disagreements = report.classes, report.disagreements
     by: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
     for case, o, m, allowed in disagreements:
         label = "UNEXPLAINED" if allowed is None else allowed.why

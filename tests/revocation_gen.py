@@ -44,6 +44,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 T = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -79,6 +80,22 @@ def _keys() -> list[ec.EllipticCurvePrivateKey]:
 def name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Diff"),
                       x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def respell(n: x509.Name, how: str) -> x509.Name:
+    """``n`` with the same meaning under RFC 5280 §7.1 but other bytes (or ``n`` for "same")."""
+    if how == "same":
+        return n
+    attrs = []
+    for a in n:
+        v = str(a.value)
+        if how == "recased":
+            attrs.append(x509.NameAttribute(a.oid, v.swapcase()))
+        elif how == "spaced":
+            attrs.append(x509.NameAttribute(a.oid, "  " + v.replace(" ", "   ") + " "))
+        else:
+            attrs.append(x509.NameAttribute(a.oid, v, _type=_ASN1Type.PrintableString))
+    return x509.Name(attrs)
 
 
 def _ski(key: Any) -> bytes:
@@ -357,6 +374,7 @@ def _plan(
     uri_b = x509.UniformResourceIdentifier(URI_B)
     if feature == "idp":
         cert_dp = rng.choice(["none", "uri-a", "uri-b", "dir-a", "rel-a", "dir-rel-a", "crlissuer-only"])
+        spelling = rng.choice(["same", "same", "recased", "spaced"])  # §7.1: the same name either way
         idp_form = rng.choice(["uri-a", "dir-a", "rel-a", "rel-b", "uri-b"])
         st["idp_form"] = idp_form
         st["variant"] = f"dp={cert_dp},idp={idp_form}"
@@ -367,7 +385,7 @@ def _plan(
             "dir-a": [_dp(full=[x509.DirectoryName(DIR_A)])],
             "rel-a": [_dp(relative=RDN_A)],
             # the full name spelt out: the issuer's name plus the RDN (§5.2.5 / §4.2.1.13)
-            "dir-rel-a": [_dp(full=[x509.DirectoryName(x509.Name([*x.name.rdns, RDN_A]))])],
+            "dir-rel-a": [_dp(full=[x509.DirectoryName(x509.Name([*respell(x.name, spelling).rdns, RDN_A]))])],
             "crlissuer-only": [_dp(crl_issuer=[x509.DirectoryName(x.name)])],
         }[cert_dp]
         return dps, st
@@ -420,8 +438,11 @@ def _finish(
         return e
 
     if feature == "plain":
-        st["variant"] = "listed" if listed else "unlisted"
-        out.crls.append(crl(x.name, x.key, entries(listed), number=rng.randrange(1, 50)))
+        # The CRL's issuer name spelt as the CA's name or in another case, spacing and string type:
+        # RFC 5280 §7.1 compares names after case folding and whitespace folding, as OpenSSL does.
+        spelling = rng.choice(["same", "same", "recased", "spaced", "printable"])
+        st["variant"] = spelling + (":listed" if listed else ":unlisted")
+        out.crls.append(crl(respell(x.name, spelling), x.key, entries(listed), number=rng.randrange(1, 50)))
     elif feature == "multi":
         n = rng.choice((2, 3))
         which = rng.randrange(n) if listed else None
@@ -543,12 +564,13 @@ def _finish(
         other_ca = name("Diff Other CA")
         layout = rng.choice(["issuer-entry", "carried-from-issuer", "carried-from-other", "no-issuer-ext",
                              "not-indirect"])
+        x_named = respell(x.name, rng.choice(["same", "same", "recased", "spaced", "printable"]))
         e: list[Entry] = [Entry(rng.randrange(1, 1 << 63), R.superseded, other_ca)]
         if layout == "issuer-entry":
             # the entry names X; listed or not
-            e.append(Entry(c.serial if listed else rng.randrange(1, 1 << 63), R.key_compromise, x.name))
+            e.append(Entry(c.serial if listed else rng.randrange(1, 1 << 63), R.key_compromise, x_named))
         elif layout == "carried-from-issuer":
-            e = [Entry(rng.randrange(1, 1 << 63), R.superseded, x.name)]
+            e = [Entry(rng.randrange(1, 1 << 63), R.superseded, x_named)]
             e.append(Entry(c.serial if listed else rng.randrange(1, 1 << 63), R.key_compromise))  # X carried over
         elif layout == "carried-from-other":
             e.append(Entry(c.serial, R.key_compromise))  # Other CA carried over: not C

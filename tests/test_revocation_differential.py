@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from revocation_gen import Case, Outcome, generate, mtlscore_verdict, openssl_verdict
+from revocation_gen import FEATURES, Case, Outcome, generate, mtlscore_verdict, openssl_verdict
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
                                 reason="the differential's oracle, the openssl command, is not installed")
@@ -78,17 +78,25 @@ def allowed_for(case: Case, o: Outcome, m: Outcome) -> Allowed | None:
     return next((a for a in ALLOWED if a.covers(case, o, m)), None)
 
 
-def run(seeds: range) -> tuple[Counter[str], list[tuple[Case, Outcome, Outcome, Allowed | None]]]:
-    """OpenSSL's verdict classes, and every disagreement (with the allow-list entry covering it, if any)."""
-    classes: Counter[str] = Counter()
-    disagreements = []
+@dataclass
+class Report:
+    classes: Counter[str]  # OpenSSL's verdict classes
+    agreed: Counter[tuple[str, str]]  # (feature, class) of the cases where both agree
+    disagreements: list[tuple[Case, Outcome, Outcome, Allowed | None]]  # with the entry covering each, if any
+
+
+def run(seeds: range) -> Report:
+    """Both verdicts on every seed."""
+    report = Report(Counter(), Counter(), [])
     for seed in seeds:
         case = generate(seed)
         o, m = openssl_verdict(case), mtlscore_verdict(case)
-        classes[o.cls] += 1
-        if o.cls != m.cls:
-            disagreements.append((case, o, m, allowed_for(case, o, m)))
-    return classes, disagreements
+        report.classes[o.cls] += 1
+        if o.cls == m.cls:
+            report.agreed[(case.category.split(":")[0], "ok" if o.cls == "ok" else "refused")] += 1
+        else:
+            report.disagreements.append((case, o, m, allowed_for(case, o, m)))
+    return report
 
 
 def test_allowed_differences_are_documented() -> None:
@@ -99,13 +107,18 @@ def test_allowed_differences_are_documented() -> None:
 
 
 def test_mtlscore_agrees_with_openssl_on_random_pkis() -> None:
-    classes, disagreements = run(range(FIRST_SEED, FIRST_SEED + CASES))
-    # Both outcomes well represented, so agreement cannot come from one answer everywhere.
+    report = run(range(FIRST_SEED, FIRST_SEED + CASES))
+    classes = report.classes
+    # Both outcomes well represented, so agreement cannot come from one answer everywhere…
     assert classes["ok"] >= CASES // 5 and classes["revoked"] >= CASES // 6 and classes["unavailable"] >= CASES // 10, \
         classes
     assert classes["other"] <= CASES // 50, classes  # the generator stays inside what both support
+    # … and within every feature: each has cases both accept and cases both refuse.
+    for feature in FEATURES:
+        assert report.agreed[(feature, "ok")] >= 2 and report.agreed[(feature, "refused")] >= 2, \
+            (feature, report.agreed)
     unexplained = [f"seed {c.seed} [{c.category}]: openssl {o.cls} ({o.detail}); mtlscore {m.cls} ({m.detail})"
-                   for c, o, m, a in disagreements if a is None]
+                   for c, o, m, a in report.disagreements if a is None]
     assert not unexplained, "\n".join(unexplained)
 
 
