@@ -243,8 +243,9 @@ class PositionCheck:
             else:
                 self._give_up(had_sources=True)
             return
-        if st.status == "partial":
-            self.failures.append(st.detail)
+        if st.status == "partial" or (st.status == "uncovered" and st.detail and self.mode == "hard"):
+            # Hard-fail says why the CRLs at hand did not answer (reasons left, out of scope).
+            self.failures.append(st.detail if st.status == "partial" else f"no CRL at hand in scope: {st.detail}")
         for data in stapled:
             o = self._ocsp_status(data, nonce=None)
             if o.status in ("good", "revoked"):
@@ -268,7 +269,7 @@ class PositionCheck:
             why = f": {st.detail}" if st.detail else ""
             self.notes.append(f"revocation of {self.cert.describe()!r} not checked: no CRL in scope for it "
                               f"(soft-fail){why}")
-        self._give_up(had_sources=(p.fetch and bool(sources)) or st.status == "partial")
+        self._give_up(had_sources=(p.fetch and bool(sources)) or bool(self.failures))
 
     def _from_cache(self, src: Source, *, decide: bool = True) -> bool:
         """Take ``src``'s cached answer; True when it decided (or, ``decide`` off, when there was one)."""
