@@ -14,7 +14,9 @@ certificates; issuingDistributionPoint names (URI, directoryName,
 nameRelativeToCRLIssuer) against the certificate's distribution points (or
 none); onlySomeReasons partitions in the IDP and reasons in the DP; indirect
 CRLs with certificateIssuer entries (and carry-over); delta CRLs; user/CA-only
-CRLs; stale and not-yet-valid CRLs.
+CRLs; stale and not-yet-valid CRLs; unknown critical CRL and entry extensions;
+and, on plain CRLs, certificateHold / removeFromCRL entries and issuer names
+spelt differently under RFC 5280 §7.1.
 
 Everything is built with ``cryptography``'s builders directly (not
 ``mtlscore.pki``), so the generator shares no code with the library under
@@ -165,6 +167,7 @@ class Entry:
     serial: int
     reason: x509.ReasonFlags | None = None
     cert_issuer: x509.Name | None = None  # certificateIssuer entry extension (indirect CRLs)
+    extra: list[tuple[x509.ExtensionType, bool]] = field(default_factory=list)  # more entry extensions
 
 
 def crl(
@@ -178,6 +181,7 @@ def crl(
     idp: x509.IssuingDistributionPoint | None = None,
     delta_base: int | None = None,
     freshest: bool = False,
+    extra: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> bytes:
     b = (
         x509.CertificateRevocationListBuilder()
@@ -195,8 +199,12 @@ def crl(
     if freshest:
         b = b.add_extension(x509.FreshestCRL([_dp(full=[x509.UniformResourceIdentifier(URI_DELTA)])]),
                             critical=False)
+    for ext, critical in extra:
+        b = b.add_extension(ext, critical=critical)
     for e in entries:
         rb = x509.RevokedCertificateBuilder().serial_number(e.serial).revocation_date(this_update - HOUR)
+        for ext, critical in e.extra:
+            rb = rb.add_extension(ext, critical=critical)
         if e.reason is not None:
             rb = rb.add_extension(x509.CRLReason(e.reason), critical=False)
         if e.cert_issuer is not None:
@@ -282,9 +290,10 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "indirect": ("ca",),
     "delta": ("ca",),
     "scope": ("ca",),
+    "critical": ("root", "ca"),
 }
 FEATURE_WEIGHTS = {"plain": 1, "multi": 2, "stale": 1, "rollover": 2, "signer": 3, "idp": 4, "reasons": 3,
-                   "indirect": 3, "delta": 3, "scope": 1}
+                   "indirect": 3, "delta": 3, "scope": 1, "critical": 1}
 
 
 def generate(seed: int) -> Case:
@@ -441,7 +450,10 @@ def _finish(
         # The CRL's issuer name spelt as the CA's name or in another case, spacing and string type:
         # RFC 5280 §7.1 compares names after case folding and whitespace folding, as OpenSSL does.
         spelling = rng.choice(["same", "same", "recased", "spaced", "printable"])
-        st["variant"] = spelling + (":listed" if listed else ":unlisted")
+        # certificateHold revokes (§5.3.1); removeFromCRL belongs in delta CRLs only
+        entry.reason = rng.choice([entry.reason, entry.reason, R.certificate_hold, R.remove_from_crl])
+        st["variant"] = spelling + (f":listed-{entry.reason.name if entry.reason else 'no-reason'}" if listed
+                                    else ":unlisted")
         out.crls.append(crl(respell(x.name, spelling), x.key, entries(listed), number=rng.randrange(1, 50)))
     elif feature == "multi":
         n = rng.choice((2, 3))
@@ -451,6 +463,25 @@ def _finish(
             out.crls.append(crl(x.name, x.key, entries(which == i), number=100 - i,
                                 this_update=T - HOUR - i * timedelta(minutes=10)))
         st["variant"] = "none-lists" if which is None else ("newest-lists" if which == 0 else "older-lists")
+    elif feature == "critical":
+        # RFC 5280 §5.2 / §5.3: a CRL with a critical extension (on the CRL or on any entry) that the
+        # verifier does not process must not be used for any certificate.
+        form = rng.choice(["crl-ext", "entry-ext", "entry-ext-other", "crl-ext+clean", "entry-ext+clean",
+                           "entry-ext-other+clean"])
+        unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.7"), b"\x05\x00")
+        ents = entries(listed)
+        base, clean = form.split("+")[0], form.endswith("+clean")
+        if base.startswith("entry-ext"):
+            # the unknown critical extension on the certificate's own entry, or on another entry
+            target = Entry(c.serial, R.key_compromise) if base == "entry-ext" else Entry(rng.randrange(1, 1 << 63))
+            ents = [e for e in ents if e.serial != target.serial] + [target]
+            target.extra = [(unknown, True)]
+            out.crls.append(crl(x.name, x.key, ents, number=61))
+        else:
+            out.crls.append(crl(x.name, x.key, ents, number=61, extra=[(unknown, True)]))
+        if clean:
+            out.crls.append(crl(x.name, x.key, entries(False), number=62))
+        st["variant"] = form + (":listed" if listed or base == "entry-ext" else "")
     elif feature == "stale":
         form = rng.choice(["stale", "not-yet", "stale+fresh", "not-yet+fresh"])
         st["variant"] = form + (":listed" if listed else "")
