@@ -348,6 +348,10 @@ def generate(seed: int) -> Case:
             cas.append(child)
             chain_nodes.append(child)
     leaf = made_child[-1]
+    # A separate CRL key one link up as well: the CRL signer's own status then comes from a CRL that
+    # needs a signer path of its own (nested signer paths).
+    nested = feature == "signer" and link >= 2 and feature_state["variant"].startswith("by-parent") \
+        and rng.random() < 0.4
     # Plain CRLs for every other link: the issuer's own key, revoking the child now and then.
     for level in range(depth + 1):
         if level == link:
@@ -358,7 +362,13 @@ def generate(seed: int) -> Case:
         if rng.random() < 0.12:
             entries.append(Entry(child.serial, R.ca_compromise if level < depth else R.key_compromise))
             notes.append(f"plain CRL of link {level} revokes {child.name.rfc4514_string()}")
-        crls.append(crl(x.name, x.key, entries, number=rng.randrange(1, 50)))
+        signer = x.key
+        if nested and level == link - 1:
+            signer = b.key()
+            extras.append(certificate(rng, x.name, signer, cas[level - 1].name, cas[level - 1].key, ca=False,
+                                      key_usage=ku("crl_sign")))
+            feature_state["variant"] += ",nested"
+        crls.append(crl(x.name, signer, entries, number=rng.randrange(1, 50)))
     rng.shuffle(crls)
     return Case(
         seed=seed,
