@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -366,11 +368,11 @@ def test_indirect_index_is_built_once_per_parsed_crl(indirect: tuple[pki.Issued,
     _, one, _, issuer = indirect
     leaves = [one.leaf(f"CN=n{i}") for i in range(3)]
     crl = parse_crl(issuer.crl(revoked=[pki.entry(x, issuer=one) for x in leaves], idp=pki.idp(indirect=True)))
-    first = crl.entry(parse_certificate(leaves[0].der))
-    index = crl._memo["index"]
-    assert first is not None and not isinstance(first, str)
+    assert crl.entry(parse_certificate(leaves[0].der)) is not None
+    scan = crl._memo["scan"]
     assert crl.entry(parse_certificate(leaves[2].der)) is not None
-    assert crl._memo["index"] is index  # the same dictionary: not rebuilt per lookup
+    assert crl.entry(parse_certificate(one.leaf("CN=not listed").der)) is None
+    assert crl._memo["scan"] is scan  # the same index: not rebuilt per lookup
 
 
 # -- deltas: scope (§6.3.3 (c)) -------------------------------------------------------------
@@ -416,11 +418,46 @@ def test_crl_signature_with_unused_bits_is_refused(ca: tuple[pki.Issued, pki.Iss
 
 
 def test_direct_crl_serial_index_answers_like_the_scan(ca: tuple[pki.Issued, pki.Issued]) -> None:
-    # After a few lookups the serials are indexed once (cryptography scans); answers stay the same.
+    # The serials are indexed in one pass on first use (cryptography scans); answers stay the same.
     _, inter = ca
     listed, clean = inter.leaf("CN=listed"), inter.leaf("CN=clean")
     crl = parse_crl(inter.crl(revoked=[listed, *range(1, 200)]))
     got = [(crl.entry(parse_certificate(listed.der)) is not None, crl.entry(parse_certificate(clean.der)))
            for _ in range(4)]
     assert got == [(True, None)] * 4
-    assert listed.serial in crl._memo["serials"] and clean.serial not in crl._memo["serials"]
+    serials = crl._memo["scan"][1]
+    assert listed.serial in serials and clean.serial not in serials
+
+
+def _with_critical_entry(inter: pki.Issued, *listed: pki.Issued, number: int = 1, delta_of: int | None = None) -> bytes:
+    # An entry for another serial carries a critical extension mtlscore does not process.
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.7"), b"\x05\x00")
+    other = (x509.RevokedCertificateBuilder().serial_number(12345).revocation_date(NOW - timedelta(hours=2))
+             .add_extension(unknown, critical=True).build())
+    b = (x509.CertificateRevocationListBuilder().issuer_name(inter.cert.subject)
+         .last_update(NOW - timedelta(hours=1)).next_update(NOW + timedelta(days=1))
+         .add_extension(x509.CRLNumber(number), critical=False).add_revoked_certificate(other))
+    if delta_of is not None:
+        b = b.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+    for leaf in listed:
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(leaf.serial)
+                                      .revocation_date(NOW - timedelta(hours=2)).build())
+    return b.sign(inter.key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+def test_critical_entry_extension_on_any_entry_makes_the_crl_unusable(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    # RFC 5280 §5.3: such a CRL is not used for ANY certificate (crldiff finding F-11:35).
+    root, inter = ca
+    leaf = inter.leaf("CN=bystander")
+    st_ = status(leaf, inter, _with_critical_entry(inter))
+    assert st_.status == "unavailable" and "55555.7" in st_.detail and "§5.3" in st_.detail
+    assert hard(root, _with_critical_entry(inter)).validate(leaf.chain_pem, at=NOW).reason is \
+        Reason.REVOCATION_UNAVAILABLE
+    # Listed on it: not "revoked" from a CRL that must not be used.
+    assert status(leaf, inter, _with_critical_entry(inter, leaf)).status == "unavailable"
+    # Beside a clean usable CRL: the clean one answers.
+    assert status(leaf, inter, _with_critical_entry(inter, leaf), inter.crl(number=2)).status == "good"
+    # In a delta: the delta is not applied (a plain one listing the certificate would be).
+    base = inter.crl(number=7)
+    assert status(leaf, inter, base, inter.crl(revoked=[leaf], number=8, delta_of=7)).status == "revoked"
+    assert status(leaf, inter, base, _with_critical_entry(inter, leaf, number=8, delta_of=7)).status == "good"

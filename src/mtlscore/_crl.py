@@ -68,9 +68,6 @@ _HANDLED_ENTRY_EXTS = frozenset(
     }
 )
 
-# Lookups in one parsed CRL after which its serials are indexed (building costs about ten scans).
-_INDEX_AFTER = 3
-
 # RFC 5280 §4.2.1.13 ReasonFlags bits 1-8 (bit 0 "unused" and removeFromCRL are no reasons to cover).
 ALL_REASONS: frozenset[str] = frozenset(
     r.value for r in x509.ReasonFlags if r not in (x509.ReasonFlags.unspecified, x509.ReasonFlags.remove_from_crl)
@@ -149,50 +146,61 @@ class ParsedCRL:
             found = self._memo["idp_names"] = frozenset(names)
         return found
 
-    def entry(self, cert: Certificate) -> x509.RevokedCertificate | str | None:
-        """The entry listing ``cert`` (None when not listed), or why the entries cannot be read.
+    def entries_problem(self) -> str | None:
+        """Why the entries make the CRL unusable (RFC 5280 §5.3: an unprocessed critical entry
+        extension on *any* entry), scanned once; None when they do not."""
+        return self._scan()[0]
 
-        A direct CRL is looked up by serial. An indirect CRL (§5.3.3) is
-        indexed once: each entry belongs to the issuer its certificateIssuer
-        names, or the previous entry's, or the CRL issuer for the first entries.
+    def entry(self, cert: Certificate) -> x509.RevokedCertificate | None:
+        """The entry listing ``cert``, or None when it is not listed.
+
+        A direct CRL is looked up by serial. In an indirect CRL (§5.3.3) each
+        entry belongs to the issuer its certificateIssuer names, or the
+        previous entry's, or the CRL issuer for the first entries. Both are
+        indexed in one pass over the entries, on first use (cryptography scans
+        the entries for a serial): a certificate not listed costs one lookup.
         """
-        if not self.indirect:
-            # cryptography scans the entries for a serial: after a few lookups the serials
-            # are indexed once, and a certificate not listed (nearly all) costs one set lookup.
-            serials = self._memo.get("serials")
-            if serials is None:
-                lookups = self._memo["lookups"] = self._memo.get("lookups", 0) + 1
-                if lookups == _INDEX_AFTER:
-                    try:
-                        serials = self._memo["serials"] = frozenset(e.serial_number for e in self.crl)
-                    except Exception:  # noqa: BLE001, S110 - odd entries: keep scanning, as cryptography does
-                        pass
-            if serials is not None and cert.serial not in serials:
-                return None
-            return self.crl.get_revoked_certificate_by_serial_number(cert.serial)
-        index = self._memo.get("index")
-        if index is None:
-            index = self._memo["index"] = _index(self)
-        if isinstance(index, str):
-            return index
-        return index.get((cert.issuer_key, cert.serial))
+        _, serials, index = self._scan()
+        if index is not None:
+            return index.get((cert.issuer_key, cert.serial))
+        if serials is not None and cert.serial not in serials:
+            return None
+        return self.crl.get_revoked_certificate_by_serial_number(cert.serial)
+
+    def _scan(self) -> _Scan:
+        found = self._memo.get("scan")
+        if found is None:
+            found = self._memo["scan"] = _scan(self)
+        return found
 
 
-def _index(crl: ParsedCRL) -> dict[tuple[NameKey, int], x509.RevokedCertificate] | str:
+# (why the entries make the CRL unusable, a direct CRL's serials, an indirect CRL's index)
+_Scan = tuple[str | None, frozenset[int] | None, dict[tuple[NameKey, int], x509.RevokedCertificate] | None]
+
+
+def _scan(crl: ParsedCRL) -> _Scan:
     index: dict[tuple[NameKey, int], x509.RevokedCertificate] = {}
+    serials: set[int] = set()
     current: NameKey | None = crl.issuer_key
+    indirect = crl.indirect
     try:
         for entry in crl.crl:
             for ext in entry.extensions:
-                if isinstance(ext.value, x509.CertificateIssuer):
+                oid = ext.oid.dotted_string
+                if ext.critical and oid not in _HANDLED_ENTRY_EXTS:
+                    return (f"an entry has the critical extension {oid}, which mtlscore does not process "
+                            "(RFC 5280 §5.3: such a CRL is not used for any certificate)", None, None)
+                if indirect and isinstance(ext.value, x509.CertificateIssuer):
                     dns = [g.value for g in ext.value if isinstance(g, x509.DirectoryName)]
                     # An issuer named only by other name forms matches no certificate's issuer DN.
                     current = name_key(dns[0]) if dns else None
-            if current is not None:
+            if not indirect:
+                serials.add(entry.serial_number)
+            elif current is not None:
                 index.setdefault((current, entry.serial_number), entry)
     except Exception as exc:  # noqa: BLE001 - undecodable entries: the CRL cannot be read
-        return f"its entries could not be decoded ({exc})"
-    return index
+        return f"its entries could not be decoded ({exc})", None, None
+    return None, (None if indirect else frozenset(serials)), (index if indirect else None)
 
 
 def parse_crl(data: bytes | str) -> ParsedCRL:
@@ -436,8 +444,8 @@ def _direct_signer(crl: ParsedCRL, issuer: Certificate) -> Certificate | str | N
 def _lookup(crl: ParsedCRL, cert: Certificate, at: datetime, skew: timedelta) -> CRLStatus | str | None:
     """The entry for ``cert`` in ``crl``: None (not listed), a status, or a problem string."""
     entry = crl.entry(cert)
-    if entry is None or isinstance(entry, str):
-        return entry
+    if entry is None:
+        return None
     try:
         entry_exts = list(entry.extensions)
         when = entry.revocation_date_utc
@@ -480,7 +488,7 @@ def _delta_for(
             problems.append(f"delta CRL #{d.number} from {d.issuer_text!r}: "
                             f"another authority key than CRL #{crl.number}")
             continue
-        why = d.problem or _current(d, at, skew, max_age)
+        why = d.problem or _current(d, at, skew, max_age) or d.entries_problem()
         if why is None and not d.verifies_with(signer):
             why = f"its signature does not verify with the key of {signer.describe()!r}, which signed its base CRL"
         if why is not None:
@@ -533,7 +541,7 @@ def check_certificate(
         if isinstance(scope, str):
             out_of_scope.append(f"CRL from {crl.issuer_text!r}: {scope}")
             continue
-        why = crl.problem or _current(crl, at, skew, max_age)
+        why = crl.problem or _current(crl, at, skew, max_age) or crl.entries_problem()
         if why is not None:
             problems.append(f"CRL from {crl.issuer_text!r}: {why}")
             continue
