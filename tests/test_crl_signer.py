@@ -144,7 +144,13 @@ def test_signer_path_must_pass_validation(separate: tuple[pki.Issued, pki.Issued
     crl = inter.crl(signer=expired)
     verdict = hard([root], crl, root.crl(), pool=(expired,)).validate(inter.leaf().chain_pem, at=NOW)
     assert verdict.reason is Reason.REVOCATION_UNAVAILABLE and "no valid path" in verdict.detail
-    assert "expired" in verdict.detail
+    assert "expired" in verdict.detail and "client certificate" not in verdict.detail
+    # A signer whose issuer is not at hand: said so, not in a client certificate's words.
+    orphan = inter.crl_signer(by=pki.root("CN=Separate Keys Root"))  # same name, another key
+    verdict = hard([root], inter.crl(signer=orphan), root.crl(), pool=(orphan,)).validate(inter.leaf().chain_pem,
+                                                                                         at=NOW)
+    assert verdict.reason is Reason.REVOCATION_UNAVAILABLE
+    assert "no valid path" in verdict.detail and "client certificate" not in verdict.detail
 
 
 def test_signer_paths_crl_is_fetched_when_fetching() -> None:

@@ -219,8 +219,13 @@ class SignerSearch:
             if result.failure.reason is Reason.SEARCH_LIMIT_EXCEEDED:
                 ctx.budget.exhausted = True
                 return "the search for its signer ran out of the work budget (max_path_work)"
-            return (f"signer {cand.describe()!r} has no valid path to the trust anchor {ctx.anchor.name!r}: "
-                    f"{result.failure.detail}")
+            f = result.failure
+            if f.reason is Reason.UNTRUSTED and f.position == 0:
+                # The builder's wording is for a client certificate (allowlists, sending the chain).
+                why = f"no certificate at hand issued it (its issuer is {cand.issuer_text!r})"
+            else:
+                why = f.detail.replace("client certificate", "the signer's certificate", 1)
+            return f"signer {cand.describe()!r} has no valid path to the trust anchor {ctx.anchor.name!r}: {why}"
         path = list(result.path)
         if path[-1].sha256 != ctx.anchor.certificate.sha256:
             path.append(ctx.anchor.certificate)
