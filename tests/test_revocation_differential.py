@@ -65,9 +65,6 @@ ALLOWED: tuple[Allowed, ...] = (
             f"doc:{ONE_CRL}"),
     Allowed(r"rollover:ca,child-new,crl-old.*\|plain-revoked", "revoked", "unavailable",
             "doc:OpenSSL trusts a CRL signer on the path before checking its status"),
-    # RFC 5280 §5.3: a critical entry extension on any entry makes the whole CRL unusable; mtlscore only
-    # looks at the entry it finds (findings hand-off, 11:35, F-11:35).
-    Allowed(r"critical:entry-ext-other(\+clean)?(:listed)?", "*", "*", KNOWN_BUG),
     Allowed(r"signer:by-parent(:listed)?,nested", "unavailable", "*",
             "doc:OpenSSL follows a CRL signer's path only one level deep"),
     Allowed(r"delta:no-freshest:listed.*", "ok", "revoked", "doc:OpenSSL ignores a delta CRL nobody announced"),
