@@ -503,10 +503,24 @@ def _finish(
     elif feature == "signer":
         assert parent is not None
         form = rng.choice(["by-parent", "by-parent", "by-parent-revoked", "by-parent-no-crlsign", "self-issued",
-                           "self-issued+own"])
+                           "self-issued+own", "by-sibling", "by-other-root"])
         st["variant"] = form + (":listed" if listed else "")
         sk = b.key()
-        if form.startswith("by-parent"):
+        if form == "by-sibling":
+            # a sibling CA under the same parent certifies a key under X's name: a path to the same
+            # anchor, so §6.3.3 (f) is met by the letter
+            sib_key = b.key()
+            sib = certificate(rng, name("Diff Sibling CA"), sib_key, parent.name, parent.key, ca=True)
+            out.extra.append(sib)
+            out.crls.append(crl(sib.name, sib_key, [], number=1))  # the sibling's own (empty) CRL
+            s = certificate(rng, x.name, sk, sib.name, sib_key, ca=False, key_usage=ku("crl_sign"))
+        elif form == "by-other-root":
+            # X's name certified under a root that is not trusted: no path to the anchor
+            other_key = b.key()
+            other = certificate(rng, name("Diff Root"), other_key, name("Diff Root"), other_key, ca=True)
+            out.extra.append(other)
+            s = certificate(rng, x.name, sk, other.name, other_key, ca=False, key_usage=ku("crl_sign"))
+        elif form.startswith("by-parent"):
             usage = ku("digital_signature") if form == "by-parent-no-crlsign" else ku("crl_sign")
             s = certificate(rng, x.name, sk, parent.name, parent.key, ca=False, key_usage=usage)
             if form == "by-parent-revoked":
@@ -632,7 +646,8 @@ def _finish(
                                             else "")
     elif feature == "delta":
         form = rng.choice(["fits", "fits", "base-too-old", "hold-removed", "scope-mismatch", "stale-delta",
-                           "no-freshest", "delta-only"])
+                           "no-freshest", "delta-only", "stale-base", "older-delta", "two-deltas", "scoped-both",
+                           "hold-in-delta"])
         fresh = form != "no-freshest"
         base_n = 40
         base_entries = entries(False)
@@ -646,14 +661,31 @@ def _finish(
         base_listed = listed and rng.random() < 0.3 and form != "hold-removed"
         if base_listed:
             base_entries.append(Entry(c.serial, R.superseded))
+        if form in ("hold-in-delta", "two-deltas") and delta_entries:
+            delta_entries[0].reason = R.certificate_hold  # on hold since the base: revoked (§5.3.1)
+        # scoped-both: base and delta carry the same IDP (the certificate's DP may or may not name it)
+        bidp = _idp(full=[uri_a]) if form == "scoped-both" else None
         if form != "delta-only":
-            out.crls.append(crl(x.name, x.key, base_entries, number=base_n, freshest=fresh,
-                                this_update=T - 2 * HOUR))
+            btimes = ({"this_update": T - 3 * DAY, "next_update": T - DAY} if form == "stale-base"
+                      else {"this_update": T - 2 * HOUR})
+            out.crls.append(crl(x.name, x.key, base_entries, number=base_n, freshest=fresh, idp=bidp,
+                                **btimes))  # type: ignore[arg-type]
         dbase = base_n + 2 if form == "base-too-old" else base_n - rng.randrange(0, 3)
-        didp = _idp(full=[uri_a]) if form == "scope-mismatch" else None
+        didp = _idp(full=[uri_a]) if form in ("scope-mismatch", "scoped-both") else None
         dtimes = {"this_update": T - 3 * DAY, "next_update": T - DAY} if form == "stale-delta" else {}
-        out.crls.append(crl(x.name, x.key, delta_entries, number=base_n + 5, delta_base=dbase, idp=didp,
+        # older-delta: numbered at or below the complete CRL, so older than it (§5.2.4)
+        dnum = base_n - 1 if form == "older-delta" else base_n + 5
+        if form == "older-delta":
+            dbase = base_n - 3
+        out.crls.append(crl(x.name, x.key, delta_entries, number=dnum, delta_base=dbase, idp=didp,
                             **dtimes))  # type: ignore[arg-type]
+        if form == "two-deltas":
+            # a newer delta over the same base (deltas are cumulative, §5.2.4): still on hold, or released
+            released = bool(delta_entries) and rng.random() < 0.5
+            later = [Entry(c.serial, R.remove_from_crl if released else R.certificate_hold)] if delta_entries else []
+            out.crls.append(crl(x.name, x.key, later, number=base_n + 7, delta_base=dbase,
+                                this_update=T - HOUR + timedelta(minutes=5)))
+            form += ",later-releases" if released else ""
         st["variant"] = form + (":listed" if delta_entries and form != "hold-removed" else "") + (
             ":base-listed" if base_listed else "")
     elif feature == "scope":
