@@ -461,3 +461,24 @@ def test_critical_entry_extension_on_any_entry_makes_the_crl_unusable(ca: tuple[
     base = inter.crl(number=7)
     assert status(leaf, inter, base, inter.crl(revoked=[leaf], number=8, delta_of=7)).status == "revoked"
     assert status(leaf, inter, base, _with_critical_entry(inter, leaf, number=8, delta_of=7)).status == "good"
+
+
+def test_stale_complete_crl_with_a_current_delta(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    # §6.3.3 (a)(1)(i): past its nextUpdate, a complete CRL that announces deltas (FreshestCRL on it or
+    # on the certificate) is used with a current delta over it (crldiff finding F-11:45).
+    _, inter = ca
+    leaf = inter.leaf()
+    old = {"this_update": NOW - timedelta(days=3), "next_update": NOW - timedelta(days=1)}
+    base = inter.crl(number=40, freshest=[U2], **old)  # type: ignore[arg-type]
+    clean, listing = inter.crl(number=45, delta_of=40), inter.crl(revoked=[leaf], number=45, delta_of=40)
+    good = status(leaf, inter, base, clean)
+    assert good.status == "good" and good.next_update == parse_crl(clean).next_update
+    assert status(leaf, inter, base, listing).status == "revoked"
+    st_ = status(leaf, inter, base)
+    assert st_.status == "unavailable" and "stale" in st_.detail and "no current delta" in st_.detail
+    # A stale delta does not revive it; nor does a delta when nobody announced deltas.
+    stale_delta = inter.crl(number=45, delta_of=40, **old)  # type: ignore[arg-type]
+    assert status(leaf, inter, base, stale_delta).status == "unavailable"
+    unannounced = inter.crl(number=40, **old)  # type: ignore[arg-type]
+    assert status(leaf, inter, unannounced, clean).status == "unavailable"
+    assert status(inter.leaf(freshest=[U2]), inter, unannounced, clean).status == "good"  # announced by the certificate

@@ -436,3 +436,21 @@ def test_freshest_crl_delta_for_a_given_complete_crl(ca: tuple[pki.Issued, pki.I
     assert run.next_event() == NeedCRL(DELTA)
     run.send(NeedCRL(DELTA), inter.crl(revoked=[leaf], number=4, delta_of=3))
     assert run.next_event().reason is Reason.REVOKED  # type: ignore[union-attr]
+
+
+def test_stale_complete_crl_asks_for_the_delta(ca: tuple[pki.Issued, pki.Issued]) -> None:
+    # §6.3.3 (a)(1)(i) with fetching: the complete CRL is past its nextUpdate; the delta it announces is asked
+    # for and, being current, makes the pair usable.
+    root, inter = ca
+    leaf = inter.leaf(crl_urls=[CRL])
+    stale = inter.crl(number=7, freshest=[DELTA], this_update=NOW - timedelta(days=3),
+                      next_update=NOW - timedelta(days=1))
+    for delta, ok in ((inter.crl(number=8, delta_of=7), True), (inter.crl(revoked=[leaf], number=8, delta_of=7), False)):
+        v = Validator(TrustStore([root.pem]), Policy(fetch=True, revocation="hard", revocation_ca="off"))
+        run = v.start(leaf.chain_pem, at=NOW)
+        assert run.next_event() == NeedCRL(CRL)
+        run.send(NeedCRL(CRL), stale)
+        assert run.next_event() == NeedCRL(DELTA)
+        run.send(NeedCRL(DELTA), delta)
+        verdict = run.next_event()
+        assert isinstance(verdict, Verdict) and verdict.ok is ok and (ok or verdict.reason is Reason.REVOKED)

@@ -541,7 +541,13 @@ def check_certificate(
         if isinstance(scope, str):
             out_of_scope.append(f"CRL from {crl.issuer_text!r}: {scope}")
             continue
-        why = crl.problem or _current(crl, at, skew, max_age) or crl.entries_problem()
+        why = crl.problem or crl.entries_problem()
+        stale = None
+        if why is None and (why := _current(crl, at, skew, max_age)) is not None and crl.next_update is not None \
+                and crl.next_update < at - skew and (crl.freshest or freshest_urls(cert)):
+            # §6.3.3 (a)(1)(i): past its nextUpdate, a complete CRL announcing deltas (FreshestCRL
+            # on it or the certificate) is still used together with a current delta over it.
+            stale, why = why, None
         if why is not None:
             problems.append(f"CRL from {crl.issuer_text!r}: {why}")
             continue
@@ -555,8 +561,11 @@ def check_certificate(
         if isinstance(signer, str):
             problems.append(f"CRL from {crl.issuer_text!r}: {signer}")
             continue
-        used.append(crl)
         delta = _delta_for(crl, signer, deltas, at, skew, max_age, problems)
+        if stale is not None and delta is None:
+            problems.append(f"CRL from {crl.issuer_text!r}: {stale}, and no current delta CRL over it is at hand")
+            continue
+        used.append(crl)
         found: CRLStatus | str | None = None
         # §6.3.3 (i)-(j): the delta's entry first, then the complete CRL's.
         for source in ([delta] if delta is not None else []) + [crl]:
@@ -573,7 +582,7 @@ def check_certificate(
                 notes.extend(signers.notes)
             return CRLStatus("revoked", found.detail, found.next_update, tuple(notes),
                              (crl,) if delta is None else (crl, delta))
-        for d in (crl, delta):
+        for d in (crl if stale is None else None, delta):
             if d is not None and d.next_update is not None:
                 nxt = d.next_update if nxt is None else min(nxt, d.next_update)
         if delta is not None:

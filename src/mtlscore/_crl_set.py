@@ -77,8 +77,10 @@ class CRLSet:
         if not self.policy.fetch:
             return []
         urls = list(freshest_urls(self.cert))
-        for crl in st.used:
-            if not crl.is_delta:
+        # The complete CRLs used, and those of the certificate's issuer at hand (a stale one
+        # is used with a current delta, RFC 5280 §6.3.3 (a)(1)(i)).
+        for crl in [*st.used, *self.given, *(c for c, _ in self.fetched)]:
+            if not crl.is_delta and (crl.issuer_key == self.cert.issuer_key or crl in st.used):
                 urls.extend(crl.freshest)
         return [u for u in dict.fromkeys(urls) if http_url(u) and u not in self.asked and not self.has(u)]
 

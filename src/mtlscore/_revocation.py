@@ -187,6 +187,13 @@ class PositionCheck:
     def _signer_sources(self) -> list[Source]:
         return [Source("crl", u) for u in self._crls.signer_urls()]
 
+    def _more_sources(self, st: CRLStatus) -> list[Source]:
+        """CRLs that may still settle an open status: a CRL signer path's; deltas over a stale complete CRL."""
+        out = self._signer_sources()
+        if st.status == "unavailable":
+            out += [d for d in self._delta_sources(st) if d not in out]
+        return out
+
     def _decide(self, st: CRLStatus, *, where: str | None = None) -> bool:
         """Act on a CRL status; True once :attr:`outcome` is set."""
         self.notes.extend(n for n in st.notes if n not in self.notes)
@@ -233,7 +240,7 @@ class PositionCheck:
             return
         if self._good is not None:
             return  # a delta CRL is asked for first
-        wanted = self._signer_sources()
+        wanted = self._more_sources(st)
         if st.status == "unavailable":
             # A CRL given for this issuer that cannot be used fails in soft mode too — once
             # the CRLs its signer's path needs (RFC 5280 §6.3.3 (f)) have been asked for.
@@ -294,7 +301,7 @@ class PositionCheck:
             self._given_problem = st.detail if st.status == "unavailable" else None
         if self._decide(st, where=url):
             return True
-        if self._good is None and (more := self._signer_sources()):
+        if self._good is None and (more := self._more_sources(st)):
             self.sources = more + [s for s in self.sources if s not in more]
         return False
 
