@@ -69,9 +69,6 @@ ALLOWED: tuple[Allowed, ...] = (
             "doc:OpenSSL follows a CRL signer's path only one level deep"),
     Allowed(r"delta:two-deltas,later-releases:listed(:base-listed)?", "revoked", "ok",
             "doc:OpenSSL applies the first delta CRL that fits, not the newest"),
-    # RFC 5280 §6.3.3 (a)(1)(i): a stale complete CRL with a current delta is usable; mtlscore refuses the
-    # stale CRL (fail-closed). Findings hand-off F-11:45.
-    Allowed(r"delta:stale-base(:listed)?(:base-listed)?", "*", "unavailable", KNOWN_BUG),
     Allowed(r"delta:no-freshest:listed.*", "ok", "revoked", "doc:OpenSSL ignores a delta CRL nobody announced"),
     Allowed(r"delta:stale-delta:listed.*", "revoked", "ok", "doc:OpenSSL applies an expired delta CRL"),
     Allowed(r"idp:dp=crlissuer-only,idp=.*", "*", "unavailable",
