@@ -392,9 +392,10 @@ def _plan(
     uri_a = x509.UniformResourceIdentifier(URI_A)
     uri_b = x509.UniformResourceIdentifier(URI_B)
     if feature == "idp":
-        cert_dp = rng.choice(["none", "uri-a", "uri-b", "dir-a", "rel-a", "dir-rel-a", "crlissuer-only"])
+        cert_dp = rng.choice(["none", "uri-a", "uri-b", "dir-a", "rel-a", "dir-rel-a", "crlissuer-only",
+                              "uri-b+dir-a", "two-dps"])
         spelling = rng.choice(["same", "same", "recased", "spaced"])  # §7.1: the same name either way
-        idp_form = rng.choice(["uri-a", "dir-a", "rel-a", "rel-b", "uri-b"])
+        idp_form = rng.choice(["uri-a", "dir-a", "rel-a", "rel-b", "uri-b", "uri-a+dir-b"])
         st["idp_form"] = idp_form
         st["variant"] = f"dp={cert_dp},idp={idp_form}"
         dps = {
@@ -406,6 +407,9 @@ def _plan(
             # the full name spelt out: the issuer's name plus the RDN (§5.2.5 / §4.2.1.13)
             "dir-rel-a": [_dp(full=[x509.DirectoryName(x509.Name([*respell(x.name, spelling).rdns, RDN_A]))])],
             "crlissuer-only": [_dp(crl_issuer=[x509.DirectoryName(x.name)])],
+            # one DP with two names; two DPs
+            "uri-b+dir-a": [_dp(full=[uri_b, x509.DirectoryName(DIR_A)])],
+            "two-dps": [_dp(full=[uri_b]), _dp(relative=RDN_A)],
         }[cert_dp]
         return dps, st
     if feature == "reasons":
@@ -580,6 +584,7 @@ def _finish(
             "dir-a": _idp(full=[x509.DirectoryName(DIR_A)]),
             "rel-a": _idp(relative=RDN_A),
             "rel-b": _idp(relative=RDN_B),
+            "uri-a+dir-b": _idp(full=[uri_a, x509.DirectoryName(DIR_B)]),
         }[form]
         out.crls.append(crl(x.name, x.key, entries(listed), number=11, idp=idp))
         if rng.random() < 0.35:

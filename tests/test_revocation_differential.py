@@ -59,6 +59,8 @@ ALLOWED: tuple[Allowed, ...] = (
     # OpenSSL decides from the one best-scored CRL (newest among equals; its issuer's own key and name
     # outrank a separate signer or an indirect CRL); mtlscore takes every usable CRL in scope.
     Allowed(r"multi:older-lists", "ok", "revoked", f"doc:{ONE_CRL}"),
+    # two partitioned CRLs both in scope (the DP names both IDPs' names), only the first lists it
+    Allowed(r"idp:dp=(uri-b\+dir-a,idp=dir-a|two-dps,idp=rel-a),second:listed", "ok", "revoked", f"doc:{ONE_CRL}"),
     Allowed(r"rollover:.*old-ca-crl.*", "ok", "revoked", f"doc:{ONE_CRL}"),
     Allowed(r"signer:self-issued\+own:listed", "ok", "revoked", f"doc:{ONE_CRL}"),
     Allowed(r"indirect:dp-crlissuer(\+uri)?,(issuer-entry|carried-from-issuer),direct:listed", "ok", "revoked",
