@@ -139,6 +139,7 @@ def certificate(
     dps: Sequence[x509.DistributionPoint] = (),
     leaf: bool = False,
     serial: int | None = None,
+    not_after: datetime = T + 365 * DAY,
 ) -> Node:
     b = (
         x509.CertificateBuilder()
@@ -147,7 +148,7 @@ def certificate(
         .public_key(key.public_key())
         .serial_number(serial if serial is not None else rng.randrange(1, 1 << 63))
         .not_valid_before(T - 30 * DAY)
-        .not_valid_after(T + 365 * DAY)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(key_usage or (ku("key_cert_sign", "crl_sign") if ca else ku("digital_signature")),
                        critical=True)
@@ -507,7 +508,7 @@ def _finish(
     elif feature == "signer":
         assert parent is not None
         form = rng.choice(["by-parent", "by-parent", "by-parent-revoked", "by-parent-no-crlsign", "self-issued",
-                           "self-issued+own", "by-sibling", "by-other-root"])
+                           "self-issued+own", "by-sibling", "by-other-root", "by-parent-expired"])
         st["variant"] = form + (":listed" if listed else "")
         sk = b.key()
         if form == "by-sibling":
@@ -526,7 +527,9 @@ def _finish(
             s = certificate(rng, x.name, sk, other.name, other_key, ca=False, key_usage=ku("crl_sign"))
         elif form.startswith("by-parent"):
             usage = ku("digital_signature") if form == "by-parent-no-crlsign" else ku("crl_sign")
-            s = certificate(rng, x.name, sk, parent.name, parent.key, ca=False, key_usage=usage)
+            # by-parent-expired: the signer's certificate expired before the validation time
+            s = certificate(rng, x.name, sk, parent.name, parent.key, ca=False, key_usage=usage,
+                            not_after=T - DAY if form == "by-parent-expired" else T + 365 * DAY)
             if form == "by-parent-revoked":
                 out.revoke_above.append(s.serial)
         else:
@@ -617,9 +620,12 @@ def _finish(
     elif feature == "indirect":
         z_name = st["z_name"]
         zk = b.key()
-        # Z is certified by the root's parent chain: by X's issuer (same trust anchor)
-        certifier = parent if parent is not None else x
-        z = certificate(rng, z_name, zk, certifier.name, certifier.key, ca=False, key_usage=ku("crl_sign"))
+        # Z is certified by X's issuer (same trust anchor), or by X itself
+        z_by_issuer = rng.random() < 0.3
+        certifier = x if z_by_issuer or parent is None else parent
+        z_dps = [_dp(full=[x509.UniformResourceIdentifier(URI_B)])] if z_by_issuer else []
+        z = certificate(rng, z_name, zk, certifier.name, certifier.key, ca=False, key_usage=ku("crl_sign"),
+                        dps=z_dps)
         out.extra.append(z)
         other_ca = name("Diff Other CA")
         layout = rng.choice(["issuer-entry", "carried-from-issuer", "carried-from-other", "no-issuer-ext",
@@ -640,13 +646,18 @@ def _finish(
         idp = _idp(full=full, indirect=True) if layout != "not-indirect" else (_idp(full=full) if full else None)
         out.crls.append(crl(z_name, zk, e, number=31, idp=idp))
         z_revoked = rng.random() < 0.15
-        if z_revoked:
+        if z_by_issuer:
+            # Z's own status then comes from X's CRL for the distribution point Z names
+            out.crls.append(crl(x.name, x.key, [Entry(z.serial, R.key_compromise)] if z_revoked else [],
+                                number=33, idp=_idp(full=[x509.UniformResourceIdentifier(URI_B)])))
+        elif z_revoked:
             out.revoke_above.append(z.serial)
         direct = rng.random() < 0.3
         if direct:
             # the CA's own full CRL beside it
             out.crls.append(crl(x.name, x.key, [], number=32))
-        st["variant"] = f"{st['form']},{layout}" + (",z-revoked" if z_revoked else "") + (
+        st["variant"] = f"{st['form']},{layout}" + (",z-by-issuer" if z_by_issuer else "") + (
+            ",z-revoked" if z_revoked else "") + (
             ",direct" if direct else "") + (":listed" if listed and layout in ("issuer-entry", "carried-from-issuer")
                                             else "")
     elif feature == "delta":
