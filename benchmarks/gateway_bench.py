@@ -1,6 +1,6 @@
 """End to end: full mTLS handshakes + one request per connection, gateway vs a bare stdlib-ssl + h11 server.
 
-Both servers use the same ``ssl.SSLContext`` settings (``mtlscore.runtimes._tls.server_context``),
+Both servers use the same ``ssl.SSLContext`` settings (``mtlscore.runtimes.tls.server_context``),
 run on loopback in background threads (one event loop each), and are driven by
 one client in the main thread that connects, handshakes with a client
 certificate, sends ``GET /`` and reads the answer, one connection at a time.
@@ -172,7 +172,7 @@ def _trio_bare(ctx: ssl.SSLContext) -> Callable[[Callable[[int], None], threadin
 
 
 def _gateway(config: pathlib.Path, runtime: str) -> Callable[[Callable[[int], None], threading.Event], None]:
-    from mtlscore.runtimes._driver import GatewayState
+    from mtlscore.runtimes.driver import GatewayState
 
     def start(started: Callable[[int], None], stop: threading.Event) -> None:
         state = GatewayState.from_config_file(config)
@@ -249,7 +249,7 @@ def gateway_results(quick: bool, repeats: int) -> list[Any]:
     """The gateway-asyncio and gateway-trio results (or why they are not available)."""
     from run import Result, interleaved  # the suite's own helpers
 
-    from mtlscore.runtimes._tls import server_context
+    from mtlscore.runtimes.tls import server_context
 
     out: list[Any] = []
     tmp = tempfile.TemporaryDirectory(prefix="mtlscore-bench-")

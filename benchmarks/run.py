@@ -31,9 +31,9 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from OpenSSL import crypto
 
 from mtlscore import Policy, TrustStore, Validator, pki
-from mtlscore._cache import VerdictCache, stats
-from mtlscore._cert import PARSE_CACHE, clear_parse_cache, parse_certificate
-from mtlscore._signature import SignatureCache
+from mtlscore.decision.cache import VerdictCache, stats
+from mtlscore.verify.signature import SignatureCache
+from mtlscore.x509.cert import PARSE_CACHE, clear_parse_cache, parse_certificate
 
 NOW = pki.NOW
 Op = Callable[[Any], Any]
@@ -337,8 +337,8 @@ def deep(repeats: int, n_leaves: int) -> Result:
 
 def identity(ch: Chains, repeats: int, n: int) -> Result:
     """Resolving an identity to one of 10,000 (and 100) anchor-scoped accounts."""
-    from mtlscore._identity import Identity
-    from mtlscore._identity_map import IdentityMap, Rule
+    from mtlscore.identity.identity import Identity
+    from mtlscore.identity.identity_map import IdentityMap, Rule
 
     trust = TrustStore([ch.root.der])
     anchor = trust.anchors[0]
@@ -370,10 +370,10 @@ def identity(ch: Chains, repeats: int, n: int) -> Result:
 def headers(ch: Chains, repeats: int, n: int) -> Result:
     """Proxy headers per request: RFC 9440 Client-Cert / Client-Cert-Chain and Envoy XFCC (parse cache warm)."""
     try:
-        from mtlscore import _headers as h
+        from mtlscore.proxy import headers as h
     except ImportError as exc:  # pragma: no cover - the module is another helper's
         res = Result("headers", "rfc9440_cert")
-        res.unavailable = f"mtlscore._headers missing ({exc})"
+        res.unavailable = f"mtlscore.proxy.headers missing ({exc})"
         return res
     certs = [(parse_certificate(leaf), parse_certificate(inter)) for leaf, inter in ch.leaves[:n]]
     cc = [h.emit_client_cert(leaf) for leaf, _ in certs]
@@ -477,7 +477,7 @@ def revocation(repeats: int, n_leaves: int, crl_entries: int = 10_000) -> list[R
 
 def crl_lookup(repeats: int, sizes: Sequence[int] = (1_000, 100_000), n: int = 2_000) -> Result:
     """One CRL lookup per certificate once the CRL is parsed: 1,000 vs 100,000 entries (flat if O(1))."""
-    from mtlscore._crl import check_certificate, parse_crl
+    from mtlscore.revocation.crl import check_certificate, parse_crl
 
     root = pki.root("CN=Lookup Root")
     inter = root.intermediate("CN=Lookup CA")

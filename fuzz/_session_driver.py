@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import h11
 
-from mtlscore._gateway_config import Upstream
-from mtlscore._headers import IDENTITY_HEADER_NAMES
-from mtlscore._proxy import TrustedProxy
-from mtlscore._request_head import remove_dot_segments
-from mtlscore._session import (
+from mtlscore.config import parse_config
+from mtlscore.decision.validator import Validator
+from mtlscore.decision.verdict import Verdict
+from mtlscore.gateway.request_head import remove_dot_segments
+from mtlscore.gateway.session import (
     Close,
     CloseUpstream,
     Gateway,
@@ -29,10 +29,10 @@ from mtlscore._session import (
     WriteClient,
     WriteUpstream,
 )
-from mtlscore._validator import Validator
-from mtlscore._verdict import Verdict
-from mtlscore.config import parse_config
+from mtlscore.gateway.settings import Upstream
 from mtlscore.pki import NOW
+from mtlscore.proxy.headers import IDENTITY_HEADER_NAMES
+from mtlscore.proxy.trusted import TrustedProxy
 
 from ._world import config_toml, world
 

@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from mtlscore import Policy, TrustStore, Validator, pki
-from mtlscore._appauth import hash_api_key
-from mtlscore._cert import Certificate, parse_certificate
-from mtlscore._jwk import jwk_from_certificate
+from mtlscore.gateway.appauth import hash_api_key
+from mtlscore.x509.cert import Certificate, parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate
 
 API_KEY = "fuzz-api-key-0123456789"
 _FETCH_POLICIES: tuple[tuple[Literal["soft", "hard"], bool, Literal["ocsp", "crl"]], ...] = (

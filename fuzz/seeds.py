@@ -17,11 +17,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtlscore import _headers as hdr
 from mtlscore import pki
-from mtlscore._cert import parse_certificate
-from mtlscore._dn import format_dn
-from mtlscore._jwk import jwk_from_certificate
+from mtlscore.proxy import headers as hdr
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.dn import format_dn
+from mtlscore.x509.jwk import jwk_from_certificate
 
 from ._world import API_KEY, config_toml, crl_world, world
 from .targets import CHAIN_SEPARATOR, UPSTREAM_SEPARATOR

@@ -18,18 +18,18 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from mtlscore import CertificateRejected, ConfigError, Reason, Verdict, dns_name_matches, match_peer_name
-from mtlscore import _headers as hdr
-from mtlscore._binding import check_cnf, check_self_signed_tls_client_auth
-from mtlscore._cert import load_certificates
-from mtlscore._crl import CRLStatus, check_certificate, parse_crl
-from mtlscore._dn import dn_equal, format_dn, parse_dn
-from mtlscore._identity import Identity
-from mtlscore._ocsp import OCSPStatus, check_response
-from mtlscore._proxy import ProxyPolicy, Reject, TrustedProxy, UseForwarded, UseTls
-from mtlscore._validator import INTERNAL_ERROR
 from mtlscore.config import parse_config
+from mtlscore.decision.validator import INTERNAL_ERROR
+from mtlscore.identity.binding import check_cnf, check_self_signed_tls_client_auth
+from mtlscore.identity.identity import Identity
 from mtlscore.jwt import TokenInvalid, verify_bound_token
 from mtlscore.pki import NOW
+from mtlscore.proxy import headers as hdr
+from mtlscore.proxy.trusted import ProxyPolicy, Reject, TrustedProxy, UseForwarded, UseTls
+from mtlscore.revocation.crl import CRLStatus, check_certificate, parse_crl
+from mtlscore.revocation.ocsp import OCSPStatus, check_response
+from mtlscore.x509.cert import load_certificates
+from mtlscore.x509.dn import dn_equal, format_dn, parse_dn
 
 from ._world import World, config_toml, crl_world, world
 
@@ -405,7 +405,7 @@ def fuzz_ocsp(data: bytes) -> None:
 @target("revocation_fetch")
 def fuzz_revocation_fetch(data: bytes) -> None:
     """The asking validator (Validator.start): every CRL/OCSP/issuer request answered with fuzzed bytes."""
-    from mtlscore._machine import NeedCRL, NeedIssuer, NeedOCSP
+    from mtlscore.verify.machine import NeedCRL, NeedIssuer, NeedOCSP
 
     w = world()
     mode = data[0] if data else 0

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509 import ocsp
 
 from mtlscore import pki
-from mtlscore._policy import OCSP_SIGNING
+from mtlscore.verify.policy import OCSP_SIGNING
 
 __all__ = ["ocsp_responder", "ocsp_response", "openssl_ocsp_response", "pkcs7_bundle"]
 

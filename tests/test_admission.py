@@ -1,4 +1,4 @@
-"""Who gets a connection slot (mtlscore._admission, issue 15 finding 5)."""
+"""Who gets a connection slot (mtlscore.gateway.admission, issue 15 finding 5)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import ipaddress
 import pathlib
 from dataclasses import replace
 
-from mtlscore._admission import MAX_CONNECTIONS, MAX_PER_ADDRESS, Admission, Ticket
-from mtlscore._gateway_config import ServerConfig
+from mtlscore.gateway.admission import MAX_CONNECTIONS, MAX_PER_ADDRESS, Admission, Ticket
+from mtlscore.gateway.settings import ServerConfig
 
 SERVER = ServerConfig(pathlib.Path("s.pem"), pathlib.Path("s.key"), max_connections=5, max_connections_per_address=2)
 

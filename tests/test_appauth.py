@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlscore import CertificateRejected, ConfigError, Reason, pki
-from mtlscore._appauth import (
+from mtlscore.gateway.appauth import (
     CREDENTIAL_INVALID,
     CREDENTIAL_MISSING,
     IP_NOT_ALLOWED,
@@ -20,8 +20,8 @@ from mtlscore._appauth import (
     authorize,
     hash_api_key,
 )
-from mtlscore._cert import parse_certificate
 from mtlscore.jwt import TokenInvalid
+from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
 CERT = parse_certificate(pki.root().leaf().der)
@@ -100,8 +100,8 @@ def test_bound_token_outcomes() -> None:
 def test_real_bound_token_roundtrip() -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from mtlscore._jwk import jwk_from_public_key
     from mtlscore.jwt import issue_bound_token
+    from mtlscore.x509.jwk import jwk_from_public_key
 
     key = ec.generate_private_key(ec.SECP256R1())
     auth = AccountAuth.from_mapping("a", {"jwks": {"keys": [jwk_from_public_key(key.public_key())]}})

@@ -9,14 +9,14 @@ from datetime import timedelta
 import pytest
 
 from mtlscore import ConfigError, Reason, TrustStore, Validator, pki
-from mtlscore import _headers as h
-from mtlscore._cert import parse_certificate
-from mtlscore._identity_map import IdentityMap, Rule
-from mtlscore._jwk import jwk_from_public_key
-from mtlscore._proxy import TrustedProxy
 from mtlscore.asgi import BoundToken, MtlsMiddleware, status_for
+from mtlscore.identity.identity_map import IdentityMap, Rule
 from mtlscore.jwt import issue_bound_token
+from mtlscore.proxy import headers as h
+from mtlscore.proxy.trusted import TrustedProxy
 from mtlscore.runtimes.uvicorn_tls import presented_chain, tls_extension
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_public_key
 
 ROOT = pki.root()
 INTER = ROOT.intermediate()

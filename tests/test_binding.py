@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mtlscore import pki
-from mtlscore._binding import (
+from mtlscore.identity.binding import (
     OAuthError,
     TlsClientAuth,
     check_cnf,
@@ -21,9 +21,9 @@ from mtlscore._binding import (
     oauth_error,
     x5t_s256,
 )
-from mtlscore._cert import Certificate, parse_certificate
-from mtlscore._jwk import jwk_from_certificate, jwk_from_public_key
-from mtlscore._reasons import CertificateRejected, ConfigError, Reason
+from mtlscore.reasons import CertificateRejected, ConfigError, Reason
+from mtlscore.x509.cert import Certificate, parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate, jwk_from_public_key
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 
 from mtlscore import Policy, TrustStore, Validator, pki
-from mtlscore._cache import CacheStats, VerdictCache, chain_key, stats
-from mtlscore._cert import PARSE_CACHE, parse_certificate
-from mtlscore._signature import SignatureCache
-from mtlscore._trust import Anchor
+from mtlscore.decision.cache import CacheStats, VerdictCache, chain_key, stats
+from mtlscore.verify.signature import SignatureCache
+from mtlscore.verify.trust import Anchor
+from mtlscore.x509.cert import PARSE_CACHE, parse_certificate
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

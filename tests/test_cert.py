@@ -21,8 +21,8 @@ from mtlscore import (
     pki,
     x5t_s256,
 )
-from mtlscore._cert import PARSE_CACHE, split_certificates
-from mtlscore._policy import CLIENT_AUTH, SERVER_AUTH
+from mtlscore.verify.policy import CLIENT_AUTH, SERVER_AUTH
+from mtlscore.x509.cert import PARSE_CACHE, split_certificates
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_self_issued_compares_names_not_bytes() -> None:
 @pytest.mark.parametrize("key", ["rsa", "ec"])
 @pytest.mark.parametrize("hash_alg", ["sha224", "sha256", "sha384", "sha512"])
 def test_signature_facts_by_oid_agree_with_cryptography(key: str, hash_alg: str) -> None:
-    from mtlscore._cert import _BY_OID
+    from mtlscore.x509.cert import _BY_OID
 
     c = parse_certificate(pki.root("CN=Sig", key=key, hash_alg=hash_alg).der)
     x = x509.load_der_x509_certificate(c.der)
@@ -249,7 +249,7 @@ def test_certificates_pickle_and_copy_as_their_der() -> None:
 
 @pytest.mark.parametrize("key", ["ec", "ec-p384", "ec-p521"])
 def test_the_named_curve_spki_shapes_are_cryptographys(key: str) -> None:
-    from mtlscore._cert import _NAMED_CURVE_SPKI, _named_curve_spki
+    from mtlscore.x509.cert import _NAMED_CURVE_SPKI, _named_curve_spki
 
     c = parse_certificate(pki.root("CN=Curve", key=key).der)
     encoded = c.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

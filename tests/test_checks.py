@@ -14,8 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mtlscore import Anchor, Policy, Reason, parse_certificate, pki
-from mtlscore._checks import PathFailure, check_key, check_path
-from mtlscore._policy import SERVER_AUTH
+from mtlscore.verify.checks import PathFailure, check_key, check_path
+from mtlscore.verify.policy import SERVER_AUTH
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

@@ -1,16 +1,22 @@
-"""The sans-IO core imports no I/O module and reads no clock (DESIGN.md §8, STYLE.md §1, §10).
+"""The layers of mtlscore, enforced from the source (DESIGN.md §8, STYLE.md §1, §10, docs/architecture.md).
 
-The core is every module of the mtlscore package except ``runtimes/``,
-``asgi*.py``, ``cli.py``, ``_cmd_*.py`` and ``config.py``. Imports are read from
-the source with :mod:`ast` (nothing is imported), and mtlscore-internal imports
-are followed recursively, so a core module cannot reach I/O through an
-excluded module either.
+Two rules, both structural (by package, not by file name):
+
+* The sans-IO core -- :mod:`mtlscore.reasons` and the packages ``x509``,
+  ``verify``, ``revocation``, ``identity``, ``decision``, ``proxy``,
+  ``gateway``, plus ``jwt.py`` and ``pki.py`` -- imports no I/O module
+  (``urllib.parse`` is pure and allowed) and reads no clock.
+* No module imports a module of a higher layer (``LAYERS`` below, lowest
+  first); packages in one layer do not import each other.
+
+Imports are read from the source with :mod:`ast` (nothing is imported), and
+mtlscore-internal imports are followed recursively, so a core module cannot
+reach I/O through a module outside the core either.
 """
 
 from __future__ import annotations
 
 import ast
-import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +25,46 @@ import pytest
 import mtlscore
 
 PACKAGE_DIR = Path(mtlscore.__file__).resolve().parent
+
+# Lowest first. A module may import its own package and any package of a lower layer.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"mtlscore.reasons"}),
+    frozenset({"mtlscore.x509"}),
+    frozenset({"mtlscore.verify"}),
+    frozenset({"mtlscore.revocation", "mtlscore.identity"}),
+    frozenset({"mtlscore.decision", "mtlscore.jwt", "mtlscore.pki"}),
+    frozenset({"mtlscore.proxy"}),
+    frozenset({"mtlscore.gateway"}),
+    frozenset({"mtlscore.config"}),
+    frozenset({"mtlscore.runtimes", "mtlscore.asgi"}),
+    frozenset({"mtlscore.cli"}),
+    frozenset({"mtlscore", "mtlscore.__main__"}),  # the public facade
+)
+CORE_UNITS = frozenset(
+    {"mtlscore.reasons", "mtlscore.x509", "mtlscore.verify", "mtlscore.revocation", "mtlscore.identity",
+     "mtlscore.decision", "mtlscore.proxy", "mtlscore.gateway", "mtlscore.jwt", "mtlscore.pki"}
+)
 FORBIDDEN = frozenset(
     {"socket", "ssl", "asyncio", "trio", "anyio", "threading", "time", "urllib", "http",
-     "subprocess", "selectors"}
+     "subprocess", "selectors", "select", "signal", "os", "shutil", "tempfile", "multiprocessing",
+     "concurrent"}
 )
-EXCLUDED = ("runtimes/*", "asgi*.py", "cli.py", "_cmd_*.py", "config.py")
+ALLOWED = frozenset({"urllib.parse"})
 CLOCK_CALLS = frozenset({"now", "utcnow", "today"})
+
+
+def unit_of(module: str) -> str:
+    """The layer unit (a subpackage or a top-level module) that ``module`` belongs to."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def layer_of(module: str) -> int:
+    unit = unit_of(module)
+    for n, units in enumerate(LAYERS):
+        if unit in units:
+            return n
+    raise AssertionError(f"{module} is in no layer: add its package to LAYERS")
 
 
 def _module_name(path: Path) -> str:
@@ -35,13 +75,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _is_core(path: Path) -> bool:
-    rel = path.relative_to(PACKAGE_DIR).as_posix()
-    return not any(fnmatch.fnmatch(rel, pattern) for pattern in EXCLUDED)
+def all_modules() -> list[Path]:
+    return sorted(PACKAGE_DIR.rglob("*.py"))
 
 
 def core_modules() -> list[Path]:
-    return sorted(p for p in PACKAGE_DIR.rglob("*.py") if _is_core(p))
+    return [p for p in all_modules() if unit_of(_module_name(p)) in CORE_UNITS]
 
 
 def _module_file(name: str) -> Path | None:
@@ -72,8 +111,8 @@ class Import:
     line: int
 
 
-def imports_of(path: Path, own: str | None = None) -> list[Import]:
-    """Absolute module names imported at run time by ``path`` (TYPE_CHECKING blocks excluded).
+def imports_of(path: Path, own: str | None = None, *, type_checking: bool = False) -> list[Import]:
+    """Absolute module names imported by ``path``, at run time only unless ``type_checking``.
 
     ``own`` is the module's dotted name (for relative imports); by default from its path.
     """
@@ -83,7 +122,7 @@ def imports_of(path: Path, own: str | None = None) -> list[Import]:
     package = own if path.name == "__init__.py" else own.rpartition(".")[0]
     out: list[Import] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom) and _in_type_checking(node, parents):
+        if isinstance(node, ast.Import | ast.ImportFrom) and not type_checking and _in_type_checking(node, parents):
             continue
         if isinstance(node, ast.Import):
             out += [Import(alias.name, node.lineno) for alias in node.names]
@@ -123,12 +162,27 @@ def forbidden_reached(start: Path) -> list[str]:
             continue
         seen.add(path)
         for imp in imports_of(path):
-            top = imp.module.split(".")[0]
-            if top in FORBIDDEN:
+            if imp.module.split(".")[0] in FORBIDDEN and not any(
+                imp.module == a or imp.module.startswith(a + ".") for a in ALLOWED
+            ):
                 problems.append(f"{' -> '.join(trail)} imports {imp.module} (line {imp.line})")
             target = _module_file(imp.module)
             if target is not None and target not in seen:
                 stack.append((target, (*trail, _module_name(target))))
+    return problems
+
+
+def layer_violations(path: Path, own: str | None = None) -> list[str]:
+    """Imports of ``path`` (type-only ones included) that reach a higher layer or a sibling package."""
+    own = own or _module_name(path)
+    mine, my_layer = unit_of(own), layer_of(own)
+    problems = []
+    for imp in imports_of(path, own, type_checking=True):
+        # ``from .. import pki`` names the root package only to reach a submodule (listed on its own).
+        if not imp.module.startswith("mtlscore.") or unit_of(imp.module) == mine:
+            continue
+        if layer_of(imp.module) >= my_layer:
+            problems.append(f"{own} (layer {my_layer}) imports {imp.module} (layer {layer_of(imp.module)}, line {imp.line})")
     return problems
 
 
@@ -156,14 +210,23 @@ def clock_calls(path: Path, label: str | None = None) -> list[str]:
 
 
 CORE = core_modules()
+ALL = all_modules()
 
 
 def test_the_core_is_found() -> None:
     names = {_module_name(p) for p in CORE}
-    for expected in ("mtlscore._validator", "mtlscore._path", "mtlscore._cert", "mtlscore._checks"):
+    for expected in ("mtlscore.decision.validator", "mtlscore.verify.path", "mtlscore.x509.cert",
+                     "mtlscore.gateway.session", "mtlscore.proxy.headers", "mtlscore.identity.rules",
+                     "mtlscore.revocation.crl", "mtlscore.reasons"):
         assert expected in names
-    assert "mtlscore.cli" not in names and "mtlscore.config" not in names
-    assert not any(n.startswith("mtlscore.runtimes") for n in names)
+    assert "mtlscore.config" not in names and "mtlscore.asgi" not in names
+    assert not any(n.startswith(("mtlscore.runtimes", "mtlscore.cli")) for n in names)
+
+
+def test_every_package_is_in_a_layer() -> None:
+    # A new subpackage must be placed in LAYERS (and so in or out of the core) on purpose.
+    for path in ALL:
+        layer_of(_module_name(path))
 
 
 @pytest.mark.parametrize("path", CORE, ids=_module_name)
@@ -176,11 +239,16 @@ def test_core_module_reads_no_clock(path: Path) -> None:
     assert clock_calls(path) == []
 
 
+@pytest.mark.parametrize("path", ALL, ids=_module_name)
+def test_no_module_imports_a_higher_layer(path: Path) -> None:
+    assert layer_violations(path) == []
+
+
 def test_the_walker_catches_what_it_must(tmp_path: Path) -> None:
     # The checker itself must be able to fail: feed it a module that does everything wrong.
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "import socket\nfrom http import client\nimport urllib.request as u\n"
+        "import socket\nfrom http import client\nimport urllib.request as u\nimport urllib.parse\n"
         "from datetime import datetime as dt\nimport datetime\n"
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import ssl\n"
         "def f():\n    import time\n    return dt.now(), datetime.datetime.utcnow()\n"
@@ -189,11 +257,46 @@ def test_the_walker_catches_what_it_must(tmp_path: Path) -> None:
     mods = {i.module for i in imports_of(bad, own="mtlscore.bad")}
     assert {"socket", "http", "urllib.request", "time", "asyncio"} <= mods
     assert "ssl" not in mods  # type-checking only: never imported at run time
+    assert "ssl" in {i.module for i in imports_of(bad, own="mtlscore.bad", type_checking=True)}
     assert len(clock_calls(bad, label="bad")) == 2
+
+
+def test_urllib_parse_is_allowed_and_io_is_found_through_other_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "mtlscore"
+    (pkg / "x509").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "x509" / "__init__.py").write_text("")
+    (pkg / "x509" / "pure.py").write_text("import urllib.parse\nfrom . import leaky\n")
+    (pkg / "x509" / "leaky.py").write_text("import urllib.request\n")
+    monkeypatch.setitem(globals(), "PACKAGE_DIR", pkg)
+    problems = forbidden_reached(pkg / "x509" / "pure.py")
+    assert problems == ["mtlscore.x509.pure -> mtlscore.x509.leaky imports urllib.request (line 1)"]
+
+
+def test_a_lower_layer_importing_a_higher_one_is_caught(tmp_path: Path) -> None:
+    low = tmp_path / "low.py"
+    low.write_text(
+        "from ..reasons import Reason\nfrom .cert import Certificate\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..decision.verdict import Verdict\n"
+        "def f():\n    from ..gateway import session\n"
+    )
+    problems = layer_violations(low, own="mtlscore.x509.low")
+    # The type-only import counts (the layer would know its caller), and so does a lazy one.
+    assert problems == [
+        "mtlscore.x509.low (layer 1) imports mtlscore.decision.verdict (layer 4, line 5)",
+        "mtlscore.x509.low (layer 1) imports mtlscore.gateway (layer 6, line 7)",
+        "mtlscore.x509.low (layer 1) imports mtlscore.gateway.session (layer 6, line 7)",
+    ]
+    sibling = tmp_path / "sib.py"
+    sibling.write_text("from ..identity.identity import Identity\n")
+    assert layer_violations(sibling, own="mtlscore.revocation.sib") != []  # siblings stay apart
+    assert layer_violations(sibling, own="mtlscore.decision.sib") == []
 
 
 def test_relative_imports_are_followed(tmp_path: Path) -> None:
     mod = tmp_path / "mod.py"
-    mod.write_text("from . import _cert\nfrom ._names import name_key\nfrom .runtimes import x\n")
+    mod.write_text("from .x509 import cert\nfrom .x509.names import name_key\nfrom .runtimes import x\n")
     mods = {i.module for i in imports_of(mod, own="mtlscore.mod")}
-    assert {"mtlscore._cert", "mtlscore._names", "mtlscore.runtimes"} <= mods
+    assert {"mtlscore.x509.cert", "mtlscore.x509.names", "mtlscore.runtimes"} <= mods

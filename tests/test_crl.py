@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._crl import CRLStatus, check_certificate, parse_crl
+from mtlscore.revocation.crl import CRLStatus, check_certificate, parse_crl
+from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
 URL = "http://127.0.0.1:1/inter.crl"
@@ -410,7 +410,7 @@ def test_delta_over_base_signed_by_a_separate_key(ca: tuple[pki.Issued, pki.Issu
 
 
 def test_crl_signature_with_unused_bits_is_refused(ca: tuple[pki.Issued, pki.Issued]) -> None:
-    # RFC 5280 §5.1.1.3, as for certificates (_cert.py): same signature, another encoding.
+    # RFC 5280 §5.1.1.3, as for certificates (x509/cert.py): same signature, another encoding.
     _, inter = ca
     with pytest.raises(ValueError, match="unused bits"):
         parse_crl(inter.crl(unused_bits=True))

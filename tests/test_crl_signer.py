@@ -157,7 +157,7 @@ def test_signer_paths_crl_is_fetched_when_fetching() -> None:
     # Hard-fail with fetching and no CRL given: the leaf's CRL is signed by a separate key whose
     # own status is on the root's CRL; that CRL is asked for (NeedCRL), then both are used.
     from mtlscore import Verdict
-    from mtlscore._machine import NeedCRL
+    from mtlscore.verify.machine import NeedCRL
 
     inter_url, root_url = "http://127.0.0.1:1/inter.crl", "http://127.0.0.1:1/root.crl"
     root = pki.root("CN=Fetching Root")
@@ -189,7 +189,7 @@ def test_signer_paths_crl_is_fetched_when_fetching() -> None:
 def test_nested_signer_paths_are_bounded() -> None:
     # Each CRL signer's status is on a CRL signed by the next separate key: the recursion stops
     # at MAX_NESTING levels below the certificate's own check.
-    from mtlscore._crl_signer import MAX_NESTING
+    from mtlscore.revocation.crl_signer import MAX_NESTING
 
     root = pki.root("CN=Nesting Root")
     inter = root.intermediate("CN=Nesting CA")

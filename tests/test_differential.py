@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlscore import Reason, TrustStore, Validator, pki
-from mtlscore._policy import CLIENT_AUTH, SERVER_AUTH
+from mtlscore.verify.policy import CLIENT_AUTH, SERVER_AUTH
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

@@ -8,9 +8,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlscore._dn import dn_equal, dn_key_text, format_dn, parse_dn
-from mtlscore._names import name_key, normalize_value
-from mtlscore._reasons import ConfigError
+from mtlscore.reasons import ConfigError
+from mtlscore.x509.dn import dn_equal, dn_key_text, format_dn, parse_dn
+from mtlscore.x509.names import name_key, normalize_value
 
 
 def attrs(name: x509.Name) -> list[list[tuple[str, str]]]:

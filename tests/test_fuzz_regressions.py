@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO))
 from fuzz import run as fuzz_run  # noqa: E402
 from fuzz.targets import TARGETS  # noqa: E402
 from mtlscore import CertificateRejected, ConfigError  # noqa: E402
-from mtlscore._dn import attribute_oid, parse_dn  # noqa: E402
+from mtlscore.x509.dn import attribute_oid, parse_dn  # noqa: E402
 
 REPRODUCERS = sorted(fuzz_run.CRASHES.glob("*--*")) if fuzz_run.CRASHES.is_dir() else []
 
@@ -52,8 +52,8 @@ def test_a_jwk_whose_kty_is_not_a_string_is_skipped(kty: object) -> None:
     # public_key_from_jwk; RFC 7517 §4.1 makes kty a string. A registered JWKS may come
     # from dynamic client registration (RFC 7591): it is untrusted input.
     from mtlscore import Reason, pki
-    from mtlscore._binding import check_self_signed_tls_client_auth
-    from mtlscore._cert import parse_certificate
+    from mtlscore.identity.binding import check_self_signed_tls_client_auth
+    from mtlscore.x509.cert import parse_certificate
 
     cert = parse_certificate(pki.root().leaf().der)
     with pytest.raises(CertificateRejected) as exc:
@@ -65,7 +65,7 @@ def test_a_jwk_whose_kty_is_not_a_string_is_skipped(kty: object) -> None:
 def test_server_timeouts_must_be_finite(value: float, tmp_path: pathlib.Path) -> None:
     # Found while fuzzing config: TOML's nan/inf passed the "positive" check; a nan
     # handshake timeout is never reached, so stalled handshakes would be kept forever.
-    from mtlscore._gateway_config import server_from_config
+    from mtlscore.gateway.settings import server_from_config
 
     with pytest.raises(ConfigError, match="finite") as exc:
         server_from_config({"certificate": "a", "key": "b", "handshake_timeout_seconds": value}, base_dir=tmp_path)

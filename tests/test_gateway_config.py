@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mtlscore import ConfigError
-from mtlscore._gateway_config import Address, Upstream, parse_upstream, server_from_config
+from mtlscore.gateway.settings import Address, Upstream, parse_upstream, server_from_config
 
 BASE = Path("/etc/mtlscore")
 MIN = {"certificate": "server.pem", "key": "server.key"}

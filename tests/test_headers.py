@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlscore import CertificateRejected, Reason, Verdict, pki
-from mtlscore import _headers as h
-from mtlscore._cert import parse_certificate
+from mtlscore.proxy import headers as h
+from mtlscore.x509.cert import parse_certificate
 
 ROOT = pki.root()
 INTER = ROOT.intermediate()

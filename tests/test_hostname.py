@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from mtlscore import dns_name_matches, match_peer_name, parse_certificate, pki
-from mtlscore._hostname import is_valid_dns_name, parse_ip
+from mtlscore.x509.hostname import is_valid_dns_name, parse_ip
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mtlscore import pki
-from mtlscore._cert import parse_certificate
-from mtlscore._identity import AnchorRef, Identity
-from mtlscore._trust import TrustStore
+from mtlscore.identity.identity import AnchorRef, Identity
+from mtlscore.verify.trust import TrustStore
+from mtlscore.x509.cert import parse_certificate
 
 
 def cert(issued: pki.Issued):  # type: ignore[no-untyped-def]
@@ -139,7 +139,10 @@ def test_docs_examples_run() -> None:
 def _export_until_merged() -> None:
     """The docs import these from ``mtlscore``; provide them until __init__ re-exports them."""
     import mtlscore
-    from mtlscore import _binding, _identity_map, _jwk, pki
+    from mtlscore import pki
+    from mtlscore.identity import binding as _binding
+    from mtlscore.identity import identity_map as _identity_map
+    from mtlscore.x509 import jwk as _jwk
 
     names = {"pki": pki, "IdentityMap": _identity_map.IdentityMap, "Rule": _identity_map.Rule}
     for mod in (_binding, _jwk):

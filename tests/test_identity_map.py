@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from mtlscore import pki
-from mtlscore._cert import parse_certificate
-from mtlscore._identity import Identity
-from mtlscore._identity_map import IdentityMap, Principal, Rule, accounts_from_config
-from mtlscore._reasons import CertificateRejected, ConfigError, Reason
-from mtlscore._trust import Anchor, TrustStore
-from mtlscore._validator import Validator
+from mtlscore.decision.validator import Validator
+from mtlscore.identity.identity import Identity
+from mtlscore.identity.identity_map import IdentityMap, Principal, Rule, accounts_from_config
+from mtlscore.reasons import CertificateRejected, ConfigError, Reason
+from mtlscore.verify.trust import Anchor, TrustStore
+from mtlscore.x509.cert import parse_certificate
 
 DN_X = "CN=partner-abc-prod-client,OU=RiskOSIntegration,O=PartnerABC"
 

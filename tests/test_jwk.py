@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlscore import pki
-from mtlscore._cert import parse_certificate
-from mtlscore._jwk import (
+from mtlscore.reasons import ConfigError
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import (
     jwk_from_certificate,
     jwk_from_public_key,
     jwk_matches_certificate,
@@ -22,7 +23,6 @@ from mtlscore._jwk import (
     public_key_from_jwk,
     x5c_certificates,
 )
-from mtlscore._reasons import ConfigError
 
 
 def spki(key: Any) -> bytes:

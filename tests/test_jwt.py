@@ -12,11 +12,11 @@ from joserfc import jwt as joserfc_jwt
 from joserfc.jwk import OctKey, RSAKey
 
 from mtlscore import pki
-from mtlscore._binding import cnf_claim
-from mtlscore._cert import Certificate, parse_certificate
-from mtlscore._jwk import jwk_from_public_key
-from mtlscore._reasons import CertificateRejected, ConfigError, MtlsError, Reason
+from mtlscore.identity.binding import cnf_claim
 from mtlscore.jwt import TokenInvalid, issue_bound_token, verify_bound_token
+from mtlscore.reasons import CertificateRejected, ConfigError, MtlsError, Reason
+from mtlscore.x509.cert import Certificate, parse_certificate
+from mtlscore.x509.jwk import jwk_from_public_key
 
 NOW = pki.NOW
 EXP = int((NOW + timedelta(minutes=10)).timestamp())

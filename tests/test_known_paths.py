@@ -15,12 +15,12 @@ import pytest
 from cryptography import x509
 
 from mtlscore import Policy, TrustStore, Validator, pki
-from mtlscore._cert import PARSE_CACHE, parse_certificate
-from mtlscore._identity import Identity
-from mtlscore._path import KnownPaths
-from mtlscore._policy import SERVER_AUTH
-from mtlscore._reasons import Reason
-from mtlscore._verdict import Verdict
+from mtlscore.decision.verdict import Verdict
+from mtlscore.identity.identity import Identity
+from mtlscore.reasons import Reason
+from mtlscore.verify.path import KnownPaths
+from mtlscore.verify.policy import SERVER_AUTH
+from mtlscore.x509.cert import PARSE_CACHE, parse_certificate
 
 NOW = pki.NOW
 UNKNOWN = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
@@ -197,7 +197,7 @@ def test_hard_fail_without_data_is_still_unavailable(pkis: dict[str, pki.Issued]
 
 
 def test_identity_map_resolution_is_the_same(pkis: dict[str, pki.Issued]) -> None:
-    from mtlscore._identity_map import IdentityMap, Rule
+    from mtlscore.identity.identity_map import IdentityMap, Rule
 
     inter, root = pkis["inter"], pkis["root"]
     trust = TrustStore([root.der])
@@ -303,7 +303,7 @@ def test_verdicts_pickle_with_their_identity(pkis: dict[str, pki.Issued]) -> Non
 
 
 def test_a_failed_reuse_is_not_tried_again_by_the_machine(pkis: dict[str, pki.Issued]) -> None:
-    from mtlscore._signature import SignatureCache
+    from mtlscore.verify.signature import SignatureCache
 
     inter = pkis["inter"]
     sigs = SignatureCache()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from ocsp_helpers import ocsp_response, pkcs7_bundle
 
 from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, pki
-from mtlscore._machine import (
+from mtlscore.verify.machine import (
     TRANSITIONS,
     MachineError,
     Move,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtlscore._metrics import CONTENT_TYPE, Metrics
+from mtlscore.gateway.metrics import CONTENT_TYPE, Metrics
 
 
 def test_render_has_help_type_and_samples() -> None:

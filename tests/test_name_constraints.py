@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from mtlscore import Policy, Reason, TrustStore, Validator, parse_certificate, pki
-from mtlscore._name_constraints import ConstraintFailure, NameConstraintState
+from mtlscore.verify.name_constraints import ConstraintFailure, NameConstraintState
 
 NOW = pki.NOW
 DNS, EMAIL, URI, DN = x509.DNSName, x509.RFC822Name, x509.UniformResourceIdentifier, x509.DirectoryName

@@ -7,7 +7,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlscore._names import name_key, normalize_value
+from mtlscore.x509.names import name_key, normalize_value
 
 
 def N(text: str) -> x509.Name:

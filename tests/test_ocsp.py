@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from ocsp_helpers import ocsp_responder, ocsp_response, openssl_ocsp_response
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._ocsp import build_request, check_response
+from mtlscore.revocation.ocsp import build_request, check_response
+from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
 
@@ -253,7 +253,7 @@ def test_get_url_for_small_requests(ca: tuple[pki.Issued, pki.Issued, pki.Issued
     import base64
     from urllib.parse import unquote
 
-    from mtlscore._ocsp import get_url
+    from mtlscore.revocation.ocsp import get_url
 
     _, inter, leaf = ca
     der = build_request(parse_certificate(leaf.der), parse_certificate(inter.der))

@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 
 from mtlscore import Policy, Reason, TrustStore, Validator, parse_certificate, pki
-from mtlscore._path import BuildResult, build_path
+from mtlscore.verify.path import BuildResult, build_path
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

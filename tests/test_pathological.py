@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ObjectIdentifier
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._path import BuildResult, build_path
+from mtlscore.verify.path import BuildResult, build_path
+from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
 

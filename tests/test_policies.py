@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from mtlscore import CertificateRejected, ConfigError, Policy, Reason, TrustStore, Validator, parse_certificate, pki
-from mtlscore._path import KnownPaths
 from mtlscore.config import parse_config
+from mtlscore.verify.path import KnownPaths
 
 NOW = pki.NOW
 ANY = "2.5.29.32.0"

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mtlscore import Reason, TrustStore, Validator, Verdict, pki
-from mtlscore._policy import SERVER_AUTH
+from mtlscore.verify.policy import SERVER_AUTH
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

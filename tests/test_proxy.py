@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mtlscore import ConfigError, Reason, pki
-from mtlscore import _headers as h
-from mtlscore._cert import parse_certificate
-from mtlscore._proxy import (
+from mtlscore.proxy import headers as h
+from mtlscore.proxy.trusted import (
     ProxyPolicy,
     Reject,
     TrustedProxy,
@@ -15,6 +14,7 @@ from mtlscore._proxy import (
     UseTls,
     proxies_from_config,
 )
+from mtlscore.x509.cert import parse_certificate
 
 ROOT = pki.root()
 INTER = ROOT.intermediate()

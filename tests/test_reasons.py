@@ -19,9 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, parse_certificate, pki
-from mtlscore._path import build_path
-from mtlscore._policy import SERVER_AUTH
-from mtlscore._reasons import CertificateRejected, ConfigError, MtlsError
+from mtlscore.reasons import CertificateRejected, ConfigError, MtlsError
+from mtlscore.verify.path import build_path
+from mtlscore.verify.policy import SERVER_AUTH
 
 NOW = pki.NOW
 DAY = timedelta(days=1)
@@ -206,7 +206,7 @@ def s_not_allowlisted() -> Reason | None:
 
 
 def s_identity_unmapped() -> Reason | None:
-    from mtlscore._identity_map import IdentityMap, Rule
+    from mtlscore.identity.identity_map import IdentityMap, Rule
 
     r = pki.root()
     trust = TrustStore(anchors=[r.pem])
@@ -215,8 +215,8 @@ def s_identity_unmapped() -> Reason | None:
 
 
 def s_binding_mismatch() -> Reason | None:
-    from mtlscore._binding import check_cnf  # type: ignore[import-not-found]
-    from mtlscore._cert import load_certificates
+    from mtlscore.identity.binding import check_cnf  # type: ignore[import-not-found]
+    from mtlscore.x509.cert import load_certificates
 
     cert = load_certificates(pki.root().leaf().pem)[0]
     other = load_certificates(pki.root().leaf().pem)[0]
@@ -226,7 +226,7 @@ def s_binding_mismatch() -> Reason | None:
 
 
 def s_untrusted_proxy() -> Reason | None:
-    from mtlscore._proxy import ProxyPolicy, Reject, TrustedProxy
+    from mtlscore.proxy.trusted import ProxyPolicy, Reject, TrustedProxy
 
     leaf = pki.root().leaf()
     policy = ProxyPolicy(proxies=(TrustedProxy(name="lb", networks=("10.0.0.0/8",)),))
@@ -270,9 +270,9 @@ SCENARIOS: dict[Reason, Callable[[], Reason | None]] = {
 
 # Scenarios whose producing module is another helper's and may not exist yet.
 _NEEDS_MODULE = {
-    Reason.IDENTITY_UNMAPPED: "mtlscore._identity_map",
-    Reason.BINDING_MISMATCH: "mtlscore._binding",
-    Reason.UNTRUSTED_PROXY: "mtlscore._proxy",
+    Reason.IDENTITY_UNMAPPED: "mtlscore.identity.identity_map",
+    Reason.BINDING_MISMATCH: "mtlscore.identity.binding",
+    Reason.UNTRUSTED_PROXY: "mtlscore.proxy.trusted",
 }
 
 

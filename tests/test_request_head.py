@@ -1,4 +1,4 @@
-"""Request-head checks (mtlscore._request_head): RFC 9112 §6.1 framing, RFC 9112 §3.2
+"""Request-head checks (mtlscore.gateway.request_head): RFC 9112 §6.1 framing, RFC 9112 §3.2
 target forms and RFC 3986 §5.2.4 dot-segment removal. The session-level behaviour
 (400s, the upstream prefix) is in test_session.py."""
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtlscore._request_head import (
+from mtlscore.gateway.request_head import (
     INVALID_FRAMING,
     INVALID_TARGET,
     Refused,

@@ -8,10 +8,10 @@ import pytest
 from ocsp_helpers import ocsp_responder, ocsp_response
 
 from mtlscore import ConfigError, Policy, Reason, TrustStore, Validator, Verdict, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._crl import parse_crl
-from mtlscore._machine import NeedCRL, NeedOCSP
-from mtlscore._revocation import RevocationCache, Source, plan_sources
+from mtlscore.revocation.checker import RevocationCache, Source, plan_sources
+from mtlscore.revocation.crl import parse_crl
+from mtlscore.verify.machine import NeedCRL, NeedOCSP
+from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
 CRL = "http://127.0.0.1:1/inter.crl"
@@ -311,7 +311,7 @@ def test_small_ocsp_requests_carry_a_get_url(ca: tuple[pki.Issued, pki.Issued], 
 
 
 def test_the_runtimes_http_call_follows_the_request() -> None:
-    from mtlscore.runtimes._fetch import call_for
+    from mtlscore.runtimes.fetch import call_for
 
     get = call_for(NeedOCSP(OCSP, b"\x30\x00", OCSP + "/MAA%3D"))
     assert (get.method, get.target.path, get.body) == ("GET", "/ocsp/MAA%3D", b"")

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 
 from mtlscore import ConfigError, pki
-from mtlscore._appauth import AccountAuth, RateLimiter, authorize, hash_api_key
-from mtlscore._binding import check_cnf, oauth_error
-from mtlscore._cert import parse_certificate
-from mtlscore._jwk import jwk_from_certificate, jwk_matches_certificate
-from mtlscore._proxy import TrustedProxy
-from mtlscore._session import Close, Gateway, Log, ReadClient, Session, TLSFacts, WriteClient
 from mtlscore.config import parse_config
+from mtlscore.gateway.appauth import AccountAuth, RateLimiter, authorize, hash_api_key
+from mtlscore.gateway.session import Close, Gateway, Log, ReadClient, Session, TLSFacts, WriteClient
+from mtlscore.identity.binding import check_cnf, oauth_error
 from mtlscore.jwt import issue_bound_token
+from mtlscore.proxy.trusted import TrustedProxy
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate, jwk_matches_certificate
 
 NOW = pki.NOW
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "mtlscore"
@@ -210,7 +210,7 @@ def _split(response: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def _log_lines(world: World, logs: list[Log], caplog: pytest.LogCaptureFixture) -> str:
-    from mtlscore.runtimes._driver import GatewayState, Snapshot
+    from mtlscore.runtimes.driver import GatewayState, Snapshot
 
     state = GatewayState(Snapshot(world.gateway, lambda: None))  # type: ignore[arg-type, return-value]
     with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):
@@ -321,8 +321,8 @@ def test_server_config_does_not_hold_key_material(world: World) -> None:
 
 def _upstream_request(world: World, request: bytes) -> bytes:
     """What a forwarding gateway writes to its upstream for ``request``."""
-    from mtlscore._gateway_config import Upstream
-    from mtlscore._session import OpenUpstream, ReadUpstream, WriteUpstream
+    from mtlscore.gateway.session import OpenUpstream, ReadUpstream, WriteUpstream
+    from mtlscore.gateway.settings import Upstream
 
     gateway = replace(world.gateway, server=replace(world.gateway.server, upstream=Upstream("127.0.0.1", 9)))
     s = Session(gateway, TLSFacts(chain=(world.leaf.der, world.inter.der), peer=("127.0.0.1", 5000)), at=NOW)

@@ -17,11 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, pki
-from mtlscore._appauth import hash_api_key
-from mtlscore._cert import parse_certificate
-from mtlscore._gateway_config import ServerConfig, Upstream
-from mtlscore._identity_map import accounts_from_config
-from mtlscore._session import (
+from mtlscore.gateway.appauth import hash_api_key
+from mtlscore.gateway.session import (
     _TRANSITIONS,
     Close,
     CloseUpstream,
@@ -39,6 +36,9 @@ from mtlscore._session import (
     WriteUpstream,
     handshake_decision,
 )
+from mtlscore.gateway.settings import ServerConfig, Upstream
+from mtlscore.identity.identity_map import accounts_from_config
+from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
 DN = "CN=partner-abc-prod-client,O=PartnerABC"
@@ -396,8 +396,8 @@ def test_arbitrary_bytes_never_raise(client: list[bytes], upstream: list[bytes])
 
 # -- trusted proxies: a request's certificate may come from its proxy -------------------------
 
-from mtlscore._headers import emit_client_cert, emit_client_cert_chain  # noqa: E402
-from mtlscore._proxy import TrustedProxy  # noqa: E402
+from mtlscore.proxy.headers import emit_client_cert, emit_client_cert_chain  # noqa: E402
+from mtlscore.proxy.trusted import TrustedProxy  # noqa: E402
 
 PROXY = TrustedProxy(name="lb", networks=(ipaddress.ip_network("127.0.0.0/8"),))
 
@@ -668,7 +668,7 @@ def test_identical_content_length_copies_are_forwarded_as_one() -> None:
 def test_a_request_that_cannot_be_relayed_is_a_400_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     # Defence in depth behind the framing checks: if the head sent upstream ever declares
     # a length the body does not have, h11's LocalProtocolError becomes a 400 and a log line.
-    import mtlscore._session as session_module
+    import mtlscore.gateway.session as session_module
 
     real = session_module._upstream_request_headers
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_session import GOOD, NOW, facts, gateway, req, upstream_response
 
-from mtlscore._session import (
+from mtlscore.gateway.session import (
     Close,
     CloseUpstream,
     Log,

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from mtlscore import Policy, Reason, TrustStore, Validator, parse_certificate, pki
-from mtlscore._signature import SignatureCache, check_signature_algorithm, verify_link
+from mtlscore.verify.signature import SignatureCache, check_signature_algorithm, verify_link
 
 NOW = pki.NOW
 _SHA256_RSA = bytes.fromhex("06092a864886f70d01010b")  # OID 1.2.840.113549.1.1.11

@@ -12,8 +12,8 @@ import pytest
 
 from mtlscore import ConfigError, pki
 from mtlscore.config import load_config
-from mtlscore.runtimes._driver import GatewayState
-from mtlscore.runtimes._startup import startup_warnings
+from mtlscore.runtimes.driver import GatewayState
+from mtlscore.runtimes.startup import startup_warnings
 
 NOW = datetime.now(UTC)
 
@@ -122,7 +122,7 @@ def test_a_reload_that_changes_listen_says_restart_required(tmp_path: Path, capl
 def test_a_reload_applies_the_tls_engine(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The engine is made per connection from the current snapshot: no restart needed, and "ok" says so."""
     pytest.importorskip("OpenSSL")
-    from mtlscore.runtimes._tls import DeferredEngine, StdlibEngine
+    from mtlscore.runtimes.tls import DeferredEngine, StdlibEngine
 
     state = GatewayState.from_config_file(write(tmp_path))
     assert isinstance(state.snapshot.new_engine(), StdlibEngine)

@@ -427,7 +427,7 @@ def test_revocation_is_checked_only_after_the_path_validates(crl_pki) -> None:
 
 
 def test_identity_map_principal_and_unmapped() -> None:
-    from mtlscore._identity_map import IdentityMap, Rule
+    from mtlscore.identity.identity_map import IdentityMap, Rule
 
     root = pki.root()
     trust = TrustStore(anchors=[root.pem])

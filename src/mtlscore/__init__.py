@@ -6,7 +6,11 @@ decisions (:class:`Verdict`) or requests for data. Runtimes in
 in ASGI apps; ``mtlscore.config`` reads the TOML configuration file.
 """
 
-from ._binding import (
+from .decision.cache import CacheStats, VerdictCache
+from .decision.cache import stats as cache_stats
+from .decision.validator import Validation, Validator
+from .decision.verdict import Verdict
+from .identity.binding import (
     OAuthError,
     TlsClientAuth,
     check_cnf,
@@ -16,11 +20,9 @@ from ._binding import (
     oauth_error,
     x5t_s256,
 )
-from ._cache import CacheStats, VerdictCache
-from ._cache import stats as cache_stats
-from ._cert import Certificate, load_certificates, parse_certificate
-from ._dn import dn_equal, format_dn, parse_dn
-from ._headers import (
+from .identity.identity import AnchorRef, Identity
+from .identity.identity_map import IdentityMap, Principal, Resolution, Rule, accounts_from_config
+from .proxy.headers import (
     IDENTITY_HEADER_NAMES,
     emit_client_cert,
     emit_client_cert_chain,
@@ -32,18 +34,16 @@ from ._headers import (
     parse_nginx_escaped_cert,
     parse_xfcc,
 )
-from ._hostname import dns_name_matches, match_peer_name
-from ._identity import AnchorRef, Identity
-from ._identity_map import IdentityMap, Principal, Resolution, Rule, accounts_from_config
-from ._jwk import jwk_from_certificate, jwk_from_public_key, jwk_thumbprint, public_key_from_jwk
-from ._machine import MachineError, NeedCRL, NeedIssuer, NeedOCSP
-from ._policy import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, Policy
-from ._proxy import ProxyPolicy, TrustedProxy
-from ._reasons import CertificateRejected, ConfigError, MtlsError, Reason
-from ._revocation_cache import RevocationCache
-from ._trust import Anchor, TrustStore
-from ._validator import Validation, Validator
-from ._verdict import Verdict
+from .proxy.trusted import ProxyPolicy, TrustedProxy
+from .reasons import CertificateRejected, ConfigError, MtlsError, Reason
+from .revocation.cache import RevocationCache
+from .verify.machine import MachineError, NeedCRL, NeedIssuer, NeedOCSP
+from .verify.policy import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, Policy
+from .verify.trust import Anchor, TrustStore
+from .x509.cert import Certificate, load_certificates, parse_certificate
+from .x509.dn import dn_equal, format_dn, parse_dn
+from .x509.hostname import dns_name_matches, match_peer_name
+from .x509.jwk import jwk_from_certificate, jwk_from_public_key, jwk_thumbprint, public_key_from_jwk
 
 __version__ = "0.1.0"
 

@@ -3,7 +3,7 @@
 The client certificate comes from the ASGI TLS extension
 (``scope["extensions"]["tls"]["client_cert_chain"]``, which uvicorn and hypercorn do
 not fill — see :mod:`mtlscore.runtimes.uvicorn_tls`) or from the headers of a
-trusted proxy (:mod:`mtlscore._proxy`). On success the verdict and principal go
+trusted proxy (:mod:`mtlscore.proxy.trusted`). On success the verdict and principal go
 into ``scope["state"]`` (Starlette: ``request.state.mtls_verdict``,
 ``request.state.mtls_principal``); on failure the middleware answers 401/403 with
 a JSON body naming the reason, or, in ``allow`` mode, passes the failed verdict on.
@@ -22,11 +22,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ._cert import Certificate, load_certificates
-from ._proxy import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
-from ._reasons import CertificateRejected, MtlsError, Reason
-from ._validator import Validator
-from ._verdict import Verdict
+from .decision.validator import Validator
+from .decision.verdict import Verdict
+from .proxy.trusted import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
+from .reasons import CertificateRejected, MtlsError, Reason
+from .x509.cert import Certificate, load_certificates
 
 # TrustedProxy and ProxyPolicy are re-exported: configuring the middleware needs them.
 __all__ = ["STATE_KEYS", "BoundToken", "MtlsMiddleware", "ProxyPolicy", "TrustedProxy", "status_for"]
@@ -64,7 +64,7 @@ class BoundToken:
     Either ``jwks`` (the token is a JWT verified here with
     :func:`mtlscore.jwt.verify_bound_token`), or ``claims`` (a callable returning the
     already-verified claims for the request, e.g. set by an earlier middleware; only
-    the ``cnf`` check of :func:`mtlscore._binding.check_cnf` runs). ``required``
+    the ``cnf`` check of :func:`mtlscore.identity.binding.check_cnf` runs). ``required``
     False lets requests without an ``Authorization: Bearer`` header through.
     """
 
@@ -77,7 +77,7 @@ class BoundToken:
 
     def __post_init__(self) -> None:
         if (self.jwks is None) == (self.claims is None):
-            from ._reasons import ConfigError
+            from .reasons import ConfigError
 
             raise ConfigError("give exactly one of jwks or claims", key="bound_token")
 
@@ -142,7 +142,7 @@ class MtlsMiddleware:
         fetcher: Any = None,
     ) -> None:
         if mode not in ("reject", "allow"):
-            from ._reasons import ConfigError
+            from .reasons import ConfigError
 
             raise ConfigError("must be reject or allow", key="mode")
         self.app = app
@@ -227,7 +227,7 @@ class MtlsMiddleware:
         bt = self.bound_token
         assert bt is not None
         if bt.claims is not None:
-            from ._binding import check_cnf
+            from .identity.binding import check_cnf
 
             claims = bt.claims(scope)
             if claims is None:

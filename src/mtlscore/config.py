@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._crl import parse_crl
-from ._policy import Policy
-from ._reasons import CertificateRejected, ConfigError
-from ._trust import TrustStore
+from .reasons import CertificateRejected, ConfigError
+from .revocation.crl import parse_crl
+from .verify.policy import Policy
+from .verify.trust import TrustStore
 
 __all__ = ["Config", "load_config", "parse_config", "parse_time", "read_file"]
 
@@ -92,7 +92,7 @@ class Config:
 
     def validator(self) -> Any:
         """A :class:`Validator` built from this configuration."""
-        from ._validator import Validator
+        from .decision.validator import Validator
 
         return Validator(self.trust, self.policy, identity_map=self.accounts, crls=self.crls)
 
@@ -245,7 +245,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         crl_files.append(_resolve(base_dir, entry))
     accounts = None
     if "accounts" in data:
-        from ._identity_map import accounts_from_config
+        from .identity.identity_map import accounts_from_config
 
         items = data["accounts"]
         if not isinstance(items, list):
@@ -253,7 +253,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         accounts = accounts_from_config(items, base_dir=base_dir, trust=trust)
     server = None
     if "server" in data:
-        from ._gateway_config import server_from_config
+        from .gateway.settings import server_from_config
 
         server = server_from_config(data["server"], base_dir=base_dir)
     return Config(

@@ -3,7 +3,7 @@
 Optional: needs the ``jwt`` extra (``pip install 'mtlscore[jwt]'``). The
 signature, the ``alg`` allowlist and the registered claims are joserfc's work;
 this module chooses the key, pins the time to ``at=`` and then checks ``cnf``
-against the presented certificate with :func:`mtlscore._binding.check_cnf`.
+against the presented certificate with :func:`mtlscore.identity.binding.check_cnf`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from joserfc import jwt as _jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import JWKRegistry, Key
 
-from ._binding import check_cnf, cnf_claim, jwks_members
-from ._cert import Certificate
-from ._reasons import ConfigError, MtlsError
+from .identity.binding import check_cnf, cnf_claim, jwks_members
+from .reasons import ConfigError, MtlsError
+from .x509.cert import Certificate
 
 __all__ = [
     "ALLOWED_ALGORITHMS",

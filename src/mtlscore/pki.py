@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-from ._cert import der_sequence, encode_policy_mappings
+from .x509.cert import der_sequence, encode_policy_mappings
 
 __all__ = ["NOW", "Issued", "Revoked", "dp", "entry", "idp", "new_key", "root"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlscore import CLIENT_AUTH, SERVER_AUTH, Policy, TrustStore, Validator, match_peer_name
-from mtlscore._policy import EKU_NAMES
+from mtlscore.verify.policy import EKU_NAMES
 
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "limbo.json"
 

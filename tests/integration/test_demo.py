@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mtlscore._cmd_demo import CASES
+from mtlscore.cli.demo import CASES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

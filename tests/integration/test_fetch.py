@@ -30,9 +30,9 @@ import pytest
 from cryptography import x509
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
-from mtlscore._policy import OCSP_SIGNING
 from mtlscore.runtimes.fetch_asyncio import AsyncioFetcher, validate_with_fetch
 from mtlscore.runtimes.fetch_trio import TrioFetcher
+from mtlscore.verify.policy import OCSP_SIGNING
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -516,9 +516,9 @@ def test_validate_with_fetch_for_the_cli(world: World, server: Server) -> None:
 @pytest.mark.anyio
 async def test_asgi_middleware_fetches_with_the_runtime_fetcher(anyio_backend: str, world: World,
                                                                 server: Server) -> None:
-    from mtlscore._headers import emit_client_cert, emit_client_cert_chain
-    from mtlscore._proxy import TrustedProxy
     from mtlscore.asgi import MtlsMiddleware
+    from mtlscore.proxy.headers import emit_client_cert, emit_client_cert_chain
+    from mtlscore.proxy.trusted import TrustedProxy
 
     url = server.url("/asgi.crl")
     good = world.inter.leaf("CN=asgi-good", crl_urls=[url])

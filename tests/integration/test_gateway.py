@@ -27,11 +27,11 @@ import anyio
 import pytest
 
 from mtlscore import pki
-from mtlscore._appauth import hash_api_key
-from mtlscore._cert import parse_certificate
+from mtlscore.gateway.appauth import hash_api_key
 from mtlscore.jwt import issue_bound_token
 from mtlscore.runtimes import ServerInfo
-from mtlscore.runtimes._driver import GatewayState
+from mtlscore.runtimes.driver import GatewayState
+from mtlscore.x509.cert import parse_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -53,7 +53,7 @@ class Env:
     def __init__(self, d: Path) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
 
-        from mtlscore._jwk import jwk_from_public_key
+        from mtlscore.x509.jwk import jwk_from_public_key
 
         self.dir = d
         now = datetime.now(UTC)

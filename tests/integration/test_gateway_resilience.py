@@ -9,7 +9,7 @@ import anyio
 import pytest
 from test_gateway import API_KEY, Env, anyio_backend, env, gateway, request  # noqa: F401 - fixtures
 
-from mtlscore import _session
+from mtlscore.gateway import session as _session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

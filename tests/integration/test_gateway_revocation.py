@@ -25,7 +25,7 @@ import pytest
 
 from mtlscore import pki
 from mtlscore.runtimes import ServerInfo
-from mtlscore.runtimes._driver import GatewayState
+from mtlscore.runtimes.driver import GatewayState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -129,7 +129,7 @@ def get(d: Path, port: int, cert: str, *, forwarded: bool = False) -> tuple[int,
     """GET / as the client ``cert``, or, ``forwarded``, as a trusted proxy: no client
     certificate of its own, the client's chain in RFC 9440 headers."""
     from mtlscore import load_certificates
-    from mtlscore._headers import emit_client_cert, emit_client_cert_chain
+    from mtlscore.proxy.headers import emit_client_cert, emit_client_cert_chain
 
     ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
     headers = {}

@@ -82,7 +82,7 @@ def test_the_asyncio_runtime_listens_with_a_backlog_for_its_connection_limit(tmp
     sys.path.insert(0, str(REPO))
     from loadtest._setup import write_files
     from mtlscore.runtimes import asyncio as runtime
-    from mtlscore.runtimes._driver import GatewayState
+    from mtlscore.runtimes.driver import GatewayState
 
     files = write_files(
         tmp_path,
@@ -131,7 +131,7 @@ def test_deferred_engine_write_after_the_peer_left_is_an_oserror(tmp_path) -> No
 
     pytest.importorskip("OpenSSL")
     from mtlscore import TrustStore, pki
-    from mtlscore.runtimes._tls import DeferredEngine
+    from mtlscore.runtimes.tls import DeferredEngine
 
     root = pki.root()
     server = root.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])

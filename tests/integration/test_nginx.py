@@ -20,13 +20,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from mtlscore import TrustStore, Validator, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._identity_map import IdentityMap, Rule
-from mtlscore._jwk import jwk_from_public_key
-from mtlscore._proxy import TrustedProxy
 from mtlscore.asgi import BoundToken, MtlsMiddleware
+from mtlscore.identity.identity_map import IdentityMap, Rule
 from mtlscore.jwt import issue_bound_token
+from mtlscore.proxy.trusted import TrustedProxy
 from mtlscore.runtimes.uvicorn_tls import MtlsH11Protocol
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_public_key
 
 try:
     from . import _nginx as peers
@@ -227,7 +227,7 @@ def test_client_header_injected_through_nginx_is_replaced(files, stack):
 
 def test_header_sent_straight_to_the_api_is_untrusted_proxy(files, stack):
     _, server = stack
-    from mtlscore._headers import emit_nginx_escaped_cert
+    from mtlscore.proxy.headers import emit_nginx_escaped_cert
 
     forged = emit_nginx_escaped_cert(parse_certificate(files.leaves["good"].der))
     reply = peers.curl(
@@ -305,7 +305,7 @@ def test_uvicorn_tls_unmapped(files, direct):
 
 
 def test_uvicorn_tls_client_with_forged_header_is_untrusted_proxy(files, direct):
-    from mtlscore._headers import emit_nginx_escaped_cert
+    from mtlscore.proxy.headers import emit_nginx_escaped_cert
 
     forged = emit_nginx_escaped_cert(parse_certificate(files.leaves["good"].der))
     reply = peers.curl(
@@ -410,7 +410,7 @@ def test_hypercorn_with_mtlscore_serve_gets_the_chain(files, request):
     assert (good.body["principal"], good.body["tls_chain"], good.body["tls_source"]) == ("partner-abc", 2, "chain")
     none = peers.curl(url, cacert=files.path("server_root.pem"))
     assert (none.status, error_of(none)) == (401, "not_provided"), none
-    from mtlscore._headers import emit_nginx_escaped_cert
+    from mtlscore.proxy.headers import emit_nginx_escaped_cert
 
     forged = emit_nginx_escaped_cert(parse_certificate(files.leaves["good"].der))
     spoof = peers.curl(

@@ -1,8 +1,8 @@
 """Runtimes: real sockets around the sans-IO core (``asyncio``, ``trio``).
 
 ``mtlscore.runtimes.asyncio.serve`` and ``mtlscore.runtimes.trio.serve`` run the
-gateway; both share one byte-moving loop (``_driver``) and the TLS helpers of
-``_tls`` (``server_context``, ``presented_chain``, ``handshake_reason``), which
+gateway; both share one byte-moving loop (``driver``) and the TLS helpers of
+``tls`` (``server_context``, ``presented_chain``, ``handshake_reason``), which
 other servers (uvicorn, hypercorn, aiohttp) can use on their own.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._gateway_config import Address
+from ..gateway.settings import Address
 
 __all__ = [
     "GatewayState",
@@ -34,5 +34,5 @@ class ServerInfo:
 
 
 # Re-exported after ServerInfo is defined (the runtime modules import it from here).
-from ._driver import GatewayState  # noqa: E402
-from ._tls import handshake_reason, presented_chain, server_context  # noqa: E402
+from .driver import GatewayState  # noqa: E402
+from .tls import handshake_reason, presented_chain, server_context  # noqa: E402

@@ -18,11 +18,11 @@ import struct
 import time
 from typing import Any
 
-from .._gateway_config import Address
+from ..gateway.settings import Address
 from . import ServerInfo
-from ._driver import GatewayState, serve_admin, serve_connection
-from ._tls import presented_chain, server_context
+from .driver import GatewayState, serve_admin, serve_connection
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
+from .tls import presented_chain, server_context
 
 __all__ = [
     "AsyncioFetcher",
@@ -111,7 +111,7 @@ async def serve(
         name = writer.get_extra_info("peername") or ("", 0)
         peer = (str(name[0]), int(name[1]))
         stream = AsyncioStream(reader, writer)
-        # Admitted, or refused now: never queued for a slot (mtlscore._admission).
+        # Admitted, or refused now: never queued for a slot (mtlscore.gateway.admission).
         ticket = state.admit(peer, time.monotonic())
         if ticket is None:
             stream.abort()

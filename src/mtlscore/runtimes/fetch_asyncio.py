@@ -20,10 +20,10 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from .._machine import Request
-from .._validator import Validation, Validator
-from .._verdict import Verdict
-from ._fetch import (
+from ..decision.validator import Validation, Validator
+from ..decision.verdict import Verdict
+from ..verify.machine import Request
+from .fetch import (
     DEFAULT_MAX_BYTES,
     MAX_REDIRECTS,
     Exchange,

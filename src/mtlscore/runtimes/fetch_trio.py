@@ -21,10 +21,10 @@ from typing import Any
 
 import trio
 
-from .._machine import Request
-from .._validator import Validation, Validator
-from .._verdict import Verdict
-from ._fetch import (
+from ..decision.validator import Validation, Validator
+from ..decision.verdict import Verdict
+from ..verify.machine import Request
+from .fetch import (
     DEFAULT_MAX_BYTES,
     MAX_REDIRECTS,
     Exchange,

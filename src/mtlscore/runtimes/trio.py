@@ -18,11 +18,11 @@ from typing import Any
 
 import trio
 
-from .._gateway_config import Address
+from ..gateway.settings import Address
 from . import ServerInfo
-from ._driver import GatewayState, serve_admin, serve_connection
-from ._tls import presented_chain, server_context
+from .driver import GatewayState, serve_admin, serve_connection
 from .fetch_trio import FetchError, TrioFetcher
+from .tls import presented_chain, server_context
 
 __all__ = ["FetchError", "TrioFetcher", "TrioStream", "connect", "presented_chain", "serve", "server_context"]
 
@@ -99,7 +99,7 @@ async def serve(
 
     async def on_client(stream: trio.SocketStream) -> None:
         peer = _peer(stream)
-        # Admitted, or refused now: never queued for a slot (mtlscore._admission).
+        # Admitted, or refused now: never queued for a slot (mtlscore.gateway.admission).
         ticket = state.admit(peer, trio.current_time())
         if ticket is None:
             await TrioStream(stream).aclose()

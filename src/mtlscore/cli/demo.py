@@ -1,0 +1,294 @@
+"""``mtlscore demo``: a throwaway PKI, the gateway on loopback, good and bad clients, a table.
+
+Everything runs in one process on 127.0.0.1 with a fresh PKI in a temporary
+directory: the gateway (asyncio runtime, ``reject_invalid``, stdlib ``ssl``)
+and one Python ``ssl`` client per case. Exit 0 only when every case got the
+outcome it should.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import socket
+import ssl
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import h11
+
+__all__ = ["CASES", "Case", "register", "run", "write_demo_files"]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One demo client: its files, and the reason the gateway must give (None: accepted)."""
+
+    name: str
+    cert: str | None
+    token: str | None
+    expect: str | None
+    what: str
+
+
+CASES: tuple[Case, ...] = (
+    Case("good", "good", "good", None, "valid chain, mapped account, token bound to it"),
+    Case("expired", "expired", None, "expired", "leaf expired yesterday"),
+    Case("wrong EKU", "wrong-eku", None, "invalid_eku", "leaf has serverAuth, not clientAuth"),
+    Case("RSA-1024", "rsa1024", None, "rsa_key_too_small", "leaf key is RSA 1024 bits"),
+    Case("unknown CA", "unknown-ca", None, "untrusted", "issued by a CA the gateway doesn't know"),
+    Case("revoked", "revoked", None, "revoked", "leaf listed on the issuing CA's CRL"),
+    Case("wrong bound token", "good", "other", "binding_mismatch", "token bound to another cert"),
+    Case("no certificate", None, None, "not_provided", "client sends no certificate"),
+)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="build a throwaway PKI, run the gateway on loopback, try good and bad clients",
+        description="Builds a PKI in a temporary directory, starts the mTLS gateway on "
+        "127.0.0.1, connects one good and several bad clients with Python ssl, and prints "
+        "what each got and why. Exit 0 when every client got its expected outcome.",
+    )
+    p.add_argument("--keep", metavar="DIR", help="write the PKI and config to DIR and keep them")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--tls-engine",
+        choices=("ssl", "deferred"),
+        default="ssl",
+        help="ssl (stdlib; some bad certificates get a TLS alert) or deferred (pyOpenSSL; "
+        "every bad certificate reaches the core and gets a JSON 403)",
+    )
+    p.set_defaults(func=run)
+
+
+def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str = "ssl") -> dict[str, Any]:
+    """Write the demo PKI, CRL, JWKS and ``mtlscore.toml`` into ``directory``; return paths and tokens.
+
+    Uses real time ``now`` for every validity period.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from .. import pki
+    from ..jwt import issue_bound_token
+    from ..x509.cert import parse_certificate
+    from ..x509.jwk import jwk_from_public_key
+
+    d = directory
+    root = pki.root("CN=PartnerABC Root CA,O=PartnerABC", now=now)
+    issuing = root.intermediate("CN=PartnerABC Issuing CA,O=PartnerABC")
+    dn = "CN=partner-abc-prod-client,OU=RiskOSIntegration,O=PartnerABC"
+    leaves = {
+        "good": issuing.leaf(dn),
+        "expired": issuing.leaf(dn, not_before=now - timedelta(days=400), not_after=now - timedelta(days=1)),
+        "wrong-eku": issuing.leaf(dn, eku=[pki.SERVER_AUTH]),
+        "rsa1024": issuing.leaf(dn, key="rsa-1024"),
+        "revoked": issuing.leaf(dn),
+        "unknown-ca": pki.root("CN=Someone Else Root CA,O=Elsewhere", now=now).leaf(dn),
+        "other": issuing.leaf(dn),
+    }
+    server_ca = pki.root("CN=Demo Gateway Server CA", now=now)
+    server = server_ca.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"], san_ip=["127.0.0.1"])
+    (d / "partner-root.pem").write_bytes(root.pem)
+    (d / "issuing.crl").write_bytes(issuing.crl(revoked=[leaves["revoked"]]))
+    (d / "server-ca.pem").write_bytes(server_ca.pem)
+    (d / "server.pem").write_bytes(server.pem)
+    (d / "server.key").write_bytes(server.key_pem)
+    (d / "server.key").chmod(0o600)  # a private key: the gateway warns otherwise
+    for name, leaf in leaves.items():
+        (d / f"{name}.pem").write_bytes(leaf.chain_pem)  # leaf + issuing CA, as a client presents
+        (d / f"{name}.key").write_bytes(leaf.key_pem)
+    signer = ec.generate_private_key(ec.SECP256R1())
+    jwks = {"keys": [jwk_from_public_key(signer.public_key(), kid="demo-as", use="sig", alg="ES256")]}
+    claims = {
+        "iss": "https://as.demo",
+        "sub": "partner-abc",
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(hours=1)).timestamp()),
+    }
+    tokens = {
+        name: issue_bound_token(claims, signer, parse_certificate(leaves[name].der), kid="demo-as")
+        for name in ("good", "other")
+    }
+    (d / "mtlscore.toml").write_text(
+        f"""# Written by `mtlscore demo`.
+[trust]
+anchors = ["partner-root.pem"]
+
+[revocation]
+mode = "soft"
+crls = ["issuing.crl"]
+
+[[accounts]]
+id = "partner-abc"
+anchors = ["partner-root.pem"]
+match = {{ subject_dn = "{dn}" }}
+jwks = '{json.dumps(jwks)}'
+token_issuer = "https://as.demo"
+
+[server]
+listen = "127.0.0.1:0"
+certificate = "server.pem"
+key = "server.key"
+runtime = "asyncio"
+mode = "reject_invalid"
+tls_engine = "{tls_engine}"
+reload_poll_seconds = 0
+"""
+    )
+    return {"dir": d, "tokens": tokens, "config": d / "mtlscore.toml"}
+
+
+@dataclass(slots=True)
+class Outcome:
+    got: str = ""
+    status: int | None = None
+    body: dict[str, Any] | None = None
+
+
+def _client(port: int, files: dict[str, Any], case: Case) -> tuple[Outcome, int]:
+    """One client connection with Python ssl; returns what it saw and its local port."""
+    d: pathlib.Path = files["dir"]
+    ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
+    # Let the client offer what the gateway must refuse (OpenSSL's own security level
+    # would stop a 1024-bit key on the client side already).
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if case.cert:
+        ctx.load_cert_chain(str(d / f"{case.cert}.pem"), str(d / f"{case.cert}.key"))
+    out = Outcome()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    local_port = sock.getsockname()[1]
+    try:
+        with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+            headers = [("Host", "localhost")]
+            if case.token:
+                headers.append(("Authorization", f"Bearer {files['tokens'][case.token]}"))
+            conn = h11.Connection(h11.CLIENT)
+            tls.sendall(conn.send(h11.Request(method="GET", target="/whoami", headers=headers)))
+            tls.sendall(conn.send(h11.EndOfMessage()))
+            body = b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(tls.recv(65536))
+                elif isinstance(event, h11.Response):
+                    out.status = event.status_code
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                else:
+                    break
+            out.got = f"HTTP {out.status}"
+            out.body = json.loads(body) if body else None
+    except ssl.SSLError as exc:
+        out.got = f"TLS alert: {exc.reason or exc}".lower().replace("_", " ")
+    except (OSError, h11.ProtocolError) as exc:
+        out.got = f"connection closed ({type(exc).__name__})"
+    return out, local_port
+
+
+async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[str, Any]]:
+    from ..runtimes import asyncio as runtime
+    from ..runtimes.driver import GatewayState
+
+    decisions: dict[int, Any] = {}
+
+    def remember(decision: Any) -> None:
+        port = int(decision.peer.rsplit(":", 1)[1]) if decision.peer else 0
+        decisions.setdefault(port, decision)
+
+    state = GatewayState.from_config_file(config, on_decision=remember)
+    started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    status = _Started(started.set_result)
+    task = asyncio.create_task(runtime.serve(state, task_status=status, handle_signals=False))
+    info = await asyncio.wait_for(started, 10)
+    rows = []
+    try:
+        for case in CASES:
+            outcome, local_port = await asyncio.wait_for(asyncio.to_thread(_client, info.address.port, files, case), 10)
+            for _ in range(50):  # the decision is logged as the answer is sent: let the loop run
+                if local_port in decisions:
+                    break
+                await asyncio.sleep(0.01)
+            rows.append(_row(case, outcome, decisions.get(local_port)))
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    return rows
+
+
+def _row(case: Case, outcome: Outcome, decision: Any) -> dict[str, Any]:
+    reason = decision.reason if decision is not None else None
+    account = outcome.body.get("account") if outcome.body and outcome.status == 200 else None
+    if case.expect is None:
+        ok = outcome.status == 200 and account == "partner-abc"
+        why = f"account {account}" if account else (reason or "")
+    else:
+        refused = outcome.status != 200
+        ok = refused and reason == case.expect
+        why = reason or "?"
+    detail = decision.detail if decision is not None and case.expect else ""
+    return {
+        "case": case.name,
+        "what": case.what,
+        "expected": case.expect or "accepted",
+        "got": outcome.got,
+        "why": why,
+        "detail": detail,
+        "ok": ok,
+    }
+
+
+def _print_table(rows: list[dict[str, Any]], write: Callable[[str], Any]) -> None:
+    cols = [("case", "client"), ("expected", "expected"), ("got", "got"), ("why", "gateway says"), ("ok", "result")]
+    width = {k: max(len(title), *(len(str(r[k] if k != "ok" else "PASS")) for r in rows)) for k, title in cols}
+    write("  ".join(title.ljust(width[k]) for k, title in cols).rstrip())
+    write("  ".join("-" * width[k] for k, _ in cols))
+    for r in rows:
+        cells = [str(r[k]) if k != "ok" else ("PASS" if r["ok"] else "FAIL") for k, _ in cols]
+        write("  ".join(c.ljust(width[k]) for c, (k, _) in zip(cells, cols, strict=True)).rstrip())
+
+
+def run(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="mtlscore-demo-") as tmp:
+        directory = pathlib.Path(args.keep or tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            files = write_demo_files(directory, now, tls_engine=args.tls_engine)
+        except ImportError as exc:
+            print(f"mtlscore demo: missing dependency: {exc}", file=sys.stderr)
+            return 2
+        rows = asyncio.run(_run_cases(files["config"], files))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(
+            f"mtlscore demo: gateway on 127.0.0.1 (asyncio, reject_invalid, TLS engine "
+            f"{args.tls_engine}); PKI in {directory}\n"
+        )
+        _print_table(rows, print)
+        print()
+        for r in rows:
+            if r["detail"]:
+                print(f"  {r['case']}: {r['detail']}")
+        passed = sum(r["ok"] for r in rows)
+        print(f"\n{passed}/{len(rows)} clients got the expected outcome.")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+class _Started:
+    def __init__(self, callback: Callable[[Any], Any]) -> None:
+        self.callback = callback
+
+    def started(self, value: Any = None) -> None:
+        self.callback(value)

@@ -1,0 +1,140 @@
+"""``mtlscore identity FILE [--config F]``: the leaf's identity and the principal the rules give.
+
+This command does not judge the chain; it only uses validation to learn which
+anchor vouches for the leaf, because every mapping rule is scoped to anchors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..identity.identity import Identity
+from ..reasons import CertificateRejected, ConfigError
+from ..x509.cert import load_certificates
+from .check import UsageError, parse_at, read_input
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "identity",
+        help="print the identity a certificate asserts (and the principal a config maps it to)",
+        description="Print the identity of the first certificate in FILE (PEM or DER; - for stdin); "
+        "further certificates are the presented chain. With --config, also the principal the "
+        "[[accounts]] rules give, or why none matched. Exit 0 ok, 1 malformed or unmapped, 2 usage error.",
+    )
+    p.add_argument("--config", metavar="FILE", help="configuration file with [trust] and [[accounts]]")
+    p.add_argument("--at", metavar="ISO8601", help="time to validate the chain at, to find its anchor")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=run)
+
+
+def _mapping(config: Any, certs: list[Any], at: Any) -> tuple[Identity, dict[str, Any], Any]:
+    """Validate (without the rules) to find the anchor, then explain the rules."""
+    from ..decision.validator import Validator
+
+    verdict = Validator(config.trust, config.policy, crls=config.crls).validate(certs, at=at)
+    anchor = verdict.anchor if verdict.ok else None
+    identity = Identity.from_certificate(certs[0], anchor)
+    chain = {
+        "verdict": "accepted" if verdict.ok else "rejected",
+        "reason": verdict.reason.value if verdict.reason else None,
+        "detail": verdict.detail,
+        "anchor": anchor.name if anchor is not None else None,
+    }
+    if config.accounts is None:
+        return identity, {"chain": chain, "rules": False, "scope_evaluated": False,
+                          "detail": "the configuration has no [[accounts]] rules"}, None
+    res = config.accounts.explain(identity)
+    mapping = {
+        "chain": chain,
+        "rules": True,
+        "scope_evaluated": anchor is not None,
+        "detail": res.detail,
+        "matched": list(res.matched),
+        "out_of_scope": list(res.out_of_scope),
+    }
+    if anchor is None:
+        mapping["note"] = (
+            "the chain did not validate to an anchor, so the rules' anchor scoping could not be "
+            "evaluated; rules that match by name are listed in out_of_scope"
+            if not verdict.ok else "the certificate is allowlisted (no anchor): only rules with "
+            'anchors = "any" apply'
+        )
+    return identity, mapping, res.principal
+
+
+def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any) -> str:
+    d = identity.to_dict()
+    lines = [f"subject:      {identity.subject_dn or '(empty)'}"]
+    for rdn in identity.subject:
+        lines.append("                " + " + ".join(f"{k}={v}" for k, v in rdn))
+    lines += [f"issuer:       {identity.issuer_dn}", f"serial:       {identity.serial_hex}"]
+    for kind, values in d["san"].items():
+        for v in values:
+            lines.append(f"san {kind + ':':9} {v}")
+    if identity.spiffe_id:
+        lines.append(f"spiffe id:    {identity.spiffe_id}")
+    elif identity.spiffe_problem:
+        lines.append(f"spiffe id:    none ({identity.spiffe_problem})")
+    lines += [f"x5t#S256:     {identity.x5t_s256}", f"sha256:       {identity.sha256_hex}",
+              f"spki pin:     sha256/{identity.spki_sha256}"]
+    if mapping is None:
+        return "\n".join(lines)
+    chain = mapping["chain"]
+    if chain["verdict"] == "accepted":
+        lines.append(f"anchor:       {chain['anchor'] or '(allowlisted certificate, no anchor)'}")
+    else:
+        lines.append(f"anchor:       none — the chain is rejected ({chain['reason']}: {chain['detail']})")
+    if principal is not None:
+        lines.append(f"principal:    {principal.id}" + (f"  groups={list(principal.groups)}"
+                                                         if principal.groups else ""))
+        lines.append(f"              ({mapping['detail']})")
+    else:
+        lines.append(f"principal:    none — {mapping['detail']}")
+    if mapping.get("note"):
+        lines.append(f"note:         {mapping['note']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        at = parse_at(args.at)
+        data = read_input(args.file)
+        config = None
+        if args.config:
+            from ..config import load_config
+
+            config = load_config(args.config)
+    except UsageError as exc:
+        print(f"mtlscore identity: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"mtlscore identity: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        certs = load_certificates(data)
+    except CertificateRejected as exc:
+        print(f"mtlscore identity: {args.file}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
+        return 1
+    mapping = principal = None
+    if config is not None:
+        identity, mapping, principal = _mapping(config, certs, at)
+    else:
+        identity = Identity.from_certificate(certs[0])
+    if args.json:
+        out: dict[str, Any] = {"identity": identity.to_dict()}
+        if mapping is not None:
+            out["principal"] = principal.to_dict() if principal is not None else None
+            out["mapping"] = mapping
+        print(json.dumps(out, indent=2))
+    else:
+        print(_text(identity, mapping, principal))
+    if mapping is not None and mapping["rules"] and principal is None:
+        return 1
+    return 0

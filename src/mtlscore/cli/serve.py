@@ -1,0 +1,83 @@
+"""``mtlscore serve --config FILE [--runtime asyncio|trio]``: run the mTLS gateway (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from ..reasons import ConfigError
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the mTLS gateway described by a config file's [server] table",
+        description="Terminate mTLS, validate and map client certificates, enforce per-account "
+        "credentials, and forward to the upstream (or answer with the identity as JSON). "
+        "SIGHUP or a change to the config file reloads; SIGTERM/SIGINT shut down gracefully.",
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="configuration file (TOML)")
+    p.add_argument("--runtime", choices=("asyncio", "trio"), help="overrides [server] runtime")
+    p.add_argument("--quiet", action="store_true", help="do not print one JSON line per decision")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runtimes.driver import GatewayState
+
+    if not args.quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log = logging.getLogger("mtlscore.gateway")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    try:
+        state = GatewayState.from_config_file(args.config)
+    except ConfigError as exc:
+        # One line naming the file and the key (the ConfigError names the key).
+        print(f"mtlscore serve: configuration error in {args.config}: {exc}", file=sys.stderr)
+        return 2
+    server = state.snapshot.gateway.server
+    runtime = args.runtime or server.runtime
+
+    def ready(info: Any) -> None:
+        admin = f", metrics on http://{info.admin_address}/metrics" if info.admin_address else ""
+        upstream = f"http://{server.upstream.authority}" if server.upstream else "identity JSON"
+        print(
+            f"mtlscore gateway ({runtime}, {server.mode}, TLS engine "
+            f"{server.effective_tls_engine}) on https://{info.address} -> {upstream}{admin}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    status = _Started(ready)
+    if runtime == "trio":
+        try:
+            import trio
+        except ImportError:
+            print('mtlscore serve: the trio runtime needs trio: pip install "mtlscore[trio]"', file=sys.stderr)
+            return 2
+        from ..runtimes import trio as trio_runtime
+
+        trio.run(lambda: trio_runtime.serve(state, task_status=status))
+    else:
+        import asyncio
+
+        from ..runtimes import asyncio as asyncio_runtime
+
+        asyncio.run(asyncio_runtime.serve(state, task_status=status))
+    return 0
+
+
+class _Started:
+    """A ``task_status`` that reports readiness (the nursery.start protocol, outside a nursery)."""
+
+    def __init__(self, callback: Any) -> None:
+        self.callback = callback
+
+    def started(self, value: Any = None) -> None:
+        self.callback(value)

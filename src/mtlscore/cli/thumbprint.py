@@ -1,0 +1,70 @@
+"""``mtlscore thumbprint FILE``: x5t#S256, SHA-256 and SPKI pin of a certificate (and its JWK)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..reasons import CertificateRejected, ConfigError
+from ..x509.cert import load_certificates
+from .check import UsageError, read_input
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "thumbprint",
+        help="print a certificate's x5t#S256, SHA-256 fingerprint and SPKI pin",
+        description="Print the RFC 8705 x5t#S256, the SHA-256 fingerprint and the RFC 7469 SPKI pin "
+        "of the first certificate in FILE (PEM or DER; - for stdin). "
+        "Exit 0 ok, 1 malformed certificate, 2 unreadable file.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--jwk", action="store_true",
+                   help="print the public key as a JWK with x5c (every certificate in FILE) and x5t#S256")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        data = read_input(args.file)
+    except UsageError as exc:
+        print(f"mtlscore thumbprint: {exc}", file=sys.stderr)
+        return 2
+    try:
+        certs = load_certificates(data)
+    except CertificateRejected as exc:
+        print(f"mtlscore thumbprint: {args.file}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
+        return 1
+    cert = certs[0]
+    jwk = None
+    if args.jwk:
+        from ..x509.jwk import jwk_from_certificate
+
+        try:
+            jwk = jwk_from_certificate(cert, chain=certs[1:])
+        except ConfigError as exc:
+            print(f"mtlscore thumbprint: {args.file}: {exc.message}", file=sys.stderr)
+            return 1
+    facts = {
+        "subject": cert.subject_text,
+        "x5t#S256": cert.x5t_s256,
+        "sha256": cert.fingerprint_hex,
+        "spki_sha256": cert.spki_pin,
+    }
+    if args.json:
+        print(json.dumps({**facts, **({"jwk": jwk} if jwk is not None else {})}, indent=2))
+    elif jwk is not None:
+        print(json.dumps(jwk, indent=2))
+    else:
+        if len(certs) > 1:
+            print(f"(first of {len(certs)} certificates in {args.file})")
+        print(f"subject:     {cert.describe()}")
+        print(f"x5t#S256:    {cert.x5t_s256}")
+        print(f"sha256:      {cert.fingerprint_hex}")
+        print(f"spki pin:    sha256/{cert.spki_pin}")
+    return 0

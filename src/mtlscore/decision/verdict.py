@@ -1,0 +1,95 @@
+"""The result of a validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..identity.identity import Identity
+from ..reasons import CertificateRejected, Reason
+from ..verify.trust import Anchor
+from ..x509.cert import Certificate
+
+__all__ = ["Verdict"]
+
+
+class _Derive:
+    def __repr__(self) -> str:
+        return "<derived from the leaf and anchor on first read>"
+
+    def __reduce__(self) -> str:
+        return "DERIVE"  # unpickles as this module's one instance
+
+
+# Passed as ``identity``: build it from ``path[0]`` and ``anchor`` when first read.
+DERIVE: Any = _Derive()
+
+
+class _IdentityField:
+    """The ``identity`` field, computed on first read when it was given as :data:`DERIVE`.
+
+    An accepted verdict always has an identity, but most callers of the hot path
+    (a verdict cached for a reconnecting client, a gateway that only forwards
+    the account) read it once or never: building it (DN texts, SANs by type,
+    the SPIFFE ID, digests) is then done once, when wanted.
+    """
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default
+        value = obj.__dict__["_identity"]
+        if value is DERIVE:
+            value = Identity.from_certificate(obj.path[0], obj.anchor) if obj.path else None
+            obj.__dict__["_identity"] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_identity"] = value
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Accepted or rejected, why, and (when accepted) the path, anchor and identity.
+
+    ``reason`` is None exactly when ``ok``. ``detail`` is written for people:
+    which certificate, what is wrong, how to fix it. ``path`` runs leaf → anchor
+    certificate when accepted (the best attempt when rejected, possibly empty).
+    ``notes`` records facts a caller may want to log (e.g. revocation soft-fail).
+    """
+
+    ok: bool
+    reason: Reason | None = None
+    detail: str = ""
+    path: tuple[Certificate, ...] = ()
+    anchor: Anchor | None = None
+    identity: Identity | None = _IdentityField()  # type: ignore[assignment]
+    notes: tuple[str, ...] = ()
+    # Index into ``path`` of the certificate the reason is about, when known.
+    position: int | None = None
+    principal: Any = None
+
+    @classmethod
+    def reject(
+        cls,
+        reason: Reason,
+        detail: str,
+        *,
+        path: tuple[Certificate, ...] = (),
+        position: int | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> Verdict:
+        return cls(False, reason, detail, path=path, position=position, notes=notes)
+
+    @property
+    def leaf(self) -> Certificate | None:
+        return self.path[0] if self.path else None
+
+    def raise_for_reason(self) -> Verdict:
+        """Return self when accepted; raise :class:`CertificateRejected` otherwise."""
+        if not self.ok:
+            assert self.reason is not None
+            raise CertificateRejected(self.reason, self.detail)
+        return self
+
+    def __bool__(self) -> bool:
+        return self.ok

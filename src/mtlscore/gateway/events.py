@@ -1,0 +1,177 @@
+"""The gateway session's vocabulary (STYLE.md §4): what the runtime tells the core
+(:class:`TLSFacts`, :class:`Gateway`) and what the core tells the runtime (the
+actions and :class:`Decision`). Frozen dataclasses; ``gateway/session.py`` re-exports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..decision.validator import Validation, Validator
+from ..reasons import Reason
+from .appauth import AccountAuth, RateLimiter, TokenVerifier
+from .settings import ServerConfig
+
+__all__ = [
+    "Action",
+    "Close",
+    "CloseUpstream",
+    "Decision",
+    "Gateway",
+    "Log",
+    "OpenUpstream",
+    "ReadClient",
+    "ReadUpstream",
+    "TLSFacts",
+    "Validate",
+    "WriteClient",
+    "WriteUpstream",
+    "handshake_decision",
+]
+
+
+# -- what the runtime tells the core ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFacts:
+    """What the TLS layer saw: the presented chain (DER, leaf first), SNI, peer."""
+
+    chain: tuple[bytes, ...] = ()
+    # True when the runtime could see only the leaf, not the intermediates sent.
+    leaf_only: bool = False
+    sni: str | None = None
+    peer: tuple[str, int] = ("", 0)
+    version: str = ""
+    cipher: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """One configuration snapshot; a reload builds a new one, live sessions keep theirs."""
+
+    validator: Validator
+    server: ServerConfig
+    crls: tuple[bytes, ...] = ()
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    verify_token: TokenVerifier | None = None
+    # Maps a principal to its app-level requirements (None: certificate only).
+    account_auth: Callable[[Any], AccountAuth | None] | None = None
+
+
+# -- what the core tells the runtime ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One gateway decision: what happened to a request (or handshake) and why."""
+
+    outcome: str  # "forward", "answer" (identity JSON), "deny", "error"
+    status: int | None
+    reason: str | None
+    detail: str
+    account: str | None = None
+    thumbprint: str | None = None
+    peer: str = ""
+    method: str = ""
+    target: str = ""
+
+    def as_log(self) -> dict[str, Any]:
+        """The decision as a flat dict for one structured log line."""
+        return {
+            "event": "mtls_decision",
+            "outcome": self.outcome,
+            "status": self.status,
+            "reason": self.reason,
+            "account": self.account,
+            "thumbprint": self.thumbprint,
+            "peer": self.peer,
+            "method": self.method,
+            "target": self.target,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReadClient:
+    """Read from the client; ``timeout`` is what is left of the session's deadline.
+
+    ``waiting_since``: while the session waits for a request (idle or a head under
+    way), the monotonic time it started waiting (from accept, for a connection's
+    first request); None while it reads a body. The runtime's admission sheds the
+    connection that has waited longest when it needs a slot (mtlscore.gateway.admission).
+    """
+
+    timeout: float
+    waiting_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteClient:
+    """Send ``data`` to the client; not done within ``timeout`` -> ``session.client_write_timeout()``."""
+
+    data: bytes
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpstream:
+    host: str
+    port: int
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class WriteUpstream:
+    """Send ``data`` upstream; not done within ``timeout`` -> ``session.upstream_failed("timeout")``."""
+
+    data: bytes
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadUpstream:
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class CloseUpstream:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Validate:
+    """Drive ``validation`` (a forwarded chain's :meth:`Validator.start`) to its verdict
+    with the runtime's revocation fetcher, then call ``session.validated(verdict)``."""
+
+    validation: Validation
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    # True when the client may still be sending a request body we answered early:
+    # read and discard it for a bounded while before closing, so the client sees
+    # the answer instead of a reset (RFC 9112 §9.6, "lingering close").
+    linger: bool = False
+
+
+Action = (
+    ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Validate | Log | Close
+)
+
+
+def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:
+    """The decision record for a TLS handshake the TLS layer refused."""
+    return Decision("deny", None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer))
+
+
+
+def _peer(peer: tuple[str, int]) -> str:
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"

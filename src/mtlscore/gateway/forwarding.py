@@ -1,0 +1,211 @@
+"""What the gateway sends on: request heads towards the upstream, response heads and
+JSON answers towards the client.
+
+The client's copies of identity headers are stripped (a client-supplied identity is
+never believed), hop-by-hop fields are dropped, and the gateway's own identity headers
+(GCP-style verdict, RFC 9440 ``Client-Cert``, the account) are added. Pure functions
+over header lists; ``gateway/session.py`` drives them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+
+from ..decision.verdict import Verdict
+from ..proxy.headers import IDENTITY_HEADER_NAMES, emit_client_cert, emit_client_cert_chain, gcp_headers
+from ..x509.cert import Certificate
+from .events import TLSFacts
+from .settings import ServerConfig
+
+__all__ = ["GATEWAY_OWNED", "HOP_BY_HOP", "HeaderFilter", "request_header_filter"]
+
+# RFC 9110 §7.6.1: connection-specific fields, never forwarded (plus any the
+# Connection field names). Framing is re-done by h11 on each side.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"content-length",
+        b"expect",
+        b"host",
+    }
+)
+# Identity headers the gateway asserts; a client's copies are never believed.
+_IDENTITY_PREFIXES = (b"x-client-cert-", b"x-mtls-")
+_IDENTITY_EXACT = frozenset(n.encode() for n in IDENTITY_HEADER_NAMES)
+# Fields that describe the connection as the gateway saw it: it writes X-Forwarded-For
+# and X-Forwarded-Proto itself, and no client (nor a proxy, unless configured as its
+# client_address_header) speaks for the others. Stripped whatever strip_request_headers says.
+GATEWAY_OWNED = frozenset(
+    {b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"}
+)
+
+
+def _normal(name: bytes) -> bytes:
+    # h11 lower-cases names. CGI/WSGI and several frameworks map "_" and "-" to the
+    # same variable (X_Mtls_Account and X-Mtls-Account both become HTTP_X_MTLS_ACCOUNT):
+    # compare with underscores as dashes so a client's look-alike copy is stripped too.
+    return name.lower().replace(b"_", b"-")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFilter:
+    """Which client request headers the gateway removes: exact names and name prefixes
+    (lower-case, ``_`` as ``-``)."""
+
+    exact: frozenset[bytes]
+    prefixes: tuple[bytes, ...]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, bytes):
+            return False
+        name = _normal(name)
+        return name in self.exact or name.startswith(self.prefixes)
+
+
+def request_header_filter(server: ServerConfig) -> HeaderFilter:
+    """Every client request header that never reaches the upstream as the client sent it:
+    identity headers, what the gateway owns, each trusted proxy's certificate, verdict
+    and client-address headers, the account header and ``strip_request_headers``."""
+    exact = set(_IDENTITY_EXACT | GATEWAY_OWNED)
+    exact.add(_normal(server.account_header.encode()))
+    for proxy in server.proxies:
+        for field in (proxy.header_name, proxy.verdict_header, proxy.client_address_header):
+            if field:
+                exact.add(_normal(field.encode("latin-1")))
+    prefixes = list(_IDENTITY_PREFIXES)
+    for pattern in server.strip_request_headers:
+        name = _normal(pattern.encode("latin-1"))
+        if name.endswith(b"*"):
+            prefixes.append(name[:-1])
+        else:
+            exact.add(name)
+    return HeaderFilter(frozenset(exact), tuple(prefixes))
+
+
+# What the upstream's response is relayed without: the identity headers (an upstream
+# does not assert identities to the client).
+_RESPONSE_FILTER = HeaderFilter(_IDENTITY_EXACT, _IDENTITY_PREFIXES)
+
+
+def _identity_headers(
+    verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
+) -> list[tuple[str, str]]:
+    out = list(gcp_headers(verdict, present=bool(presented)))
+    if server.forward_client_cert and presented:
+        # RFC 9440 §2: Client-Cert is the leaf; Client-Cert-Chain the rest, leaf excluded.
+        out.append(("Client-Cert", emit_client_cert(presented[0])))
+        chain = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
+        if chain:
+            out.append(("Client-Cert-Chain", emit_client_cert_chain(chain)))
+    if account is not None and verdict.ok:
+        out.append((server.account_header, account))
+    return out
+
+
+def _strip(headers: Iterable[tuple[bytes, bytes]], owned: HeaderFilter) -> list[tuple[bytes, bytes]]:
+    headers = list(headers)
+    named: set[bytes] = set()
+    for k, v in headers:
+        if k == b"connection":
+            named |= {t.strip().lower() for t in v.split(b",")}
+    # Every copy goes: a name sent twice (or spelt with "_") is still the gateway's.
+    return [(k, v) for k, v in headers if k not in HOP_BY_HOP and k not in named and k not in owned]
+
+
+def _json(status: int, document: dict[str, Any]) -> tuple[int, bytes]:
+    # One line, by the C encoder (json's pure-Python one, which indent= selects, costs ~0.1 ms per answer).
+    return status, json.dumps(document, default=str, separators=(", ", ": ")).encode() + b"\n"
+
+
+def _certificate_summary(cert: Certificate) -> dict[str, Any]:
+    return {
+        "subject": cert.subject_text,
+        "issuer": cert.issuer_text,
+        "serial": format(cert.serial, "x"),
+        "sha256": cert.fingerprint_hex,
+        "x5t#S256": cert.x5t_s256,
+        "not_before": cert.not_before.isoformat(),
+        "not_after": cert.not_after.isoformat(),
+    }
+
+
+def _identity_json(identity: Any) -> Any:
+    if identity is None:
+        return None
+    fields = getattr(identity, "__dataclass_fields__", None)
+    if fields is None:
+        return str(identity)
+    return {name: getattr(identity, name) for name in fields}
+
+
+
+def _upstream_request_headers(
+    request: h11.Request,
+    *,
+    host: bytes,
+    length: int | None,
+    client_address: str,
+    owned: HeaderFilter,
+    identity: Sequence[tuple[str, str]],
+    consumed: bytes | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """The head forwarded upstream: the client's fields minus hop-by-hop fields, the
+    ``owned`` ones and the API key the gateway consumed (``consumed``: the header it came
+    in), framing redone, then the gateway's X-Forwarded-For (``client_address``, the
+    address the gateway decided with), X-Forwarded-Proto and identity headers: one of
+    each, whatever the client sent."""
+    headers: list[tuple[bytes, bytes]] = [(b"host", host)]
+    headers += [(k, v) for k, v in _strip(request.headers, owned) if k != consumed]
+    chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    elif chunked:
+        headers.append((b"transfer-encoding", b"chunked"))
+    headers.append((b"x-forwarded-for", client_address.encode("latin-1")))
+    headers.append((b"x-forwarded-proto", b"https"))
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity]
+    return headers
+
+
+def _client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream response's fields relayed to the client: hop-by-hop dropped, the
+    Content-Length kept (h11 frames the body again from it)."""
+    headers = list(headers)
+    return _strip(headers, _RESPONSE_FILTER) + [(k, v) for k, v in headers if k == b"content-length"]
+
+
+def _identity_document(
+    verdict: Verdict,
+    presented: Sequence[Certificate],
+    account: str | None,
+    credential: str | None,
+    tls: TLSFacts,
+    server: ServerConfig,
+) -> dict[str, Any]:
+    """The JSON identity answer: the verdict, the certificate, and what would go upstream."""
+    v = verdict
+    return {
+        "verdict": "accepted" if v.ok else "rejected",
+        "reason": v.reason.value if v.reason else None,
+        "detail": v.detail,
+        "account": account,
+        "credential": credential or ("certificate" if v.ok else None),
+        "certificate": _certificate_summary(presented[0]) if presented else None,
+        "identity": _identity_json(v.identity),
+        "notes": list(v.notes),
+        "tls": {"sni": tls.sni, "version": tls.version, "cipher": tls.cipher},
+        "upstream_headers": dict(_identity_headers(v, presented, account, server)),
+    }

@@ -1,0 +1,703 @@
+"""The gateway's sans-IO core for one client connection (h11 towards client and upstream).
+
+A runtime terminates TLS, builds a :class:`Session` from what the TLS layer
+saw (:class:`TLSFacts`), then loops until :class:`Close`::
+
+    action = session.next_action(at=wall_clock, now=monotonic)
+    ReadClient    -> session.receive_client(data)  (b"" at EOF) | session.client_timeout()
+    WriteClient   -> send action.data to the client | session.client_write_timeout()
+    OpenUpstream  -> session.upstream_connected() | session.upstream_failed("connect", why)
+    WriteUpstream -> send action.data upstream | session.upstream_failed("timeout", why)
+    ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed("timeout", why)
+    CloseUpstream -> close the upstream socket
+    Validate      -> session.validated(verdict), the verdict of action.validation driven
+                     with the runtime's revocation fetcher (only with fetch=True)
+    Log           -> log action.decision as one line and count it
+
+It validates the chain once per connection, then per request applies the mode
+(DESIGN.md §7 ``[server] mode``), the account's app-level checks
+(``_appauth``), and answers locally (JSON) or forwards to the upstream with
+identity headers, the client's own copies of those headers removed first
+(``gateway/forwarding.py``; the actions and facts are in ``gateway/events.py``).
+Deadlines are the session's arithmetic (docs/hardening.md): the runtime passes
+``now`` and enforces the timeout each action carries. The request head has one
+deadline from its first byte, the body one that grows with the bytes received
+(a minimum rate), waiting for a request an idle one; every write carries the
+write timeout; past ``max_connection_age`` the connection closes after its
+current response. No sockets, no clocks.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import h11
+
+from ..decision.verdict import Verdict
+from ..proxy.trusted import ClientAddress, UseForwarded, UseTls, decision_verdict
+from ..proxy.trusted import Decision as ProxyDecision
+from ..reasons import CertificateRejected, ConfigError, Reason
+from ..x509.cert import Certificate, parse_certificate
+from .appauth import AccountAuth, AuthResult, authorize
+from .deadlines import Deadlines
+from .events import (
+    Action,
+    Close,
+    CloseUpstream,
+    Decision,
+    Gateway,
+    Log,
+    OpenUpstream,
+    ReadClient,
+    ReadUpstream,
+    TLSFacts,
+    Validate,
+    WriteClient,
+    WriteUpstream,
+    _peer,
+    handshake_decision,
+)
+from .forwarding import (
+    HOP_BY_HOP as HOP_BY_HOP,
+)
+from .forwarding import (
+    _client_response_headers,
+    _identity_document,
+    _identity_headers,
+    _json,
+    _upstream_request_headers,
+    request_header_filter,
+)
+from .request_head import INVALID_FRAMING as INVALID_FRAMING
+from .request_head import INVALID_TARGET as INVALID_TARGET
+from .request_head import Refused, Target, framing_problem, request_target
+
+__all__ = [
+    "Action",
+    "Close",
+    "CloseUpstream",
+    "Decision",
+    "Gateway",
+    "Log",
+    "OpenUpstream",
+    "ReadClient",
+    "ReadUpstream",
+    "Session",
+    "SessionError",
+    "TLSFacts",
+    "Validate",
+    "WriteClient",
+    "WriteUpstream",
+    "handshake_decision",
+]
+
+UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+UPSTREAM_TIMEOUT = "upstream_timeout"
+PROTOCOL_ERROR = "protocol_error"
+BODY_TOO_LARGE = "body_too_large"
+ACCOUNT_CONFIG = "account_config"
+WRITE_TIMEOUT = "write_timeout"
+
+
+class SessionError(RuntimeError):
+    """The runtime drove the session wrongly (an illegal transition); names the state."""
+
+
+# -- the state table (STYLE.md §3) ---------------------------------------------
+
+
+class State(enum.Enum):
+    AWAIT_REQUEST = "await_request"  # reading a request head from the client
+    CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
+    VALIDATING = "validating"  # Validate issued for a forwarded chain, waiting for the runtime
+    STREAM_REQUEST = "stream_request"  # relaying the request body upstream
+    AWAIT_RESPONSE = "await_response"  # relaying the upstream response to the client
+    CLOSED = "closed"
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.AWAIT_REQUEST: frozenset(
+        {State.AWAIT_REQUEST, State.VALIDATING, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
+    ),
+    State.VALIDATING: frozenset({State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}),
+    State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
+    # -> AWAIT_REQUEST: answered (e.g. 504, the upstream took nothing) with the body all read.
+    State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.AWAIT_REQUEST, State.CLOSED}),
+    State.AWAIT_RESPONSE: frozenset({State.AWAIT_REQUEST, State.CLOSED}),
+    State.CLOSED: frozenset({State.CLOSED}),
+}
+
+
+def _account_id(principal: Any) -> str | None:
+    if principal is None:
+        return None
+    for name in ("account", "id", "account_id"):
+        value = getattr(principal, name, None)
+        if isinstance(value, str):
+            return value
+    return str(principal)
+
+
+def default_account_auth(principal: Any) -> AccountAuth | None:
+    """App-level requirements from a principal's attributes (the ``[[accounts]]`` table keys).
+
+    Raises :class:`ConfigError` naming the key when a value is bad.
+    """
+    account = _account_id(principal)
+    attrs = getattr(principal, "attributes", None)
+    if account is None or not isinstance(attrs, Mapping):
+        return None
+    return AccountAuth.from_mapping(account, attrs)
+
+
+class Session:
+    """One client connection: validation once, then a sequence of HTTP/1.1 exchanges.
+
+    Illegal driving (e.g. ``upstream_connected`` with no upstream pending)
+    raises :class:`SessionError`; the peer's bytes never raise.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        tls: TLSFacts,
+        *,
+        at: datetime,
+        verdict: Verdict | None = None,
+        fetch: bool = False,
+        now: float | None = None,
+    ) -> None:
+        """``verdict``: the chain's verdict when the runtime already reached it by driving
+        ``Validator.start`` (fetching CRLs, OCSP answers, issuers); else validated here.
+        ``fetch``: the runtime drives :class:`Validate` actions with its fetcher, so a
+        chain forwarded by a trusted proxy waits for revocation data as a TLS one does
+        (when the policy fetches); without it a forwarded chain is validated here,
+        from the configured CRLs and what is cached.
+        ``now``: the monotonic time the connection was accepted (its age counts from
+        there; default: the first :meth:`next_action`)."""
+        self.gateway = gateway
+        self._given = verdict
+        self._fetch = fetch and gateway.validator.policy.fetch
+        self._awaiting: tuple[UseForwarded, datetime, float] | None = None  # a forwarded chain being validated
+        self.server = gateway.server
+        self.tls = tls
+        self.state = State.AWAIT_REQUEST
+        self._pending: deque[Action] = deque()
+        self._client = h11.Connection(h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes)
+        self._upstream: h11.Connection | None = None
+        self._owned = request_header_filter(self.server)  # what of the client's head never goes upstream
+        self._request: h11.Request | None = None
+        self._target = Target(b"/")  # the current request's normalised target
+        self._response_started = False
+        self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
+        self._forwarded = False  # this request's certificate came from a trusted proxy's headers
+        # The client's address for ip_allow and X-Forwarded-For: the peer's, or what a
+        # trusted proxy reported in its configured header.
+        self._address = ClientAddress(tls.peer[0], "")
+        self._body_seen = 0
+        self._received_any = False
+        # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
+        self._deadlines = Deadlines(self.server, born=now)
+        self.presented: tuple[Certificate, ...] = ()
+        self.verdict = self._validate(at)
+        self.account: str | None = _account_id(self.verdict.principal) if self.verdict.ok else None
+        self.thumbprint: str | None = self.presented[0].x5t_s256 if self.presented else None
+        # The connection's own (TLS) evidence; with trusted proxies a request may replace
+        # verdict/presented/account/thumbprint with what its proxy forwarded (_evidence).
+        self._connection = (self.verdict, self.presented, self.account, self.thumbprint)
+        self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
+
+    # -- validation, once per connection -----------------------------------
+
+    def _validate(self, at: datetime) -> Verdict:
+        if not self.tls.chain:
+            return Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
+        # With revocation fetching on, the runtime drives Validator.start() with its
+        # fetcher before the session exists and hands the verdict in.
+        verdict = self._given
+        if verdict is None:
+            verdict = self.gateway.validator.validate(list(self.tls.chain), at=at, crls=self.gateway.crls)
+        try:
+            self.presented = self._parsed(verdict)
+        except CertificateRejected as exc:
+            return verdict if not verdict.ok else Verdict.reject(exc.reason, exc.detail)
+        if self.tls.leaf_only:
+            note = "only the leaf was visible to the gateway (no presented-chain API in this Python)"
+            verdict = replace(
+                verdict,
+                notes=(*verdict.notes, note),
+                detail=verdict.detail if verdict.ok else f"{verdict.detail} ({note})",
+            )
+        return verdict
+
+    def _parsed(self, verdict: Verdict) -> tuple[Certificate, ...]:
+        """The presented certificates, parsed: the verdict's own leaf when it has it.
+
+        The client certificate is not added to the shared parse cache (see
+        Validator.parse); a reconnecting client's verdict, from the verdict
+        cache, already holds it.
+        """
+        chain = self.tls.chain
+        leaf = verdict.path[0] if verdict.path and verdict.path[0].der == chain[0] else None
+        if leaf is None:
+            leaf = parse_certificate(chain[0], remember=False)
+        return (leaf, *(parse_certificate(der) for der in chain[1:]))
+
+    # -- transitions -------------------------------------------------------
+
+    def _to(self, state: State) -> None:
+        if state not in _TRANSITIONS[self.state]:
+            raise SessionError(f"illegal transition {self.state.value} -> {state.value}")
+        self.state = state
+
+    def _decide(self, outcome: str, status: int | None, reason: str | None, detail: str) -> None:
+        req = self._request
+        self._pending.append(
+            Log(
+                Decision(
+                    outcome,
+                    status,
+                    reason,
+                    detail,
+                    account=self.account,
+                    thumbprint=self.thumbprint,
+                    peer=_peer(self.tls.peer),
+                    method=req.method.decode("latin-1") if req else "",
+                    target=req.target.decode("latin-1")[:200] if req else "",
+                )
+            )
+        )
+
+    # -- runtime inputs ----------------------------------------------------
+
+    def receive_client(self, data: bytes) -> None:
+        """Bytes from the client (``b""`` at end of stream)."""
+        if data:
+            self._received_any = True
+        if self.state is not State.CLOSED:
+            self._client.receive_data(data)
+
+    def client_timeout(self) -> None:
+        """The runtime's read timeout on the client fired."""
+        if self.state is State.AWAIT_REQUEST and not self._received_any:
+            self._close()  # an idle keep-alive connection: just close
+        elif self.state in (State.AWAIT_REQUEST, State.STREAM_REQUEST) and not self._response_started:
+            self._answer_error(408, PROTOCOL_ERROR, "timed out waiting for the request", close=True)
+        else:
+            self._close()
+
+    def client_write_timeout(self) -> None:
+        """A send to the client did not finish within the write timeout: a client that does not read."""
+        self._decide("error", None, WRITE_TIMEOUT, f"the client read nothing for {self.server.write_timeout:g} s")
+        self._drop_upstream()
+        self._close()
+
+    def upstream_connected(self) -> None:
+        """The connection asked for by :class:`OpenUpstream` is open."""
+        if self.state is not State.CONNECTING or self._request is None:
+            raise SessionError(f"upstream_connected in state {self.state.value}")
+        self._upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes)
+        self._send_request_head(self._request)
+
+    def receive_upstream(self, data: bytes) -> None:
+        """Bytes from the upstream (``b""`` at end of stream)."""
+        if self._upstream is None:
+            raise SessionError(f"receive_upstream with no upstream in state {self.state.value}")
+        self._upstream.receive_data(data)
+
+    def upstream_failed(self, kind: str, detail: str = "") -> None:
+        """Reaching the upstream failed: ``kind`` is ``"connect"``, ``"timeout"`` or ``"error"``."""
+        self._drop_upstream()
+        timeout = kind == "timeout"
+        reason = UPSTREAM_TIMEOUT if timeout else UPSTREAM_UNAVAILABLE
+        if self._response_started or self.state is State.CLOSED:
+            self._decide("error", None, reason, detail or kind)
+            self._close()
+            return
+        self._answer_error(504 if timeout else 502, reason, detail or f"upstream {kind} failed")
+
+    # -- the loop ------------------------------------------------------------
+
+    def next_action(self, *, at: datetime, now: float) -> Action:
+        """The next thing the runtime must do; ``at`` is wall time, ``now`` monotonic seconds."""
+        self._deadlines.tick(now)
+        while not self._pending:
+            if self.state is State.CLOSED:
+                return Close(linger=self._client.their_state is h11.SEND_BODY)
+            if self.state is State.CONNECTING:
+                raise SessionError("next_action while connecting: report upstream_connected/failed")
+            if self.state is State.VALIDATING:
+                raise SessionError("next_action while validating: report validated(verdict)")
+            if self.state is State.AWAIT_RESPONSE:
+                self._step_upstream()
+            else:
+                self._step_client(at, now)
+        return self._pending.popleft()
+
+    def _client_event(self) -> Any:
+        try:
+            return self._client.next_event()
+        except h11.RemoteProtocolError as exc:
+            self._drop_upstream()
+            if self._response_started:
+                self._close()
+            else:
+                self._answer_error(exc.error_status_hint, PROTOCOL_ERROR, str(exc), close=True)
+            return None
+
+    def _step_client(self, at: datetime, now: float) -> None:
+        event = self._client_event()
+        if event is None:
+            return
+        if event is h11.NEED_DATA:
+            timeout = self._read_deadline(now) - now
+            if timeout > 0:
+                self._pending.append(ReadClient(timeout, self._waiting_since()))
+            else:
+                self.client_timeout()
+        elif isinstance(event, h11.Request):
+            self._on_request(event, at, now)
+        elif isinstance(event, h11.Data) and self.state is State.STREAM_REQUEST:
+            self._body_seen += len(event.data)
+            if self._body_seen > self.server.max_body_bytes:
+                self._drop_upstream()
+                self._answer_error(
+                    413,
+                    BODY_TOO_LARGE,
+                    f"request body over {self.server.max_body_bytes} bytes",
+                    close=True,
+                )
+                return
+            self._send_upstream(h11.Data(data=event.data))
+        elif isinstance(event, h11.EndOfMessage) and self.state is State.STREAM_REQUEST:
+            self._send_upstream(h11.EndOfMessage())
+            if self.state is State.STREAM_REQUEST:  # not when relaying it failed
+                self._to(State.AWAIT_RESPONSE)
+        else:  # ConnectionClosed or PAUSED: the client is gone or done
+            self._drop_upstream()
+            self._close()
+
+    def _read_deadline(self, now: float) -> float:
+        """When the current wait for client bytes must end (absolute; ``gateway/deadlines.py``)."""
+        if self.state is State.AWAIT_REQUEST:
+            return self._deadlines.request(now, begun=self._received_any)
+        return self._deadlines.body(now, self._body_seen)
+
+    def _waiting_since(self) -> float | None:
+        """Since when this connection has kept the gateway waiting for a request (None: in a body)."""
+        return self._deadlines.waiting_since() if self.state is State.AWAIT_REQUEST else None
+
+    # -- one request -----------------------------------------------------------
+
+    def _evidence(self, request: h11.Request, at: datetime) -> UseForwarded | None:
+        """Whose certificate this request is about: the connection's, or the one a trusted proxy forwarded.
+
+        Without trusted proxies every request is the connection's. With them, each
+        request is decided on its own (a proxy multiplexes its clients on one
+        connection): mtlscore.proxy.trusted.ProxyPolicy picks the chain — from the
+        headers of a trusted proxy, else the TLS one (other peers' certificate
+        headers are ignored, and stripped before forwarding) — and it is validated.
+        """
+        policy = self._proxy_policy
+        self.verdict, self.presented, self.account, self.thumbprint = self._connection
+        self._forwarded = False
+        self._address = ClientAddress(self.tls.peer[0], "")
+        if policy is None:
+            return None
+        decision = policy.decide(peer=self.tls.peer[0], peer_chain=self.presented, headers=request.headers)
+        if isinstance(decision, UseTls):
+            if decision.notes:
+                self.verdict = replace(self.verdict, notes=self.verdict.notes + decision.notes)
+            return None
+        if self._fetch and isinstance(decision, UseForwarded) and decision.revalidate and decision.chain:
+            return decision  # validated by the runtime, with fetching (Validate)
+        validator = self.gateway.validator
+
+        def validate(chain: tuple[Certificate, ...]) -> Verdict:
+            return validator.validate(list(chain), at=at, crls=self.gateway.crls)
+
+        self._settle(request, decision, validate)
+        return None
+
+    def _settle(
+        self, request: h11.Request, decision: ProxyDecision, validate: Callable[[tuple[Certificate, ...]], Verdict]
+    ) -> None:
+        """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
+        self.verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
+        self._forwarded = True
+        # A refused forwarded certificate (Reject) came from a trusted proxy too: the
+        # client's address is still the one that proxy reports (allow mode forwards it).
+        proxy = decision.proxy if isinstance(decision, UseForwarded) else None
+        if proxy is None and self._proxy_policy is not None:
+            proxy = self._proxy_policy.find(self.tls.peer[0], self._connection[1])
+        if proxy is not None:
+            self._address = proxy.client_address(self.tls.peer[0], request.headers)
+        self.presented = decision.chain if isinstance(decision, UseForwarded) else ()
+        self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
+        self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
+
+    def validated(self, verdict: Verdict) -> None:
+        """The verdict of the forwarded chain asked for by :class:`Validate`; the request goes on."""
+        if self.state is not State.VALIDATING or self._awaiting is None or self._request is None:
+            raise SessionError(f"validated in state {self.state.value}")
+        decision, at, now = self._awaiting
+        self._awaiting = None
+        self._settle(self._request, decision, lambda _chain: verdict)
+        self._decide_request(self._request, at, now)
+
+    def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
+        self._request = request
+        self._response_started = False
+        self._body_seen = 0
+        # The head is checked before anything acts on it: never validate, count or
+        # forward a request two HTTP readers would frame or route differently.
+        framing = framing_problem(request)
+        if framing is not None:
+            # RFC 9112 §6.1: after a faulty framing the connection MUST be closed.
+            self._answer_error(400, framing.reason, framing.detail, close=True)
+            return
+        target = request_target(request.method, request.target, self.server.request_target_forms)
+        if isinstance(target, Refused):
+            self._answer_error(400, target.reason, target.detail)
+            return
+        self._target = target
+        pending = self._evidence(request, at)
+        if pending is not None:
+            self._awaiting = (pending, at, now)
+            self._to(State.VALIDATING)
+            validator = self.gateway.validator
+            self._pending.append(Validate(validator.start(list(pending.chain), at=at, crls=self.gateway.crls)))
+            return
+        self._decide_request(request, at, now)
+
+    def _decide_request(self, request: h11.Request, at: datetime, now: float) -> None:
+        """Mode, app-level checks and limits for this request, then answer or forward it."""
+        verdict = self.verdict
+        if not verdict.ok and self.server.mode == "reject_invalid":
+            assert verdict.reason is not None
+            # The connection's own certificate fails every request on it: close. A proxy's
+            # connection carries other clients' requests: refuse this one only.
+            self._deny(403, verdict.reason.value, verdict.detail, close=not self._forwarded)
+            return
+        result = self._app_checks(request, at, now) if verdict.ok else AuthResult(True)
+        if not result.ok:
+            assert result.reason is not None
+            self._deny(result.status, result.reason, result.detail, headers=result.headers)
+            return
+        length = self._content_length(request)
+        if length is not None and length > self.server.max_body_bytes:
+            self._deny(
+                413,
+                BODY_TOO_LARGE,
+                f"request body over {self.server.max_body_bytes} bytes",
+                close=True,
+            )
+            return
+        reason = verdict.reason.value if verdict.reason else None
+        if self.server.upstream is None:
+            self._decide("answer", 200, reason, verdict.detail)
+            self._answer(*_json(200, self._identity_document(result)))
+            return
+        self._decide("forward", None, reason, verdict.detail)
+        self._consumed = result.consumed
+        if self._client.client_is_waiting_for_100_continue:
+            self._write_client(self._client.send(h11.InformationalResponse(status_code=100, headers=[])))
+        if self._upstream is None:
+            self._to(State.CONNECTING)
+            up = self.server.upstream
+            self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout))
+        else:
+            self._send_request_head(request)
+
+    def _app_checks(self, request: h11.Request, at: datetime, now: float) -> AuthResult:
+        resolve = self.gateway.account_auth or default_account_auth
+        try:
+            auth = resolve(self.verdict.principal)
+        except ConfigError as exc:
+            return AuthResult(False, 500, ACCOUNT_CONFIG, f"account configuration: {exc}")
+        return authorize(
+            auth,
+            headers=list(request.headers),
+            peer_ip=self._address.address or "unknown",
+            peer_source=self._address.source,
+            cert=self.presented[0] if self.presented else None,
+            at=at,
+            now=now,
+            limiter=self.gateway.limiter,
+            verify_token=self.gateway.verify_token,
+        )
+
+    def _content_length(self, request: h11.Request) -> int | None:
+        for k, v in request.headers:
+            if k == b"content-length":
+                return int(v)  # h11 has checked it is a valid integer
+        return None
+
+    def _identity_document(self, result: AuthResult) -> dict[str, Any]:
+        return _identity_document(
+            self.verdict, self.presented, self.account, result.credential, self.tls, self.server
+        )
+
+    def _send_request_head(self, request: h11.Request) -> None:
+        server = self.server
+        assert server.upstream is not None and self._upstream is not None
+        host = self._target.host or next((v for k, v in request.headers if k == b"host"), None)
+        headers = _upstream_request_headers(
+            request,
+            host=host or server.upstream.authority.encode(),
+            length=self._content_length(request),
+            client_address=self._address.address or self.tls.peer[0],
+            owned=self._owned,
+            identity=_identity_headers(self.verdict, self.presented, self.account, server),
+            consumed=self._consumed,
+        )
+        # The prefix is a boundary: the path was normalised and refused if it climbed.
+        path = self._target.path
+        target = path if path == b"*" else server.upstream.prefix.encode() + path
+        if self.state is State.CONNECTING or self.state is State.AWAIT_REQUEST:
+            self._to(State.STREAM_REQUEST)
+        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers))
+
+    def _send_upstream(self, event: Any) -> None:
+        assert self._upstream is not None
+        try:
+            data = self._upstream.send(event)
+        except h11.LocalProtocolError as exc:
+            # The client's bytes cannot be relayed as framed (the checks above should make
+            # this unreachable): the upstream's request is cut, the client gets a 400.
+            self._drop_upstream()
+            if self._response_started:
+                self._decide("error", None, PROTOCOL_ERROR, f"cannot relay the request: {exc}")
+                self._close()
+            else:
+                self._answer_error(400, PROTOCOL_ERROR, f"cannot relay the request: {exc}", close=True)
+            return
+        if data:
+            self._pending.append(WriteUpstream(data, self.server.write_timeout))
+
+    def _write_client(self, data: bytes) -> None:
+        self._pending.append(WriteClient(data, self.server.write_timeout))
+
+    def _step_upstream(self) -> None:
+        assert self._upstream is not None
+        try:
+            event = self._upstream.next_event()
+        except h11.RemoteProtocolError as exc:
+            self.upstream_failed("error", f"upstream protocol error: {exc}")
+            return
+        if event is h11.NEED_DATA:
+            self._pending.append(ReadUpstream(self.server.upstream_timeout))
+        elif isinstance(event, h11.Response):
+            self._response_started = True
+            headers = _client_response_headers(event.headers)
+            if self._deadlines.aged():
+                headers = [*headers, (b"connection", b"close")]
+            self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
+        elif isinstance(event, h11.Data):
+            self._send_client(h11.Data(data=event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            self._send_client(h11.EndOfMessage())
+            self._finish_upstream_cycle()
+            self._finish_client_cycle()
+        elif isinstance(event, h11.InformationalResponse):
+            pass  # 1xx from the upstream are not relayed (100-continue is answered by us)
+        else:  # ConnectionClosed before the response ended
+            self.upstream_failed("error", "the upstream closed the connection")
+
+    def _send_client(self, event: Any) -> None:
+        try:
+            data = self._client.send(event)
+        except h11.LocalProtocolError as exc:
+            self._decide("error", None, PROTOCOL_ERROR, f"cannot relay the upstream response: {exc}")
+            self._close()
+            return
+        if data:
+            self._write_client(data)
+
+    # -- answering and cycling ---------------------------------------------------
+
+    def _deny(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        self._decide("deny", status, reason, detail)
+        self._answer(*_json(status, {"error": reason, "detail": detail}), headers=headers, close=close)
+
+    def _answer_error(self, status: int, reason: str, detail: str, *, close: bool = False) -> None:
+        self._decide("error", status, reason, detail)
+        self._answer(*_json(status, {"error": reason, "detail": detail}), close=close)
+
+    def _answer(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        close: bool = False,
+    ) -> None:
+        client = self._client
+        if client.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            self._close()
+            return
+        # Use what of the request body is already buffered, so keep-alive survives a
+        # small body; anything still unread means we must close after answering.
+        while client.their_state is h11.SEND_BODY:
+            try:
+                event = client.next_event()
+            except h11.RemoteProtocolError:
+                break
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                break
+        close = close or client.their_state is not h11.DONE or self._deadlines.aged()
+        hdrs = [("content-type", "application/json"), ("content-length", str(len(body))), *headers]
+        if close:
+            hdrs.append(("connection", "close"))
+        try:
+            data = client.send(h11.Response(status_code=status, headers=hdrs))
+            data += client.send(h11.Data(data=body)) + client.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            self._close()
+            return
+        self._write_client(data)
+        if self.state is State.CONNECTING:
+            self._to(State.AWAIT_REQUEST)
+        self._finish_client_cycle()
+
+    def _finish_client_cycle(self) -> None:
+        client = self._client
+        if client.our_state is h11.DONE and client.their_state is h11.DONE:
+            client.start_next_cycle()
+            self._received_any = bool(client.trailing_data[0])
+            self._deadlines.next_cycle()
+            self._request = None
+            self._to(State.AWAIT_REQUEST)
+        else:
+            self._drop_upstream()
+            self._close()
+
+    def _finish_upstream_cycle(self) -> None:
+        up = self._upstream
+        if up is not None and up.our_state is h11.DONE and up.their_state is h11.DONE:
+            up.start_next_cycle()  # keep-alive to the upstream
+        else:
+            self._drop_upstream()
+
+    def _drop_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream = None
+            self._pending.append(CloseUpstream())
+
+    def _close(self) -> None:
+        if self.state is not State.CLOSED:
+            self._to(State.CLOSED)
+

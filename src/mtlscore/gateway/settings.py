@@ -1,0 +1,390 @@
+"""The ``[server]`` table of the configuration file (DESIGN.md §7): the gateway's settings.
+
+Pure: paths are resolved against ``base_dir`` but not opened here (the
+runtime loads the certificate and key and reports a missing file as a
+:class:`ConfigError` naming ``server.certificate`` / ``server.key``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import pathlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..proxy.trusted import ProxyPolicy, TrustedProxy, proxies_from_config
+from ..reasons import ConfigError
+
+__all__ = [
+    "DEFAULT_STRIP_REQUEST_HEADERS",
+    "MODES",
+    "REQUEST_TARGET_FORMS",
+    "RESTART_KEYS",
+    "TLS_ENGINES",
+    "Address",
+    "ServerConfig",
+    "Upstream",
+    "server_from_config",
+]
+
+Mode = Literal["reject_invalid", "allow_invalid_or_missing"]
+MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
+# "ssl": stdlib ssl verifies at the TLS layer too; "deferred": a TLS engine that
+# accepts any chain (pyOpenSSL) so the core decides every case; "auto": ssl for
+# reject_invalid, deferred for allow_invalid_or_missing.
+TLS_ENGINES: tuple[str, ...] = ("auto", "ssl", "deferred")
+RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
+# Default connections at once per source address: strict handshake, lenient handshake.
+ADDRESS_LIMIT = 256
+LENIENT_ADDRESS_LIMIT = 64
+# Keys a reload cannot apply: the listeners and the event loop exist once per process.
+RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime")
+# RFC 9112 §3.2: the request-target forms a client may use. "origin" is always on;
+# authority-form (CONNECT) never is: the gateway is not a tunnel.
+REQUEST_TARGET_FORMS: tuple[str, ...] = ("origin", "absolute", "asterisk")
+
+# Identity-looking and address-looking request headers removed from every client
+# request (on top of the ones the gateway always owns, mtlscore.gateway.forwarding): what a
+# proxy, a TLS terminator or an auth module sets, and so what an upstream may believe.
+# "*" at the end matches a prefix; "_" and "-" are the same (CGI/WSGI merge them).
+DEFAULT_STRIP_REQUEST_HEADERS: tuple[str, ...] = (
+    "Forwarded",
+    "X-Forwarded-*",
+    "X-Real-IP",
+    "X-Original-Forwarded-For",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Client-*",
+    "X-SSL-*",
+    "SSL-Client-*",
+    "X-ARR-ClientCert",
+    "X-Amzn-Mtls-*",
+    "Remote-User",
+    "Remote-Addr",
+    "X-Remote-User",
+    "X-Remote-Addr",
+    "X-Authenticated-User",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+)
+_HEADER_PATTERN = re.compile(r"[!#$%&'+\-.^_`|~0-9A-Za-z]+\*?")
+
+_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})$")
+_URL = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+))"
+    r"(?::(?P<port>\d{1,5}))?(?P<path>/[^?#]*)?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host and port to listen on or connect to (port 0: any free port)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where accepted requests go: plain HTTP/1.1 on a host and port, under a path prefix."""
+
+    host: str
+    port: int
+    prefix: str = ""
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == 80 else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the gateway needs beyond trust, policy and accounts.
+
+    Timeouts are seconds; limits are bytes. Defaults suit a small API gateway.
+    """
+
+    certificate: pathlib.Path
+    key: pathlib.Path
+    listen: Address = Address("127.0.0.1", 8443)
+    runtime: str = "asyncio"
+    mode: Mode = "reject_invalid"
+    tls_engine: str = "auto"
+    upstream: Upstream | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # The trusted proxies themselves (mtlscore.proxy.trusted): whose certificate headers the
+    # gateway believes, per request, instead of the connection's own certificate.
+    proxies: tuple[TrustedProxy, ...] = ()
+    admin_listen: Address | None = None
+    # Absolute deadlines (docs/hardening.md has the table). The TLS handshake, from accept.
+    handshake_timeout: float = 10.0
+    # The whole request head, from its first byte (a trickle does not extend it: slowloris).
+    header_timeout: float = 15.0
+    # The request body: this long from its start, plus one second per ``min_body_rate``
+    # bytes received (Apache mod_reqtimeout's "body=…,MinRate=…").
+    body_timeout: float = 30.0
+    min_body_rate: int = 1024
+    # Every send to the client or the upstream (a peer that does not read).
+    write_timeout: float = 30.0
+    # Waiting for a request's first byte: after the handshake and between keep-alive requests.
+    keepalive_timeout: float = 15.0
+    # After this age a connection closes after its current response (``Connection: close``),
+    # so reloaded trust and CRLs reach long-lived keep-alive connections (0: no limit).
+    max_connection_age: float = 3600.0
+    upstream_connect_timeout: float = 5.0
+    # Waiting for each piece of the upstream's response.
+    upstream_timeout: float = 30.0
+    shutdown_grace: float = 10.0
+    max_header_bytes: int = 16 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_connections: int = 1024
+    # Connections at once from one source address (None: 256, or 64 when the handshake is
+    # lenient, see :attr:`address_limit`); trusted proxies' addresses are exempt.
+    max_connections_per_address: int | None = None
+    # Header carrying the mapped account to the upstream.
+    account_header: str = "X-Mtls-Account"
+    # RFC 9440 Client-Cert / Client-Cert-Chain towards the upstream.
+    forward_client_cert: bool = True
+    # Seconds between checks of the config file's mtime (0: only SIGHUP reloads).
+    reload_poll: float = 2.0
+    # Client request headers removed before forwarding (names; "Prefix-*" patterns).
+    strip_request_headers: tuple[str, ...] = DEFAULT_STRIP_REQUEST_HEADERS
+    # The request-target forms accepted besides origin-form (RFC 9112 §3.2).
+    request_target_forms: frozenset[str] = frozenset({"origin"})
+
+    @property
+    def effective_tls_engine(self) -> str:
+        """``ssl`` or ``deferred``: what ``auto`` means for this mode."""
+        if self.tls_engine != "auto":
+            return self.tls_engine
+        return "deferred" if self.mode == "allow_invalid_or_missing" or self.proxies else "ssl"
+
+    @property
+    def address_limit(self) -> int:
+        """Connections at once from one source address: the configured value, or the default.
+
+        Tighter when the handshake is lenient (``handshake_mode``): there a connection
+        costs nothing to open, a certificate is not needed to hold a slot.
+        """
+        if self.max_connections_per_address is not None:
+            return self.max_connections_per_address
+        return LENIENT_ADDRESS_LIMIT if self.handshake_mode == "allow_invalid_or_missing" else ADDRESS_LIMIT
+
+    @property
+    def handshake_mode(self) -> Mode:
+        """The mode of the TLS handshake itself.
+
+        With trusted proxies, a connection without a (valid) client certificate must
+        still complete — a proxy speaks for its clients in headers — so the handshake
+        is lenient and ``reject_invalid`` is enforced per request instead.
+        """
+        return "allow_invalid_or_missing" if self.proxies else self.mode
+
+    @property
+    def proxy_policy(self) -> ProxyPolicy | None:
+        """Who may forward certificate headers (None: nobody; the gateway strips them)."""
+        if not self.proxies:
+            return None
+        # From anyone else, such headers are dropped (they are stripped before forwarding).
+        return ProxyPolicy(self.proxies, on_untrusted="ignore")
+
+
+def parse_address(value: Any, *, key: str) -> Address:
+    """``"host:port"`` or ``"[v6]:port"`` as an :class:`Address`; raise ConfigError."""
+    m = _HOSTPORT.match(value) if isinstance(value, str) else None
+    if not m or int(m.group("port")) > 65535:
+        raise ConfigError(f"expected 'host:port' (e.g. '127.0.0.1:8443'), not {value!r}", key=key)
+    return Address(m.group("v6") or m.group("host"), int(m.group("port")))
+
+
+def parse_upstream(value: Any, *, key: str = "server.upstream") -> Upstream:
+    """``http://host[:port][/prefix]`` as an :class:`Upstream`; raise ConfigError."""
+    m = _URL.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ConfigError(f"expected a URL like 'http://127.0.0.1:8080', not {value!r}", key=key)
+    if m.group("scheme").lower() != "http":
+        raise ConfigError(
+            "only plain http:// upstreams are supported (the gateway terminates TLS; "
+            "run the upstream on loopback or a private network)",
+            key=key,
+        )
+    port = int(m.group("port") or 80)
+    if not 0 < port <= 65535:
+        raise ConfigError(f"port {port} out of range", key=key)
+    return Upstream(m.group("v6") or m.group("host"), port, (m.group("path") or "").rstrip("/"))
+
+
+def _number(table: Mapping[str, Any], name: str, default: float, *, integer: bool = False) -> Any:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError("must be a number", key=f"server.{name}")
+    if integer and not isinstance(value, int):
+        raise ConfigError("must be an integer", key=f"server.{name}")
+    if isinstance(value, float) and not math.isfinite(value):  # TOML allows inf/nan; a nan timeout never fires
+        raise ConfigError("must be a finite number", key=f"server.{name}")
+    if value < 0 or (value == 0 and name not in ("reload_poll_seconds", "max_connection_age_seconds")):
+        raise ConfigError("must be positive", key=f"server.{name}")
+    return value
+
+
+def _choice(table: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = table.get(name, default)
+    if value not in choices:
+        raise ConfigError(f"must be one of {', '.join(choices)}; got {value!r}", key=f"server.{name}")
+    return str(value)
+
+
+_KNOWN = {
+    "listen",
+    "certificate",
+    "key",
+    "runtime",
+    "mode",
+    "tls_engine",
+    "upstream",
+    "trusted_proxies",
+    "admin_listen",
+    "handshake_timeout_seconds",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "min_body_bytes_per_second",
+    "write_timeout_seconds",
+    "keepalive_timeout_seconds",
+    "max_connection_age_seconds",
+    "upstream_connect_timeout_seconds",
+    "upstream_timeout_seconds",
+    "shutdown_grace_seconds",
+    "max_header_bytes",
+    "max_body_bytes",
+    "max_connections",
+    "max_connections_per_address",
+    "account_header",
+    "forward_client_cert",
+    "reload_poll_seconds",
+    "strip_request_headers",
+    "request_target_forms",
+}
+
+
+def _strip_request_headers(table: Mapping[str, Any]) -> tuple[str, ...]:
+    value = table.get("strip_request_headers", list(DEFAULT_STRIP_REQUEST_HEADERS))
+    if not isinstance(value, list):
+        raise ConfigError("must be a list of header names ('X-Client-*' matches a prefix)",
+                          key="server.strip_request_headers")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not _HEADER_PATTERN.fullmatch(name):
+            raise ConfigError(
+                f"must be a header name, or a prefix ending in '*' such as 'X-Client-*'; got {name!r}",
+                key=f"server.strip_request_headers[{i}]",
+            )
+    return tuple(value)
+
+
+def _target_forms(table: Mapping[str, Any]) -> frozenset[str]:
+    value = table.get("request_target_forms", ["origin"])
+    key = "server.request_target_forms"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"must be a list of {', '.join(REQUEST_TARGET_FORMS)}", key=key)
+    for form in value:
+        if form not in REQUEST_TARGET_FORMS:
+            raise ConfigError(
+                f"unknown form {form!r} (known: {', '.join(REQUEST_TARGET_FORMS)}; "
+                "authority-form/CONNECT is never accepted)",
+                key=key,
+            )
+    if "origin" not in value:
+        raise ConfigError("must include 'origin' (RFC 9112 §3.2.1: every client uses it)", key=key)
+    return frozenset(value)
+
+
+def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> ServerConfig:
+    """Build a :class:`ServerConfig` from the ``[server]`` table.
+
+    Raises :class:`ConfigError` naming the key for unknown keys, missing
+    ``certificate``/``key`` and bad values.
+    """
+    if not isinstance(table, Mapping):
+        raise ConfigError("must be a table", key="server")
+    for name in table:
+        if name not in _KNOWN:
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(_KNOWN))})", key=f"server.{name}")
+    paths: dict[str, pathlib.Path] = {}
+    for name in ("certificate", "key"):
+        value = table.get(name)
+        if not isinstance(value, str) or not value:
+            raise ConfigError("required: the path of the server's PEM " + name, key=f"server.{name}")
+        paths[name] = (base_dir / value).resolve()
+    proxies = table.get("trusted_proxies", [])
+    if not isinstance(proxies, list):
+        raise ConfigError("must be a list of CIDR networks or proxy tables", key="server.trusted_proxies")
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    trusted: list[TrustedProxy] = []
+    for i, p in enumerate(proxies):
+        if isinstance(p, str):
+            try:
+                net = ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ConfigError(f"{p!r} is not an IP network", key="server.trusted_proxies") from None
+            nets.append(net)
+            trusted.append(TrustedProxy(name=p, networks=(net,)))
+            continue
+        try:
+            (proxy,) = proxies_from_config([p])
+        except ConfigError as exc:
+            sub = (exc.key or "trusted_proxies").replace("trusted_proxies[0]", f"trusted_proxies[{i}]")
+            raise ConfigError(exc.message, key=f"server.{sub}") from None
+        nets.extend(proxy.networks)
+        trusted.append(proxy)
+    account_header = table.get("account_header", "X-Mtls-Account")
+    if not isinstance(account_header, str) or not re.fullmatch(r"[A-Za-z0-9\-]+", account_header):
+        raise ConfigError("must be an HTTP header name", key="server.account_header")
+    forward = table.get("forward_client_cert", True)
+    if not isinstance(forward, bool):
+        raise ConfigError("must be true or false", key="server.forward_client_cert")
+    mode = _choice(table, "mode", "reject_invalid", MODES)
+    upstream = table.get("upstream")
+    admin = table.get("admin_listen")
+    return ServerConfig(
+        certificate=paths["certificate"],
+        key=paths["key"],
+        listen=parse_address(table.get("listen", "127.0.0.1:8443"), key="server.listen"),
+        runtime=_choice(table, "runtime", "asyncio", RUNTIMES),
+        mode=mode,  # type: ignore[arg-type]
+        tls_engine=_choice(table, "tls_engine", "auto", TLS_ENGINES),
+        upstream=parse_upstream(upstream) if upstream is not None else None,
+        trusted_proxies=tuple(nets),
+        proxies=tuple(trusted),
+        admin_listen=parse_address(admin, key="server.admin_listen") if admin is not None else None,
+        handshake_timeout=_number(table, "handshake_timeout_seconds", 10.0),
+        header_timeout=_number(table, "header_timeout_seconds", 15.0),
+        body_timeout=_number(table, "body_timeout_seconds", 30.0),
+        min_body_rate=_number(table, "min_body_bytes_per_second", 1024, integer=True),
+        write_timeout=_number(table, "write_timeout_seconds", 30.0),
+        keepalive_timeout=_number(table, "keepalive_timeout_seconds", 15.0),
+        max_connection_age=_number(table, "max_connection_age_seconds", 3600.0),
+        upstream_connect_timeout=_number(table, "upstream_connect_timeout_seconds", 5.0),
+        upstream_timeout=_number(table, "upstream_timeout_seconds", 30.0),
+        shutdown_grace=_number(table, "shutdown_grace_seconds", 10.0),
+        max_header_bytes=_number(table, "max_header_bytes", 16 * 1024, integer=True),
+        max_body_bytes=_number(table, "max_body_bytes", 10 * 1024 * 1024, integer=True),
+        max_connections=_number(table, "max_connections", 1024, integer=True),
+        max_connections_per_address=(
+            _number(table, "max_connections_per_address", 0, integer=True)
+            if "max_connections_per_address" in table
+            else None
+        ),
+        account_header=account_header,
+        forward_client_cert=forward,
+        reload_poll=_number(table, "reload_poll_seconds", 2.0),
+        strip_request_headers=_strip_request_headers(table),
+        request_target_forms=_target_forms(table),
+    )

@@ -1,0 +1,395 @@
+"""TLS termination for the runtimes: the server context, the presented chain, handshake reasons.
+
+Three things, usable on their own (e.g. with uvicorn/hypercorn/aiohttp):
+
+* :func:`server_context` — an ``ssl.SSLContext`` that asks for a client
+  certificate and trusts what a :class:`TrustStore` trusts.
+* :func:`presented_chain` — the chain the client sent, leaf first, as DER.
+* :func:`handshake_reason` — an ``ssl`` handshake failure as a reason code.
+
+And the TLS engines the gateway drives over memory BIOs (so both runtimes share
+one byte-moving loop): :class:`StdlibEngine` (``ssl``) and
+:class:`DeferredEngine` (pyOpenSSL with a verify callback that accepts any
+chain, so the core decides every case — stdlib ``ssl`` has no such callback).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import ssl
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..gateway.session import TLSFacts
+from ..gateway.settings import ServerConfig
+from ..reasons import ConfigError, Reason
+from ..verify.trust import TrustStore
+
+__all__ = [
+    "TLS_PROTOCOL_ERROR",
+    "DeferredEngine",
+    "StdlibEngine",
+    "TLSEngine",
+    "TLSHandshakeError",
+    "engine_factory",
+    "handshake_reason",
+    "presented_chain",
+    "server_context",
+]
+
+# OpenSSL X509_V_FLAG_NO_CHECK_TIME (x509_vfy.h): skip validity-period checks.
+# The core checks time itself, with clock skew and anchor activation windows
+# (CA rotation) that OpenSSL does not know about.
+X509_V_FLAG_NO_CHECK_TIME = 0x200000
+# A handshake failure that is not about the certificate (no shared cipher,
+# plain HTTP on the TLS port, client hung up…).
+TLS_PROTOCOL_ERROR = "tls_protocol_error"
+
+# OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> the nearest reason (DESIGN.md §4).
+_VERIFY_CODES: dict[int, Reason] = {
+    2: Reason.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
+    7: Reason.BAD_SIGNATURE,  # CERT_SIGNATURE_FAILURE
+    9: Reason.NOT_YET_VALID,  # CERT_NOT_YET_VALID
+    10: Reason.EXPIRED,  # CERT_HAS_EXPIRED
+    13: Reason.MALFORMED,  # ERROR_IN_CERT_NOT_BEFORE_FIELD
+    14: Reason.MALFORMED,  # ERROR_IN_CERT_NOT_AFTER_FIELD
+    18: Reason.UNTRUSTED,  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: Reason.UNTRUSTED,  # SELF_SIGNED_CERT_IN_CHAIN
+    20: Reason.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: Reason.UNTRUSTED,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    22: Reason.CHAIN_TOO_LONG,  # CERT_CHAIN_TOO_LONG
+    23: Reason.REVOKED,  # CERT_REVOKED
+    24: Reason.ISSUER_NOT_CA,  # INVALID_CA
+    25: Reason.PATH_LENGTH_EXCEEDED,  # PATH_LENGTH_EXCEEDED
+    26: Reason.INVALID_EKU,  # INVALID_PURPOSE
+    27: Reason.UNTRUSTED,  # CERT_UNTRUSTED
+    28: Reason.UNTRUSTED,  # CERT_REJECTED
+    32: Reason.ISSUER_KEY_USAGE,  # KEYUSAGE_NO_CERTSIGN
+    34: Reason.UNHANDLED_CRITICAL_EXTENSION,  # UNHANDLED_CRITICAL_EXTENSION
+    42: Reason.MALFORMED,  # INVALID_POLICY_EXTENSION
+    43: Reason.NO_VALID_POLICY,  # NO_EXPLICIT_POLICY
+    47: Reason.NAME_CONSTRAINTS_VIOLATION,  # PERMITTED_VIOLATION
+    48: Reason.NAME_CONSTRAINTS_VIOLATION,  # EXCLUDED_VIOLATION
+    51: Reason.NAME_CONSTRAINTS_VIOLATION,  # UNSUPPORTED_NAME_SYNTAX
+    66: Reason.RSA_KEY_TOO_SMALL,  # EE_KEY_TOO_SMALL
+    67: Reason.RSA_KEY_TOO_SMALL,  # CA_KEY_TOO_SMALL
+    68: Reason.WEAK_SIGNATURE_ALGORITHM,  # CA_MD_TOO_WEAK
+}
+# OpenSSL library reason strings (SSLError.reason) that are about the certificate.
+_SSL_REASONS: dict[str, Reason] = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": Reason.NOT_PROVIDED,
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": Reason.NOT_PROVIDED,
+    "EE_KEY_TOO_SMALL": Reason.RSA_KEY_TOO_SMALL,
+    "CA_KEY_TOO_SMALL": Reason.RSA_KEY_TOO_SMALL,
+    "CA_MD_TOO_WEAK": Reason.WEAK_SIGNATURE_ALGORITHM,
+}
+
+
+class TLSHandshakeError(Exception):
+    """The TLS handshake failed; ``code`` is a reason value or :data:`TLS_PROTOCOL_ERROR`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def handshake_reason(exc: BaseException) -> tuple[str, str]:
+    """An ``ssl`` (or pyOpenSSL) handshake error as (reason code, detail) for logs and metrics."""
+    code = getattr(exc, "verify_code", None)
+    if isinstance(code, int) and code in _VERIFY_CODES:
+        message = getattr(exc, "verify_message", "") or str(exc)
+        return _VERIFY_CODES[code].value, f"certificate verify failed: {message}"
+    name = getattr(exc, "reason", None)
+    text = str(exc)
+    if isinstance(name, str) and name in _SSL_REASONS:
+        return _SSL_REASONS[name].value, text
+    for key, reason in _SSL_REASONS.items():
+        if key.lower().replace("_", " ") in text.lower() or key in text:
+            return reason.value, text
+    if "certificate verify failed" in text.lower():
+        return Reason.UNTRUSTED.value, text
+    return TLS_PROTOCOL_ERROR, text or type(exc).__name__
+
+
+def server_context(
+    trust: TrustStore,
+    *,
+    certificate: str | pathlib.Path,
+    key: str | pathlib.Path,
+    mode: str = "reject_invalid",
+    check_time: bool = False,
+) -> ssl.SSLContext:
+    """A TLS 1.2+ server context that asks for a client certificate and trusts ``trust``.
+
+    Anchors, pool intermediates and allowlisted certificates are loaded, with
+    partial-chain verification so that an intermediate (or an allowlisted leaf)
+    is an anchor by itself. ``reject_invalid`` → ``CERT_REQUIRED``; otherwise
+    ``CERT_OPTIONAL`` (a missing certificate passes; an invalid one is still
+    refused by ``ssl``). ``check_time=False`` leaves validity periods to the
+    core. The TLS layer is a first filter: run the core's validation on the
+    presented chain as well. Raises :class:`ConfigError` when the certificate or
+    key cannot be loaded.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(certificate), str(key))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"cannot read {exc.filename}", key="server.certificate") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot load certificate/key: {exc}", key="server.key") from None
+    ctx.verify_mode = ssl.CERT_REQUIRED if mode == "reject_invalid" else ssl.CERT_OPTIONAL
+    pems = [a.certificate.pem for a in trust.anchors]
+    pems += [c.pem for c in trust.intermediates] + [c.pem for c in trust.allowlisted]
+    if pems:
+        ctx.load_verify_locations(cadata="".join(_text(p) for p in pems))
+    flags = ctx.verify_flags | ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not check_time:
+        flags |= X509_V_FLAG_NO_CHECK_TIME
+    ctx.verify_flags = flags
+    # No resumption: a resumed session carries no fresh chain to validate, and a
+    # reloaded trust config must apply to every new connection (RFC 8446 §2.2).
+    ctx.options |= ssl.OP_NO_TICKET
+    ctx.num_tickets = 0
+    ctx.sni_callback = _remember_sni
+    return ctx
+
+
+def _text(pem: Any) -> str:
+    return pem.decode("ascii") if isinstance(pem, bytes) else str(pem)
+
+
+def _remember_sni(obj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
+    try:
+        obj.mtlscore_sni = name
+    except AttributeError:
+        pass
+
+
+def presented_chain(ssl_object: Any) -> tuple[tuple[bytes, ...], bool]:
+    """The chain the peer presented (DER, leaf first) and whether only the leaf was visible.
+
+    Python 3.13 has ``get_unverified_chain()``; 3.10-3.12 have it on the private
+    ``_sslobj``. Elsewhere only ``getpeercert(binary_form=True)`` (the leaf).
+    Accepts an ``ssl.SSLObject``/``SSLSocket`` or asyncio's ``ssl_object`` extra.
+    """
+    for holder in (ssl_object, getattr(ssl_object, "_sslobj", None)):
+        get = getattr(holder, "get_unverified_chain", None)
+        if get is None:
+            continue
+        chain = get()
+        if chain:
+            return tuple(_der(c) for c in chain), False
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return ((leaf,), True) if leaf else ((), False)
+
+
+def _der(cert: Any) -> bytes:
+    if isinstance(cert, bytes):
+        return cert
+    return bytes(cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+
+
+# -- engines: TLS over memory BIOs -----------------------------------------------
+
+
+class TLSEngine(Protocol):
+    """TLS as a byte transformer: feed network bytes in, take network bytes out."""
+
+    def feed(self, data: bytes) -> None:
+        """Network bytes from the peer (``b""`` at end of stream)."""
+
+    def handshake(self) -> bool:
+        """Advance the handshake: True when done; raises :class:`TLSHandshakeError`."""
+
+    def outgoing(self) -> bytes:
+        """Network bytes to send to the peer now."""
+
+    def read(self) -> bytes | None:
+        """Application bytes: None when more network bytes are needed, ``b""`` at close."""
+
+    def write(self, data: bytes) -> None:
+        """Encrypt application bytes (then send :meth:`outgoing`)."""
+
+    def close(self) -> None:
+        """Queue close_notify."""
+
+    def facts(self, peer: tuple[str, int]) -> TLSFacts:
+        """What the handshake established, for the session core."""
+
+
+class StdlibEngine:
+    """Stdlib ``ssl`` over memory BIOs."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._obj = ctx.wrap_bio(self._in, self._out, server_side=True)
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._in.write(data)
+        else:
+            self._in.write_eof()
+
+    def handshake(self) -> bool:
+        try:
+            self._obj.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSHandshakeError(*handshake_reason(exc)) from None
+        return True
+
+    def outgoing(self) -> bytes:
+        return self._out.read()
+
+    def read(self) -> bytes | None:
+        try:
+            return self._obj.read(65536)
+        except ssl.SSLWantReadError:
+            return b"" if self._in.eof else None
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return b""
+        except ssl.SSLError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        self._obj.write(data)
+
+    def close(self) -> None:
+        try:
+            self._obj.unwrap()
+        except (ssl.SSLError, OSError):
+            pass
+
+    def facts(self, peer: tuple[str, int]) -> TLSFacts:
+        chain, leaf_only = presented_chain(self._obj)
+        cipher = self._obj.cipher()
+        return TLSFacts(
+            chain=chain,
+            leaf_only=leaf_only,
+            sni=getattr(self._obj, "mtlscore_sni", None),
+            peer=peer,
+            version=self._obj.version() or "",
+            cipher=cipher[0] if cipher else "",
+        )
+
+
+class DeferredEngine:
+    """pyOpenSSL over memory BIOs, accepting any client chain (or none) at the TLS layer.
+
+    OpenSSL's verify callback returns 1 for every certificate, so the handshake
+    completes and the session core decides — the only way to let "allow
+    invalid" through, since stdlib ``ssl`` exposes no verify callback.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        from OpenSSL import SSL
+
+        self._ssl = SSL
+        self._conn = SSL.Connection(ctx, None)
+        self._conn.set_accept_state()
+
+    @staticmethod
+    def context(trust: TrustStore, *, certificate: str | pathlib.Path, key: str | pathlib.Path) -> Any:
+        """A pyOpenSSL server context for TLS 1.2+ whose verification always succeeds."""
+        try:
+            from OpenSSL import SSL
+        except ImportError:
+            raise ConfigError(
+                'tls_engine "deferred" (the default for allow_invalid_or_missing) needs pyOpenSSL: '
+                'pip install "mtlscore[gateway]", or set tls_engine = "ssl"',
+                key="server.tls_engine",
+            ) from None
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        try:
+            ctx.use_certificate_chain_file(str(certificate))
+            ctx.use_privatekey_file(str(key))
+            ctx.check_privatekey()
+        except (SSL.Error, OSError) as exc:
+            raise ConfigError(f"cannot load certificate/key: {exc}", key="server.certificate") from None
+        # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask, accept anything, decide later.
+        ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
+        ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        return ctx
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._conn.bio_write(data)
+        else:
+            self._conn.bio_shutdown()
+
+    def handshake(self) -> bool:
+        try:
+            self._conn.do_handshake()
+        except self._ssl.WantReadError:
+            return False
+        except (self._ssl.Error, OSError) as exc:
+            raise TLSHandshakeError(*handshake_reason(exc)) from None
+        return True
+
+    def outgoing(self) -> bytes:
+        out = []
+        while True:
+            try:
+                out.append(self._conn.bio_read(65536))
+            except self._ssl.WantReadError:
+                return b"".join(out)
+
+    def read(self) -> bytes | None:
+        try:
+            return bytes(self._conn.recv(65536))
+        except self._ssl.WantReadError:
+            return None
+        except (self._ssl.ZeroReturnError, self._ssl.SysCallError, self._ssl.Error):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._conn.send(view)
+            except self._ssl.Error as exc:
+                # The peer has gone (EOF or alert seen): report it as stdlib ssl does, an
+                # OSError, which the driver treats as "the client went away". Found by
+                # loadtest/run.py: clients that disconnect mid-request crashed the trio gateway.
+                raise OSError(f"TLS write failed: {exc!r}") from None
+            view = view[sent:]
+
+    def close(self) -> None:
+        try:
+            self._conn.shutdown()
+        except (self._ssl.Error, OSError):
+            pass
+
+    def facts(self, peer: tuple[str, int]) -> TLSFacts:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        leaf = self._conn.get_peer_certificate(as_cryptography=True)
+        chain = [c.public_bytes(Encoding.DER) for c in self._conn.get_peer_cert_chain(as_cryptography=True) or []]
+        if leaf is not None:
+            leaf_der = leaf.public_bytes(Encoding.DER)
+            # Server side, OpenSSL's peer chain may omit the leaf (SSL_get_peer_cert_chain(3)).
+            if not chain or chain[0] != leaf_der:
+                chain.insert(0, leaf_der)
+        name = self._conn.get_servername()
+        return TLSFacts(
+            chain=tuple(chain),
+            sni=name.decode("idna") if name else None,
+            peer=peer,
+            version=self._conn.get_protocol_version_name(),
+            cipher=self._conn.get_cipher_name() or "",
+        )
+
+
+def engine_factory(server: ServerConfig, trust: TrustStore) -> Callable[[], TLSEngine]:
+    """A maker of fresh engines for ``server``'s TLS engine and mode; raises ConfigError."""
+    if server.effective_tls_engine == "deferred":
+        dctx = DeferredEngine.context(trust, certificate=server.certificate, key=server.key)
+        return lambda: DeferredEngine(dctx)
+    sctx = server_context(trust, certificate=server.certificate, key=server.key, mode=server.handshake_mode)
+    return lambda: StdlibEngine(sctx)

@@ -1,0 +1,5 @@
+"""RFC 5280 path validation: policy settings, trust store, signatures, per-certificate checks,
+name constraints, the certificate-policy graph, path building, and the asking machine's vocabulary.
+
+Imports only :mod:`mtlscore.x509` and :mod:`mtlscore.reasons`. Sans-IO. Layers: docs/architecture.md.
+"""

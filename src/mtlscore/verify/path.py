@@ -1,0 +1,391 @@
+"""Path building (RFC 4158 style): from the leaf to a trust anchor, with backtracking.
+
+Depth-first over candidate issuers: anchors first (shortest paths), then
+presented intermediates, then the configured pool; within each, candidates whose
+subjectKeyIdentifier matches the child's authorityKeyIdentifier come first (key
+identifiers only order candidates — names and signatures decide, so a private
+PKI without key identifiers builds the same paths). Each link's signature is
+verified as the path grows (cached), and each complete path is validated by
+:func:`check_path`; a failing path is abandoned and the search backtracks
+(cross-signed CAs, rotated roots). Loops are impossible: a (subject, key) pair
+may appear once per path (RFC 4158 §5.2). Work is bounded by
+``Policy.max_path_work`` candidate examinations and depth by
+``Policy.max_intermediates``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from ..reasons import Reason
+from ..x509.cert import Certificate
+from ..x509.lru import BoundedLRU
+from ..x509.names import NameKey
+from .checks import HandedDown, PathFailure, check_end_entity, check_issuers, check_key, check_path, issuers_window
+from .policy import Policy
+from .signature import SIGNATURES, SignatureCache, check_signature_algorithm, verify_link
+from .trust import Anchor, TrustStore
+
+__all__ = ["BuildResult", "KnownPaths", "build_path"]
+
+
+@dataclass(slots=True)
+class BuildResult:
+    """The outcome of building: a validated path and its anchor, or the best failure."""
+
+    path: list[Certificate] = field(default_factory=list)
+    anchor: Anchor | None = None
+    failure: PathFailure | None = None
+    failure_path: list[Certificate] = field(default_factory=list)
+    work: int = 0
+    paths_checked: int = 0
+    # True when the path is the first the search tried: at every step the first
+    # candidate in order was taken and nothing failed on the way. Another leaf
+    # with the same issuer name, key identifier and presented certificates would
+    # be searched in the same order, so it may reuse the path (KnownPaths).
+    straight: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.anchor is not None
+
+
+@dataclass(slots=True)
+class _Search:
+    trust: TrustStore
+    policy: Policy
+    at: datetime
+    presented: dict[NameKey, list[Certificate]]
+    sigs: SignatureCache | None
+    work: int = 0
+    paths_checked: int = 0
+    best: tuple[tuple[int, int, int], PathFailure, list[Certificate]] | None = None
+    exhausted: bool = False
+    straight: bool = True
+
+    def record(self, tier: int, path: list[Certificate], failure: PathFailure) -> None:
+        # "Closest to an anchor" (DESIGN.md §4): complete paths beat incomplete
+        # ones, deeper beats shallower, a specific reason beats plain "untrusted".
+        score = (tier, len(path), 0 if failure.reason is Reason.UNTRUSTED else 1)
+        if self.best is None or score > self.best[0]:
+            self.best = (score, failure, list(path))
+
+    def would_record(self, tier: int, path: list[Certificate], reason: Reason) -> bool:
+        """Whether :meth:`record` would keep such a failure: its detail need not be written otherwise."""
+        score = (tier, len(path), 0 if reason is Reason.UNTRUSTED else 1)
+        return self.best is None or score > self.best[0]
+
+    def spend(self) -> bool:
+        self.work += 1
+        if self.work > self.policy.max_path_work:
+            self.exhausted = True
+            return False
+        return True
+
+    def candidates(self, cert: Certificate) -> tuple[list[Anchor], list[Certificate]]:
+        anchors = list(self.trust.anchors_for(cert.issuer_key))
+        inters: list[Certificate] = []
+        seen: set[bytes] = set()
+        for c in [*self.presented.get(cert.issuer_key, ()), *self.trust.pool_for(cert.issuer_key)]:
+            if c.sha256 not in seen:
+                seen.add(c.sha256)
+                inters.append(c)
+        if cert.aki is not None:
+            aki = cert.aki
+            anchors.sort(key=lambda a: a.certificate.ski != aki)
+            inters.sort(key=lambda c: c.ski != aki)
+        return anchors, inters
+
+
+def _link_key_failure(issuer: Certificate, pos: int, policy: Policy, *, is_anchor: bool) -> PathFailure | None:
+    # Check the issuer's key size before using it: a huge RSA key is a CPU attack.
+    bad = check_key(issuer, policy)
+    if bad is not None and bad[0] in (Reason.RSA_KEY_TOO_LARGE, Reason.UNSUPPORTED_KEY_ALGORITHM):
+        role = "trust anchor" if is_anchor else f"intermediate #{pos}"
+        return PathFailure(bad[0], f"{role} {issuer.describe()!r}: {bad[1]}", pos)
+    return None
+
+
+def build_path(
+    leaf: Certificate,
+    presented: list[Certificate],
+    trust: TrustStore,
+    policy: Policy,
+    *,
+    at: datetime,
+    signatures: SignatureCache | None = None,
+) -> BuildResult:
+    """Find and validate a path from ``leaf`` to an anchor of ``trust``."""
+    by_subject: dict[NameKey, list[Certificate]] = {}
+    seen: set[bytes] = {leaf.sha256}
+    for c in presented:
+        if c.sha256 not in seen:
+            seen.add(c.sha256)
+            by_subject.setdefault(c.subject_key, []).append(c)
+    s = _Search(trust, policy, at, by_subject, signatures)
+
+    # The leaf may itself be a configured anchor (the same name and key).
+    own = trust.find_anchor(leaf)
+    if own is not None:
+        s.straight = False
+        s.paths_checked += 1
+        failure = check_path([leaf], own, at=at, policy=policy)
+        if failure is None:
+            return BuildResult([leaf], own, work=0, paths_checked=1)
+        s.record(2, [leaf], failure)
+
+    path = [leaf]
+    on_path = {(leaf.subject_key, leaf.spki_sha256)}
+    result = _extend(s, path, on_path)
+    if result is not None:
+        return BuildResult(result[0], result[1], work=s.work, paths_checked=s.paths_checked,
+                           straight=s.straight and s.best is None)
+    if s.exhausted:
+        return BuildResult(
+            failure=PathFailure(
+                Reason.SEARCH_LIMIT_EXCEEDED,
+                f"path building gave up after examining {policy.max_path_work} candidate issuers; "
+                "present the intended intermediates and remove unrelated ones",
+                0,
+            ),
+            failure_path=s.best[2] if s.best else [leaf],
+            work=s.work,
+            paths_checked=s.paths_checked,
+        )
+    if s.best is None:
+        return BuildResult(
+            failure=_untrusted(leaf, trust), failure_path=[leaf], work=s.work, paths_checked=s.paths_checked
+        )
+    return BuildResult(failure=s.best[1], failure_path=s.best[2], work=s.work, paths_checked=s.paths_checked)
+
+
+def _untrusted(cert: Certificate, trust: TrustStore) -> PathFailure:
+    if trust.only_allowlisted:
+        return PathFailure(
+            Reason.NOT_ALLOWLISTED,
+            f"client certificate {cert.describe()!r} (x5t#S256 {cert.x5t_s256}) is not one of the "
+            "registered certificates; register it or present the registered one",
+            0,
+        )
+    if cert.self_issued:
+        return PathFailure(
+            Reason.UNTRUSTED,
+            f"client certificate {cert.describe()!r} is self-signed and not allowlisted; "
+            "have it issued by a trusted CA, or allowlist this exact certificate",
+            0,
+        )
+    return PathFailure(
+        Reason.UNTRUSTED,
+        f"no trusted issuer for {cert.describe()!r}: issuer {cert.issuer_text!r} is neither a "
+        "trust anchor nor a presented or configured intermediate; send the full chain or add "
+        "the issuing CA to the trust store",
+        0,
+    )
+
+
+def _extend(
+    s: _Search, path: list[Certificate], on_path: set[tuple[NameKey, bytes]]
+) -> tuple[list[Certificate], Anchor] | None:
+    cert = path[-1]
+    pos = len(path)  # position the issuer would take
+    anchors, inters = s.candidates(cert)
+    if not anchors and not inters:
+        # In a mesh of cross-certificates most dead ends lose to an earlier one: skip writing their details.
+        if len(path) > 1 and s.would_record(0, path, Reason.UNTRUSTED):
+            s.record(0, path, _untrusted_at(cert, pos - 1))
+        return None
+    # The signature-algorithm policy decides before any signature is verified: an
+    # algorithm the policy does not allow, or one mtlscore cannot verify, is that
+    # certificate's defect whichever issuer signed it, not a signature that fails.
+    # (An issuer's own unusable key is still reported first: it is the cause.)
+    weak = check_signature_algorithm(cert, s.policy)
+
+    for i, anchor in enumerate(anchors):
+        if not s.spend():
+            return None
+        a = anchor.certificate
+        if (bad := _link_key_failure(a, pos, s.policy, is_anchor=True)) is not None:
+            s.record(1, path, bad)
+            continue
+        if weak is not None:
+            s.record(1, path, PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
+            continue
+        if not verify_link(cert, a, s.sigs):
+            s.record(
+                1,
+                path,
+                PathFailure(
+                    Reason.BAD_SIGNATURE,
+                    f"{_role(pos - 1)} {cert.describe()!r} names trust anchor {anchor.name!r} as "
+                    "issuer, but the anchor's key does not verify its signature; it was issued by "
+                    "another key with the same name (a rotated or impostor CA)",
+                    pos - 1,
+                ),
+            )
+            continue
+        s.paths_checked += 1
+        failure = check_path(path, anchor, at=s.at, policy=s.policy)
+        if failure is None:
+            if i:
+                s.straight = False
+            return list(path), anchor
+        s.record(2, path, failure)
+
+    # Depth counts intermediates that are not self-issued (key rollover certificates
+    # do not count, as for pathLenConstraint, RFC 5280 §6.1.4 (l)); the physical
+    # length is capped as well so that recursion stays shallow.
+    logical = sum(1 for c in path[1:] if not c.self_issued)
+    too_long = PathFailure(
+        Reason.CHAIN_TOO_LONG,
+        f"the chain needs more than {s.policy.max_intermediates} intermediates to reach an "
+        "anchor; policy max_intermediates caps it",
+        pos,
+    )
+    if inters and len(path) > 2 * s.policy.max_intermediates + 2:
+        s.record(1, path, too_long)
+        return None
+
+    for j, cand in enumerate(inters):
+        if s.exhausted:
+            return None
+        ident = (cand.subject_key, cand.spki_sha256)
+        if ident in on_path:
+            continue  # RFC 4158 §5.2: a loop
+        if logical >= s.policy.max_intermediates and not cand.self_issued:
+            s.record(1, path, too_long)
+            continue
+        if not s.spend():
+            return None
+        if (bad := _link_key_failure(cand, pos, s.policy, is_anchor=False)) is not None:
+            s.record(0, path + [cand], bad)
+            continue
+        if weak is not None:
+            s.record(0, path + [cand],
+                     PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
+            continue
+        if not verify_link(cert, cand, s.sigs):
+            s.record(
+                0,
+                path + [cand],
+                PathFailure(
+                    Reason.BAD_SIGNATURE,
+                    f"{_role(pos - 1)} {cert.describe()!r} is not signed by the key of "
+                    f"{cand.describe()!r}, the certificate that carries its issuer's name",
+                    pos - 1,
+                ),
+            )
+            continue
+        path.append(cand)
+        on_path.add(ident)
+        found = _extend(s, path, on_path)
+        path.pop()
+        on_path.discard(ident)
+        if found is not None:
+            if j or anchors:
+                s.straight = False
+            return found
+    return None
+
+
+def _role(pos: int) -> str:
+    return "client certificate" if pos == 0 else f"intermediate #{pos}"
+
+
+def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
+    return PathFailure(
+        Reason.UNTRUSTED,
+        f"{_role(pos)} {cert.describe()!r} was issued by {cert.issuer_text!r}, which is neither a "
+        "trust anchor nor a known intermediate; add that CA to the trust store or present it",
+        pos,
+    )
+
+
+# -- reusing a path for the next leaf under the same CAs ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    tail: tuple[Certificate, ...]  # the CAs above the leaf, its issuer first
+    anchor: Anchor
+    handed_down: HandedDown  # what the CAs constrain the leaf to (check_issuers)
+    # The CAs all pass their validity checks for whole-second validation times in
+    # [earliest, latest] (their latest notBefore - skew, earliest notAfter + skew).
+    earliest: datetime
+    latest: datetime
+    keys: frozenset[bytes]  # SPKI digests on the tail: a leaf with one of them is a loop
+
+
+class KnownPaths(BoundedLRU[Hashable, _Known]):
+    """Paths the builder found on its first try, reused for the next leaf under the same CAs.
+
+    Thousands of client certificates share an issuer. The builder's search for
+    one of them depends on the leaf only through its issuer name, its
+    authorityKeyIdentifier and the certificates presented with it (the order of
+    candidates), and on the leaf's own signature and checks. So when a search
+    took the first candidate at every step and nothing failed, the next leaf with
+    the same (issuer name, AKI, presented certificates) under the same trust and
+    policy epochs would be searched along the same path: :meth:`build` verifies
+    only its signature and runs only its own checks (RFC 5280 §6.1 for position
+    0, under the state the CAs handed down, recorded by :func:`check_issuers`).
+    Anything that differs — a signature that does not verify, a check that
+    fails, a validation time outside the CAs' validity, a leaf whose key is an
+    anchor's or on the tail — returns None and the caller runs the full search,
+    which then decides exactly as it always does.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        super().__init__(size)
+
+    @staticmethod
+    def _key(leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy) -> Hashable:
+        return (leaf.issuer_key, leaf.aki, tuple([c.sha256 for c in presented]), trust.epoch, policy.epoch)
+
+    def learn(
+        self, leaf: Certificate, presented: list[Certificate], result: BuildResult, trust: TrustStore,
+        policy: Policy, *, at: datetime,
+    ) -> None:
+        """Remember ``result`` (a straight, accepted search for ``leaf``) for the leaf's siblings."""
+        anchor = result.anchor
+        if not result.straight or anchor is None or len(result.path) < 1:
+            return
+        key = self._key(leaf, presented, trust, policy)
+        if self.peek(key) is not None:
+            return
+        state = check_issuers(result.path, anchor, at=at, policy=policy)
+        if isinstance(state, PathFailure):  # pragma: no cover - the search accepted this path at ``at``
+            return
+        tail = tuple(result.path[1:])
+        first, last = issuers_window(result.path, anchor)
+        skew = policy.clock_skew
+        self.store(key, _Known(tail, anchor, state, first - skew, last + skew,
+                               frozenset(c.spki_sha256 for c in tail)))
+
+    def build(
+        self, leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy, *,
+        at: datetime, signatures: SignatureCache | None = None,
+    ) -> BuildResult | None:
+        """The accepted path for ``leaf`` along a known one, or None: run :func:`build_path`."""
+        key = self._key(leaf, presented, trust, policy)
+        known = self.peek(key)
+        if known is None:
+            self.misses += 1
+            return None
+        at = at.replace(microsecond=0)
+        if at < known.earliest or at > known.latest:
+            return None
+        spki = leaf.spki_sha256
+        if spki in known.keys or trust.has_anchor_key(spki):
+            return None
+        issuer = known.tail[0] if known.tail else known.anchor.certificate
+        if not (signatures or SIGNATURES).verify_once(leaf, issuer):
+            return None
+        state = known.handed_down
+        if not state.names.empty:
+            state = replace(state, names=replace(state.names))  # checking spends its own work budget
+        if check_end_entity(leaf, state, at=at, policy=policy) is not None:
+            return None
+        self.hit(key)
+        return BuildResult([leaf, *known.tail], known.anchor, work=len(known.tail) + 1, paths_checked=1,
+                           straight=True)

@@ -1,0 +1,1042 @@
+"""Certificate input: DER, PEM and PEM bundles, parsed once into :class:`Certificate`.
+
+Everything validation needs is computed here, once per distinct DER (a bounded
+cache keyed by SHA-256 of the DER), so that later steps never re-parse.
+Parsing is `cryptography`'s; any parse failure becomes ``Reason.MALFORMED``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from cryptography import x509 as cx509
+from cryptography.hazmat import asn1
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+
+from ..reasons import CertificateRejected, Reason
+from .lru import BoundedLRU
+from .names import NameKey, name_key
+
+__all__ = [
+    "DEFAULT_MAX_CERT_BYTES",
+    "DEFAULT_MAX_CHAIN_BYTES",
+    "Certificate",
+    "clear_parse_cache",
+    "load_certificates",
+    "parse_certificate",
+    "split_certificates",
+]
+
+DEFAULT_MAX_CERT_BYTES = 16 * 1024
+DEFAULT_MAX_CHAIN_BYTES = 64 * 1024
+PARSE_CACHE_SIZE = 4096
+
+_PEM_RE = re.compile(
+    rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----\s*(.*?)-----END (?:X509 |TRUSTED )?CERTIFICATE-----",
+    re.DOTALL,
+)
+
+_SIG_HASH_NAMES = {"sha1", "md5", "sha224", "sha256", "sha384", "sha512", "sha3-256", "sha3-384"}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_NO = object()  # a lazy field not computed yet
+
+
+class Certificate:
+    """One parsed X.509 certificate and the facts validation needs from it.
+
+    Build with :func:`parse_certificate` or :func:`load_certificates`; both raise
+    :class:`CertificateRejected` (``malformed`` / ``pki_too_large``) on bad input.
+    Immutable; equality and hashing are by DER.
+
+    What every check reads (extensions, validity, serial, key, signature
+    algorithm) is computed on construction. The names and the SPKI digest are
+    computed on first use: a client certificate that is validated once needs
+    only its issuer's name, and that is looked up by its DER bytes, which
+    thousands of client certificates share (see :func:`_name_key_of`).
+    Names are decoded on construction (an undecodable one is ``malformed``
+    there) but not kept; their matching keys are kept once first used.
+    """
+
+    __slots__ = (
+        "_issuer_key",
+        "_issuer_raw",
+        "_self_issued",
+        "_spki_raw",
+        "_spki_sha256",
+        "_subject_key",
+        "_subject_raw",
+        "_subject_text",
+        "_tbs_end",
+        "_tbs_start",
+        "_x509",
+        "aki",
+        "ca_issuer_urls",
+        "critical_oids",
+        "crl_urls",
+        "curve",
+        "der",
+        "eku",
+        "extension_oids",
+        "is_ca",
+        "key_bits",
+        "key_type",
+        "key_usage",
+        "name_constraints",
+        "not_after",
+        "not_before",
+        "ocsp_urls",
+        "path_length",
+        "policies",
+        "policy_controls",
+        "public_key",
+        "san",
+        "serial",
+        "sha256",
+        "signature",
+        "signature_hash",
+        "signature_oid",
+        "signature_params",
+        "ski",
+        "version",
+    )
+
+    der: bytes
+    sha256: bytes
+    signature: bytes
+    serial: int
+    version: int
+    not_before: datetime
+    not_after: datetime
+    # Extensions: every OID present, and those marked critical.
+    extension_oids: frozenset[str]
+    critical_oids: frozenset[str]
+    is_ca: bool | None  # None: no basicConstraints
+    path_length: int | None
+    key_usage: cx509.KeyUsage | None
+    eku: frozenset[str] | None  # dotted OIDs
+    san: tuple[cx509.GeneralName, ...] | None
+    name_constraints: cx509.NameConstraints | None
+    ski: bytes | None
+    aki: bytes | None
+    public_key: Any  # cryptography public key, or None if unsupported
+    key_type: str  # rsa | ec | ed25519 | ed448 | dsa | unknown
+    key_bits: int
+    curve: str | None  # "P-256", ...; "explicit" for explicit EC parameters
+    signature_oid: str
+    signature_hash: str | None  # "sha256", None for EdDSA/unknown
+    signature_params: Any
+    crl_urls: tuple[str, ...]
+    ocsp_urls: tuple[str, ...]
+    ca_issuer_urls: tuple[str, ...]
+    # certificatePolicies (dotted OIDs; None: no such extension) and the rarer policy
+    # extensions of CAs (None when the certificate has none of them).
+    policies: frozenset[str] | None
+    policy_controls: PolicyControls | None
+    # Located in the DER on construction (None when they could not be).
+    _tbs_start: int
+    _tbs_end: int
+    _issuer_raw: bytes | None
+    _subject_raw: bytes | None
+    _spki_raw: bytes | None
+    # Computed on first use (_NO until then).
+    _x509: Any
+    _subject_key: Any
+    _issuer_key: Any
+    _self_issued: Any
+    _spki_sha256: bytes | None
+    _subject_text: str | None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Certificate is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Certificate is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Certificate) and other.der == self.der
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # Pickled (and copied) as its DER: everything else is computed from it.
+        return (_from_der, (self.der,))
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    # -- computed on first use ------------------------------------------------------
+
+    @property
+    def x509(self) -> cx509.Certificate:
+        """``cryptography``'s certificate object (loaded again from the DER when first wanted).
+
+        The object made while parsing is not kept: it holds every decoded
+        extension, and a validator keeps thousands of client certificates in its
+        verdict cache, all of which the garbage collector would walk.
+        """
+        x = self._x509
+        if x is _NO:
+            x = cx509.load_der_x509_certificate(self.der)
+            _set(self, "_x509", x)
+        return x  # type: ignore[no-any-return]
+
+    @property
+    def tbs(self) -> bytes:
+        """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3)."""
+        if self._tbs_end:
+            return self.der[self._tbs_start : self._tbs_end]
+        return self.x509.tbs_certificate_bytes
+
+    @property
+    def subject(self) -> cx509.Name:
+        """The subject as ``cryptography``'s Name, decoded when read (and not kept: see :attr:`x509`)."""
+        return _decoded(lambda: self.x509.subject, "subject")
+
+    @property
+    def issuer(self) -> cx509.Name:
+        """The issuer as ``cryptography``'s Name, decoded when read (and not kept)."""
+        return _decoded(lambda: self.x509.issuer, "issuer")
+
+    @property
+    def subject_key(self) -> NameKey:
+        """The subject's matching key (RFC 5280 §7.1, :func:`name_key`)."""
+        key = self._subject_key
+        if key is _NO:
+            key = _name_key_of(self._subject_raw, lambda: self.subject)
+            _set(self, "_subject_key", key)
+        return key  # type: ignore[no-any-return]
+
+    @property
+    def issuer_key(self) -> NameKey:
+        """The issuer's matching key: what path building looks candidates up by."""
+        key = self._issuer_key
+        if key is _NO:
+            key = _name_key_of(self._issuer_raw, lambda: self.issuer)
+            _set(self, "_issuer_key", key)
+        return key  # type: ignore[no-any-return]
+
+    @property
+    def subject_empty(self) -> bool:
+        """Whether the subject is the empty name (answered from the bytes when it can be)."""
+        if self._subject_raw is not None:
+            return self._subject_raw == b"\x30\x00"
+        return not self.subject_key
+
+    @property
+    def issuer_empty(self) -> bool:
+        if self._issuer_raw is not None:
+            return self._issuer_raw == b"\x30\x00"
+        return not self.issuer_key
+
+    @property
+    def self_issued(self) -> bool:
+        """Subject and issuer are the same name (RFC 5280 §6.1: self-issued)."""
+        same = self._self_issued
+        if same is _NO:
+            raw_s, raw_i = self._subject_raw, self._issuer_raw
+            same = True if raw_s is not None and raw_s == raw_i else self.subject_key == self.issuer_key
+            _set(self, "_self_issued", same)
+        return same  # type: ignore[no-any-return]
+
+    @property
+    def spki_der(self) -> bytes:
+        """The SubjectPublicKeyInfo as transmitted (re-encoded from the key when it cannot be sliced out)."""
+        raw = self._spki_raw
+        if raw is None:
+            raw = _spki_der(self.x509, self.public_key)
+            _set(self, "_spki_raw", raw)
+        return raw
+
+    @property
+    def spki_sha256(self) -> bytes:
+        """SHA-256 of :attr:`spki_der`: the key's identity (RFC 7469 pins hash the same bytes)."""
+        digest = self._spki_sha256
+        if digest is None:
+            digest = hashlib.sha256(self.spki_der).digest()
+            _set(self, "_spki_sha256", digest)
+        return digest
+
+    @property
+    def subject_text(self) -> str:
+        """The subject DN as an RFC 4514 string (``<unprintable name>`` when it cannot be)."""
+        text = self._subject_text
+        if text is None:
+            try:
+                text = _name_text(self.subject)
+            except CertificateRejected:
+                text = "<unprintable name>"
+            _set(self, "_subject_text", text)
+        return text
+
+    def __repr__(self) -> str:
+        return f"<Certificate {self.subject_text!r} sha256={self.sha256.hex()[:16]}…>"
+
+    @property
+    def x5t_s256(self) -> str:
+        """RFC 8705 §3.1 ``x5t#S256``: base64url (no padding) of SHA-256 of the DER."""
+        return _b64url(self.sha256)
+
+    @property
+    def fingerprint_hex(self) -> str:
+        """SHA-256 of the DER, lower-case hex."""
+        return self.sha256.hex()
+
+    @property
+    def spki_pin(self) -> str:
+        """RFC 7469 pin: base64 (padded) of SHA-256 of the SubjectPublicKeyInfo."""
+        return base64.b64encode(self.spki_sha256).decode("ascii")
+
+    @property
+    def issuer_text(self) -> str:
+        try:
+            return _name_text(self.issuer)
+        except CertificateRejected:
+            return "<unprintable name>"
+
+    @property
+    def pem(self) -> str:
+        body = base64.encodebytes(self.der).decode("ascii").replace("\n", "")
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+    def describe(self) -> str:
+        """A short human name: the subject DN, or the serial when the subject is empty."""
+        return self.subject_text or f"serial {self.serial:x}"
+
+
+_set = object.__setattr__
+
+
+def _from_der(der: bytes) -> Certificate:
+    """A certificate again from its DER (unpickling); served from the parse cache when there."""
+    return PARSE_CACHE.peek(der) or _build(der, hashlib.sha256(der).digest())
+
+
+class _Unfrozen(Certificate):
+    """The same object while it is being filled in: plain attribute stores (the frozen
+    class's ``__setattr__`` would cost a call per field), then ``__class__`` becomes
+    :class:`Certificate`."""
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__  # type: ignore[assignment]
+
+
+_T = TypeVar("_T")
+
+
+def _decoded(read: Callable[[], _T], what: str) -> _T:
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise CertificateRejected(Reason.MALFORMED, f"certificate {what} could not be decoded: {exc}") from None
+
+
+# Name keys by the name's DER: the issuer of a client certificate is the subject of
+# its CA, byte for byte, so thousands of client certificates share one entry.
+# Equal bytes are equal names; unequal bytes fall back to comparing keys.
+_NAME_KEYS: BoundedLRU[bytes, NameKey] = BoundedLRU(4096)
+
+
+def _name_key_of(raw: bytes | None, read: Callable[[], cx509.Name]) -> NameKey:
+    if raw is None:
+        return _decoded(lambda: name_key(read()), "name")
+    key = _NAME_KEYS.lookup(raw)
+    if key is None:
+        key = _decoded(lambda: name_key(read()), "name")
+        _NAME_KEYS.store(raw, key)
+    return key
+
+
+def _name_text(name: cx509.Name) -> str:
+    try:
+        return name.rfc4514_string()
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return "<unprintable name>"
+
+
+def _key_kind(key: Any) -> str:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ed448"
+    if isinstance(key, dsa.DSAPublicKey):
+        return "dsa"
+    return "unknown"
+
+
+# Key classes → kind: isinstance against the abstract classes once per class, not per certificate.
+_KEY_KINDS: dict[type, str] = {}
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def key_kind(key: Any) -> str:
+    """``rsa``, ``ec``, ``ed25519``, ``ed448``, ``dsa`` or ``unknown``: the kind of a public key."""
+    kind = _KEY_KINDS.get(type(key))
+    if kind is None:
+        kind = _KEY_KINDS[type(key)] = _key_kind(key)
+    return kind
+
+
+def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
+    try:
+        key: Any = cert.public_key()
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return None, "unknown", 0, None
+    kind = key_kind(key)
+    if kind == "rsa" or kind == "dsa":
+        return key, kind, key.key_size, None
+    if kind == "ec":
+        name = key.curve.name
+        return key, "ec", key.curve.key_size, _CURVES.get(name, name)
+    if kind == "ed25519":
+        return key, kind, 256, None
+    if kind == "ed448":
+        return key, kind, 456, None
+    return key, "unknown", 0, None
+
+
+_BC = ExtensionOID.BASIC_CONSTRAINTS.dotted_string
+_KU = ExtensionOID.KEY_USAGE.dotted_string
+_EKU = ExtensionOID.EXTENDED_KEY_USAGE.dotted_string
+_SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string
+_NC = ExtensionOID.NAME_CONSTRAINTS.dotted_string
+_SKI = ExtensionOID.SUBJECT_KEY_IDENTIFIER.dotted_string
+_AKI = ExtensionOID.AUTHORITY_KEY_IDENTIFIER.dotted_string
+_CRLDP = ExtensionOID.CRL_DISTRIBUTION_POINTS.dotted_string
+_AIA = ExtensionOID.AUTHORITY_INFORMATION_ACCESS.dotted_string
+_AIA_OCSP = AuthorityInformationAccessOID.OCSP.dotted_string
+# Extension value classes → their OID's dotted string (filled as they are met).
+_TYPE_OIDS: dict[type, str] = {}
+_AIA_CA_ISSUERS = AuthorityInformationAccessOID.CA_ISSUERS.dotted_string
+_POLICIES = ExtensionOID.CERTIFICATE_POLICIES.dotted_string
+_POLICY_MAPPINGS = ExtensionOID.POLICY_MAPPINGS.dotted_string
+_POLICY_CONSTRAINTS = ExtensionOID.POLICY_CONSTRAINTS.dotted_string
+_INHIBIT_ANY_POLICY = ExtensionOID.INHIBIT_ANY_POLICY.dotted_string
+_POLICY_CONTROL_OIDS = frozenset([_POLICY_MAPPINGS, _POLICY_CONSTRAINTS, _INHIBIT_ANY_POLICY])
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyControls:
+    """A CA's policyMappings, policyConstraints and inhibitAnyPolicy (RFC 5280 §4.2.1.5, .11, .14)."""
+
+    mappings: tuple[tuple[str, str], ...] = ()  # (issuerDomainPolicy, subjectDomainPolicy)
+    require_explicit_policy: int | None = None
+    inhibit_policy_mapping: int | None = None
+    inhibit_any_policy: int | None = None
+
+
+@asn1.sequence
+class _PolicyMapping:
+    issuer_domain_policy: cx509.ObjectIdentifier
+    subject_domain_policy: cx509.ObjectIdentifier
+
+
+@asn1.sequence
+class _PolicyMappings:
+    mappings: list[_PolicyMapping]
+
+
+# Enough of a TBSCertificate to read its extensions when ``cryptography`` refused them
+# (only to say in plain words why; the certificate is refused either way).
+@asn1.sequence
+class _Extension:
+    extn_id: cx509.ObjectIdentifier
+    critical: Annotated[bool, asn1.Default(False)]
+    extn_value: bytes
+
+
+@asn1.sequence
+class _TbsExtensions:
+    version: Annotated[int, asn1.Explicit(0)]
+    serial: asn1.TLV
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: asn1.TLV
+    subject: asn1.TLV
+    spki: asn1.TLV
+    extensions: Annotated[list[_Extension], asn1.Explicit(3)]
+
+
+@asn1.sequence
+class _BasicConstraints:
+    ca: Annotated[bool, asn1.Default(False)]
+    path_len: int | None = None
+
+
+def _extensions_problem(tbs: bytes) -> str | None:
+    """Why ``cryptography`` could not read the extensions of ``tbs``, in plain words, when we know."""
+    try:
+        exts = asn1.decode_der(_TbsExtensions, tbs).extensions
+        for ext in exts:
+            if ext.extn_id.dotted_string == _BC:
+                bc = asn1.decode_der(_BasicConstraints, ext.extn_value)
+                if not bc.ca and bc.path_len is not None:
+                    return (
+                        "the certificate's basicConstraints has cA=FALSE with "
+                        f"pathLenConstraint={bc.path_len}; RFC 5280 §4.2.1.9 allows pathLenConstraint only "
+                        "when cA is TRUE (an encoding error of the issuing CA); have it reissued without "
+                        "pathLenConstraint"
+                    )
+    except Exception:  # noqa: BLE001 - a diagnosis of hostile input must not crash either
+        return None
+    return None
+
+
+def _policy_mappings(value: Any) -> tuple[tuple[str, str], ...]:
+    """policyMappings (RFC 5280 §4.2.1.5): ``cryptography`` has no class for it, so its
+    value is decoded with ``cryptography``'s ASN.1 decoder."""
+    if not isinstance(value, cx509.UnrecognizedExtension):  # a cryptography that decodes it itself
+        return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in value)
+    # The extnValue contents are a SEQUENCE OF, which the decoder reads only as a
+    # field: give it the one-field SEQUENCE around them.
+    items = asn1.decode_der(_PolicyMappings, der_sequence(value.value)).mappings
+    if not items:
+        raise ValueError("policyMappings is empty (RFC 5280 §4.2.1.5: SIZE (1..MAX))")
+    return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in items)
+
+
+def der_sequence(content: bytes) -> bytes:
+    """``content`` as the contents of a DER SEQUENCE (X.690 §8.1.3: definite length)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([0x30, n]) + content
+    size = (n.bit_length() + 7) // 8
+    return bytes([0x30, 0x80 | size]) + n.to_bytes(size, "big") + content
+
+
+def encode_policy_mappings(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """The policyMappings extension value for (issuerDomainPolicy, subjectDomainPolicy) pairs."""
+    return der_sequence(b"".join(
+        asn1.encode_der(_PolicyMapping(issuer_domain_policy=cx509.ObjectIdentifier(a),
+                                       subject_domain_policy=cx509.ObjectIdentifier(b)))
+        for a, b in pairs
+    ))
+
+
+def _controls(found: PolicyControls | None, oid: str, value: Any) -> PolicyControls:
+    controls = found or PolicyControls()
+    if oid == _POLICY_MAPPINGS:
+        return replace(controls, mappings=_policy_mappings(value))
+    if oid == _POLICY_CONSTRAINTS:
+        return replace(controls, require_explicit_policy=value.require_explicit_policy,
+                       inhibit_policy_mapping=value.inhibit_policy_mapping)
+    return replace(controls, inhibit_any_policy=value.skip_certs)
+
+
+def _urls(names: Any) -> list[str]:
+    return [n.value for n in names if isinstance(n, cx509.UniformResourceIdentifier)]
+
+
+# One parameters object per algorithm, shared by every certificate that uses it.
+_PKCS1 = padding.PKCS1v15()
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    h.name: h for h in (hashes.SHA224(), hashes.SHA256(), hashes.SHA384(), hashes.SHA512())
+}
+_ECDSA = {name: ec.ECDSA(h) for name, h in _HASHES.items()}
+_RSA_PKCS1_OIDS = frozenset(
+    ["1.2.840.113549.1.1.4", "1.2.840.113549.1.1.5", "1.2.840.113549.1.1.14", "1.2.840.113549.1.1.11",
+     "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13"]
+)
+_ECDSA_OIDS = frozenset(
+    ["1.2.840.10045.4.1", "1.2.840.10045.4.3.1", "1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"]
+)
+
+
+# The common signature algorithms name their hash in the OID: (hash name, parameters) without asking.
+_BY_OID: dict[str, tuple[str, Any]] = {
+    "1.2.840.113549.1.1.14": ("sha224", _PKCS1),
+    "1.2.840.113549.1.1.11": ("sha256", _PKCS1),
+    "1.2.840.113549.1.1.12": ("sha384", _PKCS1),
+    "1.2.840.113549.1.1.13": ("sha512", _PKCS1),
+    "1.2.840.10045.4.3.1": ("sha224", _ECDSA["sha224"]),
+    "1.2.840.10045.4.3.2": ("sha256", _ECDSA["sha256"]),
+    "1.2.840.10045.4.3.3": ("sha384", _ECDSA["sha384"]),
+    "1.2.840.10045.4.3.4": ("sha512", _ECDSA["sha512"]),
+}
+
+
+def _signature_facts(cert: cx509.Certificate, oid: str) -> tuple[str | None, Any]:
+    """(hash name, parameters object for verify) of the certificate's signature algorithm."""
+    known = _BY_OID.get(oid)
+    if known is not None:
+        return known
+    try:
+        alg = cert.signature_hash_algorithm
+        name = alg.name if alg is not None else None
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return "unknown", None
+    if name is not None and name in _HASHES:
+        if oid in _RSA_PKCS1_OIDS:
+            return name, _PKCS1
+        if oid in _ECDSA_OIDS:
+            return name, _ECDSA[name]
+    try:
+        return name, cert.signature_algorithm_parameters
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return name, None
+
+
+def signature_hash_algorithm(cert: Certificate) -> hashes.HashAlgorithm | None:
+    """The hash object of ``cert``'s signature (shared instances for the common hashes)."""
+    name = cert.signature_hash
+    if name is not None and name in _HASHES:
+        return _HASHES[name]
+    try:
+        return cert.x509.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return None
+
+
+
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """(tag, contents start, end) of the DER TLV at ``pos``; None when it does not fit (X.690 §8.1)."""
+    if pos + 2 > end:
+        return None
+    first = data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        n = first & 0x7F
+        if n == 0 or n > 4 or pos + 2 + n > end:
+            return None
+        start, length = pos + 2 + n, int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
+    stop = start + length
+    return (data[pos], start, stop) if stop <= end else None
+
+
+# (TBSCertificate start, end), then the issuer, subject and SPKI as (start, end) of their
+# TLVs, and whether the outer signatureAlgorithm is the TBS signature field byte for byte.
+_Layout = tuple[int, int, tuple[int, int], tuple[int, int], tuple[int, int], bool]
+
+
+def _layout(der: bytes) -> _Layout | None:
+    """Where the TBSCertificate and its issuer, subject and SPKI sit in ``der`` (RFC 5280 §4.1).
+
+    Only locates bytes in a certificate ``cryptography`` has already parsed
+    (strict DER), so that the signature covers exactly the transmitted TBS and
+    names can be compared by their bytes; None if anything does not fit.
+    """
+    end = len(der)
+    outer = _tlv(der, 0, end)
+    if outer is None or outer[0] != 0x30:
+        return None
+    tbs = _tlv(der, outer[1], outer[2])
+    if tbs is None or tbs[0] != 0x30:
+        return None
+    pos, stop = tbs[1], tbs[2]
+    spans: list[tuple[int, int]] = []
+    tags = bytearray()
+    skip_version = True
+    while len(spans) < 6:
+        # X.690 §8.1.3: one length byte below 0x80, else 0x80 | count of length bytes.
+        if pos + 2 > stop:
+            return None
+        first = der[pos + 1]
+        if first < 0x80:
+            start = pos + 2
+            nxt = start + first
+        else:
+            n = first & 0x7F
+            start = pos + 2 + n
+            if n == 0 or n > 4 or start > stop:
+                return None
+            nxt = start + int.from_bytes(der[pos + 2 : start], "big")
+        if nxt > stop:
+            return None
+        tag = der[pos]
+        if not (skip_version and tag == 0xA0):  # [0] EXPLICIT version, when present, comes first
+            spans.append((pos, nxt))
+            tags.append(tag)
+        skip_version = False
+        pos = nxt
+    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+    if tags != b"\x02\x30\x30\x30\x30\x30":
+        return None
+    # RFC 5280 §4.1.1.2: signatureAlgorithm MUST be the same AlgorithmIdentifier as the
+    # TBS signature field. Only the TBS is signed, so a different outer encoding (say,
+    # RSA parameters NULL vs absent) would be another certificate with the same signature.
+    alg = _tlv(der, tbs[2], outer[2])
+    same = alg is not None and der[tbs[2] : alg[2]] == der[spans[1][0] : spans[1][1]]
+    return outer[1], tbs[2], spans[2], spans[4], spans[5], same
+
+
+def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
+    """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3).
+
+    Sliced from the DER (cheap) rather than re-encoded by ``cryptography`` (a few
+    µs per call); its strict DER parser guarantees both are the same bytes.
+    """
+    layout = _layout(der)
+    return der[layout[0] : layout[1]] if layout is not None else x509.tbs_certificate_bytes
+
+
+# The fixed head of a namedCurve SPKI with an uncompressed point (RFC 5480 §2.1.1, §2.2),
+# up to the point, and the SPKI's whole length: a raw SPKI that starts so and is that long
+# is the namedCurve encoding (cryptography has decoded the point itself), with no need to
+# re-encode the key to compare.
+_NAMED_CURVE_SPKI = {
+    "P-256": (bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"), 91),
+    "P-384": (bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"), 120),
+    "P-521": (bytes.fromhex("30819b301006072a8648ce3d020106052b8104002303818600"), 158),
+}
+
+
+def _named_curve_spki(spki: bytes | None, curve: str | None) -> bool:
+    shape = _NAMED_CURVE_SPKI.get(curve or "")
+    return spki is not None and shape is not None and len(spki) == shape[1] and spki.startswith(shape[0])
+
+
+# OIDs' dotted strings by the OID object (cryptography formats the string on every read),
+# and the small sets certificates carry (their extension OIDs, their EKUs), one object
+# per distinct set: thousands of client certificates of one profile share them.
+_OID_TEXTS: dict[Any, str] = {}
+_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+_SHARED_MAX = 512  # distinct entries kept; past that, new ones are made per certificate
+
+
+def _oid_text(oid: Any) -> str:
+    text = _OID_TEXTS.get(oid)
+    if text is None:
+        text = oid.dotted_string
+        if len(_OID_TEXTS) < _SHARED_MAX:
+            _OID_TEXTS[oid] = text
+    return text
+
+
+def _shared_set(items: list[str]) -> frozenset[str]:
+    key = tuple(items)
+    found = _SETS.get(key)
+    if found is None:
+        found = frozenset(key)
+        if len(_SETS) < _SHARED_MAX:
+            _SETS[key] = found
+    return found
+
+
+def _build(der: bytes, digest: bytes) -> Certificate:
+    cert: cx509.Certificate | None = None
+    try:
+        cert = cx509.load_der_x509_certificate(der)
+        exts = cert.extensions  # raises on duplicates / undecodable known extensions
+        serial = cert.serial_number
+        version = 3 if cert.version is cx509.Version.v3 else 1
+        not_before = cert.not_valid_before_utc
+        not_after = cert.not_valid_after_utc
+        sig_oid = _oid_text(cert.signature_algorithm_oid)
+        # cryptography decodes names only when they are read: decode the subject now, so
+        # that an undecodable one is malformed here rather than wherever it is first shown.
+        cert.subject  # noqa: B018
+        signature = cert.signature
+        sig_hash, sig_params = _signature_facts(cert, sig_oid)
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        why = _extensions_problem(cert.tbs_certificate_bytes) if cert is not None else None
+        raise CertificateRejected(Reason.MALFORMED, why or f"certificate could not be parsed: {exc}") from None
+    # The signatureValue BIT STRING ends the DER; the octet before its bytes counts the
+    # unused bits. ``cryptography`` hands over the bytes without it, so a signature with
+    # unused bits would verify as if they were not there: the same signature under
+    # another encoding (another SHA-256, another x5t#S256). OpenSSL refuses it too.
+    if len(signature) >= len(der) or der[-len(signature) - 1] != 0:
+        raise CertificateRejected(
+            Reason.MALFORMED, "its signature BIT STRING declares unused bits (RFC 5280 §4.1.1.3: whole octets)"
+        )
+
+    c = object.__new__(_Unfrozen)
+    is_ca: bool | None = None
+    path_length: int | None = None
+    key_usage = eku = san = nc = ski = aki = policies = None
+    controls: PolicyControls | None = None
+    crl_urls: list[str] = []
+    ocsp_urls: list[str] = []
+    ca_issuer_urls: list[str] = []
+    oids = []
+    critical = []
+    try:
+        for ext in exts:
+            value = ext.value
+            # Dispatch on the dotted string, found by the value's class: cheaper than
+            # reading the OID object (UnrecognizedExtension has no fixed OID).
+            oid = _TYPE_OIDS.get(type(value))
+            if oid is None:
+                oid = ext.oid.dotted_string
+                if not isinstance(value, cx509.UnrecognizedExtension):
+                    _TYPE_OIDS[type(value)] = oid
+            oids.append(oid)
+            if ext.critical:
+                critical.append(oid)
+            if oid == _BC:
+                is_ca = bool(value.ca)
+                path_length = value.path_length
+            elif oid == _KU:
+                key_usage = value
+            elif oid == _EKU:
+                eku = _shared_set([_oid_text(o) for o in value])
+            elif oid == _SAN:
+                san = tuple(value)
+            elif oid == _SKI:
+                ski = value.digest
+            elif oid == _AKI:
+                aki = value.key_identifier
+            elif oid == _NC:
+                nc = value
+            elif oid == _CRLDP:
+                for dp in value:
+                    if dp.full_name:
+                        crl_urls.extend(_urls(dp.full_name))
+            elif oid == _POLICIES:
+                policies = _shared_set([_oid_text(p.policy_identifier) for p in value])
+            elif oid in _POLICY_CONTROL_OIDS:
+                controls = _controls(controls, oid, value)
+            elif oid == _AIA:
+                for desc in value:
+                    loc = desc.access_location
+                    if isinstance(loc, cx509.UniformResourceIdentifier):
+                        method = desc.access_method.dotted_string
+                        if method == _AIA_OCSP:
+                            ocsp_urls.append(loc.value)
+                        elif method == _AIA_CA_ISSUERS:
+                            ca_issuer_urls.append(loc.value)
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None
+
+    key, key_type, key_bits, curve = _key_facts(cert)
+    layout = _layout(der)
+    if layout is not None and not layout[5]:
+        raise CertificateRejected(
+            Reason.MALFORMED,
+            "its signatureAlgorithm is not the same AlgorithmIdentifier as the signature field inside "
+            "tbsCertificate (RFC 5280 §4.1.1.2)",
+        )
+    if layout is None or _NAME_KEYS.peek(der[layout[2][0] : layout[2][1]]) is None:
+        # An issuer name not seen before is decoded now, for the same reason
+        # (one already in the name cache was decoded when it was stored).
+        try:
+            cert.issuer  # noqa: B018
+        except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+            raise CertificateRejected(Reason.MALFORMED, f"certificate issuer could not be decoded: {exc}") from None
+    if layout is None:
+        tbs_start, tbs_end = 0, 0
+        issuer_raw = subject_raw = spki_raw = None
+    else:
+        tbs_start, tbs_end = layout[0], layout[1]
+        issuer_raw = der[layout[2][0] : layout[2][1]]
+        subject_raw = der[layout[3][0] : layout[3][1]]
+        spki_raw = der[layout[4][0] : layout[4][1]]
+    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and (
+        spki_raw is None or spki_raw != _spki_der(cert, key)
+    ):
+        # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
+        # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
+        curve = "explicit"
+    c.der = der
+    c.sha256 = digest
+    c.signature = signature
+    c._x509 = _NO
+    c.serial = serial
+    c.version = version
+    c.not_before = not_before
+    c.not_after = not_after
+    c.extension_oids = _shared_set(oids)
+    c.critical_oids = _shared_set(critical)
+    c.is_ca = is_ca
+    c.path_length = path_length
+    c.key_usage = key_usage
+    c.eku = eku
+    c.san = san
+    c.name_constraints = nc
+    c.ski = ski
+    c.aki = aki
+    c.public_key = key
+    c.key_type = key_type
+    c.key_bits = key_bits
+    c.curve = curve
+    c.signature_oid = sig_oid
+    c.signature_hash = sig_hash
+    c.signature_params = sig_params
+    c.crl_urls = tuple(crl_urls)
+    c.ocsp_urls = tuple(ocsp_urls)
+    c.ca_issuer_urls = tuple(ca_issuer_urls)
+    c.policies = policies
+    c.policy_controls = controls
+    c._tbs_start = tbs_start
+    c._tbs_end = tbs_end
+    c._issuer_raw = issuer_raw
+    c._subject_raw = subject_raw
+    c._spki_raw = spki_raw
+    c._spki_sha256 = None
+    c._subject_text = None
+    c._subject_key = _NO
+    c._issuer_key = _NO
+    c._self_issued = _NO
+    c.__class__ = Certificate  # type: ignore[assignment]  # frozen from here on
+    return c
+
+
+def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
+    if key is not None:
+        try:
+            return bytes(
+                key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            )
+        except Exception:  # noqa: BLE001, S110 - fall through to the unique placeholder below
+            pass
+    # An unsupported key cannot be serialised; give it a key unique to this certificate
+    # so that it never matches another certificate's key.
+    return b"unsupported-key:" + hashlib.sha256(cert.tbs_certificate_bytes).digest()
+
+
+# Parsed certificates keyed by the DER itself: the dictionary's hash of the bytes
+# is cheaper than SHA-256 and the lookup compares the whole DER, so a hit is
+# always the same certificate.
+PARSE_CACHE: BoundedLRU[bytes, Certificate] = BoundedLRU(PARSE_CACHE_SIZE)
+
+
+def clear_parse_cache() -> None:
+    """Forget every cached parsed certificate (tests, memory pressure)."""
+    PARSE_CACHE.clear()
+
+
+def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES, remember: bool = True) -> Certificate:
+    """Parse one DER certificate.
+
+    Raises :class:`CertificateRejected` with ``pki_too_large`` over ``max_bytes``
+    and ``malformed`` when it is not a certificate. ``remember=False`` still
+    looks in the parse cache but does not add to it: the validator parses
+    client certificates so, since a stream of one-time client certificates
+    would otherwise push the shared intermediates out.
+    """
+    if not isinstance(der, bytes | bytearray | memoryview):
+        raise CertificateRejected(Reason.MALFORMED, "certificate input is not bytes")
+    der = bytes(der)
+    if len(der) > max_bytes:
+        raise CertificateRejected(
+            Reason.PKI_TOO_LARGE,
+            f"certificate is {len(der)} bytes; the limit is {max_bytes}",
+        )
+    if not der:
+        raise CertificateRejected(Reason.MALFORMED, "empty certificate")
+    cached = PARSE_CACHE.lookup(der)
+    if cached is not None:
+        return cached
+    cert = _build(der, hashlib.sha256(der).digest())
+    if remember:
+        # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
+        PARSE_CACHE.store(cert.der, cert)
+    return cert
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    out = []
+    for m in _PEM_RE.finditer(data):
+        body = re.sub(rb"\s+", b"", m.group(1))
+        try:
+            out.append(base64.b64decode(body, validate=True))
+        except (binascii.Error, ValueError):
+            raise CertificateRejected(Reason.MALFORMED, "PEM block is not valid base64") from None
+    return out
+
+
+def split_certificates(
+    data: bytes | str | Certificate | cx509.Certificate | list[Any] | tuple[Any, ...],
+    *,
+    max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
+    max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
+    max_count: int | None = None,
+) -> list[bytes | Certificate]:
+    """Split input into DER certificates (or already-parsed ones) without parsing them.
+
+    Accepts PEM (one or a bundle), one DER certificate, parsed certificates, or a
+    sequence of those. Raises :class:`CertificateRejected`: ``not_provided`` for
+    empty input, ``malformed`` when it is neither PEM nor DER, ``pki_too_large``
+    over the byte or count limits.
+    """
+    out: list[bytes | Certificate] = []
+    if isinstance(data, Certificate):
+        out = [data]
+    elif isinstance(data, cx509.Certificate):
+        out = [data.public_bytes(serialization.Encoding.DER)]
+    elif isinstance(data, list | tuple):
+        limit = max_chain_bytes * 2 + 4096
+        for item in data:
+            if type(item) is bytes and item[:1] == b"\x30" and len(item) <= limit:
+                # The common case (DER from a TLS stack): what the recursive call returns for it.
+                out.append(item)
+            else:
+                out.extend(split_certificates(item, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes))
+            if max_count is not None and len(out) > max_count:
+                raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
+        if not out:
+            raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate was presented")
+    else:
+        if isinstance(data, str):
+            data = data.encode("utf-8", "replace")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise CertificateRejected(Reason.MALFORMED, f"cannot read certificates from {type(data).__name__}")
+        raw = bytes(data)
+        # A PEM bundle holds base64 (4/3 of the DER) plus armour; allow for it.
+        if len(raw) > max_chain_bytes * 2 + 4096:
+            raise CertificateRejected(
+                Reason.PKI_TOO_LARGE, f"input exceeds {max_chain_bytes} bytes of certificates"
+            )
+        stripped = raw.lstrip()
+        if not stripped:
+            raise CertificateRejected(Reason.NOT_PROVIDED, "no certificate in the input")
+        # RFC 7468 §2: text before the first boundary is allowed (openssl -text output,
+        # commented bundles); DER is recognised first so that a "-----BEGIN" inside it is inert.
+        if stripped.startswith(b"-----BEGIN") or (raw[:1] != b"\x30" and b"-----BEGIN" in raw):
+            out = list(_pem_blocks(raw))
+            if not out:
+                raise CertificateRejected(Reason.MALFORMED, "no CERTIFICATE block in the PEM input")
+        elif raw[:1] == b"\x30":
+            out = [raw]
+        else:
+            raise CertificateRejected(Reason.MALFORMED, "input is neither PEM nor DER")
+    if max_count is not None and len(out) > max_count:
+        raise CertificateRejected(Reason.PKI_TOO_LARGE, f"more than {max_count} certificates presented")
+    total = 0
+    for item in out:
+        size = len(item.der if isinstance(item, Certificate) else item)
+        if size > max_cert_bytes:
+            raise CertificateRejected(
+                Reason.PKI_TOO_LARGE, f"a certificate is {size} bytes; the limit is {max_cert_bytes}"
+            )
+        total += size
+    if total > max_chain_bytes:
+        raise CertificateRejected(
+            Reason.PKI_TOO_LARGE, f"presented chain is {total} bytes; the limit is {max_chain_bytes}"
+        )
+    return out
+
+
+def load_certificates(
+    data: bytes | str | Certificate | cx509.Certificate | list[Any] | tuple[Any, ...],
+    *,
+    max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
+    max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
+    max_count: int | None = None,
+) -> list[Certificate]:
+    """Certificates from PEM (one or a bundle), one DER certificate, or a sequence of those.
+
+    Order is kept (leaf first for a presented chain). Raises
+    :class:`CertificateRejected`: ``malformed`` for anything unparsable,
+    ``not_provided`` for empty input, ``pki_too_large`` over the limits.
+    """
+    items = split_certificates(
+        data, max_cert_bytes=max_cert_bytes, max_chain_bytes=max_chain_bytes, max_count=max_count
+    )
+    return [i if isinstance(i, Certificate) else parse_certificate(i, max_bytes=max_cert_bytes) for i in items]
