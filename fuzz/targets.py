@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from mtlscore import CertificateRejected, ConfigError, Reason, Verdict, dns_name_matches, match_peer_name
+from mtlscore import CertificateRejected, ConfigError, Reason, Verdict
 from mtlscore.config import parse_config
 from mtlscore.decision.validator import INTERNAL_ERROR
 from mtlscore.identity.binding import check_cnf, check_self_signed_tls_client_auth
@@ -28,6 +28,7 @@ from mtlscore.proxy import headers as hdr
 from mtlscore.proxy.trusted import ProxyPolicy, Reject, TrustedProxy, UseForwarded, UseTls
 from mtlscore.revocation.crl import CRLStatus, check_certificate, parse_crl
 from mtlscore.revocation.ocsp import OCSPStatus, check_response
+from mtlscore.x509 import dns_name_matches, match_peer_name
 from mtlscore.x509.cert import load_certificates
 from mtlscore.x509.dn import dn_equal, format_dn, parse_dn
 

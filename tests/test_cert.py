@@ -11,17 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
-from mtlscore import (
-    CertificateRejected,
-    Reason,
-    TrustStore,
-    Validator,
-    load_certificates,
-    parse_certificate,
-    pki,
-    x5t_s256,
-)
+from mtlscore import CertificateRejected, Reason, TrustStore, Validator, load_certificates, pki
+from mtlscore.identity import x5t_s256
 from mtlscore.verify.policy import CLIENT_AUTH, SERVER_AUTH
+from mtlscore.x509 import parse_certificate
 from mtlscore.x509.cert import PARSE_CACHE, split_certificates
 
 

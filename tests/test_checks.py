@@ -13,9 +13,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mtlscore import Anchor, Policy, Reason, parse_certificate, pki
+from mtlscore import Policy, Reason, pki
+from mtlscore.verify import Anchor
 from mtlscore.verify.checks import PathFailure, check_key, check_path
 from mtlscore.verify.policy import SERVER_AUTH
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

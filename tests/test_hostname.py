@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from mtlscore import dns_name_matches, match_peer_name, parse_certificate, pki
+from mtlscore import pki
+from mtlscore.x509 import dns_name_matches, match_peer_name, parse_certificate
 from mtlscore.x509.hostname import is_valid_dns_name, parse_ip
 
 

@@ -131,22 +131,6 @@ def test_docs_examples_run() -> None:
     text = (pathlib.Path(__file__).parent.parent / "docs" / "identity.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     assert len(blocks) >= 2
-    _export_until_merged()
     for block in blocks:
         exec(compile(block, "docs/identity.md", "exec"), {"__name__": "docs_example"})
 
-
-def _export_until_merged() -> None:
-    """The docs import these from ``mtlscore``; provide them until __init__ re-exports them."""
-    import mtlscore
-    from mtlscore import pki
-    from mtlscore.identity import binding as _binding
-    from mtlscore.identity import identity_map as _identity_map
-    from mtlscore.x509 import jwk as _jwk
-
-    names = {"pki": pki, "IdentityMap": _identity_map.IdentityMap, "Rule": _identity_map.Rule}
-    for mod in (_binding, _jwk):
-        names.update({n: getattr(mod, n) for n in mod.__all__})
-    for name, value in names.items():
-        if not hasattr(mtlscore, name):
-            setattr(mtlscore, name, value)

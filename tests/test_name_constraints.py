@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from mtlscore import Policy, Reason, TrustStore, Validator, parse_certificate, pki
+from mtlscore import Policy, Reason, TrustStore, Validator, pki
 from mtlscore.verify.name_constraints import ConstraintFailure, NameConstraintState
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 DNS, EMAIL, URI, DN = x509.DNSName, x509.RFC822Name, x509.UniformResourceIdentifier, x509.DirectoryName

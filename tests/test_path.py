@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from cryptography import x509
 
-from mtlscore import Policy, Reason, TrustStore, Validator, parse_certificate, pki
+from mtlscore import Policy, Reason, TrustStore, Validator, pki
 from mtlscore.verify.path import BuildResult, build_path
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

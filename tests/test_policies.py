@@ -17,9 +17,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from mtlscore import CertificateRejected, ConfigError, Policy, Reason, TrustStore, Validator, parse_certificate, pki
+from mtlscore import CertificateRejected, ConfigError, Policy, Reason, TrustStore, Validator, pki
 from mtlscore.config import parse_config
 from mtlscore.verify.path import KnownPaths
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 ANY = "2.5.29.32.0"

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from mtlscore import ANY_EKU, CLIENT_AUTH, SERVER_AUTH, ConfigError, Policy
+from mtlscore import ConfigError, Policy
+from mtlscore.verify import ANY_EKU, CLIENT_AUTH, SERVER_AUTH
 
 
 def test_defaults_are_design_section_5() -> None:

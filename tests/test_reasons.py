@@ -18,10 +18,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, parse_certificate, pki
+from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, pki
 from mtlscore.reasons import CertificateRejected, ConfigError, MtlsError
 from mtlscore.verify.path import build_path
 from mtlscore.verify.policy import SERVER_AUTH
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

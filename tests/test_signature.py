@@ -7,8 +7,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from mtlscore import Policy, Reason, TrustStore, Validator, parse_certificate, pki
+from mtlscore import Policy, Reason, TrustStore, Validator, pki
 from mtlscore.verify.signature import SignatureCache, check_signature_algorithm, verify_link
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 _SHA256_RSA = bytes.fromhex("06092a864886f70d01010b")  # OID 1.2.840.113549.1.1.11

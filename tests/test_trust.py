@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from mtlscore import Anchor, ConfigError, TrustStore, parse_certificate, pki
+from mtlscore import ConfigError, TrustStore, pki
+from mtlscore.verify import Anchor
+from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

@@ -8,19 +8,8 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from mtlscore import (
-    ANY_EKU,
-    CLIENT_AUTH,
-    SERVER_AUTH,
-    ConfigError,
-    Policy,
-    Reason,
-    TrustStore,
-    Validator,
-    Verdict,
-    load_certificates,
-    pki,
-)
+from mtlscore import ConfigError, Policy, Reason, TrustStore, Validator, Verdict, load_certificates, pki
+from mtlscore.verify import ANY_EKU, CLIENT_AUTH, SERVER_AUTH
 
 NOW = pki.NOW
 DAY = timedelta(days=1)

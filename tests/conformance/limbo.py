@@ -6,7 +6,7 @@ trusted_certs → anchors, untrusted_intermediates → presented after the leaf,
 validation_time → ``at``, max_chain_depth → ``Policy.max_intermediates``,
 extended_key_usage (or serverAuth for SERVER, clientAuth for CLIENT cases) →
 ``Policy.required_eku``, crls → per-call CRLs, expected_peer_name(s) → the
-RFC 6125 matcher :func:`mtlscore.match_peer_name` on the accepted leaf.
+RFC 6125 matcher :func:`mtlscore.x509.match_peer_name` on the accepted leaf.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mtlscore import CLIENT_AUTH, SERVER_AUTH, Policy, TrustStore, Validator, match_peer_name
+from mtlscore import Policy, TrustStore, Validator
+from mtlscore.verify import CLIENT_AUTH, SERVER_AUTH
 from mtlscore.verify.policy import EKU_NAMES
+from mtlscore.x509 import match_peer_name
 
 DEFAULT_PATH = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "limbo.json"
 

@@ -532,7 +532,7 @@ async def test_asgi_middleware_fetches_with_the_runtime_fetcher(anyio_backend: s
                 "extensions": {"tls": {"client_cert_chain": chain}}}
 
     def forwarded(leaf: pki.Issued) -> dict[str, Any]:
-        from mtlscore import parse_certificate
+        from mtlscore.x509 import parse_certificate
 
         headers = [(b"client-cert", emit_client_cert(parse_certificate(leaf.der)).encode()),
                    (b"client-cert-chain", emit_client_cert_chain([parse_certificate(world.inter.der)]).encode())]

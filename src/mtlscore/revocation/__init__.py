@@ -3,3 +3,7 @@
 Sits on :mod:`mtlscore.verify` (a CRL signer's path is validated like any other). Sans-IO: it builds
 requests and parses answers; the runtimes fetch. Layers: docs/architecture.md.
 """
+
+from .cache import RevocationCache
+
+__all__ = ["RevocationCache"]
