@@ -1,4 +1,4 @@
-"""The expiry radar's record (mtlscore._radar): what it keeps, in what order, within what bound."""
+"""The expiry radar's record (mtlscore.gateway.radar): what it keeps, in what order, within what bound."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import pytest
 from cryptography import x509
 
 from mtlscore import pki
-from mtlscore._cert import parse_certificate
-from mtlscore._crl import parse_crl
-from mtlscore._reasons import Reason
-from mtlscore._radar import Radar, Report, SnapshotError, report, trust_rows
-from mtlscore._trust import TrustStore
-from mtlscore._validator import Validator
-from mtlscore._verdict import Verdict
+from mtlscore.decision.validator import Validator
+from mtlscore.decision.verdict import Verdict
+from mtlscore.gateway.radar import Radar, Report, SnapshotError, report, trust_rows
+from mtlscore.reasons import Reason
+from mtlscore.revocation.crl import parse_crl
+from mtlscore.verify.trust import TrustStore
+from mtlscore.x509.cert import parse_certificate
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -178,7 +178,7 @@ def _distinct(template: bytes, i: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """A certificate as the radar reads it (mtlscore._radar.Seen), parsed by ``cryptography`` alone."""
+    """A certificate as the radar reads it (mtlscore.gateway.radar.Seen), parsed by ``cryptography`` alone."""
 
     der: bytes
     sha256: bytes

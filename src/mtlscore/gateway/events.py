@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..decision.validator import Validation, Validator
+from ..decision.verdict import Verdict
 from ..reasons import Reason
+from ..x509.cert import Certificate
 from .appauth import AccountAuth, RateLimiter, TokenVerifier
 from .settings import ServerConfig
 
@@ -151,7 +153,12 @@ class Validate:
 
 @dataclass(frozen=True, slots=True)
 class Log:
+    """Log ``decision`` and count it. For an accepted certificate, ``chain`` (as presented)
+    and ``verdict`` go to the expiry radar (mtlscore.gateway.radar)."""
+
     decision: Decision
+    chain: tuple[Certificate, ...] = ()
+    verdict: Verdict | None = None
 
 
 @dataclass(frozen=True, slots=True)

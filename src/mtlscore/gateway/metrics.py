@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+from .radar import KINDS, WINDOWS, Report
+
+__all__ = ["CONTENT_TYPE", "Metrics", "render_expiry"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -39,7 +42,7 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "mtlscore_connection_errors_total": ("Client connections ended by an unexpected error (a bug; see the log).", ()),
     "mtlscore_reloads_total": (
-        "Configuration reloads by result (ok, restart_required, error).",
+        "Configuration reloads by result (ok, restart_required, error, refused: by reload_guard).",
         ("result",),
     ),
 }
@@ -97,3 +100,38 @@ class Metrics:
                 else:
                     lines.append(f"{family} {value}")
         return "\n".join(lines) + "\n"
+
+
+# -- the expiry radar's gauges (mtlscore.gateway.radar), computed from a report at scrape time --------
+
+_EXPIRY_FAMILIES: dict[str, str] = {
+    "mtlscore_client_cert_expiry_seconds": (
+        "Seconds until the soonest notAfter among each account's client certificates seen lately "
+        "(negative: expired)."
+    ),
+    "mtlscore_certificates_expiring": (
+        "Certificates (and CRLs, by nextUpdate) that expire within the window or have expired, by kind: "
+        "client and intermediate as seen by the radar; anchor, trust_intermediate, allowlisted and crl "
+        "from the configuration."
+    ),
+    "mtlscore_radar_certificates": "Certificates the expiry radar remembers (bounded by radar_max_certificates).",
+}
+
+
+def render_expiry(report: Report, *, recorded: int) -> str:
+    """The radar's gauges in Prometheus text format, from ``report`` (taken at scrape time)."""
+    lines: list[str] = []
+    name = "mtlscore_client_cert_expiry_seconds"
+    lines += [f"# HELP {name} {_EXPIRY_FAMILIES[name]}", f"# TYPE {name} gauge"]
+    for account, row in sorted(report.soonest_by_account().items()):
+        lines.append(f'{name}{{account="{_escape(account)}"}} {int(row.seconds_left(report.taken))}')
+    name = "mtlscore_certificates_expiring"
+    lines += [f"# HELP {name} {_EXPIRY_FAMILIES[name]}", f"# TYPE {name} gauge"]
+    for days in WINDOWS:
+        rows = report.within(timedelta(days=days))
+        for kind in KINDS:  # every series present, 0 included: an alert rule sees it from the start
+            count = sum(1 for r in rows if r.kind == kind)
+            lines.append(f'{name}{{kind="{kind}",within="{days}d"}} {count}')
+    name = "mtlscore_radar_certificates"
+    lines += [f"# HELP {name} {_EXPIRY_FAMILIES[name]}", f"# TYPE {name} gauge", f"{name} {recorded}"]
+    return "\n".join(lines) + "\n"

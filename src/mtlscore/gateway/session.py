@@ -102,6 +102,7 @@ PROTOCOL_ERROR = "protocol_error"
 BODY_TOO_LARGE = "body_too_large"
 ACCOUNT_CONFIG = "account_config"
 WRITE_TIMEOUT = "write_timeout"
+_LETS_IN = frozenset({"forward", "answer"})
 
 
 class SessionError(RuntimeError):
@@ -257,6 +258,7 @@ class Session:
 
     def _decide(self, outcome: str, status: int | None, reason: str | None, detail: str) -> None:
         req = self._request
+        accepted = outcome in _LETS_IN and self.verdict.ok
         self._pending.append(
             Log(
                 Decision(
@@ -269,7 +271,10 @@ class Session:
                     peer=_peer(self.tls.peer),
                     method=req.method.decode("latin-1") if req else "",
                     target=req.target.decode("latin-1")[:200] if req else "",
-                )
+                ),
+                # What the expiry radar records: a certificate let through on its own merit.
+                chain=self.presented if accepted else (),
+                verdict=self.verdict if accepted else None,
             )
         )
 

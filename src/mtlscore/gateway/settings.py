@@ -160,6 +160,14 @@ class ServerConfig:
     strip_request_headers: tuple[str, ...] = DEFAULT_STRIP_REQUEST_HEADERS
     # The request-target forms accepted besides origin-form (RFC 9112 §3.2).
     request_target_forms: frozenset[str] = frozenset({"origin"})
+    # The expiry radar (mtlscore.gateway.radar): how many certificates it remembers (least recently
+    # seen go first), and how long before notAfter a certificate is warned about, once.
+    radar_max_certificates: int = 10_000
+    expiry_warning_days: float = 30.0
+    # A reload that would lock out an account seen within ``reload_guard_active`` seconds is
+    # refused (mtlscore.gateway.preview); the running configuration's setting decides.
+    reload_guard: bool = False
+    reload_guard_active: float = 7 * 86400.0
 
     @property
     def effective_tls_engine(self) -> str:
@@ -272,6 +280,10 @@ _KNOWN = {
     "reload_poll_seconds",
     "strip_request_headers",
     "request_target_forms",
+    "radar_max_certificates",
+    "expiry_warning_days",
+    "reload_guard",
+    "reload_guard_active_seconds",
 }
 
 
@@ -351,6 +363,9 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
     if not isinstance(forward, bool):
         raise ConfigError("must be true or false", key="server.forward_client_cert")
     mode = _choice(table, "mode", "reject_invalid", MODES)
+    guard = table.get("reload_guard", False)
+    if not isinstance(guard, bool):
+        raise ConfigError("must be true or false", key="server.reload_guard")
     upstream = table.get("upstream")
     admin = table.get("admin_listen")
     return ServerConfig(
@@ -387,4 +402,8 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         reload_poll=_number(table, "reload_poll_seconds", 2.0),
         strip_request_headers=_strip_request_headers(table),
         request_target_forms=_target_forms(table),
+        radar_max_certificates=_number(table, "radar_max_certificates", 10_000, integer=True),
+        expiry_warning_days=_number(table, "expiry_warning_days", 30.0),
+        reload_guard=guard,
+        reload_guard_active=_number(table, "reload_guard_active_seconds", 7 * 86400.0),
     )

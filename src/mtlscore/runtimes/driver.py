@@ -16,7 +16,7 @@ import pathlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import h11
@@ -25,7 +25,9 @@ from ..decision.validator import Validation
 from ..decision.verdict import Verdict
 from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
-from ..gateway.metrics import CONTENT_TYPE, Metrics
+from ..gateway.metrics import CONTENT_TYPE, Metrics, render_expiry
+from ..gateway.preview import guard, preview_log
+from ..gateway.radar import Radar, Report, report
 from ..gateway.session import (
     Close,
     CloseUpstream,
@@ -43,6 +45,7 @@ from ..gateway.session import (
 )
 from ..gateway.settings import RESTART_KEYS
 from ..reasons import ConfigError, MtlsError, Reason
+from ..x509.cert import Certificate
 from .tls import TLSEngine, TLSHandshakeError, engine_factory
 
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
@@ -109,6 +112,14 @@ class GatewayState:
         self.admission = Admission()
         # The settings the listeners and the loop were made with: a reload cannot change them.
         self.running = snapshot.gateway.server
+        # The expiry radar (mtlscore.gateway.radar): kept across reloads, sized by the current settings.
+        self.radar = Radar()
+        self._size_radar()
+
+    def _size_radar(self) -> None:
+        server = self.snapshot.gateway.server
+        self.radar.max_certificates = server.radar_max_certificates
+        self.radar.horizon = timedelta(days=server.expiry_warning_days)
 
     def admit(self, peer: tuple[str, int], now: float) -> Ticket | None:
         """A connection slot for ``peer`` at accept (``now``, monotonic): its ticket (set its
@@ -145,27 +156,73 @@ class GatewayState:
 
         return cls(loader(limiter), loader=loader, limiter=limiter, **kw)
 
-    def record(self, decision: Decision) -> None:
-        """Log one decision as a JSON line and count it."""
+    def record(
+        self, decision: Decision, chain: tuple[Certificate, ...] = (), verdict: Verdict | None = None
+    ) -> None:
+        """Log one decision as a JSON line and count it; an accepted ``chain`` goes to the radar."""
         self.metrics.inc(
             "mtlscore_decisions_total",
             {"outcome": decision.outcome, "reason": decision.reason or "ok"},
         )
         if logger.isEnabledFor(logging.INFO):  # the JSON line is built only when it is written
             logger.info(json.dumps(decision.as_log(), sort_keys=False))
+        if verdict is not None:
+            for warning in self.radar.observe(chain, verdict, account=decision.account, at=datetime.now(UTC)):
+                logger.warning(json.dumps(warning.as_log()))
         if self.on_decision is not None:
             self.on_decision(decision)
+
+    def certificates(self, at: datetime | None = None) -> Report:
+        """The expiry report: the radar's record and the running trust config's certificates and
+        CRLs. Logs the warnings for what came within the horizon since the last look."""
+        at = at or datetime.now(UTC)
+        validator = self.snapshot.gateway.validator
+        rep = report(self.radar, at=at, trust=validator.trust, crls=validator.crls)
+        for warning in self.radar.sweep(at, also=(r for r in rep.rows if r.kind not in ("client", "intermediate"))):
+            logger.warning(json.dumps(warning.as_log()))
+        return rep
+
+    def render_metrics(self) -> str:
+        """The counters and the radar's gauges, in Prometheus text format."""
+        return self.metrics.render() + render_expiry(self.certificates(), recorded=len(self.radar))
+
+    def _locks_out(self, candidate: Snapshot) -> tuple[str, ...]:
+        """Who active lately the candidate configuration would lock out (``[server] reload_guard``)."""
+        server = self.snapshot.gateway.server
+        at = datetime.now(UTC)
+        active = self.radar.active(since=at - timedelta(seconds=server.reload_guard_active))
+        preview = guard(active, candidate.gateway.validator, at=at)
+        locked = preview.locked_out().get(at, ())
+        if locked:
+            for line in preview_log(preview):
+                logger.warning(json.dumps(line))
+        return locked
 
     def reload(self) -> bool:
         """Load the configuration again; on error keep the old one. True when swapped."""
         if self.loader is None:
             return False
         try:
-            self.snapshot = self.loader(self.limiter)
+            candidate = self.loader(self.limiter)
         except (MtlsError, OSError, ValueError) as exc:
             self.metrics.inc("mtlscore_reloads_total", {"result": "error"})
             logger.error(json.dumps({"event": "mtls_reload", "result": "error", "error": str(exc)}))
             return False
+        # The running configuration's reload_guard decides: a new file cannot switch off its own check.
+        if self.snapshot.gateway.server.reload_guard:
+            locked = self._locks_out(candidate)
+            if locked:
+                self.metrics.inc("mtlscore_reloads_total", {"result": "refused"})
+                logger.error(json.dumps({
+                    "event": "mtls_reload",
+                    "result": "refused",
+                    "locked_out": list(locked),
+                    "detail": "reload_guard: the new configuration would refuse every recent certificate of "
+                    "these accounts (see the mtls_preview lines); the running configuration stays",
+                }))
+                return False
+        self.snapshot = candidate
+        self._size_radar()
         server = self.snapshot.gateway.server
         stuck = [f"server.{k}" for k in RESTART_KEYS if getattr(server, k) != getattr(self.running, k)]
         if stuck:
@@ -337,7 +394,7 @@ async def serve_connection(
                     stalled = True
                     session.client_write_timeout()
             elif isinstance(action, Log):
-                state.record(action.decision)
+                state.record(action.decision, action.chain, action.verdict)
             elif isinstance(action, Validate):
                 assert resolve is not None  # the session asks only when told it may (fetch=)
                 session.validated(await resolve(action.validation))
@@ -393,7 +450,8 @@ async def serve_connection(
 
 
 async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], float] = time.monotonic) -> None:
-    """Answer plain-HTTP requests for ``/metrics`` (Prometheus text) and ``/healthz``.
+    """Answer plain-HTTP requests for ``/metrics`` (Prometheus text), ``/certs`` (the expiry
+    report as JSON, mtlscore.gateway.radar) and ``/healthz``.
 
     The gateway's own deadlines apply: ``keepalive_timeout`` for a request's first
     byte, then ``header_timeout`` for the whole request (a trickled head is cut).
@@ -418,7 +476,11 @@ async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], f
                 return
             path = event.target.split(b"?")[0]
             if path == b"/metrics":
-                status, ctype, body = 200, CONTENT_TYPE, state.metrics.render().encode()
+                status, ctype, body = 200, CONTENT_TYPE, state.render_metrics().encode()
+            elif path == b"/certs":
+                # The expiry report with the presented chains: `mtlscore certs` and `mtlscore preview` read it.
+                doc = state.certificates().to_json()
+                status, ctype, body = 200, "application/json", json.dumps(doc).encode()
             elif path == b"/healthz":
                 status, ctype, body = 200, "text/plain", b"ok\n"
             else:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from ._radar import Row
-from ._verdict import Verdict
+from ..decision.verdict import Verdict
+from .radar import Row
 
 __all__ = [
     "Change",

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from ._cert import Certificate
-from ._crl import ParsedCRL
-from ._trust import TrustStore
-from ._verdict import Verdict
+from ..decision.verdict import Verdict
+from ..revocation.crl import ParsedCRL
+from ..verify.trust import TrustStore
+from ..x509.cert import Certificate
 
 __all__ = [
     "DEFAULT_HORIZON",
@@ -55,7 +55,7 @@ KINDS: tuple[str, ...] = ("client", "intermediate", "anchor", "trust_intermediat
 
 
 class Seen(Protocol):
-    """What the radar reads of a certificate (:class:`mtlscore._cert.Certificate` has it all)."""
+    """What the radar reads of a certificate (:class:`mtlscore.x509.cert.Certificate` has it all)."""
 
     @property
     def der(self) -> bytes: ...
@@ -225,6 +225,8 @@ class Radar:
     _entries: OrderedDict[bytes, _Entry] = field(default_factory=OrderedDict)
     # Issuer texts are shared by many clients: one string each.
     _names: dict[str, str] = field(default_factory=dict)
+    # The trust config's rows already warned about (see :meth:`sweep`).
+    _warned_rows: set[tuple[str, str, str, datetime]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.max_certificates < 1:
@@ -301,11 +303,24 @@ class Radar:
             entry.warned = True
             warnings.append(ExpiryWarning(_row(key, entry), at))
 
-    def sweep(self, at: datetime) -> tuple[ExpiryWarning, ...]:
-        """Warnings for recorded certificates that came within the horizon since they were seen."""
+    def sweep(self, at: datetime, also: Iterable[Row] = ()) -> tuple[ExpiryWarning, ...]:
+        """Warnings for what came within the horizon since it was last looked at.
+
+        The recorded certificates, and ``also`` (the trust config's rows, from
+        :func:`trust_rows`): each of those is warned once while it stays in the
+        rows given (a reload that keeps a CA does not warn about it again).
+        """
         warnings: list[ExpiryWarning] = []
         for key, entry in self._entries.items():
             self._check(key, entry, at, warnings)
+        given: set[tuple[str, str, str, datetime]] = set()
+        for row in also:
+            mark = (row.kind, row.x5t_s256 or row.subject, row.serial, row.not_after)
+            given.add(mark)
+            if mark not in self._warned_rows and row.not_after - at <= self.horizon:
+                self._warned_rows.add(mark)
+                warnings.append(ExpiryWarning(row, at))
+        self._warned_rows &= given  # bounded by the trust config's size
         return tuple(warnings)
 
     def rows(self) -> Iterator[Row]:
@@ -320,7 +335,7 @@ class Radar:
     def restore(self, rows: Iterable[Row], *, parse: Any) -> None:
         """Load rows from a snapshot (a restarted gateway keeps its record).
 
-        ``parse``: DER -> :class:`Certificate` (``mtlscore._cert.parse_certificate``);
+        ``parse``: DER -> :class:`Certificate` (``mtlscore.x509.cert.parse_certificate``);
         rows whose DER does not parse are skipped. Entries keep their times and counts.
         """
         for row in rows:
