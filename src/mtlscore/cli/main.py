@@ -1,4 +1,4 @@
-"""The ``mtlscore`` command: check, thumbprint, identity, serve, demo.
+"""The ``mtlscore`` command: check, thumbprint, identity, serve, demo, certs, preview.
 
 Each subcommand lives in its own ``mtlscore.cli.<name>`` module exposing
 ``register(subparsers)``; this file only assembles them.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_COMMANDS = ("check", "thumbprint", "identity", "serve", "demo")
+_COMMANDS = ("check", "thumbprint", "identity", "serve", "demo", "certs", "preview")
 
 
 def build_parser() -> argparse.ArgumentParser:

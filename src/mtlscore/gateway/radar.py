@@ -415,6 +415,11 @@ class Report:
     horizon: timedelta
     rows: tuple[Row, ...]
 
+    @classmethod
+    def of(cls, taken: datetime, horizon: timedelta, rows: Iterable[Row]) -> Report:
+        """A report of ``rows`` in report order (soonest expiry first)."""
+        return cls(taken, horizon, _sorted(rows))
+
     def within(self, window: timedelta) -> tuple[Row, ...]:
         """Rows whose notAfter is at most ``window`` after :attr:`taken` (expired ones included)."""
         return tuple(r for r in self.rows if r.not_after - self.taken <= window)
