@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ._cert import load_certificates
-from ._cmd_certs import load_report
-from ._cmd_check import UsageError, parse_at
-from ._preview import Preview, Recorded, recorded_from, replay
-from ._reasons import CertificateRejected, ConfigError
+from ..gateway.preview import Preview, Recorded, recorded_from, replay
+from ..reasons import CertificateRejected, ConfigError
+from ..x509.cert import load_certificates
+from .certs import load_report
+from .check import UsageError, parse_at
 
 __all__ = ["load_chains", "register", "run"]
 
@@ -118,7 +118,7 @@ def _json(preview: Preview) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from ..config import load_config
 
     now = datetime.now(UTC)
     try:

@@ -1,4 +1,4 @@
-"""``mtlscore certs [SOURCE]``: the expiry report, soonest first (mtlscore._radar).
+"""``mtlscore certs [SOURCE]``: the expiry report, soonest first (mtlscore.gateway.radar).
 
 SOURCE is the gateway's admin listener (``http://127.0.0.1:9443``, its ``/certs``)
 or a snapshot file saved from it; ``--config`` adds (or, alone, shows) a
@@ -17,9 +17,9 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._cmd_check import UsageError, parse_at, read_input
-from ._radar import Report, Row, report
-from ._reasons import ConfigError
+from ..gateway.radar import Report, Row, report
+from ..reasons import ConfigError
+from .check import UsageError, parse_at, read_input
 
 __all__ = ["load_report", "parse_window", "register", "run"]
 
@@ -83,7 +83,7 @@ def load_report(source: str) -> Report:
 
 
 def _config_rows(path: str) -> list[Row]:
-    from .config import load_config
+    from ..config import load_config
 
     config = load_config(path)
     validator = config.validator()
