@@ -400,3 +400,23 @@ def test_tls_extension_shape():
     assert ext["client_cert_error"] is None
     assert ext["tls_version"] == 0x0304
     assert ext["mtlscore.chain_source"] == "leaf_only"
+
+
+def test_radar_records_accepted_certificates_with_their_account_and_warns_once(caplog):
+    """The middleware feeds an expiry radar (mtlscore.gateway.radar): accepted chains only."""
+    import logging
+
+    from mtlscore.gateway.radar import Radar
+
+    soon = INTER.leaf("partner-abc", not_after=pki.NOW + timedelta(days=3))
+    radar = Radar(horizon=timedelta(days=30))
+    mw = MtlsMiddleware(Recorder(), VALIDATOR, identity_map=IDMAP, radar=radar, clock=lambda: pki.NOW)
+    caplog.set_level(logging.WARNING, logger="mtlscore.asgi")
+    for chain in ([soon, INTER], [soon, INTER], [GOOD, INTER], [ROGUE], [UNMAPPED, INTER]):
+        run(mw, tls_scope(chain))
+    clients = sorted((r for r in radar.rows() if r.kind == "client"), key=lambda r: r.not_after)
+    assert [(r.account, r.count) for r in clients] == [("partner-abc", 2), ("partner-abc", 1)]
+    assert clients[0].chain == (soon.der, INTER.der)  # as presented, for mtlscore preview
+    assert [r.subject for r in radar.rows() if r.kind == "intermediate"] == [parse_certificate(INTER.der).subject_text]
+    warned = [json.loads(r.getMessage()) for r in caplog.records if "cert_expiry_warning" in r.getMessage()]
+    assert [(w["kind"], w["serial"]) for w in warned] == [("client", format(soon.serial, "x"))]

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .decision.validator import Validator
 from .decision.verdict import Verdict
+from .gateway.preview import account_of
+from .gateway.radar import Radar
 from .proxy.trusted import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
 from .reasons import CertificateRejected, MtlsError, Reason
 from .x509.cert import Certificate, load_certificates
@@ -36,6 +39,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("mtlscore.asgi")
 
 # Keys the middleware sets in scope["state"].
 STATE_KEYS = ("mtls_verdict", "mtls_principal", "mtls_identity", "mtls_token_claims")
@@ -124,7 +129,10 @@ class MtlsMiddleware:
     needs. Without one the validator decides from given CRLs and its caches.
     ``mode``: ``"reject"`` answers failures itself; ``"allow"`` passes every request
     on with the verdict in ``scope["state"]``. ``clock`` returns the validation time
-    (default ``datetime.now(UTC)``). Never raises for bad client input.
+    (default ``datetime.now(UTC)``). ``radar``: an expiry radar
+    (:class:`mtlscore.gateway.radar.Radar`) recording every accepted certificate; its
+    warnings are logged on the ``mtlscore.asgi`` logger; serve :func:`mtlscore.gateway.radar.report`
+    of it (``.to_json()``) where ``mtlscore certs`` can read it. Never raises for bad client input.
     """
 
     def __init__(
@@ -140,6 +148,7 @@ class MtlsMiddleware:
         clock: Callable[[], datetime] | None = None,
         expose_detail: bool = True,
         fetcher: Any = None,
+        radar: Radar | None = None,
     ) -> None:
         if mode not in ("reject", "allow"):
             from .reasons import ConfigError
@@ -155,6 +164,7 @@ class MtlsMiddleware:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.expose_detail = expose_detail
         self.fetcher = fetcher
+        self.radar = radar
 
     # -- the decision, sans HTTP ---------------------------------------------------
 
@@ -169,14 +179,19 @@ class MtlsMiddleware:
 
     async def verdict_for_async(self, scope: Scope, *, at: datetime | None = None) -> Verdict:
         """:meth:`verdict_for`, with the ``fetcher`` fetching revocation data when the policy asks for it."""
-        if self.fetcher is None or not self.validator.policy.fetch:
-            return self.verdict_for(scope, at=at)
-        at = at or self.clock()
+        return (await self._judge(scope, at or self.clock()))[0]
+
+    async def _judge(self, scope: Scope, at: datetime) -> tuple[Verdict, tuple[Certificate, ...]]:
+        """The verdict and the chain it is about (as presented, or as a trusted proxy forwarded it)."""
         prepared = self._decision(scope)
         if isinstance(prepared, Verdict):
-            return prepared
+            return prepared, ()
         decision, source = prepared
-        chain = getattr(decision, "chain", ())
+        chain: tuple[Certificate, ...] = getattr(decision, "chain", ())
+        if self.fetcher is None or not self.validator.policy.fetch:
+            return self._settle(
+                decision, source, lambda c: self.validator.validate(list(c), at=at, crls=self.crls)
+            ), chain
         fetched: Verdict | None = None  # none to validate: decision_verdict says why, or believes the proxy
         if chain and not (isinstance(decision, UseForwarded) and not decision.revalidate):
             fetched = await self.fetcher.validate(self.validator, list(chain), at=at, crls=self.crls)
@@ -185,7 +200,7 @@ class MtlsMiddleware:
             assert fetched is not None
             return fetched
 
-        return self._settle(decision, source, validate)
+        return self._settle(decision, source, validate), chain
 
     def _decision(self, scope: Scope) -> tuple[Decision, str | None] | Verdict:
         """Whose certificate decides this request (ProxyPolicy.decide), or a verdict already."""
@@ -265,7 +280,10 @@ class MtlsMiddleware:
             await self.app(scope, receive, send)
             return
         at = self.clock()
-        verdict = await self.verdict_for_async(scope, at=at)
+        verdict, chain = await self._judge(scope, at)
+        if self.radar is not None and verdict.ok:
+            for warning in self.radar.observe(chain, verdict, account=account_of(verdict.principal), at=at):
+                logger.warning(json.dumps(warning.as_log()))
         claims: Mapping[str, Any] | None = None
         token_error: str | None = None
         if verdict.ok and self.bound_token is not None:

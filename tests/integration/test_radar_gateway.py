@@ -21,11 +21,11 @@ from typing import Any
 
 import anyio
 import pytest
-from mtlscore.runtimes.driver import GatewayState
 
 from mtlscore import pki
 from mtlscore.cli import main
 from mtlscore.runtimes import ServerInfo
+from mtlscore.runtimes.driver import GatewayState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
