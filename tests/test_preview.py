@@ -186,3 +186,26 @@ def test_command_errors_are_one_line_and_exit_2(argv: tuple[str, ...], message: 
     code, _, err = cli(*(a.format(**names) for a in argv))
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_subject_with_terminal_escapes_is_printed_escaped(tmp_path: Path) -> None:
+    """A client chooses its subject: an accepted certificate must not paint or forge report lines."""
+    evil = B.leaf("CN=zeta\x1b[2J\nnow  acme  forged", not_after=NOW + timedelta(days=3))
+    radar = Radar()
+    cert = parse_certificate(evil.der)
+    (tmp_path / "b.pem").write_bytes(B.pem)
+    (tmp_path / "a.pem").write_bytes(A.pem)
+    verdict = parse_config({"trust": {"anchors": ["b.pem"]}}, base_dir=tmp_path).validator().validate(
+        [evil.der], at=NOW
+    )
+    assert verdict.ok, verdict.detail
+    radar.observe((cert,), verdict, account="zeta", at=NOW)
+    snap = tmp_path / "snap.json"
+    snap.write_text(json.dumps(report(radar, at=NOW).to_json()))
+    code, out, _ = cli("certs", str(snap), "--at", NOW.isoformat())
+    assert code == 0 and "\x1b" not in out and len(out.splitlines()) == 2
+    assert "CN=zeta\\x1b[2J\\nnow  acme  forged" in out
+    dropped = tmp_path / "new.toml"
+    dropped.write_text('[trust]\nanchors = ["a.pem"]\n')
+    code, out, _ = cli("preview", "--config", str(dropped), "--against", str(snap))
+    assert code == 1 and "\x1b" not in out and "CN=zeta\\x1b[2J\\nnow" in out

@@ -143,6 +143,11 @@ def test_snapshot_round_trip_and_restore(world: dict[str, object]) -> None:
         ),
         (
             {"version": 1, "taken": "2026-12-04T00:00:00Z",
+             "certificates": [{"kind": "client", "not_after": "2026-12-04T00:00:00Z", "chain": {"a": 1}}]},
+            "certificates[0].chain: must be a list",
+        ),
+        (
+            {"version": 1, "taken": "2026-12-04T00:00:00Z",
              "certificates": [{"kind": "client", "not_after": "2026-12-04T00:00:00"}]},
             "no time zone",
         ),

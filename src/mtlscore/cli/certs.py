@@ -21,7 +21,7 @@ from ..gateway.radar import Report, Row, report
 from ..reasons import ConfigError
 from .check import UsageError, parse_at, read_input
 
-__all__ = ["load_report", "parse_window", "register", "run"]
+__all__ = ["load_report", "parse_window", "printable", "register", "run"]
 
 # The admin endpoint's answer is a few MB at most (radar_max_certificates entries with chains).
 MAX_SNAPSHOT_BYTES = 256 << 20
@@ -90,6 +90,14 @@ def _config_rows(path: str) -> list[Row]:
     return list(report(None, at=datetime.now(UTC), trust=config.trust, crls=validator.crls).rows)
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: a certificate's subject is the client's to choose (an accepted
+    one too), and an escape sequence or newline in it must not paint or forge lines of the report."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 def _left(seconds: float) -> str:
     sign = "-" if seconds < 0 else ""
     s = abs(int(seconds))
@@ -100,7 +108,7 @@ def _left(seconds: float) -> str:
 
 def _table(rows: list[Row], at: datetime, horizon: timedelta) -> str:
     header = ("NOT AFTER", "LEFT", "STATUS", "KIND", "ACCOUNT", "SUBJECT", "ISSUER", "SERIAL", "SEEN", "LAST SEEN")
-    lines = [header]
+    lines: list[tuple[str, ...]] = [header]
     for r in rows:
         lines.append((
             r.not_after.strftime("%Y-%m-%d %H:%M"),
@@ -114,6 +122,7 @@ def _table(rows: list[Row], at: datetime, horizon: timedelta) -> str:
             str(r.count) if r.kind in ("client", "intermediate") else "-",
             r.last_seen.strftime("%Y-%m-%d %H:%M") if r.last_seen else "-",
         ))
+    lines = [tuple(printable(c) for c in line) for line in lines]
     widths = [min(max(len(line[i]) for line in lines), 60) for i in range(len(header))]
     out = []
     for line in lines:

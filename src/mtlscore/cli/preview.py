@@ -20,7 +20,7 @@ from typing import Any
 from ..gateway.preview import Preview, Recorded, recorded_from, replay
 from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
-from .certs import load_report
+from .certs import load_report, printable
 from .check import UsageError, parse_at
 
 __all__ = ["load_chains", "register", "run"]
@@ -81,16 +81,16 @@ def _text(preview: Preview, now: datetime) -> str:
     lines: list[str] = []
     refusals = preview.refusals()
     for c in refusals:
-        lines.append(f"{when(c.at):<16}  {c.who}  {c.recorded.subject}")
-        lines.append(f"{'':<16}  {c.old.text()} -> {c.new.text()}")
+        lines.append(f"{when(c.at):<16}  {printable(c.who)}  {printable(c.recorded.subject)}")
+        lines.append(f"{'':<16}  {printable(c.old.text())} -> {printable(c.new.text())}")
         if c.new.detail:
-            lines.append(f"{'':<16}  {c.new.detail}")
+            lines.append(f"{'':<16}  {printable(c.new.detail)}")
     locked = preview.locked_out()
     chains = len(preview.changes) // max(len(preview.times), 1)
     summary = [f"{chains} chain(s) replayed at {', '.join(when(t) for t in preview.times)}; "
                f"{len(refusals)} refusal(s)"]
     for at, who in locked.items():
-        summary.append(f"locked out {when(at)}: {', '.join(who)}")
+        summary.append(f"locked out {when(at)}: {printable(', '.join(who))}")
     if not locked:
         summary.append("nobody would be locked out")
     return "\n".join([*lines, *([""] if lines else []), *summary])

@@ -134,7 +134,10 @@ class Row:
         if kind not in KINDS:
             raise SnapshotError(f"{where}.kind: must be one of {', '.join(KINDS)}")
         chain: list[bytes] = []
-        for i, item in enumerate(doc.get("chain") or ()):
+        items = doc.get("chain") or []
+        if not isinstance(items, list):
+            raise SnapshotError(f"{where}.chain: must be a list of base64 DER certificates")
+        for i, item in enumerate(items):
             try:
                 chain.append(base64.b64decode(item, validate=True))
             except (TypeError, ValueError, binascii.Error):
