@@ -229,3 +229,42 @@ def test_preview_at_a_future_time_lists_the_expired_certificate(world: World, tm
     assert "locked out now" not in out
     code, out = cli("preview", "--config", str(config), "--chains", str(chains), "--current", str(config))
     assert code == 0 and "nobody would be locked out" in out
+
+
+def test_sweep_warns_once_about_the_trust_config_and_clients_not_seen_since(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reload poll's sweep: an anchor's activation window ending within the horizon is warned
+    once, as is a client that came within it without being seen again; at most every minute."""
+    from mtlscore.runtimes.driver import SWEEP_INTERVAL
+
+    ends = (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config = world.config("sweep.toml", ["ca-a.pem"], expiry_warning_days=15)
+    text = config.read_text().replace('anchors = ["ca-a.pem"]', f'anchors = [{{ path = "ca-a.pem", not_after = "{ends}" }}]')
+    config.write_text(text)
+    state = GatewayState.from_config_file(config)
+    caplog.set_level(logging.WARNING, logger="mtlscore.gateway")
+
+    def warned() -> list[tuple[str, str]]:
+        lines = [json.loads(r.getMessage()) for r in caplog.records if "cert_expiry_warning" in r.getMessage()]
+        caplog.clear()
+        return [(w["kind"], w["subject"]) for w in lines]
+
+    state.sweep(0.0)
+    assert warned() == [("anchor", "ca-a.pem")]
+    state.sweep(SWEEP_INTERVAL + 1)
+    assert warned() == []
+    # beta (20 days left) is outside a 15-day horizon when seen; ten days on, the sweep warns.
+    from mtlscore.x509.cert import load_certificates
+
+    chain = tuple(load_certificates((world.dir / "beta.pem").read_bytes()))
+    verdict = state.snapshot.gateway.validator.validate(list(chain), at=datetime.now(UTC))
+    assert verdict.ok, verdict.detail
+    from mtlscore.gateway.events import Decision
+
+    state.record(Decision("answer", 200, None, "", account="beta"), chain, verdict)
+    assert warned() == []
+    state.sweep(2 * SWEEP_INTERVAL + 2, at=datetime.now(UTC) + timedelta(days=10))
+    assert warned() == [("client", "CN=beta-client")]
+    state.sweep(3 * SWEEP_INTERVAL + 3, at=datetime.now(UTC) + timedelta(days=11))
+    assert warned() == []

@@ -169,6 +169,7 @@ async def serve(
             await asyncio.sleep(poll)
             if state.changed():
                 state.reload()
+            state.sweep(time.monotonic())
 
     watcher = asyncio.create_task(watch())
     graceful = False

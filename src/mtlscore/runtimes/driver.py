@@ -27,7 +27,7 @@ from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
 from ..gateway.metrics import CONTENT_TYPE, Metrics, render_expiry
 from ..gateway.preview import guard, preview_log
-from ..gateway.radar import Radar, Report, report
+from ..gateway.radar import ExpiryWarning, Radar, Report, report, trust_rows
 from ..gateway.session import (
     Close,
     CloseUpstream,
@@ -51,6 +51,9 @@ from .tls import TLSEngine, TLSHandshakeError, engine_factory
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
 
 logger = logging.getLogger("mtlscore.gateway")
+
+# Seconds between two sweeps of the expiry radar from the reload poll (mtlscore.gateway.radar).
+SWEEP_INTERVAL = 60.0
 
 
 class Stream(Protocol):
@@ -114,6 +117,7 @@ class GatewayState:
         self.running = snapshot.gateway.server
         # The expiry radar (mtlscore.gateway.radar): kept across reloads, sized by the current settings.
         self.radar = Radar()
+        self._swept: float | None = None  # monotonic time of the last sweep
         self._size_radar()
 
     def _size_radar(self) -> None:
@@ -167,8 +171,7 @@ class GatewayState:
         if logger.isEnabledFor(logging.INFO):  # the JSON line is built only when it is written
             logger.info(json.dumps(decision.as_log(), sort_keys=False))
         if verdict is not None:
-            for warning in self.radar.observe(chain, verdict, account=decision.account, at=datetime.now(UTC)):
-                logger.warning(json.dumps(warning.as_log()))
+            self._warn(self.radar.observe(chain, verdict, account=decision.account, at=datetime.now(UTC)))
         if self.on_decision is not None:
             self.on_decision(decision)
 
@@ -178,9 +181,22 @@ class GatewayState:
         at = at or datetime.now(UTC)
         validator = self.snapshot.gateway.validator
         rep = report(self.radar, at=at, trust=validator.trust, crls=validator.crls)
-        for warning in self.radar.sweep(at, also=(r for r in rep.rows if r.kind not in ("client", "intermediate"))):
-            logger.warning(json.dumps(warning.as_log()))
+        self._warn(self.radar.sweep(at, also=(r for r in rep.rows if r.kind not in ("client", "intermediate"))))
         return rep
+
+    def sweep(self, now: float, at: datetime | None = None) -> None:
+        """Log the expiry warnings due (recorded clients not seen since they came within the
+        horizon, the trust config's certificates and CRLs), at most every ``SWEEP_INTERVAL``
+        seconds of ``now`` (monotonic). The runtimes call it from their reload poll."""
+        if self._swept is not None and now - self._swept < SWEEP_INTERVAL:
+            return
+        self._swept = now
+        validator = self.snapshot.gateway.validator
+        self._warn(self.radar.sweep(at or datetime.now(UTC), also=trust_rows(validator.trust, validator.crls)))
+
+    def _warn(self, warnings: tuple[ExpiryWarning, ...]) -> None:
+        for warning in warnings:
+            logger.warning(json.dumps(warning.as_log()))
 
     def render_metrics(self) -> str:
         """The counters and the radar's gauges, in Prometheus text format."""

@@ -165,3 +165,4 @@ async def _watch(state: GatewayState) -> None:
         await trio.sleep(poll)
         if state.changed():
             state.reload()
+        state.sweep(trio.current_time())
