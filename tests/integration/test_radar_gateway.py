@@ -158,6 +158,9 @@ async def test_radar_reports_three_accounts_and_reload_guard_keeps_the_config(
         assert [c["account"] for c in clients] == ["alpha", "beta", "gamma"]
         assert [c["count"] for c in clients] == [2, 1, 1]
         assert [c["status"] for c in clients] == ["expiring", "expiring", "ok"]
+        assert all(len(c["chain"]) == 2 for c in clients)  # leaf and intermediate, as presented
+        status, body = await run(admin_get, info, "/certs?chains=0")
+        assert status == 200 and all("chain" not in c for c in json.loads(body)["certificates"])
         kinds = {c["kind"] for c in doc["certificates"]}
         assert kinds == {"client", "intermediate", "anchor"}  # the trust config is in the same report
 

@@ -56,9 +56,10 @@ def parse_window(value: str) -> timedelta:
     return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
 
 
-def load_report(source: str) -> Report:
+def load_report(source: str, *, chains: bool = True) -> Report:
     """The report at an admin URL (``http://host:port`` → ``/certs``) or in a snapshot file.
 
+    ``chains=False`` asks the admin endpoint to leave the presented chains out (smaller).
     Raises UsageError naming the source.
     """
     if source.startswith(("http://", "https://")):
@@ -67,6 +68,8 @@ def load_report(source: str) -> Report:
             raise UsageError(f"{source}: the admin listener speaks plain http://")
         if url.path in ("", "/"):
             url = url._replace(path="/certs")
+        if not chains:
+            url = url._replace(query="&".join(q for q in (url.query, "chains=0") if q))
         try:
             with urllib.request.urlopen(urllib.parse.urlunsplit(url), timeout=30) as answer:  # noqa: S310 - http only
                 data = answer.read(MAX_SNAPSHOT_BYTES + 1)
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         window = parse_window(args.within) if args.within else None
         if not args.source and not args.config:
             raise UsageError("give SOURCE (an admin URL or a snapshot file), --config FILE, or both")
-        loaded = load_report(args.source) if args.source else None
+        loaded = load_report(args.source, chains=args.json and not args.no_chains) if args.source else None
         rows = list(loaded.rows) if loaded is not None else []
         if args.config:
             rows += _config_rows(args.config)

@@ -490,12 +490,13 @@ async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], f
                 continue
             if not isinstance(event, h11.Request):
                 return
-            path = event.target.split(b"?")[0]
+            path, _, query = event.target.partition(b"?")
             if path == b"/metrics":
                 status, ctype, body = 200, CONTENT_TYPE, state.render_metrics().encode()
             elif path == b"/certs":
-                # The expiry report with the presented chains: `mtlscore certs` and `mtlscore preview` read it.
-                doc = state.certificates().to_json()
+                # The expiry report with the presented chains (`mtlscore preview` replays them);
+                # ?chains=0 leaves them out (`mtlscore certs` prints a table without them).
+                doc = state.certificates().to_json(chains=b"chains=0" not in query.split(b"&"))
                 status, ctype, body = 200, "application/json", json.dumps(doc).encode()
             elif path == b"/healthz":
                 status, ctype, body = 200, "text/plain", b"ok\n"
