@@ -167,6 +167,7 @@ def test_certs_reads_a_snapshot_and_the_config(tmp_path: Path) -> None:
         (("preview", "--config", "{config}", "--chains", "{junkdir}"), "junk.pem: malformed"),
         (("preview", "--config", "{missing}", "--against", "{snap}"), "cannot read"),
         (("preview", "--config", "{config}", "--against", "{snap}", "--at", "someday"), "--at 'someday'"),
+        (("preview", "--config", "{config}", "--against", "{chainless}"), "no chains to replay"),
     ],
 )
 def test_command_errors_are_one_line_and_exit_2(argv: tuple[str, ...], message: str, tmp_path: Path) -> None:
@@ -177,7 +178,12 @@ def test_command_errors_are_one_line_and_exit_2(argv: tuple[str, ...], message: 
         "missing": tmp_path / "missing",
         "config": tmp_path / "c.toml",
         "junkdir": tmp_path / "junk",
+        "chainless": tmp_path / "chainless.json",
     }
+    radar = Radar()
+    verdict = single_anchor(tmp_path, "b.pem").validate([ZETA.der], at=NOW)  # type: ignore[attr-defined]
+    radar.observe((parse_certificate(ZETA.der),), verdict, account="zeta", at=NOW)
+    names["chainless"].write_text(json.dumps(report(radar, at=NOW).to_json(chains=False)))
     names["snap"].write_text(json.dumps(report(None, at=NOW).to_json()))
     names["bad"].write_text(json.dumps({"version": 1, "taken": NOW.isoformat(), "certificates": [{"kind": 1}]}))
     names["config"].write_text('[trust]\nanchors = ["b.pem"]\n')

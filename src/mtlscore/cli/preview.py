@@ -126,7 +126,11 @@ def run(args: argparse.Namespace) -> int:
         new = load_config(args.config).validator()
         old = load_config(args.current).validator() if args.current else None
         if args.against:
-            chains = recorded_from(load_report(args.against).rows)
+            rows = load_report(args.against).rows
+            chains = recorded_from(rows)
+            if not chains and any(r.kind == "client" for r in rows):
+                raise UsageError(f"{args.against}: the snapshot has no chains to replay "
+                                 "(saved with --no-chains or from /certs?chains=0)")
         else:
             chains = load_chains(args.chains)
     except (UsageError, ConfigError) as exc:
