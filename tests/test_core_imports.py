@@ -300,3 +300,25 @@ def test_relative_imports_are_followed(tmp_path: Path) -> None:
     mod.write_text("from .x509 import cert\nfrom .x509.names import name_key\nfrom .runtimes import x\n")
     mods = {i.module for i in imports_of(mod, own="mtlscore.mod")}
     assert {"mtlscore.x509.cert", "mtlscore.x509.names", "mtlscore.runtimes"} <= mods
+
+
+def test_docs_architecture_names_every_package_and_module() -> None:
+    # docs/architecture.md is the map of the tree: every layer unit is in its table, and
+    # every module it names as a package's key module exists.
+    import re
+
+    text = (PACKAGE_DIR.parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| `")]
+    named = {row[1].strip() for row in rows}
+    for units in LAYERS:
+        for unit in units - {"mtlscore", "mtlscore.__main__"}:
+            short = unit.removeprefix("mtlscore.")
+            path = PACKAGE_DIR / short
+            label = f"`{short}/`" if path.is_dir() else f"`{short}.py`"
+            assert any(label in cell for cell in named), f"{label} is not in docs/architecture.md"
+    for row in rows:
+        package = row[1].strip().strip("`").rstrip("/")
+        for module in re.findall(r"`(\w+)\*?`", row[3]):
+            if (PACKAGE_DIR / package).is_dir():
+                found = list((PACKAGE_DIR / package).glob(f"{module}*.py"))
+                assert found, f"docs/architecture.md names {package}/{module}, which does not exist"
