@@ -14,6 +14,7 @@ import h11
 from mtlscore.config import parse_config
 from mtlscore.decision.validator import Validator
 from mtlscore.decision.verdict import Verdict
+from mtlscore.gateway.radar import Radar
 from mtlscore.gateway.request_head import remove_dot_segments
 from mtlscore.gateway.session import (
     Close,
@@ -166,6 +167,7 @@ def drive(client: bytes, upstream: bytes) -> None:
     answers = _chunks(upstream, max(1, size // 2))
     client_eof = upstream_eof = False
     oracle = UpstreamOracle()
+    radar = Radar(max_certificates=2)
     # Issue 15's deadlines: the upstream answer's length picks how fast time runs between
     # actions (so head, body, idle and age deadlines pass mid-stream) and whether the
     # client or the upstream stops taking writes.
@@ -214,6 +216,10 @@ def drive(client: bytes, upstream: bytes) -> None:
             line = json.dumps(action.decision.as_log())
             if "\n" in line:
                 raise Crash(f"a log line spans lines: {line!r}")
+            if action.verdict is not None:  # what the gateway hands its expiry radar
+                if not action.verdict.ok or not action.chain:
+                    raise Crash(f"a refused or empty chain for the radar: {action!r}")
+                radar.observe(action.chain, action.verdict, account=action.decision.account, at=NOW)
         elif isinstance(action, WriteUpstream):
             check_upstream_head(action.data)
             oracle.feed(action.data)
