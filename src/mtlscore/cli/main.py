@@ -17,10 +17,38 @@ __all__ = ["main"]
 _COMMANDS = ("check", "thumbprint", "identity", "serve", "demo", "certs", "preview")
 
 
+def version_text() -> str:
+    """``mtlscore X (cryptography Y, OpenSSL Z; Python ssl: OpenSSL W)``: what a bug report needs.
+
+    Two OpenSSL builds can be in one process: the one inside ``cryptography``'s wheel
+    (certificate parsing and signatures) and the one Python's ``ssl`` links (the
+    gateway's TLS handshakes); they often differ, so both are printed.
+    """
+    import ssl
+
+    import cryptography
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    from . import __version__
+
+    return (
+        f"mtlscore {__version__} (cryptography {cryptography.__version__}, "
+        f"{backend.openssl_version_text()}; Python ssl: {ssl.OPENSSL_VERSION})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtlscore",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the version line is not re-wrapped
         description="Explain, inspect and serve mTLS client-certificate decisions.",
+    )
+    parser.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=version_text(),
+        help="print the mtlscore, cryptography and OpenSSL versions and exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:

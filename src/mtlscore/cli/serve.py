@@ -55,21 +55,26 @@ def run(args: argparse.Namespace) -> int:
         )
 
     status = _Started(ready)
-    if runtime == "trio":
-        try:
-            import trio
-        except ImportError:
-            print('mtlscore serve: the trio runtime needs trio: pip install "mtlscore[trio]"', file=sys.stderr)
-            return 2
-        from ..runtimes import trio as trio_runtime
+    try:
+        if runtime == "trio":
+            try:
+                import trio
+            except ImportError:
+                print('mtlscore serve: the trio runtime needs trio: pip install "mtlscore[trio]"', file=sys.stderr)
+                return 2
+            from ..runtimes import trio as trio_runtime
 
-        trio.run(lambda: trio_runtime.serve(state, task_status=status))
-    else:
-        import asyncio
+            trio.run(lambda: trio_runtime.serve(state, task_status=status))
+        else:
+            import asyncio
 
-        from ..runtimes import asyncio as asyncio_runtime
+            from ..runtimes import asyncio as asyncio_runtime
 
-        asyncio.run(asyncio_runtime.serve(state, task_status=status))
+            asyncio.run(asyncio_runtime.serve(state, task_status=status))
+    except ConfigError as exc:
+        # The listeners: server.listen / server.admin_listen taken or not of this machine.
+        print(f"mtlscore serve: configuration error in {args.config}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from ..gateway.settings import Address
 from . import ServerInfo
 from .driver import GatewayState, serve_admin, serve_connection
+from .startup import listen_error
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
 from .tls import presented_chain, server_context
 
@@ -142,12 +143,19 @@ async def serve(
     # drops handshakes and clients wait for TCP retransmits (loadtest/run.py measured
     # 396 of 1,000). Let the accept queue hold what max_connections allows (the kernel
     # caps it at net.core.somaxconn).
-    server = await asyncio.start_server(
-        on_client, listen.host, listen.port, backlog=max(100, server_cfg.max_connections)
-    )
+    try:
+        server = await asyncio.start_server(
+            on_client, listen.host, listen.port, backlog=max(100, server_cfg.max_connections)
+        )
+    except OSError as exc:
+        raise listen_error("server.listen", listen, exc) from None
     admin = None
     if server_cfg.admin_listen is not None:
-        admin = await asyncio.start_server(on_admin, server_cfg.admin_listen.host, server_cfg.admin_listen.port)
+        try:
+            admin = await asyncio.start_server(on_admin, server_cfg.admin_listen.host, server_cfg.admin_listen.port)
+        except OSError as exc:
+            server.close()
+            raise listen_error("server.admin_listen", server_cfg.admin_listen, exc) from None
     info = ServerInfo(
         Address(listen.host, server.sockets[0].getsockname()[1]),
         Address(server_cfg.admin_listen.host, admin.sockets[0].getsockname()[1])

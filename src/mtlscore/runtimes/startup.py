@@ -8,7 +8,9 @@ client is a :class:`ConfigError` naming the key.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import stat
 from datetime import datetime
 from typing import Any
@@ -16,7 +18,29 @@ from typing import Any
 from ..reasons import ConfigError
 from ..revocation.crl import parse_crl
 
-__all__ = ["startup_warnings"]
+__all__ = ["listen_error", "startup_warnings"]
+
+# What an operator can do about each bind(2)/getaddrinfo(3) failure.
+_BIND_ERRORS: dict[int, str] = {
+    errno.EADDRINUSE: "is already in use (another process listens there: stop it or pick another port)",
+    errno.EADDRNOTAVAIL: "is not an address of this machine (use one of its addresses, or 0.0.0.0)",
+    errno.EACCES: "needs privileges (ports below 1024: run with CAP_NET_BIND_SERVICE or pick a port >= 1024)",
+    errno.EPERM: "is not permitted here",
+}
+
+
+def listen_error(key: str, address: object, exc: OSError) -> ConfigError:
+    """A failed bind/listen on ``address`` as a one-line :class:`ConfigError` naming ``key``.
+
+    ``server.listen: 127.0.0.1:8443 is already in use`` instead of a traceback
+    ending in ``OSError: [Errno 98]`` (asyncio and trio word it differently).
+    """
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(f"{address}: the host name does not resolve ({exc.strerror})", key=key)
+    why = _BIND_ERRORS.get(exc.errno or 0)
+    if why is None:
+        why = f"cannot listen: {exc.strerror or exc}"
+    return ConfigError(f"{address} {why}", key=key)
 
 
 def startup_warnings(config: Any, *, at: datetime) -> list[dict[str, str]]:

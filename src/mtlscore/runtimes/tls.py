@@ -31,6 +31,7 @@ __all__ = [
     "StdlibEngine",
     "TLSEngine",
     "TLSHandshakeError",
+    "check_server_files",
     "engine_factory",
     "handshake_reason",
     "presented_chain",
@@ -112,6 +113,73 @@ def handshake_reason(exc: BaseException) -> tuple[str, str]:
     return TLS_PROTOCOL_ERROR, text or type(exc).__name__
 
 
+def check_server_files(certificate: str | pathlib.Path, key: str | pathlib.Path) -> None:
+    """Raise :class:`ConfigError` naming ``server.certificate`` or ``server.key``, the file and
+    what is wrong, when the pair cannot serve TLS; return None when it can.
+
+    OpenSSL's own messages for these mistakes ("[SSL] PEM lib", a ``None`` file name)
+    name neither the key nor the defect, so the files are read and parsed here first,
+    with ``cryptography``, in the order an operator fixes them: present, PEM, a
+    certificate, a private key, unencrypted, the certificate's key.
+    """
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    blobs: dict[str, bytes] = {}
+    for name, path in (("certificate", certificate), ("key", key)):
+        try:
+            blobs[name] = pathlib.Path(path).read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file", key=f"server.{name}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, not a PEM file", key=f"server.{name}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}", key=f"server.{name}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(blobs["certificate"])
+    except ValueError:
+        what = _pem_label(blobs["certificate"])
+        found = f"it holds a {what} block" if what else "not a PEM file"
+        raise ConfigError(
+            f"{certificate}: no PEM CERTIFICATE ({found}); give the server's certificate, "
+            "then its intermediates, as PEM",
+            key="server.certificate",
+        ) from None
+    try:
+        private = serialization.load_pem_private_key(blobs["key"], password=None)
+    except TypeError:
+        # cryptography: "Password was not given but private key is encrypted".
+        raise ConfigError(
+            f"{key}: the private key is encrypted and mtlscore takes no passphrase; store it "
+            "decrypted with mode 600 (openssl pkey -in KEY -out KEY.plain)",
+            key="server.key",
+        ) from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        what = _pem_label(blobs["key"])
+        found = f"it holds a {what} block" if what else "not a PEM file"
+        raise ConfigError(
+            f"{key}: no PEM private key ({found}): {type(exc).__name__}", key="server.key"
+        ) from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*spki) != certs[0].public_key().public_bytes(*spki):
+        raise ConfigError(
+            f"{key}: this private key does not match the certificate in {certificate} "
+            f"(subject {certs[0].subject.rfc4514_string() or '(empty)'})",
+            key="server.key",
+        )
+
+
+def _pem_label(data: bytes) -> str | None:
+    """The label of the first PEM block in ``data`` (``PRIVATE KEY``, ``CERTIFICATE REQUEST``…)."""
+    start = data.find(b"-----BEGIN ")
+    if start < 0:
+        return None
+    end = data.find(b"-----", start + 11)
+    label = data[start + 11 : end] if end > 0 else b""
+    return label.decode("ascii", "replace") or None
+
+
 def server_context(
     trust: TrustStore,
     *,
@@ -131,14 +199,13 @@ def server_context(
     presented chain as well. Raises :class:`ConfigError` when the certificate or
     key cannot be loaded.
     """
+    check_server_files(certificate, key)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(str(certificate), str(key))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"cannot read {exc.filename}", key="server.certificate") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"cannot load certificate/key: {exc}", key="server.key") from None
+    except (ssl.SSLError, OSError) as exc:  # checked above: only what cryptography accepts and OpenSSL not
+        raise ConfigError(f"{certificate}, {key}: OpenSSL cannot load them: {exc}", key="server.certificate") from None
     ctx.verify_mode = ssl.CERT_REQUIRED if mode == "reject_invalid" else ssl.CERT_OPTIONAL
     pems = [a.certificate.pem for a in trust.anchors]
     pems += [c.pem for c in trust.intermediates] + [c.pem for c in trust.allowlisted]
@@ -303,6 +370,7 @@ class DeferredEngine:
                 'pip install "mtlscore[gateway]", or set tls_engine = "ssl"',
                 key="server.tls_engine",
             ) from None
+        check_server_files(certificate, key)
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         try:
@@ -310,7 +378,9 @@ class DeferredEngine:
             ctx.use_privatekey_file(str(key))
             ctx.check_privatekey()
         except (SSL.Error, OSError) as exc:
-            raise ConfigError(f"cannot load certificate/key: {exc}", key="server.certificate") from None
+            raise ConfigError(
+                f"{certificate}, {key}: OpenSSL cannot load them: {exc}", key="server.certificate"
+            ) from None
         # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask, accept anything, decide later.
         ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
         ctx.set_options(SSL.OP_NO_TICKET)

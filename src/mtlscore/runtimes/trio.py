@@ -21,6 +21,7 @@ import trio
 from ..gateway.settings import Address
 from . import ServerInfo
 from .driver import GatewayState, serve_admin, serve_connection
+from .startup import listen_error
 from .fetch_trio import FetchError, TrioFetcher
 from .tls import presented_chain, server_context
 
@@ -117,14 +118,26 @@ async def serve(
         await serve_admin(TrioStream(stream), state, trio.current_time)
 
     listen = server_cfg.listen
-    listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
-    async with trio.open_nursery() as background:
-        admin_address = None
-        if server_cfg.admin_listen is not None:
-            host = server_cfg.admin_listen.host
+    try:
+        listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+    except OSError as exc:
+        raise listen_error("server.listen", listen, exc) from None
+    admin: list[trio.SocketListener] = []
+    admin_address = None
+    if server_cfg.admin_listen is not None:
+        # Bound before the nursery opens: an error inside it would reach the caller
+        # wrapped in an ExceptionGroup instead of as the one-line ConfigError.
+        host = server_cfg.admin_listen.host
+        try:
             admin = await trio.open_tcp_listeners(server_cfg.admin_listen.port, host=host)
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            raise listen_error("server.admin_listen", server_cfg.admin_listen, exc) from None
+        admin_address = Address(host, admin[0].socket.getsockname()[1])
+    async with trio.open_nursery() as background:
+        if admin:
             background.start_soon(trio.serve_listeners, on_admin, admin)
-            admin_address = Address(host, admin[0].socket.getsockname()[1])
         if handle_signals:
             background.start_soon(_signals, state, stop)
         background.start_soon(_watch, state)
