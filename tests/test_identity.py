@@ -40,7 +40,7 @@ def test_fields(ca: pki.Issued) -> None:
     assert ident.values("DC") == ("example", "com")
     assert ident.common_name == "partner-abc"
     assert ident.issuer_dn == "CN=Partner X CA,O=Partner X"
-    assert ident.serial == leaf.serial and ident.serial_hex == format(leaf.serial, "X")
+    assert ident.serial == leaf.serial and ident.serial_hex == format(leaf.serial, "x")
     assert ident.san_dns == ("api.partner.example",)
     assert ident.san_uri == ("https://partner.example/client",)
     assert ident.san_email == ("ops@Partner.example",)

@@ -266,6 +266,10 @@ def test_identity_json_without_upstream() -> None:
     assert doc["verdict"] == "accepted" and doc["account"] == "partner-abc"
     assert doc["certificate"]["x5t#S256"] == parse_certificate(GOOD.der).x5t_s256
     assert doc["tls"]["sni"] == "api.example"
+    # Issue 18 item 6: one serial format (hex) in both places, no internal normalised keys.
+    assert doc["identity"]["serial"] == doc["certificate"]["serial"] == format(GOOD.serial, "x")
+    assert not {"subject_key", "issuer_key"} & set(doc["identity"])
+    assert doc["identity"]["subject_dn"] == doc["certificate"]["subject"]
 
 
 def test_app_checks_401_and_api_key() -> None:

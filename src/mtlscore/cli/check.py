@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat import asn1
+from cryptography.x509 import ObjectIdentifier
 
 from ..decision.verdict import Verdict
 from ..reasons import CertificateRejected, ConfigError
@@ -20,7 +25,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "check",
         help="validate a client certificate chain and explain the verdict",
-        description="Validate CHAIN (a PEM file, leaf first, or one DER certificate; - for stdin). "
+        description="Validate CHAIN (a PEM file, leaf first, one DER certificate, or a PKCS#12 "
+        "file; - for stdin). "
         "Exit 0 accepted, 1 rejected, 2 usage error.",
     )
     p.add_argument("--trust", action="append", default=[], metavar="FILE", help="trust anchor(s), PEM/DER")
@@ -39,6 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--config", metavar="FILE", help="configuration file ([trust], [policy], [revocation])")
     p.add_argument("--at", metavar="ISO8601", help="validation time (default: now)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_password_argument(p)
     p.add_argument("chain", metavar="CHAIN")
     p.set_defaults(func=run)
 
@@ -55,6 +62,139 @@ def read_input(name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+PKCS12_PASSWORD_ENV = "MTLSCORE_PKCS12_PASSWORD"  # noqa: S105 - the variable's name, not a password
+
+# PEM labels (RFC 7468 §5-§11, and OpenSSL's legacy ones) that are not a certificate: what to say.
+_NOT_A_CERTIFICATE = {
+    "PRIVATE KEY": "a private key, not a certificate: give the certificate (the file curl takes "
+    "with --cert), not the key (--key)",
+    "CERTIFICATE REQUEST": "a certificate signing request (CSR), not a certificate: the CA issues "
+    "the certificate from it; give that certificate",
+    "X509 CRL": "a CRL, not a certificate: pass it with --crl",
+    "PKCS7": "PKCS#7, not a PEM certificate: extract the certificates with "
+    "openssl pkcs7 -print_certs -in {name} -out chain.pem",
+    "PUBLIC KEY": "a public key, not a certificate: give the certificate that carries it",
+}
+
+
+def _not_a_certificate(label: str) -> str | None:
+    for key, what in _NOT_A_CERTIFICATE.items():
+        if label == key or label.endswith(" " + key) or label == "NEW " + key:
+            return what
+    return None
+
+
+def add_password_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--password", metavar="PASSWORD",
+        help=f"password of a PKCS#12 (.p12/.pfx) file (default: ${PKCS12_PASSWORD_ENV}, else none)",
+    )
+
+
+def certificate_input(name: str, data: bytes, password: str | None = None) -> bytes:
+    """``data`` as the validator takes it, or :class:`UsageError` saying what the file is instead.
+
+    PEM and DER certificates pass unchanged (their own errors are the validator's
+    ``malformed``). A PKCS#12 file (what browsers and ``curl --cert-type P12`` use) is
+    opened with ``password`` (or ``$MTLSCORE_PKCS12_PASSWORD``) and becomes PEM, its
+    keyed certificate first. A private key, CSR, CRL or PKCS#7 file given by mistake is
+    named as such, with what to give instead, rather than an ASN.1 parse error.
+    """
+    from .runtimes._tls import pem_label
+
+    if b"-----BEGIN " in data[:4096]:
+        if b"-----BEGIN CERTIFICATE-----" in data or b"-----BEGIN X509 CERTIFICATE-----" in data:
+            return data
+        label = pem_label(data) or ""
+        what = _not_a_certificate(label)
+        if what is None:
+            raise UsageError(f"{name} holds a PEM {label} block, not a CERTIFICATE")
+        raise UsageError(f"{name} is {what.format(name=name)}")
+    if not data:
+        return data
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        pass
+    else:
+        return data
+    if _is_pkcs12(data):
+        return _open_pkcs12(name, data, password if password is not None else os.environ.get(PKCS12_PASSWORD_ENV))
+    try:
+        x509.load_der_x509_csr(data)
+    except ValueError:
+        pass
+    else:
+        raise UsageError(f"{name} is {_NOT_A_CERTIFICATE['CERTIFICATE REQUEST']} (DER)")
+    try:
+        x509.load_der_x509_crl(data)
+    except ValueError:
+        pass
+    else:
+        raise UsageError(f"{name} is {_NOT_A_CERTIFICATE['X509 CRL']} (DER)")
+    try:
+        serialization.load_der_private_key(data, password=None)
+    except TypeError:  # an encrypted key
+        raise UsageError(f"{name} is an encrypted {_NOT_A_CERTIFICATE['PRIVATE KEY']} (DER)") from None
+    except (ValueError, UnsupportedAlgorithm):
+        return data  # neither: the validator explains why it is not a certificate
+    raise UsageError(f"{name} is {_NOT_A_CERTIFICATE['PRIVATE KEY']} (DER)")
+
+
+# RFC 7292 §4: PFX ::= SEQUENCE { version INTEGER {v3(3)}, authSafe ContentInfo, macData MacData OPTIONAL }
+@asn1.sequence
+class _ContentInfo:
+    content_type: ObjectIdentifier
+    content: Annotated[asn1.TLV, asn1.Explicit(0)]
+
+
+@asn1.sequence
+class _MacData:
+    mac: asn1.TLV
+    mac_salt: bytes
+    iterations: Annotated[int, asn1.Default(1)]
+
+
+@asn1.sequence
+class _PFX:
+    version: int
+    auth_safe: _ContentInfo
+    mac_data: _MacData | None
+
+
+def _is_pkcs12(data: bytes) -> bool:
+    try:
+        pfx = asn1.decode_der(_PFX, data)
+    except ValueError:
+        return False
+    return pfx.version == 3
+
+
+def _open_pkcs12(name: str, data: bytes, password: str | None) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
+
+    tries = [password.encode()] if password is not None else [None, b""]  # no password, or an empty one
+    for secret in tries:
+        try:
+            bundle = pkcs12.load_pkcs12(data, secret)
+        except ValueError:
+            continue
+        certs = ([bundle.cert] if bundle.cert is not None else []) + list(bundle.additional_certs)
+        if not certs:
+            raise UsageError(f"{name} is PKCS#12 but holds no certificate")
+        return b"".join(c.certificate.public_bytes(Encoding.PEM) for c in certs)
+    if password is None:
+        raise UsageError(
+            f"{name} is PKCS#12 (a .p12/.pfx bundle) protected by a password: pass --password "
+            f"(or set {PKCS12_PASSWORD_ENV}), or extract the chain with "
+            f"openssl pkcs12 -in {name} -nokeys -out chain.pem"
+        )
+    raise UsageError(f"{name} is PKCS#12 and the password given does not open it (or the file is damaged)")
 
 
 def parse_at(value: str | None) -> datetime:
@@ -137,6 +277,23 @@ def _principal(principal: Any) -> Any:
     return to_dict() if callable(to_dict) else str(principal)
 
 
+def principal_text(principal: Any) -> str:
+    """``partner-abc (groups: a, b; mapped by accounts[0])``: the principal for a person.
+
+    The account's other attributes (keys, hashes, limits) are configuration, not who
+    the caller is; ``--json`` prints them.
+    """
+    pid = getattr(principal, "id", None)
+    if pid is None:
+        return str(principal)
+    extra = []
+    if groups := getattr(principal, "groups", ()):
+        extra.append("groups: " + ", ".join(groups))
+    if rule := getattr(principal, "rule", ""):
+        extra.append(f"mapped by {rule}")
+    return f"{pid} ({'; '.join(extra)})" if extra else str(pid)
+
+
 def explain_text(verdict: Verdict) -> str:
     """The verdict explained to a person."""
     lines: list[str] = []
@@ -163,7 +320,7 @@ def explain_text(verdict: Verdict) -> str:
         ident = verdict.identity
         lines.append(f"  identity: {ident.subject_dn or '(empty subject)'}  x5t#S256={ident.x5t_s256}")
     if verdict.principal is not None:
-        lines.append(f"  principal: {_principal(verdict.principal)}")
+        lines.append(f"  principal: {principal_text(verdict.principal)}")
     for note in verdict.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
@@ -173,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         at = parse_at(args.at)
         validator = build_validator(args)
-        chain = read_input(args.chain)
+        chain = certificate_input(args.chain, read_input(args.chain), args.password)
         ocsp = [read_input(name) for name in args.ocsp_response]
     except UsageError as exc:
         print(f"mtlscore check: {exc}", file=sys.stderr)

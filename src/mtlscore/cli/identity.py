@@ -14,7 +14,7 @@ from typing import Any
 from ..identity.identity import Identity
 from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
-from .check import UsageError, parse_at, read_input
+from .check import UsageError, add_password_argument, certificate_input, parse_at, read_input
 
 __all__ = ["register", "run"]
 
@@ -23,13 +23,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "identity",
         help="print the identity a certificate asserts (and the principal a config maps it to)",
-        description="Print the identity of the first certificate in FILE (PEM or DER; - for stdin); "
+        description="Print the identity of the first certificate in FILE (PEM, DER or PKCS#12; - for stdin); "
         "further certificates are the presented chain. With --config, also the principal the "
         "[[accounts]] rules give, or why none matched. Exit 0 ok, 1 malformed or unmapped, 2 usage error.",
     )
     p.add_argument("--config", metavar="FILE", help="configuration file with [trust] and [[accounts]]")
     p.add_argument("--at", metavar="ISO8601", help="time to validate the chain at, to find its anchor")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_password_argument(p)
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=run)
 
@@ -69,7 +70,14 @@ def _mapping(config: Any, certs: list[Any], at: Any) -> tuple[Identity, dict[str
     return identity, mapping, res.principal
 
 
-def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any) -> str:
+def _scope_of(config: Any, rule_name: str) -> str:
+    for rule in getattr(config.accounts, "rules", ()):
+        if rule.name == rule_name:
+            return f"only {rule.describe_scope()} may vouch for it"
+    return "its anchors did not vouch for this certificate"
+
+
+def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any, config: Any = None) -> str:
     d = identity.to_dict()
     lines = [f"subject:      {identity.subject_dn or '(empty)'}"]
     for rdn in identity.subject:
@@ -97,6 +105,9 @@ def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any) ->
         lines.append(f"              ({mapping['detail']})")
     else:
         lines.append(f"principal:    none — {mapping['detail']}")
+    for name in mapping.get("out_of_scope", ()):
+        # Rules whose names match but whose anchors did not vouch for this certificate.
+        lines.append(f"out of scope: {name} (matches by name; {_scope_of(config, name)})")
     if mapping.get("note"):
         lines.append(f"note:         {mapping['note']}")
     return "\n".join(lines)
@@ -105,7 +116,7 @@ def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any) ->
 def run(args: argparse.Namespace) -> int:
     try:
         at = parse_at(args.at)
-        data = read_input(args.file)
+        data = certificate_input(args.file, read_input(args.file), args.password)
         config = None
         if args.config:
             from ..config import load_config
@@ -134,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             out["mapping"] = mapping
         print(json.dumps(out, indent=2))
     else:
-        print(_text(identity, mapping, principal))
+        print(_text(identity, mapping, principal, config))
     if mapping is not None and mapping["rules"] and principal is None:
         return 1
     return 0

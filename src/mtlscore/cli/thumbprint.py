@@ -9,7 +9,7 @@ from typing import Any
 
 from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
-from .check import UsageError, read_input
+from .check import UsageError, add_password_argument, certificate_input, read_input
 
 __all__ = ["register", "run"]
 
@@ -19,19 +19,20 @@ def register(sub: Any) -> None:
         "thumbprint",
         help="print a certificate's x5t#S256, SHA-256 fingerprint and SPKI pin",
         description="Print the RFC 8705 x5t#S256, the SHA-256 fingerprint and the RFC 7469 SPKI pin "
-        "of the first certificate in FILE (PEM or DER; - for stdin). "
+        "of the first certificate in FILE (PEM, DER or PKCS#12; - for stdin). "
         "Exit 0 ok, 1 malformed certificate, 2 unreadable file.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--jwk", action="store_true",
                    help="print the public key as a JWK with x5c (every certificate in FILE) and x5t#S256")
+    add_password_argument(p)
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        data = read_input(args.file)
+        data = certificate_input(args.file, read_input(args.file), args.password)
     except UsageError as exc:
         print(f"mtlscore thumbprint: {exc}", file=sys.stderr)
         return 2

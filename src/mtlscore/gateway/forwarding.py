@@ -143,12 +143,12 @@ def _certificate_summary(cert: Certificate) -> dict[str, Any]:
 
 
 def _identity_json(identity: Any) -> Any:
+    # Identity.to_dict: what `mtlscore identity --json` prints (hex serial, no internal
+    # normalised-name keys), not the dataclass's fields.
     if identity is None:
         return None
-    fields = getattr(identity, "__dataclass_fields__", None)
-    if fields is None:
-        return str(identity)
-    return {name: getattr(identity, name) for name in fields}
+    to_dict = getattr(identity, "to_dict", None)
+    return to_dict() if callable(to_dict) else str(identity)
 
 
 

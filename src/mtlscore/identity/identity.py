@@ -174,8 +174,8 @@ class Identity:
 
     @property
     def serial_hex(self) -> str:
-        """The serial number as upper-case hex (as OpenSSL prints it)."""
-        return format(self.serial, "X")
+        """The serial number as lower-case hex, the one format every output uses."""
+        return format(self.serial, "x")
 
     def with_anchor(self, anchor: Anchor | AnchorRef | Certificate | None) -> Identity:
         """The same identity, vouched for by another anchor (or none)."""

@@ -34,6 +34,7 @@ __all__ = [
     "check_server_files",
     "engine_factory",
     "handshake_reason",
+    "pem_label",
     "presented_chain",
     "server_context",
 ]
@@ -139,7 +140,7 @@ def check_server_files(certificate: str | pathlib.Path, key: str | pathlib.Path)
     try:
         certs = x509.load_pem_x509_certificates(blobs["certificate"])
     except ValueError:
-        what = _pem_label(blobs["certificate"])
+        what = pem_label(blobs["certificate"])
         found = f"it holds a {what} block" if what else "not a PEM file"
         raise ConfigError(
             f"{certificate}: no PEM CERTIFICATE ({found}); give the server's certificate, "
@@ -156,7 +157,7 @@ def check_server_files(certificate: str | pathlib.Path, key: str | pathlib.Path)
             key="server.key",
         ) from None
     except (ValueError, UnsupportedAlgorithm) as exc:
-        what = _pem_label(blobs["key"])
+        what = pem_label(blobs["key"])
         found = f"it holds a {what} block" if what else "not a PEM file"
         raise ConfigError(
             f"{key}: no PEM private key ({found}): {type(exc).__name__}", key="server.key"
@@ -170,7 +171,7 @@ def check_server_files(certificate: str | pathlib.Path, key: str | pathlib.Path)
         )
 
 
-def _pem_label(data: bytes) -> str | None:
+def pem_label(data: bytes) -> str | None:
     """The label of the first PEM block in ``data`` (``PRIVATE KEY``, ``CERTIFICATE REQUEST``…)."""
     start = data.find(b"-----BEGIN ")
     if start < 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
@@ -63,6 +64,26 @@ def policy_oid(value: object) -> str:
         return str(value)
     raise ConfigError(f"{value!r} is not a dotted policy OID (e.g. 2.23.140.1.2.1) or anyPolicy",
                       key="certificate_policies")
+
+
+_INT_FIELDS = (
+    "min_rsa_bits", "max_rsa_bits", "max_intermediates", "max_cert_bytes", "max_chain_bytes",
+    "max_presented", "max_path_work", "max_fetched_issuers", "max_fetch_bytes",
+)
+_BOOL_FIELDS = (
+    "require_leaf_eku", "check_ca_eku", "require_leaf_digital_signature", "fetch", "ocsp_nonce",
+    "ocsp_get", "fetch_issuers", "require_explicit_policy", "inhibit_policy_mapping",
+    "inhibit_any_policy", "strict_ca_profile",
+)
+_DURATION_FIELDS = ("clock_skew", "max_revocation_age", "fetch_failure_ttl")
+_STR_FIELDS = ("required_eku", "revocation", "revocation_leaf", "revocation_ca", "revocation_prefer")
+# Fields whose None means "not set" (documented on the field).
+_OPTIONAL = frozenset({"required_eku", "revocation_leaf", "revocation_ca", "require_explicit_policy"})
+
+
+def _kind(value: object) -> str:
+    text = repr(value)
+    return f"{text if len(text) <= 40 else text[:37] + '...'} ({type(value).__name__})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +157,7 @@ class Policy:
     epoch: int = field(default_factory=lambda: next(_epochs), compare=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.required_eku is not None:
             object.__setattr__(self, "required_eku", eku_oid(self.required_eku))
         for name in ("curves", "key_types", "signature_hashes"):
@@ -186,6 +208,34 @@ class Policy:
             if not oids:
                 raise ConfigError("names no policy; leave it out to accept any policy", key="certificate_policies")
             object.__setattr__(self, "certificate_policies", oids)
+
+    def _check_types(self) -> None:
+        """A wrong type is a :class:`ConfigError` naming the field, before any comparison
+        (``Policy(min_rsa_bits="x")`` was a bare ``TypeError`` from ``<=``)."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int:  # bool is an int subclass, and no count
+                raise ConfigError(f"must be an integer, not {_kind(value)}", key=name)
+        for name in _BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (value is None and name in _OPTIONAL):
+                raise ConfigError(f"must be true or false, not {_kind(value)}", key=name)
+        for name in _DURATION_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | timedelta):
+                raise ConfigError(f"must be a number of seconds or a timedelta, not {_kind(value)}", key=name)
+        for name in _STR_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str) and not (value is None and name in _OPTIONAL):
+                raise ConfigError(f"must be a string, not {_kind(value)}", key=name)
+        for name in ("curves", "key_types", "signature_hashes", "certificate_policies"):
+            value = getattr(self, name)
+            if value is None and name == "certificate_policies":
+                continue
+            if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+                raise ConfigError(f"must be a list of names, not {_kind(value)}", key=name)
+            if bad := [v for v in value if not isinstance(v, str)]:
+                raise ConfigError(f"must be a list of names; {_kind(bad[0])} is not a name", key=name)
 
     @property
     def user_policies(self) -> frozenset[str] | None:
