@@ -102,7 +102,7 @@ def certificate_input(name: str, data: bytes, password: str | None = None) -> by
     keyed certificate first. A private key, CSR, CRL or PKCS#7 file given by mistake is
     named as such, with what to give instead, rather than an ASN.1 parse error.
     """
-    from .runtimes._tls import pem_label
+    from ..runtimes.tls import pem_label
 
     if b"-----BEGIN " in data[:4096]:
         if b"-----BEGIN CERTIFICATE-----" in data or b"-----BEGIN X509 CERTIFICATE-----" in data:

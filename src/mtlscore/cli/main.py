@@ -29,7 +29,7 @@ def version_text() -> str:
     import cryptography
     from cryptography.hazmat.backends.openssl.backend import backend
 
-    from . import __version__
+    from .. import __version__
 
     return (
         f"mtlscore {__version__} (cryptography {cryptography.__version__}, "

@@ -21,8 +21,8 @@ from typing import Any
 from ..gateway.settings import Address
 from . import ServerInfo
 from .driver import GatewayState, serve_admin, serve_connection
-from .startup import listen_error
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
+from .startup import listen_error
 from .tls import presented_chain, server_context
 
 __all__ = [
