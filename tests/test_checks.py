@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mtlscore import Policy, Reason, pki
 from mtlscore.verify import Anchor
-from mtlscore.verify.checks import PathFailure, check_key, check_path
+from mtlscore.verify.checks import PathFailure, Who, check_key, check_path
 from mtlscore.verify.policy import SERVER_AUTH
 from mtlscore.x509 import parse_certificate
 
@@ -362,6 +362,14 @@ def _key(spec: Any) -> Any:
     return parse_certificate(pki.root().leaf(key=spec).der)
 
 
+def key_failure(cert: Any, policy: Policy) -> PathFailure | None:
+    try:
+        check_key(cert, policy, Who(cert, 0))
+    except PathFailure as failure:
+        return failure
+    return None
+
+
 @pytest.mark.parametrize(
     ("spec", "policy", "expected"),
     [
@@ -384,16 +392,15 @@ def _key(spec: Any) -> Any:
     ],
 )
 def test_check_key(spec: str, policy: Policy, expected: Reason | None) -> None:
-    bad = check_key(_key(spec), policy)
-    assert (bad[0] if bad else None) is expected
+    assert reason(key_failure(_key(spec), policy)) is expected
 
 
 def test_rsa_size_bounds_are_inclusive_and_odd_sizes_refused() -> None:
-    assert check_key(_key(rsa_public_only(8192)), Policy()) is None
-    bad = check_key(_key(rsa_public_only(8200)), Policy())
-    assert bad is not None and bad[0] is Reason.RSA_KEY_TOO_LARGE and "8200" in bad[1]
-    bad = check_key(_key(rsa_public_only(2052)), Policy())
-    assert bad is not None and bad[0] is Reason.UNSUPPORTED_KEY_ALGORITHM
+    assert key_failure(_key(rsa_public_only(8192)), Policy()) is None
+    bad = key_failure(_key(rsa_public_only(8200)), Policy())
+    assert bad is not None and bad.reason is Reason.RSA_KEY_TOO_LARGE and "8200" in bad.detail
+    bad = key_failure(_key(rsa_public_only(2052)), Policy())
+    assert bad is not None and bad.reason is Reason.UNSUPPORTED_KEY_ALGORITHM
 
 
 @pytest.mark.parametrize(("where", "position"), [("leaf", 0), ("inter", 1), ("root", 2)])

@@ -9,7 +9,8 @@ import pytest
 from cryptography import x509
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
-from mtlscore.verify.name_constraints import ConstraintFailure, NameConstraintState
+from mtlscore.verify.failure import PathFailure, Who
+from mtlscore.verify.name_constraints import NameConstraintState
 from mtlscore.x509 import parse_certificate
 
 NOW = pki.NOW
@@ -150,12 +151,16 @@ def test_state_directly() -> None:
     state = NameConstraintState()
     assert state.empty
     ca = parse_certificate(pki.root(permitted=[DNS("example")], excluded=[DNS("bad.example")]).der)
-    state.add(ca)
+    state.add(ca, Who(ca, 2, "trust anchor"))
     assert not state.empty
-    state.check(parse_certificate(pki.root().leaf(san_dns=["ok.example"]).der))
-    with pytest.raises(ConstraintFailure) as exc:
-        state.check(parse_certificate(pki.root().leaf(san_dns=["x.bad.example"]).der))
-    assert "excluded" in exc.value.detail and not exc.value.budget
-    with pytest.raises(ConstraintFailure) as exc:
-        state.check(parse_certificate(pki.root().leaf(san_dns=["x.test"]).der))
-    assert "permitted" in exc.value.detail
+    ok = parse_certificate(pki.root().leaf(san_dns=["ok.example"]).der)
+    state.check(ok, Who(ok, 0))
+    excluded = parse_certificate(pki.root().leaf(san_dns=["x.bad.example"]).der)
+    with pytest.raises(PathFailure) as exc:
+        state.check(excluded, Who(excluded, 0))
+    assert "excluded" in exc.value.detail and exc.value.reason is Reason.NAME_CONSTRAINTS_VIOLATION
+    assert exc.value.position == 0
+    outside = parse_certificate(pki.root().leaf(san_dns=["x.test"]).der)
+    with pytest.raises(PathFailure) as exc:
+        state.check(outside, Who(outside, 1))  # the position is the one the failure names
+    assert "permitted" in exc.value.detail and exc.value.position == 1

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from mtlscore import Policy, Reason, TrustStore, Validator, pki
+from mtlscore.verify.failure import PathFailure, Who
 from mtlscore.verify.signature import SignatureCache, check_signature_algorithm, verify_link
 from mtlscore.x509 import parse_certificate
 
@@ -43,8 +44,13 @@ def ec_root() -> pki.Issued:
 
 
 def _alg(der: bytes, policy: Policy | None = None) -> Reason | None:
-    bad = check_signature_algorithm(parse_certificate(der), policy or Policy())
-    return bad[0] if bad else None
+    cert = parse_certificate(der)
+    try:
+        check_signature_algorithm(cert, policy or Policy(), Who(cert, 0))
+    except PathFailure as failure:
+        assert failure.position == 0 and failure.detail.startswith("client certificate ")
+        return failure.reason
+    return None
 
 
 @pytest.mark.parametrize("hash_alg", ["sha256", "sha384", "sha512"])

@@ -24,6 +24,7 @@ from ..revocation.crl import ParsedCRL, parse_crl
 from ..revocation.crl_signer import SignerContext
 from ..verify import policy_graph
 from ..verify.checks import check_key, check_validity
+from ..verify.failure import PathFailure, Who
 from ..verify.machine import MachineError, Move, NeedIssuer, Request, State, transition
 from ..verify.path import BuildResult, KnownPaths, build_path
 from ..verify.policy import Policy
@@ -277,13 +278,14 @@ class Validator:
         # Exact match is the trust decision (the self-signed method, RFC 8705 §2.2);
         # the validity window and key/signature policy still hold.
         p = self.policy
-        who = f"allowlisted certificate {leaf.describe()!r}"
-        if (bad := check_validity(leaf, at.replace(microsecond=0), p, who)) is not None:
-            return Verdict.reject(bad[0], bad[1], path=(leaf,), position=0)
-        if (bad := check_key(leaf, p)) is not None:
-            return Verdict.reject(bad[0], f"{who}: {bad[1]}", path=(leaf,), position=0)
-        if (bad := check_signature_algorithm(leaf, p)) is not None and leaf.self_issued is False:
-            return Verdict.reject(bad[0], f"{who}: {bad[1]}", path=(leaf,), position=0)
+        who = Who(leaf, 0, "allowlisted certificate")
+        try:
+            check_validity(leaf, at.replace(microsecond=0), p, who)
+            check_key(leaf, p, who)
+            if leaf.self_issued is False:
+                check_signature_algorithm(leaf, p, who)
+        except PathFailure as failure:
+            return Verdict.reject(failure.reason, failure.detail, path=(leaf,), position=failure.position)
         return Verdict(True, path=(leaf,), notes=("accepted by exact match with an allowlisted certificate",))
 
     def valid_policies(self, verdict: Verdict) -> frozenset[str]:
@@ -307,10 +309,10 @@ class Validator:
         p = self.policy
         state = policy_graph.initial(len(path), p)
         try:
-            for cert in reversed(path[1:]):
-                state = policy_graph.issuer(state, cert, cert.describe())
-            return policy_graph.end_entity(state, path[0], path[0].describe(), p.user_policies)
-        except policy_graph.PolicyFailure:
+            for pos in range(len(path) - 1, 0, -1):
+                state = policy_graph.issuer(state, path[pos], Who(path[pos], pos))
+            return policy_graph.end_entity(state, path[0], Who(path[0], 0), p.user_policies)
+        except PathFailure:
             return frozenset()  # not under this policy (it changed since), or over the budget
 
     def finish(self, verdict: Verdict, leaf: Certificate, anchor: Any, notes: list[str]) -> Verdict:

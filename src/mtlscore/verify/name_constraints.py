@@ -15,22 +15,16 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from ..reasons import Reason
 from ..x509.cert import Certificate
 from ..x509.hostname import is_valid_dns_name
 from ..x509.names import name_key
+from .failure import Who
 
-__all__ = ["ConstraintFailure", "NameConstraintState"]
+__all__ = ["NameConstraintState"]
 
 _DNS, _EMAIL, _URI, _IP, _DN, _OTHER = "dns", "email", "uri", "ip", "dn", "other"
-
-
-class ConstraintFailure(Exception):
-    """A name falls outside the permitted or inside the excluded subtrees."""
-
-    def __init__(self, detail: str, *, budget: bool = False) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.budget = budget
+_VIOLATION = Reason.NAME_CONSTRAINTS_VIOLATION
 
 
 def _kind(g: x509.GeneralName) -> str:
@@ -47,27 +41,27 @@ def _kind(g: x509.GeneralName) -> str:
     return _OTHER
 
 
-def _validate_subtree(g: x509.GeneralName) -> None:
-    """Reject constraint encodings that cannot mean anything (RFC 5280 §4.2.1.10)."""
+def _validate_subtree(g: x509.GeneralName, who: Who) -> None:
+    """Reject constraint encodings that cannot mean anything (RFC 5280 §4.2.1.10) in ``who``'s nameConstraints."""
     if isinstance(g, x509.DNSName):
         v = g.value
         # A DNS constraint is a domain: no wildcard, no leading period (that is the URI/email form).
         if v and (v.startswith(".") or not is_valid_dns_name(v)):
-            raise ConstraintFailure(f"name constraint dNSName {v!r} is not a valid domain")
+            raise who.fail(_VIOLATION, f"{who}: name constraint dNSName {v!r} is not a valid domain")
     elif isinstance(g, x509.IPAddress):
         if not isinstance(g.value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            raise ConstraintFailure("name constraint iPAddress is not an address and mask")
+            raise who.fail(_VIOLATION, f"{who}: name constraint iPAddress is not an address and mask")
     elif isinstance(g, x509.RFC822Name):
         v = g.value
         if not v or v.count("@") > 1 or (v.startswith(".") and "@" in v):
-            raise ConstraintFailure(f"name constraint rfc822Name {v!r} is not valid")
+            raise who.fail(_VIOLATION, f"{who}: name constraint rfc822Name {v!r} is not valid")
         host = v.split("@")[-1].lstrip(".")
         if not is_valid_dns_name(host):
-            raise ConstraintFailure(f"name constraint rfc822Name {v!r} has an invalid host")
+            raise who.fail(_VIOLATION, f"{who}: name constraint rfc822Name {v!r} has an invalid host")
     elif isinstance(g, x509.UniformResourceIdentifier):
         host = g.value.lstrip(".")
         if host and not is_valid_dns_name(host):
-            raise ConstraintFailure(f"name constraint URI {g.value!r} is not a valid host")
+            raise who.fail(_VIOLATION, f"{who}: name constraint URI {g.value!r} is not a valid host")
 
 
 def _dns_within(name: str, base: str) -> bool:
@@ -167,18 +161,18 @@ def _matches(name: x509.GeneralName, base: x509.GeneralName, *, excluded: bool) 
     return _other_within(name, base)
 
 
-def _check_name_syntax(g: x509.GeneralName) -> None:
+def _check_name_syntax(g: x509.GeneralName, who: Who) -> None:
     """A constrained name must itself be well formed, or it could slip past a subtree."""
     if isinstance(g, x509.DNSName):
         if not is_valid_dns_name(g.value, allow_wildcard=True):
-            raise ConstraintFailure(f"subjectAltName dNSName {g.value!r} is not a valid DNS name")
+            raise who.fail(_VIOLATION, f"subjectAltName dNSName {g.value!r} is not a valid DNS name")
     elif isinstance(g, x509.RFC822Name):
         local, at, host = g.value.rpartition("@")
         if not at or not local or "@" in local or not is_valid_dns_name(host):
-            raise ConstraintFailure(f"subjectAltName rfc822Name {g.value!r} is not a valid mailbox")
+            raise who.fail(_VIOLATION, f"subjectAltName rfc822Name {g.value!r} is not a valid mailbox")
     elif isinstance(g, x509.IPAddress):
         if not isinstance(g.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            raise ConstraintFailure("subjectAltName iPAddress is not a single address")
+            raise who.fail(_VIOLATION, "subjectAltName iPAddress is not a single address")
 
 
 @dataclass
@@ -193,32 +187,38 @@ class NameConstraintState:
     def empty(self) -> bool:
         return not self.permitted and not self.excluded
 
-    def add(self, cert: Certificate) -> None:
-        """§6.1.4 (g): take in a CA certificate's nameConstraints."""
+    def add(self, cert: Certificate, who: Who) -> None:
+        """§6.1.4 (g): take in a CA certificate's nameConstraints (``who`` names it in a failure).
+
+        Raises a :class:`~mtlscore.verify.failure.PathFailure` for constraints that cannot mean anything.
+        """
         nc = cert.name_constraints
         if nc is None:
             return
         if not nc.permitted_subtrees and not nc.excluded_subtrees:
-            raise ConstraintFailure(
-                f"{cert.describe()}: nameConstraints has neither permitted nor excluded subtrees"
+            raise who.fail(
+                _VIOLATION, f"{who}: {cert.describe()}: nameConstraints has neither permitted nor excluded subtrees"
             )
         if nc.permitted_subtrees:
             by_kind: dict[str, list[x509.GeneralName]] = {}
             for g in nc.permitted_subtrees:
-                _validate_subtree(g)
+                _validate_subtree(g, who)
                 by_kind.setdefault(_kind(g), []).append(g)
             self.permitted.append(by_kind)
         for g in nc.excluded_subtrees or ():
-            _validate_subtree(g)
+            _validate_subtree(g, who)
             self.excluded.append(g)
 
-    def _spend(self, n: int) -> None:
+    def _spend(self, n: int, who: Who) -> None:
         self.budget -= n
         if self.budget < 0:
-            raise ConstraintFailure("name constraint checking exceeded its work budget", budget=True)
+            raise who.fail(Reason.SEARCH_LIMIT_EXCEEDED, "name constraint checking exceeded its work budget")
 
-    def check(self, cert: Certificate, *, end_entity: bool = False) -> None:
-        """§6.1.3 (b)–(c): the subject and every subjectAltName must be allowed.
+    def check(self, cert: Certificate, who: Who, *, end_entity: bool = False) -> None:
+        """§6.1.3 (b)–(c): the subject and every subjectAltName must be allowed (``who`` is ``cert``'s place).
+
+        Raises a :class:`~mtlscore.verify.failure.PathFailure` at ``who``'s position: a name
+        outside the constraints, or the work budget spent.
 
         For the ``end_entity`` (the client certificate) without a dNSName in its
         subjectAltName, a commonName that reads as a DNS name must satisfy the DNS
@@ -254,23 +254,24 @@ class NameConstraintState:
             if i in cn_names:
                 shown = f"commonName {name.value!r} (a DNS name, and no dNSName subjectAltName)"
             else:
-                _check_name_syntax(name)
+                _check_name_syntax(name, who)
                 shown = _show(name)
             for base in self.excluded:
                 if _kind(base) != kind:
                     continue
-                self._spend(1)
+                self._spend(1, who)
                 if _matches(name, base, excluded=True):
-                    raise ConstraintFailure(
-                        f"{cert.describe()}: {shown} is inside the excluded subtree {_show(base)}"
+                    raise who.fail(
+                        _VIOLATION, f"{cert.describe()}: {shown} is inside the excluded subtree {_show(base)}"
                     )
             for level in self.permitted:
                 bases = level.get(kind)
                 if bases is None:
                     continue
-                self._spend(len(bases))
+                self._spend(len(bases), who)
                 if not any(_matches(name, b, excluded=False) for b in bases):
-                    raise ConstraintFailure(
+                    raise who.fail(
+                        _VIOLATION,
                         f"{cert.describe()}: {shown} is outside the permitted subtrees "
                         f"({', '.join(_show(b) for b in bases[:5])})"
                     )

@@ -23,7 +23,8 @@ from ..reasons import Reason
 from ..x509.cert import Certificate
 from ..x509.lru import BoundedLRU
 from ..x509.names import NameKey
-from .checks import HandedDown, PathFailure, check_end_entity, check_issuers, check_key, check_path, issuers_window
+from .checks import HandedDown, Role, check_end_entity, check_issuers, check_key, check_path, issuers_window
+from .failure import PathFailure, Who
 from .policy import Policy
 from .signature import SIGNATURES, SignatureCache, check_signature_algorithm, verify_link
 from .trust import Anchor, TrustStore
@@ -101,10 +102,11 @@ class _Search:
 
 def _link_key_failure(issuer: Certificate, pos: int, policy: Policy, *, is_anchor: bool) -> PathFailure | None:
     # Check the issuer's key size before using it: a huge RSA key is a CPU attack.
-    bad = check_key(issuer, policy)
-    if bad is not None and bad[0] in (Reason.RSA_KEY_TOO_LARGE, Reason.UNSUPPORTED_KEY_ALGORITHM):
-        role = "trust anchor" if is_anchor else f"intermediate #{pos}"
-        return PathFailure(bad[0], f"{role} {issuer.describe()!r}: {bad[1]}", pos)
+    try:
+        check_key(issuer, policy, Who(issuer, pos, Role.ANCHOR.value if is_anchor else None))
+    except PathFailure as failure:
+        if failure.reason in (Reason.RSA_KEY_TOO_LARGE, Reason.UNSUPPORTED_KEY_ALGORITHM):
+            return failure
     return None
 
 
@@ -200,7 +202,11 @@ def _extend(
     # algorithm the policy does not allow, or one mtlscore cannot verify, is that
     # certificate's defect whichever issuer signed it, not a signature that fails.
     # (An issuer's own unusable key is still reported first: it is the cause.)
-    weak = check_signature_algorithm(cert, s.policy)
+    weak: PathFailure | None = None
+    try:
+        check_signature_algorithm(cert, s.policy, Who(cert, pos - 1))
+    except PathFailure as exc:
+        weak = exc
 
     for i, anchor in enumerate(anchors):
         if not s.spend():
@@ -210,7 +216,7 @@ def _extend(
             s.record(1, path, bad)
             continue
         if weak is not None:
-            s.record(1, path, PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
+            s.record(1, path, weak)
             continue
         if not verify_link(cert, a, s.sigs):
             s.record(
@@ -218,7 +224,7 @@ def _extend(
                 path,
                 PathFailure(
                     Reason.BAD_SIGNATURE,
-                    f"{_role(pos - 1)} {cert.describe()!r} names trust anchor {anchor.name!r} as "
+                    f"{Who(cert, pos - 1)} names trust anchor {anchor.name!r} as "
                     "issuer, but the anchor's key does not verify its signature; it was issued by "
                     "another key with the same name (a rotated or impostor CA)",
                     pos - 1,
@@ -262,8 +268,7 @@ def _extend(
             s.record(0, path + [cand], bad)
             continue
         if weak is not None:
-            s.record(0, path + [cand],
-                     PathFailure(weak[0], f"{_role(pos - 1)} {cert.describe()!r}: {weak[1]}", pos - 1))
+            s.record(0, path + [cand], weak)
             continue
         if not verify_link(cert, cand, s.sigs):
             s.record(
@@ -271,7 +276,7 @@ def _extend(
                 path + [cand],
                 PathFailure(
                     Reason.BAD_SIGNATURE,
-                    f"{_role(pos - 1)} {cert.describe()!r} is not signed by the key of "
+                    f"{Who(cert, pos - 1)} is not signed by the key of "
                     f"{cand.describe()!r}, the certificate that carries its issuer's name",
                     pos - 1,
                 ),
@@ -289,14 +294,10 @@ def _extend(
     return None
 
 
-def _role(pos: int) -> str:
-    return "client certificate" if pos == 0 else f"intermediate #{pos}"
-
-
 def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
     return PathFailure(
         Reason.UNTRUSTED,
-        f"{_role(pos)} {cert.describe()!r} was issued by {cert.issuer_text!r}, which is neither a "
+        f"{Who(cert, pos)} was issued by {cert.issuer_text!r}, which is neither a "
         "trust anchor nor a known intermediate; add that CA to the trust store or present it",
         pos,
     )
@@ -353,8 +354,9 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         key = self._key(leaf, presented, trust, policy)
         if self.peek(key) is not None:
             return
-        state = check_issuers(result.path, anchor, at=at, policy=policy)
-        if isinstance(state, PathFailure):  # pragma: no cover - the search accepted this path at ``at``
+        try:
+            state = check_issuers(result.path, anchor, at=at, policy=policy)
+        except PathFailure:  # pragma: no cover - the search accepted this path at ``at``
             return
         tail = tuple(result.path[1:])
         first, last = issuers_window(result.path, anchor)
@@ -384,7 +386,9 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         state = known.handed_down
         if not state.names.empty:
             state = replace(state, names=replace(state.names))  # checking spends its own work budget
-        if check_end_entity(leaf, state, at=at, policy=policy) is not None:
+        try:
+            check_end_entity(leaf, state, at=at, policy=policy)
+        except PathFailure:
             return None
         self.hit(key)
         return BuildResult([leaf, *known.tail], known.anchor, work=len(known.tail) + 1, paths_checked=1,

@@ -24,20 +24,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..reasons import Reason
 from ..x509.cert import Certificate
+from .failure import Who
 from .policy import ANY_POLICY, Policy
 
-__all__ = ["PolicyFailure", "PolicyState", "end_entity", "initial", "issuer"]
-
-
-class PolicyFailure(Exception):
-    """Policy processing refused the path; ``budget`` when it ran out of work."""
-
-    def __init__(self, detail: str, *, budget: bool = False, malformed: bool = False) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.budget = budget
-        self.malformed = malformed
+__all__ = ["PolicyState", "end_entity", "initial", "issuer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +71,20 @@ def initial(n: int, policy: Policy) -> PolicyState:
     )
 
 
-def _spend(budget: int, cost: int) -> int:
+def _spend(budget: int, cost: int, who: Who) -> int:
     budget -= cost
     if budget < 0:
-        raise PolicyFailure("certificate policy processing exceeded its work budget", budget=True)
+        raise who.fail(Reason.SEARCH_LIMIT_EXCEEDED, "certificate policy processing exceeded its work budget")
     return budget
 
 
-def _children(state: PolicyState, cert: Certificate, *, last: bool) -> tuple[tuple[_Node, ...], int]:
+def _children(state: PolicyState, cert: Certificate, who: Who, *, last: bool) -> tuple[tuple[_Node, ...], int]:
     """§6.1.3 (d)-(e): the next level of the graph for ``cert``."""
     policies = cert.policies
     if policies is None or not state.level:
         return (), state.budget  # (e): no certificatePolicies → NULL
     level = state.level
-    budget = _spend(state.budget, len(policies) + len(level))
+    budget = _spend(state.budget, len(policies) + len(level), who)
     by_expected: dict[str, list[_Node]] = {}
     any_node: _Node | None = None
     for node in level:
@@ -100,7 +92,7 @@ def _children(state: PolicyState, cert: Certificate, *, last: bool) -> tuple[tup
             any_node = node
         for value in node.expected:
             by_expected.setdefault(value, []).append(node)
-    budget = _spend(budget, sum(len(v) for v in by_expected.values()))
+    budget = _spend(budget, sum(len(v) for v in by_expected.values()), who)
     out: dict[str, _Node] = {}
 
     def child(policy: str, parents: Iterable[_Node]) -> None:
@@ -110,7 +102,7 @@ def _children(state: PolicyState, cert: Certificate, *, last: bool) -> tuple[tup
             if parent.policy == ANY_POLICY:
                 origins.add(policy)  # anyPolicy's own child keeps {anyPolicy}
             else:
-                budget = _spend(budget, len(parent.origins))
+                budget = _spend(budget, len(parent.origins), who)
                 origins |= parent.origins
         out[policy] = _Node(policy, frozenset([policy]), frozenset(origins))
 
@@ -132,17 +124,20 @@ def _children(state: PolicyState, cert: Certificate, *, last: bool) -> tuple[tup
     return tuple(out.values()), budget
 
 
-def _check(level: tuple[_Node, ...], explicit_policy: int, who: object) -> None:
+def _check(level: tuple[_Node, ...], explicit_policy: int, who: Who) -> None:
     # §6.1.3 (f)
     if explicit_policy <= 0 and not level:
-        raise PolicyFailure(
-            f"{who} leaves no valid certificate policy while an explicit policy is required"
+        raise who.fail(
+            Reason.NO_VALID_POLICY, f"{who} leaves no valid certificate policy while an explicit policy is required"
         )
 
 
-def issuer(state: PolicyState, cert: Certificate, who: object) -> PolicyState:
-    """§6.1.3 (d)-(f) and §6.1.4 (a)-(b), (h)-(j) for a CA certificate on the path."""
-    level, budget = _children(state, cert, last=False)
+def issuer(state: PolicyState, cert: Certificate, who: Who) -> PolicyState:
+    """§6.1.3 (d)-(f) and §6.1.4 (a)-(b), (h)-(j) for a CA certificate on the path (``who`` names it).
+
+    Raises the :class:`~mtlscore.verify.failure.PathFailure` that ends the path.
+    """
+    level, budget = _children(state, cert, who, last=False)
     _check(level, state.explicit_policy, who)
     state = PolicyState(level, state.explicit_policy, state.policy_mapping, state.inhibit_any_policy, budget)
     controls = cert.policy_controls
@@ -152,10 +147,9 @@ def issuer(state: PolicyState, cert: Certificate, who: object) -> PolicyState:
         for issuer_policy, subject_policy in controls.mappings:
             if ANY_POLICY in (issuer_policy, subject_policy):
                 # §6.1.4 (a), §4.2.1.5: policies are never mapped to or from anyPolicy.
-                raise PolicyFailure(f"{who} maps a policy to or from anyPolicy (RFC 5280 §4.2.1.5)",
-                                    malformed=True)
+                raise who.fail(Reason.MALFORMED, f"{who} maps a policy to or from anyPolicy (RFC 5280 §4.2.1.5)")
             mapped.setdefault(issuer_policy, set()).add(subject_policy)
-        budget = _spend(state.budget, len(controls.mappings) + len(level))
+        budget = _spend(state.budget, len(controls.mappings) + len(level), who)
         nodes = {node.policy: node for node in level}
         if mapping > 0:
             # (b)(1): a mapped policy now expects its subject-domain policies; one only
@@ -188,7 +182,7 @@ def issuer(state: PolicyState, cert: Certificate, who: object) -> PolicyState:
 
 
 def end_entity(
-    state: PolicyState, cert: Certificate, who: object, user_policies: frozenset[str] | None
+    state: PolicyState, cert: Certificate, who: Who, user_policies: frozenset[str] | None
 ) -> frozenset[str]:
     """§6.1.3 (d)-(f) for the last certificate and the wrap-up of §6.1.5 (a), (b), (g).
 
@@ -201,7 +195,7 @@ def end_entity(
         # The common leaf: no policy extensions, and no explicit policy required even
         # after the wrap-up's decrement — (f) and the final check pass, the set is empty.
         return _NO_POLICIES
-    level, _ = _children(state, cert, last=True)
+    level, _ = _children(state, cert, who, last=True)
     explicit = state.explicit_policy
     _check(level, explicit, who)
     if explicit:  # §6.1.5 (a)
@@ -223,9 +217,13 @@ def end_entity(
     if explicit <= 0 and not valid:
         if user_policies is not None and level:
             wanted = ", ".join(sorted(user_policies))
-            raise PolicyFailure(
+            raise who.fail(
+                Reason.NO_VALID_POLICY,
                 f"{who} is not valid for any of the required certificate policies ({wanted}); "
-                f"the path allows {', '.join(sorted(node.policy for node in level))}"
+                f"the path allows {', '.join(sorted(node.policy for node in level))}",
             )
-        raise PolicyFailure(f"{who}: the path has no valid certificate policy while an explicit policy is required")
+        raise who.fail(
+            Reason.NO_VALID_POLICY,
+            f"{who}: the path has no valid certificate policy while an explicit policy is required",
+        )
     return valid

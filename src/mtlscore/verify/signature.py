@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from ..reasons import Reason
 from ..x509.cert import Certificate, key_kind, signature_hash_algorithm
 from ..x509.lru import BoundedLRU
+from .failure import Who
 from .policy import Policy
 
 __all__ = ["SignatureCache", "check_signature_algorithm", "verify_link"]
@@ -56,8 +57,8 @@ _HASH_OBJECTS: dict[str, hashes.HashAlgorithm] = {
 }
 
 
-def check_signature_algorithm(cert: Certificate, policy: Policy) -> tuple[Reason, str] | None:
-    """Whether ``cert``'s signature algorithm is allowed by policy; the rejection if not.
+def check_signature_algorithm(cert: Certificate, policy: Policy, who: Who) -> None:
+    """Raise the :class:`PathFailure` of ``cert`` (named by ``who``) if policy does not allow its signature algorithm.
 
     This decision comes before any signature is verified (the path builder asks it
     first): a certificate signed with an algorithm the policy does not allow, or one
@@ -65,28 +66,29 @@ def check_signature_algorithm(cert: Certificate, policy: Policy) -> tuple[Reason
     """
     alg = _SIG_ALGS.get(cert.signature_oid)
     if alg is None:
-        return Reason.WEAK_SIGNATURE_ALGORITHM, (
-            f"signature algorithm {cert.signature_oid} is not supported"
+        raise who.fail(
+            Reason.WEAK_SIGNATURE_ALGORITHM, f"{who}: signature algorithm {cert.signature_oid} is not supported"
         )
     kind, hash_name = alg
     if kind in ("ed25519", "ed448"):
         if kind not in policy.key_types:
-            return Reason.WEAK_SIGNATURE_ALGORITHM, f"{kind} signatures are not allowed by policy"
-        return None
+            raise who.fail(Reason.WEAK_SIGNATURE_ALGORITHM, f"{who}: {kind} signatures are not allowed by policy")
+        return
     if hash_name is None:  # PSS
         hash_name = cert.signature_hash
         if hash_name in (None, "unknown") or cert.signature_params is None:
             # RFC 4055 §3.1: the parameters name the hash. Parameters that cannot be
             # decoded at all made the certificate malformed when it was parsed.
-            return Reason.WEAK_SIGNATURE_ALGORITHM, (
-                "its RSASSA-PSS parameters name a hash or mask generation mtlscore does not support"
+            raise who.fail(
+                Reason.WEAK_SIGNATURE_ALGORITHM,
+                f"{who}: its RSASSA-PSS parameters name a hash or mask generation mtlscore does not support",
             )
     if hash_name not in policy.signature_hashes:
-        return Reason.WEAK_SIGNATURE_ALGORITHM, (
-            f"signed with {(hash_name or 'an unknown hash').upper()}, which policy does not allow "
-            f"(allowed: {', '.join(sorted(policy.signature_hashes))})"
+        raise who.fail(
+            Reason.WEAK_SIGNATURE_ALGORITHM,
+            f"{who}: signed with {(hash_name or 'an unknown hash').upper()}, which policy does not allow "
+            f"(allowed: {', '.join(sorted(policy.signature_hashes))})",
         )
-    return None
 
 
 _PKCS1 = padding.PKCS1v15()
