@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat import asn1
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mtlscore import Policy, Reason, pki
 from mtlscore.verify import Anchor
-from mtlscore.verify.checks import PathFailure, Who, check_key, check_path
+from mtlscore.verify.checks import PathFailure, Role, Who, check_ca, check_key, check_path
 from mtlscore.verify.policy import SERVER_AUTH
 from mtlscore.x509 import parse_certificate
 
@@ -443,3 +445,167 @@ def test_strict_ca_profile_from_the_config_file_reaches_validation(tmp_path) -> 
     assert validator.validate([inter.leaf().der, inter.der], at=NOW).ok
     v = validator.validate([inter.leaf(aki=False).der, inter.der], at=NOW)
     assert v.reason is Reason.MALFORMED and v.position == 0 and "authorityKeyIdentifier" in v.detail
+
+
+# -- one CA check for the anchor and the intermediate (check_ca, check_basic by role) -----
+#
+# Go's isValid(certType) and the Rust verifier's permits_ca over permits_basic: a defect
+# of a CA certificate is the same defect whether the certificate is configured as the
+# trust anchor or presented as an intermediate, except where the standards say otherwise.
+
+_CRITICAL_SKI = (x509.SubjectKeyIdentifier(b"\x01" * 20), True)
+_UNKNOWN_CRITICAL = (x509.UnrecognizedExtension(UNKNOWN_OID, b"\x05\x00"), True)
+
+CA_DEFECTS = {
+    # §6.1.4 (k), §4.2.1.9: a CA certificate MUST carry basicConstraints cA=TRUE.
+    "ca_false": ({"ca": False, "key_usage": pki.key_usage("key_cert_sign")}, Reason.ISSUER_NOT_CA),
+    "no_basic_constraints": ({"ca": None, "key_usage": pki.key_usage("key_cert_sign")}, Reason.ISSUER_NOT_CA),
+    # §6.1.4 (n): keyUsage, when present, must allow keyCertSign.
+    "no_key_cert_sign": ({"key_usage": pki.key_usage("crl_sign", "digital_signature")}, Reason.ISSUER_KEY_USAGE),
+    # A CA's extendedKeyUsage restricts its subordinates (Policy.check_ca_eku).
+    "eku_server_only": ({"eku": [SERVER_AUTH]}, Reason.INVALID_EKU),
+    # §4.2.1.1-2: conforming CAs MUST mark key identifiers non-critical.
+    "critical_ski": ({"ski": False, "extensions": [_CRITICAL_SKI]}, Reason.MALFORMED),
+    # §4.2: a critical extension the validator does not process.
+    "unknown_critical": ({"extensions": [_UNKNOWN_CRITICAL]}, Reason.UNHANDLED_CRITICAL_EXTENSION),
+    "expired": ({"not_after": NOW - DAY, "not_before": NOW - 30 * DAY}, Reason.EXPIRED),
+    "weak_key": ({"key": "rsa-1024"}, Reason.RSA_KEY_TOO_SMALL),
+}
+
+
+def _as_anchor(defect: dict[str, Any]) -> PathFailure | None:
+    """The defective CA is the configured trust anchor and issues the leaf: position 1."""
+    ca = pki.root("CN=Defective CA", **defect)
+    return check(ca.leaf(), anchor=ca)
+
+
+def _as_intermediate(defect: dict[str, Any]) -> PathFailure | None:
+    """The same defect on an intermediate under a sound root: position 1 as well."""
+    ca = pki.root("CN=Sound Root").intermediate("CN=Defective CA", **defect)
+    return check(ca.leaf(), ca)
+
+
+@pytest.mark.parametrize("name", sorted(CA_DEFECTS))
+def test_a_ca_defect_is_the_same_failure_as_anchor_and_as_intermediate(name: str) -> None:
+    defect, expected = CA_DEFECTS[name]
+    anchor, intermediate = _as_anchor(defect), _as_intermediate(defect)
+    assert anchor is not None and intermediate is not None, (anchor, intermediate)
+    assert (anchor.reason, anchor.position) == (expected, 1), anchor
+    assert (intermediate.reason, intermediate.position) == (expected, 1), intermediate
+    assert anchor.detail.startswith("trust anchor 'CN=Defective CA'"), anchor.detail
+    assert intermediate.detail.startswith("intermediate #1 'CN=Defective CA'"), intermediate.detail
+    # Past the role that names the certificate, both say the same (the fix may differ: below).
+    assert anchor.detail.split("'CN=Defective CA'", 1)[1][:40] == intermediate.detail.split("'CN=Defective CA'", 1)[1][:40]
+
+
+def test_check_ca_names_the_fix_for_the_role() -> None:
+    ca = parse_certificate(pki.root("CN=Not A CA", ca=None, key_usage=pki.key_usage("key_cert_sign")).der)
+    leaf = parse_certificate(pki.root().leaf().der)
+    with pytest.raises(PathFailure) as as_anchor:
+        check_ca(ca, Role.ANCHOR, Who(ca, 1, Role.ANCHOR.value), Policy(), leaf, None)
+    with pytest.raises(PathFailure) as as_intermediate:
+        check_ca(ca, Role.INTERMEDIATE, Who(ca, 1), Policy(), leaf, 3)
+    for exc in (as_anchor, as_intermediate):
+        assert exc.value.reason is Reason.ISSUER_NOT_CA and exc.value.position == 1
+        assert "has no basicConstraints (RFC 5280 §4.2.1.9" in exc.value.detail
+    assert "configure the real CA certificate as the anchor" in as_anchor.value.detail
+    assert "reissue it as a CA" in as_intermediate.value.detail
+
+
+@asn1.sequence
+class _TbsV3:
+    version: Annotated[int, asn1.Explicit(0)]
+    serial: asn1.TLV
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: asn1.TLV
+    subject: asn1.TLV
+    spki: asn1.TLV
+
+
+@asn1.sequence
+class _TbsV1:  # RFC 5280 §4.1: version v1 is the DEFAULT and is omitted; no extensions
+    serial: asn1.TLV
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: asn1.TLV
+    subject: asn1.TLV
+    spki: asn1.TLV
+
+
+@asn1.sequence
+class _CertV1:
+    tbs: _TbsV1
+    signature_algorithm: asn1.TLV
+    signature: asn1.BitString
+
+
+def _v1(node: pki.Issued, signer: Any) -> bytes:
+    """``node`` (built without extensions) re-encoded as a v1 certificate and signed by ``signer`` (an EC key)."""
+    t = asn1.decode_der(_TbsV3, node.cert.tbs_certificate_bytes)
+    tbs = _TbsV1(serial=t.serial, signature=t.signature, issuer=t.issuer, validity=t.validity, subject=t.subject,
+                 spki=t.spki)
+    sig = signer.sign(asn1.encode_der(tbs), ec.ECDSA(hashes.SHA256()))
+    return asn1.encode_der(_CertV1(tbs=tbs, signature_algorithm=t.signature, signature=asn1.BitString(sig, 0)))
+
+
+_BARE = {"ca": None, "key_usage": None, "eku": None, "ski": False, "aki": False}
+
+
+def test_a_v1_ca_is_grandfathered_as_anchor_not_as_intermediate() -> None:
+    # A v1 certificate cannot carry basicConstraints. As a trust anchor it is a name and a
+    # key (RFC 5280 §6.1.1 (d)): it may issue. As an intermediate, §6.1.4 (k) requires
+    # basicConstraints cA=TRUE, which it cannot have.
+    node = pki.root("CN=V1 CA", **_BARE)
+    v1 = parse_certificate(_v1(node, node.key))
+    assert v1.version == 1 and v1.is_ca is None
+    leaf = node.leaf()
+    assert check(leaf, anchor=Anchor(v1)) is None
+    parsed_leaf = parse_certificate(leaf.der)
+    check_ca(v1, Role.ANCHOR, Who(v1, 1, Role.ANCHOR.value), Policy(), parsed_leaf, None)
+    with pytest.raises(PathFailure) as exc:
+        check_ca(v1, Role.INTERMEDIATE, Who(v1, 1), Policy(), parsed_leaf, 3)
+    assert exc.value.reason is Reason.ISSUER_NOT_CA and exc.value.position == 1
+    # The same v1 CA presented as an intermediate under a root.
+    root = pki.root("CN=Above V1")
+    inter = root.issue("CN=V1 Intermediate", **_BARE, key="ec")
+    inter_v1 = _v1(inter, root.key)
+    below = inter.leaf()
+    path = [parse_certificate(below.der), parse_certificate(inter_v1)]
+    failure = check_path(path, Anchor(parse_certificate(root.der)), at=NOW, policy=Policy())
+    assert failure is not None and failure.reason is Reason.ISSUER_NOT_CA and failure.position == 1
+
+
+def test_the_anchor_signature_algorithm_is_not_judged_an_intermediates_is() -> None:
+    # The anchor's self-signature is not on the path (§6.1.1 (d)); an intermediate's is.
+    legacy = pki.root("CN=SHA-1 Root", key="rsa", hash_alg="sha1")
+    assert check(legacy.leaf(), anchor=legacy) is None
+    inter = pki.root("CN=Root", key="rsa").intermediate("CN=SHA-1 CA", key="rsa", hash_alg="sha1")
+    failure = check(inter.leaf(), inter)
+    assert failure is not None and failure.reason is Reason.WEAK_SIGNATURE_ALGORITHM and failure.position == 1
+
+
+def test_path_length_counts_intermediates_not_the_anchor() -> None:
+    ca = parse_certificate(pki.root("CN=Above").intermediate("CN=CA").der)
+    leaf = parse_certificate(pki.root().leaf().der)
+    check_ca(ca, Role.ANCHOR, Who(ca, 1, Role.ANCHOR.value), Policy(), leaf, None)
+    check_ca(ca, Role.INTERMEDIATE, Who(ca, 1), Policy(), leaf, 1)
+    with pytest.raises(PathFailure) as exc:
+        check_ca(ca, Role.INTERMEDIATE, Who(ca, 1), Policy(), leaf, 0)
+    assert exc.value.reason is Reason.PATH_LENGTH_EXCEEDED and exc.value.position == 1
+    # §6.1.4 (l): a self-issued intermediate (a key rollover certificate) does not count.
+    rollover = parse_certificate(pki.root("CN=CA").der)
+    assert rollover.self_issued
+    check_ca(rollover, Role.INTERMEDIATE, Who(rollover, 1), Policy(), leaf, 0)
+
+
+def test_a_ca_over_the_path_length_without_key_cert_sign_is_reported_for_the_path_length() -> None:
+    # RFC 5280 §6.1.4 processes (l) before (n): one CA too many under a pathLenConstraint is
+    # reported before its keyUsage, as it was before check_ca existed.
+    r = pki.root(path_length=0)
+    inter = r.intermediate("CN=Too Deep", key_usage=pki.key_usage("crl_sign", "digital_signature"))
+    failure = check(inter.leaf(), inter)
+    assert failure is not None and failure.reason is Reason.PATH_LENGTH_EXCEEDED and failure.position == 1
+    inter = r.intermediate("CN=Too Deep", eku=[SERVER_AUTH])
+    failure = check(inter.leaf(), inter)
+    assert failure is not None and failure.reason is Reason.PATH_LENGTH_EXCEEDED and failure.position == 1
