@@ -240,6 +240,11 @@ def test_an_expired_root_is_expired_at_the_anchor() -> None:
     root = pki.root(not_after=NOW - DAY)
     v = validate([root], root.leaf().pem)
     assert v.reason is Reason.EXPIRED and "trust anchor" in v.detail
+    # The fix is on the trust configuration, not a certificate the client could renew.
+    assert "trust configuration" in v.detail and "issue a new certificate" not in v.detail
+    current = pki.root()
+    leaf_expired = validate([current], current.leaf(not_after=NOW - DAY).pem)
+    assert leaf_expired.reason is Reason.EXPIRED and "issue a new certificate" in leaf_expired.detail
 
 
 # -- allowlisted certificates ---------------------------------------------------------

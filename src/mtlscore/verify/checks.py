@@ -237,9 +237,15 @@ def check_validity(
             "check the clock of whoever issued it, or wait",
         )
     if at - skew > not_after:
+        # A trust anchor is configuration, not a credential the client holds: the fix is
+        # in the trust config (replace the anchor or widen its activation window).
+        fix = (
+            "replace this trust anchor (or its not_after) in the trust configuration"
+            if window is not None
+            else "issue a new certificate"
+        )
         raise who.fail(
-            Reason.EXPIRED,
-            f"{who} expired at {not_after.isoformat()} (validation time {at.isoformat()}); issue a new certificate",
+            Reason.EXPIRED, f"{who} expired at {not_after.isoformat()} (validation time {at.isoformat()}); {fix}"
         )
 
 
