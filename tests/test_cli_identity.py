@@ -65,6 +65,11 @@ def test_thumbprint_text_and_json(world: dict[str, pathlib.Path], capsys: pytest
     jwk = json.loads(out)
     assert jwk["x5t#S256"] == x5t and base64.b64decode(jwk["x5c"][0]) == der and len(jwk["x5c"]) == 1
     assert jwk["kty"] == "EC" and "d" not in jwk
+    # RFC 7517 §4.2 / §4.4: registered for self_signed_tls_client_auth, the key says what it is for.
+    assert jwk["use"] == "sig" and jwk["alg"] == "ES256"
+    code, out, _ = run(capsys, "thumbprint", "--jwk", "--alg", "ES384", "--use", "", str(world["good"]))
+    jwk = json.loads(out)
+    assert code == 0 and jwk["alg"] == "ES384" and "use" not in jwk
     code, out, _ = run(capsys, "thumbprint", "--json", "--jwk", str(world["good"]))
     assert json.loads(out)["jwk"]["x5t#S256"] == x5t
 

@@ -115,3 +115,11 @@ def test_bad_x5c() -> None:
 def test_unsupported_key_types() -> None:
     with pytest.raises(ConfigError):
         jwk_from_public_key(dsa.generate_private_key(1024).public_key())
+
+
+@pytest.mark.parametrize(("spec", "alg"), [("ec", "ES256"), ("ec-p384", "ES384"), ("ec-p521", "ES512"),
+                                           ("rsa", "PS256"), ("ed25519", "EdDSA"), ("ec-k256", None)])
+def test_default_algorithm(spec: str, alg: str | None) -> None:
+    from mtlscore._jwk import default_algorithm
+
+    assert default_algorithm(jwk_from_public_key(pki.new_key(spec))) == alg

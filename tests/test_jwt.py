@@ -178,3 +178,18 @@ def test_rsa_private_jwk_signing(keys: dict[str, Any], jwks: dict[str, Any], cer
     private = RSAKey.import_key(keys["rsa"]).as_dict(private=True)
     token = issue_bound_token(claims(), private, cert, algorithm="PS256", kid="rsa-1")
     assert verify_bound_token(token, jwks, cert, at=NOW)["cnf"] == cnf_claim(cert)
+
+
+def test_issue_with_a_joserfc_key_object(keys: dict[str, Any], jwks: dict[str, Any], cert: Certificate) -> None:
+    # Issue #19 item 10: a joserfc key object used to fail with KeyError: 0.
+    from joserfc.jwk import ECKey
+
+    jkey = ECKey.import_key(keys["ec"])
+    token = issue_bound_token(claims(), jkey, cert, kid="ec-1")
+    assert verify_bound_token(token, jwks, cert, at=NOW)["sub"] == "client"
+    with pytest.raises(ConfigError, match="public key cannot sign"):
+        issue_bound_token(claims(), ECKey.import_key(keys["ec"].public_key()), cert)
+    with pytest.raises(ConfigError, match="cannot sign PS256"):
+        issue_bound_token(claims(), jkey, cert, algorithm="PS256")
+    with pytest.raises(ConfigError, match="symmetric"):
+        issue_bound_token(claims(), OctKey.generate_key(256), cert)

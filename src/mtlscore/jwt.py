@@ -17,7 +17,7 @@ from typing import Any
 
 from joserfc import jwt as _jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError, MissingClaimError
-from joserfc.jwk import JWKRegistry, Key
+from joserfc.jwk import ECKey, JWKRegistry, Key, OctKey, OKPKey, RSAKey
 
 from .identity.binding import check_cnf, cnf_claim, jwks_members
 from .reasons import ConfigError, MtlsError
@@ -173,19 +173,30 @@ def issue_bound_token(
 ) -> str:
     """Sign ``claims`` plus ``cnf.x5t#S256`` of ``cert`` (RFC 8705 §3.1) as a JWT.
 
-    ``key`` is a private key (cryptography object, PEM, or private JWK dict).
-    Set ``exp``/``iat`` in ``claims`` yourself (time is yours). Raises ConfigError.
+    ``key`` is a private key (cryptography object, PEM, private JWK dict, or a
+    joserfc key object). Set ``exp``/``iat`` in ``claims`` yourself (time is
+    yours). Raises ConfigError for an unusable key or algorithm.
     """
     _algorithms([algorithm])
-    if isinstance(key, Mapping):
-        key = dict(key)
-        kty = key.get("kty")
+    if isinstance(key, OctKey):
+        raise ConfigError("a symmetric (oct) key cannot sign a token others verify with a JWKS", key="key")
+    if isinstance(key, RSAKey | ECKey | OKPKey):
+        # joserfc's registry does not re-import its own key objects (KeyError: 0): use it as is.
+        if not key.is_private:
+            raise ConfigError("a public key cannot sign; pass the private key", key="key")
+        if key.key_type != _KTY_FOR.get(algorithm[:2]):
+            raise ConfigError(f"a {key.key_type} key cannot sign {algorithm}", key="key")
+        jkey: Key = key
     else:
-        kty = _KTY_FOR.get(algorithm[:2])
-    try:
-        jkey = JWKRegistry.import_key(key, kty)
-    except (JoseError, ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot use this signing key: {exc}", key="key") from None
+        if isinstance(key, Mapping):
+            key = dict(key)
+            kty = key.get("kty")
+        else:
+            kty = _KTY_FOR.get(algorithm[:2])
+        try:
+            jkey = JWKRegistry.import_key(key, kty)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"cannot use this signing key: {exc}", key="key") from None
     payload = dict(claims)
     payload["cnf"] = {**dict(payload.get("cnf") or {}), **cnf_claim(cert)}
     header: dict[str, Any] = {"alg": algorithm, "typ": typ}

@@ -24,7 +24,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--jwk", action="store_true",
-                   help="print the public key as a JWK with x5c (every certificate in FILE) and x5t#S256")
+                   help="print the public key as a JWK with x5c (every certificate in FILE), x5t#S256, "
+                   "use and alg")
+    p.add_argument("--use", default="sig", help="the JWK's use member (default: sig; '' to omit)")
+    p.add_argument("--alg", default=None,
+                   help="the JWK's alg member (default: PS256 for RSA, ES256/ES384/ES512 by curve, EdDSA; "
+                   "'' to omit)")
     add_password_argument(p)
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=run)
@@ -44,10 +49,14 @@ def run(args: argparse.Namespace) -> int:
     cert = certs[0]
     jwk = None
     if args.jwk:
-        from ..x509.jwk import jwk_from_certificate
+        from ..x509.jwk import default_algorithm, jwk_from_certificate
 
         try:
-            jwk = jwk_from_certificate(cert, chain=certs[1:])
+            jwk = jwk_from_certificate(cert, chain=certs[1:], use=args.use or None)
+            # RFC 7517 §4.4: alg names the algorithm the key is meant for.
+            alg = default_algorithm(jwk) if args.alg is None else args.alg
+            if alg:
+                jwk["alg"] = alg
         except ConfigError as exc:
             print(f"mtlscore thumbprint: {args.file}: {exc.message}", file=sys.stderr)
             return 1

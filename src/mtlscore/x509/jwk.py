@@ -20,6 +20,7 @@ from ..reasons import CertificateRejected, ConfigError
 from .cert import Certificate, load_certificates
 
 __all__ = [
+    "default_algorithm",
     "jwk_from_certificate",
     "jwk_from_public_key",
     "jwk_matches_certificate",
@@ -64,6 +65,20 @@ def jwk_from_public_key(key: Any, **params: Any) -> dict[str, Any]:
         raise ConfigError(f"cannot express this key as a JWK: {exc}", key="jwk") from None
     out.update({k: v for k, v in params.items() if v is not None})
     return out
+
+
+# RFC 7518 §3.1 / RFC 8037 §3.1: the JWS algorithm that goes with each key. RSA is
+# PS256 (RSASSA-PSS), what TLS 1.3 and FAPI 2.0 allow, rather than PKCS#1 v1.5.
+_DEFAULT_ALG = {("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384", ("EC", "P-521"): "ES512",
+                ("OKP", "Ed25519"): "EdDSA", ("OKP", "Ed448"): "EdDSA"}
+
+
+def default_algorithm(jwk: Mapping[str, Any]) -> str | None:
+    """The JWS ``alg`` for a public JWK: PS256 for RSA, ES256/384/512 by curve, EdDSA; None if unknown."""
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        return "PS256"
+    return _DEFAULT_ALG.get((str(kty), str(jwk.get("crv"))))
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
