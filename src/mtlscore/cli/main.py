@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-_COMMANDS = ("check", "thumbprint", "identity", "serve", "demo", "certs", "preview")
+_COMMANDS = ("check", "thumbprint", "identity", "serve", "demo", "certs", "preview", "hash-password")
 
 
 def version_text() -> str:
@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:
-            module = importlib.import_module(f"mtlscore.cli.{name}")
+            module = importlib.import_module(f"mtlscore.cli.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"mtlscore.cli.{name}":
+            if exc.name != f"mtlscore.cli.{name.replace('-', '_')}":
                 raise
             continue
         module.register(sub)

@@ -82,7 +82,9 @@ def request_header_filter(server: ServerConfig) -> HeaderFilter:
     exact = set(_IDENTITY_EXACT | GATEWAY_OWNED)
     exact.add(_normal(server.account_header.encode()))
     for proxy in server.proxies:
-        for field in (proxy.header_name, proxy.verdict_header, proxy.client_address_header):
+        # The proxy's own basic credentials are for the gateway, never for the upstream.
+        auth = proxy.auth_header if proxy.credentials is not None else None
+        for field in (proxy.header_name, proxy.verdict_header, proxy.client_address_header, auth):
             if field:
                 exact.add(_normal(field.encode("latin-1")))
     prefixes = list(_IDENTITY_PREFIXES)

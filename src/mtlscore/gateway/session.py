@@ -439,7 +439,7 @@ class Session:
         # client's address is still the one that proxy reports (allow mode forwards it).
         proxy = decision.proxy if isinstance(decision, UseForwarded) else None
         if proxy is None and self._proxy_policy is not None:
-            proxy = self._proxy_policy.find(self.tls.peer[0], self._connection[1])
+            proxy = self._proxy_policy.find(self.tls.peer[0], self._connection[1], request.headers)
         if proxy is not None:
             self._address = proxy.client_address(self.tls.peer[0], request.headers)
         self.presented = decision.chain if isinstance(decision, UseForwarded) else ()

@@ -25,6 +25,7 @@ from ..identity.identity import Identity
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate
 from . import headers as h
+from .basic_auth import PasswordHash, ProxyCredentials
 
 __all__ = [
     "DEFAULT_HEADER_NAMES",
@@ -77,7 +78,9 @@ class TrustedProxy:
 
     Recognised by ``networks`` (the immediate peer's address) and/or by its own TLS
     client certificate (``thumbprints``: x5t#S256 values; ``spki_pins``: base64
-    SHA-256 of the SubjectPublicKeyInfo). When both kinds are given, both must hold.
+    SHA-256 of the SubjectPublicKeyInfo), and/or by HTTP basic authentication
+    (``username`` + ``password_hash``, a scrypt PHC string, sent in ``auth_header``,
+    default ``Proxy-Authorization``). Every kind given must hold.
     ``revalidate`` (default) re-validates the forwarded chain with mtlscore; when
     False the proxy's verdict is accepted: ``verdict_header`` must carry one of
     ``verdict_ok`` (e.g. nginx ``$ssl_client_verify`` = ``SUCCESS``), or, without a
@@ -100,6 +103,11 @@ class TrustedProxy:
     # address is the client's), and for X-Forwarded-For which entry, counted from the right.
     client_address_header: str | None = None
     client_address_hop: int = 1
+    # RFC 7617 basic authentication of the proxy itself (never the plain password).
+    username: str | None = None
+    password_hash: str | None = None
+    auth_header: str = "proxy-authorization"
+    credentials: ProxyCredentials | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.networks, str):
@@ -116,9 +124,10 @@ class TrustedProxy:
                 f"known: {', '.join(get_args(HeaderFormat))}",
                 key="trusted_proxies.format",
             )
-        if not self.networks and not self.thumbprints and not self.spki_pins:
+        self._check_credentials()
+        if not self.networks and not self.thumbprints and not self.spki_pins and self.credentials is None:
             raise ConfigError(
-                f"proxy {self.name!r} needs networks and/or a certificate pin to be recognised",
+                f"proxy {self.name!r} needs networks, a certificate pin and/or basic auth to be recognised",
                 key="trusted_proxies",
             )
         if self.header is not None:
@@ -126,6 +135,21 @@ class TrustedProxy:
         if self.verdict_header is not None:
             object.__setattr__(self, "verdict_header", self.verdict_header.lower())
         self._check_client_address()
+
+    def _check_credentials(self) -> None:
+        if self.username is None and self.password_hash is None:
+            return
+        if not isinstance(self.username, str) or not self.username or ":" in self.username:
+            # RFC 7617 §2: the user-id cannot contain a colon.
+            raise ConfigError("must be a non-empty user name without ':' (with password_hash)",
+                              key="trusted_proxies.username")
+        parsed = PasswordHash.parse(self.password_hash, key="trusted_proxies.password_hash")
+        header = self.auth_header
+        if not isinstance(header, str) or not _TOKEN.fullmatch(header):
+            raise ConfigError(f"must be an HTTP header name, not {header!r}", key="trusted_proxies.auth_header")
+        header = header.lower().replace("_", "-")
+        object.__setattr__(self, "auth_header", header)
+        object.__setattr__(self, "credentials", ProxyCredentials(self.username, parsed, header))
 
     def _check_client_address(self) -> None:
         header, hop = self.client_address_header, self.client_address_hop
@@ -202,8 +226,34 @@ class TrustedProxy:
         self,
         peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
         peer_leaf: Certificate | None,
+        headers: Mapping[str, list[bytes | str]] | None = None,
     ) -> bool:
-        """Whether the immediate peer is this proxy."""
+        """Whether the immediate peer is this proxy (``headers``: the request's, by lower-case name)."""
+        return self.mismatch(peer, peer_leaf, headers) is None
+
+    def mismatch(
+        self,
+        peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+        peer_leaf: Certificate | None,
+        headers: Mapping[str, list[bytes | str]] | None = None,
+    ) -> str | None:
+        """None when the immediate peer is this proxy; else why not ("" when not even its address/pin)."""
+        if not self._matches_transport(peer, peer_leaf):
+            return ""
+        if self.credentials is not None:
+            values = (headers or {}).get(self.auth_header) or []
+            if len(values) > 1:
+                return f"the {self.auth_header} header appears {len(values)} times"
+            why = self.credentials.check(values[0] if values else None)
+            if why is not None:
+                return f"it failed the basic authentication of trusted proxy {self.name!r}: {why}"
+        return None
+
+    def _matches_transport(
+        self,
+        peer: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+        peer_leaf: Certificate | None,
+    ) -> bool:
         if self.networks and (peer is None or not any(peer in net for net in self.networks)):
             return False
         if self.thumbprints or self.spki_pins:
@@ -331,14 +381,27 @@ class ProxyPolicy:
                 names.add(p.verdict_header)
         return frozenset(names)
 
-    def find(self, peer: Any, peer_chain: Sequence[Certificate] = ()) -> TrustedProxy | None:
-        """The trusted proxy the immediate peer is, or None."""
+    def find(
+        self,
+        peer: Any,
+        peer_chain: Sequence[Certificate] = (),
+        headers: Iterable[tuple[bytes | str, bytes | str]] = (),
+    ) -> TrustedProxy | None:
+        """The trusted proxy the immediate peer is, or None (``headers`` for basic auth)."""
+        return self._find(peer, peer_chain, _header_map(headers))[0]
+
+    def _find(
+        self, peer: Any, peer_chain: Sequence[Certificate], hmap: Mapping[str, list[bytes | str]]
+    ) -> tuple[TrustedProxy | None, str]:
         addr = _peer_address(peer)
         leaf = peer_chain[0] if peer_chain else None
+        why = ""
         for proxy in self.proxies:
-            if proxy.matches(addr, leaf):
-                return proxy
-        return None
+            miss = proxy.mismatch(addr, leaf, hmap)
+            if miss is None:
+                return proxy, ""
+            why = why or miss
+        return None, why
 
     def decide(
         self,
@@ -353,7 +416,7 @@ class ProxyPolicy:
         ``peer_chain`` what it presented in TLS (leaf first), ``headers`` the request's.
         """
         hmap = _header_map(headers)
-        proxy = self.find(peer, peer_chain)
+        proxy, why = self._find(peer, peer_chain, hmap)
         if proxy is None:
             present = sorted(n for n in self.watched_headers if n in hmap)
             if not present:
@@ -361,9 +424,13 @@ class ProxyPolicy:
             detail = (
                 f"certificate header(s) {', '.join(present)} came from "
                 f"{_peer_address(peer) or 'an unknown peer'}, "
-                "which is not a trusted proxy; they are not believed"
+                + (f"which is not a trusted proxy: {why}" if why else "which is not a trusted proxy")
+                + "; they are not believed"
             )
-            if self.on_untrusted == "reject":
+            # A peer at a proxy's address (or with its pin) that fails the proxy's basic
+            # auth is refused even under "ignore": it is not an ordinary client that
+            # happened to send such a header, it is a proxy with the wrong credentials.
+            if self.on_untrusted == "reject" or why:
                 return Reject(Reason.UNTRUSTED_PROXY, detail)
             return UseTls(tuple(peer_chain), notes=(f"{Reason.UNTRUSTED_PROXY.value}: {detail}",))
         try:
@@ -440,6 +507,9 @@ _PROXY_KEYS = frozenset(
         "xfcc_element",
         "client_address_header",
         "client_address_hop",
+        "username",
+        "password_hash",
+        "auth_header",
     }
 )
 
