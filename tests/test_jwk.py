@@ -120,6 +120,6 @@ def test_unsupported_key_types() -> None:
 @pytest.mark.parametrize(("spec", "alg"), [("ec", "ES256"), ("ec-p384", "ES384"), ("ec-p521", "ES512"),
                                            ("rsa", "PS256"), ("ed25519", "EdDSA"), ("ec-k256", None)])
 def test_default_algorithm(spec: str, alg: str | None) -> None:
-    from mtlscore._jwk import default_algorithm
+    from mtlscore.x509.jwk import default_algorithm
 
     assert default_algorithm(jwk_from_public_key(pki.new_key(spec))) == alg

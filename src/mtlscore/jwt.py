@@ -43,14 +43,17 @@ MAX_TOKEN_BYTES = 16 * 1024
 class TokenInvalid(MtlsError):
     """The token is not acceptable (signature, alg, exp/nbf/iss/aud, syntax).
 
-    ``error`` is the OAuth code to answer with (RFC 6750 §3.1).
+    ``error`` is the OAuth code to answer with (RFC 6750 §3.1). ``key_miss``: no
+    key of the JWKS fits (unknown ``kid``, or no signature match) — the issuer may
+    have rotated its keys, so a JWKS from a URL is worth refetching once.
     """
 
     error = "invalid_token"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, key_miss: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.key_miss = key_miss
 
 
 def _algorithms(algorithms: Iterable[str]) -> list[str]:
@@ -132,7 +135,7 @@ def verify_bound_token(
     candidates = [k for kk, k in keys if kid is None or kk == kid]
     candidates = [k for k in candidates if k.key_type == _KTY_FOR.get(str(alg)[:2])]
     if not candidates:
-        raise TokenInvalid(f"no {alg} key" + (f" with kid {kid!r}" if kid else "") + " in the JWKS")
+        raise TokenInvalid(f"no {alg} key" + (f" with kid {kid!r}" if kid else "") + " in the JWKS", key_miss=True)
     claims: dict[str, Any] | None = None
     for key in candidates:
         try:
@@ -143,7 +146,7 @@ def verify_bound_token(
         except JoseError as exc:
             raise TokenInvalid(f"the token is malformed: {exc}") from None
     if claims is None:
-        raise TokenInvalid("the token's signature does not verify with any key of the JWKS")
+        raise TokenInvalid("the token's signature does not verify with any key of the JWKS", key_miss=True)
     options: dict[str, Any] = {"exp": {"essential": True}}
     if issuer is not None:
         options["iss"] = {"essential": True, "value": issuer}

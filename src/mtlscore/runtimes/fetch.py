@@ -10,12 +10,15 @@ the header block, and the number of redirects.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import h11
 
 from ..verify.machine import NeedCRL, NeedIssuer, NeedOCSP, Request
+from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -24,9 +27,13 @@ __all__ = [
     "Exchange",
     "FetchError",
     "HttpCall",
+    "JwksFetcher",
+    "JwksUnavailable",
     "Response",
     "Target",
     "call_for",
+    "report_jwks",
+    "with_jwks",
     "parse_url",
     "redirect_target",
 ]
@@ -87,7 +94,7 @@ class HttpCall:
     accept: str = "*/*"
 
 
-def call_for(request: Request) -> HttpCall:
+def call_for(request: Request | NeedJwks) -> HttpCall:
     """The HTTP call that answers ``request``. Raises FetchError for an unfetchable URL."""
     target = parse_url(request.url)
     if isinstance(request, NeedOCSP):
@@ -99,6 +106,9 @@ def call_for(request: Request) -> HttpCall:
         return HttpCall("GET", target, accept="application/pkix-crl, */*")
     if isinstance(request, NeedIssuer):
         return HttpCall("GET", target, accept="application/pkix-cert, application/pkcs7-mime, */*")
+    if isinstance(request, NeedJwks):
+        # RFC 7517 §8.5.1: application/jwk-set+json; most servers answer application/json.
+        return HttpCall("GET", target, accept="application/jwk-set+json, application/json")
     raise FetchError(f"unknown request {request!r}")
 
 
@@ -195,3 +205,50 @@ def redirect_target(current: Target, response: Response) -> Target | None:
     if nxt.scheme != current.scheme:
         raise FetchError(f"{current.url} redirects to another scheme ({nxt.url}); not followed")
     return nxt
+
+
+def report_jwks(cache: JwksCache, request: NeedJwks, outcome: Response | FetchError, *, now: float) -> str | None:
+    """Tell ``cache`` what the fetch of ``request`` gave; None when the keys were replaced, else the error."""
+    if isinstance(outcome, FetchError):
+        cache.fail(request, str(outcome), now=now)
+        return str(outcome)
+    return cache.answer(request, status=outcome.status, body=outcome.body,
+                        cache_control=outcome.header(b"cache-control"), now=now)
+
+
+T = TypeVar("T")
+
+
+class JwksFetcher(Protocol):
+    """What :func:`with_jwks` needs of a runtime's fetcher (AsyncioFetcher, TrioFetcher)."""
+
+    def jwks(self, cache: JwksCache, request: NeedJwks, *, now: float) -> Awaitable[str | None]: ...
+
+
+async def with_jwks(
+    fetcher: JwksFetcher,
+    cache: JwksCache,
+    url: str,
+    use: Callable[[dict[str, object]], T],
+    *,
+    now: float,
+    missed: Callable[[Exception], bool],
+) -> T:
+    """``use(keys)`` with the keys of ``url``: fetched first when due, refetched once when
+    ``use`` raises an exception ``missed`` says is a key miss (unknown kid, unregistered key).
+
+    Raises :class:`JwksUnavailable` when there are no usable keys, else what ``use`` raises.
+    """
+    request = cache.due(url, now=now)
+    if request is not None:
+        await fetcher.jwks(cache, request, now=now)
+    keys = cache.keys(url, now=now)
+    try:
+        return use(keys)
+    except Exception as exc:
+        if not missed(exc) or (request := cache.refresh(url, now=now)) is None:
+            raise
+        if await fetcher.jwks(cache, request, now=now) is not None:
+            raise  # the refetch failed: the miss stands
+    return use(cache.keys(url, now=now))
+

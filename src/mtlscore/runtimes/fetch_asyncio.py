@@ -24,6 +24,7 @@ from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
 from ..verify.machine import Request
 from .fetch import (
+from ..identity.jwks import JwksCache, NeedJwks
     DEFAULT_MAX_BYTES,
     MAX_REDIRECTS,
     Exchange,
@@ -32,6 +33,7 @@ from .fetch import (
     Target,
     call_for,
     redirect_target,
+    report_jwks,
 )
 
 __all__ = ["AsyncioFetcher", "FetchError", "drive", "validate_with_fetch"]
@@ -58,7 +60,7 @@ class AsyncioFetcher:
         self.max_concurrent = max_concurrent
         self._ssl = ssl_context
         self._sem: asyncio.Semaphore | None = None
-        self._inflight: dict[Request, asyncio.Future[bytes]] = {}
+        self._inflight: dict[Request | NeedJwks, asyncio.Future[Response]] = {}
         self.fetches = 0  # network fetches started
         self.joined = 0  # requests that waited on another validation's fetch
 
@@ -69,11 +71,15 @@ class AsyncioFetcher:
 
     async def fetch(self, request: Request) -> bytes:
         """The bytes that answer ``request``. Raises FetchError when they cannot be had."""
+        return (await self.fetch_response(request)).body
+
+    async def fetch_response(self, request: Request | NeedJwks) -> Response:
+        """The HTTP 200 response that answers ``request`` (after redirects). Raises FetchError."""
         running = self._inflight.get(request)
         if running is not None:
             self.joined += 1
             return await asyncio.shield(running)
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._inflight[request] = fut
         try:
             if self._sem is None:
@@ -94,16 +100,25 @@ class AsyncioFetcher:
         finally:
             self._inflight.pop(request, None)
 
-    async def _fetch(self, request: Request) -> bytes:
+    async def jwks(self, cache: JwksCache, request: NeedJwks, *, now: float) -> str | None:
+        """Fetch the JWK Set ``request`` names and report it to ``cache``; None when the keys were replaced."""
+        try:
+            response: Response | FetchError = await self.fetch_response(request)
+        except FetchError as exc:
+            response = exc
+        return report_jwks(cache, request, response, now=now)
+
+    async def _fetch(self, request: Request | NeedJwks) -> Response:
         call = call_for(request)
         target = call.target
         async with asyncio.timeout(self.timeout):
             for _ in range(MAX_REDIRECTS + 1):
-                exchange = Exchange(replace(call, target=target), max_bytes=self.max_bytes)
+                limit = min(self.max_bytes, request.max_bytes) if isinstance(request, NeedJwks) else self.max_bytes
+                exchange = Exchange(replace(call, target=target), max_bytes=limit)
                 response = await self._exchange(target, exchange)
                 nxt = redirect_target(target, response)
                 if nxt is None:
-                    return response.body
+                    return response
                 target = nxt
         raise FetchError(f"{call.target.url}: more than {MAX_REDIRECTS} redirects")
 
