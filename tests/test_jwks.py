@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from mtlscore import ConfigError, pki
-from mtlscore.x509.jwk import jwk_from_public_key
 from mtlscore.identity.jwks import (
     JwksCache,
     JwksLimits,
@@ -17,6 +16,7 @@ from mtlscore.identity.jwks import (
     parse_jwks,
     ttl_from_cache_control,
 )
+from mtlscore.x509.jwk import jwk_from_public_key
 
 URL = "https://as.example/jwks"
 LIMITS = JwksLimits(default_ttl=300, min_ttl=60, max_ttl=3600, refresh_interval=30, retry_interval=10,
@@ -45,7 +45,7 @@ def test_first_use_asks_then_serves_until_expiry() -> None:
     with pytest.raises(JwksUnavailable, match="no keys fetched yet"):
         cache.keys(URL, now=0)
     req = cache.due(URL, now=0)
-    assert req == NeedJwks(URL, LIMITS.max_bytes)
+    assert req == NeedJwks(URL, LIMITS.max_bytes, LIMITS.timeout)
     assert cache.answer(req, status=200, body=jwks("a"), cache_control="max-age=100", now=0) is None
     assert kids(cache.keys(URL, now=1)) == ["a"] and cache.due(URL, now=99) is None
     assert cache.due(URL, now=100) == req  # expired: fetch before use

@@ -8,9 +8,9 @@ import pytest
 
 from mtlscore import ConfigError, Reason, pki
 from mtlscore import _headers as h
-from mtlscore.x509.cert import parse_certificate
-from mtlscore.proxy.trusted import ProxyPolicy, Reject, TrustedProxy, UseForwarded, proxies_from_config
 from mtlscore.proxy.basic_auth import PasswordHash, ProxyCredentials, hash_password
+from mtlscore.proxy.trusted import ProxyPolicy, Reject, TrustedProxy, UseForwarded, proxies_from_config
+from mtlscore.x509.cert import parse_certificate
 
 CLIENT = parse_certificate(pki.root().leaf("client.example").der)
 HASH = hash_password("s3cret pass", ln=14)

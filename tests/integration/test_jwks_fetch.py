@@ -10,11 +10,11 @@ import pytest
 from test_fetch import Route, Server, anyio_backend, down_url, fetcher_for, server  # noqa: F401 - fixtures
 
 from mtlscore import pki
-from mtlscore.x509.cert import parse_certificate
-from mtlscore.x509.jwk import jwk_from_public_key
 from mtlscore.identity.jwks import JwksCache, JwksLimits, JwksUnavailable
 from mtlscore.jwt import TokenInvalid, issue_bound_token, verify_bound_token
 from mtlscore.runtimes.fetch import with_jwks
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_public_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +19,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks, check_jwks_uri, parse_jwks
 from ..reasons import CertificateRejected, ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate
 
 __all__ = [
     "CREDENTIAL_INVALID",
     "CREDENTIAL_MISSING",
+    "FAPI2_ALGORITHMS",
+    "FAPI2_TLS12_CIPHERS",
+    "INSECURE_TLS",
     "IP_NOT_ALLOWED",
+    "JWKS_UNAVAILABLE",
     "RATE_LIMITED",
     "AccountAuth",
     "AuthResult",
@@ -42,6 +46,28 @@ CREDENTIAL_MISSING = "credential_missing"
 CREDENTIAL_INVALID = "credential_invalid"
 IP_NOT_ALLOWED = "ip_not_allowed"
 RATE_LIMITED = "rate_limited"
+# The account's token keys come from a jwks_uri that has given no usable keys (503).
+JWKS_UNAVAILABLE = "jwks_unavailable"
+# The connection's TLS version or cipher suite is below the account's profile (fapi2).
+INSECURE_TLS = "insecure_tls"
+
+# The algorithms an account accepts by default; RS256 stays for compatibility, FAPI 2.0
+# (Security Profile §5.4.1) allows only PS256, ES256 and EdDSA.
+DEFAULT_TOKEN_ALGORITHMS = ("PS256", "ES256", "RS256")
+FAPI2_ALGORITHMS = ("PS256", "ES256", "EdDSA")
+TOKEN_ALGORITHMS = frozenset(
+    {"PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "EdDSA"}
+)
+# FAPI 2.0 Security Profile §5.2.1 / RFC 9325 §4.2: TLS 1.2 only with these suites (OpenSSL
+# names); TLS 1.3 suites are all acceptable.
+FAPI2_TLS12_CIPHERS = frozenset({
+    "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384",
+})
+PROFILES = ("fapi2",)
+METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
+_TOKEN_TABLE_KEYS = frozenset({"jwks", "jwks_uri", "algorithms", "issuer", "audience"})
 
 REALM = "mtlscore"
 API_KEY_HEADER = b"x-api-key"
@@ -96,10 +122,23 @@ class AccountAuth:
     jwks: Mapping[str, Any] | None = None
     token_issuer: str | None = None
     token_audience: str | None = None
+    # Token keys from a URL (JwksCache), the accepted algorithms, and the profile.
+    jwks_uri: str | None = None
+    token_algorithms: tuple[str, ...] = DEFAULT_TOKEN_ALGORITHMS
+    profile: str | None = None
+    # RFC 8705 §2: how the client is authenticated; for self_signed_tls_client_auth its
+    # registered keys (inline or by URL).
+    method: str = "tls_client_auth"
+    client_jwks: Mapping[str, Any] | None = None
+    client_jwks_uri: str | None = None
 
     @property
     def requires_credential(self) -> bool:
-        return bool(self.api_key_sha256) or self.jwks is not None
+        return bool(self.api_key_sha256) or self.has_token_keys or self.profile == "fapi2"
+
+    @property
+    def has_token_keys(self) -> bool:
+        return self.jwks is not None or self.jwks_uri is not None
 
     @classmethod
     def from_mapping(cls, account: str, table: Mapping[str, Any]) -> AccountAuth:
@@ -132,26 +171,93 @@ class AccountAuth:
             except ValueError:
                 raise ConfigError(f"{n!r} is not an IP network", key=f"{prefix}.ip_allow") from None
         rate = table.get("rate_limit")
-        jwks = table.get("jwks")
-        if isinstance(jwks, str):
-            try:
-                jwks = json.loads(jwks)
-            except ValueError:
-                raise ConfigError("is not JSON", key=f"{prefix}.jwks") from None
-        if jwks is not None and not (isinstance(jwks, Mapping) and isinstance(jwks.get("keys"), list)):
-            raise ConfigError('must be a JWKS object {"keys": [...]}', key=f"{prefix}.jwks")
-        for name in ("token_issuer", "token_audience"):
-            if table.get(name) is not None and not isinstance(table.get(name), str):
-                raise ConfigError("must be a string", key=f"{prefix}.{name}")
+        method = table.get("method", "tls_client_auth")
+        if method not in METHODS:
+            raise ConfigError(f"must be one of {', '.join(METHODS)}, not {method!r}", key=f"{prefix}.method")
+        profile = table.get("profile")
+        if profile is not None and profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})", key=f"{prefix}.profile")
+        token = table.get("token", {})
+        if not isinstance(token, Mapping):
+            raise ConfigError("must be a table (jwks, jwks_uri, algorithms, issuer, audience)",
+                              key=f"{prefix}.token")
+        unknown = sorted(set(token) - _TOKEN_TABLE_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r}", key=f"{prefix}.token.{unknown[0]}")
+        # For self_signed_tls_client_auth, jwks/jwks_uri are the client's registered keys
+        # (RFC 7591 §2 names); token keys then live only in the token table.
+        self_signed = method == "self_signed_tls_client_auth"
+        flat = {"algorithms": table.get("token_algorithms"), "issuer": table.get("token_issuer"),
+                "audience": table.get("token_audience")}
+        if not self_signed:
+            flat.update(jwks=table.get("jwks"), jwks_uri=table.get("jwks_uri"))
+        merged: dict[str, Any] = {}
+        for name in _TOKEN_TABLE_KEYS:
+            a, b = flat.get(name), token.get(name)
+            if a is not None and b is not None:
+                raise ConfigError(f"given twice: here and as token.{name}", key=f"{prefix}.{name}")
+            merged[name] = b if b is not None else a
+        jwks = _jwks_value(merged["jwks"], f"{prefix}.jwks")
+        jwks_uri = check_jwks_uri(merged["jwks_uri"], key=f"{prefix}.jwks_uri") if merged["jwks_uri"] else None
+        if jwks is not None and jwks_uri is not None:
+            raise ConfigError("give jwks or jwks_uri, not both", key=f"{prefix}.jwks_uri")
+        for name in ("issuer", "audience"):
+            if merged[name] is not None and not isinstance(merged[name], str):
+                raise ConfigError("must be a string", key=f"{prefix}.token_{name}")
+        algorithms = _algorithms(merged["algorithms"], profile, f"{prefix}.token_algorithms")
+        if profile == "fapi2" and jwks is None and jwks_uri is None:
+            raise ConfigError("profile fapi2 requires certificate-bound tokens: give token keys "
+                              "(jwks / jwks_uri, or token.jwks / token.jwks_uri)", key=f"{prefix}.profile")
+        client_jwks = client_jwks_uri = None
+        if self_signed:
+            client_jwks = _jwks_value(table.get("jwks"), f"{prefix}.jwks")
+            raw_uri = table.get("jwks_uri")
+            client_jwks_uri = check_jwks_uri(raw_uri, key=f"{prefix}.jwks_uri") if raw_uri is not None else None
+            if (client_jwks is None) == (client_jwks_uri is None):
+                raise ConfigError("self_signed_tls_client_auth needs the client's jwks or jwks_uri (one of them)",
+                                  key=f"{prefix}.jwks")
         return cls(
             account=account,
             api_key_sha256=tuple(hashes),
             ip_allow=tuple(nets),
             rate_limit=Rate.parse(rate, key=f"{prefix}.rate_limit") if rate is not None else None,
             jwks=jwks,
-            token_issuer=table.get("token_issuer"),
-            token_audience=table.get("token_audience"),
+            token_issuer=merged["issuer"],
+            token_audience=merged["audience"],
+            jwks_uri=jwks_uri,
+            token_algorithms=algorithms,
+            profile=profile,
+            method=method,
+            client_jwks=client_jwks,
+            client_jwks_uri=client_jwks_uri,
         )
+
+
+def _jwks_value(raw: Any, key: str) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.strip().lower().startswith(("http://", "https://")):
+        raise ConfigError("is a URL; give it as jwks_uri (fetched and cached), not jwks", key=key)
+    # An empty set is the verifier's to refuse (it names the token's kid); a broken one is ours.
+    return parse_jwks(raw, key=key, allow_empty=True)
+
+
+def _algorithms(raw: Any, profile: str | None, key: str) -> tuple[str, ...]:
+    if raw is None:
+        return FAPI2_ALGORITHMS if profile == "fapi2" else DEFAULT_TOKEN_ALGORITHMS
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
+        raise ConfigError("must be a non-empty list of JWS algorithm names", key=key)
+    bad = [a for a in raw if a not in TOKEN_ALGORITHMS]
+    if bad:
+        # Asymmetric only: an HMAC alg would let anyone holding the public JWKS forge tokens.
+        raise ConfigError(f"{bad[0]!r} is not allowed; choose from {', '.join(sorted(TOKEN_ALGORITHMS))}", key=key)
+    if profile == "fapi2":
+        outside = [a for a in raw if a not in FAPI2_ALGORITHMS]
+        if outside:
+            raise ConfigError(f"profile fapi2 allows only {', '.join(FAPI2_ALGORITHMS)}, not {outside[0]}", key=key)
+    return tuple(dict.fromkeys(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +275,9 @@ class AuthResult:
     # The request header the accepted API key came in (b"x-api-key" or b"authorization"):
     # the gateway's own secret, removed before the request goes upstream.
     consumed: bytes | None = None
+    # Not decided yet: fetch these keys into the JwksCache, then authorize again
+    # (with count_rate=False: the request was counted once).
+    need: NeedJwks | None = None
 
 
 @dataclass(slots=True)
@@ -236,11 +345,19 @@ def authorize(
     now: float,
     limiter: RateLimiter,
     verify_token: TokenVerifier | None = None,
+    jwks_cache: JwksCache | None = None,
+    tls_version: str = "",
+    tls_cipher: str = "",
+    count_rate: bool = True,
 ) -> AuthResult:
-    """Run the account's checks in order: IP allowlist, rate limit, credential.
+    """Run the account's checks in order: IP allowlist, rate limit, TLS profile, credential.
 
     The rate limit comes before the credential so that guessing keys spends the
-    account's budget. Never raises on the peer's input.
+    account's budget. An account whose token keys come from a ``jwks_uri`` may
+    answer ``AuthResult(need=NeedJwks)``: fetch it into ``jwks_cache`` and call
+    again with ``count_rate=False``. ``tls_version``/``tls_cipher`` (as OpenSSL
+    names them) are checked against the account's profile when given. Never
+    raises on the peer's input.
     """
     if auth is None:
         return AuthResult(True)
@@ -257,7 +374,7 @@ def authorize(
                 f"address {peer_ip} is not in the allowlist of account {auth.account}"
                 + (f" ({peer_source})" if peer_source else ""),
             )
-    if auth.rate_limit is not None:
+    if auth.rate_limit is not None and count_rate:
         wait = limiter.check(auth.account, auth.rate_limit, now)
         if wait is not None:
             # RFC 9110 §10.2.3: Retry-After as delay-seconds, an integer.
@@ -270,9 +387,24 @@ def authorize(
                 f"{auth.rate_limit.per_seconds:g} s; retry in {seconds} s",
                 (("Retry-After", str(seconds)),),
             )
+    if auth.profile == "fapi2" and tls_version:
+        weak = _fapi2_tls_problem(tls_version, tls_cipher)
+        if weak:
+            return AuthResult(False, 403, INSECURE_TLS, f"account {auth.account} (profile fapi2): {weak}")
     if not auth.requires_credential:
         return AuthResult(True)
-    return _check_credential(auth, headers, cert, at, verify_token)
+    return _check_credential(auth, headers, cert, at, verify_token, jwks_cache, now)
+
+
+def _fapi2_tls_problem(version: str, cipher: str) -> str:
+    # FAPI 2.0 Security Profile §5.2.1: TLS 1.2 or later; under 1.2 only the BCP 195 suites.
+    if version == "TLSv1.3":
+        return ""
+    if version != "TLSv1.2":
+        return f"{version} is below TLS 1.2"
+    if cipher not in FAPI2_TLS12_CIPHERS:
+        return f"cipher suite {cipher or 'unknown'} is not one FAPI 2.0 allows with TLS 1.2"
+    return ""
 
 
 def _check_credential(
@@ -281,6 +413,8 @@ def _check_credential(
     cert: Certificate | None,
     at: datetime,
     verify_token: TokenVerifier | None,
+    jwks_cache: JwksCache | None,
+    now: float,
 ) -> AuthResult:
     api_key = _header(headers, API_KEY_HEADER)
     bearer: bytes | None = None
@@ -290,8 +424,12 @@ def _check_credential(
         scheme, _, rest = authorization.strip().partition(b" ")
         if scheme.lower() == b"bearer" and rest.strip():
             bearer = rest.strip()
+    if auth.profile == "fapi2":
+        # FAPI 2.0 §5.3.2.2: sender-constrained access tokens only; an API key is no substitute.
+        api_key = None
     if api_key is None and bearer is None:
-        what = "an API key (X-API-Key) or a Bearer token" if auth.api_key_sha256 else "a Bearer token"
+        what = ("an API key (X-API-Key) or a Bearer token" if auth.api_key_sha256 and auth.profile != "fapi2"
+                else "a certificate-bound Bearer token")
         return AuthResult(
             False,
             401,
@@ -299,12 +437,12 @@ def _check_credential(
             f"account {auth.account} requires {what} besides the client certificate",
             (_challenge(),),
         )
-    if auth.api_key_sha256:
+    if auth.api_key_sha256 and auth.profile != "fapi2":
         for candidate, header in ((api_key, API_KEY_HEADER), (bearer, b"authorization")):
             if candidate is not None and _api_key_matches(candidate, auth.api_key_sha256):
                 return AuthResult(True, credential="api_key", consumed=header)
-    if bearer is not None and auth.jwks is not None:
-        return _check_token(auth, bearer, cert, at, verify_token)
+    if bearer is not None and auth.has_token_keys:
+        return _check_token(auth, bearer, cert, at, verify_token, jwks_cache, now)
     return AuthResult(
         False,
         401,
@@ -320,8 +458,10 @@ def _check_token(
     cert: Certificate | None,
     at: datetime,
     verify_token: TokenVerifier | None,
+    jwks_cache: JwksCache | None,
+    now: float,
 ) -> AuthResult:
-    if cert is None or auth.jwks is None:
+    if cert is None or not auth.has_token_keys:
         return AuthResult(
             False,
             401,
@@ -333,14 +473,28 @@ def _check_token(
         from ..jwt import verify_bound_token
 
         verify_token = verify_bound_token
+    keys: Mapping[str, Any] = auth.jwks or {"keys": []}
+    url = auth.jwks_uri
+    if url is not None:
+        if jwks_cache is None:
+            return AuthResult(False, 500, "account_config", f"account {auth.account}: jwks_uri needs a JWKS cache")
+        due = jwks_cache.due(url, now=now)
+        if due is not None:
+            return AuthResult(False, need=due)
+        try:
+            keys = jwks_cache.keys(url, now=now)
+        except JwksUnavailable as exc:
+            return AuthResult(False, 503, JWKS_UNAVAILABLE,
+                              f"account {auth.account}: no token keys from {exc.url}: {exc.detail}")
     try:
         claims = verify_token(
             token.decode("ascii", "replace"),
-            auth.jwks,
+            keys,
             cert,
             at=at,
             issuer=auth.token_issuer,
             audience=auth.token_audience,
+            algorithms=auth.token_algorithms,
         )
     except CertificateRejected as exc:
         # RFC 8705 §3: a cnf mismatch is an invalid_token (401).
@@ -354,6 +508,11 @@ def _check_token(
     except ConfigError as exc:
         return AuthResult(False, 500, "account_config", f"account {auth.account}: {exc}")
     except MtlsError as exc:
+        if url is not None and jwks_cache is not None and getattr(exc, "key_miss", False):
+            # The issuer may have rotated its keys: refetch, at most once per refresh_interval.
+            again = jwks_cache.refresh(url, now=now)
+            if again is not None:
+                return AuthResult(False, need=again)
         return AuthResult(
             False,
             401,

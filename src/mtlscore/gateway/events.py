@@ -11,6 +11,7 @@ from typing import Any
 
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
+from ..identity.jwks import JwksCache, NeedJwks
 from ..reasons import Reason
 from ..x509.cert import Certificate
 from .appauth import AccountAuth, RateLimiter, TokenVerifier
@@ -21,6 +22,7 @@ __all__ = [
     "Close",
     "CloseUpstream",
     "Decision",
+    "FetchJwks",
     "Gateway",
     "Log",
     "OpenUpstream",
@@ -61,6 +63,9 @@ class Gateway:
     verify_token: TokenVerifier | None = None
     # Maps a principal to its app-level requirements (None: certificate only).
     account_auth: Callable[[Any], AccountAuth | None] | None = None
+    # Keys fetched from jwks_uri values (token keys, self-signed clients' keys); the
+    # runtime carries it over reloads like the limiter.
+    jwks_cache: JwksCache = field(default_factory=JwksCache, compare=False)
 
 
 # -- what the core tells the runtime ------------------------------------------
@@ -152,6 +157,15 @@ class Validate:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchJwks:
+    """Fetch ``request`` (a JWK Set) and report it to ``cache`` (``runtimes._fetch.report_jwks``),
+    then call ``session.keys_fetched()``; the request waiting on those keys goes on."""
+
+    request: NeedJwks
+    cache: JwksCache = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """Log ``decision`` and count it. For an accepted certificate, ``chain`` (as presented)
     and ``verdict`` go to the expiry radar (mtlscore.gateway.radar)."""
@@ -170,7 +184,8 @@ class Close:
 
 
 Action = (
-    ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Validate | Log | Close
+    ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Validate | FetchJwks
+    | Log | Close
 )
 
 

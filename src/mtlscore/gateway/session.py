@@ -10,6 +10,7 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
     WriteUpstream -> send action.data upstream | session.upstream_failed("timeout", why)
     ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed("timeout", why)
     CloseUpstream -> close the upstream socket
+    FetchJwks     -> fetch action.request into action.cache, then session.keys_fetched()
     Validate      -> session.validated(verdict), the verdict of action.validation driven
                      with the runtime's revocation fetcher (only with fetch=True)
     Log           -> log action.decision as one line and count it
@@ -39,6 +40,10 @@ from typing import Any
 import h11
 
 from ..decision.verdict import Verdict
+from ..identity.identity import Identity
+from ..identity.jwks import NeedJwks
+from ..identity.self_signed import is_candidate
+from ..identity.self_signed import match as match_self_signed
 from ..proxy.trusted import ClientAddress, UseForwarded, UseTls, decision_verdict
 from ..proxy.trusted import Decision as ProxyDecision
 from ..reasons import CertificateRejected, ConfigError, Reason
@@ -50,6 +55,7 @@ from .events import (
     Close,
     CloseUpstream,
     Decision,
+    FetchJwks,
     Gateway,
     Log,
     OpenUpstream,
@@ -82,6 +88,7 @@ __all__ = [
     "Close",
     "CloseUpstream",
     "Decision",
+    "FetchJwks",
     "Gateway",
     "Log",
     "OpenUpstream",
@@ -116,6 +123,7 @@ class State(enum.Enum):
     AWAIT_REQUEST = "await_request"  # reading a request head from the client
     CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
     VALIDATING = "validating"  # Validate issued for a forwarded chain, waiting for the runtime
+    FETCHING_KEYS = "fetching_keys"  # FetchJwks issued for the account's jwks_uri, waiting for the runtime
     STREAM_REQUEST = "stream_request"  # relaying the request body upstream
     AWAIT_RESPONSE = "await_response"  # relaying the upstream response to the client
     CLOSED = "closed"
@@ -123,9 +131,15 @@ class State(enum.Enum):
 
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.AWAIT_REQUEST: frozenset(
-        {State.AWAIT_REQUEST, State.VALIDATING, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
+        {State.AWAIT_REQUEST, State.VALIDATING, State.FETCHING_KEYS, State.CONNECTING, State.STREAM_REQUEST,
+         State.CLOSED}
     ),
-    State.VALIDATING: frozenset({State.AWAIT_REQUEST, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}),
+    State.VALIDATING: frozenset(
+        {State.AWAIT_REQUEST, State.FETCHING_KEYS, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
+    ),
+    State.FETCHING_KEYS: frozenset(
+        {State.AWAIT_REQUEST, State.FETCHING_KEYS, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
+    ),
     State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
     # -> AWAIT_REQUEST: answered (e.g. 504, the upstream took nothing) with the body all read.
     State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.AWAIT_REQUEST, State.CLOSED}),
@@ -185,6 +199,7 @@ class Session:
         self._given = verdict
         self._fetch = fetch and gateway.validator.policy.fetch
         self._awaiting: tuple[UseForwarded, datetime, float] | None = None  # a forwarded chain being validated
+        self._keys_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on FetchJwks
         self.server = gateway.server
         self.tls = tls
         self.state = State.AWAIT_REQUEST
@@ -210,7 +225,9 @@ class Session:
         self.thumbprint: str | None = self.presented[0].x5t_s256 if self.presented else None
         # The connection's own (TLS) evidence; with trusted proxies a request may replace
         # verdict/presented/account/thumbprint with what its proxy forwarded (_evidence).
-        self._connection = (self.verdict, self.presented, self.account, self.thumbprint)
+        self._connection: tuple[Verdict, tuple[Certificate, ...], str | None, str | None] = (
+            self.verdict, self.presented, self.account, self.thumbprint
+        )
         self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
 
     # -- validation, once per connection -----------------------------------
@@ -338,6 +355,8 @@ class Session:
                 raise SessionError("next_action while connecting: report upstream_connected/failed")
             if self.state is State.VALIDATING:
                 raise SessionError("next_action while validating: report validated(verdict)")
+            if self.state is State.FETCHING_KEYS:
+                raise SessionError("next_action while fetching keys: report keys_fetched()")
             if self.state is State.AWAIT_RESPONSE:
                 self._step_upstream()
             else:
@@ -480,8 +499,18 @@ class Session:
             return
         self._decide_request(request, at, now)
 
-    def _decide_request(self, request: h11.Request, at: datetime, now: float) -> None:
+    def keys_fetched(self) -> None:
+        """The JWK Set asked for by :class:`FetchJwks` is in the cache (or its failure is); the request goes on."""
+        if self.state is not State.FETCHING_KEYS or self._keys_wait is None or self._request is None:
+            raise SessionError(f"keys_fetched in state {self.state.value}")
+        at, now = self._keys_wait
+        self._keys_wait = None
+        self._decide_request(self._request, at, now, resumed=True)
+
+    def _decide_request(self, request: h11.Request, at: datetime, now: float, *, resumed: bool = False) -> None:
         """Mode, app-level checks and limits for this request, then answer or forward it."""
+        if not self.verdict.ok and self._self_signed(at, now):
+            return  # waiting on FetchJwks for a registered client's jwks_uri
         verdict = self.verdict
         if not verdict.ok and self.server.mode == "reject_invalid":
             assert verdict.reason is not None
@@ -489,7 +518,14 @@ class Session:
             # connection carries other clients' requests: refuse this one only.
             self._deny(403, verdict.reason.value, verdict.detail, close=not self._forwarded)
             return
-        result = self._app_checks(request, at, now) if verdict.ok else AuthResult(True)
+        result = self._app_checks(request, at, now, count_rate=not resumed) if verdict.ok else AuthResult(True)
+        if result.need is not None:
+            # The account's keys come from a jwks_uri: the runtime fetches, then keys_fetched().
+            # The cache's own intervals bound how often this can happen per URL.
+            self._keys_wait = (at, now)
+            self._to(State.FETCHING_KEYS)
+            self._pending.append(FetchJwks(result.need, self.gateway.jwks_cache))
+            return
         if not result.ok:
             assert result.reason is not None
             self._deny(result.status, result.reason, result.detail, headers=result.headers)
@@ -519,7 +555,37 @@ class Session:
         else:
             self._send_request_head(request)
 
-    def _app_checks(self, request: h11.Request, at: datetime, now: float) -> AuthResult:
+    def _self_signed(self, at: datetime, now: float) -> bool:
+        """RFC 8705 §2.2: a self-signed certificate no CA vouches for may be a client known by
+        its registered key. Replaces the verdict (accepted as that account, or
+        not_allowlisted); True when the keys must be fetched first (FetchJwks)."""
+        clients = getattr(self.gateway.validator.identity_map, "self_signed_clients", ())
+        if not clients or self.verdict.reason is not Reason.UNTRUSTED or not is_candidate(self.presented):
+            return False
+        leaf = self.presented[0]
+        try:
+            found = match_self_signed(clients, leaf, at=at, now=now, cache=self.gateway.jwks_cache)
+        except CertificateRejected as exc:
+            verdict = Verdict.reject(exc.reason, exc.detail, path=(leaf,), position=0)
+        else:
+            if isinstance(found, NeedJwks):
+                self._keys_wait = (at, now)
+                self._to(State.FETCHING_KEYS)
+                self._pending.append(FetchJwks(found, self.gateway.jwks_cache))
+                return True
+            principal = found.client.principal
+            kid = found.jwk.get("kid")
+            verdict = Verdict(True, path=(leaf,), identity=Identity.from_certificate(leaf, None),
+                              principal=principal,
+                              notes=(f"self_signed_tls_client_auth: key {kid or leaf.x5t_s256} registered by "
+                                     f"account {principal.id}",))
+        self.verdict = verdict
+        self.account = _account_id(verdict.principal) if verdict.ok else None
+        if not self._forwarded:
+            self._connection = (self.verdict, self.presented, self.account, self.thumbprint)
+        return False
+
+    def _app_checks(self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True) -> AuthResult:
         resolve = self.gateway.account_auth or default_account_auth
         try:
             auth = resolve(self.verdict.principal)
@@ -535,6 +601,10 @@ class Session:
             now=now,
             limiter=self.gateway.limiter,
             verify_token=self.gateway.verify_token,
+            jwks_cache=self.gateway.jwks_cache,
+            tls_version=self.tls.version,
+            tls_cipher=self.tls.cipher,
+            count_rate=count_rate,
         )
 
     def _content_length(self, request: h11.Request) -> int | None:

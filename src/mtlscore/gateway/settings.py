@@ -12,9 +12,10 @@ import math
 import pathlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..identity.jwks import JwksLimits, limits_from_config
 from ..proxy.trusted import ProxyPolicy, TrustedProxy, proxies_from_config
 from ..reasons import ConfigError
 
@@ -168,6 +169,8 @@ class ServerConfig:
     # refused (mtlscore.gateway.preview); the running configuration's setting decides.
     reload_guard: bool = False
     reload_guard_active: float = 7 * 86400.0
+    # The cache of keys fetched from jwks_uri values (accounts' token keys, self-signed clients).
+    jwks: JwksLimits = field(default_factory=JwksLimits)
 
     @property
     def effective_tls_engine(self) -> str:
@@ -284,6 +287,7 @@ _KNOWN = {
     "expiry_warning_days",
     "reload_guard",
     "reload_guard_active_seconds",
+    "jwks",
 }
 
 
@@ -406,4 +410,5 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         expiry_warning_days=_number(table, "expiry_warning_days", 30.0),
         reload_guard=guard,
         reload_guard_active=_number(table, "reload_guard_active_seconds", 7 * 86400.0),
+        jwks=limits_from_config(table.get("jwks", {})),
     )

@@ -30,7 +30,8 @@ __all__ = ["ANY_ANCHOR", "IdentityMap", "Principal", "Resolution", "Rule", "acco
 ANY_ANCHOR: Literal["any"] = "any"
 AnchorLike = Anchor | AnchorRef | Certificate
 # App-level account keys read by mtlscore.gateway.appauth.AccountAuth; carried in Principal.attributes.
-APP_KEYS = frozenset({"api_key_sha256", "ip_allow", "rate_limit", "jwks", "token_issuer", "token_audience"})
+APP_KEYS = frozenset({"api_key_sha256", "ip_allow", "rate_limit", "jwks", "token_issuer", "token_audience",
+                      "jwks_uri", "token_algorithms", "profile", "method", "token"})
 _RULE_KEYS = frozenset({"id", "anchors", "match", "template", "id_prefix", "groups", "attributes"})
 _PIN_KINDS = frozenset({"thumbprint", "spki"})
 
@@ -186,8 +187,13 @@ class IdentityMap:
     the same certificate in a way visible from the rules alone.
     """
 
-    def __init__(self, rules: Iterable[Rule], *, check_conflicts: bool = True) -> None:
+    def __init__(
+        self, rules: Iterable[Rule], *, check_conflicts: bool = True, self_signed: Iterable[Any] = ()
+    ) -> None:
         self._rules: tuple[Rule, ...] = tuple(rules)
+        # RFC 8705 §2.2 clients known by a registered key (mtlscore.identity.self_signed.SelfSignedClient):
+        # matched by the gateway when no CA vouches for a self-signed certificate.
+        self.self_signed_clients: tuple[Any, ...] = tuple(self_signed)
         self._index: dict[tuple[str, ...], list[int]] = {}
         self._templates: list[int] = []
         self._accounts = frozenset(r.account for r in self._rules if not r.template)
@@ -392,14 +398,16 @@ def accounts_from_config(
     if not isinstance(items, list):
         raise ConfigError("must be an array of tables ([[accounts]])", key="accounts")
     rules: list[Rule] = []
+    self_signed: list[Any] = []
     ids: dict[str, str] = {}
     for n, table in enumerate(items):
         p = f"accounts[{n}]"
         if not isinstance(table, dict):
             raise ConfigError("must be a table", key=p)
-        unknown = sorted(set(table) - _RULE_KEYS - APP_KEYS)
+        unknown = sorted(set(table) - _RULE_KEYS - APP_KEYS - {"jwks_file"})
         if unknown:
             raise ConfigError(f"unknown key {unknown[0]!r}", key=f"{p}.{unknown[0]}")
+        table = _read_jwks_files(table, p, base_dir, read)
         match = table.get("match", {})
         if not isinstance(match, dict):
             raise ConfigError("must be a table of match keys", key=f"{p}.match")
@@ -433,11 +441,55 @@ def accounts_from_config(
         ids[account] = p
         if "id_prefix" in table:
             raise ConfigError("only a template takes id_prefix", key=f"{p}.id_prefix")
+        groups = _strings(table.get("groups", []), f"{p}.groups")
+        if table.get("method") == "self_signed_tls_client_auth":
+            self_signed.append(_self_signed_client(account, groups, attributes, p))
+            if not match:
+                continue  # known by its registered key alone
         if not match:
             raise ConfigError("give at least one match key", key=f"{p}.match")
-        groups = _strings(table.get("groups", []), f"{p}.groups")
         conditions = _conditions(match, f"{p}.match")
         anchors = _config_anchors(anchors_raw, f"{p}.anchors", base_dir, trust, read)
         scope, names = _scope(anchors, conditions, f"{p}.anchors")
         rules.append(Rule(account, conditions, scope, p, groups, _freeze(attributes), "", "", names))
-    return IdentityMap(rules)
+    return IdentityMap(rules, self_signed=self_signed)
+
+
+def _read_jwks_files(
+    table: dict[str, Any], p: str, base_dir: pathlib.Path, read: Callable[[pathlib.Path], bytes]
+) -> dict[str, Any]:
+    """``jwks_file`` (and ``token.jwks_file``) read into ``jwks``: the core reads no files later."""
+    out = dict(table)
+    for where, holder in (("", out), ("token.", out.get("token"))):
+        if not isinstance(holder, dict) or "jwks_file" not in holder:
+            continue
+        key = f"{p}.{where}jwks_file"
+        name = holder["jwks_file"]
+        if "jwks" in holder or "jwks_uri" in holder:
+            raise ConfigError("give one of jwks, jwks_file, jwks_uri", key=key)
+        if not isinstance(name, str):
+            raise ConfigError("must be a file name", key=key)
+        try:
+            data = read(base_dir / name)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {name}: {exc.strerror or exc}", key=key) from None
+        holder = dict(holder)
+        del holder["jwks_file"]
+        holder["jwks"] = data.decode("utf-8", "replace")
+        if where:
+            out["token"] = holder
+        else:
+            out = holder
+    return out
+
+
+def _self_signed_client(account: str, groups: tuple[str, ...], attributes: dict[str, Any], p: str) -> Any:
+    from ..gateway.appauth import AccountAuth
+    from .self_signed import SelfSignedClient
+
+    try:
+        auth = AccountAuth.from_mapping(account, attributes)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, key=(exc.key or "").replace(f"accounts.{account}", p, 1)) from None
+    principal = Principal(account, groups, _freeze(attributes), p)
+    return SelfSignedClient(principal, auth.client_jwks, auth.client_jwks_uri)

@@ -37,6 +37,8 @@ __all__ = [
     "JwksLimits",
     "JwksUnavailable",
     "NeedJwks",
+    "check_jwks_uri",
+    "limits_from_config",
     "parse_jwks",
     "ttl_from_cache_control",
 ]
@@ -44,10 +46,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class NeedJwks:
-    """Fetch the JWK Set at ``url`` (HTTP GET, at most ``max_bytes``) and report it to the cache."""
+    """Fetch the JWK Set at ``url`` (HTTP GET, at most ``max_bytes``, within ``timeout`` s) and report it."""
 
     url: str
     max_bytes: int = 256 * 1024
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,28 @@ class JwksLimits:
 
 DEFAULT_LIMITS = JwksLimits()
 
+_CONFIG_NAMES = {
+    "default_ttl_seconds": "default_ttl", "min_ttl_seconds": "min_ttl", "max_ttl_seconds": "max_ttl",
+    "refresh_interval_seconds": "refresh_interval", "retry_interval_seconds": "retry_interval",
+    "max_stale_seconds": "max_stale", "max_bytes": "max_bytes", "max_keys": "max_keys",
+    "timeout_seconds": "timeout",
+}
+
+
+def limits_from_config(table: object, *, key: str = "server.jwks") -> JwksLimits:
+    """:class:`JwksLimits` from a config table (``refresh_interval_seconds = 30``, …); raises ConfigError."""
+    if not isinstance(table, Mapping):
+        raise ConfigError("must be a table", key=key)
+    unknown = sorted(set(table) - set(_CONFIG_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown key (known: {', '.join(sorted(_CONFIG_NAMES))})", key=f"{key}.{unknown[0]}")
+    try:
+        return JwksLimits(**{_CONFIG_NAMES[k]: v for k, v in table.items()})
+    except ConfigError as exc:
+        field_name = (exc.key or "").removeprefix("jwks.")
+        name = next((k for k, v in _CONFIG_NAMES.items() if v == field_name), field_name)
+        raise ConfigError(exc.message, key=f"{key}.{name}") from None
+
 
 class JwksUnavailable(Exception):
     """No usable keys for a URL: never fetched successfully, or stale past ``max_stale``."""
@@ -119,11 +144,11 @@ def ttl_from_cache_control(value: str | bytes | None, limits: JwksLimits = DEFAU
 
 
 def parse_jwks(data: bytes | str | Mapping[str, Any], *, limits: JwksLimits = DEFAULT_LIMITS,
-               key: str = "jwks") -> dict[str, Any]:
+               key: str = "jwks", allow_empty: bool = False) -> dict[str, Any]:
     """A JWK Set (RFC 7517 §5) from JSON bytes or a mapping; private members are dropped.
 
     Raises :class:`ConfigError` naming ``key`` when it is not JSON, not a JWK
-    Set, too large, or holds no public key (RSA, EC, OKP).
+    Set, too large, or (unless ``allow_empty``) holds no public key (RSA, EC, OKP).
     """
     if isinstance(data, bytes | str):
         if len(data) > limits.max_bytes:
@@ -142,7 +167,7 @@ def parse_jwks(data: bytes | str | Mapping[str, Any], *, limits: JwksLimits = DE
         # Public-key types only: an "oct" member would make the set a shared secret.
         if isinstance(m, Mapping) and m.get("kty") in ("RSA", "EC", "OKP"):
             keys.append({k: v for k, v in m.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "oth", "k")})
-    if not keys:
+    if not keys and not allow_empty:
         raise ConfigError("holds no public key (RSA, EC or OKP)", key=key)
     return {"keys": keys}
 
@@ -189,7 +214,7 @@ class JwksCache:
         return entry
 
     def _request(self, url: str) -> NeedJwks:
-        return NeedJwks(url, self.limits.max_bytes)
+        return NeedJwks(url, self.limits.max_bytes, self.limits.timeout)
 
     def due(self, url: str, *, now: float) -> NeedJwks | None:
         """A request when the keys of ``url`` should be (re)fetched before use, else None."""

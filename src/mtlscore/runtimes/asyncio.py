@@ -126,7 +126,8 @@ async def serve(
         ticket.shed = shed
         tasks.add(task)
         try:
-            await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run, ticket)
+            await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run, ticket,
+                                   lambda cache, request, now: fetcher.jwks(cache, request, now=now))
         except asyncio.CancelledError:
             # Shed, or cut at shutdown. Not re-raised: asyncio's start_server callback
             # would report a cancelled connection task as an unhandled error.

@@ -15,7 +15,7 @@ import os
 import pathlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from ..gateway.session import (
     Close,
     CloseUpstream,
     Decision,
+    FetchJwks,
     Gateway,
     Log,
     OpenUpstream,
@@ -44,6 +45,7 @@ from ..gateway.session import (
     handshake_decision,
 )
 from ..gateway.settings import RESTART_KEYS
+from ..identity.jwks import JwksCache, NeedJwks
 from ..reasons import ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate
 from .tls import TLSEngine, TLSHandshakeError, engine_factory
@@ -73,6 +75,7 @@ class Stream(Protocol):
 
 Connect = Callable[[str, int, float], Awaitable[Stream]]
 Resolve = Callable[[Validation], Awaitable[Verdict]]
+FetchKeys = Callable[[JwksCache, NeedJwks, float], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +240,10 @@ class GatewayState:
                     "these accounts (see the mtls_preview lines); the running configuration stays",
                 }))
                 return False
-        self.snapshot = candidate
+        # Fetched JWKS keys outlive a reload, like the rate limiter's buckets; the limits are the new ones.
+        cache = self.snapshot.gateway.jwks_cache
+        cache.limits = candidate.gateway.server.jwks
+        self.snapshot = replace(candidate, gateway=replace(candidate.gateway, jwks_cache=cache))
         self._size_radar()
         server = self.snapshot.gateway.server
         stuck = [f"server.{k}" for k in RESTART_KEYS if getattr(server, k) != getattr(self.running, k)]
@@ -266,10 +272,16 @@ def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Pa
     if config.server is None:
         raise ConfigError("the gateway needs a [server] table", key="server")
     # The CRLs given as data live in the validator (config.validator()).
-    gateway = Gateway(validator=config.validator(), server=config.server, limiter=limiter)
+    server = config.server
+    if server.tls_engine == "auto" and getattr(config.accounts, "self_signed_clients", ()):
+        # RFC 8705 §2.2 clients present certificates no CA vouches for: stdlib ssl would
+        # refuse them in the handshake, the deferred engine lets the session decide.
+        server = replace(server, tls_engine="deferred")
+    gateway = Gateway(validator=config.validator(), server=server, limiter=limiter,
+                      jwks_cache=JwksCache(server.jwks))
     # The server's own certificate and key, and the CA bundles and CRLs the config names.
-    files = (*watch, config.server.certificate, config.server.key, *getattr(config, "files", ()))
-    return Snapshot(gateway, engine_factory(config.server, config.trust), tuple((p, _mtime(p)) for p in files))
+    files = (*watch, server.certificate, server.key, *getattr(config, "files", ()))
+    return Snapshot(gateway, engine_factory(server, config.trust), tuple((p, _mtime(p)) for p in files))
 
 
 def load_snapshot(path: pathlib.Path, limiter: RateLimiter) -> Snapshot:
@@ -330,6 +342,7 @@ async def serve_connection(
     clock: Callable[[], float],
     resolve: Resolve | None = None,
     ticket: Ticket | None = None,
+    fetch_jwks: FetchKeys | None = None,
 ) -> None:
     """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError.
 
@@ -339,6 +352,7 @@ async def serve_connection(
     connection's age count from here (the runtimes admit or refuse at once, they
     never queue a connection for a slot). ``ticket``: its slot, kept told whether the
     connection is waiting for a handshake or a request head (it may then be shed).
+    ``fetch_jwks(cache, request, now)`` fetches a JWK Set into the cache (``FetchJwks``).
     """
     accepted = clock()
     if ticket is not None:
@@ -411,6 +425,12 @@ async def serve_connection(
                     session.client_write_timeout()
             elif isinstance(action, Log):
                 state.record(action.decision, action.chain, action.verdict)
+            elif isinstance(action, FetchJwks):
+                if fetch_jwks is None:
+                    action.cache.fail(action.request, "this runtime has no fetcher for JWKS URLs", now=clock())
+                else:
+                    await fetch_jwks(action.cache, action.request, clock())
+                session.keys_fetched()
             elif isinstance(action, Validate):
                 assert resolve is not None  # the session asks only when told it may (fetch=)
                 session.validated(await resolve(action.validation))

@@ -17,8 +17,8 @@ from urllib.parse import urljoin, urlsplit
 
 import h11
 
-from ..verify.machine import NeedCRL, NeedIssuer, NeedOCSP, Request
 from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks
+from ..verify.machine import NeedCRL, NeedIssuer, NeedOCSP, Request
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -22,9 +22,9 @@ from typing import Any
 
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
+from ..identity.jwks import JwksCache, NeedJwks
 from ..verify.machine import Request
 from .fetch import (
-from ..identity.jwks import JwksCache, NeedJwks
     DEFAULT_MAX_BYTES,
     MAX_REDIRECTS,
     Exchange,
@@ -111,7 +111,8 @@ class AsyncioFetcher:
     async def _fetch(self, request: Request | NeedJwks) -> Response:
         call = call_for(request)
         target = call.target
-        async with asyncio.timeout(self.timeout):
+        timeout = min(self.timeout, request.timeout) if isinstance(request, NeedJwks) else self.timeout
+        async with asyncio.timeout(timeout):
             for _ in range(MAX_REDIRECTS + 1):
                 limit = min(self.max_bytes, request.max_bytes) if isinstance(request, NeedJwks) else self.max_bytes
                 exchange = Exchange(replace(call, target=target), max_bytes=limit)

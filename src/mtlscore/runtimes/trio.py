@@ -109,7 +109,8 @@ async def serve(
             with trio.CancelScope() as scope:
                 ticket.shed = scope.cancel
                 await serve_connection(
-                    TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run, ticket
+                    TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run, ticket,
+                    lambda cache, request, now: fetcher.jwks(cache, request, now=now),
                 )
         finally:
             state.release(ticket)

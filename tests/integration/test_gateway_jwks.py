@@ -1,0 +1,135 @@
+"""Issue #19 on real sockets, both runtimes: accounts whose keys live at a jwks_uri served by a
+real loopback HTTP server that rotates them mid-test — token-signing keys (``token.jwks_uri``)
+and RFC 8705 §2.2 self-signed clients registered by key (``method =
+"self_signed_tls_client_auth"``) — plus per-account ``token_algorithms``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_fetch import Route, Server, server  # noqa: F401 - fixtures
+from test_gateway import Env, anyio_backend, call, env, gateway, request  # noqa: F401 - fixtures
+
+from mtlscore import pki
+from mtlscore.jwt import issue_bound_token
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate, jwk_from_public_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+def write(env: Env, name: str, issued: pki.Issued) -> None:
+    (env.dir / f"{name}.pem").write_bytes(issued.chain_pem if issued.parent else issued.pem)
+    (env.dir / f"{name}.key").write_bytes(issued.key_pem)
+
+
+def self_signed(cn: str) -> pki.Issued:
+    return pki.root(f"CN={cn}", ca=False, eku=[pki.CLIENT_AUTH], now=datetime.now(UTC))
+
+
+def keyset(*jwks: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(jwks)}).encode()
+
+
+def token(key: Any, leaf: pki.Issued, kid: str, alg: str = "ES256") -> dict[str, str]:
+    now = datetime.now(UTC)
+    claims = {"iss": "https://as.test", "exp": int((now + timedelta(minutes=10)).timestamp())}
+    return {"Authorization": "Bearer " + issue_bound_token(claims, key, parse_certificate(leaf.der), kid=kid,
+                                                           algorithm=alg)}
+
+
+def config(env: Env, name: str, server: Server) -> Path:  # noqa: F811
+    path = env.config(name, tls_engine="auto")
+    accounts = f"""
+[[accounts]]
+id = "rotating"
+match = {{ cn = "rotating" }}
+token.jwks_uri = "{server.url('/as-jwks')}"
+token.issuer = "https://as.test"
+token_algorithms = ["ES256", "PS256"]
+
+[[accounts]]
+id = "selfie"
+method = "self_signed_tls_client_auth"
+jwks_uri = "{server.url('/client-jwks')}"
+
+[[accounts]]
+id = "selfie-inline"
+method = "self_signed_tls_client_auth"
+jwks_file = "inline-client.jwks"
+
+[server]"""
+    # [server] is the file's last table: the JWKS limits go at its end.
+    path.write_text(path.read_text().replace("[server]", accounts, 1)
+                    + "jwks = { refresh_interval_seconds = 0.001, retry_interval_seconds = 0.001 }\n")
+    return path
+
+
+@pytest.mark.anyio
+async def test_jwks_uri_accounts_with_rotation(env: Env, server: Server, anyio_backend: str) -> None:  # noqa: F811
+    rotating = env.issuing.leaf("CN=rotating,O=PartnerABC")
+    selfie, selfie2, inline, stranger = (self_signed(n) for n in ("selfie", "selfie-new", "inline", "stranger"))
+    for name, issued in (("rotating", rotating), ("selfie", selfie), ("selfie2", selfie2), ("inline", inline),
+                         ("stranger", stranger)):
+        write(env, name, issued)
+    (env.dir / "inline-client.jwks").write_bytes(keyset(jwk_from_certificate(parse_certificate(inline.der))))
+    k1, k2, rsa, rogue = pki.new_key("ec"), pki.new_key("ec"), pki.new_key("rsa"), pki.new_key("ec")
+    server.routes["/as-jwks"] = Route(keyset(jwk_from_public_key(k1, kid="k1"), jwk_from_public_key(rsa, kid="r")),
+                                      headers={"Cache-Control": "max-age=300"})
+    server.routes["/client-jwks"] = Route(keyset(jwk_from_certificate(parse_certificate(selfie.der))))
+    path = config(env, f"jwks-{anyio_backend}.toml", server)
+
+    async with gateway(path, anyio_backend) as info:
+        port = info.address.port
+
+        async def ask(cert: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+            status, _, body = await call(request, env, port, cert, headers=headers)
+            return status, json.loads(body)
+
+        status, body = await ask("rotating", token(k1, rotating, "k1"))
+        assert (status, body["account"], body["credential"]) == (200, "rotating", "bound_token"), body
+        assert server.hits["/as-jwks"] == 1
+        status, body = await ask("rotating", token(k1, rotating, "k1"))
+        assert status == 200 and server.hits["/as-jwks"] == 1  # cached (max-age=300)
+
+        # The AS rotates to k2 mid-test: the first k2 token makes the gateway refetch once.
+        server.routes["/as-jwks"] = Route(keyset(jwk_from_public_key(k2, kid="k2")))
+        status, body = await ask("rotating", token(k2, rotating, "k2"))
+        assert status == 200, body
+        assert server.hits["/as-jwks"] == 2
+        # The retired k1 and a forged kid are refused with the reason.
+        status, body = await ask("rotating", token(k1, rotating, "k1"))
+        assert status == 401 and body["error"] == "credential_invalid" and "kid 'k1'" in body["detail"]
+        status, body = await ask("rotating", token(rogue, rotating, "k2"))
+        assert status == 401 and "does not verify" in body["detail"]
+        # token_algorithms: RS256 is not in ["ES256", "PS256"] even with a registered RSA key.
+        server.routes["/as-jwks"] = Route(keyset(jwk_from_public_key(k2, kid="k2"), jwk_from_public_key(rsa, kid="r")))
+        status, body = await ask("rotating", token(rsa, rotating, "r", "RS256"))
+        assert status == 401 and "alg 'RS256' is not allowed" in body["detail"], body
+        status, body = await ask("rotating", token(rsa, rotating, "r", "PS256"))
+        assert status == 200, body
+        # The AS answers junk: the last good keys stay in use.
+        server.routes["/as-jwks"] = Route(b"<html>maintenance</html>")
+        status, body = await ask("rotating", token(rogue, rotating, "zz"))  # a miss triggers a refetch
+        assert status == 401
+        status, body = await ask("rotating", token(k2, rotating, "k2"))
+        assert status == 200, body
+
+        # RFC 8705 §2.2: a self-signed client registered by key at a jwks_uri.
+        status, body = await ask("selfie")
+        assert (status, body["account"]) == (200, "selfie"), body
+        status, body = await ask("inline")
+        assert (status, body["account"]) == (200, "selfie-inline"), body
+        status, body = await ask("stranger")
+        assert status == 403 and body["error"] == "not_allowlisted", body
+        # The client rotates its certificate (new key): registered at its jwks_uri, accepted.
+        status, body = await ask("selfie2")
+        assert status == 403 and body["error"] == "not_allowlisted"
+        server.routes["/client-jwks"] = Route(keyset(jwk_from_certificate(parse_certificate(selfie.der)),
+                                                     jwk_from_certificate(parse_certificate(selfie2.der))))
+        status, body = await ask("selfie2")
+        assert (status, body["account"]) == (200, "selfie"), body
