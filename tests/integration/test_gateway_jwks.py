@@ -22,7 +22,7 @@ from mtlscore.x509.jwk import jwk_from_certificate, jwk_from_public_key
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
-def write(env: Env, name: str, issued: pki.Issued) -> None:
+def write(env: Env, name: str, issued: pki.Issued) -> None:  # noqa: F811
     (env.dir / f"{name}.pem").write_bytes(issued.chain_pem if issued.parent else issued.pem)
     (env.dir / f"{name}.key").write_bytes(issued.key_pem)
 
