@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from ._binding import OAuthError, TlsClientAuth, cnf_claim, oauth_error
 from ._cert import Certificate, load_certificates
@@ -289,9 +288,9 @@ async def authenticate(
 
 
 def _https(url: object, key: str) -> str:
-    if not isinstance(url, str) or urlsplit(url).scheme != "https" or not urlsplit(url).hostname:
+    if not isinstance(url, str) or not url.lower().startswith("https://"):
         raise ConfigError(f"must be an https URL, not {url!r}", key=key)
-    return url
+    return check_jwks_uri(url, key=key)
 
 
 def server_metadata(

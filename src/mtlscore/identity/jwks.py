@@ -28,7 +28,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..reasons import ConfigError
 
@@ -120,6 +119,8 @@ class JwksUnavailable(Exception):
         self.detail = detail
 
 
+# RFC 3986 §3: scheme "://" authority; the authority is non-empty (the runtime's URL parser does the rest).
+_HTTP_URL = re.compile(r"^(?i:https?)://[^/?#\s@]+(?:[/?#]\S*)?$")
 _MAX_AGE = re.compile(r"(?:^|,)\s*(s-maxage|max-age)\s*=\s*\"?(\d{1,10})\"?\s*(?=,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(no-store|no-cache)\s*(?=,|=|$)", re.IGNORECASE)
 
@@ -176,11 +177,7 @@ def check_jwks_uri(url: object, *, key: str) -> str:
     """``url`` if it is an absolute http(s) URL, else ConfigError naming ``key``."""
     if not isinstance(url, str):
         raise ConfigError("must be an https:// (or http://) URL string", key=key)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _HTTP_URL.match(url):
         raise ConfigError(f"{url!r} is not an http(s) URL", key=key)
     return url
 
