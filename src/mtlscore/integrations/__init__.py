@@ -1,0 +1,1 @@
+"""Integrations of mtlscore with other libraries (each an optional extra)."""
