@@ -27,6 +27,7 @@ from .decision.validator import Validator
 from .decision.verdict import Verdict
 from .gateway.preview import account_of
 from .gateway.radar import Radar
+from .identity.jwks import JwksCache, JwksUnavailable, check_jwks_uri
 from .proxy.trusted import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
 from .reasons import CertificateRejected, MtlsError, Reason
 from .x509.cert import Certificate, load_certificates
@@ -67,7 +68,10 @@ class BoundToken:
     """Require a certificate-bound bearer token (RFC 8705 §3, ``cnf``/``x5t#S256``).
 
     Either ``jwks`` (the token is a JWT verified here with
-    :func:`mtlscore.jwt.verify_bound_token`), or ``claims`` (a callable returning the
+    :func:`mtlscore.jwt.verify_bound_token`), or ``jwks_uri`` (the same, with the keys
+    fetched by the middleware's ``fetcher`` into ``jwks_cache``: TTL from Cache-Control,
+    one refetch on an unknown ``kid``, stale keys while refetches fail; see
+    docs/gateway.md "Keys from a jwks_uri"), or ``claims`` (a callable returning the
     already-verified claims for the request, e.g. set by an earlier middleware; only
     the ``cnf`` check of :func:`mtlscore.identity.binding.check_cnf` runs). ``required``
     False lets requests without an ``Authorization: Bearer`` header through.
@@ -75,16 +79,20 @@ class BoundToken:
 
     jwks: Mapping[str, Any] | str | None = None
     claims: Callable[[Scope], Mapping[str, Any] | None] | None = None
+    jwks_uri: str | None = None
+    jwks_cache: JwksCache = dataclasses.field(default_factory=JwksCache, compare=False, repr=False)
     issuer: str | None = None
     audience: str | None = None
     algorithms: tuple[str, ...] = ("PS256", "ES256", "RS256")
     required: bool = True
 
     def __post_init__(self) -> None:
-        if (self.jwks is None) == (self.claims is None):
+        if sum(x is not None for x in (self.jwks, self.jwks_uri, self.claims)) != 1:
             from .reasons import ConfigError
 
-            raise ConfigError("give exactly one of jwks or claims", key="bound_token")
+            raise ConfigError("give exactly one of jwks, jwks_uri or claims", key="bound_token")
+        if self.jwks_uri is not None:
+            check_jwks_uri(self.jwks_uri, key="bound_token.jwks_uri")
 
 
 class _TokenError(Exception):
@@ -165,6 +173,11 @@ class MtlsMiddleware:
         self.expose_detail = expose_detail
         self.fetcher = fetcher
         self.radar = radar
+        if bound_token is not None and bound_token.jwks_uri is not None and fetcher is None:
+            from .reasons import ConfigError
+
+            raise ConfigError("a jwks_uri needs fetcher= (AsyncioFetcher under uvicorn, TrioFetcher under trio)",
+                              key="bound_token.jwks_uri")
 
     # -- the decision, sans HTTP ---------------------------------------------------
 
@@ -256,22 +269,51 @@ class MtlsMiddleware:
             if bt.required:
                 raise _TokenError("an Authorization: Bearer token is required")
             return None
-        from .jwt import TokenInvalid, verify_bound_token
+        from .jwt import TokenInvalid
 
         assert bt.jwks is not None
         try:
-            verified: Mapping[str, Any] = verify_bound_token(
-                token,
-                bt.jwks,
-                leaf,
-                at=at,
-                algorithms=bt.algorithms,
-                issuer=bt.issuer,
-                audience=bt.audience,
-            )
+            return self._verify(token, bt.jwks, leaf, at)
         except TokenInvalid as exc:
             raise _TokenError(str(exc) or "the bearer token is not valid") from None
+
+    def _verify(self, token: str, jwks: Mapping[str, Any] | str, leaf: Certificate, at: datetime) -> Mapping[str, Any]:
+        from .jwt import verify_bound_token
+
+        bt = self.bound_token
+        assert bt is not None
+        verified: Mapping[str, Any] = verify_bound_token(
+            token, jwks, leaf, at=at, algorithms=bt.algorithms, issuer=bt.issuer, audience=bt.audience
+        )
         return verified
+
+    async def _token_async(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, Any] | None:
+        """:meth:`_token`, fetching the keys of a ``jwks_uri`` with the middleware's fetcher."""
+        bt = self.bound_token
+        assert bt is not None
+        if bt.jwks_uri is None:
+            return self._token(scope, leaf, at)
+        token = _bearer(scope)
+        if token is None:
+            if bt.required:
+                raise _TokenError("an Authorization: Bearer token is required")
+            return None
+        import time
+
+        from .jwt import TokenInvalid
+        from .runtimes.fetch import with_jwks
+
+        def missed(exc: Exception) -> bool:
+            return isinstance(exc, TokenInvalid) and exc.key_miss
+
+        try:
+            return await with_jwks(self.fetcher, bt.jwks_cache, bt.jwks_uri,
+                                   lambda keys: self._verify(token, keys, leaf, at),
+                                   now=time.monotonic(), missed=missed)
+        except TokenInvalid as exc:
+            raise _TokenError(str(exc) or "the bearer token is not valid") from None
+        except JwksUnavailable as exc:
+            raise _TokenError(f"no token keys from {exc.url}: {exc.detail}") from None
 
     # -- ASGI ----------------------------------------------------------------------
 
@@ -288,7 +330,7 @@ class MtlsMiddleware:
         token_error: str | None = None
         if verdict.ok and self.bound_token is not None:
             try:
-                claims = self._token(scope, verdict.path[0], at)
+                claims = await self._token_async(scope, verdict.path[0], at)
             except CertificateRejected as exc:
                 verdict = dataclasses.replace(
                     verdict, ok=False, reason=exc.reason, detail=exc.detail
