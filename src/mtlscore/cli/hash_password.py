@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hmac
 import sys
 from typing import Any
 
@@ -30,7 +31,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
+        if not hmac.compare_digest(getpass.getpass("again: ").encode(), password.encode()):
             print("mtlscore hash-password: the two passwords differ", file=sys.stderr)
             return 2
     else:
