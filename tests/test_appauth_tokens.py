@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mtlscore import ConfigError, pki
-from mtlscore._appauth import (
+from mtlscore.gateway.appauth import (
     CREDENTIAL_INVALID,
     CREDENTIAL_MISSING,
     INSECURE_TLS,
@@ -17,10 +17,10 @@ from mtlscore._appauth import (
     authorize,
     hash_api_key,
 )
-from mtlscore._cert import parse_certificate
-from mtlscore._jwk import jwk_from_public_key
-from mtlscore._jwks import JwksCache, NeedJwks
+from mtlscore.identity.jwks import JwksCache, NeedJwks
 from mtlscore.jwt import issue_bound_token
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_public_key
 
 NOW = pki.NOW
 CERT = parse_certificate(pki.root().leaf().der)

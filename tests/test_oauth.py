@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from mtlscore import ConfigError, Reason, TrustStore, Validator, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._jwk import jwk_from_certificate
-from mtlscore._jwks import NeedJwks
+from mtlscore.identity.jwks import NeedJwks
 from mtlscore.oauth import UNKNOWN_CLIENT, Client, ClientRegistry, authenticate, server_metadata
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate
 
 NOW = pki.NOW
 ROOT = pki.root("CN=Partner Root")

@@ -9,12 +9,12 @@ from datetime import timedelta
 import pytest
 
 from mtlscore import ConfigError, Reason, TrustStore, pki
-from mtlscore._cert import parse_certificate
-from mtlscore._identity_map import Principal, accounts_from_config
-from mtlscore._jwk import jwk_from_certificate, jwk_from_public_key
-from mtlscore._jwks import JwksCache, NeedJwks
-from mtlscore._reasons import CertificateRejected
-from mtlscore._self_signed import SelfSignedClient, is_candidate, match
+from mtlscore.identity.identity_map import Principal, accounts_from_config
+from mtlscore.identity.jwks import JwksCache, NeedJwks
+from mtlscore.identity.self_signed import SelfSignedClient, is_candidate, match
+from mtlscore.reasons import CertificateRejected
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate, jwk_from_public_key
 
 NOW = pki.NOW
 URL = "https://client.example/jwks"

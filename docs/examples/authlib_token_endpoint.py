@@ -37,7 +37,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from joserfc.jwk import ECKey
 
 from mtlscore import TrustStore, Validator
-from mtlscore._jwks import JwksCache, JwksLimits
+from mtlscore.identity.jwks import JwksCache, JwksLimits
 from mtlscore.integrations.authlib import (
     MTLS_METHODS,
     MtlsClientAuth,

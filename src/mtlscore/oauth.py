@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ._binding import OAuthError, TlsClientAuth, cnf_claim, oauth_error
-from ._cert import Certificate, load_certificates
-from ._identity_map import Principal
-from ._jwks import JwksCache, NeedJwks, check_jwks_uri, parse_jwks
-from ._reasons import CertificateRejected, ConfigError, Reason
-from ._self_signed import SelfSignedClient, SelfSignedMatch, match
-from ._verdict import Verdict
+from .decision.verdict import Verdict
+from .identity.binding import OAuthError, TlsClientAuth, cnf_claim, oauth_error
+from .identity.identity_map import Principal
+from .identity.jwks import JwksCache, NeedJwks, check_jwks_uri, parse_jwks
+from .identity.self_signed import SelfSignedClient, SelfSignedMatch, match
+from .reasons import CertificateRejected, ConfigError, Reason
+from .x509.cert import Certificate, load_certificates
 
 __all__ = [
     "METHODS",

@@ -11,11 +11,11 @@ from test_asgi import GOOD, IDMAP, INTER, VALIDATOR, Recorder, tls_scope
 from test_fetch import Route, Server, anyio_backend, fetcher_for, server  # noqa: F401 - fixtures
 
 from mtlscore import ConfigError, pki
+from mtlscore.asgi import BoundToken, MtlsMiddleware
+from mtlscore.identity.jwks import JwksCache, JwksLimits
+from mtlscore.jwt import issue_bound_token
 from mtlscore.x509.cert import parse_certificate
 from mtlscore.x509.jwk import jwk_from_public_key
-from mtlscore.identity.jwks import JwksCache, JwksLimits
-from mtlscore.asgi import BoundToken, MtlsMiddleware
-from mtlscore.jwt import issue_bound_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -19,8 +19,8 @@ from test_fetch import Route, Server, server  # noqa: F401 - fixtures
 from test_gateway import anyio_backend, call, gateway  # noqa: F401 - fixtures
 
 from mtlscore import pki
-from mtlscore._cert import parse_certificate
-from mtlscore._jwk import jwk_from_certificate, jwk_from_public_key
+from mtlscore.x509.cert import parse_certificate
+from mtlscore.x509.jwk import jwk_from_certificate, jwk_from_public_key
 
 pytest.importorskip("authlib")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -107,7 +107,7 @@ async def test_authlib_token_endpoint_under_uvicorn(tmp_path: Path, server: Serv
     world = World(tmp_path, server.url("/fintech-jwks"))
     server.routes["/fintech-jwks"] = Route(json.dumps({"keys": [world.jwk("selfie")]}).encode(),
                                            headers={"Cache-Control": "max-age=60"})
-    from mtlscore._jwks import JwksLimits
+    from mtlscore.identity.jwks import JwksLimits
 
     # A key rotation is picked up at once (the default waits refresh_interval between refetches).
     app = load_example().create_app(str(tmp_path), jwks_limits=JwksLimits(refresh_interval=0, retry_interval=0))

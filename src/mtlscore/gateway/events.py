@@ -158,7 +158,7 @@ class Validate:
 
 @dataclass(frozen=True, slots=True)
 class FetchJwks:
-    """Fetch ``request`` (a JWK Set) and report it to ``cache`` (``runtimes._fetch.report_jwks``),
+    """Fetch ``request`` (a JWK Set) and report it to ``cache`` (``runtimes.fetch.report_jwks``),
     then call ``session.keys_fetched()``; the request waiting on those keys goes on."""
 
     request: NeedJwks

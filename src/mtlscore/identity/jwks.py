@@ -10,7 +10,7 @@ rotate them; RFC 8705 §2.2 clients may register a ``jwks_uri`` instead of a
 - :meth:`JwksCache.refresh` returns one when a token names an unknown ``kid``
   or fails verification (the issuer may have rotated), at most once per
   ``refresh_interval``;
-- the caller fetches (the runtimes do it with h11, ``runtimes/_fetch.py``) and
+- the caller fetches (the runtimes do it with h11, ``runtimes/fetch.py``) and
   reports :meth:`JwksCache.answer` (status, ``Cache-Control``, body) or
   :meth:`JwksCache.fail`;
 - :meth:`JwksCache.keys` gives the current keys: stale ones keep working while

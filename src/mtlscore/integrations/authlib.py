@@ -34,9 +34,9 @@ from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 
-from .._cert import Certificate
-from .._verdict import Verdict
+from ..decision.verdict import Verdict
 from ..oauth import METHODS, ClientAuthResult, ClientRegistry
+from ..x509.cert import Certificate
 
 __all__ = ["MTLS_METHODS", "BoundClient", "MtlsClientAuth", "MtlsEvidence", "MtlsJWTBearerTokenGenerator", "attach"]
 
