@@ -4,7 +4,7 @@ Two rules, both structural (by package, not by file name):
 
 * The sans-IO core -- :mod:`mtlscore.reasons` and the packages ``x509``,
   ``verify``, ``revocation``, ``identity``, ``decision``, ``proxy``,
-  ``gateway``, plus ``jwt.py`` and ``pki.py`` -- imports no I/O module
+  ``gateway``, plus ``jwt.py``, ``pki.py`` and ``oauth.py`` -- imports no I/O module
   (``urllib.parse`` is pure and allowed) and reads no clock.
 * No module imports a module of a higher layer (``LAYERS`` below, lowest
   first); packages in one layer do not import each other.
@@ -35,14 +35,14 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"mtlscore.decision", "mtlscore.jwt", "mtlscore.pki"}),
     frozenset({"mtlscore.proxy"}),
     frozenset({"mtlscore.gateway"}),
-    frozenset({"mtlscore.config"}),
-    frozenset({"mtlscore.runtimes", "mtlscore.asgi"}),
+    frozenset({"mtlscore.config", "mtlscore.oauth"}),
+    frozenset({"mtlscore.runtimes", "mtlscore.asgi", "mtlscore.integrations"}),
     frozenset({"mtlscore.cli"}),
     frozenset({"mtlscore", "mtlscore.__main__"}),  # the public facade
 )
 CORE_UNITS = frozenset(
     {"mtlscore.reasons", "mtlscore.x509", "mtlscore.verify", "mtlscore.revocation", "mtlscore.identity",
-     "mtlscore.decision", "mtlscore.proxy", "mtlscore.gateway", "mtlscore.jwt", "mtlscore.pki"}
+     "mtlscore.decision", "mtlscore.proxy", "mtlscore.gateway", "mtlscore.jwt", "mtlscore.pki", "mtlscore.oauth"}
 )
 FORBIDDEN = frozenset(
     {"socket", "ssl", "asyncio", "trio", "anyio", "threading", "time", "urllib", "http",

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from mtlscore import ConfigError, Reason, pki
-from mtlscore import _headers as h
+from mtlscore.proxy import headers as h
 from mtlscore.proxy.basic_auth import PasswordHash, ProxyCredentials, hash_password
 from mtlscore.proxy.trusted import ProxyPolicy, Reject, TrustedProxy, UseForwarded, proxies_from_config
 from mtlscore.x509.cert import parse_certificate

@@ -300,8 +300,8 @@ class MtlsMiddleware:
             return None
         import time
 
+        from .identity.jwks import with_jwks
         from .jwt import TokenInvalid
-        from .runtimes.fetch import with_jwks
 
         def missed(exc: Exception) -> bool:
             return isinstance(exc, TokenInvalid) and exc.key_miss

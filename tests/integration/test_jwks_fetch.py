@@ -10,9 +10,8 @@ import pytest
 from test_fetch import Route, Server, anyio_backend, down_url, fetcher_for, server  # noqa: F401 - fixtures
 
 from mtlscore import pki
-from mtlscore.identity.jwks import JwksCache, JwksLimits, JwksUnavailable
+from mtlscore.identity.jwks import JwksCache, JwksLimits, JwksUnavailable, with_jwks
 from mtlscore.jwt import TokenInvalid, issue_bound_token, verify_bound_token
-from mtlscore.runtimes.fetch import with_jwks
 from mtlscore.x509.cert import parse_certificate
 from mtlscore.x509.jwk import jwk_from_public_key
 

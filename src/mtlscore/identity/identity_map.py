@@ -484,12 +484,17 @@ def _read_jwks_files(
 
 
 def _self_signed_client(account: str, groups: tuple[str, ...], attributes: dict[str, Any], p: str) -> Any:
-    from ..gateway.appauth import AccountAuth
+    """The RFC 8705 §2.2 registration of an account: its own jwks (text or table) or jwks_uri."""
+    from .jwks import check_jwks_uri, parse_jwks
     from .self_signed import SelfSignedClient
 
-    try:
-        auth = AccountAuth.from_mapping(account, attributes)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, key=(exc.key or "").replace(f"accounts.{account}", p, 1)) from None
+    raw, uri = attributes.get("jwks"), attributes.get("jwks_uri")
+    if (raw is None) == (uri is None):
+        raise ConfigError("self_signed_tls_client_auth needs the client's jwks or jwks_uri (one of them)",
+                          key=f"{p}.jwks")
+    if isinstance(raw, str) and raw.strip().lower().startswith(("http://", "https://")):
+        raise ConfigError("is a URL; give it as jwks_uri (fetched and cached), not jwks", key=f"{p}.jwks")
+    jwks = parse_jwks(raw, key=f"{p}.jwks") if raw is not None else None
+    jwks_uri = check_jwks_uri(uri, key=f"{p}.jwks_uri") if uri is not None else None
     principal = Principal(account, groups, _freeze(attributes), p)
-    return SelfSignedClient(principal, auth.client_jwks, auth.client_jwks_uri)
+    return SelfSignedClient(principal, jwks, jwks_uri)

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ..reasons import ConfigError
 
 __all__ = [
     "JwksCache",
+    "JwksFetcher",
     "JwksLimits",
     "JwksUnavailable",
     "NeedJwks",
@@ -40,6 +41,7 @@ __all__ = [
     "limits_from_config",
     "parse_jwks",
     "ttl_from_cache_control",
+    "with_jwks",
 ]
 
 
@@ -281,3 +283,42 @@ class JwksCache:
         """How many answers and failures were reported for ``url``."""
         entry = self._entries.get(url)
         return entry.fetches if entry is not None else 0
+
+
+T = TypeVar("T")
+
+
+class JwksFetcher(Protocol):
+    """What :func:`with_jwks` needs of a fetcher: ``runtimes.fetch_asyncio.AsyncioFetcher`` or
+    ``runtimes.fetch_trio.TrioFetcher`` (their ``jwks`` fetches with h11 and reports to the cache)."""
+
+    def jwks(self, cache: JwksCache, request: NeedJwks, *, now: float) -> Awaitable[str | None]: ...
+
+
+async def with_jwks(
+    fetcher: JwksFetcher,
+    cache: JwksCache,
+    url: str,
+    use: Callable[[dict[str, object]], T],
+    *,
+    now: float,
+    missed: Callable[[Exception], bool],
+) -> T:
+    """``use(keys)`` with the keys of ``url``: fetched first when due, refetched once when
+    ``use`` raises an exception ``missed`` says is a key miss (unknown kid, unregistered key).
+
+    Raises :class:`JwksUnavailable` when there are no usable keys, else what ``use`` raises.
+    """
+    request = cache.due(url, now=now)
+    if request is not None:
+        await fetcher.jwks(cache, request, now=now)
+    keys = cache.keys(url, now=now)
+    try:
+        return use(keys)
+    except Exception as exc:
+        if not missed(exc) or (request := cache.refresh(url, now=now)) is None:
+            raise
+        if await fetcher.jwks(cache, request, now=now) is not None:
+            raise  # the refetch failed: the miss stands
+    return use(cache.keys(url, now=now))
+

@@ -21,8 +21,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -106,7 +106,7 @@ class PasswordHash:
 def hash_password(password: str | bytes, *, ln: int = DEFAULT_SCRYPT_LN, salt: bytes | None = None) -> str:
     """The scrypt PHC string of ``password`` for a ``password_hash`` key (random 16-byte salt)."""
     pw = password.encode("utf-8") if isinstance(password, str) else password
-    salt = os.urandom(16) if salt is None else salt
+    salt = secrets.token_bytes(16) if salt is None else salt
     return str(PasswordHash(ln, 8, 1, salt, _derive(pw, salt, ln, 8, 1, 32)))
 
 

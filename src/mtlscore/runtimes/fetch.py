@@ -10,14 +10,12 @@ the header block, and the number of redirects.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import h11
 
-from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks
+from ..identity.jwks import JwksCache, NeedJwks
 from ..verify.machine import NeedCRL, NeedIssuer, NeedOCSP, Request
 
 __all__ = [
@@ -27,13 +25,10 @@ __all__ = [
     "Exchange",
     "FetchError",
     "HttpCall",
-    "JwksFetcher",
-    "JwksUnavailable",
     "Response",
     "Target",
     "call_for",
     "report_jwks",
-    "with_jwks",
     "parse_url",
     "redirect_target",
 ]
@@ -214,41 +209,3 @@ def report_jwks(cache: JwksCache, request: NeedJwks, outcome: Response | FetchEr
         return str(outcome)
     return cache.answer(request, status=outcome.status, body=outcome.body,
                         cache_control=outcome.header(b"cache-control"), now=now)
-
-
-T = TypeVar("T")
-
-
-class JwksFetcher(Protocol):
-    """What :func:`with_jwks` needs of a runtime's fetcher (AsyncioFetcher, TrioFetcher)."""
-
-    def jwks(self, cache: JwksCache, request: NeedJwks, *, now: float) -> Awaitable[str | None]: ...
-
-
-async def with_jwks(
-    fetcher: JwksFetcher,
-    cache: JwksCache,
-    url: str,
-    use: Callable[[dict[str, object]], T],
-    *,
-    now: float,
-    missed: Callable[[Exception], bool],
-) -> T:
-    """``use(keys)`` with the keys of ``url``: fetched first when due, refetched once when
-    ``use`` raises an exception ``missed`` says is a key miss (unknown kid, unregistered key).
-
-    Raises :class:`JwksUnavailable` when there are no usable keys, else what ``use`` raises.
-    """
-    request = cache.due(url, now=now)
-    if request is not None:
-        await fetcher.jwks(cache, request, now=now)
-    keys = cache.keys(url, now=now)
-    try:
-        return use(keys)
-    except Exception as exc:
-        if not missed(exc) or (request := cache.refresh(url, now=now)) is None:
-            raise
-        if await fetcher.jwks(cache, request, now=now) is not None:
-            raise  # the refetch failed: the miss stands
-    return use(cache.keys(url, now=now))
-
