@@ -133,3 +133,44 @@ async def test_jwks_uri_accounts_with_rotation(env: Env, server: Server, anyio_b
                                                      jwk_from_certificate(parse_certificate(selfie2.der))))
         status, body = await ask("selfie2")
         assert (status, body["account"]) == (200, "selfie"), body
+
+
+@pytest.mark.anyio
+async def test_fapi2_account_refuses_weak_tls_and_rs256(env: Env, anyio_backend: str) -> None:  # noqa: F811
+    import http.client
+    import ssl
+
+    fapi = env.issuing.leaf("CN=fapi,O=PartnerABC")
+    write(env, "fapi", fapi)
+    rsa = pki.new_key("rsa")
+    path = env.config(f"fapi-{anyio_backend}.toml")
+    jwks = json.dumps({"keys": [jwk_from_public_key(rsa, kid="r")]})
+    path.write_text(path.read_text().replace("[server]", f"""
+[[accounts]]
+id = "fapi"
+match = {{ cn = "fapi" }}
+profile = "fapi2"
+token.jwks = '{jwks}'
+
+[server]""", 1))
+
+    def ask(headers: dict[str, str], *, weak: bool) -> tuple[int, dict[str, Any]]:
+        ctx = env.client_context("fapi")
+        if weak:  # TLS 1.2 with a CBC suite: fine for TLS, not for FAPI 2.0 (RFC 9325 §4.2: AEAD only)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256")
+        c = http.client.HTTPSConnection("localhost", info.address.port, context=ctx, timeout=10)
+        c.request("GET", "/", headers=headers)
+        r = c.getresponse()
+        body = json.loads(r.read())
+        c.close()
+        return r.status, body
+
+    async with gateway(path, anyio_backend) as info:
+        ps256 = token(rsa, fapi, "r", "PS256")
+        status, body = await call(ask, ps256, weak=False)
+        assert status == 200 and body["account"] == "fapi", body
+        status, body = await call(ask, token(rsa, fapi, "r", "RS256"), weak=False)
+        assert status == 401 and "RS256" in body["detail"], body
+        status, body = await call(ask, ps256, weak=True)
+        assert (status, body["error"]) == (403, "insecure_tls"), body
