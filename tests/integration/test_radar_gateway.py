@@ -271,3 +271,27 @@ def test_sweep_warns_once_about_the_trust_config_and_clients_not_seen_since(
     assert warned() == [("client", "CN=beta-client")]
     state.sweep(3 * SWEEP_INTERVAL + 3, at=datetime.now(UTC) + timedelta(days=11))
     assert warned() == []
+
+
+@pytest.mark.anyio
+async def test_radar_file_keeps_the_record_across_a_restart(world: World, anyio_backend: str, tmp_path: Path) -> None:
+    record = tmp_path / "radar.json"
+    config = world.config(f"kept-{anyio_backend}.toml", ["ca-a.pem", "ca-b.pem"], radar_file=str(record))
+    async with gateway(config, anyio_backend) as info:
+        assert await run(world.call, info.address.port, "beta") == 200
+        assert await run(world.call, info.address.port, "beta") == 200
+    # Written at shutdown (here: cancelled from outside), read at the next start.
+    assert [c["account"] for c in json.loads(record.read_text())["certificates"] if c["kind"] == "client"] == ["beta"]
+    async with gateway(config, anyio_backend) as info:
+        status, body = await run(admin_get, info, "/certs")
+        clients = [c for c in json.loads(body)["certificates"] if c["kind"] == "client"]
+        assert [(c["account"], c["count"]) for c in clients] == [("beta", 2)]
+        # The restored chain replays: the preview of a config without CA A names beta.
+        dropped = world.config(f"kept-dropped-{anyio_backend}.toml", ["ca-b.pem"])
+        admin = f"http://127.0.0.1:{info.admin_address.port}"  # type: ignore[union-attr]
+        code, out = await run(cli, "preview", "--config", str(dropped), "--against", admin)
+        assert code == 1 and "locked out now: beta" in out
+    # A damaged file is logged and the gateway starts with an empty record.
+    record.write_text("{not json")
+    state = GatewayState.from_config_file(config)
+    assert len(state.radar) == 0

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from ..decision.verdict import Verdict
+from ..reasons import MtlsError
 from ..revocation.crl import ParsedCRL
 from ..verify.trust import TrustStore
 from ..x509.cert import Certificate
@@ -347,7 +348,7 @@ class Radar:
                 continue
             try:
                 leaf = parse(row.chain[0])
-            except ValueError:
+            except (ValueError, MtlsError):  # a snapshot edited by hand: skip what does not parse
                 continue
             key = leaf.sha256
             if key in self._entries:

@@ -171,6 +171,8 @@ class ServerConfig:
     reload_guard_active: float = 7 * 86400.0
     # The cache of keys fetched from jwks_uri values (accounts' token keys, self-signed clients).
     jwks: JwksLimits = field(default_factory=JwksLimits)
+    # Where the radar's record is kept across restarts: read at start, written at shutdown.
+    radar_file: pathlib.Path | None = None
 
     @property
     def effective_tls_engine(self) -> str:
@@ -288,6 +290,7 @@ _KNOWN = {
     "reload_guard",
     "reload_guard_active_seconds",
     "jwks",
+    "radar_file",
 }
 
 
@@ -367,6 +370,9 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
     if not isinstance(forward, bool):
         raise ConfigError("must be true or false", key="server.forward_client_cert")
     mode = _choice(table, "mode", "reject_invalid", MODES)
+    radar_file = table.get("radar_file")
+    if radar_file is not None and (not isinstance(radar_file, str) or not radar_file):
+        raise ConfigError("must be a file name (the radar's record, kept across restarts)", key="server.radar_file")
     guard = table.get("reload_guard", False)
     if not isinstance(guard, bool):
         raise ConfigError("must be true or false", key="server.reload_guard")
@@ -411,4 +417,5 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         reload_guard=guard,
         reload_guard_active=_number(table, "reload_guard_active_seconds", 7 * 86400.0),
         jwks=limits_from_config(table.get("jwks", {})),
+        radar_file=(base_dir / radar_file).resolve() if radar_file is not None else None,
     )

@@ -200,3 +200,4 @@ async def serve(
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
+        state.save_radar()

@@ -47,7 +47,7 @@ from ..gateway.session import (
 from ..gateway.settings import RESTART_KEYS
 from ..identity.jwks import JwksCache, NeedJwks
 from ..reasons import ConfigError, MtlsError, Reason
-from ..x509.cert import Certificate
+from ..x509.cert import Certificate, parse_certificate
 from .tls import TLSEngine, TLSHandshakeError, engine_factory
 
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
@@ -122,6 +122,33 @@ class GatewayState:
         self.radar = Radar()
         self._swept: float | None = None  # monotonic time of the last sweep
         self._size_radar()
+        self._load_radar()
+
+    def _load_radar(self) -> None:
+        """The record a previous run saved (``[server] radar_file``); a bad file is logged, not fatal."""
+        path = self.running.radar_file
+        if path is None or not path.exists():
+            return
+        try:
+            rows = Report.from_json(json.loads(path.read_bytes())).rows
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            logger.warning(json.dumps({"event": "radar_file", "result": "error", "file": str(path),
+                                       "error": str(exc), "detail": "starting with an empty record"}))
+            return
+        self.radar.restore(rows, parse=parse_certificate)
+
+    def save_radar(self) -> None:
+        """Write the radar's record to ``[server] radar_file`` (at shutdown), atomically; errors are logged."""
+        path = self.snapshot.gateway.server.radar_file
+        if path is None:
+            return
+        doc = report(self.radar, at=datetime.now(UTC)).to_json()
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.error(json.dumps({"event": "radar_file", "result": "error", "file": str(path), "error": str(exc)}))
 
     def _size_radar(self) -> None:
         server = self.snapshot.gateway.server

@@ -136,29 +136,32 @@ async def serve(
                 await listener.aclose()
             raise listen_error("server.admin_listen", server_cfg.admin_listen, exc) from None
         admin_address = Address(host, admin[0].socket.getsockname()[1])
-    async with trio.open_nursery() as background:
-        if admin:
-            background.start_soon(trio.serve_listeners, on_admin, admin)
-        if handle_signals:
-            background.start_soon(_signals, state, stop)
-        background.start_soon(_watch, state)
-        async with trio.open_nursery() as conns:
-            accepting = trio.CancelScope()
+    try:
+        async with trio.open_nursery() as background:
+            if admin:
+                background.start_soon(trio.serve_listeners, on_admin, admin)
+            if handle_signals:
+                background.start_soon(_signals, state, stop)
+            background.start_soon(_watch, state)
+            async with trio.open_nursery() as conns:
+                accepting = trio.CancelScope()
 
-            async def accept() -> None:
-                with accepting:
-                    await trio.serve_listeners(on_client, listeners, handler_nursery=conns)
+                async def accept() -> None:
+                    with accepting:
+                        await trio.serve_listeners(on_client, listeners, handler_nursery=conns)
 
-            conns.start_soon(accept)
-            port = listeners[0].socket.getsockname()[1]
-            task_status.started(ServerInfo(Address(listen.host, port), admin_address, state, stop.set))
-            await stop.wait()
-            # Graceful: stop accepting, let connections in flight finish, then cut them.
-            accepting.cancel()
-            for listener in listeners:
-                await listener.aclose()
-            conns.cancel_scope.deadline = trio.current_time() + state.snapshot.gateway.server.shutdown_grace
-        background.cancel_scope.cancel()
+                conns.start_soon(accept)
+                port = listeners[0].socket.getsockname()[1]
+                task_status.started(ServerInfo(Address(listen.host, port), admin_address, state, stop.set))
+                await stop.wait()
+                # Graceful: stop accepting, let connections in flight finish, then cut them.
+                accepting.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                conns.cancel_scope.deadline = trio.current_time() + state.snapshot.gateway.server.shutdown_grace
+            background.cancel_scope.cancel()
+    finally:
+        state.save_radar()  # the record kept across restarts ([server] radar_file)
 
 
 async def _signals(state: GatewayState, stop: trio.Event) -> None:
