@@ -110,7 +110,7 @@ def test_expiry_gauges_render_every_series(tmp_path: Path) -> None:
         ({"radar_max_certificates": 0}, "server.radar_max_certificates"),
         ({"radar_max_certificates": 1.5}, "server.radar_max_certificates"),
         ({"expiry_warning_days": -1}, "server.expiry_warning_days"),
-        ({"reload_guard_active_seconds": "1d"}, "server.reload_guard_active_seconds"),
+        ({"radar_active_seconds": "1d"}, "server.radar_active_seconds"),
         ({"radar_file": ""}, "server.radar_file"),
         ({"radar_file": 3}, "server.radar_file"),
     ],
@@ -123,7 +123,7 @@ def test_radar_settings_bad_values_name_the_key(table: dict[str, object], key: s
 
 def test_radar_settings_defaults(tmp_path: Path) -> None:
     s = server_from_config({"certificate": "s.pem", "key": "s.key"}, base_dir=tmp_path)
-    assert (s.reload_guard, s.radar_max_certificates, s.expiry_warning_days, s.reload_guard_active, s.radar_file) == (
+    assert (s.reload_guard, s.radar_max_certificates, s.expiry_warning_days, s.radar_active, s.radar_file) == (
         False, 10_000, 30.0, 7 * 86400.0, None
     )
     kept = server_from_config({"certificate": "s.pem", "key": "s.key", "radar_file": "r.json"}, base_dir=tmp_path)

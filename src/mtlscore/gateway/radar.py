@@ -424,6 +424,12 @@ class Report:
         """A report of ``rows`` in report order (soonest expiry first)."""
         return cls(taken, horizon, _sorted(rows))
 
+    def active(self, since: datetime) -> Report:
+        """This report without the recorded certificates last seen before ``since`` (the trust
+        config's rows stay): what is in use, for the expiry gauges."""
+        kept = tuple(r for r in self.rows if r.last_seen is None or r.last_seen >= since)
+        return Report(self.taken, self.horizon, kept)
+
     def within(self, window: timedelta) -> tuple[Row, ...]:
         """Rows whose notAfter is at most ``window`` after :attr:`taken` (expired ones included)."""
         return tuple(r for r in self.rows if r.not_after - self.taken <= window)

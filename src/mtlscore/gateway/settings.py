@@ -165,10 +165,12 @@ class ServerConfig:
     # seen go first), and how long before notAfter a certificate is warned about, once.
     radar_max_certificates: int = 10_000
     expiry_warning_days: float = 30.0
-    # A reload that would lock out an account seen within ``reload_guard_active`` seconds is
-    # refused (mtlscore.gateway.preview); the running configuration's setting decides.
+    # A certificate seen within ``radar_active`` seconds is in use: it counts in the expiry
+    # gauges and for the reload guard (older ones stay in the record and in /certs).
+    radar_active: float = 7 * 86400.0
+    # A reload that would lock out an account active in that sense is refused
+    # (mtlscore.gateway.preview); the running configuration's setting decides.
     reload_guard: bool = False
-    reload_guard_active: float = 7 * 86400.0
     # The cache of keys fetched from jwks_uri values (accounts' token keys, self-signed clients).
     jwks: JwksLimits = field(default_factory=JwksLimits)
     # Where the radar's record is kept across restarts: read at start, written at shutdown.
@@ -288,7 +290,7 @@ _KNOWN = {
     "radar_max_certificates",
     "expiry_warning_days",
     "reload_guard",
-    "reload_guard_active_seconds",
+    "radar_active_seconds",
     "jwks",
     "radar_file",
 }
@@ -415,7 +417,7 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         radar_max_certificates=_number(table, "radar_max_certificates", 10_000, integer=True),
         expiry_warning_days=_number(table, "expiry_warning_days", 30.0),
         reload_guard=guard,
-        reload_guard_active=_number(table, "reload_guard_active_seconds", 7 * 86400.0),
+        radar_active=_number(table, "radar_active_seconds", 7 * 86400.0),
         jwks=limits_from_config(table.get("jwks", {})),
         radar_file=(base_dir / radar_file).resolve() if radar_file is not None else None,
     )

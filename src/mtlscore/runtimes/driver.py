@@ -228,15 +228,22 @@ class GatewayState:
         for warning in warnings:
             logger.warning(json.dumps(warning.as_log()))
 
+    def expiry_report(self) -> Report:
+        """What the expiry gauges count: the trust config's items and the certificates in use
+        (seen within ``radar_active_seconds``): a partner's replaced certificate stops counting
+        once it is no longer seen, instead of alerting until, and after, its notAfter."""
+        rep = self.certificates()
+        return rep.active(rep.taken - timedelta(seconds=self.snapshot.gateway.server.radar_active))
+
     def render_metrics(self) -> str:
         """The counters and the radar's gauges, in Prometheus text format."""
-        return self.metrics.render() + render_expiry(self.certificates(), recorded=len(self.radar))
+        return self.metrics.render() + render_expiry(self.expiry_report(), recorded=len(self.radar))
 
     def _locks_out(self, candidate: Snapshot) -> tuple[str, ...]:
         """Who active lately the candidate configuration would lock out (``[server] reload_guard``)."""
         server = self.snapshot.gateway.server
         at = datetime.now(UTC)
-        active = self.radar.active(since=at - timedelta(seconds=server.reload_guard_active))
+        active = self.radar.active(since=at - timedelta(seconds=server.radar_active))
         preview = guard(active, candidate.gateway.validator, at=at)
         locked = preview.locked_out().get(at, ())
         if locked:
