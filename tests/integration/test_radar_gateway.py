@@ -111,6 +111,14 @@ async def gateway(config: Path, backend: str) -> AsyncIterator[ServerInfo]:
         tg.cancel_scope.cancel()
 
 
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def admin_get(info: ServerInfo, path: str) -> tuple[int, bytes]:
     assert info.admin_address is not None
     c = http.client.HTTPConnection("127.0.0.1", info.admin_address.port, timeout=10)
@@ -141,7 +149,8 @@ async def run(fn: Any, *args: Any) -> Any:
 
 @pytest.mark.anyio
 async def test_radar_reports_three_accounts_and_reload_guard_keeps_the_config(
-    world: World, anyio_backend: str, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    world: World, anyio_backend: str, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mtlscore.gateway")
     config = world.config(f"running-{anyio_backend}.toml", ["ca-a.pem", "ca-b.pem"], reload_guard=True)
@@ -181,7 +190,12 @@ async def test_radar_reports_three_accounts_and_reload_guard_keeps_the_config(
         warned = [json.loads(r.getMessage()) for r in caplog.records if "cert_expiry_warning" in r.getMessage()]
         assert sorted(w["account"] for w in warned if w["kind"] == "client") == ["alpha", "beta"]
 
-        # The CLI reads the admin endpoint: a table sorted by expiry, --within, --json.
+        # The CLI reads the admin endpoint: a table sorted by expiry, --within, --json; directly,
+        # whatever proxy the environment names (a closed port here).
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{closed_port()}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
         admin = f"http://127.0.0.1:{info.admin_address.port}"  # type: ignore[union-attr]
         code, table = await run(cli, "certs", admin, "--within", "7d")
         assert code == 0

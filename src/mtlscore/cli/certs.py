@@ -71,7 +71,9 @@ def load_report(source: str, *, chains: bool = True) -> Report:
         if not chains:
             url = url._replace(query="&".join(q for q in (url.query, "chains=0") if q))
         try:
-            with urllib.request.urlopen(urllib.parse.urlunsplit(url), timeout=30) as answer:  # noqa: S310 - http only
+            # No proxy from the environment: the admin listener is the gateway's own, reached directly.
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(urllib.parse.urlunsplit(url), timeout=30) as answer:
                 data = answer.read(MAX_SNAPSHOT_BYTES + 1)
         except OSError as exc:
             raise UsageError(f"cannot read {source}: {exc}") from None
