@@ -170,7 +170,7 @@ def test_trust_rows_anchor_window_intermediates_allowlisted_and_crls(world: dict
     assert [r.kind for r in rows][:2] == ["crl", "anchor"]
     assert sorted(r.kind for r in rows) == ["allowlisted", "anchor", "crl", "trust_intermediate"]
     anchor = next(r for r in rows if r.kind == "anchor")
-    assert anchor.subject == "rotating root" and anchor.not_after == NOW + timedelta(days=2)
+    assert anchor.subject == "CN=Radar Root [rotating root]" and anchor.not_after == NOW + timedelta(days=2)
     assert {r.kind for r in trust_rows(trust)} == {"anchor", "trust_intermediate", "allowlisted"}
 
 

@@ -268,7 +268,7 @@ def test_sweep_warns_once_about_the_trust_config_and_clients_not_seen_since(
         return [(w["kind"], w["subject"]) for w in lines]
 
     state.sweep(0.0)
-    assert warned() == [("anchor", "ca-a.pem")]
+    assert warned() == [("anchor", "CN=Radar CA A [ca-a.pem]")]
     state.sweep(SWEEP_INTERVAL + 1)
     assert warned() == []
     # beta (20 days left) is outside a 15-day horizon when seen; ten days on, the sweep warns.

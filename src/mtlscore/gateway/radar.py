@@ -381,7 +381,8 @@ def trust_rows(trust: TrustStore | None, crls: Iterable[ParsedCRL] = ()) -> list
         for anchor in trust.anchors:
             cert = anchor.certificate
             # An anchor's configured activation window replaces the certificate's (rotation).
-            rows.append(_cert_row("anchor", cert, not_after=anchor.window()[1], subject=anchor.name))
+            label = f" [{anchor.label}]" if anchor.label else ""  # the config names it so
+            rows.append(_cert_row("anchor", cert, not_after=anchor.window()[1], subject=cert.subject_text + label))
         rows += [_cert_row("trust_intermediate", c) for c in trust.intermediates]
         rows += [_cert_row("allowlisted", c) for c in trust.allowlisted]
     for crl in crls:
