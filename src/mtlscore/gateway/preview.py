@@ -110,10 +110,6 @@ class Change:
         expected = self.old.account or self.recorded.account
         return expected is None or self.new.account == expected
 
-    @property
-    def changed(self) -> bool:
-        return self.old.ok is None or (self.old.ok, self.old.account) != (self.new.ok, self.new.account)
-
 
 @dataclass(frozen=True, slots=True)
 class Preview:
