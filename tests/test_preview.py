@@ -169,6 +169,7 @@ def test_certs_reads_a_snapshot_and_the_config(tmp_path: Path) -> None:
         (("certs", "https://127.0.0.1:1"), "plain http://"),
         (("preview", "--config", "{config}", "--chains", "{missing}"), "not a directory"),
         (("preview", "--config", "{config}", "--chains", "{junkdir}"), "junk.pem: malformed"),
+        (("preview", "--config", "{config}", "--chains", "{keydir}"), "alpha.pem is a private key"),
         (("preview", "--config", "{missing}", "--against", "{snap}"), "cannot read"),
         (("preview", "--config", "{config}", "--against", "{snap}", "--at", "someday"), "--at 'someday'"),
         (("preview", "--config", "{config}", "--against", "{chainless}"), "no chains to replay"),
@@ -183,7 +184,10 @@ def test_command_errors_are_one_line_and_exit_2(argv: tuple[str, ...], message: 
         "config": tmp_path / "c.toml",
         "junkdir": tmp_path / "junk",
         "chainless": tmp_path / "chainless.json",
+        "keydir": tmp_path / "keys",
     }
+    names["keydir"].mkdir()
+    (names["keydir"] / "alpha.pem").write_bytes(ZETA.key_pem)
     radar = Radar()
     verdict = single_anchor(tmp_path, "b.pem").validate([ZETA.der], at=NOW)  # type: ignore[attr-defined]
     radar.observe((parse_certificate(ZETA.der),), verdict, account="zeta", at=NOW)

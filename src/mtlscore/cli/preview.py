@@ -21,7 +21,7 @@ from ..gateway.preview import Preview, Recorded, recorded_from, replay
 from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
 from .certs import load_report, printable
-from .check import UsageError, parse_at
+from .check import UsageError, certificate_input, parse_at
 
 __all__ = ["load_chains", "register", "run"]
 
@@ -63,7 +63,9 @@ def load_chains(folder: str) -> list[Recorded]:
     chains: list[Recorded] = []
     for file in files:
         try:
-            certs = load_certificates(file.read_bytes())
+            # A key, CSR, CRL or PKCS#7 file dropped in the folder is named as such; PKCS#12 opens
+            # with $MTLSCORE_PKCS12_PASSWORD (mtlscore.cli.check.certificate_input).
+            certs = load_certificates(certificate_input(str(file), file.read_bytes()))
         except OSError as exc:
             raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
         except CertificateRejected as exc:
