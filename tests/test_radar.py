@@ -236,3 +236,18 @@ def test_memory_is_bounded_with_100000_distinct_certificates(world: dict[str, ob
     assert sum(1 for r in radar.rows() if r.kind == "client") == 999  # plus the intermediate
     assert after_all <= after_2000 * 1.1, (after_2000, after_all)
     assert after_all < 1000 * 4096, after_all
+
+
+def test_restore_keeps_the_least_recently_seen_order(world: dict[str, object]) -> None:
+    radar = Radar()
+    # Seen in the opposite order of their expiry: a report lists them by expiry, the record by use.
+    for name, day in (("far", 1), ("later", 2), ("soon", 3)):
+        chain, verdict = seen(world, name)
+        radar.observe(chain, verdict, account=name, at=NOW + timedelta(days=day))  # type: ignore[arg-type]
+    restored = Radar(max_certificates=3)
+    restored.restore(Report.from_json(report(radar, at=NOW).to_json()).rows, parse=parse_certificate)
+    assert [r.subject for r in restored.rows()] == ["CN=far", "CN=later", "CN=soon"]
+    chain, verdict = seen(world, "soon")
+    restored.observe(chain, verdict, account="soon", at=NOW + timedelta(days=4))  # type: ignore[arg-type]
+    # The intermediate came back and took the least recently seen client's place ("far").
+    assert [r.subject for r in restored.rows()] == ["CN=later", "CN=soon", "CN=Radar Issuing"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -336,15 +336,17 @@ class Radar:
         """The clients seen at or after ``since`` (most recent last)."""
         return [_row(k, e) for k, e in self._entries.items() if e.kind == "client" and e.last_seen >= since]
 
-    def restore(self, rows: Iterable[Row], *, parse: Any) -> None:
-        """Load rows from a snapshot (a restarted gateway keeps its record).
+    def restore(self, rows: Iterable[Row], *, parse: Callable[[bytes], Seen]) -> None:
+        """Load the client rows of a snapshot (a restarted gateway keeps its record).
 
-        ``parse``: DER -> :class:`Certificate` (``mtlscore.x509.cert.parse_certificate``);
-        rows whose DER does not parse are skipped. Entries keep their times and counts.
+        ``parse``: DER -> certificate (``mtlscore.x509.cert.parse_certificate``); rows
+        whose DER does not parse, or without seen times, are skipped. Entries keep their
+        times and counts and go in least recently seen first, as the record keeps them.
+        Intermediates are recorded again with the first client that brings them.
         """
-        for row in rows:
-            # Intermediates are recorded again with the first client that brings them.
-            if row.kind != "client" or not row.chain:
+        clients = [r for r in rows if r.kind == "client" and r.chain]
+        for row in sorted(clients, key=lambda r: r.last_seen or r.not_after):
+            if row.first_seen is None or row.last_seen is None:
                 continue
             try:
                 leaf = parse(row.chain[0])
@@ -362,8 +364,8 @@ class Radar:
                 issuer=self._names.setdefault(issuer, issuer),
                 serial=leaf.serial,
                 not_after=leaf.not_after,
-                first_seen=row.first_seen or row.last_seen or leaf.not_before,
-                last_seen=row.last_seen or row.first_seen or leaf.not_before,
+                first_seen=row.first_seen,
+                last_seen=row.last_seen,
                 count=row.count,
                 rest=row.chain[1:],
             )
