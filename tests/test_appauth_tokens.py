@@ -114,3 +114,19 @@ def _json(key: Any, kid: str) -> str:
     import json
 
     return json.dumps(jwk_from_public_key(key, kid=kid))
+
+
+def test_account_token_mistakes_are_config_errors_at_load(tmp_path: Any) -> None:
+    from mtlscore.config import load_config
+
+    root = pki.root()
+    (tmp_path / "root.pem").write_bytes(root.pem)
+    (tmp_path / "as.jwks").write_text('{"keys": []}')
+    base = '[trust]\nanchors = ["root.pem"]\n\n[[accounts]]\nid = "a"\nmatch = { cn = "a" }\n'
+    (tmp_path / "ok.toml").write_text(base + 'profile = "fapi2"\ntoken.jwks_file = "as.jwks"\n')
+    assert load_config(tmp_path / "ok.toml").accounts is not None
+    (tmp_path / "bad.toml").write_text(base + 'profile = "fapi2"\ntoken.jwks_uri = "https://as.example/jwks"\n'
+                                       'token_algorithms = ["RS256"]\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "bad.toml")
+    assert e.value.key == "accounts[0].token_algorithms" and "fapi2" in e.value.message

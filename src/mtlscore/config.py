@@ -251,6 +251,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         if not isinstance(items, list):
             raise ConfigError("must be an array of tables ([[accounts]])", key="accounts")
         accounts = accounts_from_config(items, base_dir=base_dir, trust=trust)
+        _check_app_keys(items)
     server = None
     if "server" in data:
         from .gateway.settings import server_from_config
@@ -276,6 +277,30 @@ def _named_files(data: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:
     names += _list(trust.get("allowlisted", []), "trust.allowlisted")
     names += _list(revocation.get("crls", []), "revocation.crls")
     return tuple(dict.fromkeys(_resolve(base_dir, n) for n in names))
+
+
+def _check_app_keys(items: list[Any]) -> None:
+    """The gateway's app-level keys of each account (tokens, algorithms, profile), checked at load:
+    a mistake is a ConfigError naming ``accounts[n].<key>`` now, not a 500 at the first request."""
+    from .gateway.appauth import AccountAuth
+    from .identity.identity_map import APP_KEYS
+
+    for n, table in enumerate(items):
+        if not isinstance(table, dict) or "template" in table:
+            continue
+        account = str(table.get("id", ""))
+        attrs = {k: table[k] for k in APP_KEYS if k in table}
+        # A jwks_file was read and parsed by accounts_from_config: stand in an empty set for it.
+        if "jwks_file" in table:
+            attrs["jwks"] = {"keys": []}
+        token = attrs.get("token")
+        if isinstance(token, dict) and "jwks_file" in token:
+            attrs["token"] = {**{k: v for k, v in token.items() if k != "jwks_file"}, "jwks": {"keys": []}}
+        try:
+            AccountAuth.from_mapping(account, attrs)
+        except ConfigError as exc:
+            raise ConfigError(exc.message, key=(exc.key or "").replace(f"accounts.{account}", f"accounts[{n}]", 1)) \
+                from None
 
 
 def load_config(path: str | Path) -> Config:
