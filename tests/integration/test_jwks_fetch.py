@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from test_fetch import Route, Server, anyio_backend, down_url, fetcher_for, server  # noqa: F401 - fixtures
+from test_fetch import Route, Server, anyio_backend, down_url, fetcher_for, server, silent_url  # noqa: F401 - fixtures
 
 from mtlscore import pki
 from mtlscore.identity.jwks import JwksCache, JwksLimits, JwksUnavailable, with_jwks
@@ -86,3 +86,13 @@ async def test_size_limit_and_down_server(server: Server, anyio_backend: str, do
     server.routes["/ok"] = Route(keyset(("a", key)))
     keys = await with_jwks(fetcher, cache, server.url("/ok"), lambda k: k, now=0, missed=missed)
     assert [k["kid"] for k in keys["keys"]] == ["a"]  # type: ignore[index, union-attr]
+
+
+@pytest.mark.anyio
+async def test_a_silent_jwks_server_times_out_within_the_limit(silent_url: str, anyio_backend: str) -> None:  # noqa: F811
+    # The fetcher alone would wait 300 s, past this module's 60 s test timeout: only
+    # JwksLimits.timeout ends the fetch in time.
+    cache = JwksCache(JwksLimits(timeout=0.5))
+    fetcher = fetcher_for(anyio_backend, timeout=300.0)
+    with pytest.raises(JwksUnavailable, match="timed out"):
+        await with_jwks(fetcher, cache, silent_url, lambda k: k, now=0, missed=missed)
