@@ -112,15 +112,19 @@ class AsyncioFetcher:
         call = call_for(request)
         target = call.target
         timeout = min(self.timeout, request.timeout) if isinstance(request, NeedJwks) else self.timeout
-        async with asyncio.timeout(timeout):
-            for _ in range(MAX_REDIRECTS + 1):
-                limit = min(self.max_bytes, request.max_bytes) if isinstance(request, NeedJwks) else self.max_bytes
-                exchange = Exchange(replace(call, target=target), max_bytes=limit)
-                response = await self._exchange(target, exchange)
-                nxt = redirect_target(target, response)
-                if nxt is None:
-                    return response
-                target = nxt
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(MAX_REDIRECTS + 1):
+                    limit = min(self.max_bytes, request.max_bytes) if isinstance(request, NeedJwks) else self.max_bytes
+                    exchange = Exchange(replace(call, target=target), max_bytes=limit)
+                    response = await self._exchange(target, exchange)
+                    nxt = redirect_target(target, response)
+                    if nxt is None:
+                        return response
+                    target = nxt
+        except TimeoutError:
+            # The limit that applied (a JWKS request may carry a tighter one than the fetcher's).
+            raise FetchError(f"timed out after {timeout:g} s") from None
         raise FetchError(f"{call.target.url}: more than {MAX_REDIRECTS} redirects")
 
     async def _exchange(self, target: Target, exchange: Exchange) -> Response:

@@ -132,15 +132,19 @@ class TrioFetcher:
         call = call_for(request)
         target = call.target
         timeout = min(self.timeout, request.timeout) if isinstance(request, NeedJwks) else self.timeout
-        with trio.fail_after(timeout):
-            for _ in range(MAX_REDIRECTS + 1):
-                limit = min(self.max_bytes, request.max_bytes) if isinstance(request, NeedJwks) else self.max_bytes
-                exchange = Exchange(replace(call, target=target), max_bytes=limit)
-                response = await self._exchange(target, exchange)
-                nxt = redirect_target(target, response)
-                if nxt is None:
-                    return response
-                target = nxt
+        try:
+            with trio.fail_after(timeout):
+                for _ in range(MAX_REDIRECTS + 1):
+                    limit = min(self.max_bytes, request.max_bytes) if isinstance(request, NeedJwks) else self.max_bytes
+                    exchange = Exchange(replace(call, target=target), max_bytes=limit)
+                    response = await self._exchange(target, exchange)
+                    nxt = redirect_target(target, response)
+                    if nxt is None:
+                        return response
+                    target = nxt
+        except trio.TooSlowError:
+            # The limit that applied (a JWKS request may carry a tighter one than the fetcher's).
+            raise FetchError(f"timed out after {timeout:g} s") from None
         raise FetchError(f"{call.target.url}: more than {MAX_REDIRECTS} redirects")
 
     async def _exchange(self, target: Target, exchange: Exchange) -> Response:
