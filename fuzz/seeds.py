@@ -285,6 +285,22 @@ def _session_seeds() -> list[bytes]:
     return out
 
 
+def _jwks_fetched_seeds() -> list[bytes]:
+    headers = (b"max-age=300", b"public, max-age=5", b"no-store", b"s-maxage=99999999999", b"")
+    return [h + b"\n" + doc for h in headers for doc in _jwks_seeds()]
+
+
+def _basic_auth_seeds() -> list[bytes]:
+    return [b"Basic " + base64.b64encode(b"edge:s3cret"), b"basic ZWRnZTo=", b"Basic !!!", b"Bearer x",
+            b"Basic " + base64.b64encode(b"no-colon"), b""]
+
+
+def _oauth_client_seeds() -> list[bytes]:
+    w = world()
+    return [b"pki\x00" + w.leaf.der, b"self\x00" + w.leaf.der, b"self\x00" + w.leaf.pem,
+            b"nobody\x00" + w.leaf.der, b"pki\x00garbage", b"\x00"]
+
+
 def seeds_for(name: str) -> list[bytes]:
     """The seed inputs of target ``name`` (see :data:`fuzz.targets.TARGETS`)."""
     if name == "certificate":
@@ -301,6 +317,9 @@ def seeds_for(name: str) -> list[bytes]:
         "asgi": _asgi_seeds,
         "dn": _dn_seeds,
         "jwks": _jwks_seeds,
+        "jwks_fetched": _jwks_fetched_seeds,
+        "proxy_basic_auth": _basic_auth_seeds,
+        "oauth_client": _oauth_client_seeds,
         "bound_token": _token_seeds,
         "crl": _crl_seeds,
         "crl_set": _crl_set_seeds,

@@ -318,6 +318,75 @@ def fuzz_jwks(data: bytes) -> None:
         pass
 
 
+@target("jwks_fetched")
+def fuzz_jwks_fetched(data: bytes) -> None:
+    """A fetched jwks_uri answer (body, Cache-Control) through JwksCache, then self-signed matching."""
+    from mtlscore.identity.identity_map import Principal
+    from mtlscore.identity.jwks import JwksCache, JwksLimits, JwksUnavailable, NeedJwks, ttl_from_cache_control
+    from mtlscore.identity.self_signed import SelfSignedClient, SelfSignedMatch, match
+
+    w = world()
+    header, _, body = data.partition(b"\n")
+    limits = JwksLimits(max_bytes=64 * 1024)
+    ttl = ttl_from_cache_control(header, limits)
+    if not limits.min_ttl <= ttl <= limits.max_ttl:
+        raise Crash(f"Cache-Control {header!r} gave a TTL {ttl} outside the bounds")
+    cache = JwksCache(limits)
+    url = "https://client.example/jwks"
+    error = cache.answer(NeedJwks(url), status=200, body=body, cache_control=header, now=0)
+    try:
+        keys = cache.keys(url, now=1)
+    except JwksUnavailable:
+        if error is None:
+            raise Crash("an accepted answer left no keys") from None
+        return
+    if error is not None or not isinstance(keys.get("keys"), list):
+        raise Crash(f"a refused answer ({error}) replaced the keys")
+    client = SelfSignedClient(Principal("fuzz"), jwks_uri=url)
+    try:
+        found = match([client], w.leaf_cert, at=NOW, now=1, cache=cache)
+    except CertificateRejected as exc:
+        if exc.reason not in (Reason.NOT_ALLOWLISTED, Reason.EXPIRED, Reason.NOT_YET_VALID):
+            raise Crash(f"self-signed matching rejected with {exc.reason}") from None
+        return
+    if not isinstance(found, SelfSignedMatch | NeedJwks):
+        raise Crash(f"self-signed matching answered {found!r}")
+
+
+@target("proxy_basic_auth")
+def fuzz_proxy_basic_auth(data: bytes) -> None:
+    """ProxyCredentials.check on a fuzzed Proxy-Authorization value (never raises, refuses all but one)."""
+    from mtlscore.proxy.basic_auth import PasswordHash, ProxyCredentials
+
+    creds = ProxyCredentials("edge", PasswordHash.parse(_PROXY_HASH))
+    if creds.check(data) is None:
+        raise Crash(f"{data!r} passed the basic auth of user 'edge'")
+
+
+# The cheapest accepted scrypt cost (ln=14), a fixed salt and a key no password derives to
+# (all zero bits): every input must be refused, with a reason, without raising.
+_PROXY_HASH = "$scrypt$ln=14,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$" + "A" * 43
+
+
+@target("oauth_client")
+def fuzz_oauth_client(data: bytes) -> None:
+    """ClientRegistry.authenticate with a fuzzed client_id and certificate bytes: only its documented reasons."""
+    from mtlscore.oauth import ClientRegistry
+
+    w = world()
+    registry = ClientRegistry({
+        "pki": {"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_san_dns": "client.example"},
+        "self": {"token_endpoint_auth_method": "self_signed_tls_client_auth", "jwks": w.token_jwks},
+    })
+    client_id, _, cert = data.partition(b"\x00")
+    result = registry.authenticate(client_id.decode("utf-8", "replace"), certificate=cert or None, verdict=None,
+                                   at=NOW)
+    if result.ok or result.need is not None:
+        raise Crash(f"{data[:64]!r} authenticated ({result})")
+    if result.error().error != "invalid_client":
+        raise Crash(f"a refusal answered {result.error().error}")
+
+
 @target("bound_token")
 def fuzz_bound_token(data: bytes) -> None:
     """verify_bound_token (a bearer token from the Authorization header) and check_cnf."""
