@@ -5,6 +5,7 @@ Each test builds its certificates with the PKI factory; the defect is the one ke
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from datetime import timedelta
 from typing import Annotated, Any
@@ -513,8 +514,8 @@ def test_check_ca_names_the_fix_for_the_role() -> None:
 
 
 @asn1.sequence
-class _TbsV3:
-    version: Annotated[int, asn1.Explicit(0)]
+class _Tbs:  # RFC 5280 §4.1 for a certificate without extensions; version v1 is the DEFAULT, omitted
+    version: Annotated[int | None, asn1.Explicit(0)]
     serial: asn1.TLV
     signature: asn1.TLV
     issuer: asn1.TLV
@@ -524,29 +525,17 @@ class _TbsV3:
 
 
 @asn1.sequence
-class _TbsV1:  # RFC 5280 §4.1: version v1 is the DEFAULT and is omitted; no extensions
-    serial: asn1.TLV
-    signature: asn1.TLV
-    issuer: asn1.TLV
-    validity: asn1.TLV
-    subject: asn1.TLV
-    spki: asn1.TLV
-
-
-@asn1.sequence
-class _CertV1:
-    tbs: _TbsV1
+class _Cert:
+    tbs: _Tbs
     signature_algorithm: asn1.TLV
     signature: asn1.BitString
 
 
 def _v1(node: pki.Issued, signer: Any) -> bytes:
     """``node`` (built without extensions) re-encoded as a v1 certificate and signed by ``signer`` (an EC key)."""
-    t = asn1.decode_der(_TbsV3, node.cert.tbs_certificate_bytes)
-    tbs = _TbsV1(serial=t.serial, signature=t.signature, issuer=t.issuer, validity=t.validity, subject=t.subject,
-                 spki=t.spki)
+    tbs = dataclasses.replace(asn1.decode_der(_Tbs, node.cert.tbs_certificate_bytes), version=None)
     sig = signer.sign(asn1.encode_der(tbs), ec.ECDSA(hashes.SHA256()))
-    return asn1.encode_der(_CertV1(tbs=tbs, signature_algorithm=t.signature, signature=asn1.BitString(sig, 0)))
+    return asn1.encode_der(_Cert(tbs=tbs, signature_algorithm=tbs.signature, signature=asn1.BitString(sig, 0)))
 
 
 _BARE = {"ca": None, "key_usage": None, "eku": None, "ski": False, "aki": False}
