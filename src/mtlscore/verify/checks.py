@@ -2,10 +2,14 @@
 
 A path is ``[leaf, intermediate…]`` plus the :class:`Anchor` that vouches for
 its last element. It is processed from the anchor down, as §6.1 describes.
-Every failure is a :class:`PathFailure` carrying a :class:`Reason`, the position
-of the certificate in the path (leaf = 0; the anchor is ``len(path)``) and a
-detail that names the certificate and the fix.
-"""
+Each check is written once and applied by :class:`Role` (Go's
+``isValid(certType)``, the Rust X.509 verifier's ``permits_basic`` /
+``permits_ca`` / ``permits_ee``): :func:`check_basic` for every certificate,
+:func:`check_ca` for the anchor and each intermediate that issues,
+``_check_leaf`` for the end entity. Every check raises a :class:`PathFailure`
+carrying a :class:`Reason`, the position of the certificate in the path
+(leaf = 0; the anchor is ``len(path)``) and a detail that names the
+certificate and the fix; :func:`check_path` returns it to the path builder."""
 
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ _HANDLED = frozenset(
         ExtensionOID.NAME_CONSTRAINTS,
         ExtensionOID.SUBJECT_KEY_IDENTIFIER,
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        # Certificate policies: §6.1.3 (d)-(f), §6.1.4 (a)-(b), (h)-(j), §6.1.5 (see _policies).
+        # Certificate policies: §6.1.3 (d)-(f), §6.1.4 (a)-(b), (h)-(j), §6.1.5 (see policy_graph).
         ExtensionOID.CERTIFICATE_POLICIES,
         ExtensionOID.POLICY_MAPPINGS,
         ExtensionOID.POLICY_CONSTRAINTS,
