@@ -93,6 +93,12 @@ class Role(enum.Enum):
     END_ENTITY = "client certificate"  # the leaf (position 0)
 
 
+# Module-level names for the members: an Enum member read off its class costs a descriptor
+# call on Python 3.11, and the roles are compared on every certificate of every path.
+_ANCHOR, _INTERMEDIATE, _END_ENTITY = Role.ANCHOR, Role.INTERMEDIATE, Role.END_ENTITY
+_ANCHOR_LABEL = Role.ANCHOR.value
+
+
 @dataclass(frozen=True, slots=True)
 class HandedDown:
     """What the anchor and the CAs of a path hand down to its leaf (see :func:`check_issuers`)."""
@@ -146,7 +152,7 @@ def _structure(cert: Certificate, role: Role, who: Who) -> None:
     certificate of the path: of these rules only the one about the extensions
     mtlscore takes from it (RFC 5937 §3) applies to it.
     """
-    if role is not Role.ANCHOR:
+    if role is not _ANCHOR:
         if cert.serial <= 0:
             raise _malformed(who, "its serial number is not a positive integer (RFC 5280 §4.1.2.2)")
         # RFC 5280 §4.1.2.2: users MUST handle serial numbers up to 20 octets long. That
@@ -158,7 +164,7 @@ def _structure(cert: Certificate, role: Role, who: Who) -> None:
         if cert.issuer_empty:
             raise _malformed(who, "its issuer name is empty (RFC 5280 §4.1.2.4)")
         if cert.subject_empty:
-            if role is not Role.END_ENTITY or cert.is_ca:
+            if role is not _END_ENTITY or cert.is_ca:
                 raise _malformed(who, "it is a CA certificate with an empty subject (RFC 5280 §4.1.2.6)")
             san_critical = ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string in cert.critical_oids
             if not cert.san or not san_critical:
@@ -171,7 +177,7 @@ def _structure(cert: Certificate, role: Role, who: Who) -> None:
         raise _malformed(
             who, f"it marks key identifier extensions critical ({', '.join(sorted(bad))}; RFC 5280 §4.2.1.1-2)"
         )
-    if role is not Role.ANCHOR and cert.version < 3 and cert.extension_oids:
+    if role is not _ANCHOR and cert.version < 3 and cert.extension_oids:
         raise _malformed(who, "it is not version 3 but carries extensions (RFC 5280 §4.1.2.1)")
 
 
@@ -263,7 +269,7 @@ def check_basic(
     activation ``window``), critical extensions, key policy. Raises the failure.
     """
     _structure(cert, role, who)
-    if role is not Role.ANCHOR:
+    if role is not _ANCHOR:
         # The anchor's own signature is not on the path (RFC 5280 §6.1.1 (d)): its algorithm is not judged.
         check_signature_algorithm(cert, policy, who)
     check_validity(cert, at, policy, who, window)
@@ -292,13 +298,13 @@ def check_ca(
     # pyca and x509-limbo do (OpenSSL accepts it with keyCertSign: docs/differences.md
     # "Trust anchor without basicConstraints"). A v1/v2 anchor, which cannot carry
     # extensions, is grandfathered; a v1/v2 intermediate is not (§6.1.4 (k)).
-    if cert.is_ca is not True and not (role is Role.ANCHOR and cert.version < 3):
+    if cert.is_ca is not True and not (role is _ANCHOR and cert.version < 3):
         why = "has basicConstraints cA=FALSE" if cert.is_ca is False else (
             "has no basicConstraints (RFC 5280 §4.2.1.9: a CA certificate MUST carry it with cA=TRUE)"
         )
         fix = (
             "configure the real CA certificate as the anchor, or reissue the root with basicConstraints critical, "
-            "cA=TRUE" if role is Role.ANCHOR else "reissue it as a CA (basicConstraints critical, cA=TRUE)"
+            "cA=TRUE" if role is _ANCHOR else "reissue it as a CA (basicConstraints critical, cA=TRUE)"
         )
         raise who.fail(Reason.ISSUER_NOT_CA, f"{who} issues {subject.describe()!r} but {why}; {fix}")
     # §6.1.4 (l): pathLenConstraint counts non-self-issued intermediates.
@@ -358,14 +364,14 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
     # Certificate times have whole-second precision (RFC 5280 §4.1.2.5.1-2): so does
     # the comparison, or a validation at hh:mm:ss.005 would miss notAfter = hh:mm:ss.
     at = at.replace(microsecond=0)
-    who = Who(a, n, Role.ANCHOR.value)
-    check_basic(a, Role.ANCHOR, who, at, policy, anchor.window())
+    who = Who(a, n, _ANCHOR_LABEL)
+    check_basic(a, _ANCHOR, who, at, policy, anchor.window())
     # The anchor issues the top of the path, unless its certificate is that top (the
     # leaf or the last CA is itself configured as an anchor): then it is checked there.
     issues = a.sha256 != path[-1].sha256
     if issues:
         _check_profile(a, who, policy, issues=True, self_signed=a.self_issued)
-        check_ca(a, Role.ANCHOR, who, policy, path[-1], None)
+        check_ca(a, _ANCHOR, who, policy, path[-1], None)
     # §6.1.2 (k): max_path_length starts at n; an anchor's own pathLenConstraint applies.
     max_path_length = n
     if a.path_length is not None:
@@ -380,7 +386,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
     for pos in range(n - 1, 0, -1):
         cert = path[pos]
         who = Who(cert, pos)
-        check_basic(cert, Role.INTERMEDIATE, who, at, policy)
+        check_basic(cert, _INTERMEDIATE, who, at, policy)
         above = path[pos + 1] if pos + 1 < n else a
         _check_profile(cert, who, policy, issues=True,
                        self_signed=cert.self_issued and above.spki_sha256 == cert.spki_sha256)
@@ -388,7 +394,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
         # self-issued intermediates.
         if not cert.self_issued:
             nc.check(cert, who)
-        check_ca(cert, Role.INTERMEDIATE, who, policy, path[pos - 1], max_path_length)
+        check_ca(cert, _INTERMEDIATE, who, policy, path[pos - 1], max_path_length)
         # §6.1.4 (l)-(m): a non-self-issued intermediate takes one from max_path_length; its
         # own pathLenConstraint may lower what is left.
         if not cert.self_issued:
@@ -422,7 +428,7 @@ def check_end_entity(cert: Certificate, handed: HandedDown, *, at: datetime, pol
     ``at`` must already be truncated to whole seconds.
     """
     who = Who(cert, 0)
-    check_basic(cert, Role.END_ENTITY, who, at, policy)
+    check_basic(cert, _END_ENTITY, who, at, policy)
     _check_profile(cert, who, policy, issues=False,
                    self_signed=cert.self_issued and handed.issuer_spki == cert.spki_sha256)
     if not handed.names.empty:

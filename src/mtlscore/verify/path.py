@@ -31,6 +31,8 @@ from .trust import Anchor, TrustStore
 
 __all__ = ["BuildResult", "KnownPaths", "build_path"]
 
+_ANCHOR_LABEL = Role.ANCHOR.value  # read once: an Enum member off its class is a descriptor call
+
 
 @dataclass(slots=True)
 class BuildResult:
@@ -103,7 +105,7 @@ class _Search:
 def _link_key_failure(issuer: Certificate, pos: int, policy: Policy, *, is_anchor: bool) -> PathFailure | None:
     # Check the issuer's key size before using it: a huge RSA key is a CPU attack.
     try:
-        check_key(issuer, policy, Who(issuer, pos, Role.ANCHOR.value if is_anchor else None))
+        check_key(issuer, policy, Who(issuer, pos, _ANCHOR_LABEL if is_anchor else None))
     except PathFailure as failure:
         if failure.reason in (Reason.RSA_KEY_TOO_LARGE, Reason.UNSUPPORTED_KEY_ALGORITHM):
             return failure
