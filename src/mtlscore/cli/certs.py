@@ -15,11 +15,11 @@ import sys
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ..gateway.radar import Report, Row, report
 from ..reasons import ConfigError
 from .check import UsageError, parse_at, read_input
+from .common import Subparsers
 
 __all__ = ["load_report", "parse_window", "printable", "register", "run"]
 
@@ -29,7 +29,7 @@ _WINDOW = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "": 86400}
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "certs",
         help="list the client certificates seen lately and the trust config's, soonest expiry first",

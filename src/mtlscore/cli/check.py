@@ -16,12 +16,13 @@ from cryptography.x509 import ObjectIdentifier
 
 from ..decision.verdict import Verdict
 from ..reasons import CertificateRejected, ConfigError
+from .common import Subparsers
 from .explain import explain
 
 __all__ = ["register", "run"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "check",
         help="validate a client certificate chain and explain the verdict",

@@ -6,14 +6,14 @@ import argparse
 import getpass
 import hmac
 import sys
-from typing import Any
 
 from ..proxy.basic_auth import DEFAULT_SCRYPT_LN, MAX_SCRYPT_LN, MIN_SCRYPT_LN, hash_password
+from .common import Subparsers
 
 __all__ = ["register", "run"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "hash-password",
         help="print the scrypt hash of a password, for trusted_proxies password_hash",

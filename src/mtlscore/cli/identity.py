@@ -15,11 +15,12 @@ from ..identity.identity import Identity
 from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
 from .check import UsageError, add_password_argument, certificate_input, parse_at, read_input
+from .common import Subparsers
 
 __all__ = ["register", "run"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "identity",
         help="print the identity a certificate asserts (and the principal a config maps it to)",

@@ -1,20 +1,36 @@
 """The ``mtlscore`` command: check, thumbprint, identity, serve, demo, certs, preview.
 
 Each subcommand lives in its own ``mtlscore.cli.<name>`` module exposing
-``register(subparsers)``; this file only assembles them.
-Exit codes: 0 accepted/ok, 1 rejected, 2 usage error.
+``register(subparsers)``; this file only assembles them, and turns a missing
+optional dependency into one line naming the extra to install.
+Exit codes: 0 accepted/ok, 1 rejected, 2 usage error (or a missing extra).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
+from . import certs, check, demo, hash_password, identity, preview, serve, thumbprint
+
 __all__ = ["main"]
 
-_COMMANDS = ("check", "thumbprint", "identity", "serve", "demo", "certs", "preview", "hash-password")
+# In the order ``mtlscore --help`` lists them. Plain imports: a command module that cannot be
+# imported is a broken install and fails loudly, never a command that silently disappears.
+COMMANDS = (check, thumbprint, identity, serve, demo, certs, preview, hash_password)
+
+# Optional packages a command imports only when it runs, and the extra that brings each
+# (pyproject.toml [project.optional-dependencies]).
+EXTRAS = {
+    "joserfc": "jwt",
+    "trio": "trio",
+    "OpenSSL": "gateway",
+    "uvicorn": "asgi",
+    "starlette": "asgi",
+    "hypercorn": "asgi",
+    "authlib": "authlib",
+}
 
 
 def version_text() -> str:
@@ -51,14 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the mtlscore, cryptography and OpenSSL versions and exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"mtlscore.cli.{name.replace('-', '_')}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mtlscore.cli.{name.replace('-', '_')}":
-                raise
-            continue
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
@@ -73,6 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in EXTRAS:
+            raise  # not an optional dependency: a bug or a broken install, keep the traceback
+        print(f"mtlscore {args.command}: needs {missing}, which is not installed: "
+              f'pip install "mtlscore[{EXTRAS[missing]}]"', file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

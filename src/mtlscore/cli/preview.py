@@ -22,6 +22,7 @@ from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
 from .certs import load_report, printable
 from .check import UsageError, certificate_input, parse_at
+from .common import Subparsers
 
 __all__ = ["load_chains", "register", "run"]
 
@@ -29,7 +30,7 @@ _CHAIN_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".chain")
 MAX_CHAIN_FILES = 100_000
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "preview",
         help="replay recorded client chains against a new configuration: who would be refused, and why",

@@ -8,11 +8,12 @@ import sys
 from typing import Any
 
 from ..reasons import ConfigError
+from .common import Subparsers
 
 __all__ = ["register", "run"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "serve",
         help="run the mTLS gateway described by a config file's [server] table",

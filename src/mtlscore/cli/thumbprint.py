@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from ..reasons import CertificateRejected, ConfigError
 from ..x509.cert import load_certificates
 from .check import UsageError, add_password_argument, certificate_input, read_input
+from .common import Subparsers
 
 __all__ = ["register", "run"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "thumbprint",
         help="print a certificate's x5t#S256, SHA-256 fingerprint and SPKI pin",
