@@ -1,17 +1,21 @@
 """The gateway session's vocabulary (STYLE.md §4): what the runtime tells the core
-(:class:`TLSFacts`, :class:`Gateway`) and what the core tells the runtime (the
-actions and :class:`Decision`). Frozen dataclasses; ``gateway/session.py`` re-exports them.
+(:class:`TLSFacts`, :class:`Gateway`), what a request is decided on
+(:class:`Evidence`) and what the core tells the runtime (the actions and
+:class:`Decision`). Frozen dataclasses and enums; ``gateway/session.py`` re-exports them.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
+from ..identity.identity import Identity
 from ..identity.jwks import JwksCache, NeedJwks
+from ..proxy.trusted import ClientAddress
 from ..reasons import Reason
 from ..x509.cert import Certificate
 from .appauth import AccountAuth, RateLimiter, TokenVerifier
@@ -22,13 +26,17 @@ __all__ = [
     "Close",
     "CloseUpstream",
     "Decision",
+    "Evidence",
     "FetchJwks",
     "Gateway",
+    "GatewayReason",
     "Log",
     "OpenUpstream",
+    "Outcome",
     "ReadClient",
     "ReadUpstream",
     "TLSFacts",
+    "UpstreamFailure",
     "Validate",
     "WriteClient",
     "WriteUpstream",
@@ -68,14 +76,100 @@ class Gateway:
     jwks_cache: JwksCache = field(default_factory=JwksCache, compare=False)
 
 
+class UpstreamFailure(enum.StrEnum):
+    """How reaching the upstream failed (``session.upstream_failed(kind)``)."""
+
+    CONNECT = "connect"  # the connection could not be opened
+    TIMEOUT = "timeout"  # a connect, write or read did not finish in time: 504
+    ERROR = "error"  # the connection broke, or the upstream spoke invalid HTTP
+
+
+# -- what a request is decided on ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Whose certificate one request is about, what validation made of it, and who sent it.
+
+    The connection's own (its TLS handshake) or, behind a trusted proxy, what that
+    proxy forwarded for this request. A request gets a whole new one, never a
+    patched one: the verdict, the certificates, the account and the address
+    always belong together. Build with :meth:`of`.
+    """
+
+    verdict: Verdict
+    # The presented certificates, parsed, leaf first (the TLS chain or the forwarded one).
+    presented: tuple[Certificate, ...]
+    # The client's address for ip_allow and X-Forwarded-For: the peer's, or what a
+    # trusted proxy reported in its configured header.
+    address: ClientAddress
+    # True when the certificate came from a trusted proxy's headers, not the TLS handshake.
+    forwarded: bool
+    account: str | None  # the principal's account id, when the verdict is ok and has one
+    thumbprint: str | None  # x5t#S256 of the presented leaf
+
+    @classmethod
+    def of(
+        cls,
+        verdict: Verdict,
+        presented: tuple[Certificate, ...],
+        address: ClientAddress,
+        *,
+        forwarded: bool = False,
+        account: Callable[[Any], str | None],
+    ) -> Evidence:
+        """The evidence for ``verdict``; ``account`` names a principal's account."""
+        return cls(
+            verdict,
+            presented,
+            address,
+            forwarded,
+            account(verdict.principal) if verdict.ok else None,
+            presented[0].x5t_s256 if presented else None,
+        )
+
+    @property
+    def identity(self) -> Identity | None:
+        return self.verdict.identity
+
+    @property
+    def principal(self) -> Any:
+        return self.verdict.principal
+
+    @property
+    def leaf(self) -> Certificate | None:
+        return self.presented[0] if self.presented else None
+
+
 # -- what the core tells the runtime ------------------------------------------
+
+
+class Outcome(enum.StrEnum):
+    """What happened to a request (or handshake); a stable label in logs and metrics."""
+
+    FORWARD = "forward"  # sent to the upstream with identity headers
+    ANSWER = "answer"  # answered by the gateway itself (the identity JSON)
+    DENY = "deny"  # refused: the certificate, the mode or the account's checks
+    ERROR = "error"  # the exchange failed (bad HTTP, timeouts, the upstream)
+
+
+class GatewayReason(enum.StrEnum):
+    """The gateway's own reason codes, beside the validator's :class:`Reason` and the
+    app-level checks' (docs/gateway.md lists them all)."""
+
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    PROTOCOL_ERROR = "protocol_error"
+    BODY_TOO_LARGE = "body_too_large"
+    ACCOUNT_CONFIG = "account_config"
+    WRITE_TIMEOUT = "write_timeout"
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One gateway decision: what happened to a request (or handshake) and why."""
 
-    outcome: str  # "forward", "answer" (identity JSON), "deny", "error"
+    outcome: Outcome
     status: int | None
     reason: str | None
     detail: str
@@ -191,8 +285,7 @@ Action = (
 
 def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:
     """The decision record for a TLS handshake the TLS layer refused."""
-    return Decision("deny", None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer))
-
+    return Decision(Outcome.DENY, None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer))
 
 
 def _peer(peer: tuple[str, int]) -> str:

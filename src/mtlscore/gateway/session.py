@@ -6,9 +6,9 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
     action = session.next_action(at=wall_clock, now=monotonic)
     ReadClient    -> session.receive_client(data)  (b"" at EOF) | session.client_timeout()
     WriteClient   -> send action.data to the client | session.client_write_timeout()
-    OpenUpstream  -> session.upstream_connected() | session.upstream_failed("connect", why)
-    WriteUpstream -> send action.data upstream | session.upstream_failed("timeout", why)
-    ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed("timeout", why)
+    OpenUpstream  -> session.upstream_connected() | session.upstream_failed(UpstreamFailure.CONNECT, why)
+    WriteUpstream -> send action.data upstream | session.upstream_failed(UpstreamFailure.TIMEOUT, why)
+    ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed(UpstreamFailure.TIMEOUT, why)
     CloseUpstream -> close the upstream socket
     FetchJwks     -> fetch action.request into action.cache, then session.keys_fetched()
     Validate      -> session.validated(verdict), the verdict of action.validation driven
@@ -26,11 +26,15 @@ deadline from its first byte, the body one that grows with the bytes received
 (a minimum rate), waiting for a request an idle one; every write carries the
 write timeout; past ``max_connection_age`` the connection closes after its
 current response. No sockets, no clocks.
+
+Where the connection is and what may happen next is the table in
+``gateway/machine.py`` (keyed by state and event, like the verifier's asking
+machine); what the current request is decided on is one frozen
+:class:`Evidence`, replaced whole per request.
 """
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -55,13 +59,17 @@ from .events import (
     Close,
     CloseUpstream,
     Decision,
+    Evidence,
     FetchJwks,
     Gateway,
+    GatewayReason,
     Log,
     OpenUpstream,
+    Outcome,
     ReadClient,
     ReadUpstream,
     TLSFacts,
+    UpstreamFailure,
     Validate,
     WriteClient,
     WriteUpstream,
@@ -79,6 +87,7 @@ from .forwarding import (
     _upstream_request_headers,
     request_header_filter,
 )
+from .machine import Event, SessionError, State, successors, transition
 from .request_head import INVALID_FRAMING as INVALID_FRAMING
 from .request_head import INVALID_TARGET as INVALID_TARGET
 from .request_head import Refused, Target, framing_problem, request_target
@@ -88,64 +97,35 @@ __all__ = [
     "Close",
     "CloseUpstream",
     "Decision",
+    "Event",
+    "Evidence",
     "FetchJwks",
     "Gateway",
+    "GatewayReason",
     "Log",
     "OpenUpstream",
+    "Outcome",
     "ReadClient",
     "ReadUpstream",
     "Session",
     "SessionError",
+    "State",
     "TLSFacts",
+    "UpstreamFailure",
     "Validate",
     "WriteClient",
     "WriteUpstream",
     "handshake_decision",
 ]
 
-UPSTREAM_UNAVAILABLE = "upstream_unavailable"
-UPSTREAM_TIMEOUT = "upstream_timeout"
-PROTOCOL_ERROR = "protocol_error"
-BODY_TOO_LARGE = "body_too_large"
-ACCOUNT_CONFIG = "account_config"
-WRITE_TIMEOUT = "write_timeout"
-_LETS_IN = frozenset({"forward", "answer"})
+# What h11 hands back from the client's side.
+ClientEvent = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
 
+# The outcomes that let a request through (the expiry radar records those certificates).
+_LETS_IN = frozenset({Outcome.FORWARD, Outcome.ANSWER})
 
-class SessionError(RuntimeError):
-    """The runtime drove the session wrongly (an illegal transition); names the state."""
-
-
-# -- the state table (STYLE.md §3) ---------------------------------------------
-
-
-class State(enum.Enum):
-    AWAIT_REQUEST = "await_request"  # reading a request head from the client
-    CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
-    VALIDATING = "validating"  # Validate issued for a forwarded chain, waiting for the runtime
-    FETCHING_KEYS = "fetching_keys"  # FetchJwks issued for the account's jwks_uri, waiting for the runtime
-    STREAM_REQUEST = "stream_request"  # relaying the request body upstream
-    AWAIT_RESPONSE = "await_response"  # relaying the upstream response to the client
-    CLOSED = "closed"
-
-
-_TRANSITIONS: dict[State, frozenset[State]] = {
-    State.AWAIT_REQUEST: frozenset(
-        {State.AWAIT_REQUEST, State.VALIDATING, State.FETCHING_KEYS, State.CONNECTING, State.STREAM_REQUEST,
-         State.CLOSED}
-    ),
-    State.VALIDATING: frozenset(
-        {State.AWAIT_REQUEST, State.FETCHING_KEYS, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
-    ),
-    State.FETCHING_KEYS: frozenset(
-        {State.AWAIT_REQUEST, State.FETCHING_KEYS, State.CONNECTING, State.STREAM_REQUEST, State.CLOSED}
-    ),
-    State.CONNECTING: frozenset({State.STREAM_REQUEST, State.AWAIT_REQUEST, State.CLOSED}),
-    # -> AWAIT_REQUEST: answered (e.g. 504, the upstream took nothing) with the body all read.
-    State.STREAM_REQUEST: frozenset({State.AWAIT_RESPONSE, State.AWAIT_REQUEST, State.CLOSED}),
-    State.AWAIT_RESPONSE: frozenset({State.AWAIT_REQUEST, State.CLOSED}),
-    State.CLOSED: frozenset({State.CLOSED}),
-}
+# The state graph (which states each can reach), read off the event table.
+_TRANSITIONS: dict[State, frozenset[State]] = {state: successors(state) for state in State}
 
 
 def _account_id(principal: Any) -> str | None:
@@ -173,8 +153,9 @@ def default_account_auth(principal: Any) -> AccountAuth | None:
 class Session:
     """One client connection: validation once, then a sequence of HTTP/1.1 exchanges.
 
-    Illegal driving (e.g. ``upstream_connected`` with no upstream pending)
-    raises :class:`SessionError`; the peer's bytes never raise.
+    Illegal driving (e.g. ``upstream_connected`` with no upstream pending) raises
+    :class:`SessionError` naming the state (the table in ``gateway/machine.py``);
+    the peer's bytes never raise.
     """
 
     def __init__(
@@ -196,13 +177,12 @@ class Session:
         ``now``: the monotonic time the connection was accepted (its age counts from
         there; default: the first :meth:`next_action`)."""
         self.gateway = gateway
-        self._given = verdict
-        self._fetch = fetch and gateway.validator.policy.fetch
-        self._awaiting: tuple[UseForwarded, datetime, float] | None = None  # a forwarded chain being validated
-        self._keys_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on FetchJwks
         self.server = gateway.server
         self.tls = tls
         self.state = State.AWAIT_REQUEST
+        self._fetch = fetch and gateway.validator.policy.fetch
+        self._awaiting: tuple[UseForwarded, datetime, float] | None = None  # a forwarded chain being validated
+        self._keys_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on FetchJwks
         self._pending: deque[Action] = deque()
         self._client = h11.Connection(h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes)
         self._upstream: h11.Connection | None = None
@@ -211,39 +191,53 @@ class Session:
         self._target = Target(b"/")  # the current request's normalised target
         self._response_started = False
         self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
-        self._forwarded = False  # this request's certificate came from a trusted proxy's headers
-        # The client's address for ip_allow and X-Forwarded-For: the peer's, or what a
-        # trusted proxy reported in its configured header.
-        self._address = ClientAddress(tls.peer[0], "")
         self._body_seen = 0
         self._received_any = False
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
         self._deadlines = Deadlines(self.server, born=now)
-        self.presented: tuple[Certificate, ...] = ()
-        self.verdict = self._validate(at)
-        self.account: str | None = _account_id(self.verdict.principal) if self.verdict.ok else None
-        self.thumbprint: str | None = self.presented[0].x5t_s256 if self.presented else None
-        # The connection's own (TLS) evidence; with trusted proxies a request may replace
-        # verdict/presented/account/thumbprint with what its proxy forwarded (_evidence).
-        self._connection: tuple[Verdict, tuple[Certificate, ...], str | None, str | None] = (
-            self.verdict, self.presented, self.account, self.thumbprint
-        )
         self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
+        # The connection's own (TLS) evidence; behind trusted proxies each request
+        # decides on its own (:meth:`_evidence`), starting again from this one.
+        self._own = self._validate(at, verdict)
+        self.evidence = self._own
+
+    # What the current request is decided on (read-only views of :attr:`evidence`).
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.evidence.verdict
+
+    @property
+    def presented(self) -> tuple[Certificate, ...]:
+        return self.evidence.presented
+
+    @property
+    def account(self) -> str | None:
+        return self.evidence.account
+
+    @property
+    def thumbprint(self) -> str | None:
+        return self.evidence.thumbprint
 
     # -- validation, once per connection -----------------------------------
 
-    def _validate(self, at: datetime) -> Verdict:
+    def _validate(self, at: datetime, given: Verdict | None) -> Evidence:
+        address = ClientAddress(self.tls.peer[0], "")
         if not self.tls.chain:
-            return Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
+            verdict = Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
+            return Evidence.of(verdict, (), address, account=_account_id)
         # With revocation fetching on, the runtime drives Validator.start() with its
         # fetcher before the session exists and hands the verdict in.
-        verdict = self._given
-        if verdict is None:
+        if given is None:
             verdict = self.gateway.validator.validate(list(self.tls.chain), at=at, crls=self.gateway.crls)
+        else:
+            verdict = given
         try:
-            self.presented = self._parsed(verdict)
+            presented = self._parsed(verdict)
         except CertificateRejected as exc:
-            return verdict if not verdict.ok else Verdict.reject(exc.reason, exc.detail)
+            if verdict.ok:
+                verdict = Verdict.reject(exc.reason, exc.detail)
+            return Evidence.of(verdict, (), address, account=_account_id)
         if self.tls.leaf_only:
             note = "only the leaf was visible to the gateway (no presented-chain API in this Python)"
             verdict = replace(
@@ -251,7 +245,7 @@ class Session:
                 notes=(*verdict.notes, note),
                 detail=verdict.detail if verdict.ok else f"{verdict.detail} ({note})",
             )
-        return verdict
+        return Evidence.of(verdict, presented, address, account=_account_id)
 
     def _parsed(self, verdict: Verdict) -> tuple[Certificate, ...]:
         """The presented certificates, parsed: the verdict's own leaf when it has it.
@@ -268,14 +262,14 @@ class Session:
 
     # -- transitions -------------------------------------------------------
 
-    def _to(self, state: State) -> None:
-        if state not in _TRANSITIONS[self.state]:
-            raise SessionError(f"illegal transition {self.state.value} -> {state.value}")
-        self.state = state
+    def _on(self, event: Event) -> None:
+        """Move by ``event`` (the table in ``gateway/machine.py``); SessionError if illegal here."""
+        self.state = transition(self.state, event)
 
-    def _decide(self, outcome: str, status: int | None, reason: str | None, detail: str) -> None:
+    def _decide(self, outcome: Outcome, status: int | None, reason: str | None, detail: str) -> None:
         req = self._request
-        accepted = outcome in _LETS_IN and self.verdict.ok
+        evidence = self.evidence
+        accepted = outcome in _LETS_IN and evidence.verdict.ok
         self._pending.append(
             Log(
                 Decision(
@@ -283,22 +277,23 @@ class Session:
                     status,
                     reason,
                     detail,
-                    account=self.account,
-                    thumbprint=self.thumbprint,
+                    account=evidence.account,
+                    thumbprint=evidence.thumbprint,
                     peer=_peer(self.tls.peer),
                     method=req.method.decode("latin-1") if req else "",
                     target=req.target.decode("latin-1")[:200] if req else "",
                 ),
                 # What the expiry radar records: a certificate let through on its own merit.
-                chain=self.presented if accepted else (),
-                verdict=self.verdict if accepted else None,
+                chain=evidence.presented if accepted else (),
+                verdict=evidence.verdict if accepted else None,
             )
         )
 
     # -- runtime inputs ----------------------------------------------------
 
     def receive_client(self, data: bytes) -> None:
-        """Bytes from the client (``b""`` at end of stream)."""
+        """Bytes from the client (``b""`` at end of stream), after :class:`ReadClient`."""
+        self._on(Event.CLIENT_DATA)
         if data:
             self._received_any = True
         if self.state is not State.CLOSED:
@@ -306,42 +301,60 @@ class Session:
 
     def client_timeout(self) -> None:
         """The runtime's read timeout on the client fired."""
+        self._on(Event.CLIENT_TIMEOUT)
         if self.state is State.AWAIT_REQUEST and not self._received_any:
             self._close()  # an idle keep-alive connection: just close
         elif self.state in (State.AWAIT_REQUEST, State.STREAM_REQUEST) and not self._response_started:
-            self._answer_error(408, PROTOCOL_ERROR, "timed out waiting for the request", close=True)
+            self._answer_error(408, GatewayReason.PROTOCOL_ERROR, "timed out waiting for the request", close=True)
         else:
             self._close()
 
     def client_write_timeout(self) -> None:
         """A send to the client did not finish within the write timeout: a client that does not read."""
-        self._decide("error", None, WRITE_TIMEOUT, f"the client read nothing for {self.server.write_timeout:g} s")
+        self._on(Event.CLIENT_WRITE_TIMEOUT)
+        self._decide(
+            Outcome.ERROR,
+            None,
+            GatewayReason.WRITE_TIMEOUT,
+            f"the client read nothing for {self.server.write_timeout:g} s",
+        )
         self._drop_upstream()
         self._close()
 
     def upstream_connected(self) -> None:
         """The connection asked for by :class:`OpenUpstream` is open."""
-        if self.state is not State.CONNECTING or self._request is None:
-            raise SessionError(f"upstream_connected in state {self.state.value}")
+        self._on(Event.UPSTREAM_CONNECTED)
+        assert self._request is not None  # CONNECTING is entered with a request to forward
         self._upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes)
         self._send_request_head(self._request)
 
     def receive_upstream(self, data: bytes) -> None:
-        """Bytes from the upstream (``b""`` at end of stream)."""
-        if self._upstream is None:
-            raise SessionError(f"receive_upstream with no upstream in state {self.state.value}")
+        """Bytes from the upstream (``b""`` at end of stream), after :class:`ReadUpstream`."""
+        self._on(Event.UPSTREAM_DATA)
+        assert self._upstream is not None  # AWAIT_RESPONSE has its upstream connection
         self._upstream.receive_data(data)
 
-    def upstream_failed(self, kind: str, detail: str = "") -> None:
-        """Reaching the upstream failed: ``kind`` is ``"connect"``, ``"timeout"`` or ``"error"``."""
+    def upstream_failed(self, kind: UpstreamFailure, detail: str = "") -> None:
+        """Reaching the upstream failed: see :class:`UpstreamFailure` (a timeout answers 504)."""
+        self._on(Event.UPSTREAM_FAILED)
+        kind = UpstreamFailure(kind)
         self._drop_upstream()
-        timeout = kind == "timeout"
-        reason = UPSTREAM_TIMEOUT if timeout else UPSTREAM_UNAVAILABLE
+        timeout = kind is UpstreamFailure.TIMEOUT
+        reason = GatewayReason.UPSTREAM_TIMEOUT if timeout else GatewayReason.UPSTREAM_UNAVAILABLE
         if self._response_started or self.state is State.CLOSED:
-            self._decide("error", None, reason, detail or kind)
+            self._decide(Outcome.ERROR, None, reason, detail or kind.value)
             self._close()
             return
-        self._answer_error(504 if timeout else 502, reason, detail or f"upstream {kind} failed")
+        self._answer_error(504 if timeout else 502, reason, detail or f"upstream {kind.value} failed")
+
+    def validated(self, verdict: Verdict) -> None:
+        """The verdict of the forwarded chain asked for by :class:`Validate`; the request goes on."""
+        self._on(Event.VALIDATED)
+        assert self._awaiting is not None and self._request is not None  # set with ASK_VALIDATION
+        decision, at, now = self._awaiting
+        self._awaiting = None
+        self._settle(self._request, decision, lambda _chain: verdict)
+        self._decide_request(self._request, at, now)
 
     # -- the loop ------------------------------------------------------------
 
@@ -349,21 +362,16 @@ class Session:
         """The next thing the runtime must do; ``at`` is wall time, ``now`` monotonic seconds."""
         self._deadlines.tick(now)
         while not self._pending:
+            self._on(Event.STEP)  # not while an OpenUpstream or a Validate awaits its report
             if self.state is State.CLOSED:
                 return Close(linger=self._client.their_state is h11.SEND_BODY)
-            if self.state is State.CONNECTING:
-                raise SessionError("next_action while connecting: report upstream_connected/failed")
-            if self.state is State.VALIDATING:
-                raise SessionError("next_action while validating: report validated(verdict)")
-            if self.state is State.FETCHING_KEYS:
-                raise SessionError("next_action while fetching keys: report keys_fetched()")
             if self.state is State.AWAIT_RESPONSE:
                 self._step_upstream()
             else:
                 self._step_client(at, now)
         return self._pending.popleft()
 
-    def _client_event(self) -> Any:
+    def _client_event(self) -> ClientEvent | None:
         try:
             return self._client.next_event()
         except h11.RemoteProtocolError as exc:
@@ -371,7 +379,7 @@ class Session:
             if self._response_started:
                 self._close()
             else:
-                self._answer_error(exc.error_status_hint, PROTOCOL_ERROR, str(exc), close=True)
+                self._answer_error(exc.error_status_hint, GatewayReason.PROTOCOL_ERROR, str(exc), close=True)
             return None
 
     def _step_client(self, at: datetime, now: float) -> None:
@@ -392,7 +400,7 @@ class Session:
                 self._drop_upstream()
                 self._answer_error(
                     413,
-                    BODY_TOO_LARGE,
+                    GatewayReason.BODY_TOO_LARGE,
                     f"request body over {self.server.max_body_bytes} bytes",
                     close=True,
                 )
@@ -401,7 +409,7 @@ class Session:
         elif isinstance(event, h11.EndOfMessage) and self.state is State.STREAM_REQUEST:
             self._send_upstream(h11.EndOfMessage())
             if self.state is State.STREAM_REQUEST:  # not when relaying it failed
-                self._to(State.AWAIT_RESPONSE)
+                self._on(Event.REQUEST_SENT)
         else:  # ConnectionClosed or PAUSED: the client is gone or done
             self._drop_upstream()
             self._close()
@@ -426,17 +434,17 @@ class Session:
         connection): mtlscore.proxy.trusted.ProxyPolicy picks the chain — from the
         headers of a trusted proxy, else the TLS one (other peers' certificate
         headers are ignored, and stripped before forwarding) — and it is validated.
+        Returns the proxy's decision when the runtime must validate its chain first
+        (with fetching, :class:`Validate`).
         """
         policy = self._proxy_policy
-        self.verdict, self.presented, self.account, self.thumbprint = self._connection
-        self._forwarded = False
-        self._address = ClientAddress(self.tls.peer[0], "")
+        self.evidence = own = self._own
         if policy is None:
             return None
-        decision = policy.decide(peer=self.tls.peer[0], peer_chain=self.presented, headers=request.headers)
+        decision = policy.decide(peer=self.tls.peer[0], peer_chain=own.presented, headers=request.headers)
         if isinstance(decision, UseTls):
             if decision.notes:
-                self.verdict = replace(self.verdict, notes=self.verdict.notes + decision.notes)
+                self.evidence = replace(own, verdict=replace(own.verdict, notes=own.verdict.notes + decision.notes))
             return None
         if self._fetch and isinstance(decision, UseForwarded) and decision.revalidate and decision.chain:
             return decision  # validated by the runtime, with fetching (Validate)
@@ -452,27 +460,17 @@ class Session:
         self, request: h11.Request, decision: ProxyDecision, validate: Callable[[tuple[Certificate, ...]], Verdict]
     ) -> None:
         """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
-        self.verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
-        self._forwarded = True
+        verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
         # A refused forwarded certificate (Reject) came from a trusted proxy too: the
         # client's address is still the one that proxy reports (allow mode forwards it).
         proxy = decision.proxy if isinstance(decision, UseForwarded) else None
         if proxy is None and self._proxy_policy is not None:
-            proxy = self._proxy_policy.find(self.tls.peer[0], self._connection[1], request.headers)
+            proxy = self._proxy_policy.find(self.tls.peer[0], self._own.presented, request.headers)
+        address = self._own.address
         if proxy is not None:
-            self._address = proxy.client_address(self.tls.peer[0], request.headers)
-        self.presented = decision.chain if isinstance(decision, UseForwarded) else ()
-        self.account = _account_id(self.verdict.principal) if self.verdict.ok else None
-        self.thumbprint = self.presented[0].x5t_s256 if self.presented else None
-
-    def validated(self, verdict: Verdict) -> None:
-        """The verdict of the forwarded chain asked for by :class:`Validate`; the request goes on."""
-        if self.state is not State.VALIDATING or self._awaiting is None or self._request is None:
-            raise SessionError(f"validated in state {self.state.value}")
-        decision, at, now = self._awaiting
-        self._awaiting = None
-        self._settle(self._request, decision, lambda _chain: verdict)
-        self._decide_request(self._request, at, now)
+            address = proxy.client_address(self.tls.peer[0], request.headers)
+        presented = decision.chain if isinstance(decision, UseForwarded) else ()
+        self.evidence = Evidence.of(verdict, presented, address, forwarded=True, account=_account_id)
 
     def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
         self._request = request
@@ -493,7 +491,7 @@ class Session:
         pending = self._evidence(request, at)
         if pending is not None:
             self._awaiting = (pending, at, now)
-            self._to(State.VALIDATING)
+            self._on(Event.ASK_VALIDATION)
             validator = self.gateway.validator
             self._pending.append(Validate(validator.start(list(pending.chain), at=at, crls=self.gateway.crls)))
             return
@@ -501,30 +499,35 @@ class Session:
 
     def keys_fetched(self) -> None:
         """The JWK Set asked for by :class:`FetchJwks` is in the cache (or its failure is); the request goes on."""
-        if self.state is not State.FETCHING_KEYS or self._keys_wait is None or self._request is None:
-            raise SessionError(f"keys_fetched in state {self.state.value}")
+        self._on(Event.KEYS_FETCHED)
+        assert self._keys_wait is not None and self._request is not None  # set with ASK_KEYS
         at, now = self._keys_wait
         self._keys_wait = None
         self._decide_request(self._request, at, now, resumed=True)
 
+    def _ask_keys(self, need: NeedJwks, at: datetime, now: float) -> None:
+        """The runtime fetches ``need`` into the gateway's JWKS cache, then reports keys_fetched()."""
+        self._keys_wait = (at, now)
+        self._on(Event.ASK_KEYS)
+        self._pending.append(FetchJwks(need, self.gateway.jwks_cache))
+
     def _decide_request(self, request: h11.Request, at: datetime, now: float, *, resumed: bool = False) -> None:
         """Mode, app-level checks and limits for this request, then answer or forward it."""
-        if not self.verdict.ok and self._self_signed(at, now):
+        if not self.evidence.verdict.ok and self._self_signed(at, now):
             return  # waiting on FetchJwks for a registered client's jwks_uri
-        verdict = self.verdict
+        evidence = self.evidence
+        verdict = evidence.verdict
         if not verdict.ok and self.server.mode == "reject_invalid":
             assert verdict.reason is not None
             # The connection's own certificate fails every request on it: close. A proxy's
             # connection carries other clients' requests: refuse this one only.
-            self._deny(403, verdict.reason.value, verdict.detail, close=not self._forwarded)
+            self._deny(403, verdict.reason.value, verdict.detail, close=not evidence.forwarded)
             return
         result = self._app_checks(request, at, now, count_rate=not resumed) if verdict.ok else AuthResult(True)
         if result.need is not None:
             # The account's keys come from a jwks_uri: the runtime fetches, then keys_fetched().
             # The cache's own intervals bound how often this can happen per URL.
-            self._keys_wait = (at, now)
-            self._to(State.FETCHING_KEYS)
-            self._pending.append(FetchJwks(result.need, self.gateway.jwks_cache))
+            self._ask_keys(result.need, at, now)
             return
         if not result.ok:
             assert result.reason is not None
@@ -534,44 +537,44 @@ class Session:
         if length is not None and length > self.server.max_body_bytes:
             self._deny(
                 413,
-                BODY_TOO_LARGE,
+                GatewayReason.BODY_TOO_LARGE,
                 f"request body over {self.server.max_body_bytes} bytes",
                 close=True,
             )
             return
         reason = verdict.reason.value if verdict.reason else None
         if self.server.upstream is None:
-            self._decide("answer", 200, reason, verdict.detail)
+            self._decide(Outcome.ANSWER, 200, reason, verdict.detail)
             self._answer(*_json(200, self._identity_document(result)))
             return
-        self._decide("forward", None, reason, verdict.detail)
+        self._decide(Outcome.FORWARD, None, reason, verdict.detail)
         self._consumed = result.consumed
         if self._client.client_is_waiting_for_100_continue:
             self._write_client(self._client.send(h11.InformationalResponse(status_code=100, headers=[])))
         if self._upstream is None:
-            self._to(State.CONNECTING)
+            self._on(Event.OPEN_UPSTREAM)
             up = self.server.upstream
             self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout))
         else:
+            self._on(Event.SEND_HEAD)
             self._send_request_head(request)
 
     def _self_signed(self, at: datetime, now: float) -> bool:
         """RFC 8705 §2.2: a self-signed certificate no CA vouches for may be a client known by
-        its registered key. Replaces the verdict (accepted as that account, or
+        its registered key. Replaces the evidence's verdict (accepted as that account, or
         not_allowlisted); True when the keys must be fetched first (FetchJwks)."""
+        evidence = self.evidence
         clients = getattr(self.gateway.validator.identity_map, "self_signed_clients", ())
-        if not clients or self.verdict.reason is not Reason.UNTRUSTED or not is_candidate(self.presented):
+        if not clients or evidence.verdict.reason is not Reason.UNTRUSTED or not is_candidate(evidence.presented):
             return False
-        leaf = self.presented[0]
+        leaf = evidence.presented[0]
         try:
             found = match_self_signed(clients, leaf, at=at, now=now, cache=self.gateway.jwks_cache)
         except CertificateRejected as exc:
             verdict = Verdict.reject(exc.reason, exc.detail, path=(leaf,), position=0)
         else:
             if isinstance(found, NeedJwks):
-                self._keys_wait = (at, now)
-                self._to(State.FETCHING_KEYS)
-                self._pending.append(FetchJwks(found, self.gateway.jwks_cache))
+                self._ask_keys(found, at, now)
                 return True
             principal = found.client.principal
             kid = found.jwk.get("kid")
@@ -579,24 +582,26 @@ class Session:
                               principal=principal,
                               notes=(f"self_signed_tls_client_auth: key {kid or leaf.x5t_s256} registered by "
                                      f"account {principal.id}",))
-        self.verdict = verdict
-        self.account = _account_id(verdict.principal) if verdict.ok else None
-        if not self._forwarded:
-            self._connection = (self.verdict, self.presented, self.account, self.thumbprint)
+        self.evidence = Evidence.of(
+            verdict, evidence.presented, evidence.address, forwarded=evidence.forwarded, account=_account_id
+        )
+        if not evidence.forwarded:
+            self._own = self.evidence  # the connection's own certificate: decided once for it
         return False
 
     def _app_checks(self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True) -> AuthResult:
+        evidence = self.evidence
         resolve = self.gateway.account_auth or default_account_auth
         try:
-            auth = resolve(self.verdict.principal)
+            auth = resolve(evidence.principal)
         except ConfigError as exc:
-            return AuthResult(False, 500, ACCOUNT_CONFIG, f"account configuration: {exc}")
+            return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
         return authorize(
             auth,
             headers=list(request.headers),
-            peer_ip=self._address.address or "unknown",
-            peer_source=self._address.source,
-            cert=self.presented[0] if self.presented else None,
+            peer_ip=evidence.address.address or "unknown",
+            peer_source=evidence.address.source,
+            cert=evidence.leaf,
             at=at,
             now=now,
             limiter=self.gateway.limiter,
@@ -614,31 +619,28 @@ class Session:
         return None
 
     def _identity_document(self, result: AuthResult) -> dict[str, Any]:
-        return _identity_document(
-            self.verdict, self.presented, self.account, result.credential, self.tls, self.server
-        )
+        e = self.evidence
+        return _identity_document(e.verdict, e.presented, e.account, result.credential, self.tls, self.server)
 
     def _send_request_head(self, request: h11.Request) -> None:
-        server = self.server
+        server, e = self.server, self.evidence
         assert server.upstream is not None and self._upstream is not None
         host = self._target.host or next((v for k, v in request.headers if k == b"host"), None)
         headers = _upstream_request_headers(
             request,
             host=host or server.upstream.authority.encode(),
             length=self._content_length(request),
-            client_address=self._address.address or self.tls.peer[0],
+            client_address=e.address.address or self.tls.peer[0],
             owned=self._owned,
-            identity=_identity_headers(self.verdict, self.presented, self.account, server),
+            identity=_identity_headers(e.verdict, e.presented, e.account, server),
             consumed=self._consumed,
         )
         # The prefix is a boundary: the path was normalised and refused if it climbed.
         path = self._target.path
         target = path if path == b"*" else server.upstream.prefix.encode() + path
-        if self.state is State.CONNECTING or self.state is State.AWAIT_REQUEST:
-            self._to(State.STREAM_REQUEST)
         self._send_upstream(h11.Request(method=request.method, target=target, headers=headers))
 
-    def _send_upstream(self, event: Any) -> None:
+    def _send_upstream(self, event: h11.Request | h11.Data | h11.EndOfMessage) -> None:
         assert self._upstream is not None
         try:
             data = self._upstream.send(event)
@@ -646,11 +648,12 @@ class Session:
             # The client's bytes cannot be relayed as framed (the checks above should make
             # this unreachable): the upstream's request is cut, the client gets a 400.
             self._drop_upstream()
+            detail = f"cannot relay the request: {exc}"
             if self._response_started:
-                self._decide("error", None, PROTOCOL_ERROR, f"cannot relay the request: {exc}")
+                self._decide(Outcome.ERROR, None, GatewayReason.PROTOCOL_ERROR, detail)
                 self._close()
             else:
-                self._answer_error(400, PROTOCOL_ERROR, f"cannot relay the request: {exc}", close=True)
+                self._answer_error(400, GatewayReason.PROTOCOL_ERROR, detail, close=True)
             return
         if data:
             self._pending.append(WriteUpstream(data, self.server.write_timeout))
@@ -663,7 +666,7 @@ class Session:
         try:
             event = self._upstream.next_event()
         except h11.RemoteProtocolError as exc:
-            self.upstream_failed("error", f"upstream protocol error: {exc}")
+            self.upstream_failed(UpstreamFailure.ERROR, f"upstream protocol error: {exc}")
             return
         if event is h11.NEED_DATA:
             self._pending.append(ReadUpstream(self.server.upstream_timeout))
@@ -682,13 +685,14 @@ class Session:
         elif isinstance(event, h11.InformationalResponse):
             pass  # 1xx from the upstream are not relayed (100-continue is answered by us)
         else:  # ConnectionClosed before the response ended
-            self.upstream_failed("error", "the upstream closed the connection")
+            self.upstream_failed(UpstreamFailure.ERROR, "the upstream closed the connection")
 
-    def _send_client(self, event: Any) -> None:
+    def _send_client(self, event: h11.Response | h11.Data | h11.EndOfMessage) -> None:
         try:
             data = self._client.send(event)
         except h11.LocalProtocolError as exc:
-            self._decide("error", None, PROTOCOL_ERROR, f"cannot relay the upstream response: {exc}")
+            detail = f"cannot relay the upstream response: {exc}"
+            self._decide(Outcome.ERROR, None, GatewayReason.PROTOCOL_ERROR, detail)
             self._close()
             return
         if data:
@@ -705,11 +709,11 @@ class Session:
         headers: Sequence[tuple[str, str]] = (),
         close: bool = False,
     ) -> None:
-        self._decide("deny", status, reason, detail)
+        self._decide(Outcome.DENY, status, reason, detail)
         self._answer(*_json(status, {"error": reason, "detail": detail}), headers=headers, close=close)
 
     def _answer_error(self, status: int, reason: str, detail: str, *, close: bool = False) -> None:
-        self._decide("error", status, reason, detail)
+        self._decide(Outcome.ERROR, status, reason, detail)
         self._answer(*_json(status, {"error": reason, "detail": detail}), close=close)
 
     def _answer(
@@ -744,8 +748,6 @@ class Session:
             self._close()
             return
         self._write_client(data)
-        if self.state is State.CONNECTING:
-            self._to(State.AWAIT_REQUEST)
         self._finish_client_cycle()
 
     def _finish_client_cycle(self) -> None:
@@ -755,7 +757,7 @@ class Session:
             self._received_any = bool(client.trailing_data[0])
             self._deadlines.next_cycle()
             self._request = None
-            self._to(State.AWAIT_REQUEST)
+            self._on(Event.NEXT_REQUEST)
         else:
             self._drop_upstream()
             self._close()
@@ -773,6 +775,8 @@ class Session:
             self._pending.append(CloseUpstream())
 
     def _close(self) -> None:
-        if self.state is not State.CLOSED:
-            self._to(State.CLOSED)
-
+        self._on(Event.CLOSE)
+        # A request for I/O still queued would be reported back to a closed session,
+        # which takes no such report: the runtime never sees it.
+        self._pending = deque(a for a in self._pending if not isinstance(a, OpenUpstream | Validate | FetchJwks))
+        self._awaiting = self._keys_wait = None

@@ -39,6 +39,7 @@ from ..gateway.session import (
     ReadClient,
     ReadUpstream,
     Session,
+    UpstreamFailure,
     Validate,
     WriteClient,
     WriteUpstream,
@@ -472,9 +473,13 @@ async def serve_connection(
                 try:
                     upstream = await connect(action.host, action.port, action.timeout)
                 except TimeoutError:
-                    session.upstream_failed("timeout", f"connecting to {action.host}:{action.port} timed out")
+                    session.upstream_failed(
+                        UpstreamFailure.TIMEOUT, f"connecting to {action.host}:{action.port} timed out"
+                    )
                 except OSError as exc:
-                    session.upstream_failed("connect", f"cannot connect to {action.host}:{action.port}: {exc}")
+                    session.upstream_failed(
+                        UpstreamFailure.CONNECT, f"cannot connect to {action.host}:{action.port}: {exc}"
+                    )
                 else:
                     session.upstream_connected()
             elif isinstance(action, WriteUpstream):
@@ -482,18 +487,20 @@ async def serve_connection(
                 try:
                     await upstream.send(action.data, action.timeout)
                 except TimeoutError:
-                    session.upstream_failed("timeout", f"the upstream read nothing for {action.timeout:g} s")
+                    session.upstream_failed(
+                        UpstreamFailure.TIMEOUT, f"the upstream read nothing for {action.timeout:g} s"
+                    )
                 except OSError as exc:
-                    session.upstream_failed("error", f"sending to the upstream failed: {exc}")
+                    session.upstream_failed(UpstreamFailure.ERROR, f"sending to the upstream failed: {exc}")
             elif isinstance(action, ReadUpstream):
                 assert upstream is not None
                 try:
                     got = await upstream.recv(65536, action.timeout)
                 except OSError as exc:
-                    session.upstream_failed("error", f"reading from the upstream failed: {exc}")
+                    session.upstream_failed(UpstreamFailure.ERROR, f"reading from the upstream failed: {exc}")
                     continue
                 if got is None:
-                    session.upstream_failed("timeout", f"no response within {action.timeout:g} s")
+                    session.upstream_failed(UpstreamFailure.TIMEOUT, f"no response within {action.timeout:g} s")
                 else:
                     session.receive_upstream(got)
             elif isinstance(action, CloseUpstream) and upstream is not None:
