@@ -336,8 +336,12 @@ class Session:
 
     def upstream_failed(self, kind: UpstreamFailure, detail: str = "") -> None:
         """Reaching the upstream failed: see :class:`UpstreamFailure` (a timeout answers 504)."""
+        try:
+            kind = UpstreamFailure(kind)
+        except ValueError:
+            raise SessionError(f"upstream_failed({kind!r}): not an UpstreamFailure", self.state,
+                               Event.UPSTREAM_FAILED) from None
         self._on(Event.UPSTREAM_FAILED)
-        kind = UpstreamFailure(kind)
         self._drop_upstream()
         timeout = kind is UpstreamFailure.TIMEOUT
         reason = GatewayReason.UPSTREAM_TIMEOUT if timeout else GatewayReason.UPSTREAM_UNAVAILABLE
