@@ -24,7 +24,7 @@ from test_session import (
 )
 
 from mtlscore import MtlsError, Reason, Verdict
-from mtlscore._session import (
+from mtlscore.gateway.session import (
     Close,
     Evidence,
     GatewayReason,
@@ -39,7 +39,7 @@ from mtlscore._session import (
     WriteClient,
     WriteUpstream,
 )
-from mtlscore._session_state import TRANSITIONS, Event, transition
+from mtlscore.gateway.machine import TRANSITIONS, Event, transition
 
 
 def test_every_pair_the_table_does_not_list_raises_naming_the_state() -> None:
