@@ -24,6 +24,7 @@ from test_session import (
 )
 
 from mtlscore import MtlsError, Reason, Verdict
+from mtlscore.gateway.machine import TRANSITIONS, Event, transition
 from mtlscore.gateway.session import (
     Close,
     Evidence,
@@ -39,7 +40,6 @@ from mtlscore.gateway.session import (
     WriteClient,
     WriteUpstream,
 )
-from mtlscore.gateway.machine import TRANSITIONS, Event, transition
 
 
 def test_every_pair_the_table_does_not_list_raises_naming_the_state() -> None:
