@@ -28,6 +28,7 @@ from mtlscore.gateway.machine import TRANSITIONS, Event, transition
 from mtlscore.gateway.session import (
     Close,
     Evidence,
+    FetchJwks,
     GatewayReason,
     Log,
     OpenUpstream,
@@ -40,6 +41,7 @@ from mtlscore.gateway.session import (
     WriteClient,
     WriteUpstream,
 )
+from mtlscore.identity.jwks import NeedJwks
 
 
 def test_every_pair_the_table_does_not_list_raises_naming_the_state() -> None:
@@ -78,7 +80,10 @@ REPORTS: dict[Event, Callable[[Session], None]] = {
     Event.UPSTREAM_DATA: lambda s: s.receive_upstream(b""),
     Event.UPSTREAM_FAILED: lambda s: s.upstream_failed(UpstreamFailure.ERROR, "scripted"),
     Event.VALIDATED: lambda s: s.validated(Verdict.reject(Reason.REVOKED, "scripted")),
+    Event.KEYS_FETCHED: lambda s: s.keys_fetched(),
 }
+# An account whose token keys live at a jwks_uri: a request with a token makes the runtime fetch them.
+JWKS_ACCOUNT = {"token": {"jwks_uri": "https://as.test/jwks", "issuer": "https://as.test"}}
 
 
 def _until(s: Session, want: State) -> Session:
@@ -103,6 +108,11 @@ def _in(state: State) -> Session:
         s.receive_client(req(headers=_forwarded(INTER.leaf(DN, crl_urls=[CRL_URL]))))
         assert isinstance(s.next_action(at=NOW, now=0.0), Validate)
         return s
+    if state is State.FETCHING_KEYS:
+        s = Session(gateway(account=JWKS_ACCOUNT), facts(GOOD), at=NOW)
+        s.receive_client(req(headers=[("Authorization", "Bearer a.b.c")]))
+        assert isinstance(s.next_action(at=NOW, now=0.0), FetchJwks)
+        return s
     s = Session(gateway(), facts(GOOD), at=NOW)
     if state is State.AWAIT_REQUEST:
         return s
@@ -126,11 +136,26 @@ def test_a_report_the_state_does_not_take_raises_and_changes_nothing(state: Stat
         assert s.state is state
 
 
-@pytest.mark.parametrize("state", [State.CONNECTING, State.VALIDATING])
+@pytest.mark.parametrize("state", [State.CONNECTING, State.VALIDATING, State.FETCHING_KEYS])
 def test_next_action_waits_for_the_report_it_asked_for(state: State) -> None:
     s = _in(state)
-    with pytest.raises(SessionError, match=r"report (upstream_connected|validated)"):
+    with pytest.raises(SessionError, match=r"report (upstream_connected|validated|keys_fetched)"):
         s.next_action(at=NOW, now=0.0)
+
+
+def test_keys_fetched_decides_the_waiting_request_again() -> None:
+    s = _in(State.FETCHING_KEYS)
+    with pytest.raises(SessionError):  # not yet: the keys are not reported
+        s.next_action(at=NOW, now=0.0)
+    s.gateway.jwks_cache.fail(NeedJwks("https://as.test/jwks"), "scripted: unreachable", now=0.0)
+    s.keys_fetched()
+    assert s.state is State.AWAIT_REQUEST
+    d = Driver(s, []).run()
+    [decision] = d.decisions()
+    assert (decision.outcome, decision.status, decision.reason) == (Outcome.DENY, 503, "jwks_unavailable")
+    assert d.responses()[0][0] == 503
+    with pytest.raises(SessionError, match="closed"):
+        s.keys_fetched()
 
 
 def test_an_unknown_upstream_failure_is_the_runtimes_error() -> None:
