@@ -174,3 +174,35 @@ token.jwks = '{jwks}'
         assert status == 401 and "RS256" in body["detail"], body
         status, body = await call(ask, ps256, weak=True)
         assert (status, body["error"]) == (403, "insecure_tls"), body
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("engine", ["ssl", "deferred"])
+async def test_server_tls_profile_fapi2_refuses_other_suites_in_the_handshake(
+    env: Env, anyio_backend: str, engine: str  # noqa: F811
+) -> None:
+    import ssl
+
+    path = env.config(f"tls-fapi-{anyio_backend}-{engine}.toml", tls_engine=engine, tls_profile="fapi2",
+                      mode="allow_invalid_or_missing" if engine == "deferred" else "reject_invalid")
+
+    def handshake(ciphers: str | None) -> str:
+        ctx = env.client_context("good")
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        import socket
+
+        with socket.create_connection(("127.0.0.1", info.address.port), timeout=10) as raw:
+            try:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    return str(tls.cipher()[0])
+            except ssl.SSLError as exc:
+                return f"refused: {exc.reason}"
+
+    async with gateway(path, anyio_backend) as info:
+        aead = await call(handshake, None)
+        cbc = await call(handshake, "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA")
+    assert aead in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                    "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384"), aead
+    assert cbc.startswith("refused"), cbc

@@ -173,6 +173,9 @@ class ServerConfig:
     reload_guard: bool = False
     # The cache of keys fetched from jwks_uri values (accounts' token keys, self-signed clients).
     jwks: JwksLimits = field(default_factory=JwksLimits)
+    # "fapi2": the handshake itself offers only what FAPI 2.0 allows (TLS 1.2 with the
+    # RFC 9325 §4.2 AEAD suites, or TLS 1.3); "default": the TLS library's defaults.
+    tls_profile: str = "default"
     # Where the radar's record is kept across restarts: read at start, written at shutdown.
     radar_file: pathlib.Path | None = None
 
@@ -292,6 +295,7 @@ _KNOWN = {
     "reload_guard",
     "radar_active_seconds",
     "jwks",
+    "tls_profile",
     "radar_file",
 }
 
@@ -419,5 +423,6 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         reload_guard=guard,
         radar_active=_number(table, "radar_active_seconds", 7 * 86400.0),
         jwks=limits_from_config(table.get("jwks", {})),
+        tls_profile=_choice(table, "tls_profile", "default", ("default", "fapi2")),
         radar_file=(base_dir / radar_file).resolve() if radar_file is not None else None,
     )

@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..gateway.appauth import FAPI2_TLS12_CIPHERS
 from ..gateway.session import TLSFacts
 from ..gateway.settings import ServerConfig
 from ..reasons import ConfigError, Reason
@@ -459,8 +460,16 @@ class DeferredEngine:
 
 def engine_factory(server: ServerConfig, trust: TrustStore) -> Callable[[], TLSEngine]:
     """A maker of fresh engines for ``server``'s TLS engine and mode; raises ConfigError."""
+    # FAPI 2.0 Security Profile §5.2.1: TLS 1.2 only with the RFC 9325 §4.2 suites; TLS 1.3 as is
+    # (its suites are not set by the cipher list). Accounts with profile = "fapi2" check it too.
+    fapi = ":".join(sorted(FAPI2_TLS12_CIPHERS)) if server.tls_profile == "fapi2" else None
     if server.effective_tls_engine == "deferred":
         dctx = DeferredEngine.context(trust, certificate=server.certificate, key=server.key)
+        if fapi is not None:
+            dctx.set_cipher_list(fapi.encode("ascii"))
         return lambda: DeferredEngine(dctx)
     sctx = server_context(trust, certificate=server.certificate, key=server.key, mode=server.handshake_mode)
+    if fapi is not None:
+        sctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        sctx.set_ciphers(fapi)
     return lambda: StdlibEngine(sctx)
