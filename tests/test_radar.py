@@ -251,3 +251,12 @@ def test_restore_keeps_the_least_recently_seen_order(world: dict[str, object]) -
     restored.observe(chain, verdict, account="soon", at=NOW + timedelta(days=4))  # type: ignore[arg-type]
     # The intermediate came back and took the least recently seen client's place ("far").
     assert [r.subject for r in restored.rows()] == ["CN=later", "CN=soon", "CN=Radar Issuing"]
+
+
+def test_every_outcome_that_lets_a_client_in_feeds_the_radar() -> None:
+    """The hook for gateway modes: the session hands the radar the chain of every decision whose
+    outcome lets the request through. A new outcome (an auth-service "allow") must be classed."""
+    from mtlscore.gateway.events import Outcome
+    from mtlscore.gateway.session import _LETS_IN
+
+    assert frozenset(Outcome) - {Outcome.DENY, Outcome.ERROR} == _LETS_IN
