@@ -1,6 +1,7 @@
 """Byte-level pieces shared by the proxy-header parsers (``proxy/headers.py``, ``proxy/xfcc.py``).
 
-Size limits, the RFC 9110 field-value check, PEM blocks and RFC 3986 percent-encoding.
+Size limits, the RFC 9110 field-value check, PEM blocks (decoded by ``cryptography``) and
+RFC 3986 percent-encoding (``urllib.parse``).
 Every helper raises :class:`CertificateRejected` (``malformed``, ``pki_too_large``),
 never another exception.
 """
@@ -8,11 +9,13 @@ never another exception.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..reasons import CertificateRejected, Reason
 from ..x509.cert import DEFAULT_MAX_CERT_BYTES, DEFAULT_MAX_CHAIN_BYTES, Certificate, parse_certificate
@@ -93,35 +96,36 @@ def _der_list(ders: Sequence[bytes], what: str, limits: HeaderLimits) -> list[Ce
 
 # --- PEM and URL encoding (nginx, Envoy, ALB) ----------------------------------------
 
-_PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----")
-_PEM_GAP = re.compile(r"\s*")
+# What cryptography's PEM loader does not check, and a header must: nothing but
+# CERTIFICATE blocks and whitespace (its loader skips other text and other block
+# types, and takes "X509 CERTIFICATE" and RFC 1421 headers). This is framing only;
+# cryptography decodes the base64 and the DER. Possessive: linear on any input.
+_PEM_FRAMING = re.compile(
+    r"\s*+(?:-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*+-----END CERTIFICATE-----\s*+)*+"
+)
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
 def _pem_ders(text: str, what: str, limits: HeaderLimits) -> list[bytes]:
     """DER of each CERTIFICATE block; nothing but whitespace may sit between blocks."""
-    ders: list[bytes] = []
-    pos = 0
-    while True:
-        gap = _PEM_GAP.match(text, pos)
-        pos = gap.end() if gap else pos
-        if pos == len(text):
-            break
-        m = _PEM_BLOCK.match(text, pos)
-        if m is None:
-            raise _malformed(f"{what}: expected a PEM CERTIFICATE block at offset {pos}")
-        body = re.sub(r"\s+", "", m.group(1))
-        try:
-            ders.append(base64.b64decode(body, validate=True))
-        except (binascii.Error, ValueError):
-            raise _malformed(f"{what}: PEM block is not valid base64") from None
-        if len(ders) > limits.max_certs:
-            raise CertificateRejected(
-                Reason.PKI_TOO_LARGE, f"{what} carries more than {limits.max_certs} certificates"
-            )
-        pos = m.end()
-    if not ders:
+    framed = _PEM_FRAMING.match(text)
+    end = framed.end() if framed is not None else 0
+    if end != len(text):
+        raise _malformed(f"{what}: expected a PEM CERTIFICATE block at offset {end}")
+    count = text.count(_PEM_BEGIN)
+    if count == 0:
         raise _malformed(f"{what}: no certificate in the header")
-    return ders
+    if count > limits.max_certs:
+        raise CertificateRejected(
+            Reason.PKI_TOO_LARGE, f"{what} carries more than {limits.max_certs} certificates"
+        )
+    try:
+        loaded = x509.load_pem_x509_certificates(text.encode("ascii"))
+    # Bad base64 or DER is a ValueError, an unknown version x509.InvalidVersion (not a
+    # ValueError); like _cert._build, any failure to load hostile bytes is a decision.
+    except Exception as exc:  # noqa: BLE001 - hostile input must become a decision, not a crash
+        raise _malformed(f"{what}: PEM block is not a certificate ({exc})") from None
+    return [c.public_bytes(Encoding.DER) for c in loaded]
 
 
 def _pem(der: bytes) -> str:
@@ -130,14 +134,15 @@ def _pem(der: bytes) -> str:
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
 
 
-# "XX" (either case) -> the character it percent-encodes.
-_PCT_CHAR = {f"{a}{b}": chr(int(a + b, 16)) for a in string.hexdigits for b in string.hexdigits}
-_NOT_ASCII_PEM = re.compile(r"[^\x00-\x7e]")
+# What urllib.parse.unquote lets through and a header must not carry: a '%' that
+# starts no "%XX" triplet (unquote keeps it literally).
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-# RFC 3986 §2.3 unreserved characters: exactly what nginx's NGX_ESCAPE_URI_COMPONENT
-# leaves alone (Envoy's URL encoding of Cert/Chain keeps the same set).
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_ALB_SAFE = _UNRESERVED | frozenset("+=/")
+# urllib.parse.quote never encodes the RFC 3986 §2.3 unreserved characters; with
+# safe="" it keeps exactly those, which is what nginx's NGX_ESCAPE_URI_COMPONENT
+# leaves alone (Envoy's URL encoding of Cert/Chain keeps the same set). AWS ALB:
+# "URL-encoded PEM format, with +=/ as safe characters".
+_NGINX_SAFE = ""
+_ALB_SAFE = "+=/"
 
 
 def _percent_decode(text: str, what: str) -> str:
@@ -146,17 +151,10 @@ def _percent_decode(text: str, what: str) -> str:
         raise _malformed(f"{what}: whitespace in a URL-encoded value")
     if (m := _STRAY_PERCENT.search(text)) is not None:
         raise _malformed(f"{what}: '%' not followed by two hex digits at offset {m.start()}")
-    # Every '%' now starts a "%XX" triplet, so splitting on '%' puts the two hex digits
-    # at the head of each later part (one dict lookup each, no per-character loop).
-    first, *rest = text.split("%")
-    raw = first + "".join([_PCT_CHAR[p[:2]] + p[2:] for p in rest])
-    if _NOT_ASCII_PEM.search(raw) is not None:
-        raise _malformed(f"{what}: decoded value is not ASCII PEM")
-    return raw
-
-
-def _percent_encode(text: str, safe: frozenset[str]) -> str:
-    return "".join(c if c in safe else f"%{ord(c):02X}" for c in text)
+    try:
+        return unquote(text, encoding="ascii", errors="strict")
+    except UnicodeDecodeError:
+        raise _malformed(f"{what}: decoded value is not ASCII PEM") from None
 
 
 def _urlpem_certs(value: str | bytes, what: str, limits: HeaderLimits) -> list[Certificate]:

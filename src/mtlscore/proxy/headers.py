@@ -20,18 +20,18 @@ limits), never another exception. Whether a header may be believed at all is
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+from urllib.parse import quote as percent_encode
 
+import http_sf
 from cryptography import x509
 
 from ..reasons import CertificateRejected, Reason
 from ..x509.cert import Certificate
 from .header_codec import (
     _ALB_SAFE,
-    _UNRESERVED,
+    _NGINX_SAFE,
     _VALUE_CHARS,
     DEFAULT_LIMITS,
     HeaderLimits,
@@ -40,7 +40,6 @@ from .header_codec import (
     _one,
     _pem,
     _pem_ders,
-    _percent_encode,
     _text,
     _urlpem_certs,
 )
@@ -120,38 +119,26 @@ IDENTITY_HEADER_NAMES = (
 )
 
 
-# --- RFC 8941 byte sequences and lists (the subset RFC 9440 uses) -------------------
-
-# RFC 8941 §3.3.5: sf-binary = ":" *(base64) ":"   base64 = ALPHA / DIGIT / "+" / "/" / "="
-_SF_BINARY = re.compile(r":([A-Za-z0-9+/=]*):")
+# --- RFC 8941 byte sequences and lists (parsed by http-sf) ---------------------------
 
 
-def _sf_binary(member: str, what: str) -> bytes:
-    m = _SF_BINARY.fullmatch(member)
-    if m is None:
-        # RFC 9440 §2.2: "Client-Cert = sf-binary"; no parameters are defined, so a
-        # parameter or any other item type is not this header.
-        raise _malformed(
-            f"{what}: expected an RFC 8941 byte sequence ':<base64>:', got {member[:40]!r}"
-        )
-    body = m.group(1)
-    if not body:
-        raise _malformed(f"{what}: empty byte sequence")
-    # RFC 8941 §4.2.7: parsers SHOULD NOT fail when "=" padding is absent.
-    body += "=" * (-len(body) % 4)
+def _sf_parse(text: str, tltype: str, what: str) -> http_sf.StructuredType:
     try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise _malformed(f"{what}: byte sequence is not valid base64") from None
+        # The value is ASCII already (_text refused anything else).
+        return http_sf.parse(text.encode("ascii"), tltype=tltype)
+    except http_sf.StructuredFieldError as exc:
+        raise _malformed(f"{what}: not an RFC 8941 {tltype}: {exc}") from None
 
 
-def _sf_list(value: str, what: str) -> list[str]:
-    # RFC 8941 §4.2.1: members separated by OWS "," OWS; a trailing comma fails parsing.
-    # Byte sequences cannot contain "," so a plain split is exact here.
-    members = [m.strip(" \t") for m in value.split(",")]
-    if any(not m for m in members):
-        raise _malformed(f"{what}: empty list member (stray or trailing comma)")
-    return members
+def _sf_binary(member: object, what: str) -> bytes:
+    # RFC 9440 §2.2: "Client-Cert = sf-binary" (§2.3: the chain's members likewise). No
+    # parameters are defined and the grammar admits none, so an item with parameters,
+    # an inner list or any other bare item type is not this header.
+    if not (isinstance(member, tuple) and isinstance(member[0], bytes) and not member[1]):
+        raise _malformed(f"{what}: expected an RFC 8941 byte sequence ':<base64>:' without parameters")
+    if not member[0]:
+        raise _malformed(f"{what}: empty byte sequence")
+    return member[0]
 
 
 def parse_client_cert(value: str | bytes, *, limits: HeaderLimits = DEFAULT_LIMITS) -> Certificate:
@@ -160,7 +147,8 @@ def parse_client_cert(value: str | bytes, *, limits: HeaderLimits = DEFAULT_LIMI
     Raises :class:`CertificateRejected` (``malformed``, ``pki_too_large``).
     """
     text = _text(value, "Client-Cert", limits)
-    return _der_list([_sf_binary(text, "Client-Cert")], "Client-Cert", limits)[0]
+    item = _sf_parse(text, "item", "Client-Cert")
+    return _der_list([_sf_binary(item, "Client-Cert")], "Client-Cert", limits)[0]
 
 
 def parse_client_cert_chain(
@@ -174,7 +162,9 @@ def parse_client_cert_chain(
     text = _text(value, "Client-Cert-Chain", limits)
     if not text:
         return []
-    members = _sf_list(text, "Client-Cert-Chain")
+    # RFC 8941 §4.2.1: members separated by OWS "," OWS; a trailing comma fails parsing.
+    # http-sf returns a list for tltype="list" (its StructuredType union does not say so).
+    members = cast("http_sf.ListType", _sf_parse(text, "list", "Client-Cert-Chain"))
     if len(members) > limits.max_certs:
         raise CertificateRejected(
             Reason.PKI_TOO_LARGE,
@@ -187,12 +177,12 @@ def parse_client_cert_chain(
 
 def emit_client_cert(cert: Certificate) -> str:
     """An RFC 9440 ``Client-Cert`` value for ``cert`` (RFC 8941 §4.1.8 serialisation)."""
-    return ":" + base64.b64encode(cert.der).decode("ascii") + ":"
+    return http_sf.ser((cert.der, {}))
 
 
 def emit_client_cert_chain(certs: Iterable[Certificate]) -> str:
     """An RFC 9440 ``Client-Cert-Chain`` value (pass the chain without the leaf)."""
-    return ", ".join(emit_client_cert(c) for c in certs)
+    return http_sf.ser([(c.der, {}) for c in certs]) if (certs := list(certs)) else ""
 
 
 # --- nginx and AWS ALB: URL-encoded or folded PEM ------------------------------------
@@ -213,7 +203,7 @@ def parse_nginx_escaped_cert(
 
 def emit_nginx_escaped_cert(cert: Certificate) -> str:
     """What nginx puts in ``$ssl_client_escaped_cert`` for ``cert``."""
-    return _percent_encode(_pem(cert.der), _UNRESERVED)
+    return percent_encode(_pem(cert.der), safe=_NGINX_SAFE)
 
 
 def parse_nginx_cert(value: str | bytes, *, limits: HeaderLimits = DEFAULT_LIMITS) -> Certificate:
@@ -258,7 +248,7 @@ def parse_alb_leaf(value: str | bytes, *, limits: HeaderLimits = DEFAULT_LIMITS)
 
 def emit_alb_clientcert(certs: Iterable[Certificate]) -> str:
     """An ``X-Amzn-Mtls-Clientcert`` value: the chain as URL-encoded PEM, ``+=/`` kept."""
-    return _percent_encode("".join(_pem(c.der) for c in certs), _ALB_SAFE)
+    return percent_encode("".join(_pem(c.der) for c in certs), safe=_ALB_SAFE)
 
 
 def emit_alb_leaf(cert: Certificate) -> str:

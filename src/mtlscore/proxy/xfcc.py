@@ -11,19 +11,19 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote as percent_encode
 
 from cryptography import x509
 
 from ..reasons import CertificateRejected, Reason
 from ..x509.cert import Certificate
 from .header_codec import (
-    _UNRESERVED,
+    _NGINX_SAFE,
     DEFAULT_LIMITS,
     HeaderLimits,
     _malformed,
     _one,
     _pem,
-    _percent_encode,
     _text,
     _urlpem_certs,
 )
@@ -246,10 +246,10 @@ def emit_xfcc(elements: Iterable[XfccElement]) -> str:
             pairs.append(f"Hash={el.hash}")
         if el.cert is not None:
             # What nginx puts in $ssl_client_escaped_cert (emit_nginx_escaped_cert).
-            pairs.append(f"Cert={_percent_encode(_pem(el.cert.der), _UNRESERVED)}")
+            pairs.append(f"Cert={percent_encode(_pem(el.cert.der), safe=_NGINX_SAFE)}")
         if el.chain:
             pairs.append(
-                "Chain=" + _percent_encode("".join(_pem(c.der) for c in el.chain), _UNRESERVED)
+                "Chain=" + percent_encode("".join(_pem(c.der) for c in el.chain), safe=_NGINX_SAFE)
             )
         if el.subject is not None:
             # Envoy always double-quotes Subject.
