@@ -559,16 +559,21 @@ async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream,
         await call(request, env, port, "expired")
         assert info.admin_address is not None
 
-        def scrape() -> tuple[int, str]:
+        def scrape(accept: str | None = None) -> tuple[int, str, str]:
             c = http.client.HTTPConnection("127.0.0.1", info.admin_address.port, timeout=10)
-            c.request("GET", "/metrics")
+            c.request("GET", "/metrics", headers={"Accept": accept} if accept else {})
             r = c.getresponse()
-            return r.status, r.read().decode()
+            return r.status, r.getheader("content-type") or "", r.read().decode()
 
-        status, text = await call(scrape)
+        status, ctype, text = await call(scrape)
         assert status == 200
-        assert 'mtlscore_decisions_total{outcome="deny",reason="expired"} 1' in text
+        assert ctype.startswith("text/plain; version=0.0.4")
+        assert 'mtlscore_decisions_total{outcome="deny",reason="expired"} 1.0' in text
         assert "# TYPE mtlscore_handshake_failures_total counter" in text
+        # A scraper that prefers OpenMetrics gets it (prometheus-client's negotiation).
+        status, ctype, text = await call(scrape, "application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
+        assert status == 200 and ctype.startswith("application/openmetrics-text")
+        assert text.endswith("# EOF\n")
 
         # A request in flight survives a graceful shutdown; new connections are refused.
         results: list[Any] = []

@@ -34,5 +34,5 @@ async def test_a_crashing_connection_is_contained(env: Env, anyio_backend: str, 
         status, _, _ = await anyio.to_thread.run_sync(
             partial(request, env, port, "good", headers={"X-API-Key": API_KEY}))
         assert status == 200
-        metrics = info.state.metrics.render()
+        metrics = info.state.metrics.render()[1].decode()
     assert 'mtlscore_connection_errors_total' in metrics

@@ -1,21 +1,20 @@
-"""Gateway counters per decision reason, rendered in the Prometheus text format.
+"""The gateway's metrics: names, help texts and label names (the /metrics contract), and
+the expiry radar's gauges computed from a report.
 
-Pure: the runtimes count decisions here and serve :meth:`Metrics.render` on
-their admin listener. Format: Prometheus text exposition format 0.0.4
-(https://prometheus.io/docs/instrumenting/exposition_formats/).
+Pure declarations and values. The runtimes count into
+:class:`mtlscore.runtimes.metrics.Metrics`, which keeps the counters with
+prometheus-client and renders the exposition format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from .radar import KINDS, WINDOWS, Report
 
-__all__ = ["CONTENT_TYPE", "Metrics", "render_expiry"]
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["FAMILIES", "Gauge", "expiry_gauges", "label_values"]
 
 # name -> (help text, label names). Declared once so the output always has
 # HELP/TYPE lines, even before the first sample.
@@ -48,58 +47,21 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _escape(value: str) -> str:
-    # Exposition format: label values escape backslash, double quote and newline.
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+# Read-only view for the runtimes (the table above stays the one place to edit).
+FAMILIES: Mapping[str, tuple[str, tuple[str, ...]]] = _FAMILIES
 
 
-@dataclass(slots=True)
-class Metrics:
-    """Monotonic counters keyed by family and label values.
+def label_values(family: str, labels: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The values of ``labels`` in the declared order of ``family``'s label names.
 
-    :meth:`inc` raises :class:`KeyError` for an undeclared family or wrong
-    label names (a programming error, never a peer's).
+    Raises :class:`KeyError` for an undeclared family or wrong label names (a
+    programming error, never a peer's).
     """
-
-    _counts: dict[str, dict[tuple[str, ...], int]] = field(default_factory=lambda: {name: {} for name in _FAMILIES})
-
-    def inc(self, family: str, labels: Mapping[str, str] | None = None, by: int = 1) -> None:
-        """Add ``by`` to the counter ``family{labels}``."""
-        _, names = _FAMILIES[family]
-        labels = labels or {}
-        if set(labels) != set(names):
-            raise KeyError(f"{family} takes labels {names}, got {sorted(labels)}")
-        key = tuple(str(labels[n]) for n in names)
-        bucket = self._counts[family]
-        bucket[key] = bucket.get(key, 0) + by
-
-    def get(self, family: str, **labels: str) -> int:
-        """The current value of ``family{labels}`` (0 when never incremented)."""
-        _, names = _FAMILIES[family]
-        return self._counts[family].get(tuple(labels.get(n, "") for n in names), 0)
-
-    def samples(self) -> Iterable[tuple[str, dict[str, str], int]]:
-        """Every sample as (family, labels, value), families in declaration order."""
-        for family, (_, names) in _FAMILIES.items():
-            for key, value in sorted(self._counts[family].items()):
-                yield family, dict(zip(names, key, strict=True)), value
-
-    def render(self) -> str:
-        """The counters in Prometheus text format (one HELP/TYPE block per family)."""
-        lines: list[str] = []
-        for family, (help_text, names) in _FAMILIES.items():
-            lines.append(f"# HELP {family} {help_text}")
-            lines.append(f"# TYPE {family} counter")
-            samples = sorted(self._counts[family].items())
-            if not samples and not names:
-                lines.append(f"{family} 0")
-            for key, value in samples:
-                if names:
-                    body = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, key, strict=True))
-                    lines.append(f"{family}{{{body}}} {value}")
-                else:
-                    lines.append(f"{family} {value}")
-        return "\n".join(lines) + "\n"
+    _, names = _FAMILIES[family]
+    labels = labels or {}
+    if set(labels) != set(names):
+        raise KeyError(f"{family} takes labels {names}, got {sorted(labels)}")
+    return tuple(str(labels[n]) for n in names)
 
 
 # -- the expiry radar's gauges (mtlscore.gateway.radar), computed from a report at scrape time --------
@@ -118,20 +80,36 @@ _EXPIRY_FAMILIES: dict[str, str] = {
 }
 
 
-def render_expiry(report: Report, *, recorded: int) -> str:
-    """The radar's gauges in Prometheus text format, from ``report`` (taken at scrape time)."""
-    lines: list[str] = []
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """One gauge family's values at scrape time: (labels, value) per series."""
+
+    name: str
+    help: str
+    samples: tuple[tuple[Mapping[str, str], float], ...]
+
+
+def expiry_gauges(report: Report, *, recorded: int) -> tuple[Gauge, ...]:
+    """The radar's gauges from ``report`` (taken at scrape time)."""
     name = "mtlscore_client_cert_expiry_seconds"
-    lines += [f"# HELP {name} {_EXPIRY_FAMILIES[name]}", f"# TYPE {name} gauge"]
-    for account, row in sorted(report.soonest_by_account().items()):
-        lines.append(f'{name}{{account="{_escape(account)}"}} {int(row.seconds_left(report.taken))}')
+    expiry = Gauge(
+        name,
+        _EXPIRY_FAMILIES[name],
+        tuple(
+            ({"account": account}, int(row.seconds_left(report.taken)))
+            for account, row in sorted(report.soonest_by_account().items())
+        ),
+    )
     name = "mtlscore_certificates_expiring"
-    lines += [f"# HELP {name} {_EXPIRY_FAMILIES[name]}", f"# TYPE {name} gauge"]
+    expiring: list[tuple[Mapping[str, str], float]] = []
     for days in WINDOWS:
         rows = report.within(timedelta(days=days))
         for kind in KINDS:  # every series present, 0 included: an alert rule sees it from the start
-            count = sum(1 for r in rows if r.kind == kind)
-            lines.append(f'{name}{{kind="{kind}",within="{days}d"}} {count}')
-    name = "mtlscore_radar_certificates"
-    lines += [f"# HELP {name} {_EXPIRY_FAMILIES[name]}", f"# TYPE {name} gauge", f"{name} {recorded}"]
-    return "\n".join(lines) + "\n"
+            expiring.append(({"kind": kind, "within": f"{days}d"}, sum(1 for r in rows if r.kind == kind)))
+    name_r = "mtlscore_radar_certificates"
+    return (
+        expiry,
+        Gauge(name, _EXPIRY_FAMILIES[name], tuple(expiring)),
+        Gauge(name_r, _EXPIRY_FAMILIES[name_r], (({}, recorded),)),
+    )

@@ -25,7 +25,7 @@ from ..decision.validator import Validation
 from ..decision.verdict import Verdict
 from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
-from ..gateway.metrics import CONTENT_TYPE, Metrics, render_expiry
+from ..gateway.metrics import expiry_gauges
 from ..gateway.preview import guard, preview_log
 from ..gateway.radar import ExpiryWarning, Radar, Report, report, trust_rows
 from ..gateway.session import (
@@ -50,6 +50,7 @@ from ..identity.jwks import JwksCache, NeedJwks
 from ..reasons import ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate, parse_certificate
 from .tls import TLSEngine, TLSHandshakeError, engine_factory
+from .metrics import Metrics, require_exposition
 
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
 
@@ -119,6 +120,8 @@ class GatewayState:
         self.admission = Admission()
         # The settings the listeners and the loop were made with: a reload cannot change them.
         self.running = snapshot.gateway.server
+        if self.running.admin_listen is not None:
+            require_exposition()
         # The expiry radar (mtlscore.gateway.radar): kept across reloads, sized by the current settings.
         self.radar = Radar()
         self._swept: float | None = None  # monotonic time of the last sweep
@@ -236,9 +239,10 @@ class GatewayState:
         rep = self.certificates()
         return rep.active(rep.taken - timedelta(seconds=self.snapshot.gateway.server.radar_active))
 
-    def render_metrics(self) -> str:
-        """The counters and the radar's gauges, in Prometheus text format."""
-        return self.metrics.render() + render_expiry(self.expiry_report(), recorded=len(self.radar))
+    def render_metrics(self, accept: str = "") -> tuple[str, bytes]:
+        """(content type, body) of a scrape: the counters and the radar's gauges, in the
+        exposition format ``accept`` asks for (prometheus-client's negotiation)."""
+        return self.metrics.render(accept, expiry_gauges(self.expiry_report(), recorded=len(self.radar)))
 
     def _locks_out(self, candidate: Snapshot) -> tuple[str, ...]:
         """Who active lately the candidate configuration would lock out (``[server] reload_guard``)."""
@@ -553,7 +557,9 @@ async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], f
                 return
             path, _, query = event.target.partition(b"?")
             if path == b"/metrics":
-                status, ctype, body = 200, CONTENT_TYPE, state.render_metrics().encode()
+                accept = b", ".join(v for k, v in event.headers if k == b"accept").decode("latin-1")
+                ctype, body = state.render_metrics(accept)
+                status = 200
             elif path == b"/certs":
                 # The expiry report with the presented chains (`mtlscore preview` replays them);
                 # ?chains=0 leaves them out (`mtlscore certs` prints a table without them).
