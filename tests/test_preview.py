@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mtlscore import pki
 from mtlscore.cli.main import main
@@ -16,9 +17,9 @@ from mtlscore.config import parse_config
 from mtlscore.gateway.metrics import expiry_gauges
 from mtlscore.gateway.preview import Recorded, account_of, replay
 from mtlscore.gateway.radar import Radar, report
-from mtlscore.runtimes.metrics import Metrics
 from mtlscore.gateway.settings import server_from_config
 from mtlscore.reasons import ConfigError
+from mtlscore.runtimes.metrics import Metrics
 from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
@@ -97,11 +98,17 @@ def test_expiry_gauges_render_every_series(tmp_path: Path) -> None:
         verdict = v.validate([leaf.der], at=NOW)  # type: ignore[attr-defined]
         radar.observe((parse_certificate(leaf.der),), verdict, account=account_of(verdict.principal), at=NOW)
     text = Metrics().render(gauges=expiry_gauges(report(radar, at=NOW), recorded=len(radar)))[1].decode()
-    assert f'mtlscore_client_cert_expiry_seconds{{account="acme"}} {40 * 86400}.0' in text
-    assert f'mtlscore_client_cert_expiry_seconds{{account="zeta"}} {300 * 86400}.0' in text
-    assert 'mtlscore_certificates_expiring{kind="client",within="7d"} 0.0' in text
-    assert 'mtlscore_certificates_expiring{kind="crl",within="30d"} 0.0' in text
-    assert "# TYPE mtlscore_client_cert_expiry_seconds gauge" in text and "mtlscore_radar_certificates 2.0" in text
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    assert got[("mtlscore_client_cert_expiry_seconds", (("account", "acme"),))] == 40 * 86400
+    assert got[("mtlscore_client_cert_expiry_seconds", (("account", "zeta"),))] == 300 * 86400
+    assert got[("mtlscore_certificates_expiring", (("kind", "client"), ("within", "7d")))] == 0
+    assert got[("mtlscore_certificates_expiring", (("kind", "crl"), ("within", "30d")))] == 0
+    assert "# TYPE mtlscore_client_cert_expiry_seconds gauge" in text
+    assert got[("mtlscore_radar_certificates", ())] == 2
 
 
 @pytest.mark.parametrize(

@@ -49,8 +49,8 @@ from ..gateway.settings import RESTART_KEYS
 from ..identity.jwks import JwksCache, NeedJwks
 from ..reasons import ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate, parse_certificate
-from .tls import TLSEngine, TLSHandshakeError, engine_factory
 from .metrics import Metrics, require_exposition
+from .tls import TLSEngine, TLSHandshakeError, engine_factory
 
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
 
