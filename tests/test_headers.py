@@ -424,3 +424,102 @@ def test_identity_header_names_cover_everything_we_read_or_emit():
     assert {n.lower() for n in h.GCP_HEADER_NAMES} <= names
     assert h.CERT_HEADER_NAMES <= names
     assert "client-cert" in names and "x-forwarded-client-cert" in names
+
+
+# --- base64 and PEM edge cases (issue 23: the libraries decode, the differential checked them) ---
+
+
+def _whole_quanta_cert():
+    """A certificate whose DER length is a multiple of 3: its base64 has no '=' padding."""
+    for i in range(64):
+        leaf = INTER.leaf(f"quanta-{i}.example")
+        if len(leaf.der) % 3 == 0:
+            return parse_certificate(leaf.der)
+    raise AssertionError("no certificate with a DER length divisible by 3")
+
+
+WHOLE = _whole_quanta_cert()
+WHOLE_B64 = base64.b64encode(WHOLE.der).decode()
+
+
+def _pem_lines(der: bytes, tail: str = "") -> str:
+    body = base64.b64encode(der).decode() + tail
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("pad", ["=", "==", "==="])
+def test_pem_padding_after_a_complete_base64_quantum_is_malformed(pad):
+    # RFC 4648 §3.3/§4: '=' only completes a final quantum. Python's b64decode accepted
+    # "AAAA==" and the old PEM splitter with it; cryptography's loader refuses it.
+    assert "=" not in WHOLE_B64
+    pem = _pem_lines(WHOLE.der, pad)
+    with rejected(Reason.MALFORMED):
+        h.parse_nginx_cert(pem.rstrip("\n").replace("\n", "\n\t"))
+    with rejected(Reason.MALFORMED):
+        h.parse_nginx_escaped_cert(urllib.parse.quote(pem, safe=""))
+    with rejected(Reason.MALFORMED):
+        h.parse_alb_clientcert(urllib.parse.quote(pem, safe="+=/"))
+    with rejected(Reason.MALFORMED):
+        h.parse_xfcc("Cert=" + urllib.parse.quote(pem, safe=""))
+    # The same certificate without the stray padding is fine.
+    assert h.parse_nginx_escaped_cert(urllib.parse.quote(_pem_lines(WHOLE.der), safe="")) == WHOLE
+
+
+def test_client_cert_more_than_two_padding_characters_is_malformed():
+    # RFC 8941 §4.2.7 / RFC 4648 §3.2: padding is at most two '='. The old parser re-padded
+    # the body and let Python's b64decode drop the surplus, so ':AAAA===:' was a certificate.
+    with rejected(Reason.MALFORMED):
+        h.parse_client_cert(f":{WHOLE_B64}===:")
+    with rejected(Reason.MALFORMED):
+        h.parse_client_cert_chain(f":{WHOLE_B64}:, :{WHOLE_B64}===:")
+
+
+@pytest.mark.parametrize("pad", ["", "=", "=="])
+def test_client_cert_padding_up_to_two_is_normalised(pad):
+    # A documented leniency (docs/proxy.md): http-sf strips up to two '=' and re-pads
+    # (RFC 8941 §4.2.7: parsers SHOULD NOT fail on padding), so missing, short or surplus
+    # padding decodes to the same bytes. The old parser refused ':…xyz==:' (one '=' too many).
+    short = next(c for c in POOL if len(c.der) % 3 == 2)  # its base64 ends in exactly one '='
+    data = base64.b64encode(short.der).decode().rstrip("=")
+    assert h.parse_client_cert(f":{data}{pad}:") == short
+    assert h.parse_client_cert(f":{WHOLE_B64}{pad}:") == WHOLE
+    assert h.parse_client_cert_chain(f":{data}{pad}:, :{WHOLE_B64}{pad}:") == [short, WHOLE]
+
+
+def _bad_version(der: bytes) -> bytes:
+    # TBSCertificate's "[0] EXPLICIT INTEGER 2" (v3) -> version 10: not a valid X.509 version.
+    marker = bytes.fromhex("a003020102")
+    assert marker in der
+    return der.replace(marker, bytes.fromhex("a00302010a"), 1)
+
+
+def test_a_pem_certificate_of_unknown_version_is_malformed_not_a_traceback():
+    # cryptography raises x509.InvalidVersion (not a ValueError) from its PEM loader; found
+    # by the header fuzz targets on the first cut of the loader-based parser.
+    pem = _pem_lines(_bad_version(L0.der))
+    with rejected(Reason.MALFORMED):
+        h.parse_nginx_cert(pem)
+    with rejected(Reason.MALFORMED):
+        h.parse_nginx_escaped_cert(urllib.parse.quote(pem, safe=""))
+    with rejected(Reason.MALFORMED):
+        h.parse_xfcc("Cert=" + urllib.parse.quote(pem, safe=""))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda p: p.replace("CERTIFICATE", "X509 CERTIFICATE"),  # cryptography's loader takes it
+        lambda p: p.replace("CERTIFICATE", "TRUSTED CERTIFICATE"),
+        lambda p: p.replace("-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1),  # RFC 1421 headers
+        lambda p: p + "junk\n" + p,  # text between blocks (the loader skips it)
+        lambda p: p + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",  # other block types
+    ],
+)
+def test_pem_framing_stricter_than_the_loader(mutate):
+    pem = _pem_lines(L0.der)
+    with rejected(Reason.MALFORMED):
+        h.parse_alb_clientcert(urllib.parse.quote(mutate(pem), safe="+=/"))
+    with rejected(Reason.MALFORMED) as info:
+        h.parse_nginx_cert(mutate(pem))
+    assert "offset" in str(info.value)  # the first fault is located for the operator
