@@ -368,7 +368,8 @@ def identity(ch: Chains, repeats: int, n: int) -> Result:
 
 
 def headers(ch: Chains, repeats: int, n: int) -> Result:
-    """Proxy headers per request: RFC 9440 Client-Cert / Client-Cert-Chain and Envoy XFCC (parse cache warm)."""
+    """Proxy headers per request: RFC 9440 Client-Cert / Client-Cert-Chain, nginx
+    $ssl_client_escaped_cert (URL-encoded PEM) and Envoy XFCC (parse cache warm)."""
     try:
         from mtlscore.proxy import headers as h
     except ImportError as exc:  # pragma: no cover - the module is another helper's
@@ -382,6 +383,8 @@ def headers(ch: Chains, repeats: int, n: int) -> Result:
             for leaf, inter in certs]
     impls: dict[str, Op] = {"rfc9440_cert": h.parse_client_cert, "rfc9440_chain": h.parse_client_cert_chain}
     data: dict[str, list[str]] = {"rfc9440_cert": cc, "rfc9440_chain": chain}
+    impls["nginx_escaped"] = h.parse_nginx_escaped_cert
+    data["nginx_escaped"] = [h.emit_nginx_escaped_cert(leaf) for leaf, _ in certs]
     impls["xfcc"] = h.parse_xfcc
     data["xfcc"] = xfcc
     for name, op in impls.items():
