@@ -136,7 +136,10 @@ class MtlsMiddleware:
     chain is validated with it, waiting for the CRLs / OCSP answers / issuers it
     needs. Without one the validator decides from given CRLs and its caches.
     ``mode``: ``"reject"`` answers failures itself; ``"allow"`` passes every request
-    on with the verdict in ``scope["state"]``. ``clock`` returns the validation time
+    on with the verdict in ``scope["state"]``. A self-signed certificate no anchor vouches
+    for is an account of the identity map's ``self_signed_clients`` (``method =
+    "self_signed_tls_client_auth"``) when its key is registered (keys of a ``jwks_uri``
+    fetched by ``fetcher`` into ``jwks_cache``), else ``not_allowlisted``. ``clock`` returns the validation time
     (default ``datetime.now(UTC)``). ``radar``: an expiry radar
     (:class:`mtlscore.gateway.radar.Radar`) recording every accepted certificate; its
     warnings are logged on the ``mtlscore.asgi`` logger; serve :func:`mtlscore.gateway.radar.report`
@@ -156,6 +159,7 @@ class MtlsMiddleware:
         clock: Callable[[], datetime] | None = None,
         expose_detail: bool = True,
         fetcher: Any = None,
+        jwks_cache: JwksCache | None = None,
         radar: Radar | None = None,
     ) -> None:
         if mode not in ("reject", "allow"):
@@ -172,6 +176,8 @@ class MtlsMiddleware:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.expose_detail = expose_detail
         self.fetcher = fetcher
+        # Keys of self_signed_tls_client_auth accounts' jwks_uri (identity_map.self_signed_clients).
+        self.jwks_cache = jwks_cache if jwks_cache is not None else JwksCache()
         self.radar = radar
         if bound_token is not None and bound_token.jwks_uri is not None and fetcher is None:
             from .reasons import ConfigError
@@ -246,6 +252,40 @@ class MtlsMiddleware:
             return verdict
 
         return decision_verdict(decision, validate, self.identity_map)
+
+    async def _self_signed(self, verdict: Verdict, chain: tuple[Certificate, ...], at: datetime) -> Verdict:
+        """RFC 8705 §2.2: a self-signed certificate no CA vouches for may be an account's registered
+        key (``method = "self_signed_tls_client_auth"``); the keys of a ``jwks_uri`` come through
+        the ``fetcher``. ``verdict`` unchanged when no such account exists or the chain is no candidate."""
+        import time
+
+        from .identity.identity import Identity
+        from .identity.jwks import NeedJwks
+        from .identity.self_signed import is_candidate, match
+
+        identity_map = self.identity_map if self.identity_map is not None else self.validator.identity_map
+        clients = getattr(identity_map, "self_signed_clients", ())
+        if not clients or not is_candidate(chain):
+            return verdict
+        leaf = chain[0]
+        for _ in range(1 + len(clients)):  # each jwks_uri is asked for at most once per round
+            now = time.monotonic()
+            try:
+                found = match(clients, leaf, at=at, now=now, cache=self.jwks_cache)
+            except CertificateRejected as exc:
+                return Verdict.reject(exc.reason, exc.detail, path=chain, position=0)
+            if isinstance(found, NeedJwks):
+                if self.fetcher is None:
+                    self.jwks_cache.fail(found, "the middleware has no fetcher for JWKS URLs", now=now)
+                else:
+                    await self.fetcher.jwks(self.jwks_cache, found, now=now)
+                continue
+            principal = found.client.principal
+            return Verdict(True, path=chain, identity=Identity.from_certificate(leaf, None), principal=principal,
+                           notes=(f"self_signed_tls_client_auth: key {found.jwk.get('kid') or leaf.x5t_s256} "
+                                  f"registered by account {principal.id}",))
+        return Verdict.reject(Reason.NOT_ALLOWLISTED, f"{leaf.describe()}: the registered keys could not be had",
+                              path=chain, position=0)
 
     def _token(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, Any] | None:
         """Check the bearer token against ``leaf``; the verified claims, or None when absent.
@@ -323,6 +363,8 @@ class MtlsMiddleware:
             return
         at = self.clock()
         verdict, chain = await self._judge(scope, at)
+        if not verdict.ok and verdict.reason is Reason.UNTRUSTED:
+            verdict = await self._self_signed(verdict, chain, at)
         if self.radar is not None and verdict.ok:
             for warning in self.radar.observe(chain, verdict, account=account_of(verdict.principal), at=at):
                 logger.warning(json.dumps(warning.as_log()))

@@ -69,3 +69,49 @@ def test_jwks_uri_needs_a_fetcher_and_one_source() -> None:
         BoundToken(jwks={"keys": []}, jwks_uri="https://as.example/jwks")
     with pytest.raises(ConfigError):
         BoundToken(jwks_uri="as.example/jwks")
+
+
+@pytest.mark.anyio
+async def test_middleware_accepts_self_signed_clients_by_registered_key(server: Server, anyio_backend: str) -> None:  # noqa: F811
+    from mtlscore.identity.identity_map import IdentityMap, Principal
+    from mtlscore.identity.self_signed import SelfSignedClient
+    from mtlscore.x509.jwk import jwk_from_certificate
+
+    inline, remote, rotated, stranger = (pki.root(f"CN={n}", ca=False, eku=[pki.CLIENT_AUTH])
+                                         for n in ("inline", "remote", "rotated", "stranger"))
+
+    def jwk(issued: pki.Issued) -> dict[str, Any]:
+        return jwk_from_certificate(parse_certificate(issued.der))
+
+    server.routes["/client-jwks"] = Route(json.dumps({"keys": [jwk(remote)]}).encode())
+    idmap = IdentityMap([], self_signed=[
+        SelfSignedClient(Principal("inline-app"), jwks={"keys": [jwk(inline)]}),
+        SelfSignedClient(Principal("remote-app"), jwks_uri=server.url("/client-jwks")),
+    ])
+    app = Recorder()
+    mw = MtlsMiddleware(app, VALIDATOR, identity_map=idmap, clock=lambda: pki.NOW,
+                        fetcher=fetcher_for(anyio_backend), jwks_cache=JwksCache(JwksLimits(refresh_interval=0)))
+
+    async def who(issued: pki.Issued) -> tuple[int, Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        app.scope = None
+        await mw(tls_scope([issued]), receive, send)
+        if sent[0]["status"] == 200:
+            return 200, app.scope["state"]["mtls_principal"].id
+        return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["error"]
+
+    assert await who(inline) == (200, "inline-app")
+    assert await who(remote) == (200, "remote-app")
+    assert await who(stranger) == (403, "not_allowlisted")
+    assert await who(rotated) == (403, "not_allowlisted")
+    server.routes["/client-jwks"] = Route(json.dumps({"keys": [jwk(remote), jwk(rotated)]}).encode())
+    assert await who(rotated) == (200, "remote-app")
+    # A CA-issued leaf sent without its intermediate is no candidate: the validator's verdict stands.
+    assert await who(GOOD) == (403, "untrusted")
