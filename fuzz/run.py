@@ -114,7 +114,7 @@ def _run_hypothesis(name: str, seconds: float, crashes: pathlib.Path) -> TargetR
 def _atheris_worker(name: str, seconds: float, corpus: pathlib.Path, crashes: pathlib.Path) -> None:
     atheris: Any = importlib.import_module("atheris")
 
-    with atheris.instrument_imports(include=["mtlscore", "fuzz", "h11"]):
+    with atheris.instrument_imports(include=["mtlscore", "fuzz", "h11", "http_sf"]):
         from fuzz.seeds import seeds_for
         from fuzz.targets import TARGETS
     warnings.simplefilter("ignore")
