@@ -19,11 +19,12 @@ import ssl
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from typing import Unpack
 
 from ..decision.validator import Validator
 from ..decision.verdict import Verdict
-from .fetch import DEFAULT_MAX_BYTES, FetchError, Target
-from .fetcher import Chain, Fetcher, HttpStream, drive
+from .fetch import FetchError, Target
+from .fetcher import Chain, Fetcher, FetcherOptions, HttpStream, drive
 
 __all__ = ["AsyncioFetcher", "FetchError", "drive", "validate_with_fetch"]
 
@@ -75,18 +76,8 @@ class AsyncioFetcher(Fetcher):
     ``ssl_context``: for https URLs (default: the system trust store).
     """
 
-    def __init__(
-        self,
-        *,
-        timeout: float = 5.0,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_concurrent: int = 8,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(
-            AsyncioClient(), timeout=timeout, max_bytes=max_bytes, max_concurrent=max_concurrent,
-            ssl_context=ssl_context,
-        )
+    def __init__(self, **options: Unpack[FetcherOptions]) -> None:
+        super().__init__(AsyncioClient(), **options)
 
 
 def validate_with_fetch(

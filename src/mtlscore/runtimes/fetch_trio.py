@@ -17,11 +17,12 @@ import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Unpack
 
 import trio
 
-from .fetch import DEFAULT_MAX_BYTES, FetchError, Target
-from .fetcher import Fetcher, HttpStream, drive
+from .fetch import FetchError, Target
+from .fetcher import Fetcher, FetcherOptions, HttpStream, drive
 
 __all__ = ["FetchError", "TrioFetcher", "drive"]
 
@@ -81,15 +82,5 @@ class TrioFetcher(Fetcher):
     ``ssl_context``: for https URLs (default: the system trust store).
     """
 
-    def __init__(
-        self,
-        *,
-        timeout: float = 5.0,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_concurrent: int = 8,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        super().__init__(
-            TrioClient(), timeout=timeout, max_bytes=max_bytes, max_concurrent=max_concurrent,
-            ssl_context=ssl_context,
-        )
+    def __init__(self, **options: Unpack[FetcherOptions]) -> None:
+        super().__init__(TrioClient(), **options)

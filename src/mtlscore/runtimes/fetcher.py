@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from cryptography import x509 as cx509
 
@@ -40,7 +40,7 @@ from .fetch import (
     report_jwks,
 )
 
-__all__ = ["Event", "Fetcher", "HttpClient", "HttpStream", "drive"]
+__all__ = ["Event", "Fetcher", "FetcherOptions", "HttpClient", "HttpStream", "drive"]
 
 # A chain as Validator.start takes it: PEM or DER, one or several, or certificates (leaf first).
 Chain = bytes | str | Certificate | cx509.Certificate | Iterable[bytes | str | Certificate | cx509.Certificate]
@@ -81,6 +81,15 @@ class HttpClient(Protocol):
 
     def event(self) -> Event:
         """A new event."""
+
+
+class FetcherOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`Fetcher` (and so of AsyncioFetcher and TrioFetcher)."""
+
+    timeout: float
+    max_bytes: int
+    max_concurrent: int
+    ssl_context: ssl.SSLContext | None
 
 
 class _Flight:
