@@ -1,4 +1,5 @@
-"""Certificate input: DER, PEM and PEM bundles, parsed once into :class:`Certificate`.
+"""Certificate input: DER, PEM and PEM bundles, parsed once into :class:`Certificate` (the model is
+:mod:`mtlscore.x509.certificate`; it is re-exported here, where callers have always found it).
 
 Everything validation needs is computed here, once per distinct DER (a bounded
 cache keyed by SHA-256 of the DER), so that later steps never re-parse.
@@ -11,10 +12,9 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Annotated, Any
 
 from cryptography import x509 as cx509
 from cryptography.hazmat import asn1
@@ -23,14 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from ..reasons import CertificateRejected, Reason
+from .certificate import NAME_KEYS, UNSET, Certificate, PolicyControls, Unfrozen, spki_der_of
 from .lru import BoundedLRU
-from .names import NameKey, name_key
 
 __all__ = [
     "DEFAULT_MAX_CERT_BYTES",
     "DEFAULT_MAX_CHAIN_BYTES",
     "Certificate",
     "clear_parse_cache",
+    "from_der",
     "load_certificates",
     "parse_certificate",
     "split_certificates",
@@ -48,322 +49,9 @@ _PEM_RE = re.compile(
 _SIG_HASH_NAMES = {"sha1", "md5", "sha224", "sha256", "sha384", "sha512", "sha3-256", "sha3-384"}
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-_NO = object()  # a lazy field not computed yet
-
-
-class Certificate:
-    """One parsed X.509 certificate and the facts validation needs from it.
-
-    Build with :func:`parse_certificate` or :func:`load_certificates`; both raise
-    :class:`CertificateRejected` (``malformed`` / ``pki_too_large``) on bad input.
-    Immutable; equality and hashing are by DER.
-
-    What every check reads (extensions, validity, serial, key, signature
-    algorithm) is computed on construction. The names and the SPKI digest are
-    computed on first use: a client certificate that is validated once needs
-    only its issuer's name, and that is looked up by its DER bytes, which
-    thousands of client certificates share (see :func:`_name_key_of`).
-    Names are decoded on construction (an undecodable one is ``malformed``
-    there) but not kept; their matching keys are kept once first used.
-    """
-
-    __slots__ = (
-        "_issuer_key",
-        "_issuer_raw",
-        "_self_issued",
-        "_spki_raw",
-        "_spki_sha256",
-        "_subject_key",
-        "_subject_raw",
-        "_subject_text",
-        "_tbs_end",
-        "_tbs_start",
-        "_x509",
-        "aki",
-        "ca_issuer_urls",
-        "critical_oids",
-        "crl_urls",
-        "curve",
-        "der",
-        "eku",
-        "extension_oids",
-        "is_ca",
-        "key_bits",
-        "key_type",
-        "key_usage",
-        "name_constraints",
-        "not_after",
-        "not_before",
-        "ocsp_urls",
-        "path_length",
-        "policies",
-        "policy_controls",
-        "public_key",
-        "san",
-        "serial",
-        "sha256",
-        "signature",
-        "signature_hash",
-        "signature_oid",
-        "signature_params",
-        "ski",
-        "version",
-    )
-
-    der: bytes
-    sha256: bytes
-    signature: bytes
-    serial: int
-    version: int
-    not_before: datetime
-    not_after: datetime
-    # Extensions: every OID present, and those marked critical.
-    extension_oids: frozenset[str]
-    critical_oids: frozenset[str]
-    is_ca: bool | None  # None: no basicConstraints
-    path_length: int | None
-    key_usage: cx509.KeyUsage | None
-    eku: frozenset[str] | None  # dotted OIDs
-    san: tuple[cx509.GeneralName, ...] | None
-    name_constraints: cx509.NameConstraints | None
-    ski: bytes | None
-    aki: bytes | None
-    public_key: Any  # cryptography public key, or None if unsupported
-    key_type: str  # rsa | ec | ed25519 | ed448 | dsa | unknown
-    key_bits: int
-    curve: str | None  # "P-256", ...; "explicit" for explicit EC parameters
-    signature_oid: str
-    signature_hash: str | None  # "sha256", None for EdDSA/unknown
-    signature_params: Any
-    crl_urls: tuple[str, ...]
-    ocsp_urls: tuple[str, ...]
-    ca_issuer_urls: tuple[str, ...]
-    # certificatePolicies (dotted OIDs; None: no such extension) and the rarer policy
-    # extensions of CAs (None when the certificate has none of them).
-    policies: frozenset[str] | None
-    policy_controls: PolicyControls | None
-    # Located in the DER on construction (None when they could not be).
-    _tbs_start: int
-    _tbs_end: int
-    _issuer_raw: bytes | None
-    _subject_raw: bytes | None
-    _spki_raw: bytes | None
-    # Computed on first use (_NO until then).
-    _x509: Any
-    _subject_key: Any
-    _issuer_key: Any
-    _self_issued: Any
-    _spki_sha256: bytes | None
-    _subject_text: str | None
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Certificate is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Certificate is immutable: cannot delete {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Certificate) and other.der == self.der
-
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        # Pickled (and copied) as its DER: everything else is computed from it.
-        return (_from_der, (self.der,))
-
-    def __hash__(self) -> int:
-        return hash(self.sha256)
-
-    # -- computed on first use ------------------------------------------------------
-
-    @property
-    def x509(self) -> cx509.Certificate:
-        """``cryptography``'s certificate object (loaded again from the DER when first wanted).
-
-        The object made while parsing is not kept: it holds every decoded
-        extension, and a validator keeps thousands of client certificates in its
-        verdict cache, all of which the garbage collector would walk.
-        """
-        x = self._x509
-        if x is _NO:
-            x = cx509.load_der_x509_certificate(self.der)
-            _set(self, "_x509", x)
-        return x  # type: ignore[no-any-return]
-
-    @property
-    def tbs(self) -> bytes:
-        """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3)."""
-        if self._tbs_end:
-            return self.der[self._tbs_start : self._tbs_end]
-        return self.x509.tbs_certificate_bytes
-
-    @property
-    def subject(self) -> cx509.Name:
-        """The subject as ``cryptography``'s Name, decoded when read (and not kept: see :attr:`x509`)."""
-        return _decoded(lambda: self.x509.subject, "subject")
-
-    @property
-    def issuer(self) -> cx509.Name:
-        """The issuer as ``cryptography``'s Name, decoded when read (and not kept)."""
-        return _decoded(lambda: self.x509.issuer, "issuer")
-
-    @property
-    def subject_key(self) -> NameKey:
-        """The subject's matching key (RFC 5280 §7.1, :func:`name_key`)."""
-        key = self._subject_key
-        if key is _NO:
-            key = _name_key_of(self._subject_raw, lambda: self.subject)
-            _set(self, "_subject_key", key)
-        return key  # type: ignore[no-any-return]
-
-    @property
-    def issuer_key(self) -> NameKey:
-        """The issuer's matching key: what path building looks candidates up by."""
-        key = self._issuer_key
-        if key is _NO:
-            key = _name_key_of(self._issuer_raw, lambda: self.issuer)
-            _set(self, "_issuer_key", key)
-        return key  # type: ignore[no-any-return]
-
-    @property
-    def subject_empty(self) -> bool:
-        """Whether the subject is the empty name (answered from the bytes when it can be)."""
-        if self._subject_raw is not None:
-            return self._subject_raw == b"\x30\x00"
-        return not self.subject_key
-
-    @property
-    def issuer_empty(self) -> bool:
-        if self._issuer_raw is not None:
-            return self._issuer_raw == b"\x30\x00"
-        return not self.issuer_key
-
-    @property
-    def self_issued(self) -> bool:
-        """Subject and issuer are the same name (RFC 5280 §6.1: self-issued)."""
-        same = self._self_issued
-        if same is _NO:
-            raw_s, raw_i = self._subject_raw, self._issuer_raw
-            same = True if raw_s is not None and raw_s == raw_i else self.subject_key == self.issuer_key
-            _set(self, "_self_issued", same)
-        return same  # type: ignore[no-any-return]
-
-    @property
-    def spki_der(self) -> bytes:
-        """The SubjectPublicKeyInfo as transmitted (re-encoded from the key when it cannot be sliced out)."""
-        raw = self._spki_raw
-        if raw is None:
-            raw = _spki_der(self.x509, self.public_key)
-            _set(self, "_spki_raw", raw)
-        return raw
-
-    @property
-    def spki_sha256(self) -> bytes:
-        """SHA-256 of :attr:`spki_der`: the key's identity (RFC 7469 pins hash the same bytes)."""
-        digest = self._spki_sha256
-        if digest is None:
-            digest = hashlib.sha256(self.spki_der).digest()
-            _set(self, "_spki_sha256", digest)
-        return digest
-
-    @property
-    def subject_text(self) -> str:
-        """The subject DN as an RFC 4514 string (``<unprintable name>`` when it cannot be)."""
-        text = self._subject_text
-        if text is None:
-            try:
-                text = _name_text(self.subject)
-            except CertificateRejected:
-                text = "<unprintable name>"
-            _set(self, "_subject_text", text)
-        return text
-
-    def __repr__(self) -> str:
-        return f"<Certificate {self.subject_text!r} sha256={self.sha256.hex()[:16]}…>"
-
-    @property
-    def x5t_s256(self) -> str:
-        """RFC 8705 §3.1 ``x5t#S256``: base64url (no padding) of SHA-256 of the DER."""
-        return _b64url(self.sha256)
-
-    @property
-    def fingerprint_hex(self) -> str:
-        """SHA-256 of the DER, lower-case hex."""
-        return self.sha256.hex()
-
-    @property
-    def spki_pin(self) -> str:
-        """RFC 7469 pin: base64 (padded) of SHA-256 of the SubjectPublicKeyInfo."""
-        return base64.b64encode(self.spki_sha256).decode("ascii")
-
-    @property
-    def issuer_text(self) -> str:
-        try:
-            return _name_text(self.issuer)
-        except CertificateRejected:
-            return "<unprintable name>"
-
-    @property
-    def pem(self) -> str:
-        body = base64.encodebytes(self.der).decode("ascii").replace("\n", "")
-        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-        return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-    def describe(self) -> str:
-        """A short human name: the subject DN, or the serial when the subject is empty."""
-        return self.subject_text or f"serial {self.serial:x}"
-
-
-_set = object.__setattr__
-
-
-def _from_der(der: bytes) -> Certificate:
+def from_der(der: bytes) -> Certificate:
     """A certificate again from its DER (unpickling); served from the parse cache when there."""
     return PARSE_CACHE.peek(der) or _build(der, hashlib.sha256(der).digest())
-
-
-class _Unfrozen(Certificate):
-    """The same object while it is being filled in: plain attribute stores (the frozen
-    class's ``__setattr__`` would cost a call per field), then ``__class__`` becomes
-    :class:`Certificate`."""
-
-    __slots__ = ()
-    __setattr__ = object.__setattr__  # type: ignore[assignment]
-
-
-_T = TypeVar("_T")
-
-
-def _decoded(read: Callable[[], _T], what: str) -> _T:
-    try:
-        return read()
-    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        raise CertificateRejected(Reason.MALFORMED, f"certificate {what} could not be decoded: {exc}") from None
-
-
-# Name keys by the name's DER: the issuer of a client certificate is the subject of
-# its CA, byte for byte, so thousands of client certificates share one entry.
-# Equal bytes are equal names; unequal bytes fall back to comparing keys.
-_NAME_KEYS: BoundedLRU[bytes, NameKey] = BoundedLRU(4096)
-
-
-def _name_key_of(raw: bytes | None, read: Callable[[], cx509.Name]) -> NameKey:
-    if raw is None:
-        return _decoded(lambda: name_key(read()), "name")
-    key = _NAME_KEYS.lookup(raw)
-    if key is None:
-        key = _decoded(lambda: name_key(read()), "name")
-        _NAME_KEYS.store(raw, key)
-    return key
-
-
-def _name_text(name: cx509.Name) -> str:
-    try:
-        return name.rfc4514_string()
-    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        return "<unprintable name>"
 
 
 def _key_kind(key: Any) -> str:
@@ -429,16 +117,6 @@ _POLICY_MAPPINGS = ExtensionOID.POLICY_MAPPINGS.dotted_string
 _POLICY_CONSTRAINTS = ExtensionOID.POLICY_CONSTRAINTS.dotted_string
 _INHIBIT_ANY_POLICY = ExtensionOID.INHIBIT_ANY_POLICY.dotted_string
 _POLICY_CONTROL_OIDS = frozenset([_POLICY_MAPPINGS, _POLICY_CONSTRAINTS, _INHIBIT_ANY_POLICY])
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyControls:
-    """A CA's policyMappings, policyConstraints and inhibitAnyPolicy (RFC 5280 §4.2.1.5, .11, .14)."""
-
-    mappings: tuple[tuple[str, str], ...] = ()  # (issuerDomainPolicy, subjectDomainPolicy)
-    require_explicit_policy: int | None = None
-    inhibit_policy_mapping: int | None = None
-    inhibit_any_policy: int | None = None
 
 
 @asn1.sequence
@@ -756,7 +434,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
             Reason.MALFORMED, "its signature BIT STRING declares unused bits (RFC 5280 §4.1.1.3: whole octets)"
         )
 
-    c = object.__new__(_Unfrozen)
+    c = object.__new__(Unfrozen)
     is_ca: bool | None = None
     path_length: int | None = None
     key_usage = eku = san = nc = ski = aki = policies = None
@@ -822,7 +500,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
             "its signatureAlgorithm is not the same AlgorithmIdentifier as the signature field inside "
             "tbsCertificate (RFC 5280 §4.1.1.2)",
         )
-    if layout is None or _NAME_KEYS.peek(der[layout[2][0] : layout[2][1]]) is None:
+    if layout is None or NAME_KEYS.peek(der[layout[2][0] : layout[2][1]]) is None:
         # An issuer name not seen before is decoded now, for the same reason
         # (one already in the name cache was decoded when it was stored).
         try:
@@ -838,7 +516,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         subject_raw = der[layout[3][0] : layout[3][1]]
         spki_raw = der[layout[4][0] : layout[4][1]]
     if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and (
-        spki_raw is None or spki_raw != _spki_der(cert, key)
+        spki_raw is None or spki_raw != spki_der_of(cert, key)
     ):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
@@ -846,7 +524,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c.der = der
     c.sha256 = digest
     c.signature = signature
-    c._x509 = _NO
+    c._x509 = UNSET
     c.serial = serial
     c.version = version
     c.not_before = not_before
@@ -880,24 +558,11 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c._spki_raw = spki_raw
     c._spki_sha256 = None
     c._subject_text = None
-    c._subject_key = _NO
-    c._issuer_key = _NO
-    c._self_issued = _NO
+    c._subject_key = UNSET
+    c._issuer_key = UNSET
+    c._self_issued = UNSET
     c.__class__ = Certificate  # type: ignore[assignment]  # frozen from here on
     return c
-
-
-def _spki_der(cert: cx509.Certificate, key: Any) -> bytes:
-    if key is not None:
-        try:
-            return bytes(
-                key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            )
-        except Exception:  # noqa: BLE001, S110 - fall through to the unique placeholder below
-            pass
-    # An unsupported key cannot be serialised; give it a key unique to this certificate
-    # so that it never matches another certificate's key.
-    return b"unsupported-key:" + hashlib.sha256(cert.tbs_certificate_bytes).digest()
 
 
 # Parsed certificates keyed by the DER itself: the dictionary's hash of the bytes
