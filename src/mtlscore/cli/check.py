@@ -14,6 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat import asn1
 from cryptography.x509 import ObjectIdentifier
 
+from ..decision.validator import Validator
 from ..decision.verdict import Verdict
 from ..reasons import CertificateRejected, ConfigError
 from .common import Subparsers
@@ -87,7 +88,7 @@ def _not_a_certificate(label: str) -> str | None:
     return None
 
 
-def add_password_argument(parser: Any) -> None:
+def add_password_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password", metavar="PASSWORD",
         help=f"password of a PKCS#12 (.p12/.pfx) file (default: ${PKCS12_PASSWORD_ENV}, else none)",
@@ -208,9 +209,8 @@ def parse_at(value: str | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def build_validator(args: argparse.Namespace) -> Any:
+def build_validator(args: argparse.Namespace) -> Validator:
     from ..config import Config, load_config
-    from ..decision.validator import Validator
     from ..verify.trust import TrustStore
 
     if args.config:
