@@ -20,7 +20,10 @@ def test_defaults() -> None:
     assert s.certificate == BASE / "server.pem" and s.key == BASE / "server.key"
     assert s.listen == Address("127.0.0.1", 8443)
     assert (s.mode, s.runtime, s.upstream, s.admin_listen) == ("reject_invalid", "asyncio", None, None)
-    assert s.effective_tls_engine == "ssl"
+    # Rejecting in the handshake (the default) takes the deferred engine.
+    assert (s.reject_at, s.rejects_in_handshake, s.effective_tls_engine) == ("handshake", True, "deferred")
+    s = server_from_config({**MIN, "reject_at": "http"}, base_dir=BASE)
+    assert (s.rejects_in_handshake, s.effective_tls_engine) == (False, "ssl")
 
 
 def test_every_key() -> None:

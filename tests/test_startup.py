@@ -124,7 +124,7 @@ def test_a_reload_applies_the_tls_engine(tmp_path: Path, caplog: pytest.LogCaptu
     pytest.importorskip("OpenSSL")
     from mtlscore.runtimes.tls import DeferredEngine, StdlibEngine
 
-    state = GatewayState.from_config_file(write(tmp_path))
+    state = GatewayState.from_config_file(write(tmp_path, extra='tls_engine = "ssl"'))
     assert isinstance(state.snapshot.new_engine(), StdlibEngine)
     write(tmp_path, extra='tls_engine = "deferred"')
     with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):

@@ -287,7 +287,7 @@ async def test_forward_with_identity_headers_and_stripping(env: Env, upstream: U
 
 @pytest.mark.anyio
 async def test_reject_mode_status_paths(env: Env, anyio_backend: str) -> None:
-    config = env.config()  # no upstream: the identity as JSON
+    config = env.config(reject_at="http")  # no upstream: the identity as JSON
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
         status, _, body = await call(request, env, port, "good", headers=bearer(env))
@@ -336,7 +336,7 @@ async def test_reject_mode_status_paths(env: Env, anyio_backend: str) -> None:
 @pytest.mark.anyio
 async def test_deferred_engine_reject_mode_answers_json_for_everything(env: Env, anyio_backend: str) -> None:
     pytest.importorskip("OpenSSL")
-    config = env.config(tls_engine="deferred")
+    config = env.config(tls_engine="deferred", reject_at="http")
     async with gateway(config, anyio_backend) as info:
         for cert, reason in (("unknown", "untrusted"), (None, "not_provided"), ("expired", "expired")):
             status, _, body = await call(request, env, info.address.port, cert)
@@ -410,7 +410,7 @@ async def test_streaming_bodies_keepalive_and_limits(env: Env, upstream: Upstrea
 async def test_curl_reference_flow(env: Env, upstream: Upstream, anyio_backend: str) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl not installed")
-    config = env.config(upstream=f"http://127.0.0.1:{upstream.port}")
+    config = env.config(upstream=f"http://127.0.0.1:{upstream.port}", reject_at="http")
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
         base = [
@@ -547,7 +547,9 @@ async def test_replacing_a_trust_file_reloads(env: Env, anyio_backend: str) -> N
 
 @pytest.mark.anyio
 async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream, anyio_backend: str) -> None:
-    config = env.config("admin.toml", upstream=f"http://127.0.0.1:{upstream.port}", admin_listen="127.0.0.1:0")
+    config = env.config(
+        "admin.toml", upstream=f"http://127.0.0.1:{upstream.port}", admin_listen="127.0.0.1:0", reject_at="http"
+    )
     from mtlscore.runtimes import asyncio as asyncio_runtime
     from mtlscore.runtimes import trio as trio_runtime
 

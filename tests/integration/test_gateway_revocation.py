@@ -107,6 +107,7 @@ listen = "127.0.0.1:0"
 certificate = "server.pem"
 key = "server.key"
 reload_poll_seconds = 0
+reject_at = "http"    # fetching: decided after the handshake (test_gateway_reject_at covers both)
 """)
     yield d, crls
     crls.close()

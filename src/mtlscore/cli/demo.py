@@ -141,6 +141,7 @@ key = "server.key"
 runtime = "asyncio"
 mode = "reject_invalid"
 tls_engine = "{tls_engine}"
+{'reject_at = "http"' if tls_engine == "deferred" else ""}
 reload_poll_seconds = 0
 """
     )

@@ -283,9 +283,12 @@ Action = (
 )
 
 
-def handshake_decision(reason: Reason, detail: str, peer: tuple[str, int]) -> Decision:
+def handshake_decision(
+    reason: Reason, detail: str, peer: tuple[str, int], *, thumbprint: str | None = None
+) -> Decision:
     """The decision record for a TLS handshake the TLS layer refused."""
-    return Decision(Outcome.DENY, None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer))
+    return Decision(Outcome.DENY, None, reason.value, f"TLS handshake failed: {detail}", peer=_peer(peer),
+                    thumbprint=thumbprint)
 
 
 def _peer(peer: tuple[str, int]) -> str:

@@ -22,6 +22,7 @@ from ..reasons import ConfigError
 __all__ = [
     "DEFAULT_STRIP_REQUEST_HEADERS",
     "MODES",
+    "REJECT_AT",
     "REQUEST_TARGET_FORMS",
     "RESTART_KEYS",
     "TLS_ENGINES",
@@ -37,6 +38,9 @@ MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
 # accepts any chain (pyOpenSSL) so the core decides every case; "auto": ssl for
 # reject_invalid, deferred for allow_invalid_or_missing.
 TLS_ENGINES: tuple[str, ...] = ("auto", "ssl", "deferred")
+# Where reject_invalid refuses: in the TLS handshake, with the alert matching the reason
+# (mtlscore.gateway.handshake; what load balancers do), or after it with a JSON 403 naming it.
+REJECT_AT: tuple[str, ...] = ("handshake", "http")
 RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
 # Default connections at once per source address: strict handshake, lenient handshake.
 ADDRESS_LIMIT = 256
@@ -120,6 +124,9 @@ class ServerConfig:
     runtime: str = "asyncio"
     mode: Mode = "reject_invalid"
     tls_engine: str = "auto"
+    # reject_invalid only: "handshake" (the deferred engine fails the handshake with the
+    # reason's alert) or "http" (403 JSON). Trusted proxies make it "http" (per request).
+    reject_at: str = "handshake"
     upstream: Upstream | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # The trusted proxies themselves (mtlscore.proxy.trusted): whose certificate headers the
@@ -181,10 +188,27 @@ class ServerConfig:
 
     @property
     def effective_tls_engine(self) -> str:
-        """``ssl`` or ``deferred``: what ``auto`` means for this mode."""
+        """``ssl`` or ``deferred``: what ``auto`` means for this mode.
+
+        Deferred for allow mode, behind trusted proxies, and for rejecting in the
+        handshake (stdlib ``ssl`` can neither let an invalid chain through nor run the
+        validator inside the handshake). The runtime falls back to ``ssl`` with a
+        warning when ``auto`` asks for deferred to reject and pyOpenSSL is missing.
+        """
         if self.tls_engine != "auto":
             return self.tls_engine
-        return "deferred" if self.mode == "allow_invalid_or_missing" or self.proxies else "ssl"
+        deferred = self.mode == "allow_invalid_or_missing" or self.proxies or self.rejects_in_handshake
+        return "deferred" if deferred else "ssl"
+
+    @property
+    def rejects_in_handshake(self) -> bool:
+        """Whether an invalid or missing client certificate fails the TLS handshake itself."""
+        return (
+            self.mode == "reject_invalid"
+            and self.reject_at == "handshake"
+            and not self.proxies
+            and self.tls_engine != "ssl"
+        )
 
     @property
     def address_limit(self) -> int:
@@ -268,6 +292,7 @@ _KNOWN = {
     "runtime",
     "mode",
     "tls_engine",
+    "reject_at",
     "upstream",
     "trusted_proxies",
     "admin_listen",
@@ -382,6 +407,22 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
     guard = table.get("reload_guard", False)
     if not isinstance(guard, bool):
         raise ConfigError("must be true or false", key="server.reload_guard")
+    tls_engine = _choice(table, "tls_engine", "auto", TLS_ENGINES)
+    reject_at = _choice(table, "reject_at", "handshake", REJECT_AT)
+    if "reject_at" in table and reject_at == "handshake":
+        # Said explicitly: refuse what cannot be honoured rather than quietly answer 403s.
+        if tls_engine == "ssl":
+            raise ConfigError(
+                'needs tls_engine "deferred" or "auto": stdlib ssl cannot run the validator inside '
+                'the handshake (or set reject_at = "http")',
+                key="server.reject_at",
+            )
+        if trusted:
+            raise ConfigError(
+                "a trusted proxy's connection carries other clients' requests, so rejection is per "
+                'request: set reject_at = "http"',
+                key="server.reject_at",
+            )
     upstream = table.get("upstream")
     admin = table.get("admin_listen")
     return ServerConfig(
@@ -390,7 +431,8 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         listen=parse_address(table.get("listen", "127.0.0.1:8443"), key="server.listen"),
         runtime=_choice(table, "runtime", "asyncio", RUNTIMES),
         mode=mode,  # type: ignore[arg-type]
-        tls_engine=_choice(table, "tls_engine", "auto", TLS_ENGINES),
+        tls_engine=tls_engine,
+        reject_at=reject_at,
         upstream=parse_upstream(upstream) if upstream is not None else None,
         trusted_proxies=tuple(nets),
         proxies=tuple(trusted),

@@ -14,9 +14,10 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import h11
@@ -25,6 +26,7 @@ from ..decision.validator import Validation
 from ..decision.verdict import Verdict
 from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
+from ..gateway.handshake import handshake_verdict
 from ..gateway.metrics import expiry_gauges
 from ..gateway.preview import guard, preview_log
 from ..gateway.radar import ExpiryWarning, Radar, Report, report, trust_rows
@@ -320,7 +322,13 @@ def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Pa
                       jwks_cache=JwksCache(server.jwks))
     # The server's own certificate and key, and the CA bundles and CRLs the config names.
     files = (*watch, server.certificate, server.key, *getattr(config, "files", ()))
-    return Snapshot(gateway, engine_factory(server, config.trust), tuple((p, _mtime(p)) for p in files))
+    new_engine = engine_factory(server, config.trust, judge=partial(_judge, gateway))
+    return Snapshot(gateway, new_engine, tuple((p, _mtime(p)) for p in files))
+
+
+def _judge(gateway: Gateway, chain: Sequence[bytes]) -> Verdict | None:
+    """A chain's verdict inside the TLS handshake (``reject_at = "handshake"``), or None."""
+    return handshake_verdict(gateway.validator, chain, at=datetime.now(UTC), crls=gateway.crls)
 
 
 def load_snapshot(path: pathlib.Path, limiter: RateLimiter) -> Snapshot:
@@ -421,7 +429,7 @@ async def serve_connection(
             state.metrics.inc("mtlscore_handshake_failures_total", {"reason": exc.code})
             reason = Reason(exc.code) if exc.code in Reason.__members__.values() else None
             if reason is not None:
-                state.record(handshake_decision(reason, exc.detail, peer))
+                state.record(handshake_decision(reason, exc.detail, peer, thumbprint=exc.thumbprint))
             else:
                 logger.info(json.dumps({"event": "tls_error", "peer": f"{peer[0]}:{peer[1]}", "detail": exc.detail}))
             return
@@ -430,9 +438,9 @@ async def serve_connection(
         await _flush(stream, engine, server.write_timeout)
         facts = engine.facts(peer)
         at = datetime.now(UTC)
-        given = None
+        given = engine.verdict  # reached inside the handshake (reject_at = "handshake"), if it was
         validator = snapshot.gateway.validator
-        if resolve is not None and facts.chain and validator.policy.fetch:
+        if given is None and resolve is not None and facts.chain and validator.policy.fetch:
             given = await resolve(validator.start(list(facts.chain), at=at, crls=snapshot.gateway.crls))
         session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None, now=accepted)
         while True:

@@ -15,20 +15,25 @@ chain, so the core decides every case — stdlib ``ssl`` has no such callback).
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from ..decision.verdict import Verdict
 from ..gateway.appauth import FAPI2_TLS12_CIPHERS
+from ..gateway.handshake import handshake_alert
 from ..gateway.session import TLSFacts
 from ..gateway.settings import ServerConfig
-from ..reasons import ConfigError, Reason
+from ..identity.binding import x5t_s256
+from ..reasons import CertificateRejected, ConfigError, Reason
 from ..verify.trust import TrustStore
 
 __all__ = [
     "TLS_PROTOCOL_ERROR",
     "DeferredEngine",
+    "Judge",
     "StdlibEngine",
     "TLSEngine",
     "TLSHandshakeError",
@@ -88,13 +93,32 @@ _SSL_REASONS: dict[str, Reason] = {
 }
 
 
+# The TLS alert (RFC 8446 §6.2 name, mtlscore.gateway.handshake) -> the X509_V_ERR_* code whose
+# alert OpenSSL sends when verification fails with it (ssl_x509err2alert, statem_lib.c).
+# OpenSSL picks the alert from the store context's error: setting one of these is how a
+# verify callback chooses it.
+_ALERT_CODES: dict[str, int] = {
+    "certificate_expired": 10,  # X509_V_ERR_CERT_HAS_EXPIRED
+    "certificate_revoked": 23,  # X509_V_ERR_CERT_REVOKED
+    "unknown_ca": 20,  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    "unsupported_certificate": 26,  # X509_V_ERR_INVALID_PURPOSE
+    "bad_certificate": 28,  # X509_V_ERR_CERT_REJECTED
+    "certificate_unknown": 0,  # X509_V_OK: the table's fallback
+}
+
+# Decides a presented chain (DER, leaf first) inside the handshake: its verdict, or None
+# when that needs I/O (then it is decided after the handshake). mtlscore.gateway.handshake.
+Judge = Callable[[Sequence[bytes]], Verdict | None]
+
+
 class TLSHandshakeError(Exception):
     """The TLS handshake failed; ``code`` is a reason value or :data:`TLS_PROTOCOL_ERROR`."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, *, thumbprint: str | None = None) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.thumbprint = thumbprint
 
 
 def handshake_reason(exc: BaseException) -> tuple[str, str]:
@@ -287,9 +311,15 @@ class TLSEngine(Protocol):
     def facts(self, peer: tuple[str, int]) -> TLSFacts:
         """What the handshake established, for the session core."""
 
+    @property
+    def verdict(self) -> Verdict | None:
+        """The chain's verdict when it was reached inside the handshake, else None."""
+
 
 class StdlibEngine:
     """Stdlib ``ssl`` over memory BIOs."""
+
+    verdict: Verdict | None = None  # stdlib ssl runs no validator in the handshake
 
     def __init__(self, ctx: ssl.SSLContext) -> None:
         self._in = ssl.MemoryBIO()
@@ -347,23 +377,59 @@ class StdlibEngine:
 
 
 class DeferredEngine:
-    """pyOpenSSL over memory BIOs, accepting any client chain (or none) at the TLS layer.
+    """pyOpenSSL over memory BIOs, where mtlscore (not OpenSSL) decides the client chain.
 
-    OpenSSL's verify callback returns 1 for every certificate, so the handshake
-    completes and the session core decides — the only way to let "allow
-    invalid" through, since stdlib ``ssl`` exposes no verify callback.
+    Without a ``judge``, OpenSSL's verify callback returns 1 for every certificate,
+    so the handshake completes and the session core decides — the only way to let
+    "allow invalid" through, since stdlib ``ssl`` exposes no verify callback. With a
+    ``judge`` (``reject_at = "handshake"``, from a context made with ``judge=True``),
+    the callback hands the chain to it and fails the handshake with the alert of the
+    verdict's reason (mtlscore.gateway.handshake); a chain it cannot decide without I/O
+    completes the handshake and is decided after it.
     """
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, judge: Judge | None = None) -> None:
         from OpenSSL import SSL
 
         self._ssl = SSL
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_accept_state()
+        self._judge = judge
+        self._judged = False
+        self.verdict: Verdict | None = None
+        self._thumbprint: str | None = None
+        if judge is not None:
+            self._conn.set_app_data(self)  # found again from the verify callback
+
+    def _decide(self, store: Any) -> int:
+        """The X509_V_ERR code to fail verification with, or -1 to let it pass (verify callback)."""
+        if not self._judged:
+            self._judged = True
+            chain = _store_chain(store)
+            self.verdict = self._judge(chain) if self._judge is not None and chain else None
+            if chain and self.verdict is not None:
+                with contextlib.suppress(CertificateRejected):  # the log line's, nothing more
+                    self._thumbprint = x5t_s256(chain[0])
+        verdict = self.verdict
+        if verdict is None or verdict.ok or verdict.reason is None:
+            return -1
+        return _ALERT_CODES[handshake_alert(verdict.reason)]
 
     @staticmethod
-    def context(trust: TrustStore, *, certificate: str | pathlib.Path, key: str | pathlib.Path) -> Any:
-        """A pyOpenSSL server context for TLS 1.2+ whose verification always succeeds."""
+    def context(
+        trust: TrustStore,
+        *,
+        certificate: str | pathlib.Path,
+        key: str | pathlib.Path,
+        judge: bool = False,
+    ) -> Any:
+        """A pyOpenSSL server context for TLS 1.2+.
+
+        ``judge=False``: verification always succeeds (the core decides after the
+        handshake). ``judge=True``: a client certificate is required and each
+        connection's engine judges the chain inside the handshake (give the engine a
+        ``judge``).
+        """
         try:
             from OpenSSL import SSL
         except ImportError:
@@ -383,8 +449,12 @@ class DeferredEngine:
             raise ConfigError(
                 f"{certificate}, {key}: OpenSSL cannot load them: {exc}", key="server.certificate"
             ) from None
-        # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask, accept anything, decide later.
-        ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
+        if judge:
+            # No certificate: OpenSSL's own alert (certificate_required in TLS 1.3).
+            _set_judging_verify(ctx, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+        else:
+            # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask, accept anything, decide later.
+            ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
         ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         return ctx
@@ -401,6 +471,10 @@ class DeferredEngine:
         except self._ssl.WantReadError:
             return False
         except (self._ssl.Error, OSError) as exc:
+            verdict = self.verdict
+            if verdict is not None and not verdict.ok and verdict.reason is not None:
+                detail = f"{verdict.detail} (alert {handshake_alert(verdict.reason)})"
+                raise TLSHandshakeError(verdict.reason.value, detail, thumbprint=self._thumbprint) from None
             raise TLSHandshakeError(*handshake_reason(exc)) from None
         return True
 
@@ -458,15 +532,100 @@ class DeferredEngine:
         )
 
 
-def engine_factory(server: ServerConfig, trust: TrustStore) -> Callable[[], TLSEngine]:
-    """A maker of fresh engines for ``server``'s TLS engine and mode; raises ConfigError."""
+# -- the judging verify callback ------------------------------------------------------
+#
+# pyOpenSSL's set_verify callback can accept or refuse a certificate but cannot set the
+# store context's error, and OpenSSL picks the alert from that error. So the judging
+# context installs its own callback through the cffi binding pyOpenSSL itself uses (the
+# same calls as pyOpenSSL's _VerifyHelper): one callback for the process, which finds
+# the connection's engine from the SSL pointer.
+
+_VERIFY_CALLBACK: Any = None
+
+
+def _set_judging_verify(ctx: Any, mode: int) -> None:
+    global _VERIFY_CALLBACK
+    from OpenSSL._util import ffi, lib
+
+    if _VERIFY_CALLBACK is None:
+        _VERIFY_CALLBACK = ffi.callback("int (*)(int, X509_STORE_CTX *)", _judging_verify)
+    lib.SSL_CTX_set_verify(ctx._context, mode, _VERIFY_CALLBACK)
+
+
+def _judging_verify(ok: int, store: Any) -> int:
+    """OpenSSL's verify callback: called per certificate; the first call judges the chain."""
+    from OpenSSL import SSL
+    from OpenSSL._util import lib
+
+    try:
+        ssl_ptr = lib.X509_STORE_CTX_get_ex_data(store, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
+        conn = SSL.Connection._reverse_mapping.get(ssl_ptr)
+        engine = conn.get_app_data() if conn is not None else None
+        code = engine._decide(store) if isinstance(engine, DeferredEngine) else -1
+    except Exception:  # noqa: BLE001 - never unwind through OpenSSL; decided after the handshake
+        code = -1
+    if code < 0:
+        # OpenSSL's own verdict (no anchors are loaded: "unable to get local issuer") is
+        # not ours: pass, as the non-judging context does.
+        lib.X509_STORE_CTX_set_error(store, lib.X509_V_OK)
+        return 1
+    lib.X509_STORE_CTX_set_error(store, code)
+    return 0
+
+
+def _store_chain(store: Any) -> tuple[bytes, ...]:
+    """The chain OpenSSL built from what the client sent (DER, leaf first).
+
+    The certificates the client sent that link up from its leaf; unrelated extras
+    are not in it (OpenSSL 3.0's binding has no X509_STORE_CTX_get0_untrusted).
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from OpenSSL import crypto
+    from OpenSSL._util import lib
+
+    stack = lib.X509_STORE_CTX_get1_chain(store)
+    try:
+        # Each member is owned (freed) by the X509 object wrapping it, as in pyOpenSSL's
+        # X509StoreContext.get_verified_chain.
+        certs = [crypto.X509._from_raw_x509_ptr(lib.sk_X509_value(stack, i)) for i in range(lib.sk_X509_num(stack))]
+    finally:
+        lib.sk_X509_free(stack)
+    return tuple(c.to_cryptography().public_bytes(Encoding.DER) for c in certs)
+
+
+def deferred_available() -> bool:
+    """Whether pyOpenSSL (the deferred engine) can be imported."""
+    try:
+        import OpenSSL.SSL  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def engine_factory(server: ServerConfig, trust: TrustStore, judge: Judge | None = None) -> Callable[[], TLSEngine]:
+    """A maker of fresh engines for ``server``'s TLS engine and mode; raises ConfigError.
+
+    ``judge`` decides chains in the handshake when ``server.rejects_in_handshake``.
+    ``tls_engine = "auto"`` asking for the deferred engine only to reject in the
+    handshake falls back to stdlib ``ssl`` when pyOpenSSL is missing (startup warns).
+    """
     # FAPI 2.0 Security Profile §5.2.1: TLS 1.2 only with the RFC 9325 §4.2 suites; TLS 1.3 as is
     # (its suites are not set by the cipher list). Accounts with profile = "fapi2" check it too.
     fapi = ":".join(sorted(FAPI2_TLS12_CIPHERS)) if server.tls_profile == "fapi2" else None
-    if server.effective_tls_engine == "deferred":
-        dctx = DeferredEngine.context(trust, certificate=server.certificate, key=server.key)
+    engine = server.effective_tls_engine
+    fallback = (
+        server.tls_engine == "auto"
+        and server.mode == "reject_invalid"
+        and not server.proxies
+        and not deferred_available()
+    )
+    if engine == "deferred" and not fallback:
+        judging = server.rejects_in_handshake and judge is not None
+        dctx = DeferredEngine.context(trust, certificate=server.certificate, key=server.key, judge=judging)
         if fapi is not None:
             dctx.set_cipher_list(fapi.encode("ascii"))
+        if judging:
+            return lambda: DeferredEngine(dctx, judge)
         return lambda: DeferredEngine(dctx)
     sctx = server_context(trust, certificate=server.certificate, key=server.key, mode=server.handshake_mode)
     if fapi is not None:
