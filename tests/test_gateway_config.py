@@ -105,6 +105,11 @@ def test_trusted_proxy_tables() -> None:
         ({"max_connections": True}, "server.max_connections"),
         ({"account_header": "X Account"}, "server.account_header"),
         ({"forward_client_cert": "yes"}, "server.forward_client_cert"),
+        ({"reject_at": "tls"}, "server.reject_at"),
+        # Said explicitly but impossible: stdlib ssl has no verify callback; a proxy's
+        # connection carries other clients.
+        ({"reject_at": "handshake", "tls_engine": "ssl"}, "server.reject_at"),
+        ({"reject_at": "handshake", "trusted_proxies": ["10.0.0.0/8"]}, "server.reject_at"),
     ],
 )
 def test_bad_values_name_the_key(table: dict[str, Any], key: str) -> None:
@@ -197,3 +202,15 @@ def test_serve_names_the_file_and_the_key(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert f"in {bad}: server.trusted_proxies[0].client_address_hop: only X-Forwarded-For" in err[0]
+
+
+def test_reject_at_follows_mode_engine_and_proxies() -> None:
+    def server(**kw: Any) -> Any:
+        return server_from_config({**MIN, **kw}, base_dir=BASE)
+
+    assert server(reject_at="handshake", tls_engine="deferred").rejects_in_handshake
+    # Allow mode never rejects; behind proxies rejection is per request; tls_engine "ssl" cannot.
+    assert not server(mode="allow_invalid_or_missing").rejects_in_handshake
+    assert not server(trusted_proxies=["10.0.0.0/8"]).rejects_in_handshake
+    assert not server(tls_engine="ssl").rejects_in_handshake
+    assert server(tls_engine="ssl").effective_tls_engine == "ssl"

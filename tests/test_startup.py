@@ -131,3 +131,20 @@ def test_a_reload_applies_the_tls_engine(tmp_path: Path, caplog: pytest.LogCaptu
         assert state.reload() is True
     assert isinstance(state.snapshot.new_engine(), DeferredEngine)
     assert [json.loads(r.getMessage())["result"] for r in caplog.records] == ["ok"]
+
+
+def test_handshake_rejection_without_pyopenssl_falls_back_to_ssl_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tls_engine "auto" with reject_at "handshake" wants the deferred engine; without
+    pyOpenSSL the gateway still starts on stdlib ssl, and says what that costs."""
+    from mtlscore.runtimes import tls
+    from mtlscore.runtimes.tls import StdlibEngine
+
+    monkeypatch.setattr(tls, "deferred_available", lambda: False)
+    config = load_config(write(tmp_path))
+    [warning] = startup_warnings(config, at=NOW)
+    assert warning["key"] == "server.reject_at" and "pyOpenSSL" in warning["detail"]
+    assert isinstance(GatewayState.from_config_file(tmp_path / "mtlscore.toml").snapshot.new_engine(), StdlibEngine)
+    # Rejecting after the handshake needs no pyOpenSSL: nothing to warn about.
+    assert startup_warnings(load_config(write(tmp_path, extra='reject_at = "http"')), at=NOW) == []

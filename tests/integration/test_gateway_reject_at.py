@@ -44,6 +44,7 @@ ALERT_TEXT = {
     "unknown_ca": ("unknown ca", 48),
     "unsupported_certificate": ("unsupported certificate", 43),
     "bad_certificate": ("bad certificate", 42),
+    "certificate_unknown": ("certificate unknown", 46),
 }
 
 # client certificate -> the reason the gateway logs (the alert follows from the table).
@@ -80,8 +81,8 @@ def s_client(e: Env, port: int, cert: str | None, *extra: str) -> subprocess.Com
 
 
 def test_the_cases_cover_every_alert() -> None:
-    assert {handshake_alert(r) for r in CASES.values()} == set(ALERT_TEXT)
-    assert set(HANDSHAKE_ALERTS.values()) <= set(ALERT_TEXT) | {"certificate_unknown"}
+    covered = {handshake_alert(r) for r in CASES.values()} | {handshake_alert(Reason.REVOCATION_UNAVAILABLE)}
+    assert covered == set(ALERT_TEXT) == set(HANDSHAKE_ALERTS.values()) | {"bad_certificate"}
 
 
 @pytest.mark.anyio
@@ -129,6 +130,25 @@ async def test_reject_at_http_answers_the_same_clients_with_403(more: Env, anyio
         for cert, reason in CASES.items():
             status, _, body = await call(request, more, info.address.port, cert)
             assert (status, json.loads(body)["error"]) == (403, reason.value), cert
+
+
+@pytest.mark.anyio
+async def test_hard_fail_without_revocation_data_is_certificate_unknown(
+    more: Env, anyio_backend: str  # noqa: F811
+) -> None:
+    """Nothing is known against the certificate, its status just cannot be learnt (no CRL
+    for its CA, no fetching, hard-fail): certificate_unknown, logged revocation_unavailable."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    pytest.importorskip("OpenSSL")
+    config = more.config(f"hard-{anyio_backend}.toml")
+    config.write_text(config.read_text().replace('crls = ["issuing.crl"]', 'mode = "hard"'))
+    async with gateway(config, anyio_backend) as info:
+        out = await call(s_client, more, info.address.port, "good")
+        metrics = info.state.metrics
+    assert b"HTTP/1.1" not in out.stdout
+    assert b"alert certificate unknown" in out.stderr and b"alert number 46" in out.stderr, out.stderr
+    assert metrics.get("mtlscore_handshake_failures_total", reason="revocation_unavailable") == 1
 
 
 def get_status(d: Path, port: int, cert: str) -> tuple[int, str] | str:

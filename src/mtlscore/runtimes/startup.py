@@ -83,7 +83,16 @@ def startup_warnings(config: Any, *, at: datetime) -> list[dict[str, str]]:
             "accepted with a note) until the file is replaced",
         })
     server = getattr(config, "server", None)
-    if server is not None:
+    if server is not None and server.rejects_in_handshake and server.tls_engine == "auto":
+        from .tls import deferred_available
+
+        if not deferred_available():
+            warnings.append({
+                "key": "server.reject_at",
+                "detail": "rejecting in the handshake needs pyOpenSSL (pip install \"mtlscore[gateway]\"); "
+                "without it stdlib ssl refuses only what OpenSSL checks at the TLS layer, and every other "
+                "invalid certificate (expired, revoked, ...) gets an HTTP 403",
+            })
         try:
             mode = stat.S_IMODE(os.stat(server.key).st_mode)
         except OSError:

@@ -103,7 +103,9 @@ _ALERT_CODES: dict[str, int] = {
     "unknown_ca": 20,  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
     "unsupported_certificate": 26,  # X509_V_ERR_INVALID_PURPOSE
     "bad_certificate": 28,  # X509_V_ERR_CERT_REJECTED
-    "certificate_unknown": 0,  # X509_V_OK: the table's fallback
+    # X509_V_ERR_OCSP_CERT_UNKNOWN: not in the table, so its fallback, certificate_unknown
+    # (X509_V_OK would not do: a failed verification "without an error" is internal_error).
+    "certificate_unknown": 75,
 }
 
 # Decides a presented chain (DER, leaf first) inside the handshake: its verdict, or None
