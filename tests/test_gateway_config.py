@@ -75,7 +75,11 @@ def test_trusted_proxy_tables() -> None:
         ({"mode": "allow"}, "server.mode"),
         ({"runtime": "gevent"}, "server.runtime"),
         ({"tls_engine": "boring"}, "server.tls_engine"),
-        ({"upstream": "https://backend"}, "server.upstream"),
+        ({"upstream": "ftp://backend"}, "server.upstream"),
+        ({"upstream": "http://backend", "upstream_ca": "ca.pem"}, "server.upstream_ca"),
+        ({"upstream": "https://backend", "upstream_certificate": "c.pem"}, "server.upstream_key"),
+        ({"upstream": "https://backend", "upstream_key": "k.pem"}, "server.upstream_certificate"),
+        ({"upstream": "https://backend", "upstream_ca": 3}, "server.upstream_ca"),
         ({"upstream": "not a url"}, "server.upstream"),
         ({"trusted_proxies": ["nope"]}, "server.trusted_proxies"),
         ({"trusted_proxies": "10.0.0.0/8"}, "server.trusted_proxies"),
@@ -214,3 +218,17 @@ def test_reject_at_follows_mode_engine_and_proxies() -> None:
     assert not server(trusted_proxies=["10.0.0.0/8"]).rejects_in_handshake
     assert not server(tls_engine="ssl").rejects_in_handshake
     assert server(tls_engine="ssl").effective_tls_engine == "ssl"
+
+
+def test_https_upstream() -> None:
+    s = server_from_config(
+        {**MIN, "upstream": "https://api.internal/v1/", "upstream_ca": "up-ca.pem",
+         "upstream_certificate": "gw.pem", "upstream_key": "gw.key"},
+        base_dir=BASE,
+    )
+    assert s.upstream == Upstream("api.internal", 443, "/v1", tls=True)
+    assert s.upstream.authority == "api.internal"  # 443 is https's default
+    assert (s.upstream_ca, s.upstream_certificate, s.upstream_key) == (
+        BASE / "up-ca.pem", BASE / "gw.pem", BASE / "gw.key")
+    assert parse_upstream("https://10.0.0.7:8443").authority == "10.0.0.7:8443"
+    assert parse_upstream("http://h:443").authority == "h:443"

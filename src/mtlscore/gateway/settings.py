@@ -99,16 +99,18 @@ class Address:
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """Where accepted requests go: plain HTTP/1.1 on a host and port, under a path prefix."""
+    """Where accepted requests go: HTTP/1.1 on a host and port, under a path prefix;
+    ``tls``: over TLS (``https://``; the runtime checks the upstream's name against ``host``)."""
 
     host: str
     port: int
     prefix: str = ""
+    tls: bool = False
 
     @property
     def authority(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == 80 else f"{host}:{self.port}"
+        return host if self.port == (443 if self.tls else 80) else f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,11 @@ class ServerConfig:
     # reason's alert) or "http" (403 JSON). Trusted proxies make it "http" (per request).
     reject_at: str = "handshake"
     upstream: Upstream | None = None
+    # An https:// upstream: the CA bundle its certificate is verified with (None: the
+    # system's), and the certificate (chain) and key the gateway presents to it.
+    upstream_ca: pathlib.Path | None = None
+    upstream_certificate: pathlib.Path | None = None
+    upstream_key: pathlib.Path | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # The trusted proxies themselves (mtlscore.proxy.trusted): whose certificate headers the
     # gateway believes, per request, instead of the connection's own certificate.
@@ -249,20 +256,18 @@ def parse_address(value: Any, *, key: str) -> Address:
 
 
 def parse_upstream(value: Any, *, key: str = "server.upstream") -> Upstream:
-    """``http://host[:port][/prefix]`` as an :class:`Upstream`; raise ConfigError."""
+    """``http(s)://host[:port][/prefix]`` as an :class:`Upstream`; raise ConfigError."""
     m = _URL.match(value) if isinstance(value, str) else None
     if not m:
         raise ConfigError(f"expected a URL like 'http://127.0.0.1:8080', not {value!r}", key=key)
-    if m.group("scheme").lower() != "http":
-        raise ConfigError(
-            "only plain http:// upstreams are supported (the gateway terminates TLS; "
-            "run the upstream on loopback or a private network)",
-            key=key,
-        )
-    port = int(m.group("port") or 80)
+    scheme = m.group("scheme").lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"expected an http:// or https:// URL, not {scheme}://", key=key)
+    tls = scheme == "https"
+    port = int(m.group("port") or (443 if tls else 80))
     if not 0 < port <= 65535:
         raise ConfigError(f"port {port} out of range", key=key)
-    return Upstream(m.group("v6") or m.group("host"), port, (m.group("path") or "").rstrip("/"))
+    return Upstream(m.group("v6") or m.group("host"), port, (m.group("path") or "").rstrip("/"), tls)
 
 
 def _number(table: Mapping[str, Any], name: str, default: float, *, integer: bool = False) -> Any:
@@ -294,6 +299,9 @@ _KNOWN = {
     "tls_engine",
     "reject_at",
     "upstream",
+    "upstream_ca",
+    "upstream_certificate",
+    "upstream_key",
     "trusted_proxies",
     "admin_listen",
     "handshake_timeout_seconds",
@@ -354,6 +362,29 @@ def _target_forms(table: Mapping[str, Any]) -> frozenset[str]:
     if "origin" not in value:
         raise ConfigError("must include 'origin' (RFC 9112 §3.2.1: every client uses it)", key=key)
     return frozenset(value)
+
+
+def _upstream_files(
+    table: Mapping[str, Any], upstream: Upstream | None, base_dir: pathlib.Path
+) -> dict[str, pathlib.Path | None]:
+    """``upstream_ca`` / ``upstream_certificate`` / ``upstream_key``, resolved (not opened:
+    the runtime loads them and names the key and file when one cannot be used)."""
+    out: dict[str, pathlib.Path | None] = {}
+    for name in ("upstream_ca", "upstream_certificate", "upstream_key"):
+        value = table.get(name)
+        if value is None:
+            out[name] = None
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigError("must be the path of a PEM file", key=f"server.{name}")
+        if upstream is None or not upstream.tls:
+            raise ConfigError("only for an https:// upstream", key=f"server.{name}")
+        out[name] = (base_dir / value).resolve()
+    if (out["upstream_certificate"] is None) != (out["upstream_key"] is None):
+        missing = "upstream_key" if out["upstream_key"] is None else "upstream_certificate"
+        raise ConfigError("required with the other: the gateway's client certificate and its key go together",
+                          key=f"server.{missing}")
+    return out
 
 
 def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> ServerConfig:
@@ -423,8 +454,9 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
                 'request: set reject_at = "http"',
                 key="server.reject_at",
             )
-    upstream = table.get("upstream")
+    upstream = parse_upstream(table["upstream"]) if table.get("upstream") is not None else None
     admin = table.get("admin_listen")
+    upstream_files = _upstream_files(table, upstream, base_dir)
     return ServerConfig(
         certificate=paths["certificate"],
         key=paths["key"],
@@ -433,7 +465,8 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         mode=mode,  # type: ignore[arg-type]
         tls_engine=tls_engine,
         reject_at=reject_at,
-        upstream=parse_upstream(upstream) if upstream is not None else None,
+        upstream=upstream,
+        **upstream_files,
         trusted_proxies=tuple(nets),
         proxies=tuple(trusted),
         admin_listen=parse_address(admin, key="server.admin_listen") if admin is not None else None,

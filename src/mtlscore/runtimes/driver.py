@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import pathlib
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -53,6 +54,7 @@ from ..reasons import ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate, parse_certificate
 from .metrics import Metrics, require_exposition
 from .tls import TLSEngine, TLSHandshakeError, engine_factory
+from .upstream_tls import TLSClientStream, upstream_context
 
 __all__ = ["GatewayState", "Snapshot", "Stream", "serve_admin", "serve_connection"]
 
@@ -90,6 +92,8 @@ class Snapshot:
     new_engine: Callable[[], TLSEngine]
     # Files whose change triggers a reload: (path, mtime_ns).
     watched: tuple[tuple[pathlib.Path, int], ...] = ()
+    # The client context for an https:// upstream (mtlscore.runtimes.upstream_tls), else None.
+    upstream_tls: ssl.SSLContext | None = None
 
 
 def _mtime(path: pathlib.Path) -> int:
@@ -321,9 +325,11 @@ def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Pa
     gateway = Gateway(validator=config.validator(), server=server, limiter=limiter,
                       jwks_cache=JwksCache(server.jwks))
     # The server's own certificate and key, and the CA bundles and CRLs the config names.
-    files = (*watch, server.certificate, server.key, *getattr(config, "files", ()))
+    upstream_files = (server.upstream_ca, server.upstream_certificate, server.upstream_key)
+    files = (*watch, server.certificate, server.key, *getattr(config, "files", ()),
+             *(p for p in upstream_files if p is not None))
     new_engine = engine_factory(server, config.trust, judge=partial(_judge, gateway))
-    return Snapshot(gateway, new_engine, tuple((p, _mtime(p)) for p in files))
+    return Snapshot(gateway, new_engine, tuple((p, _mtime(p)) for p in files), upstream_context(server))
 
 
 def _judge(gateway: Gateway, chain: Sequence[bytes]) -> Verdict | None:
@@ -342,7 +348,7 @@ def load_snapshot(path: pathlib.Path, limiter: RateLimiter) -> Snapshot:
     snap = build_snapshot(config, limiter)
     for warning in warnings:
         logger.warning(json.dumps({"event": "config_warning", **warning}))
-    return Snapshot(snap.gateway, snap.new_engine, ((path, mtime), *snap.watched))
+    return Snapshot(snap.gateway, snap.new_engine, ((path, mtime), *snap.watched), snap.upstream_tls)
 
 
 # -- one client connection ----------------------------------------------------------
@@ -379,6 +385,23 @@ async def _linger(stream: Stream, engine: TLSEngine, limit: int, clock: Callable
         if not data:
             return
         seen += len(data)
+
+
+async def _open_upstream(
+    connect: Connect, action: OpenUpstream, tls: ssl.SSLContext | None, clock: Callable[[], float]
+) -> Stream:
+    """Connect, and over an https:// upstream complete the TLS handshake, within ``action.timeout``."""
+    deadline = clock() + action.timeout
+    raw = await connect(action.host, action.port, action.timeout)
+    if tls is None:
+        return raw
+    stream = TLSClientStream(raw, tls, action.host)
+    try:
+        await stream.handshake(deadline - clock(), clock)
+    except BaseException:
+        await raw.aclose()
+        raise
+    return stream
 
 
 async def serve_connection(
@@ -483,7 +506,7 @@ async def serve_connection(
                 session.validated(await resolve(action.validation))
             elif isinstance(action, OpenUpstream):
                 try:
-                    upstream = await connect(action.host, action.port, action.timeout)
+                    upstream = await _open_upstream(connect, action, snapshot.upstream_tls, clock)
                 except TimeoutError:
                     session.upstream_failed(
                         UpstreamFailure.TIMEOUT, f"connecting to {action.host}:{action.port} timed out"
