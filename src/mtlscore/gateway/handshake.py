@@ -13,7 +13,8 @@ asks for data it does not hold, :func:`handshake_verdict` answers None: the
 handshake completes and the chain is decided after it, with fetching, and
 refused with HTTP 403. The fetched CRL / OCSP answer then sits in the
 revocation cache, so the next connection under that CA is decided in its
-handshake.
+handshake. Likewise a self-signed certificate that may be an RFC 8705 §2.2 client
+registered by key is decided after the handshake, by the session.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from datetime import datetime
 
 from ..decision.validator import Validator
 from ..decision.verdict import Verdict
-from ..reasons import Reason
+from ..identity.self_signed import is_candidate
+from ..reasons import CertificateRejected, Reason
+from ..x509.cert import parse_certificate
 
 __all__ = ["DEFAULT_ALERT", "HANDSHAKE_ALERTS", "handshake_alert", "handshake_verdict"]
 
@@ -80,8 +83,26 @@ def handshake_verdict(
     if not chain:
         return Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
     if not validator.policy.fetch:
-        return validator.validate(list(chain), at=at, crls=crls)
-    # The machine steps on its own until it decides or asks; an ask is a CRL, an OCSP
-    # answer or an issuer to fetch, which cannot happen inside a handshake.
-    event = validator.start(list(chain), at=at, crls=crls).next_event()
-    return event if isinstance(event, Verdict) else None
+        verdict = validator.validate(list(chain), at=at, crls=crls)
+    else:
+        # The machine steps on its own until it decides or asks; an ask is a CRL, an OCSP
+        # answer or an issuer to fetch, which cannot happen inside a handshake.
+        event = validator.start(list(chain), at=at, crls=crls).next_event()
+        if not isinstance(event, Verdict):
+            return None
+        verdict = event
+    if verdict.reason is Reason.UNTRUSTED and _self_signed_candidate(validator, chain):
+        # RFC 8705 §2.2: a self-signed certificate no CA vouches for may be a client known
+        # by its registered key, which the session matches after the handshake (keys behind
+        # a jwks_uri may need fetching): decided there, accepted or not_allowlisted.
+        return None
+    return verdict
+
+
+def _self_signed_candidate(validator: Validator, chain: Sequence[bytes]) -> bool:
+    if not getattr(validator.identity_map, "self_signed_clients", ()):
+        return False
+    try:
+        return is_candidate([parse_certificate(der, remember=False) for der in chain])
+    except CertificateRejected:
+        return False
