@@ -29,9 +29,9 @@ def scrape(m: Metrics, accept: str = "") -> dict[str, dict[tuple[tuple[str, str]
 
 def test_render_has_help_type_and_samples() -> None:
     m = Metrics()
-    m.inc("mtlscore_decisions_total", {"outcome": "deny", "reason": "expired"})
-    m.inc("mtlscore_decisions_total", {"outcome": "deny", "reason": "expired"})
-    m.inc("mtlscore_decisions_total", {"outcome": "forward", "reason": "ok"})
+    m.inc("mtlscore_decisions_total", {"outcome": "deny", "reason": "expired", "lb_error": "client_cert_validation_failed"})
+    m.inc("mtlscore_decisions_total", {"outcome": "deny", "reason": "expired", "lb_error": "client_cert_validation_failed"})
+    m.inc("mtlscore_decisions_total", {"outcome": "forward", "reason": "ok", "lb_error": ""})
     m.inc("mtlscore_connections_total", by=3)
     _, body = m.render()
     text = body.decode()
@@ -39,8 +39,8 @@ def test_render_has_help_type_and_samples() -> None:
     assert "# TYPE mtlscore_decisions_total counter" in text
     got = scrape(m)
     assert got["mtlscore_decisions_total"] == {
-        (("outcome", "deny"), ("reason", "expired")): 2,
-        (("outcome", "forward"), ("reason", "ok")): 1,
+        (("lb_error", "client_cert_validation_failed"), ("outcome", "deny"), ("reason", "expired")): 2,
+        (("lb_error", ""), ("outcome", "forward"), ("reason", "ok")): 1,
     }
     assert got["mtlscore_connections_total"] == {(): 3}
     assert m.get("mtlscore_decisions_total", outcome="deny", reason="expired") == 2
@@ -69,8 +69,8 @@ def test_labels_are_the_declared_ones() -> None:
 
 def test_label_values_are_escaped() -> None:
     m = Metrics()
-    m.inc("mtlscore_handshake_failures_total", {"reason": 'a"b\\c\nd'})
-    assert scrape(m)["mtlscore_handshake_failures_total"] == {(("reason", 'a"b\\c\nd'),): 1}
+    m.inc("mtlscore_handshake_failures_total", {"reason": 'a"b\\c\nd', "lb_error": ""})
+    assert scrape(m)["mtlscore_handshake_failures_total"] == {(("lb_error", ""), ("reason", 'a"b\\c\nd')): 1}
 
 
 def test_openmetrics_when_the_scraper_asks_for_it() -> None:
@@ -109,7 +109,7 @@ def test_multiprocess_mode_reports_totals_over_processes(tmp_path: Path) -> None
     count = """
         from mtlscore.runtimes.metrics import Metrics
         m = Metrics()
-        m.inc("mtlscore_decisions_total", {"outcome": "deny", "reason": "expired"}, by=%d)
+        m.inc("mtlscore_decisions_total", {"outcome": "deny", "reason": "expired", "lb_error": "x"}, by=%d)
         m.inc("mtlscore_connections_total")
         print(m.get("mtlscore_decisions_total", outcome="deny", reason="expired"))
     """
@@ -128,7 +128,7 @@ def test_multiprocess_mode_reports_totals_over_processes(tmp_path: Path) -> None
         for fam in text_string_to_metric_families(body)
         for s in fam.samples
     }
-    assert got[("mtlscore_decisions_total", (("outcome", "deny"), ("reason", "expired")))] == 5
+    assert got[("mtlscore_decisions_total", (("lb_error", "x"), ("outcome", "deny"), ("reason", "expired")))] == 5
     assert got[("mtlscore_connections_total", ())] == 2
 
 

@@ -33,6 +33,7 @@ from test_gateway_revocation import gateway as revocation_gateway
 
 from mtlscore import pki
 from mtlscore.gateway.handshake import HANDSHAKE_ALERTS, handshake_alert
+from mtlscore.proxy.headers import lb_error_name
 from mtlscore.reasons import Reason
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -108,7 +109,10 @@ async def test_handshake_fails_with_the_reasons_alert(
         assert b"HTTP/1.1" not in out.stdout, cert  # no HTTP answer: the handshake failed
         assert f"alert {text}".encode() in out.stderr and f"alert number {number}".encode() in out.stderr, (
             cert, out.stderr)
-        assert metrics.get("mtlscore_handshake_failures_total", reason=reason.value) == 1
+        # Both names, mtlscore's and the load balancer's, in the metric labels (docs/gateway.md "Error names").
+        lb = lb_error_name(reason.value)
+        assert lb and metrics.get("mtlscore_handshake_failures_total", reason=reason.value, lb_error=lb) == 1
+        assert metrics.get("mtlscore_decisions_total", outcome="deny", reason=reason.value, lb_error=lb) == 1
     # No certificate at all: OpenSSL's own alert (TLS 1.3 certificate_required; TLS 1.2 handshake_failure).
     assert b"HTTP/1.1" not in none.stdout
     assert (b"certificate required" if version == "-tls1_3" else b"handshake failure") in none.stderr
@@ -119,6 +123,7 @@ async def test_handshake_fails_with_the_reasons_alert(
         d = denied[reason.value]
         assert d.status is None and d.thumbprint and d.detail.startswith("TLS handshake failed: ")
         assert f"(alert {handshake_alert(reason)})" in d.detail
+        assert d.as_log()["lb_error"] == lb_error_name(reason.value)
     assert "expired" in denied["expired"].detail and "revoked" in denied["revoked"].detail
 
 

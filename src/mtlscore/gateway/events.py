@@ -15,6 +15,7 @@ from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
 from ..identity.identity import Identity
 from ..identity.jwks import JwksCache, NeedJwks
+from ..proxy.headers import lb_error_name
 from ..proxy.trusted import ClientAddress
 from ..reasons import Reason
 from ..x509.cert import Certificate
@@ -179,6 +180,11 @@ class Decision:
     method: str = ""
     target: str = ""
 
+    @property
+    def lb_error(self) -> str:
+        """The load balancer's name for :attr:`reason` (docs/gateway.md "Error names"), or ""."""
+        return lb_error_name(self.reason)
+
     def as_log(self) -> dict[str, Any]:
         """The decision as a flat dict for one structured log line."""
         return {
@@ -186,6 +192,7 @@ class Decision:
             "outcome": self.outcome,
             "status": self.status,
             "reason": self.reason,
+            "lb_error": self.lb_error or None,
             "account": self.account,
             "thumbprint": self.thumbprint,
             "peer": self.peer,

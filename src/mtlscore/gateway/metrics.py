@@ -20,12 +20,13 @@ __all__ = ["FAMILIES", "Gauge", "expiry_gauges", "label_values"]
 # HELP/TYPE lines, even before the first sample.
 _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mtlscore_decisions_total": (
-        "Gateway decisions by outcome (forward, deny, error) and reason code.",
-        ("outcome", "reason"),
+        "Gateway decisions by outcome (forward, deny, error), reason code and the load balancer's "
+        "error name for it (empty when it has none).",
+        ("outcome", "reason", "lb_error"),
     ),
     "mtlscore_handshake_failures_total": (
-        "TLS handshakes that failed, by the nearest reason code.",
-        ("reason",),
+        "TLS handshakes that failed, by the nearest reason code and the load balancer's error name for it.",
+        ("reason", "lb_error"),
     ),
     "mtlscore_responses_total": ("HTTP responses sent to clients, by status code.", ("status",)),
     "mtlscore_connections_total": ("Client connections accepted.", ()),

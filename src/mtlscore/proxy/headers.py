@@ -62,7 +62,9 @@ __all__ = [
     "emit_nginx_cert",
     "emit_nginx_escaped_cert",
     "emit_xfcc",
+    "gcp_error",
     "gcp_headers",
+    "lb_error_name",
     "parse_alb_clientcert",
     "parse_alb_leaf",
     "parse_client_cert",
@@ -280,6 +282,20 @@ _CHAIN_OK_REASONS = frozenset({Reason.IDENTITY_UNMAPPED, Reason.BINDING_MISMATCH
 def gcp_error(reason: Reason) -> str:
     """The GCP load balancer's ``client_cert_error`` value nearest to ``reason``."""
     return _GCP_ERRORS.get(reason, "client_cert_validation_failed")
+
+
+def lb_error_name(code: str | None) -> str:
+    """The load balancer's error name for a decision's reason code: the GCP
+    ``client_cert_error`` of a certificate reason (:func:`gcp_error`), ``""`` for
+    an accepted certificate and for codes that are not about the certificate
+    (``credential_missing``, ``rate_limited``, ``upstream_timeout``, …: the load
+    balancer's client-certificate vocabulary has no name for them)."""
+    if code is None or code not in _REASON_CODES:
+        return ""
+    return gcp_error(Reason(code))
+
+
+_REASON_CODES = frozenset(r.value for r in Reason)
 
 
 def _b64_list(values: Iterable[str]) -> str:

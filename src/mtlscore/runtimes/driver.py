@@ -50,6 +50,7 @@ from ..gateway.session import (
 )
 from ..gateway.settings import RESTART_KEYS
 from ..identity.jwks import JwksCache, NeedJwks
+from ..proxy.headers import lb_error_name
 from ..reasons import ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate, parse_certificate
 from .metrics import Metrics, require_exposition
@@ -206,7 +207,7 @@ class GatewayState:
         """Log one decision as a JSON line and count it; an accepted ``chain`` goes to the radar."""
         self.metrics.inc(
             "mtlscore_decisions_total",
-            {"outcome": decision.outcome, "reason": decision.reason or "ok"},
+            {"outcome": decision.outcome, "reason": decision.reason or "ok", "lb_error": decision.lb_error},
         )
         if logger.isEnabledFor(logging.INFO):  # the JSON line is built only when it is written
             logger.info(json.dumps(decision.as_log(), sort_keys=False))
@@ -444,12 +445,13 @@ async def serve_connection(
                     raise TLSHandshakeError("tls_protocol_error", "handshake timed out")
                 engine.feed(raw)
         except TimeoutError:
-            state.metrics.inc("mtlscore_handshake_failures_total", {"reason": "tls_protocol_error"})
+            state.metrics.inc("mtlscore_handshake_failures_total", {"reason": "tls_protocol_error", "lb_error": ""})
             return
         except TLSHandshakeError as exc:
             with contextlib.suppress(TimeoutError):
                 await _flush(stream, engine, max(deadline - clock(), 0.001))  # the alert, so the client learns why
-            state.metrics.inc("mtlscore_handshake_failures_total", {"reason": exc.code})
+            state.metrics.inc("mtlscore_handshake_failures_total",
+                              {"reason": exc.code, "lb_error": lb_error_name(exc.code)})
             reason = Reason(exc.code) if exc.code in Reason.__members__.values() else None
             if reason is not None:
                 state.record(handshake_decision(reason, exc.detail, peer, thumbprint=exc.thumbprint))

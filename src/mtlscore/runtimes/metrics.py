@@ -98,9 +98,14 @@ class Metrics:
             (counter.labels(*key) if key else counter).inc(by)
 
     def get(self, family: str, **labels: str) -> int:
-        """This process's value of ``family{labels}`` (0 when never incremented)."""
+        """This process's value of ``family{labels}`` (0 when never incremented); labels left
+        out match any value (the sum over them, as a PromQL ``sum`` without them)."""
         _, names = FAMILIES[family]
-        return self._counts[family].get(tuple(labels.get(n, "") for n in names), 0)
+        unknown = set(labels) - set(names)
+        if unknown:
+            raise KeyError(f"{family} takes labels {names}, got {sorted(unknown)}")
+        want = [(i, labels[n]) for i, n in enumerate(names) if n in labels]
+        return sum(v for key, v in self._counts[family].items() if all(key[i] == value for i, value in want))
 
     def samples(self) -> Iterable[tuple[str, dict[str, str], int]]:
         """This process's samples as (family, labels, value), families in declaration order."""
