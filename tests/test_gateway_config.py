@@ -110,6 +110,21 @@ def test_trusted_proxy_tables() -> None:
         ({"account_header": "X Account"}, "server.account_header"),
         ({"forward_client_cert": "yes"}, "server.forward_client_cert"),
         ({"reject_at": "tls"}, "server.reject_at"),
+        ({"forward_certificate": {"format": "der"}}, "server.forward_certificate[0].format"),
+        ({"forward_certificate": []}, "server.forward_certificate"),
+        ({"forward_certificate": ["rfc9440"]}, "server.forward_certificate[0]"),
+        ({"forward_certificate": {"format": "xfcc", "colour": "red"}}, "server.forward_certificate[0]"),
+        ({"forward_certificate": {"format": "xfcc", "header": "X-Client-Cert-Hash"}},
+         "server.forward_certificate[0].header"),
+        ({"forward_certificate": {"format": "xfcc", "header": "Host"}}, "server.forward_certificate[0].header"),
+        ({"forward_certificate": {"format": "xfcc", "header": "X Cert"}}, "server.forward_certificate[0].header"),
+        ({"forward_certificate": {"format": "xfcc", "header": "X-Mtls-Account"}},
+         "server.forward_certificate[0].header"),
+        ({"forward_certificate": [{"format": "xfcc", "header": "X-Cert"}, {"format": "pem_base64", "header": "x_cert"}]},
+         "server.forward_certificate[1].header"),
+        ({"forward_certificate": {"format": "xfcc", "chain_header": "X-Chain"}},
+         "server.forward_certificate[0].chain_header"),
+        ({"forward_certificate": {"format": "rfc9440"}, "forward_client_cert": True}, "server.forward_certificate"),
         # Said explicitly but impossible: stdlib ssl has no verify callback; a proxy's
         # connection carries other clients.
         ({"reject_at": "handshake", "tls_engine": "ssl"}, "server.reject_at"),
@@ -232,3 +247,23 @@ def test_https_upstream() -> None:
         BASE / "up-ca.pem", BASE / "gw.pem", BASE / "gw.key")
     assert parse_upstream("https://10.0.0.7:8443").authority == "10.0.0.7:8443"
     assert parse_upstream("http://h:443").authority == "h:443"
+
+
+def test_forward_certificate() -> None:
+    from mtlscore.gateway.settings import ForwardCertificate
+
+    assert server_from_config(MIN, base_dir=BASE).forward_certificate == ()  # the RFC 9440 pair, as before
+    one = server_from_config({**MIN, "forward_certificate": {"format": "nginx_escaped", "header": "X-Cert"}},
+                             base_dir=BASE)
+    assert one.forward_certificate == (ForwardCertificate("nginx_escaped", "X-Cert"),)
+    many = server_from_config(
+        {**MIN, "forward_certificate": [{"format": "rfc9440"}, {"format": "rfc9440", "header": "X-Leaf"},
+                                        {"format": "xfcc"}, {"format": "pem_base64"}]},
+        base_dir=BASE,
+    )
+    assert many.forward_certificate == (
+        ForwardCertificate("rfc9440", "Client-Cert", "Client-Cert-Chain"),
+        ForwardCertificate("rfc9440", "X-Leaf", "X-Leaf-Chain"),
+        ForwardCertificate("xfcc", "X-Forwarded-Client-Cert"),
+        ForwardCertificate("pem_base64", "X-Client-Cert-PEM"),
+    )

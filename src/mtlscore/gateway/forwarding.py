@@ -9,6 +9,7 @@ over header lists; ``gateway/session.py`` drives them.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,18 @@ from typing import Any
 import h11
 
 from ..decision.verdict import Verdict
-from ..proxy.headers import IDENTITY_HEADER_NAMES, emit_client_cert, emit_client_cert_chain, gcp_headers
+from ..proxy.headers import (
+    IDENTITY_HEADER_NAMES,
+    XfccElement,
+    emit_client_cert,
+    emit_client_cert_chain,
+    emit_nginx_escaped_cert,
+    emit_xfcc,
+    gcp_headers,
+)
 from ..x509.cert import Certificate
 from .events import TLSFacts
-from .settings import ServerConfig
+from .settings import ForwardCertificate, ServerConfig
 
 __all__ = ["GATEWAY_OWNED", "HOP_BY_HOP", "HeaderFilter", "request_header_filter"]
 
@@ -81,6 +90,9 @@ def request_header_filter(server: ServerConfig) -> HeaderFilter:
     and client-address headers, the account header and ``strip_request_headers``."""
     exact = set(_IDENTITY_EXACT | GATEWAY_OWNED)
     exact.add(_normal(server.account_header.encode()))
+    # The headers the certificate is forwarded in: every incoming copy goes first.
+    for forward in server.forward_certificate:
+        exact.update(_normal(h.encode("latin-1")) for h in forward.headers)
     for proxy in server.proxies:
         # The proxy's own basic credentials are for the gateway, never for the upstream.
         auth = proxy.auth_header if proxy.credentials is not None else None
@@ -106,15 +118,35 @@ def _identity_headers(
     verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
 ) -> list[tuple[str, str]]:
     out = list(gcp_headers(verdict, present=bool(presented)))
-    if server.forward_client_cert and presented:
-        # RFC 9440 §2: Client-Cert is the leaf; Client-Cert-Chain the rest, leaf excluded.
-        out.append(("Client-Cert", emit_client_cert(presented[0])))
-        chain = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
-        if chain:
-            out.append(("Client-Cert-Chain", emit_client_cert_chain(chain)))
+    if presented:
+        # The rest of the chain: the validated path when valid, else what was presented.
+        rest = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
+        forwards = server.forward_certificate or (
+            (ForwardCertificate("rfc9440", "Client-Cert", "Client-Cert-Chain"),) if server.forward_client_cert else ()
+        )
+        for forward in forwards:
+            out += _certificate_headers(forward, presented[0], rest)
     if account is not None and verdict.ok:
         out.append((server.account_header, account))
     return out
+
+
+def _certificate_headers(
+    forward: ForwardCertificate, leaf: Certificate, rest: Sequence[Certificate]
+) -> list[tuple[str, str]]:
+    """The header(s) carrying the client certificate in ``forward``'s format."""
+    if forward.format == "rfc9440":
+        # RFC 9440 §2: Client-Cert is the leaf; Client-Cert-Chain the rest, leaf excluded.
+        out = [(forward.header, emit_client_cert(leaf))]
+        if rest and forward.chain_header:
+            out.append((forward.chain_header, emit_client_cert_chain(rest)))
+        return out
+    if forward.format == "nginx_escaped":
+        return [(forward.header, emit_nginx_escaped_cert(leaf))]
+    if forward.format == "pem_base64":
+        return [(forward.header, base64.b64encode(leaf.pem.encode("ascii")).decode("ascii"))]
+    # xfcc: the element an Envoy in front would have added (Hash, Cert, Chain, Subject, URI, DNS).
+    return [(forward.header, emit_xfcc([XfccElement.from_chain([leaf, *rest])]))]
 
 
 def _strip(headers: Iterable[tuple[bytes, bytes]], owned: HeaderFilter) -> list[tuple[bytes, bytes]]:

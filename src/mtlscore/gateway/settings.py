@@ -21,12 +21,14 @@ from ..reasons import ConfigError
 
 __all__ = [
     "DEFAULT_STRIP_REQUEST_HEADERS",
+    "FORWARD_FORMATS",
     "MODES",
     "REJECT_AT",
     "REQUEST_TARGET_FORMS",
     "RESTART_KEYS",
     "TLS_ENGINES",
     "Address",
+    "ForwardCertificate",
     "ServerConfig",
     "Upstream",
     "server_from_config",
@@ -50,6 +52,46 @@ RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime")
 # RFC 9112 §3.2: the request-target forms a client may use. "origin" is always on;
 # authority-form (CONNECT) never is: the gateway is not a tunnel.
 REQUEST_TARGET_FORMS: tuple[str, ...] = ("origin", "absolute", "asterisk")
+
+# [server] forward_certificate: how the client certificate travels to the upstream.
+# format -> its default header. rfc9440: RFC 9440 Client-Cert (the leaf) with
+# Client-Cert-Chain; nginx_escaped: URL-escaped PEM of the leaf, as nginx's
+# $ssl_client_escaped_cert; pem_base64: the leaf's PEM text, base64 (one header line);
+# xfcc: one Envoy x-forwarded-client-cert element (Hash, Cert, Chain, Subject, URI, DNS).
+FORWARD_FORMATS: dict[str, str] = {
+    "rfc9440": "Client-Cert",
+    "nginx_escaped": "X-SSL-Client-Cert",
+    "pem_base64": "X-Client-Cert-PEM",
+    "xfcc": "X-Forwarded-Client-Cert",
+}
+# Headers a forward_certificate header may not take: the gateway's verdict headers,
+# framing and routing, and the addresses it writes itself.
+_RESERVED_FORWARD = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "trailer",
+    "keep-alive", "proxy-connection", "expect", "authorization", "cookie",
+    "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip",
+    "x-client-cert-present", "x-client-cert-chain-verified", "x-client-cert-error", "x-client-cert-hash",
+    "x-client-cert-serial-number", "x-client-cert-spiffe", "x-client-cert-uri-sans",
+    "x-client-cert-dnsname-sans", "x-client-cert-valid-not-before", "x-client-cert-valid-not-after",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardCertificate:
+    """One way the client certificate is sent upstream: a format under a header name.
+
+    ``chain_header``: rfc9440 only, the header of the rest of the chain (RFC 9440
+    ``Client-Cert-Chain``).
+    """
+
+    format: str
+    header: str
+    chain_header: str | None = None
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        return (self.header, self.chain_header) if self.chain_header else (self.header,)
+
 
 # Identity-looking and address-looking request headers removed from every client
 # request (on top of the ones the gateway always owns, mtlscore.gateway.forwarding): what a
@@ -169,6 +211,9 @@ class ServerConfig:
     account_header: str = "X-Mtls-Account"
     # RFC 9440 Client-Cert / Client-Cert-Chain towards the upstream.
     forward_client_cert: bool = True
+    # forward_certificate: the formats and headers the certificate travels in (empty:
+    # the RFC 9440 pair, as forward_client_cert says).
+    forward_certificate: tuple[ForwardCertificate, ...] = ()
     # Seconds between checks of the config file's mtime (0: only SIGHUP reloads).
     reload_poll: float = 2.0
     # Client request headers removed before forwarding (names; "Prefix-*" patterns).
@@ -320,6 +365,7 @@ _KNOWN = {
     "max_connections_per_address",
     "account_header",
     "forward_client_cert",
+    "forward_certificate",
     "reload_poll_seconds",
     "strip_request_headers",
     "request_target_forms",
@@ -362,6 +408,59 @@ def _target_forms(table: Mapping[str, Any]) -> frozenset[str]:
     if "origin" not in value:
         raise ConfigError("must include 'origin' (RFC 9112 §3.2.1: every client uses it)", key=key)
     return frozenset(value)
+
+
+def _forward_certificate(table: Mapping[str, Any], account_header: str) -> tuple[ForwardCertificate, ...]:
+    """``forward_certificate``: one table or an array of tables ``{format, header[, chain_header]}``."""
+    value = table.get("forward_certificate")
+    if value is None:
+        return ()
+    if "forward_client_cert" in table:
+        raise ConfigError("give forward_certificate or forward_client_cert, not both "
+                          "(list {format = \"rfc9440\"} to keep Client-Cert)", key="server.forward_certificate")
+    entries = [value] if isinstance(value, Mapping) else value
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("must be a table {format = …, header = …} or an array of them",
+                          key="server.forward_certificate")
+    out: list[ForwardCertificate] = []
+    taken: dict[str, str] = {_normal_name(account_header): "server.account_header"}
+    for i, entry in enumerate(entries):
+        key = f"server.forward_certificate[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError("must be a table {format = …, header = …}", key=key)
+        unknown = set(entry) - {"format", "header", "chain_header"}
+        if unknown:
+            raise ConfigError(f"unknown key {sorted(unknown)[0]!r} (known: format, header, chain_header)", key=key)
+        fmt = entry.get("format")
+        if fmt not in FORWARD_FORMATS:
+            raise ConfigError(f"format must be one of {', '.join(FORWARD_FORMATS)}; got {fmt!r}", key=f"{key}.format")
+        header = entry.get("header", FORWARD_FORMATS[fmt])
+        chain = entry.get("chain_header")
+        if chain is not None and fmt != "rfc9440":
+            raise ConfigError("only for format rfc9440 (the other formats carry one header)",
+                              key=f"{key}.chain_header")
+        if fmt == "rfc9440" and chain is None:
+            chain = "Client-Cert-Chain" if header == "Client-Cert" else f"{header}-Chain"
+        for name, value in (("header", header), ("chain_header", chain)):
+            if value is None:
+                continue
+            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9\-]*", value):
+                raise ConfigError(f"must be an HTTP header name (letters, digits, '-'); got {value!r}",
+                                  key=f"{key}.{name}")
+            normal = _normal_name(value)
+            if normal in _RESERVED_FORWARD:
+                raise ConfigError(f"{value} is the gateway's own (or HTTP framing): choose another name",
+                                  key=f"{key}.{name}")
+            if normal in taken:
+                raise ConfigError(f"{value} is already used by {taken[normal]}", key=f"{key}.{name}")
+            taken[normal] = f"{key}.{name}"
+        out.append(ForwardCertificate(str(fmt), header, chain))
+    return tuple(out)
+
+
+def _normal_name(name: str) -> str:
+    # As the request filter compares names: case-insensitive, "_" as "-".
+    return name.lower().replace("_", "-")
 
 
 def _upstream_files(
@@ -490,6 +589,7 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         ),
         account_header=account_header,
         forward_client_cert=forward,
+        forward_certificate=_forward_certificate(table, account_header),
         reload_poll=_number(table, "reload_poll_seconds", 2.0),
         strip_request_headers=_strip_request_headers(table),
         request_target_forms=_target_forms(table),
