@@ -570,7 +570,7 @@ async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream,
         status, ctype, text = await call(scrape)
         assert status == 200
         assert ctype.startswith("text/plain; version=0.0.4")
-        assert 'mtlscore_decisions_total{outcome="deny",reason="expired"} 1.0' in text
+        assert 'mtlscore_decisions_total{lb_error="client_cert_validation_failed",outcome="deny",reason="expired"} 1.0' in text
         assert "# TYPE mtlscore_handshake_failures_total counter" in text
         # A scraper that prefers OpenMetrics gets it (prometheus-client's negotiation).
         status, ctype, text = await call(scrape, "application/openmetrics-text; version=1.0.0,text/plain;q=0.5")
