@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mtlscore.gateway.events import Decision, handshake_decision
-from mtlscore.runtimes.metrics import Metrics
 from mtlscore.proxy.headers import gcp_headers, lb_error_name
 from mtlscore.reasons import Reason
+from mtlscore.runtimes.metrics import Metrics
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "gateway.md"
 
