@@ -174,6 +174,7 @@ def test_certs_reads_a_snapshot_and_the_config(tmp_path: Path) -> None:
         (("certs", "{snap}", "--within", "soon"), "--within 'soon'"),
         (("certs", "{bad}"), "not an mtlscore snapshot: certificates[0].kind"),
         (("certs", "{missing}"), "cannot read"),
+        (("certs", "--config", "{badconfig}"), "trust.anchors[0]"),
         (("certs", "https://127.0.0.1:1"), "plain http://"),
         (("preview", "--config", "{config}", "--chains", "{missing}"), "not a directory"),
         (("preview", "--config", "{config}", "--chains", "{junkdir}"), "junk.pem: malformed"),
@@ -193,7 +194,9 @@ def test_command_errors_are_one_line_and_exit_2(argv: tuple[str, ...], message: 
         "junkdir": tmp_path / "junk",
         "chainless": tmp_path / "chainless.json",
         "keydir": tmp_path / "keys",
+        "badconfig": tmp_path / "bad.toml",
     }
+    names["badconfig"].write_text('[trust]\nanchors = ["nowhere.pem"]\n')
     names["keydir"].mkdir()
     (names["keydir"] / "alpha.pem").write_bytes(ZETA.key_pem)
     radar = Radar()

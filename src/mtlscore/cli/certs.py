@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
-from ..gateway.radar import Report, Row, report
+from ..gateway.radar import DEFAULT_HORIZON, Report, Row, report
 from ..reasons import ConfigError
 from .check import UsageError, parse_at, read_input
 from .common import Subparsers
@@ -146,13 +146,10 @@ def run(args: argparse.Namespace) -> int:
         rows = list(loaded.rows) if loaded is not None else []
         if args.config:
             rows += _config_rows(args.config)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"mtlscore certs: {exc}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
-        print(f"mtlscore certs: {exc}", file=sys.stderr)
-        return 2
-    horizon = loaded.horizon if loaded is not None else timedelta(days=30)
+    horizon = loaded.horizon if loaded is not None else DEFAULT_HORIZON
     full = Report.of(at, horizon, rows)
     shown = full.within(window) if window is not None else full.rows
     if args.json:
