@@ -89,3 +89,24 @@ def test_accounts_config(tmp_path: pathlib.Path) -> None:
         with pytest.raises(ConfigError) as e:
             accounts_from_config([bad], base_dir=tmp_path, trust=trust)
         assert e.value.key == key, (bad, e.value)
+
+
+def test_identity_command_names_the_account_that_registered_the_key(tmp_path: pathlib.Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from mtlscore.cli.main import main
+
+    me, stranger = self_signed("CN=fintech"), self_signed("CN=stranger")
+    (tmp_path / "me.pem").write_bytes(me.pem)
+    (tmp_path / "stranger.pem").write_bytes(stranger.pem)
+    (tmp_path / "root.pem").write_bytes(pki.root().pem)
+    (tmp_path / "c.jwks").write_text(json.dumps({"keys": [jwk_from_certificate(cert_of(me))]}))
+    (tmp_path / "m.toml").write_text('[trust]\nanchors = ["root.pem"]\n\n[[accounts]]\nid = "fintech"\n'
+                                     'method = "self_signed_tls_client_auth"\njwks_file = "c.jwks"\n\n'
+                                     '[[accounts]]\nid = "remote"\nmethod = "self_signed_tls_client_auth"\n'
+                                     f'jwks_uri = "{URL}"\n')
+    assert main(["identity", str(tmp_path / "me.pem"), "--config", str(tmp_path / "m.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "principal:    fintech" in out and "registered by account fintech" in out
+    assert main(["identity", str(tmp_path / "stranger.pem"), "--config", str(tmp_path / "m.toml"), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["principal"] is None and "does not fetch" in doc["mapping"]["note"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from ..identity.identity import Identity
-from ..reasons import CertificateRejected, ConfigError
+from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import load_certificates
 from .check import UsageError, add_password_argument, certificate_input, parse_at, read_input
 from .common import Subparsers
@@ -61,6 +62,15 @@ def _mapping(config: Any, certs: list[Any], at: Any) -> tuple[Identity, dict[str
         "matched": list(res.matched),
         "out_of_scope": list(res.out_of_scope),
     }
+    if res.principal is None and not verdict.ok and verdict.reason is Reason.UNTRUSTED:
+        found = _self_signed(config, certs, at)
+        if found is not None and found[0] is not None:
+            mapping["detail"] = found[1]
+            mapping["self_signed"] = True
+            return identity, mapping, found[0]
+        if found is not None:
+            mapping["note"] = found[1]
+            return identity, mapping, None
     if anchor is None:
         mapping["note"] = (
             "the chain did not validate to an anchor, so the rules' anchor scoping could not be "
@@ -69,6 +79,33 @@ def _mapping(config: Any, certs: list[Any], at: Any) -> tuple[Identity, dict[str
             'anchors = "any" apply'
         )
     return identity, mapping, res.principal
+
+
+def _self_signed(config: Any, certs: list[Any], at: datetime) -> tuple[Any | None, str] | None:
+    """RFC 8705 §2.2: the self_signed_tls_client_auth account that registered this certificate's
+    key (registrations given inline or as files; a jwks_uri is not fetched by this command)."""
+    from ..identity.self_signed import SelfSignedMatch, is_candidate, match
+
+    clients = getattr(config.accounts, "self_signed_clients", ())
+    if not clients or not is_candidate(certs[:1]):
+        return None
+    inline = [c for c in clients if c.jwks is not None]
+    remote = [c.jwks_uri for c in clients if c.jwks_uri is not None]
+    try:
+        found = match(inline, certs[0], at=at, now=0.0, cache=None) if inline else None
+    except CertificateRejected as exc:
+        if exc.reason is not Reason.NOT_ALLOWLISTED:
+            return None
+        found = None
+    if isinstance(found, SelfSignedMatch):
+        return found.client.principal, (
+            f"self_signed_tls_client_auth: key {found.jwk.get('kid') or certs[0].x5t_s256} is registered by "
+            f"account {found.client.principal.id}"
+        )
+    if remote:
+        return None, (f"{len(remote)} self_signed_tls_client_auth account(s) register keys at a jwks_uri "
+                      f"({remote[0]}{', …' if len(remote) > 1 else ''}), which this command does not fetch")
+    return None
 
 
 def _scope_of(config: Any, rule_name: str) -> str:
@@ -98,6 +135,8 @@ def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any, co
     chain = mapping["chain"]
     if chain["verdict"] == "accepted":
         lines.append(f"anchor:       {chain['anchor'] or '(allowlisted certificate, no anchor)'}")
+    elif mapping.get("self_signed"):
+        lines.append("anchor:       none — a self-signed client known by its registered key (RFC 8705 §2.2)")
     else:
         lines.append(f"anchor:       none — the chain is rejected ({chain['reason']}: {chain['detail']})")
     if principal is not None:
