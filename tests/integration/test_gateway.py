@@ -641,11 +641,13 @@ def test_mtlscore_serve_curl_sighup_sigterm(env: Env, upstream: Upstream, runtim
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["headers"]["x-mtls-account"] == "partner-abc"
+        assert json.loads(proc.stderr.readline())["event"] == "mtls_start"
         log = json.loads(proc.stderr.readline())  # one structured line per decision
         assert (log["outcome"], log["account"], log["target"]) == ("forward", "partner-abc", "/v1/score")
         assert log["thumbprint"] == parse_certificate(env.leaves["good"].der).x5t_s256
         proc.send_signal(signal.SIGHUP)
-        assert json.loads(proc.stderr.readline()) == {"event": "mtls_reload", "result": "ok"}
+        reload = json.loads(proc.stderr.readline())
+        assert (reload["level"], reload["event"], reload["result"]) == ("info", "mtls_reload", "ok")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

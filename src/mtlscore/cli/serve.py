@@ -31,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runtimes.driver import GatewayState
 
     if not args.quiet:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        from ..runtimes.logs import json_log_handler
+
         log = logging.getLogger("mtlscore.gateway")
-        log.addHandler(handler)
+        log.addHandler(json_log_handler(sys.stderr))
         log.setLevel(logging.INFO)
     try:
         state = GatewayState.from_config_file(args.config)

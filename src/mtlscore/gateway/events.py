@@ -218,10 +218,14 @@ class ReadClient:
 
 @dataclass(frozen=True, slots=True)
 class WriteClient:
-    """Send ``data`` to the client; not done within ``timeout`` -> ``session.client_write_timeout()``."""
+    """Send ``data`` to the client; not done within ``timeout`` -> ``session.client_write_timeout()``.
+
+    ``status``: the HTTP status when ``data`` starts a response (for the responses counter).
+    """
 
     data: bytes
     timeout: float
+    status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

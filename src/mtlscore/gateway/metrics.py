@@ -20,8 +20,9 @@ __all__ = ["FAMILIES", "Gauge", "expiry_gauges", "label_values"]
 # HELP/TYPE lines, even before the first sample.
 _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mtlscore_decisions_total": (
-        "Gateway decisions by outcome (forward, deny, error), reason code and the load balancer's "
-        "error name for it (empty when it has none).",
+        "Gateway decisions by outcome (forward: sent upstream; answer: the identity JSON, no upstream; "
+        "deny: refused, at the handshake or with a 4xx; error: the upstream failed, or a bad request), "
+        "reason code (ok when accepted) and the load balancer's error name for it (empty when it has none).",
         ("outcome", "reason", "lb_error"),
     ),
     "mtlscore_handshake_failures_total": (
@@ -29,7 +30,7 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("reason", "lb_error"),
     ),
     "mtlscore_responses_total": ("HTTP responses sent to clients, by status code.", ("status",)),
-    "mtlscore_connections_total": ("Client connections accepted.", ()),
+    "mtlscore_connections_total": ("Client connections admitted (each then gets a TLS handshake).", ()),
     "mtlscore_connections_shed_total": (
         "Client connections closed to make room for a new one when every slot was taken: "
         "the one that had kept the gateway waiting longest for a handshake or a request head.",

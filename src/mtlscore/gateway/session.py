@@ -662,8 +662,8 @@ class Session:
         if data:
             self._pending.append(WriteUpstream(data, self.server.write_timeout))
 
-    def _write_client(self, data: bytes) -> None:
-        self._pending.append(WriteClient(data, self.server.write_timeout))
+    def _write_client(self, data: bytes, status: int | None = None) -> None:
+        self._pending.append(WriteClient(data, self.server.write_timeout, status))
 
     def _step_upstream(self) -> None:
         assert self._upstream is not None
@@ -700,7 +700,7 @@ class Session:
             self._close()
             return
         if data:
-            self._write_client(data)
+            self._write_client(data, event.status_code if isinstance(event, h11.Response) else None)
 
     # -- answering and cycling ---------------------------------------------------
 
@@ -751,7 +751,7 @@ class Session:
         except h11.LocalProtocolError:
             self._close()
             return
-        self._write_client(data)
+        self._write_client(data, status)
         self._finish_client_cycle()
 
     def _finish_client_cycle(self) -> None:

@@ -165,13 +165,20 @@ async def serve(
         state,
         stop.set,
     )
+    why = ["shutdown requested"]  # what asked for the drain, for its log line
+
+    def stop_on(sig: signal.Signals) -> None:
+        why[0] = sig.name
+        stop.set()
+
     if handle_signals:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, state.reload)
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, stop_on, signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGINT, stop_on, signal.SIGINT)
     if task_status is not None:
         task_status.started(info)
+    state.log_started("asyncio", info.address, info.admin_address)
 
     async def watch() -> None:
         while (poll := state.snapshot.gateway.server.reload_poll) > 0:
@@ -192,10 +199,15 @@ async def serve(
         server.close()
         if admin is not None:
             admin.close()
+        grace = state.snapshot.gateway.server.shutdown_grace
+        if graceful:
+            state.log_draining(why[0], grace)
         if graceful and tasks:
-            await asyncio.wait(set(tasks), timeout=state.snapshot.gateway.server.shutdown_grace)
+            await asyncio.wait(set(tasks), timeout=grace)
+        cut = len(tasks)
         for t in set(tasks):
             t.cancel()
+        state.log_stopped(cut=cut, graceful=graceful)
         if handle_signals:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(Exception):

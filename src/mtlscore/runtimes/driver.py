@@ -271,7 +271,12 @@ class GatewayState:
             candidate = self.loader(self.limiter)
         except (MtlsError, OSError, ValueError) as exc:
             self.metrics.inc("mtlscore_reloads_total", {"result": "error"})
-            logger.error(json.dumps({"event": "mtls_reload", "result": "error", "error": str(exc)}))
+            logger.error(json.dumps({
+                "event": "mtls_reload",
+                "result": "error",
+                "error": str(exc),
+                "detail": "the new configuration was not loaded; the running configuration stays",
+            }))
             return False
         # The running configuration's reload_guard decides: a new file cannot switch off its own check.
         if self.snapshot.gateway.server.reload_guard:
@@ -307,6 +312,40 @@ class GatewayState:
         self.metrics.inc("mtlscore_reloads_total", {"result": "ok"})
         logger.info(json.dumps({"event": "mtls_reload", "result": "ok"}))
         return True
+
+    def log_started(self, runtime: str, address: object, admin_address: object | None) -> None:
+        """The ``mtls_start`` line: where the gateway listens and what it trusts and does."""
+        gateway = self.snapshot.gateway
+        server, trust = gateway.server, gateway.validator.trust
+        identity_map = gateway.validator.identity_map
+        logger.info(json.dumps({
+            "event": "mtls_start",
+            "runtime": runtime,
+            "listen": str(address),
+            "admin_listen": str(admin_address) if admin_address is not None else None,
+            "mode": server.mode,
+            "tls_engine": server.effective_tls_engine,
+            "upstream": f"http://{server.upstream.authority}{server.upstream.prefix}" if server.upstream else None,
+            "anchors": [a.name for a in trust.anchors],
+            "intermediates": len(trust.intermediates),
+            "allowlisted": len(trust.allowlisted),
+            "accounts": len(identity_map) if identity_map is not None else 0,
+            "revocation": gateway.validator.policy.revocation,
+            "crls": len(gateway.validator.crls) + len(gateway.crls),
+        }))
+
+    def log_draining(self, why: str, grace: float) -> None:
+        """The ``mtls_drain`` line: no new connections; those in flight get ``grace`` seconds."""
+        logger.info(json.dumps({
+            "event": "mtls_drain",
+            "why": why,
+            "connections": self.admission.total,
+            "grace_seconds": grace,
+        }))
+
+    def log_stopped(self, *, cut: int, graceful: bool) -> None:
+        """The ``mtls_stop`` line: ``cut`` connections were still open when the gateway stopped."""
+        logger.info(json.dumps({"event": "mtls_stop", "graceful": graceful, "connections_cut": cut}))
 
     def changed(self) -> bool:
         """True when a watched file's modification time differs from the loaded one."""
@@ -489,6 +528,8 @@ async def serve_connection(
                 else:
                     session.receive_client(data)
             elif isinstance(action, WriteClient):
+                if action.status is not None:
+                    state.metrics.inc("mtlscore_responses_total", {"status": str(action.status)})
                 engine.write(action.data)
                 try:
                     await _flush(stream, engine, action.timeout)

@@ -97,6 +97,8 @@ async def serve(
     fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
     stop = trio.Event()
+    why = ["shutdown requested"]  # what asked for the drain, for its log line
+    cut = [0]  # connections the end of the shutdown grace cancelled
 
     async def on_client(stream: trio.SocketStream) -> None:
         peer = _peer(stream)
@@ -112,6 +114,10 @@ async def serve(
                     TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run, ticket,
                     lambda cache, request, now: fetcher.jwks(cache, request, now=now),
                 )
+        except trio.Cancelled:
+            # Not a shed (that scope absorbs its own cancel): the shutdown grace ran out.
+            cut[0] += 1
+            raise
         finally:
             state.release(ticket)
 
@@ -141,7 +147,7 @@ async def serve(
             if admin:
                 background.start_soon(trio.serve_listeners, on_admin, admin)
             if handle_signals:
-                background.start_soon(_signals, state, stop)
+                background.start_soon(_signals, state, stop, why)
             background.start_soon(_watch, state)
             async with trio.open_nursery() as conns:
                 accepting = trio.CancelScope()
@@ -153,18 +159,23 @@ async def serve(
                 conns.start_soon(accept)
                 port = listeners[0].socket.getsockname()[1]
                 task_status.started(ServerInfo(Address(listen.host, port), admin_address, state, stop.set))
+                state.log_started("trio", Address(listen.host, port), admin_address)
                 await stop.wait()
                 # Graceful: stop accepting, let connections in flight finish, then cut them.
                 accepting.cancel()
                 for listener in listeners:
                     await listener.aclose()
-                conns.cancel_scope.deadline = trio.current_time() + state.snapshot.gateway.server.shutdown_grace
+                grace = state.snapshot.gateway.server.shutdown_grace
+                state.log_draining(why[0], grace)
+                conns.cancel_scope.deadline = trio.current_time() + grace
+            # Connections still open when the grace ran out were cut.
+            state.log_stopped(cut=cut[0], graceful=True)
             background.cancel_scope.cancel()
     finally:
         state.save_radar()  # the record kept across restarts ([server] radar_file)
 
 
-async def _signals(state: GatewayState, stop: trio.Event) -> None:
+async def _signals(state: GatewayState, stop: trio.Event, why: list[str]) -> None:
     try:
         receiver = trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
     except RuntimeError:  # not in the main thread
@@ -174,6 +185,7 @@ async def _signals(state: GatewayState, stop: trio.Event) -> None:
             if sig == signal.SIGHUP:
                 state.reload()
             else:
+                why[0] = signal.Signals(sig).name
                 stop.set()
 
 
