@@ -220,6 +220,9 @@ async def test_every_counter_moves_when_its_event_happens(
         assert await anyio.to_thread.run_sync(curl, env, port, "good", "/v1", bearer(env)) == "200"
         assert await anyio.to_thread.run_sync(curl, env, port, "expired") == "403"
         await anyio.to_thread.run_sync(curl, env, port, None)
+        # The handshake failure is counted after its alert is sent: curl may exit first.
+        await _until(lambda: scrape(admin).get('mtlscore_handshake_failures_total{reason="not_provided"}') == 1,
+                     "handshake failure counted")
         m = await anyio.to_thread.run_sync(scrape, admin)
         assert m['mtlscore_decisions_total{outcome="forward",reason="ok"}'] == 1
         assert m['mtlscore_decisions_total{outcome="deny",reason="expired"}'] == 1

@@ -20,13 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
+import pathlib
 import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["MtlsH11Protocol", "TLSExtensionMixin", "presented_chain", "tls_extension"]
+__all__ = [
+    "DeferredTLSProtocol",
+    "MtlsH11Protocol",
+    "TLSExtensionMixin",
+    "presented_chain",
+    "tls_extension",
+    "uvicorn_tls",
+]
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -172,3 +182,233 @@ else:  # pragma: no cover - httptools is not installed in the test environment
         """uvicorn's httptools protocol plus the ASGI TLS extension."""
 
     __all__ += ["MtlsHttpToolsProtocol"]
+
+
+# -- TLS terminated by mtlscore inside uvicorn: every client certificate reaches the app ----------
+
+_embed_log = logging.getLogger("mtlscore.embed")
+
+# What the ASGI TLS extension's client_cert_error says when the TLS layer accepted any chain.
+NOT_VERIFIED_AT_TLS = "not verified at the TLS layer (mtlscore deferred TLS): the application validates it"
+
+
+def uvicorn_tls(
+    *, certificate: str | pathlib.Path, key: str | pathlib.Path, handshake_timeout: float = 10.0
+) -> dict[str, Any]:
+    """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``: mtlscore terminates TLS.
+
+    uvicorn's own TLS (``ssl_certfile``, ``ssl_ca_certs``, ``ssl_cert_reqs``) is stdlib
+    ``ssl``, which has no verify callback: OpenSSL aborts the handshake for an expired,
+    wrong-EKU, unknown-CA or leaf-only chain before the app runs, and the client sees
+    "Empty reply from server" with nothing logged. Here uvicorn listens on plain TCP and
+    the HTTP protocol it runs does TLS itself with the gateway's deferred engine
+    (pyOpenSSL over memory BIOs, a verify callback that accepts any chain), so every
+    handshake with a certificate completes and the app (:class:`mtlscore.asgi.MtlsMiddleware`)
+    answers each bad certificate with its JSON reason. The scope carries the ASGI TLS
+    extension (``client_cert_chain``, leaf first). Handshakes that fail anyway (no shared
+    version or cipher, plain HTTP on the TLS port, a timeout) are logged as one JSON line
+    on the ``mtlscore.embed`` logger with their reason. Do not pass uvicorn ``ssl_*``
+    settings as well. Raises :class:`~mtlscore.ConfigError` naming the file for a bad
+    certificate or key. Needs pyOpenSSL (``pip install "mtlscore[gateway]"``)."""
+    from ..verify.trust import TrustStore
+    from .tls import DeferredEngine
+
+    context = DeferredEngine.context(TrustStore(), certificate=certificate, key=key)
+    protocol = type(
+        "MtlsDeferredTLSProtocol", (DeferredTLSProtocol,), {"context": context, "handshake_timeout": handshake_timeout}
+    )
+    return {"http": protocol}
+
+
+class _TLSTransport(asyncio.Transport):
+    """What uvicorn's HTTP protocol writes to: plaintext in, TLS records out on the socket."""
+
+    def __init__(self, outer: DeferredTLSProtocol) -> None:
+        super().__init__()
+        self._outer = outer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        outer = self._outer
+        if outer.raw.is_closing():
+            return
+        try:
+            outer.engine.write(bytes(data))
+        except OSError:  # the peer has gone (alert or EOF seen)
+            outer.raw.abort()
+            return
+        outer.flush()
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def close(self) -> None:
+        outer = self._outer
+        if not outer.raw.is_closing():
+            outer.engine.close()  # close_notify
+            outer.flush()
+            outer.raw.close()
+
+    def abort(self) -> None:
+        self._outer.raw.abort()
+
+    def is_closing(self) -> bool:
+        return self._outer.raw.is_closing()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sslcontext":  # uvicorn: scope["scheme"] = "https"
+            return self._outer.context
+        if name in ("ssl_object", "peercert", "cipher", "compression"):
+            return default  # not stdlib ssl: the chain is in the ASGI TLS extension
+        return self._outer.raw.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._outer.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._outer.raw.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._outer.raw.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._outer.inner = protocol  # uvicorn hands the connection to its websocket protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._outer.inner
+
+    def get_write_buffer_size(self) -> int:
+        return self._outer.raw.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._outer.raw.set_write_buffer_limits(high, low)
+
+
+class DeferredTLSProtocol(asyncio.Protocol):
+    """uvicorn's h11 protocol behind a TLS handshake mtlscore runs (see :func:`uvicorn_tls`).
+
+    Built by :func:`uvicorn_tls`, which sets ``context`` (a pyOpenSSL context from
+    ``DeferredEngine.context``) and ``handshake_timeout``.
+    """
+
+    context: Any = None
+    handshake_timeout: float = 10.0
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+        from .tls import DeferredEngine
+
+        self.inner: asyncio.BaseProtocol = H11Protocol(config, server_state, app_state, _loop)
+        self.engine = DeferredEngine(self.context)
+        self.raw: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
+        self.peer: tuple[str, int] | None = None
+        self.ready = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def flush(self) -> None:
+        out = self.engine.outgoing()
+        if out and not self.raw.is_closing():
+            self.raw.write(out)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.raw = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple | list) and len(peer) >= 2 else None
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.handshake_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        if not self.ready:
+            self._failed("tls_protocol_error", f"no TLS handshake within {self.handshake_timeout:g} s")
+
+    def _failed(self, code: str, detail: str) -> None:
+        # Where OpenSSL decides, the rejection is logged with its reason (else it is silent).
+        if _embed_log.isEnabledFor(logging.WARNING):
+            peer = f"{self.peer[0]}:{self.peer[1]}" if self.peer else ""
+            _embed_log.warning(json.dumps({"event": "tls_handshake_failed", "peer": peer, "reason": code,
+                                           "detail": detail}))
+        self.flush()  # the alert, so the client learns why
+        self.raw.close()
+
+    def data_received(self, data: bytes) -> None:
+        from .tls import TLSHandshakeError
+
+        self.engine.feed(data)
+        if not self.ready:
+            try:
+                done = self.engine.handshake()
+            except TLSHandshakeError as exc:
+                self._failed(exc.code, exc.detail)
+                return
+            self.flush()
+            if not done:
+                return
+            self._start()
+        self._pump()
+
+    def _start(self) -> None:
+        self.ready = True
+        if self._timer is not None:
+            self._timer.cancel()
+        facts = self.engine.facts(self.peer or ("", 0))
+        tls = _deferred_extension(facts.chain, facts.version)
+        inner = self.inner
+        assert isinstance(inner, H11Protocol)
+        inner.connection_made(_TLSTransport(self))
+        inner.app = _WithConnectionInfo(inner.app, tls, self.peer)
+
+    def _pump(self) -> None:
+        while not self.raw.is_closing():
+            plain = self.engine.read()
+            if plain is None:
+                break
+            if not plain:
+                if isinstance(self.inner, asyncio.Protocol):
+                    self.inner.eof_received()
+                break
+            assert isinstance(self.inner, asyncio.Protocol)
+            self.inner.data_received(plain)
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        self.engine.feed(b"")
+        if self.ready:
+            self._pump()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.ready:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.ready:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.ready:
+            self.inner.resume_writing()
+
+
+def _deferred_extension(chain: tuple[bytes, ...], version: str) -> dict[str, Any]:
+    name: str | None = None
+    if chain:
+        try:
+            from cryptography import x509
+
+            name = x509.load_der_x509_certificate(chain[0]).subject.rfc4514_string()
+        except ValueError:  # a name is informative only; validation decides
+            name = None
+    return {
+        "server_cert": None,
+        "client_cert_chain": [_pem(d) for d in chain],
+        "client_cert_name": name,
+        "client_cert_error": NOT_VERIFIED_AT_TLS if chain else None,
+        "tls_version": _TLS_VERSIONS.get(version),
+        "cipher_suite": None,
+        "mtlscore.chain_source": "chain" if chain else "none",
+    }
