@@ -145,7 +145,7 @@ def world() -> World:
 
 
 def config_toml(w: World, *, server: bool = False, accounts: bool = True) -> str:
-    """A valid configuration file (DESIGN.md §7) naming the files in ``w.tmpdir``."""
+    """A valid configuration file (docs/reference.md#configuration-file) naming the files in ``w.tmpdir``."""
     text = """
 [trust]
 anchors = ["ca.pem", { path = "ca.pem", not_after = "2030-01-31T00:00:00Z", label = "old" }]

@@ -1,8 +1,7 @@
 """Seed corpora, generated at start: certificates from mtlscore.pki and the x509-limbo vectors.
 
-Nothing large is committed: the fixture PKI is made fresh per run, and the
-limbo vectors are read from ``../shared/conformance/limbo.json`` (relative to
-the repository) when it is there, skipped when it is not.
+The fixture PKI is made fresh per run; the limbo vectors are the ones vendored in
+``tests/conformance/limbo.json.xz``.
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import lzma
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +27,7 @@ from ._world import API_KEY, config_toml, crl_world, world
 from .targets import CHAIN_SEPARATOR, UPSTREAM_SEPARATOR
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-LIMBO = REPO.parent / "shared" / "conformance" / "limbo.json"
+LIMBO = REPO / "tests" / "conformance" / "limbo.json.xz"  # vendored (tests/conformance/README.md)
 # Enough limbo cases to cover the feature kinds, few enough to keep start-up fast.
 MAX_LIMBO_CASES = 60
 
@@ -36,8 +36,8 @@ MAX_LIMBO_CASES = 60
 def limbo_cases() -> tuple[dict[str, Any], ...]:
     """A deterministic sample of limbo test cases (empty when the file is absent)."""
     try:
-        doc = json.loads(LIMBO.read_text())
-    except (OSError, ValueError):
+        doc = json.loads(lzma.decompress(LIMBO.read_bytes()))
+    except (OSError, ValueError, lzma.LZMAError):
         return ()
     cases = doc.get("testcases", [])
     step = max(1, len(cases) // MAX_LIMBO_CASES)

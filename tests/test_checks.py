@@ -358,7 +358,7 @@ def test_empty_issuer_is_malformed(root) -> None:
     assert reason(check(leaf, anchor=root)) is Reason.MALFORMED
 
 
-# -- key policy (DESIGN.md §5) ---------------------------------------------------------
+# -- key policy (docs/reference.md#defaults) ---------------------------------------------------------
 
 
 def _key(spec: Any) -> Any:

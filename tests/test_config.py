@@ -1,4 +1,4 @@
-"""config.py: the TOML file of DESIGN.md §7 ([trust], [policy], [revocation])."""
+"""config.py: the TOML file of docs/reference.md#configuration-file ([trust], [policy], [revocation])."""
 
 from __future__ import annotations
 

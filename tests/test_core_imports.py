@@ -1,4 +1,4 @@
-"""The layers of mtlscore, enforced from the source (DESIGN.md §8, STYLE.md §1, §10, docs/architecture.md).
+"""The layers of mtlscore, enforced from the source (STYLE.md §1, §10, docs/architecture.md).
 
 Two rules, both structural (by package, not by file name):
 

@@ -10,7 +10,7 @@ then optionally given exactly one defect that both must reject. Both must
 reach the same verdict, and that verdict must be the expected one.
 
 Known profile differences are kept out of the generated space on purpose
-(DESIGN.md §5): pyca accepts P-521 CA keys and a leaf keyUsage without
+(docs/reference.md#defaults): pyca accepts P-521 CA keys and a leaf keyUsage without
 digitalSignature (mtlscore does not); pyca rejects CAs without keyUsage or with
 a non-critical basicConstraints and leaves without SAN (mtlscore accepts).
 """

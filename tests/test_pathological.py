@@ -144,7 +144,7 @@ def test_two_levels_of_same_name_fan_out_hit_the_budget() -> None:
     # Without the upper level the space is small: every B is examined once.
     r = build(leaf, trust=TrustStore([pki.root("CN=Unrelated Root").pem], intermediates=[m.pem for m in mids]))
     # 870 siblings fail their signature check, 30 verify and dead-end; the specific
-    # reason (bad_signature) beats plain "untrusted" at the same depth (DESIGN.md §4).
+    # reason (bad_signature) beats plain "untrusted" at the same depth (docs/reference.md#reason-codes).
     assert reason(r) is Reason.BAD_SIGNATURE
     assert r.work == 900
 

@@ -1,4 +1,4 @@
-"""Policy: the defaults of DESIGN.md §5, overrides, and ConfigError on nonsense."""
+"""Policy: the defaults of docs/reference.md#defaults, overrides, and ConfigError on nonsense."""
 
 from __future__ import annotations
 

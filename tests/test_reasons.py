@@ -1,4 +1,4 @@
-"""Every Reason (DESIGN.md §4) is reached by a scenario through a public API.
+"""Every Reason (docs/reference.md#reason-codes) is reached by a scenario through a public API.
 
 ``SCENARIOS`` maps each Reason to a builder that constructs the situation in a
 line or two with the PKI factory and returns the reason the API produced. The
@@ -297,7 +297,7 @@ def test_scenarios_cover_exactly_the_reasons() -> None:
 
 
 def test_reason_values_are_stable_strings() -> None:
-    # DESIGN.md §4: the value is the code; the name is its upper-case spelling.
+    # docs/reference.md#reason-codes: the value is the code; the name is its upper-case spelling.
     for r in Reason:
         assert r.value == r.name.lower()
         assert str(r) == r.value

@@ -116,7 +116,7 @@ def test_rejection_detail_names_the_certificate_and_position(pki3) -> None:
     assert v.reason is Reason.EXPIRED and v.position == 1 and "Stale Issuing" in v.detail
 
 
-# -- private-PKI interop (DESIGN.md §5) -----------------------------------------------
+# -- private-PKI interop (docs/reference.md#defaults) -----------------------------------------------
 
 
 def test_private_pki_interop_all_at_once() -> None:

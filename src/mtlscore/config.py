@@ -1,4 +1,4 @@
-"""The configuration file (DESIGN.md §7): TOML read with tomllib.
+"""The configuration file (docs/reference.md#configuration-file): TOML read with tomllib.
 
 One file serves ``check --config``, ``identity --config`` and ``serve``. Paths
 are relative to the file. Unknown keys and bad values raise :class:`ConfigError`

@@ -1,4 +1,4 @@
-"""Reason codes (DESIGN.md §4) and the two failure types (STYLE.md §7)."""
+"""Reason codes (docs/reference.md#reason-codes) and the two failure types (STYLE.md §7)."""
 
 from __future__ import annotations
 

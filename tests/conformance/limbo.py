@@ -1,4 +1,4 @@
-"""Run the x509-limbo vectors (../shared/conformance/limbo.json) through mtlscore.
+"""Run the x509-limbo vectors (tests/conformance/limbo.json.xz, vendored) through mtlscore.
 
 Usable as a script (`python tests/conformance/limbo.py [PATH] [--verbose]`) and
 from tests/conformance/test_limbo.py. Each case maps onto mtlscore's API:
@@ -12,6 +12,7 @@ RFC 6125 matcher :func:`mtlscore.x509.match_peer_name` on the accepted leaf.
 from __future__ import annotations
 
 import json
+import lzma
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -24,23 +25,32 @@ from mtlscore.verify import CLIENT_AUTH, SERVER_AUTH
 from mtlscore.verify.policy import EKU_NAMES
 from mtlscore.x509 import match_peer_name
 
-DEFAULT_PATH = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "limbo.json"
+# Vendored (tests/conformance/README.md: source commit, licence): a plain clone runs every case.
+DEFAULT_PATH = Path(__file__).resolve().parent / "limbo.json.xz"
+# SHA-256 of the uncompressed JSON, as compiled from upstream (README.md here).
+SHA256 = "09744f4ee05e87c6f234500217eb4c19e7d79fb55d22efd4223bf1c2dc3b4176"
+
+
+def load_bytes(path: Path = DEFAULT_PATH) -> bytes:
+    """The suite's JSON bytes; ``.xz`` files are decompressed (stdlib ``lzma``)."""
+    data = path.read_bytes()
+    return lzma.decompress(data) if path.suffix == ".xz" else data
 
 # Cases whose expected result we deliberately do not share, each with why.
 SKIPS: dict[str, str] = {
-    # DESIGN.md §5: private PKIs omit key identifiers; chain building must not need them.
-    "rfc5280::aki::leaf-missing-aki": "private-PKI interop: missing authorityKeyIdentifier accepted (DESIGN.md §5)",
-    "rfc5280::aki::intermediate-missing-aki": "private-PKI interop: missing authorityKeyIdentifier accepted (DESIGN.md §5)",
-    "rfc5280::aki::cross-signed-root-missing-aki": "private-PKI interop: missing authorityKeyIdentifier accepted (DESIGN.md §5)",
-    "rfc5280::ski::root-missing-ski": "private-PKI interop: missing subjectKeyIdentifier accepted (DESIGN.md §5)",
-    "rfc5280::ski::intermediate-missing-ski": "private-PKI interop: missing subjectKeyIdentifier accepted (DESIGN.md §5)",
-    "webpki::aki::root-with-aki-missing-keyidentifier": "Web-PKI profile rule on a root's AKI; anchors are name+key (DESIGN.md §1.3)",
-    "webpki::aki::root-with-aki-authoritycertissuer": "Web-PKI profile rule on a root's AKI; anchors are name+key (DESIGN.md §1.3)",
-    "webpki::aki::root-with-aki-authoritycertserialnumber": "Web-PKI profile rule on a root's AKI; anchors are name+key (DESIGN.md §1.3)",
-    "webpki::aki::root-with-aki-all-fields": "Web-PKI profile rule on a root's AKI; anchors are name+key (DESIGN.md §1.3)",
-    "webpki::aki::root-with-aki-ski-mismatch": "Web-PKI profile rule on a root's AKI; anchors are name+key (DESIGN.md §1.3)",
+    # docs/reference.md#defaults: private PKIs omit key identifiers; chain building must not need them.
+    "rfc5280::aki::leaf-missing-aki": "private-PKI interop: missing authorityKeyIdentifier accepted (docs/reference.md#defaults)",
+    "rfc5280::aki::intermediate-missing-aki": "private-PKI interop: missing authorityKeyIdentifier accepted (docs/reference.md#defaults)",
+    "rfc5280::aki::cross-signed-root-missing-aki": "private-PKI interop: missing authorityKeyIdentifier accepted (docs/reference.md#defaults)",
+    "rfc5280::ski::root-missing-ski": "private-PKI interop: missing subjectKeyIdentifier accepted (docs/reference.md#defaults)",
+    "rfc5280::ski::intermediate-missing-ski": "private-PKI interop: missing subjectKeyIdentifier accepted (docs/reference.md#defaults)",
+    "webpki::aki::root-with-aki-missing-keyidentifier": "Web-PKI profile rule on a root's AKI; anchors are name+key (docs/reference.md#trust-anchors)",
+    "webpki::aki::root-with-aki-authoritycertissuer": "Web-PKI profile rule on a root's AKI; anchors are name+key (docs/reference.md#trust-anchors)",
+    "webpki::aki::root-with-aki-authoritycertserialnumber": "Web-PKI profile rule on a root's AKI; anchors are name+key (docs/reference.md#trust-anchors)",
+    "webpki::aki::root-with-aki-all-fields": "Web-PKI profile rule on a root's AKI; anchors are name+key (docs/reference.md#trust-anchors)",
+    "webpki::aki::root-with-aki-ski-mismatch": "Web-PKI profile rule on a root's AKI; anchors are name+key (docs/reference.md#trust-anchors)",
     "webpki::eku::ee-anyeku": "anyExtendedKeyUsage beside the required EKU is accepted (RFC 5280 §4.2.1.12); the CABF ban is an issuance rule",
-    "webpki::eku::ee-critical-eku": "private-PKI interop: a critical EKU is accepted (DESIGN.md §5)",
+    "webpki::eku::ee-critical-eku": "private-PKI interop: a critical EKU is accepted (docs/reference.md#defaults)",
     "webpki::eku::root-has-eku": "RFC 5280 allows EKU in a CA; it is honoured (EKU chaining), not forbidden",
     "webpki::ca-as-leaf": "conflicts with rfc5280::ca-as-leaf; RFC 5280 (private PKI) behaviour chosen",
     "webpki::ee-basicconstraints-ca": "RFC 5280 permits a leaf with cA=TRUE; the Web-PKI ban is not applied",
@@ -153,7 +163,7 @@ def run_case(case: dict[str, Any], *, strict: bool = False) -> Outcome:
 
 
 def run(path: Path = DEFAULT_PATH, *, strict: bool = False) -> list[Outcome]:
-    data = json.loads(path.read_text())
+    data = json.loads(load_bytes(path))
     return [run_case(c, strict=strict) for c in data["testcases"]]
 
 

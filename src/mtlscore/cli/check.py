@@ -1,4 +1,4 @@
-"""``mtlscore check``: validate a presented chain and explain the verdict (DESIGN.md §6)."""
+"""``mtlscore check``: validate a presented chain and explain the verdict (docs/reference.md#command-line)."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def _add(method: Any, data: bytes, name: str, **kw: Any) -> None:
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
-    """The JSON object of DESIGN.md §6."""
+    """The JSON object of docs/reference.md#command-line."""
     return {
         "verdict": "accepted" if verdict.ok else "rejected",
         "reason": verdict.reason.value if verdict.reason else None,

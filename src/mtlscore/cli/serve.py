@@ -1,4 +1,4 @@
-"""``mtlscore serve --config FILE [--runtime asyncio|trio]``: run the mTLS gateway (DESIGN.md §6)."""
+"""``mtlscore serve --config FILE [--runtime asyncio|trio]``: run the mTLS gateway (docs/reference.md#command-line)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # Gateway-level denial codes. They sit beside the certificate Reasons of
-# DESIGN.md §4 (which are about certificates) and are just as stable.
+# docs/reference.md#reason-codes (which are about certificates) and are just as stable.
 CREDENTIAL_MISSING = "credential_missing"
 CREDENTIAL_INVALID = "credential_invalid"
 IP_NOT_ALLOWED = "ip_not_allowed"

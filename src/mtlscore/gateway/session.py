@@ -16,7 +16,7 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
     Log           -> log action.decision as one line and count it
 
 It validates the chain once per connection, then per request applies the mode
-(DESIGN.md §7 ``[server] mode``), the account's app-level checks
+(docs/reference.md#configuration-file ``[server] mode``), the account's app-level checks
 (``_appauth``), and answers locally (JSON) or forwards to the upstream with
 identity headers, the client's own copies of those headers removed first
 (``gateway/forwarding.py``; the actions and facts are in ``gateway/events.py``).

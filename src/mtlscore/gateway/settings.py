@@ -1,4 +1,4 @@
-"""The ``[server]`` table of the configuration file (DESIGN.md §7): the gateway's settings.
+"""The ``[server]`` table of the configuration file (docs/reference.md#configuration-file): the gateway's settings.
 
 Pure: paths are resolved against ``base_dir`` but not opened here (the
 runtime loads the certificate and key and reports a missing file as a

@@ -182,7 +182,7 @@ class Identity:
         return replace(self, anchor=AnchorRef.from_anchor(anchor) if anchor is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (field names as in DESIGN.md: ``x5t#S256`` spelled out)."""
+        """A JSON-ready dict (field names as in docs/reference.md#command-line: ``x5t#S256`` spelled out)."""
         attrs: dict[str, list[str]] = {}
         for rdn in self.subject:
             for name, value in rdn:

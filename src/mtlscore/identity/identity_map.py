@@ -1,7 +1,7 @@
 """IdentityMap: ordered rules that turn a vouched-for identity into a principal.
 
-Every rule is scoped to the trust anchors allowed to vouch for it (DESIGN.md
-§1.6): a certificate from partner Y's CA that carries partner X's exact DN does
+Every rule is scoped to the trust anchors allowed to vouch for it
+(docs/identity.md "Mapping rules"): a certificate from partner Y's CA that carries partner X's exact DN does
 not map to X. Account rules are all evaluated; exactly one account may match
 (two is ambiguous and rejected, or refused at load time when it can be seen).
 Template rules (Kubernetes style: CN → user, O → groups) are consulted, in
@@ -387,7 +387,7 @@ def accounts_from_config(
     trust: TrustStore,
     read_file: Callable[[pathlib.Path], bytes] | None = None,
 ) -> IdentityMap:
-    """The IdentityMap of the ``[[accounts]]`` tables of DESIGN.md §7.
+    """The IdentityMap of the ``[[accounts]]`` tables of docs/reference.md#configuration-file.
 
     ``anchors`` names certificate files (relative to ``base_dir``) that must be
     [trust] anchors; omitted, it means the only anchor when there is exactly

@@ -1,6 +1,6 @@
 """Match conditions of identity rules: parsing configured values, testing identities.
 
-A condition is one match key of DESIGN.md §7 (``subject_dn``, ``cn``,
+A condition is one match key of docs/reference.md#configuration-file (``subject_dn``, ``cn``,
 ``san_dns``, ``thumbprint``, …) with one or more accepted values (a list means
 "any of these"). Every condition yields *index keys*, so that
 :class:`mtlscore.identity.identity_map.IdentityMap` finds candidate rules by hashing the

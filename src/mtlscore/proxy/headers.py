@@ -260,7 +260,7 @@ def emit_alb_leaf(cert: Certificate) -> str:
 
 # --- GCP-style verdict headers ---------------------------------------------------------
 
-# DESIGN.md §4: the nearest GCP load-balancer error for each reason; the rest keep our code.
+# docs/reference.md#reason-codes: the nearest GCP load-balancer error for each reason; the rest keep our code.
 _GCP_ERRORS = {
     Reason.NOT_PROVIDED: "client_cert_not_provided",
     Reason.INVALID_EKU: "client_cert_chain_invalid_eku",

@@ -192,7 +192,7 @@ class GatewayState:
 
     @classmethod
     def from_config_file(cls, path: str | pathlib.Path, **kw: Any) -> GatewayState:
-        """Load a config file (DESIGN.md §7) with a ``[server]`` table; raises ConfigError."""
+        """Load a config file (docs/reference.md#configuration-file) with a ``[server]`` table; raises ConfigError."""
         limiter = RateLimiter()
         path = pathlib.Path(path)
 

@@ -53,7 +53,7 @@ X509_V_FLAG_NO_CHECK_TIME = 0x200000
 # plain HTTP on the TLS port, client hung up…).
 TLS_PROTOCOL_ERROR = "tls_protocol_error"
 
-# OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> the nearest reason (DESIGN.md §4).
+# OpenSSL X509_V_ERR_* codes (x509_vfy.h) -> the nearest reason (docs/reference.md#reason-codes).
 _VERIFY_CODES: dict[int, Reason] = {
     2: Reason.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
     7: Reason.BAD_SIGNATURE,  # CERT_SIGNATURE_FAILURE

@@ -109,7 +109,7 @@ class HandedDown:
 
 
 def check_key(cert: Certificate, policy: Policy, who: Who) -> None:
-    """Key policy (DESIGN.md §5): key type, RSA size bounds, EC curve. Raises the failure of ``who``."""
+    """Key policy (docs/reference.md#defaults): key type, RSA size bounds, EC curve. Raises the failure of ``who``."""
     kt = cert.key_type
     if kt == "unknown" or cert.public_key is None:
         raise who.fail(Reason.UNSUPPORTED_KEY_ALGORITHM, f"{who}: its public key algorithm is not supported")

@@ -69,7 +69,7 @@ class _Search:
     straight: bool = True
 
     def record(self, tier: int, path: list[Certificate], failure: PathFailure) -> None:
-        # "Closest to an anchor" (DESIGN.md §4): complete paths beat incomplete
+        # "Closest to an anchor" (docs/reference.md#reason-codes): complete paths beat incomplete
         # ones, deeper beats shallower, a specific reason beats plain "untrusted".
         score = (tier, len(path), 0 if failure.reason is Reason.UNTRUSTED else 1)
         if self.best is None or score > self.best[0]:

@@ -1,4 +1,4 @@
-"""Validation policy: key, signature, EKU, limits, revocation and clock skew (DESIGN.md §5)."""
+"""Validation policy: key, signature, EKU, limits, revocation and clock skew (docs/reference.md#defaults)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def _kind(value: object) -> str:
 class Policy:
     """What a certificate path must satisfy beyond RFC 5280 itself.
 
-    Every field has the default of DESIGN.md §5. Construction raises
+    Every field has the default of docs/reference.md#defaults. Construction raises
     :class:`ConfigError` on values that make no sense.
     """
 
