@@ -186,7 +186,7 @@ else:  # pragma: no cover - httptools is not installed in the test environment
 
 # -- TLS terminated by mtlscore inside uvicorn: every client certificate reaches the app ----------
 
-_embed_log = logging.getLogger("mtlscore.embed")
+_embed_log = logging.getLogger(__name__)  # "mtlscore.runtimes.uvicorn_tls"
 
 # What the ASGI TLS extension's client_cert_error says when the TLS layer accepted any chain.
 NOT_VERIFIED_AT_TLS = "not verified at the TLS layer (mtlscore deferred TLS): the application validates it"
@@ -207,7 +207,7 @@ def uvicorn_tls(
     answers each bad certificate with its JSON reason. The scope carries the ASGI TLS
     extension (``client_cert_chain``, leaf first). Handshakes that fail anyway (no shared
     version or cipher, plain HTTP on the TLS port, a timeout) are logged as one JSON line
-    on the ``mtlscore.embed`` logger with their reason. Do not pass uvicorn ``ssl_*``
+    on this module's logger (``mtlscore.runtimes.uvicorn_tls``) with their reason. Do not pass uvicorn ``ssl_*``
     settings as well. Raises :class:`~mtlscore.ConfigError` naming the file for a bad
     certificate or key. Needs pyOpenSSL (``pip install "mtlscore[gateway]"``)."""
     from ..verify.trust import TrustStore
