@@ -133,7 +133,7 @@ def test_serve_logs_are_json_with_ts_and_level_from_start_to_stop(
         port = int(start["listen"].rsplit(":", 1)[1])
         assert start["listen"] == f"127.0.0.1:{port}" and f"https://{start['listen']}" in banner
         assert start["admin_listen"].startswith("127.0.0.1:")
-        assert (start["mode"], start["tls_engine"]) == ("reject_invalid", "ssl")
+        assert start["mode"] == "reject_invalid" and f"TLS engine {start['tls_engine']})" in banner
         assert start["anchors"] == ["root.pem"] and start["accounts"] == 3 and start["crls"] == 1
         assert start["upstream"] == f"http://127.0.0.1:{upstream.port}"
 
@@ -216,21 +216,24 @@ async def test_every_counter_moves_when_its_event_happens(
         assert before["mtlscore_connections_total"] == 0
         assert before.get("mtlscore_responses_total") in (None, 0)
 
-        # forward (200), deny at HTTP (403 expired), deny at the handshake (no certificate).
+        # forward (200); deny at HTTP (403: the account's IP allowlist); deny in the handshake
+        # (an expired certificate, no certificate: reject_at = handshake, the default).
         assert await anyio.to_thread.run_sync(curl, env, port, "good", "/v1", bearer(env)) == "200"
-        assert await anyio.to_thread.run_sync(curl, env, port, "expired") == "403"
+        assert await anyio.to_thread.run_sync(curl, env, port, "other-account") == "403"
+        await anyio.to_thread.run_sync(curl, env, port, "expired")
         await anyio.to_thread.run_sync(curl, env, port, None)
-        # The handshake failure is counted after its alert is sent: curl may exit first.
-        await _until(lambda: scrape(admin).get('mtlscore_handshake_failures_total{reason="not_provided"}') == 1,
-                     "handshake failure counted")
+        # A handshake failure is counted after its alert is sent: curl may exit first.
+        await _until(lambda: scrape(admin).get("mtlscore_handshake_failures_total") == 2, "handshake failures")
         m = await anyio.to_thread.run_sync(scrape, admin)
         assert m['mtlscore_decisions_total{outcome="forward",reason="ok"}'] == 1
+        assert m['mtlscore_decisions_total{outcome="deny",reason="ip_not_allowed"}'] == 1
         assert m['mtlscore_decisions_total{outcome="deny",reason="expired"}'] == 1
         assert m['mtlscore_decisions_total{outcome="deny",reason="not_provided"}'] == 1
+        assert m['mtlscore_handshake_failures_total{reason="expired"}'] == 1
         assert m['mtlscore_handshake_failures_total{reason="not_provided"}'] == 1
         assert m['mtlscore_responses_total{status="200"}'] == 1  # was never incremented
         assert m['mtlscore_responses_total{status="403"}'] == 1
-        assert m["mtlscore_connections_total"] == 3
+        assert m["mtlscore_connections_total"] == 4
 
         # Two silent sockets from 127.0.0.1 hold both slots (max_connections = 2).
         first = await anyio.to_thread.run_sync(socket.create_connection, ("127.0.0.1", port))
