@@ -98,13 +98,16 @@ async def slowloris(port: int, ctx: ssl.SSLContext | None, *, source: str = HOST
 
 
 async def slow_body(port: int, ctx: ssl.SSLContext, *, source: str = HOST, interval: float = 1.0,
-                    duration: float = 30.0) -> str:
-    """A complete head announcing a large body, then the body one byte at a time."""
+                    duration: float = 30.0, headers: bytes = b"") -> str:
+    """A complete head announcing a large body, then the body one byte at a time.
+
+    ``headers``: extra head lines (a credential, so that the body is reached where the
+    gateway requires one)."""
     try:
         reader, writer = await _open(port, ctx, source=source)
     except _ERRORS:
         return "refused"
-    writer.write(b"POST /ok HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n")
+    writer.write(b"POST /ok HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: 1000000\r\n\r\n" % _lines(headers))
     return await _trickle(writer, reader, b"x", interval, duration)
 
 

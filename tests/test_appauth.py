@@ -176,3 +176,46 @@ def test_arbitrary_headers_never_raise(headers: list[tuple[bytes, bytes]], ip: s
     )
     r = check(auth, [(k.lower(), v) for k, v in headers], ip=ip)
     assert r.ok or r.status in (401, 403, 429, 500)
+
+
+# -- allow mode without a valid certificate: whose credential is it (issue 19) ------------------
+
+
+def _owner(auths: list[Any], headers: list[tuple[bytes, bytes]], cert: Any = None) -> Any:
+    from datetime import UTC, datetime
+
+    from mtlscore.gateway.appauth import credential_owner
+
+    return credential_owner(auths, headers=headers, cert=cert, at=datetime.now(UTC), now=0.0)
+
+
+def test_credential_owner_finds_the_account_of_an_api_key() -> None:
+    from mtlscore.gateway.appauth import AccountAuth, hash_api_key
+
+    a = AccountAuth.from_mapping("a", {"api_key_sha256": [hash_api_key("key-a")]})
+    b = AccountAuth.from_mapping("b", {"api_key_sha256": [hash_api_key("key-b")]})
+    assert _owner([a, b], [(b"x-api-key", b"key-b")]) is b
+    assert _owner([a, b], [(b"authorization", b"Bearer key-a")]) is a  # RFC 6750 form of a key
+    missing = _owner([a, b], [])
+    assert (missing.ok, missing.status, missing.reason) == (False, 401, "credential_missing")
+    unknown = _owner([a, b], [(b"x-api-key", b"key-c")])
+    assert (unknown.status, unknown.reason) == (401, "credential_invalid")
+
+
+def test_credential_owner_never_takes_an_api_key_for_a_fapi2_account() -> None:
+    from mtlscore.gateway.appauth import AccountAuth, hash_api_key
+
+    fapi = AccountAuth.from_mapping("f", {"api_key_sha256": [hash_api_key("k")], "profile": "fapi2",
+                                          "jwks": {"keys": []}})
+    assert _owner([fapi], [(b"x-api-key", b"k")]).reason == "credential_invalid"
+
+
+def test_a_bound_token_without_any_certificate_has_nothing_to_bind_to() -> None:
+    from mtlscore.gateway.appauth import AccountAuth
+
+    tokens = AccountAuth.from_mapping("t", {"jwks": {"keys": []}})
+    result = _owner([tokens], [(b"authorization", b"Bearer eyJhbGciOi.x.y")])
+    assert (result.status, result.reason) == (401, "binding_mismatch")
+    # Two accounts take tokens and neither does: no one account's reason, a generic refusal.
+    other = AccountAuth.from_mapping("u", {"jwks": {"keys": []}})
+    assert _owner([tokens, other], [(b"authorization", b"Bearer eyJhbGciOi.x.y")]).reason == "credential_invalid"

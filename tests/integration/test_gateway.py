@@ -351,12 +351,16 @@ async def test_allow_mode_forwards_invalid_and_missing_with_verdict(
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}", mode="allow_invalid_or_missing")
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
+        # Only the certificate is relaxed: the API key is still required (issue 19; the
+        # full matrix is test_gateway_allow_matrix.py).
         results = {
-            c: await call(request, env, port, c, headers={"X-Mtls-Account": "admin"})
+            c: await call(request, env, port, c, headers={"X-Mtls-Account": "admin", "X-API-Key": API_KEY})
             for c in ("unknown", "expired", None)
         }
         status, _, body = await call(request, env, port, "good", headers=bearer(env))
         assert json.loads(body)["headers"]["x-mtls-account"] == "partner-abc"
+        status, _, body = await call(request, env, port, None, headers={"X-Mtls-Account": "admin"})
+        assert (status, json.loads(body)["error"]) == (401, "credential_missing")
     for cert, (status, _, body) in results.items():
         h = json.loads(body)["headers"]
         assert status == 200, cert

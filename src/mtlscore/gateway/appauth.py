@@ -37,6 +37,7 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "authorize",
+    "credential_owner",
     "hash_api_key",
 ]
 
@@ -394,6 +395,75 @@ def authorize(
     if not auth.requires_credential:
         return AuthResult(True)
     return _check_credential(auth, headers, cert, at, verify_token, jwks_cache, now)
+
+
+def credential_owner(
+    auths: Sequence[AccountAuth],
+    *,
+    headers: Sequence[tuple[bytes, bytes]],
+    cert: Certificate | None,
+    at: datetime,
+    now: float,
+    verify_token: TokenVerifier | None = None,
+    jwks_cache: JwksCache | None = None,
+) -> AccountAuth | AuthResult:
+    """Allow mode without a valid certificate: the account whose credential the request carries.
+
+    A load balancer's "allow invalid or missing" relaxes the certificate check only; the
+    API key or token is still required, and it now says which account is calling. The
+    API key is looked up in every account (SHA-256, constant time, no early exit); a
+    Bearer token that is no account's key must verify under an account's token keys,
+    bound (RFC 8705 ``cnf``) to the certificate presented, valid or not (the handshake
+    proved possession of its key). Returns that account's :class:`AccountAuth` (run
+    :func:`authorize` with it: IP allowlist, rate limit and the credential again), or
+    the :class:`AuthResult` to answer: 401 ``credential_missing`` / ``credential_invalid``
+    / ``binding_mismatch``, or ``need`` (fetch the keys, then ask again).
+    """
+    api_key = _header(headers, API_KEY_HEADER)
+    bearer = _bearer(headers)
+    if api_key is None and bearer is None:
+        return AuthResult(
+            False, 401, CREDENTIAL_MISSING,
+            "no valid client certificate: this gateway needs an API key (X-API-Key) or a Bearer token",
+            (_challenge(),),
+        )
+    owner: AccountAuth | None = None
+    for auth in auths:  # every account is tried: the time does not tell which one matched
+        keys = auth.api_key_sha256 if auth.profile != "fapi2" else ()
+        for candidate in (api_key, bearer):
+            if keys and candidate is not None and _api_key_matches(candidate, keys) and owner is None:
+                owner = auth
+    if owner is not None:
+        return owner
+    if bearer is None:
+        return AuthResult(
+            False, 401, CREDENTIAL_INVALID, "the API key is not one registered for any account",
+            (_challenge("invalid_token", "unknown API key"),),
+        )
+    tried = [auth for auth in auths if auth.has_token_keys]
+    results: list[AuthResult] = []
+    for auth in tried:
+        result = _check_token(auth, bearer, cert, at, verify_token, jwks_cache, now)
+        if result.ok:
+            return auth
+        if result.need is not None:
+            return result
+        results.append(result)
+    if len(results) == 1:
+        return results[0]  # the one account that takes tokens says why
+    return AuthResult(
+        False, 401, CREDENTIAL_INVALID, "the Bearer token is no account's key and no account's token keys accept it",
+        (_challenge("invalid_token", "token not accepted"),),
+    )
+
+
+def _bearer(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+    authorization = _header(headers, b"authorization")
+    if authorization is None:
+        return None
+    # RFC 9110 §11.1: the auth scheme is case-insensitive; RFC 6750 §2.1 form.
+    scheme, _, rest = authorization.strip().partition(b" ")
+    return rest.strip() if scheme.lower() == b"bearer" and rest.strip() else None
 
 
 def _fapi2_tls_problem(version: str, cipher: str) -> str:

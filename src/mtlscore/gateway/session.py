@@ -45,6 +45,7 @@ import h11
 
 from ..decision.verdict import Verdict
 from ..identity.identity import Identity
+from ..identity.identity_map import Principal
 from ..identity.jwks import NeedJwks
 from ..identity.self_signed import is_candidate
 from ..identity.self_signed import match as match_self_signed
@@ -52,7 +53,7 @@ from ..proxy.trusted import ClientAddress, UseForwarded, UseTls, decision_verdic
 from ..proxy.trusted import Decision as ProxyDecision
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate, parse_certificate
-from .appauth import AccountAuth, AuthResult, authorize
+from .appauth import AccountAuth, AuthResult, authorize, credential_owner
 from .deadlines import Deadlines
 from .events import (
     Action,
@@ -527,7 +528,12 @@ class Session:
             # connection carries other clients' requests: refuse this one only.
             self._deny(403, verdict.reason.value, verdict.detail, close=not evidence.forwarded)
             return
-        result = self._app_checks(request, at, now, count_rate=not resumed) if verdict.ok else AuthResult(True)
+        if verdict.ok:
+            result = self._app_checks(request, at, now, count_rate=not resumed)
+        else:
+            # allow_invalid_or_missing relaxes the certificate only: the credential, and its
+            # account's IP allowlist and rate limit, still decide (docs/gateway.md "Allow mode").
+            result = self._app_checks_without_certificate(request, at, now, count_rate=not resumed)
         if result.need is not None:
             # The account's keys come from a jwks_uri: the runtime fetches, then keys_fetched().
             # The cache's own intervals bound how often this can happen per URL.
@@ -615,6 +621,56 @@ class Session:
             tls_cipher=self.tls.cipher,
             count_rate=count_rate,
         )
+
+    def _app_checks_without_certificate(
+        self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True
+    ) -> AuthResult:
+        """Allow mode, no valid certificate: the request's credential names the account whose
+        checks apply. Without any account requiring a credential there is nothing to check."""
+        auths = self._credential_accounts()
+        if isinstance(auths, AuthResult):
+            return auths
+        if not auths:
+            return AuthResult(True)
+        evidence = self.evidence
+        owner = credential_owner(
+            auths, headers=list(request.headers), cert=evidence.leaf, at=at, now=now,
+            verify_token=self.gateway.verify_token, jwks_cache=self.gateway.jwks_cache,
+        )
+        if isinstance(owner, AuthResult):
+            return owner
+        return authorize(
+            owner,
+            headers=list(request.headers),
+            peer_ip=evidence.address.address or "unknown",
+            peer_source=evidence.address.source,
+            cert=evidence.leaf,
+            at=at,
+            now=now,
+            limiter=self.gateway.limiter,
+            verify_token=self.gateway.verify_token,
+            jwks_cache=self.gateway.jwks_cache,
+            tls_version=self.tls.version,
+            tls_cipher=self.tls.cipher,
+            count_rate=count_rate,
+        )
+
+    def _credential_accounts(self) -> list[AccountAuth] | AuthResult:
+        """Every configured account that requires a credential (one entry per account id)."""
+        resolve = self.gateway.account_auth or default_account_auth
+        identity_map = self.gateway.validator.identity_map
+        principals = [Principal(rule.account, rule.groups, rule.attributes, rule.name)
+                      for rule in getattr(identity_map, "rules", ()) if rule.account and not rule.template]
+        principals += [client.principal for client in getattr(identity_map, "self_signed_clients", ())]
+        out: dict[str, AccountAuth] = {}
+        for principal in principals:
+            try:
+                auth = resolve(principal)
+            except ConfigError as exc:
+                return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
+            if auth is not None and auth.requires_credential and auth.account not in out:
+                out[auth.account] = auth
+        return list(out.values())
 
     def _content_length(self, request: h11.Request) -> int | None:
         for k, v in request.headers:
