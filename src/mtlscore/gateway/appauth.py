@@ -19,9 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks, check_jwks_uri, parse_jwks
+from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks, check_jwks_uri
 from ..reasons import CertificateRejected, ConfigError, MtlsError, Reason
 from ..x509.cert import Certificate
+from .token_settings import (
+    DEFAULT_TOKEN_ALGORITHMS,
+    FAPI2_ALGORITHMS,
+    FAPI2_TLS12_CIPHERS,
+    METHODS,
+    PROFILES,
+    TOKEN_TABLE_KEYS,
+    fapi2_tls_problem,
+    jwks_value,
+    token_algorithms,
+)
 
 __all__ = [
     "CREDENTIAL_INVALID",
@@ -51,24 +62,6 @@ RATE_LIMITED = "rate_limited"
 JWKS_UNAVAILABLE = "jwks_unavailable"
 # The connection's TLS version or cipher suite is below the account's profile (fapi2).
 INSECURE_TLS = "insecure_tls"
-
-# The algorithms an account accepts by default; RS256 stays for compatibility, FAPI 2.0
-# (Security Profile §5.4.1) allows only PS256, ES256 and EdDSA.
-DEFAULT_TOKEN_ALGORITHMS = ("PS256", "ES256", "RS256")
-FAPI2_ALGORITHMS = ("PS256", "ES256", "EdDSA")
-TOKEN_ALGORITHMS = frozenset(
-    {"PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "EdDSA"}
-)
-# FAPI 2.0 Security Profile §5.2.1 / RFC 9325 §4.2: TLS 1.2 only with these suites (OpenSSL
-# names); TLS 1.3 suites are all acceptable.
-FAPI2_TLS12_CIPHERS = frozenset({
-    "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384",
-})
-PROFILES = ("fapi2",)
-METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
-_TOKEN_TABLE_KEYS = frozenset({"jwks", "jwks_uri", "algorithms", "issuer", "audience"})
 
 REALM = "mtlscore"
 API_KEY_HEADER = b"x-api-key"
@@ -182,7 +175,7 @@ class AccountAuth:
         if not isinstance(token, Mapping):
             raise ConfigError("must be a table (jwks, jwks_uri, algorithms, issuer, audience)",
                               key=f"{prefix}.token")
-        unknown = sorted(set(token) - _TOKEN_TABLE_KEYS)
+        unknown = sorted(set(token) - TOKEN_TABLE_KEYS)
         if unknown:
             raise ConfigError(f"unknown key {unknown[0]!r}", key=f"{prefix}.token.{unknown[0]}")
         # For self_signed_tls_client_auth, jwks/jwks_uri are the client's registered keys
@@ -193,25 +186,25 @@ class AccountAuth:
         if not self_signed:
             flat.update(jwks=table.get("jwks"), jwks_uri=table.get("jwks_uri"))
         merged: dict[str, Any] = {}
-        for name in _TOKEN_TABLE_KEYS:
+        for name in TOKEN_TABLE_KEYS:
             a, b = flat.get(name), token.get(name)
             if a is not None and b is not None:
                 raise ConfigError(f"given twice: here and as token.{name}", key=f"{prefix}.{name}")
             merged[name] = b if b is not None else a
-        jwks = _jwks_value(merged["jwks"], f"{prefix}.jwks")
+        jwks = jwks_value(merged["jwks"], f"{prefix}.jwks")
         jwks_uri = check_jwks_uri(merged["jwks_uri"], key=f"{prefix}.jwks_uri") if merged["jwks_uri"] else None
         if jwks is not None and jwks_uri is not None:
             raise ConfigError("give jwks or jwks_uri, not both", key=f"{prefix}.jwks_uri")
         for name in ("issuer", "audience"):
             if merged[name] is not None and not isinstance(merged[name], str):
                 raise ConfigError("must be a string", key=f"{prefix}.token_{name}")
-        algorithms = _algorithms(merged["algorithms"], profile, f"{prefix}.token_algorithms")
+        algorithms = token_algorithms(merged["algorithms"], profile, f"{prefix}.token_algorithms")
         if profile == "fapi2" and jwks is None and jwks_uri is None:
             raise ConfigError("profile fapi2 requires certificate-bound tokens: give token keys "
                               "(jwks / jwks_uri, or token.jwks / token.jwks_uri)", key=f"{prefix}.profile")
         client_jwks = client_jwks_uri = None
         if self_signed:
-            client_jwks = _jwks_value(table.get("jwks"), f"{prefix}.jwks")
+            client_jwks = jwks_value(table.get("jwks"), f"{prefix}.jwks")
             raw_uri = table.get("jwks_uri")
             client_jwks_uri = check_jwks_uri(raw_uri, key=f"{prefix}.jwks_uri") if raw_uri is not None else None
             if (client_jwks is None) == (client_jwks_uri is None):
@@ -232,33 +225,6 @@ class AccountAuth:
             client_jwks=client_jwks,
             client_jwks_uri=client_jwks_uri,
         )
-
-
-def _jwks_value(raw: Any, key: str) -> Mapping[str, Any] | None:
-    if raw is None:
-        return None
-    if isinstance(raw, str) and raw.strip().lower().startswith(("http://", "https://")):
-        raise ConfigError("is a URL; give it as jwks_uri (fetched and cached), not jwks", key=key)
-    # An empty set is the verifier's to refuse (it names the token's kid); a broken one is ours.
-    return parse_jwks(raw, key=key, allow_empty=True)
-
-
-def _algorithms(raw: Any, profile: str | None, key: str) -> tuple[str, ...]:
-    if raw is None:
-        return FAPI2_ALGORITHMS if profile == "fapi2" else DEFAULT_TOKEN_ALGORITHMS
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
-        raise ConfigError("must be a non-empty list of JWS algorithm names", key=key)
-    bad = [a for a in raw if a not in TOKEN_ALGORITHMS]
-    if bad:
-        # Asymmetric only: an HMAC alg would let anyone holding the public JWKS forge tokens.
-        raise ConfigError(f"{bad[0]!r} is not allowed; choose from {', '.join(sorted(TOKEN_ALGORITHMS))}", key=key)
-    if profile == "fapi2":
-        outside = [a for a in raw if a not in FAPI2_ALGORITHMS]
-        if outside:
-            raise ConfigError(f"profile fapi2 allows only {', '.join(FAPI2_ALGORITHMS)}, not {outside[0]}", key=key)
-    return tuple(dict.fromkeys(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +355,7 @@ def authorize(
                 (("Retry-After", str(seconds)),),
             )
     if auth.profile == "fapi2" and tls_version:
-        weak = _fapi2_tls_problem(tls_version, tls_cipher)
+        weak = fapi2_tls_problem(tls_version, tls_cipher)
         if weak:
             return AuthResult(False, 403, INSECURE_TLS, f"account {auth.account} (profile fapi2): {weak}")
     if not auth.requires_credential:
@@ -464,17 +430,6 @@ def _bearer(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
     # RFC 9110 §11.1: the auth scheme is case-insensitive; RFC 6750 §2.1 form.
     scheme, _, rest = authorization.strip().partition(b" ")
     return rest.strip() if scheme.lower() == b"bearer" and rest.strip() else None
-
-
-def _fapi2_tls_problem(version: str, cipher: str) -> str:
-    # FAPI 2.0 Security Profile §5.2.1: TLS 1.2 or later; under 1.2 only the BCP 195 suites.
-    if version == "TLSv1.3":
-        return ""
-    if version != "TLSv1.2":
-        return f"{version} is below TLS 1.2"
-    if cipher not in FAPI2_TLS12_CIPHERS:
-        return f"cipher suite {cipher or 'unknown'} is not one FAPI 2.0 allows with TLS 1.2"
-    return ""
 
 
 def _check_credential(

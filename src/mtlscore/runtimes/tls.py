@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..decision.verdict import Verdict
-from ..gateway.appauth import FAPI2_TLS12_CIPHERS
 from ..gateway.handshake import handshake_alert
 from ..gateway.session import TLSFacts
 from ..gateway.settings import ServerConfig
+from ..gateway.token_settings import FAPI2_TLS12_CIPHERS
 from ..identity.binding import x5t_s256
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..verify.trust import TrustStore
