@@ -133,4 +133,5 @@ def test_a_handshake_openssl_refuses_is_logged_with_its_reason(
             break
     assert logged["event"] == "tls_handshake_failed"
     assert logged["reason"] == "tls_protocol_error" and logged["peer"].startswith("127.0.0.1:")
+    assert logged["lb_error"] is None  # not a certificate problem: the load balancer has no name for it
     assert logged["detail"]

@@ -29,6 +29,8 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..proxy.headers import lb_error_name
+
 __all__ = [
     "DeferredTLSProtocol",
     "MtlsH11Protocol",
@@ -328,8 +330,9 @@ class DeferredTLSProtocol(asyncio.Protocol):
         # Where OpenSSL decides, the rejection is logged with its reason (else it is silent).
         if _embed_log.isEnabledFor(logging.WARNING):
             peer = f"{self.peer[0]}:{self.peer[1]}" if self.peer else ""
+            # lb_error: the load balancer's name for the reason (docs/gateway.md "Error names").
             _embed_log.warning(json.dumps({"event": "tls_handshake_failed", "peer": peer, "reason": code,
-                                           "detail": detail}))
+                                           "lb_error": lb_error_name(code) or None, "detail": detail}))
         self.flush()  # the alert, so the client learns why
         self.raw.close()
 
