@@ -75,6 +75,7 @@ def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str 
 
     Uses real time ``now`` for every validity period.
     """
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from .. import pki
@@ -118,7 +119,29 @@ def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str 
         name: issue_bound_token(claims, signer, parse_certificate(leaves[name].der), kid="demo-as")
         for name in ("good", "other")
     }
-    (d / "mtlscore.toml").write_text(
+    # What replaying a client with curl needs: the tokens, and the key that signs new ones
+    # (they expire after an hour; README.txt has the command).
+    (d / "token-signer.key").write_bytes(signer.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    (d / "token-signer.key").chmod(0o600)
+    (d / "jwks.json").write_text(json.dumps(jwks, indent=2) + "\n")
+    for name, token in tokens.items():
+        (d / f"{name}.token").write_text(token + "\n")
+    config = _config_text(dn=dn, jwks=jwks, tls_engine=tls_engine)
+    # mtlscore.toml listens on a fixed port for `mtlscore serve` (README.txt); the demo's
+    # own run uses a copy on port 0, so a busy 8443 never stops the demo.
+    (d / "mtlscore.toml").write_text(config.replace("{listen}", f"127.0.0.1:{REPLAY_PORT}"))
+    (d / "demo-run.toml").write_text(config.replace("{listen}", "127.0.0.1:0"))
+    return {"dir": d, "tokens": tokens, "config": d / "demo-run.toml", "expires": claims["exp"]}
+
+
+REPLAY_PORT = 8443
+
+
+def _config_text(*, dn: str, jwks: dict[str, Any], tls_engine: str) -> str:
+    """The demo's configuration; ``{listen}`` is left for the caller to fill in."""
+    return (
         f"""# Written by `mtlscore demo`.
 [trust]
 anchors = ["partner-root.pem"]
@@ -135,7 +158,7 @@ jwks = '{json.dumps(jwks)}'
 token_issuer = "https://as.demo"
 
 [server]
-listen = "127.0.0.1:0"
+listen = "{{listen}}"
 certificate = "server.pem"
 key = "server.key"
 runtime = "asyncio"
@@ -145,7 +168,6 @@ tls_engine = "{tls_engine}"
 reload_poll_seconds = 0
 """
     )
-    return {"dir": d, "tokens": tokens, "config": d / "mtlscore.toml"}
 
 
 @dataclass(slots=True)
@@ -268,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
         # joserfc missing (the demo issues a bound token): mtlscore.cli.main names the extra.
         files = write_demo_files(directory, now, tls_engine=args.tls_engine)
         rows = asyncio.run(_run_cases(files["config"], files))
+        if args.keep:
+            (directory / "README.txt").write_text(replay_instructions(directory, rows, files["expires"]))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -283,6 +307,68 @@ def run(args: argparse.Namespace) -> int:
         passed = sum(r["ok"] for r in rows)
         print(f"\n{passed}/{len(rows)} clients got the expected outcome.")
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+def curl_command(case: Case, port: int = REPLAY_PORT) -> str:
+    """The curl command line that replays ``case`` from the kept directory."""
+    if case.cert == "rsa1024":
+        # curl's OpenSSL refuses to load a 1024-bit key at its default security level, before
+        # any connection; openssl s_client applies SECLEVEL=0 first and shows the gateway's alert.
+        return (f"printf 'GET /whoami HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | "
+                f"openssl s_client -quiet -connect 127.0.0.1:{port} -servername localhost -CAfile server-ca.pem "
+                f"-cert {case.cert}.pem -key {case.cert}.key -cipher 'DEFAULT:@SECLEVEL=0'")
+    args = ["curl -sS --cacert server-ca.pem"]
+    if case.cert:
+        args.append(f"--cert {case.cert}.pem --key {case.cert}.key")
+    if case.token:
+        args.append(f'-H "Authorization: Bearer $(cat {case.token}.token)"')
+    args.append(f"https://localhost:{port}/whoami")
+    return " ".join(args)
+
+
+def replay_instructions(directory: pathlib.Path, rows: list[dict[str, Any]], expires: int) -> str:
+    """DIR/README.txt: how to run the gateway on the kept files and replay each client with curl."""
+    until = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Written by `mtlscore demo --keep {directory}`: a throwaway PKI, the gateway's",
+        "configuration, and one file set per client. Everything here is for testing only.",
+        "",
+        "1. Start the gateway (in this directory; it listens on https://127.0.0.1:"
+        f"{REPLAY_PORT}, see [server] listen):",
+        "",
+        "    mtlscore serve --config mtlscore.toml",
+        "",
+        "2. In another terminal, in this directory, replay each client (curl; openssl s_client for",
+        "   the RSA-1024 key, which curl's OpenSSL will not load):",
+        "",
+    ]
+    for case, row in zip(CASES, rows, strict=True):
+        lines.append(f"# {case.name}: {case.what}. Expected: {row['expected']}; the demo saw: {row['got']} "
+                     f"({row['why']}).")
+        lines.append(curl_command(case))
+        lines.append("")
+    lines += [
+        "With tls_engine = \"ssl\" (the demo's default) OpenSSL refuses some bad certificates during",
+        "the handshake: curl then prints a TLS alert instead of an HTTP answer, and the gateway logs",
+        "the decision with its reason. `mtlscore demo --tls-engine deferred --keep DIR` writes a",
+        "configuration where every rejection is an HTTP 403 with a JSON reason.",
+        "",
+        f"Tokens: good.token is bound to good.pem, other.token to other.pem; both expire at {until}.",
+        "A new one, signed with token-signer.key (its public key is jwks.json, in mtlscore.toml):",
+        "",
+        "    python -c 'import time; from cryptography.hazmat.primitives.serialization import "
+        "load_pem_private_key as k; from mtlscore import load_certificates as c; from mtlscore.jwt "
+        "import issue_bound_token as t; n = int(time.time()); print(t({\"iss\": \"https://as.demo\", "
+        "\"sub\": \"partner-abc\", \"iat\": n, \"exp\": n + 3600}, k(open(\"token-signer.key\", \"rb\")"
+        ".read(), None), c(open(\"good.pem\", \"rb\").read())[0], kid=\"demo-as\"))' > good.token",
+        "",
+        "Files: partner-root.pem (the trusted CA), issuing.crl (revokes revoked.pem), server.pem/.key",
+        "and server-ca.pem (the gateway's TLS identity and the CA curl checks it with), NAME.pem/.key",
+        "(each client's chain and key), NAME.token, token-signer.key, jwks.json, mtlscore.toml",
+        "(demo-run.toml: the same on port 0, what the demo itself ran).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 class _Started:
