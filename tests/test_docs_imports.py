@@ -92,7 +92,7 @@ REFERENCES = doc_references()
 
 def test_the_docs_are_read() -> None:
     assert ("README.md", "mtlscore", "Validator") in IMPORTS
-    assert ("README.md", "mtlscore.jwt", "verify_bound_token") in IMPORTS
+    assert ("guide.md", "mtlscore.jwt", "verify_bound_token") in IMPORTS
     assert any(doc == "proxy.md" for doc, _ in REFERENCES)
     assert len(IMPORTS) > 20
 

@@ -1,9 +1,10 @@
-"""README's "Embedded in uvicorn" instructions, run as they are, with real uvicorn and real curl.
+"""The "Embedded in uvicorn" instructions (docs/guide.md, linked from the README), run as they are,
+with real uvicorn and real curl.
 
 Issue 18, item 3. Before: the README said to pass mtlscore's context as uvicorn's
 ``ssl=`` (``uvicorn.Config(app, ssl=ctx)`` is a TypeError), and with uvicorn's own
 ``ssl_*`` settings OpenSSL dropped expired, wrong-EKU and unknown-CA clients during
-the handshake: curl saw "Empty reply from server", nothing was logged. The README
+the handshake: curl saw "Empty reply from server", nothing was logged. The
 block is extracted and run unchanged but for its port (8443 -> 0: the test binds
 an ephemeral port); every client must get its JSON reason.
 """
@@ -25,7 +26,7 @@ from mtlscore import pki
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
 MARKER = "<!-- tests/integration/test_embed_uvicorn.py runs this block as it is -->"
 DN = "CN=partner-abc-prod-client,O=PartnerABC"
 
@@ -36,10 +37,10 @@ if shutil.which("curl") is None:  # pragma: no cover - the CI installs curl
 
 
 def readme_block() -> str:
-    text = README.read_text()
+    text = GUIDE.read_text()
     after = text.split(MARKER, 1)[1]
     match = re.match(r"\s*```python\n(.*?)```", after, re.S)
-    assert match, "the README's uvicorn block follows its marker"
+    assert match, "the guide's uvicorn block follows its marker"
     return match.group(1)
 
 
