@@ -35,6 +35,7 @@ machine); what the current request is decided on is one frozen
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -149,6 +150,30 @@ def default_account_auth(principal: Any) -> AccountAuth | None:
     if account is None or not isinstance(attrs, Mapping):
         return None
     return AccountAuth.from_mapping(account, attrs)
+
+
+@functools.lru_cache(maxsize=8)
+def _credential_accounts(
+    identity_map: Any, resolve: Callable[[Any], AccountAuth | None]
+) -> tuple[AccountAuth, ...] | AuthResult:
+    """The accounts of ``identity_map`` that require a credential, by ``resolve``.
+
+    Cached per loaded configuration (a reload brings a new identity map): clients
+    without a certificate in allow mode must not make every request parse every
+    account's settings again.
+    """
+    principals = [Principal(rule.account, rule.groups, rule.attributes, rule.name)
+                  for rule in getattr(identity_map, "rules", ()) if rule.account and not rule.template]
+    principals += [client.principal for client in getattr(identity_map, "self_signed_clients", ())]
+    out: dict[str, AccountAuth] = {}
+    for principal in principals:
+        try:
+            auth = resolve(principal)
+        except ConfigError as exc:
+            return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
+        if auth is not None and auth.requires_credential and auth.account not in out:
+            out[auth.account] = auth
+    return tuple(out.values())
 
 
 class Session:
@@ -655,22 +680,10 @@ class Session:
             count_rate=count_rate,
         )
 
-    def _credential_accounts(self) -> list[AccountAuth] | AuthResult:
+    def _credential_accounts(self) -> tuple[AccountAuth, ...] | AuthResult:
         """Every configured account that requires a credential (one entry per account id)."""
         resolve = self.gateway.account_auth or default_account_auth
-        identity_map = self.gateway.validator.identity_map
-        principals = [Principal(rule.account, rule.groups, rule.attributes, rule.name)
-                      for rule in getattr(identity_map, "rules", ()) if rule.account and not rule.template]
-        principals += [client.principal for client in getattr(identity_map, "self_signed_clients", ())]
-        out: dict[str, AccountAuth] = {}
-        for principal in principals:
-            try:
-                auth = resolve(principal)
-            except ConfigError as exc:
-                return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
-            if auth is not None and auth.requires_credential and auth.account not in out:
-                out[auth.account] = auth
-        return list(out.values())
+        return _credential_accounts(self.gateway.validator.identity_map, resolve)
 
     def _content_length(self, request: h11.Request) -> int | None:
         for k, v in request.headers:
