@@ -5,21 +5,19 @@ and ``GET /.well-known/oauth-authorization-server``. Clients authenticate with
 their TLS client certificate only — ``tls_client_auth`` (a CA-issued
 certificate carrying the registered name) or ``self_signed_tls_client_auth``
 (a certificate whose key the client registered) — and the JWT access token is
-bound to that certificate (``cnf.x5t#S256``). Run it under uvicorn terminating
-TLS itself::
+bound to that certificate (``cnf.x5t#S256``). Run it under uvicorn with mtlscore
+terminating TLS (the deferred engine accepts any client certificate in the
+handshake; this app decides)::
 
-    AS_DIR=/path/to/as uvicorn --factory authlib_token_endpoint:create_app \\
-        --http mtlscore.runtimes.uvicorn_tls:MtlsH11Protocol \\
-        --ssl-certfile server.pem --ssl-keyfile server.key \\
-        --ssl-ca-certs client-cas.pem --ssl-cert-reqs 1
+    import uvicorn
+    from mtlscore.runtimes.uvicorn_tls import uvicorn_tls
+    uvicorn.run(create_app("/path/to/as"), host="0.0.0.0", port=8443,
+                **uvicorn_tls(certificate="server.pem", key="server.key"))
 
-``AS_DIR`` holds ``trust.pem`` (the CAs of PKI clients), ``clients.json``
+The directory holds ``trust.pem`` (the CAs of PKI clients), ``clients.json``
 (client_id → RFC 8705 metadata), ``signing.key`` (the AS's EC P-256 key, PEM)
-and ``issuer.txt``. stdlib ``ssl`` verifies client certificates in the
-handshake, so ``client-cas.pem`` must hold the PKI clients' CAs **and** the
-self-signed clients' certificates (``mtlscore thumbprint --jwk`` gives their
-JWKs); for self-signed clients known only by a key, put ``mtlscore serve``
-(deferred TLS engine) in front instead.
+and ``issuer.txt``. Self-signed clients need no CA bundle: their registered
+keys (``jwks`` or ``jwks_uri``) are what authenticates them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""docs/examples/authlib_token_endpoint.py under real uvicorn with curl (issue #19): Authlib with
+"""docs/examples/authlib_token_endpoint.py under real uvicorn (mtlscore's uvicorn_tls) with curl (issue #19): Authlib with
 mtlscore's RFC 8705 client authentication — a PKI client, its rotated certificate, a self-signed
 client registered at a jwks_uri (rotating its key mid-test), impostors → 401 invalid_client — and
 the token issued then accepted by the mtlscore gateway and refused with another certificate."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import ssl
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,18 +49,15 @@ class World:
             "pki": self.root.leaf(DN),
             "pki-rotated": self.root.leaf(DN),  # renewed: same name, new key
             "someone-else": self.root.leaf("CN=someone-else,O=PartnerABC"),
+            "foreign-ca": other_ca.leaf(DN),  # the registered name under a CA the AS does not trust
             "selfie": pki.root("CN=fintech-app", ca=False, eku=[pki.CLIENT_AUTH], now=now),
             "selfie-rotated": pki.root("CN=fintech-app", ca=False, eku=[pki.CLIENT_AUTH], now=now),
             "selfie-impostor": pki.root("CN=fintech-app", ca=False, eku=[pki.CLIENT_AUTH], now=now),
         }
-        self.other_ca = other_ca
         for name, issued in self.clients.items():
             (d / f"{name}.pem").write_bytes(issued.chain_pem if issued.parent else issued.pem)
             (d / f"{name}.key").write_bytes(issued.key_pem)
         (d / "trust.pem").write_bytes(self.root.pem)
-        # stdlib ssl checks client certificates in the handshake: the self-signed ones are in the bundle.
-        bundle = self.root.pem + b"".join(self.clients[n].pem for n in ("selfie", "selfie-rotated", "selfie-impostor"))
-        (d / "client-cas.pem").write_bytes(bundle)
         (d / "server-ca.pem").write_bytes(server_ca.pem)
         (d / "server.pem").write_bytes(as_server.chain_pem)
         (d / "server.key").write_bytes(as_server.key_pem)
@@ -101,7 +97,8 @@ class World:
 async def test_authlib_token_endpoint_under_uvicorn(tmp_path: Path, server: Server, anyio_backend: str) -> None:  # noqa: F811
     if peers.CURL is None:
         pytest.skip("curl not installed")
-    from mtlscore.runtimes.uvicorn_tls import MtlsH11Protocol
+    pytest.importorskip("OpenSSL")
+    from mtlscore.runtimes.uvicorn_tls import uvicorn_tls
 
     server.routes["/fintech-jwks"] = Route(b"")
     world = World(tmp_path, server.url("/fintech-jwks"))
@@ -111,9 +108,9 @@ async def test_authlib_token_endpoint_under_uvicorn(tmp_path: Path, server: Serv
 
     # A key rotation is picked up at once (the default waits refresh_interval between refetches).
     app = load_example().create_app(str(tmp_path), jwks_limits=JwksLimits(refresh_interval=0, retry_interval=0))
-    uv = peers.UvicornThread(app, http=MtlsH11Protocol, ssl_certfile=str(tmp_path / "server.pem"),
-                             ssl_keyfile=str(tmp_path / "server.key"), ssl_ca_certs=str(tmp_path / "client-cas.pem"),
-                             ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    # mtlscore terminates TLS inside uvicorn (deferred engine): no CA bundle, so the
+    # self-signed clients are known by their registered keys alone.
+    uv = peers.UvicornThread(app, **uvicorn_tls(certificate=tmp_path / "server.pem", key=tmp_path / "server.key"))
     await call(uv.start)
     try:
         meta = await call(peers.curl, f"https://127.0.0.1:{uv.port}/.well-known/oauth-authorization-server",
@@ -124,7 +121,8 @@ async def test_authlib_token_endpoint_under_uvicorn(tmp_path: Path, server: Serv
         replies = {}
         for who, client_id in [("pki", "partner-abc"), ("pki-rotated", "partner-abc"), ("selfie", "fintech-app"),
                                ("someone-else", "partner-abc"), ("selfie-impostor", "fintech-app"),
-                               ("selfie", "partner-abc"), ("pki", "fintech-app"), ("pki", "nobody")]:
+                               ("selfie", "partner-abc"), ("pki", "fintech-app"), ("pki", "nobody"),
+                               ("foreign-ca", "partner-abc")]:
             replies[(who, client_id)] = await call(world.post_token, uv.port, who, client_id)
         # The self-signed client rotates its key: registered at its jwks_uri, accepted at once.
         server.routes["/fintech-jwks"] = Route(json.dumps({"keys": [world.jwk("selfie"),
@@ -141,7 +139,8 @@ async def test_authlib_token_endpoint_under_uvicorn(tmp_path: Path, server: Serv
                 ("selfie-impostor", "fintech-app"): "not_allowlisted",
                 ("selfie", "partner-abc"): "untrusted",
                 ("pki", "fintech-app"): "not_allowlisted",
-                ("pki", "nobody"): "unknown_client"}
+                ("pki", "nobody"): "unknown_client",
+                ("foreign-ca", "partner-abc"): "untrusted"}
     for case, reason in expected.items():
         r = replies[case]
         assert (r.status, r.body["error"]) == (401, "invalid_client"), (case, r)
