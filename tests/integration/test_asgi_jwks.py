@@ -115,3 +115,51 @@ async def test_middleware_accepts_self_signed_clients_by_registered_key(server: 
     assert await who(rotated) == (200, "remote-app")
     # A CA-issued leaf sent without its intermediate is no candidate: the validator's verdict stands.
     assert await who(GOOD) == (403, "untrusted")
+
+
+def test_uvicorn_tls_and_the_middleware_accept_a_key_registered_client(server: Server, tmp_path: Any) -> None:  # noqa: F811
+    """uvicorn with mtlscore's TLS (uvicorn_tls) + MtlsMiddleware, real curl: a self-signed client whose key
+    is registered at a jwks_uri gets in as its account; another self-signed certificate is not_allowlisted."""
+    pytest.importorskip("OpenSSL")
+    import _nginx as peers
+
+    if peers.CURL is None:
+        pytest.skip("curl not installed")
+    from mtlscore.config import load_config
+    from mtlscore.runtimes.fetch_asyncio import AsyncioFetcher
+    from mtlscore.runtimes.uvicorn_tls import uvicorn_tls
+    from mtlscore.x509.jwk import jwk_from_certificate
+
+    me, stranger = (pki.root(f"CN={n}", ca=False, eku=[pki.CLIENT_AUTH]) for n in ("fintech", "stranger"))
+    server_ca = pki.root("CN=API Server CA")
+    srv = server_ca.leaf("localhost", eku=[pki.SERVER_AUTH], san_ip=["127.0.0.1"])
+    for name, issued in (("me", me), ("stranger", stranger)):
+        (tmp_path / f"{name}.pem").write_bytes(issued.pem)
+        (tmp_path / f"{name}.key").write_bytes(issued.key_pem)
+    (tmp_path / "server.pem").write_bytes(srv.pem)
+    (tmp_path / "server.key").write_bytes(srv.key_pem)
+    (tmp_path / "server-ca.pem").write_bytes(server_ca.pem)
+    (tmp_path / "root.pem").write_bytes(pki.root().pem)
+    server.routes["/jwks"] = Route(json.dumps({"keys": [jwk_from_certificate(parse_certificate(me.der))]}).encode())
+    (tmp_path / "m.toml").write_text('[trust]\nanchors = ["root.pem"]\n\n[[accounts]]\nid = "fintech-app"\n'
+                                     f'method = "self_signed_tls_client_auth"\njwks_uri = "{server.url("/jwks")}"\n')
+    config = load_config(tmp_path / "m.toml")
+
+    async def whoami(scope: Any, receive: Any, send: Any) -> None:
+        body = json.dumps({"account": scope["state"]["mtls_principal"].id}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    app = MtlsMiddleware(whoami, config.validator(), identity_map=config.accounts, fetcher=AsyncioFetcher())
+    uv = peers.UvicornThread(app, **uvicorn_tls(certificate=tmp_path / "server.pem", key=tmp_path / "server.key"))
+    uv.start()
+    try:
+        def curl(who: str) -> Any:
+            return peers.curl(f"https://127.0.0.1:{uv.port}/", cacert=tmp_path / "server-ca.pem",
+                              cert=tmp_path / f"{who}.pem", key=tmp_path / f"{who}.key")
+
+        accepted, refused = curl("me"), curl("stranger")
+    finally:
+        uv.stop()
+    assert (accepted.status, accepted.body) == (200, {"account": "fintech-app"}), accepted
+    assert (refused.status, refused.body["error"]) == (403, "not_allowlisted"), refused
