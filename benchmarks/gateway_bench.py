@@ -172,7 +172,7 @@ def _trio_bare(ctx: ssl.SSLContext) -> Callable[[Callable[[int], None], threadin
 
 
 def _gateway(config: pathlib.Path, runtime: str) -> Callable[[Callable[[int], None], threading.Event], None]:
-    from mtlscore.runtimes.driver import GatewayState
+    from mtlscore.runtimes.state import GatewayState
 
     def start(started: Callable[[int], None], stop: threading.Event) -> None:
         state = GatewayState.from_config_file(config)

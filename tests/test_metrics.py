@@ -154,7 +154,7 @@ def test_core_and_gateway_import_without_the_gateway_extra() -> None:
 def test_admin_listen_without_prometheus_client_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mtlscore import ConfigError
     from mtlscore.runtimes import metrics
-    from mtlscore.runtimes.driver import GatewayState
+    from mtlscore.runtimes.state import GatewayState
     from tests.test_startup import write
 
     monkeypatch.setattr(metrics, "prometheus_client", None)

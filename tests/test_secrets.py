@@ -210,7 +210,7 @@ def _split(response: bytes) -> tuple[int, dict[str, str], bytes]:
 
 
 def _log_lines(world: World, logs: list[Log], caplog: pytest.LogCaptureFixture) -> str:
-    from mtlscore.runtimes.driver import GatewayState, Snapshot
+    from mtlscore.runtimes.state import GatewayState, Snapshot
 
     state = GatewayState(Snapshot(world.gateway, lambda: None))  # type: ignore[arg-type, return-value]
     with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):

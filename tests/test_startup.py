@@ -12,8 +12,8 @@ import pytest
 
 from mtlscore import ConfigError, pki
 from mtlscore.config import load_config
-from mtlscore.runtimes.driver import GatewayState
 from mtlscore.runtimes.startup import startup_warnings
+from mtlscore.runtimes.state import GatewayState
 
 NOW = datetime.now(UTC)
 

@@ -30,7 +30,7 @@ from mtlscore import pki
 from mtlscore.gateway.appauth import hash_api_key
 from mtlscore.jwt import issue_bound_token
 from mtlscore.runtimes import ServerInfo
-from mtlscore.runtimes.driver import GatewayState
+from mtlscore.runtimes.state import GatewayState
 from mtlscore.x509.cert import parse_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -25,7 +25,7 @@ import pytest
 
 from mtlscore import pki
 from mtlscore.runtimes import ServerInfo
-from mtlscore.runtimes.driver import GatewayState
+from mtlscore.runtimes.state import GatewayState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

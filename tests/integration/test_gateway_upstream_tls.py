@@ -155,7 +155,7 @@ def test_bad_upstream_files_are_one_line_config_errors(
     env: Env, world: UpstreamPKI, keys: dict[str, str], key: str, words: str  # noqa: F811
 ) -> None:
     from mtlscore import ConfigError
-    from mtlscore.runtimes.driver import GatewayState
+    from mtlscore.runtimes.state import GatewayState
 
     config = upstream_config(env, 1, f"bad-{key}-{words[:6]}.toml", **keys)
     with pytest.raises(ConfigError) as info:

@@ -82,7 +82,7 @@ def test_the_asyncio_runtime_listens_with_a_backlog_for_its_connection_limit(tmp
     sys.path.insert(0, str(REPO))
     from loadtest._setup import write_files
     from mtlscore.runtimes import asyncio as runtime
-    from mtlscore.runtimes.driver import GatewayState
+    from mtlscore.runtimes.state import GatewayState
 
     files = write_files(
         tmp_path,

@@ -26,7 +26,7 @@ import anyio
 import pytest
 from test_gateway import Env, Upstream, anyio_backend, bearer, env, request  # noqa: F401 - fixtures
 
-from mtlscore.runtimes.driver import GatewayState
+from mtlscore.runtimes.state import GatewayState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -25,7 +25,7 @@ import pytest
 from mtlscore import pki
 from mtlscore.cli import main
 from mtlscore.runtimes import ServerInfo
-from mtlscore.runtimes.driver import GatewayState
+from mtlscore.runtimes.state import GatewayState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -253,7 +253,7 @@ def test_sweep_warns_once_about_the_trust_config_and_clients_not_seen_since(
 ) -> None:
     """The reload poll's sweep: an anchor's activation window ending within the horizon is warned
     once, as is a client that came within it without being seen again; at most every minute."""
-    from mtlscore.runtimes.driver import SWEEP_INTERVAL
+    from mtlscore.runtimes.state import SWEEP_INTERVAL
 
     ends = (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = world.config("sweep.toml", ["ca-a.pem"], expiry_warning_days=15)

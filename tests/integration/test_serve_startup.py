@@ -149,7 +149,7 @@ def test_certificate_and_key_problems_name_the_right_key_file_and_defect(
 
 def test_a_good_pair_still_starts(tmp_path: Path) -> None:
     """The checks refuse only what cannot serve: the same files, correct, start the gateway."""
-    from mtlscore.runtimes.driver import GatewayState
+    from mtlscore.runtimes.state import GatewayState
 
     state = GatewayState.from_config_file(write(tmp_path, tls_engine="deferred"))
     assert state.snapshot.new_engine() is not None

@@ -219,7 +219,7 @@ def _client(port: int, files: dict[str, Any], case: Case) -> tuple[Outcome, int]
 
 async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[str, Any]]:
     from ..runtimes import asyncio as runtime
-    from ..runtimes.driver import GatewayState
+    from ..runtimes.state import GatewayState
 
     decisions: dict[int, Any] = {}
 

@@ -28,7 +28,7 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtimes.driver import GatewayState
+    from ..runtimes.state import GatewayState
 
     if not args.quiet:
         from ..runtimes.logs import json_log_handler

@@ -34,5 +34,5 @@ class ServerInfo:
 
 
 # Re-exported after ServerInfo is defined (the runtime modules import it from here).
-from .driver import GatewayState  # noqa: E402
+from .state import GatewayState  # noqa: E402
 from .tls import handshake_reason, presented_chain, server_context  # noqa: E402

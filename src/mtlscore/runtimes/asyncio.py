@@ -20,9 +20,11 @@ from typing import Any
 
 from ..gateway.settings import Address
 from . import ServerInfo
-from .driver import GatewayState, serve_admin, serve_connection
+from .admin import serve_admin
+from .driver import serve_connection
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
 from .startup import listen_error
+from .state import GatewayState
 from .tls import presented_chain, server_context
 
 __all__ = [

@@ -20,9 +20,11 @@ import trio
 
 from ..gateway.settings import Address
 from . import ServerInfo
-from .driver import GatewayState, serve_admin, serve_connection
+from .admin import serve_admin
+from .driver import serve_connection
 from .fetch_trio import FetchError, TrioFetcher
 from .startup import listen_error
+from .state import GatewayState
 from .tls import presented_chain, server_context
 
 __all__ = ["FetchError", "TrioFetcher", "TrioStream", "connect", "presented_chain", "serve", "server_context"]
