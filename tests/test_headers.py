@@ -429,16 +429,18 @@ def test_identity_header_names_cover_everything_we_read_or_emit():
 # --- base64 and PEM edge cases (issue 23: the libraries decode, the differential checked them) ---
 
 
-def _whole_quanta_cert():
-    """A certificate whose DER length is a multiple of 3: its base64 has no '=' padding."""
+def _cert_with_length_mod3(rest: int, name: str):
+    """A certificate whose DER length is ``rest`` modulo 3 (0: its base64 has no '=' padding;
+    2: exactly one '='). Made, not picked from POOL: a random pool need not hold one."""
     for i in range(64):
-        leaf = INTER.leaf(f"quanta-{i}.example")
-        if len(leaf.der) % 3 == 0:
+        leaf = INTER.leaf(f"{name}-{i}.example")
+        if len(leaf.der) % 3 == rest:
             return parse_certificate(leaf.der)
-    raise AssertionError("no certificate with a DER length divisible by 3")
+    raise AssertionError(f"no certificate with a DER length of {rest} modulo 3")
 
 
-WHOLE = _whole_quanta_cert()
+WHOLE = _cert_with_length_mod3(0, "quanta")
+ONE_PAD = _cert_with_length_mod3(2, "one-pad")
 WHOLE_B64 = base64.b64encode(WHOLE.der).decode()
 
 
@@ -480,7 +482,7 @@ def test_client_cert_padding_up_to_two_is_normalised(pad):
     # A documented leniency (docs/proxy.md): http-sf strips up to two '=' and re-pads
     # (RFC 8941 §4.2.7: parsers SHOULD NOT fail on padding), so missing, short or surplus
     # padding decodes to the same bytes. The old parser refused ':…xyz==:' (one '=' too many).
-    short = next(c for c in POOL if len(c.der) % 3 == 2)  # its base64 ends in exactly one '='
+    short = ONE_PAD  # its base64 ends in exactly one '='
     data = base64.b64encode(short.der).decode().rstrip("=")
     assert h.parse_client_cert(f":{data}{pad}:") == short
     assert h.parse_client_cert(f":{WHOLE_B64}{pad}:") == WHOLE
