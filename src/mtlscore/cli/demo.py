@@ -218,6 +218,7 @@ def _client(port: int, files: dict[str, Any], case: Case) -> tuple[Outcome, int]
 
 
 async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[str, Any]]:
+    from ..runtimes import OnStarted, ServerInfo
     from ..runtimes import asyncio as runtime
     from ..runtimes.state import GatewayState
 
@@ -228,8 +229,8 @@ async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[s
         decisions.setdefault(port, decision)
 
     state = GatewayState.from_config_file(config, on_decision=remember)
-    started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    status = _Started(started.set_result)
+    started: asyncio.Future[ServerInfo] = asyncio.get_running_loop().create_future()
+    status = OnStarted(started.set_result)
     task = asyncio.create_task(runtime.serve(state, task_status=status, handle_signals=False))
     info = await asyncio.wait_for(started, 10)
     rows = []
@@ -370,10 +371,3 @@ def replay_instructions(directory: pathlib.Path, rows: list[dict[str, Any]], exp
     ]
     return "\n".join(lines)
 
-
-class _Started:
-    def __init__(self, callback: Callable[[Any], Any]) -> None:
-        self.callback = callback
-
-    def started(self, value: Any = None) -> None:
-        self.callback(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
 
 from ..reasons import ConfigError
 from .common import Subparsers
@@ -28,6 +27,7 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runtimes import OnStarted, ServerInfo
     from ..runtimes.state import GatewayState
 
     if not args.quiet:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     server = state.snapshot.gateway.server
     runtime = args.runtime or server.runtime
 
-    def ready(info: Any) -> None:
+    def ready(info: ServerInfo) -> None:
         admin = f", metrics on http://{info.admin_address}/metrics" if info.admin_address else ""
         upstream = f"http://{server.upstream.authority}" if server.upstream else "identity JSON"
         print(
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    status = _Started(ready)
+    status = OnStarted(ready)
     try:
         if runtime == "trio":
             try:
@@ -78,12 +78,3 @@ def run(args: argparse.Namespace) -> int:
         return 2
     return 0
 
-
-class _Started:
-    """A ``task_status`` that reports readiness (the nursery.start protocol, outside a nursery)."""
-
-    def __init__(self, callback: Any) -> None:
-        self.callback = callback
-
-    def started(self, value: Any = None) -> None:
-        self.callback(value)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..gateway.settings import Address
 
 __all__ = [
     "GatewayState",
+    "OnStarted",
     "ServerInfo",
+    "TaskStatus",
     "handshake_reason",
     "presented_chain",
     "server_context",
@@ -31,6 +34,22 @@ class ServerInfo:
     state: GatewayState
     # Ask for a graceful shutdown (stop accepting, let requests in flight finish).
     shutdown: Callable[[], None]
+
+
+class TaskStatus(Protocol):
+    """What ``serve(task_status=...)`` tells once it listens: trio's ``nursery.start`` protocol."""
+
+    def started(self, value: ServerInfo) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OnStarted:
+    """A :class:`TaskStatus` outside a nursery: ``callback(info)`` once the gateway listens."""
+
+    callback: Callable[[ServerInfo], object]
+
+    def started(self, value: ServerInfo) -> None:
+        self.callback(value)
 
 
 # Re-exported after ServerInfo is defined (the runtime modules import it from here).

@@ -16,10 +16,9 @@ import signal
 import socket
 import struct
 import time
-from typing import Any
 
 from ..gateway.settings import Address
-from . import ServerInfo
+from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
@@ -93,7 +92,7 @@ async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
 async def serve(
     state: GatewayState,
     *,
-    task_status: Any = None,
+    task_status: TaskStatus | None = None,
     handle_signals: bool = True,
     fetcher: AsyncioFetcher | None = None,
 ) -> None:

@@ -14,12 +14,11 @@ import contextlib
 import signal
 import socket
 import struct
-from typing import Any
 
 import trio
 
 from ..gateway.settings import Address
-from . import ServerInfo
+from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_trio import FetchError, TrioFetcher
@@ -86,7 +85,7 @@ def _peer(stream: trio.SocketStream) -> tuple[str, int]:
 async def serve(
     state: GatewayState,
     *,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus = trio.TASK_STATUS_IGNORED,
     handle_signals: bool = True,
     fetcher: TrioFetcher | None = None,
 ) -> None:
