@@ -31,7 +31,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 from OpenSSL import crypto
 
 from mtlscore import Policy, TrustStore, Validator, pki
-from mtlscore.decision.cache import VerdictCache, stats
+from mtlscore.decision.cache import stats
 from mtlscore.verify.signature import SignatureCache
 from mtlscore.x509.cert import PARSE_CACHE, clear_parse_cache, parse_certificate
 
@@ -115,10 +115,18 @@ def check_accepts(res: Result, impls: dict[str, Op], item: Any) -> dict[str, Op]
 class Chains:
     """A root, intermediates and many leaves of one key type, with DER everywhere."""
 
-    kind: str
+    kind: str  # a pki.new_key spec
     root: pki.Issued
     inters: list[pki.Issued]
     leaves: list[tuple[bytes, Any]]  # (leaf DER, its intermediate's DER or the DERs above it)
+
+    @property
+    def label(self) -> str:
+        """The key type as scenario names spell it: rsa, p256, rsa3072, p384."""
+        return LABELS[self.kind]
+
+
+LABELS = {"rsa": "rsa", "ec": "p256", "rsa-3072": "rsa3072", "ec-p384": "p384"}
 
 
 def make_chains(kind: str, n_leaves: int, n_inters: int = 2, depth: int = 1) -> Chains:
@@ -206,27 +214,54 @@ def floor(ch: Chains, repeats: int, n: int) -> Result:
         "leaf_verify": lambda _: verify(leaf, inter),
     }
     items = [None] * n
-    return interleaved(f"floor-{ch.kind}", impls, lambda _i, _r: items, repeats, base="floor")
+    return interleaved(f"floor-{ch.label}", impls, lambda _i, _r: items, repeats, base="floor")
+
+
+COLD_INCLUDES = {
+    "mtlscore": "a Validator built once outside the loop (trust store read once); before each validation every "
+                "cache of certificates and verdicts is emptied (parsed certificates, verified signatures, known "
+                "paths, verdicts, revocation answers, DN texts), so each op parses all three DERs, verifies "
+                "both signatures, builds and checks the path",
+    "pyca": "a ClientVerifier built once outside the loop (store of the root); each op loads the leaf and the "
+            "intermediate from DER and verifies (pyca keeps no cache between calls)",
+    "openssl": "an X509Store built once outside the loop (the root); each op loads the leaf and the intermediate "
+               "from DER, makes a store context and verifies (no cache between calls)",
+}
+
+
+def cold_validator(trust: TrustStore) -> tuple[Validator, Op]:
+    """mtlscore's cold op: one Validator (like pyca's verifier), every certificate/verdict cache emptied per call."""
+    from mtlscore.x509 import dn
+
+    v = Validator(trust, Policy(revocation="off"), signatures=SignatureCache())
+    caches = (v.signatures, v.verdict_cache, v.known_paths, v.cache)
+    lru = (dn.format_dn, dn.dn_key_text)
+
+    def op(item: Any) -> Any:
+        # Emptying a cache is a few dict clears: noise next to a parse and two signature verifications.
+        clear_parse_cache()
+        for c in caches:
+            c.clear()
+        for f in lru:
+            f.cache_clear()
+        return v.validate(_presented(item), at=NOW)
+
+    return v, op
 
 
 def cold(ch: Chains, repeats: int, n: int) -> Result:
-    """First validation of a 3-certificate chain: every mtlscore cache emptied before each one."""
+    """First validation of a 3-certificate chain: nothing about the chain known, the verifier already built."""
     trust = TrustStore([ch.root.der])
     item = ch.leaves[0]
-
-    def mt(item: Any) -> Any:
-        clear_parse_cache()
-        v = Validator(trust, Policy(revocation="off"), signatures=SignatureCache(), verdict_cache=VerdictCache(0))
-        return v.validate(_presented(item), at=NOW)
-
-    res = Result(f"cold-{ch.kind}", "mtlscore")
+    _, mt = cold_validator(trust)
+    res = Result(f"cold-{ch.label}", "mtlscore")
     impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert), "openssl": openssl_op(ch.root.cert)},
                           item)
     items = [item] * n
     out = interleaved(res.scenario, impls, lambda _i, _r: items, repeats)
     out.refused = res.refused
-    # Parsing the trust store again is not part of a validation: re-fill the parse cache with it.
-    parse_certificate(ch.root.der)
+    out.notes.append("the same chain each time, nothing about it cached; per implementation (see COLD_INCLUDES): "
+                     "verifier built once outside the loop, each op reads the DERs and verifies both links")
     return out
 
 
@@ -264,7 +299,7 @@ def realistic(ch: Chains, repeats: int, name: str = "realistic") -> Result:
     """Distinct leaves under a few intermediates, each seen once by mtlscore (its caches stay warm)."""
     trust = TrustStore([ch.root.der])
     _, mt = mtlscore_op(trust)
-    res = Result(f"{name}-{ch.kind}", "mtlscore")
+    res = Result(f"{name}-{ch.label}", "mtlscore")
     firsts = {item[1] if isinstance(item[1], bytes) else item[1][0] for item in ch.leaves}
     impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert), "openssl": openssl_op(ch.root.cert),
                                 "cryptography_floor": cryptography_floor_op(sorted(firsts))},
@@ -282,7 +317,7 @@ def warm(ch: Chains, repeats: int, n: int) -> Result:
     trust = TrustStore([ch.root.der])
     v, mt = mtlscore_op(trust)
     item = ch.leaves[0]
-    res = Result(f"warm-{ch.kind}", "mtlscore")
+    res = Result(f"warm-{ch.label}", "mtlscore")
     impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert), "openssl": openssl_op(ch.root.cert)},
                           item)
     copies: list[tuple[bytes, bytes]] = []
@@ -296,6 +331,56 @@ def warm(ch: Chains, repeats: int, n: int) -> Result:
     out.refused = res.refused
     s = stats(v.verdict_cache)["verdicts"]
     out.notes.append(f"{1e6 / out.median('mtlscore'):,.0f} validations/s (verdict cache hit ratio {s.hit_ratio:.3f})")
+    return out
+
+
+def clients(repeats: int, n_clients: int = 10_000) -> list[Result]:
+    """10,000 distinct P-256 clients under two intermediates, each connecting once per pass in a shuffled order.
+
+    ``clients-10k-first``: every client is new (mtlscore: a fresh Validator,
+    built and its caches emptied outside the timing, like the other two
+    verifiers built outside it). ``clients-10k-returning``: the same population
+    again, in another order (mtlscore's caches as the first pass left them).
+    Validations/s per implementation in the notes.
+    """
+    import random
+
+    ch = make_chains("ec", n_clients)
+    trust = TrustStore([ch.root.der])
+    rng = random.Random(10_000)
+    orders = []
+    for _ in range(repeats):
+        order = list(ch.leaves)
+        rng.shuffle(order)
+        orders.append(order)
+    holder: dict[str, Validator] = {}
+
+    def fresh(impl: str, _r: int) -> None:
+        if impl == "mtlscore":
+            clear_parse_cache()
+            holder["v"] = Validator(trust, Policy(revocation="off"), signatures=SignatureCache())
+
+    def mt(item: Any) -> Any:
+        return holder["v"].validate(_presented(item), at=NOW)
+
+    fresh("mtlscore", 0)
+    out = []
+    for name, setup in (("clients-10k-first", fresh), ("clients-10k-returning", None)):
+        res = Result(name, "mtlscore")
+        impls = check_accepts(res, {"mtlscore": mt, "pyca": pyca_op(ch.root.cert),
+                                    "openssl": openssl_op(ch.root.cert)}, ch.leaves[0])
+        if setup is None:
+            for item in ch.leaves:  # every client seen once before the returning passes
+                mt(item)
+        r = interleaved(name, impls, lambda _i, rep: orders[rep], repeats, setup=setup)
+        r.refused = res.refused
+        rates = ", ".join(f"{impl} {1e6 / r.median(impl):,.0f}/s" for impl in r.samples)
+        r.notes.append(f"{n_clients:,} distinct clients, one pass per repeat (shuffled); validations/s: {rates}")
+        if setup is None:
+            s = stats(holder["v"].verdict_cache)["verdicts"]
+            r.notes.append(f"mtlscore verdict cache: {s.entries:,} of {s.capacity:,} entries, "
+                           f"hit ratio {s.hit_ratio:.3f}")
+        out.append(r)
     return out
 
 
@@ -556,29 +641,34 @@ def targets(results: list[Result]) -> list[str]:
     def line(what: str, got: float, goal: float, unit: str = "×") -> None:
         out.append(f"{'MET ' if got >= goal else 'MISS'} {what}: {got:,.2f}{unit} (target ≥ {goal:,}{unit})")
 
-    for kind, p_goal, o_goal in (("rsa", 1.5, 1.2), ("p256", 1.8, 1.4)):
+    # Issue #17's targets: cold ≥ 1.0× and realistic ≥ 1.3× both peers; new leaf ≤ 2.0× its signature verify;
+    # warm ≥ 375,000 validations/s.
+    for kind in ("rsa", "p256", "rsa3072", "p384"):
+        label = {"rsa": "RSA", "p256": "P-256", "rsa3072": "RSA-3072", "p384": "P-384"}[kind]
+        for scen, goal in (("cold", 1.0), ("realistic", 1.3)):
+            r = by.get(f"{scen}-{kind}")
+            if r is None:
+                continue
+            for peer in ("pyca", "openssl"):
+                if peer in r.samples:
+                    line(f"{scen} {label} speed-up over {peer}", r.ratio(peer)[0], goal)
         r = by.get(f"realistic-{kind}")
         if r is None:
             continue
-        label = "RSA" if kind == "rsa" else "P-256"
-        if "pyca" in r.samples:
-            line(f"realistic {label} speed-up over pyca", r.ratio("pyca")[0], p_goal)
-        if "openssl" in r.samples:
-            line(f"realistic {label} speed-up over OpenSSL", r.ratio("openssl")[0], o_goal)
         if "cryptography_floor" in r.samples and "pyca" in r.samples and "openssl" in r.samples:
             # Where the targets sit relative to what cryptography's own calls cost (see cryptography_floor_op).
             fl = r.median("cryptography_floor")
             out.append(f"     realistic {label}: mtlscore takes {1 / r.ratio('cryptography_floor')[0]:.2f}× the "
-                       f"cryptography floor; the pyca target allows {r.median('pyca') / p_goal / fl:.2f}×, "
-                       f"the OpenSSL target {r.median('openssl') / o_goal / fl:.2f}×")
+                       f"cryptography floor; the pyca target allows {r.median('pyca') / 1.3 / fl:.2f}×, "
+                       f"the OpenSSL target {r.median('openssl') / 1.3 / fl:.2f}×")
         f = by.get(f"floor-{kind}")
         if f is not None:
             cost = r.median("mtlscore") / f.median("leaf_verify")
-            out.append(f"{'MET ' if cost <= 1.3 else 'MISS'} realistic {label}: new leaf = {cost:.2f}× its one "
-                       f"signature verify (target ≤ 1.3×)")
+            out.append(f"{'MET ' if cost <= 2.0 else 'MISS'} realistic {label}: new leaf = {cost:.2f}× its one "
+                       f"signature verify (target ≤ 2.0×)")
         w = by.get(f"warm-{kind}")
         if w is not None:
-            line(f"warm {label} validations/s", 1e6 / w.median("mtlscore"), 300_000, "/s")
+            line(f"warm {label} validations/s", 1e6 / w.median("mtlscore"), 375_000, "/s")
     for g in ("gateway-asyncio", "gateway-trio"):
         r = by.get(g)
         if r is not None and not r.unavailable and "bare" in r.samples:
@@ -609,23 +699,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mtlscore benchmarks ({'quick' if quick else 'full'}): Python {sys.version.split()[0]}, "
           f"{repeats} repeats; building certificates…", file=sys.stderr)
     results: list[Result] = []
-    for kind in ("rsa", "ec"):
-        if not any(on(s + "-" + kind) for s in ("floor", "cold", "realistic", "warm")) and not on("identity") \
-                and not on("headers"):
+    for kind in ("rsa", "ec", "rsa-3072", "ec-p384"):
+        label = LABELS[kind]
+        small = kind in ("rsa", "ec")  # RSA-3072 and P-384: cold and realistic only
+        if not any(on(s + "-" + label) for s in ("floor", "cold", "realistic", "warm")) \
+                and not (kind == "ec" and (on("identity") or on("headers"))):
             continue
         ch = make_chains(kind, n_real + 1)
-        if on(f"floor-{kind}"):
+        if small and on(f"floor-{label}"):
             results.append(floor(ch, repeats, n_small))
-        if on(f"cold-{kind}"):
+        if on(f"cold-{label}"):
             results.append(cold(ch, repeats, max(50, n_small // 4)))
-        if on(f"realistic-{kind}"):
+        if on(f"realistic-{label}"):
             results.append(realistic(ch, repeats))
-        if on(f"warm-{kind}"):
+        if small and on(f"warm-{label}"):
             results.append(warm(ch, repeats, 20_000 if quick else 100_000))
         if kind == "ec" and on("identity"):
             results.append(identity(ch, repeats, min(n_real, 1000)))
         if kind == "ec" and on("headers"):
             results.append(headers(ch, repeats, min(n_real, 500)))
+    if on("clients"):
+        results.extend(clients(3 if quick else repeats))
     if on("deep"):
         results.append(deep(repeats, n_small + 1))
     if on("mesh"):
@@ -637,11 +731,6 @@ def main(argv: list[str] | None = None) -> int:
         from gateway_bench import gateway_results  # benchmarks/gateway_bench.py
 
         results.extend(gateway_results(quick, repeats))
-    ren = {
-        r.scenario.replace("-ec", "-p256"): r for r in results
-    }
-    for name, r in ren.items():
-        r.scenario = name
     print(table(results))
     print()
     for t in targets(results):
