@@ -1,5 +1,5 @@
-"""The "Embedded in uvicorn" instructions (docs/guide.md, linked from the README), run as they are,
-with real uvicorn and real curl.
+"""The "Embedded in uvicorn" instructions (docs/guide.md, linked from the README), for uvicorn
+and for hypercorn, run as they are, with the real server and real curl.
 
 Issue 18, item 3. Before: the README said to pass mtlscore's context as uvicorn's
 ``ssl=`` (``uvicorn.Config(app, ssl=ctx)`` is a TypeError), and with uvicorn's own
@@ -27,7 +27,10 @@ from mtlscore import pki
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
-MARKER = "<!-- tests/integration/test_embed_uvicorn.py runs this block as it is -->"
+MARKERS = {
+    "uvicorn": "<!-- tests/integration/test_embed_uvicorn.py runs this block as it is -->",
+    "hypercorn": "<!-- tests/integration/test_embed_uvicorn.py runs this hypercorn block as it is -->",
+}
 DN = "CN=partner-abc-prod-client,O=PartnerABC"
 
 pytest.importorskip("uvicorn")
@@ -36,17 +39,21 @@ if shutil.which("curl") is None:  # pragma: no cover - the CI installs curl
     pytest.skip("curl not installed", allow_module_level=True)
 
 
-def readme_block() -> str:
+def readme_block(server: str) -> str:
     text = GUIDE.read_text()
-    after = text.split(MARKER, 1)[1]
+    after = text.split(MARKERS[server], 1)[1]
     match = re.match(r"\s*```python\n(.*?)```", after, re.S)
     assert match, "the guide's uvicorn block follows its marker"
     return match.group(1)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, subprocess.Popen[str]]]:
-    d = tmp_path_factory.mktemp("embed")
+@pytest.fixture(scope="module", params=["uvicorn", "hypercorn"])
+def served(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, int, subprocess.Popen[str]]]:
+    server_name = str(request.param)
+    pytest.importorskip(server_name)
+    d = tmp_path_factory.mktemp(f"embed-{server_name}")
     now = datetime.now(UTC)
     root = pki.root("CN=Partner Root CA,O=PartnerABC", now=now)
     issuing = root.intermediate("CN=Partner Issuing CA,O=PartnerABC")
@@ -67,15 +74,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int
         (d / f"{name}.key").write_bytes(leaf.key_pem)
     (d / "leaf-only.pem").write_bytes(clients["good"].pem)  # the leaf without its issuing CA
     (d / "leaf-only.key").write_bytes(clients["good"].key_pem)
-    code = readme_block()
-    assert code.count("port=8443") == 1
-    (d / "app.py").write_text(code.replace("port=8443", "port=0"))
+    code = readme_block(server_name)
+    port_setting = "port=8443" if server_name == "uvicorn" else '"127.0.0.1:8443"'
+    assert code.count(port_setting) == 1
+    (d / "app.py").write_text(code.replace(port_setting, port_setting.replace("8443", "0")))
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=d, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     port = 0
     for line in proc.stderr:
         # uvicorn prints http://: it listens on plain TCP, the protocol does the TLS.
-        if m := re.search(r"Uvicorn running on https?://127\.0\.0\.1:(\d+)", line):
+        if m := re.search(r"(?:Uvicorn running|Running) on https?://127\.0\.0\.1:(\d+)", line):
             port = int(m.group(1))
             break
     assert port, "uvicorn did not start"

@@ -34,6 +34,7 @@ from ..proxy.headers import lb_error_name
 __all__ = [
     "DeferredTLSProtocol",
     "MtlsH11Protocol",
+    "deferred_extension",
     "TLSExtensionMixin",
     "presented_chain",
     "tls_extension",
@@ -357,7 +358,7 @@ class DeferredTLSProtocol(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         facts = self.engine.facts(self.peer or ("", 0))
-        tls = _deferred_extension(facts.chain, facts.version)
+        tls = deferred_extension(facts.chain, facts.version)
         inner = self.inner
         assert isinstance(inner, H11Protocol)
         inner.connection_made(_TLSTransport(self))
@@ -397,7 +398,8 @@ class DeferredTLSProtocol(asyncio.Protocol):
             self.inner.resume_writing()
 
 
-def _deferred_extension(chain: tuple[bytes, ...], version: str) -> dict[str, Any]:
+def deferred_extension(chain: tuple[bytes, ...], version: str) -> dict[str, Any]:
+    """The ASGI TLS extension for a handshake the deferred engine ran (nothing verified yet)."""
     name: str | None = None
     if chain:
         try:
