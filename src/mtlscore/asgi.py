@@ -21,19 +21,20 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .decision.validator import Validator
 from .decision.verdict import Verdict
 from .gateway.preview import account_of
 from .gateway.radar import Radar
-from .identity.jwks import JwksCache, JwksUnavailable, check_jwks_uri
+from .identity.identity_map import IdentityMap, IdentityResolver
+from .identity.jwks import JwksCache, JwksFetcher, JwksUnavailable, check_jwks_uri
 from .proxy.trusted import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
 from .reasons import CertificateRejected, MtlsError, Reason
 from .x509.cert import Certificate, load_certificates
 
 # TrustedProxy and ProxyPolicy are re-exported: configuring the middleware needs them.
-__all__ = ["STATE_KEYS", "BoundToken", "MtlsMiddleware", "ProxyPolicy", "TrustedProxy", "status_for"]
+__all__ = ["STATE_KEYS", "BoundToken", "Fetcher", "MtlsMiddleware", "ProxyPolicy", "TrustedProxy", "status_for"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -126,6 +127,16 @@ def _tls_chain(scope: Scope) -> tuple[tuple[Certificate, ...], str | None]:
     return tuple(certs), ext.get(CHAIN_SOURCE_KEY)
 
 
+class Fetcher(JwksFetcher, Protocol):
+    """What the middleware needs of a runtime fetcher (``AsyncioFetcher``, ``TrioFetcher``):
+    validate a chain with ``validator``, fetching the CRLs, OCSP answers and issuers it asks
+    for, and fetch a ``jwks_uri`` into a cache (:class:`mtlscore.identity.jwks.JwksFetcher`)."""
+
+    async def validate(
+        self, validator: Validator, chain: list[Certificate], *, at: datetime, crls: Iterable[bytes] = ()
+    ) -> Verdict: ...
+
+
 class MtlsMiddleware:
     """Wrap an ASGI app: validate the client certificate, map identity, check bound tokens.
 
@@ -152,13 +163,13 @@ class MtlsMiddleware:
         validator: Validator,
         *,
         proxies: ProxyPolicy | Sequence[TrustedProxy] = (),
-        identity_map: Any = None,
+        identity_map: IdentityResolver | None = None,
         mode: Literal["reject", "allow"] = "reject",
         bound_token: BoundToken | None = None,
         crls: Iterable[bytes] = (),
         clock: Callable[[], datetime] | None = None,
         expose_detail: bool = True,
-        fetcher: Any = None,
+        fetcher: Fetcher | None = None,
         jwks_cache: JwksCache | None = None,
         radar: Radar | None = None,
     ) -> None:
@@ -206,7 +217,7 @@ class MtlsMiddleware:
         if isinstance(prepared, Verdict):
             return prepared, ()
         decision, source = prepared
-        chain: tuple[Certificate, ...] = getattr(decision, "chain", ())
+        chain = decision.chain if isinstance(decision, UseTls | UseForwarded) else ()
         if self.fetcher is None or not self.validator.policy.fetch:
             return self._settle(
                 decision, source, lambda c: self.validator.validate(list(c), at=at, crls=self.crls)
@@ -264,7 +275,8 @@ class MtlsMiddleware:
         from .identity.self_signed import is_candidate, match
 
         identity_map = self.identity_map if self.identity_map is not None else self.validator.identity_map
-        clients = getattr(identity_map, "self_signed_clients", ())
+        # Clients registered by key are [[accounts]] of an IdentityMap (method = self_signed_tls_client_auth).
+        clients = identity_map.self_signed_clients if isinstance(identity_map, IdentityMap) else ()
         if not clients or not is_candidate(chain):
             return verdict
         leaf = chain[0]
@@ -346,6 +358,7 @@ class MtlsMiddleware:
         def missed(exc: Exception) -> bool:
             return isinstance(exc, TokenInvalid) and exc.key_miss
 
+        assert self.fetcher is not None  # a jwks_uri without one is refused at construction
         try:
             return await with_jwks(self.fetcher, bt.jwks_cache, bt.jwks_uri,
                                    lambda keys: self._verify(token, keys, leaf, at),

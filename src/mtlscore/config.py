@@ -9,15 +9,21 @@ This module reads files, so it is outside the sans-IO core.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .reasons import CertificateRejected, ConfigError
 from .revocation.crl import parse_crl
 from .verify.policy import Policy
 from .verify.trust import TrustStore
+
+if TYPE_CHECKING:
+    from .decision.validator import Validator
+    from .gateway.settings import ServerConfig
+    from .identity.identity_map import IdentityMap
 
 __all__ = ["Config", "load_config", "parse_config", "parse_time", "read_file"]
 
@@ -72,6 +78,35 @@ _REVOCATION_FIELDS = {
 }
 
 
+class GatewayConfig(Protocol):
+    """What a runtime needs of a loaded configuration to serve it (:class:`Config` is one):
+    ``mtlscore.runtimes.driver.build_snapshot`` and ``mtlscore.runtimes.startup.startup_warnings``
+    take it."""
+
+    @property
+    def trust(self) -> TrustStore: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def server(self) -> ServerConfig | None: ...
+
+    @property
+    def accounts(self) -> IdentityMap | None: ...
+
+    @property
+    def crls(self) -> Sequence[bytes]: ...
+
+    @property
+    def crl_files(self) -> Sequence[Path]: ...
+
+    @property
+    def files(self) -> Sequence[Path]: ...
+
+    def validator(self) -> Validator: ...
+
+
 @dataclass
 class Config:
     """A loaded configuration: trust store, policy, CRLs, accounts and server settings."""
@@ -81,8 +116,8 @@ class Config:
     trust: TrustStore
     policy: Policy
     crls: list[bytes] = field(default_factory=list)
-    accounts: Any = None  # IdentityMap | None
-    server: Any = None  # ServerConfig | None
+    accounts: IdentityMap | None = None  # from [[accounts]]
+    server: ServerConfig | None = None  # from [server]
     raw: dict[str, Any] = field(default_factory=dict)
     # The files the configuration names for [trust] and [revocation] (a gateway
     # watches them, so that replacing a CA bundle or a CRL reloads like editing the config).
@@ -90,7 +125,7 @@ class Config:
     # The files of ``crls``, in the same order (for the gateway's startup checks).
     crl_files: tuple[Path, ...] = ()
 
-    def validator(self) -> Any:
+    def validator(self) -> Validator:
         """A :class:`Validator` built from this configuration."""
         from .decision.validator import Validator
 

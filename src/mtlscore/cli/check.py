@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat import asn1
@@ -19,6 +19,10 @@ from ..decision.verdict import Verdict
 from ..reasons import CertificateRejected, ConfigError
 from .common import Subparsers
 from .explain import explain
+
+if TYPE_CHECKING:
+    from ..decision.validator import Validator
+    from ..identity.identity_map import Principal
 
 __all__ = ["register", "run"]
 
@@ -271,28 +275,22 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _principal(principal: Any) -> Any:
-    if principal is None:
-        return None
-    to_dict = getattr(principal, "to_dict", None)
-    return to_dict() if callable(to_dict) else str(principal)
+def _principal(principal: Principal | None) -> dict[str, Any] | None:
+    return principal.to_dict() if principal is not None else None
 
 
-def principal_text(principal: Any) -> str:
+def principal_text(principal: Principal) -> str:
     """``partner-abc (groups: a, b; mapped by accounts[0])``: the principal for a person.
 
     The account's other attributes (keys, hashes, limits) are configuration, not who
     the caller is; ``--json`` prints them.
     """
-    pid = getattr(principal, "id", None)
-    if pid is None:
-        return str(principal)
     extra = []
-    if groups := getattr(principal, "groups", ()):
-        extra.append("groups: " + ", ".join(groups))
-    if rule := getattr(principal, "rule", ""):
-        extra.append(f"mapped by {rule}")
-    return f"{pid} ({'; '.join(extra)})" if extra else str(pid)
+    if principal.groups:
+        extra.append("groups: " + ", ".join(principal.groups))
+    if principal.rule:
+        extra.append(f"mapped by {principal.rule}")
+    return f"{principal.id} ({'; '.join(extra)})" if extra else principal.id
 
 
 def explain_text(verdict: Verdict) -> str:

@@ -10,13 +10,17 @@ import argparse
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..identity.identity import Identity
 from ..reasons import CertificateRejected, ConfigError, Reason
-from ..x509.cert import load_certificates
+from ..x509.cert import Certificate, load_certificates
 from .check import UsageError, add_password_argument, certificate_input, parse_at, read_input
 from .common import Subparsers
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..identity.identity_map import Principal
 
 __all__ = ["register", "run"]
 
@@ -37,7 +41,9 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _mapping(config: Any, certs: list[Any], at: Any) -> tuple[Identity, dict[str, Any], Any]:
+def _mapping(
+    config: Config, certs: list[Certificate], at: datetime
+) -> tuple[Identity, dict[str, Any], Principal | None]:
     """Validate (without the rules) to find the anchor, then explain the rules."""
     from ..decision.validator import Validator
 
@@ -81,12 +87,12 @@ def _mapping(config: Any, certs: list[Any], at: Any) -> tuple[Identity, dict[str
     return identity, mapping, res.principal
 
 
-def _self_signed(config: Any, certs: list[Any], at: datetime) -> tuple[Any | None, str] | None:
+def _self_signed(config: Config, certs: list[Certificate], at: datetime) -> tuple[Principal | None, str] | None:
     """RFC 8705 §2.2: the self_signed_tls_client_auth account that registered this certificate's
     key (registrations given inline or as files; a jwks_uri is not fetched by this command)."""
     from ..identity.self_signed import SelfSignedMatch, is_candidate, match
 
-    clients = getattr(config.accounts, "self_signed_clients", ())
+    clients = config.accounts.self_signed_clients if config.accounts is not None else ()
     if not clients or not is_candidate(certs[:1]):
         return None
     inline = [c for c in clients if c.jwks is not None]
@@ -108,14 +114,16 @@ def _self_signed(config: Any, certs: list[Any], at: datetime) -> tuple[Any | Non
     return None
 
 
-def _scope_of(config: Any, rule_name: str) -> str:
-    for rule in getattr(config.accounts, "rules", ()):
+def _scope_of(config: Config | None, rule_name: str) -> str:
+    for rule in config.accounts.rules if config is not None and config.accounts is not None else ():
         if rule.name == rule_name:
             return f"only {rule.describe_scope()} may vouch for it"
     return "its anchors did not vouch for this certificate"
 
 
-def _text(identity: Identity, mapping: dict[str, Any] | None, principal: Any, config: Any = None) -> str:
+def _text(
+    identity: Identity, mapping: dict[str, Any] | None, principal: Principal | None, config: Config | None = None
+) -> str:
     d = identity.to_dict()
     lines = [f"subject:      {identity.subject_dn or '(empty)'}"]
     for rdn in identity.subject:

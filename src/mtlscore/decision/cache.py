@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..verify.signature import SIGNATURES, SignatureCache
-from ..x509.cert import PARSE_CACHE, Certificate
+from ..x509.cert import PARSE_CACHE, Certificate, ChainInput
 from ..x509.lru import BoundedLRU
 from .verdict import Verdict
 
@@ -80,15 +80,14 @@ class CacheStats:
         }
 
 
-def chain_key(chain: Any) -> Hashable | None:
+def chain_key(chain: ChainInput | None) -> Hashable | None:
     """The exact presented input as a hashable key, or None when it cannot be one.
 
     PEM or DER bytes key as themselves; a sequence keys as the tuple of its
     items' bytes (a parsed :class:`Certificate` contributes its DER). Anything
     else (a ``cryptography`` object, a malformed item) is not cached.
     """
-    kind = type(chain)
-    if kind is list or kind is tuple:
+    if type(chain) is list or type(chain) is tuple:
         # The hot path: a list of DER from a TLS stack.
         key = tuple(chain)
         for item in key:
@@ -153,7 +152,7 @@ class VerdictCache(BoundedLRU[Hashable, _Entry]):
         self.stored = 0
 
     @staticmethod
-    def key(chain: Any, trust_epoch: int, policy_epoch: int, *context: Hashable) -> Hashable | None:
+    def key(chain: ChainInput | None, trust_epoch: int, policy_epoch: int, *context: Hashable) -> Hashable | None:
         """The cache key of ``chain`` under a trust/policy epoch (plus caller context); None: uncacheable."""
         presented = chain_key(chain)
         if presented is None:

@@ -11,11 +11,12 @@ with "unavailable".
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from ..identity.identity import Identity
+from ..identity.identity_map import IdentityResolver
 from ..reasons import CertificateRejected, Reason
 from ..revocation.aia import http_url, parse_issuers
 from ..revocation.cache import RevocationCache
@@ -29,8 +30,8 @@ from ..verify.machine import MachineError, Move, NeedIssuer, Request, State, tra
 from ..verify.path import BuildResult, KnownPaths, build_path
 from ..verify.policy import Policy
 from ..verify.signature import SIGNATURES, SignatureCache, check_signature_algorithm
-from ..verify.trust import TrustStore
-from ..x509.cert import Certificate, parse_certificate, split_certificates
+from ..verify.trust import Anchor, TrustStore
+from ..x509.cert import Certificate, ChainInput, parse_certificate, split_certificates
 from .cache import VerdictCache
 from .verdict import DERIVE, Verdict
 
@@ -68,7 +69,7 @@ class Validator:
         trust: TrustStore,
         policy: Policy | None = None,
         *,
-        identity_map: Any = None,
+        identity_map: IdentityResolver | None = None,
         crls: Iterable[bytes] = (),
         signatures: SignatureCache | None = None,
         cache: RevocationCache | None = None,
@@ -99,7 +100,12 @@ class Validator:
     # -- the public entry points -----------------------------------------------
 
     def validate(
-        self, chain: Any, *, at: datetime, crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = ()
+        self,
+        chain: ChainInput | None,
+        *,
+        at: datetime,
+        crls: Iterable[bytes] = (),
+        ocsp_responses: Iterable[bytes] = (),
     ) -> Verdict:
         """Validate ``chain`` (PEM, DER, or a list of either / of Certificates; leaf first) at ``at``.
 
@@ -145,7 +151,7 @@ class Validator:
 
     # -- the hot path: a new client certificate under CAs seen before ----------------
 
-    def _parse_plain(self, chain: Any) -> list[Certificate] | None:
+    def _parse_plain(self, chain: ChainInput | None) -> list[Certificate] | None:
         """A list/tuple of DER certificates (what TLS stacks hand over) within limits, parsed; else None.
 
         None also when anything does not parse: the machine then reports it as it always does.
@@ -200,7 +206,9 @@ class Validator:
             return Verdict(True, None, "", path, anchor, DERIVE)  # what finish() makes of it
         return self.finish(Verdict(True, path=path, anchor=anchor), leaf, anchor, [])
 
-    def _verdict_key(self, chain: Any, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]) -> Any:
+    def _verdict_key(
+        self, chain: ChainInput | None, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]
+    ) -> Hashable | None:
         # Cache only verdicts that depend on nothing but the chain, the epochs, this
         # validator's own CRLs and the time: not on per-call data, nor on fetched
         # answers (policy.fetch, or a revocation cache filled by start()) whose
@@ -222,7 +230,7 @@ class Validator:
 
     def start(
         self,
-        chain: Any,
+        chain: ChainInput | None,
         *,
         at: datetime,
         crls: Iterable[bytes] = (),
@@ -240,7 +248,7 @@ class Validator:
 
     # -- steps -----------------------------------------------------------------
 
-    def parse(self, chain: Any) -> tuple[Certificate, list[Certificate], list[str]]:
+    def parse(self, chain: ChainInput | None) -> tuple[Certificate, list[Certificate], list[str]]:
         """The leaf, the presented extras and notes on ignored junk. Raises CertificateRejected."""
         p = self.policy
         if chain is None:
@@ -315,7 +323,7 @@ class Validator:
         except PathFailure:
             return frozenset()  # not under this policy (it changed since), or over the budget
 
-    def finish(self, verdict: Verdict, leaf: Certificate, anchor: Any, notes: list[str]) -> Verdict:
+    def finish(self, verdict: Verdict, leaf: Certificate, anchor: Anchor | None, notes: list[str]) -> Verdict:
         """Attach the identity (and principal, through the identity map) to an accepted verdict."""
         if self.identity_map is None:
             # The identity is built from the leaf and anchor when first read (Verdict.identity).
@@ -350,7 +358,7 @@ class Validation:
     def __init__(
         self,
         validator: Validator,
-        chain: Any,
+        chain: ChainInput | None,
         *,
         at: datetime,
         crls: Iterable[bytes] = (),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..identity.identity import Identity
+from ..identity.identity_map import Principal
 from ..reasons import CertificateRejected, Reason
 from ..verify.trust import Anchor
 from ..x509.cert import Certificate
@@ -66,7 +67,8 @@ class Verdict:
     notes: tuple[str, ...] = ()
     # Index into ``path`` of the certificate the reason is about, when known.
     position: int | None = None
-    principal: Any = None
+    # The identity map's answer for an accepted certificate (None: no identity map).
+    principal: Principal | None = None
 
     @classmethod
     def reject(

@@ -533,7 +533,9 @@ def _check_token(
     except ConfigError as exc:
         return AuthResult(False, 500, "account_config", f"account {auth.account}: {exc}")
     except MtlsError as exc:
-        if url is not None and jwks_cache is not None and getattr(exc, "key_miss", False):
+        from ..jwt import TokenInvalid
+
+        if url is not None and jwks_cache is not None and isinstance(exc, TokenInvalid) and exc.key_miss:
             # The issuer may have rotated its keys: refetch, at most once per refresh_interval.
             again = jwks_cache.refresh(url, now=now)
             if again is not None:

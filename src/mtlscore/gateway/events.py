@@ -14,6 +14,7 @@ from typing import Any
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
 from ..identity.identity import Identity
+from ..identity.identity_map import Principal
 from ..identity.jwks import JwksCache, NeedJwks
 from ..proxy.headers import lb_error_name
 from ..proxy.trusted import ClientAddress
@@ -71,7 +72,7 @@ class Gateway:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     verify_token: TokenVerifier | None = None
     # Maps a principal to its app-level requirements (None: certificate only).
-    account_auth: Callable[[Any], AccountAuth | None] | None = None
+    account_auth: Callable[[Principal | None], AccountAuth | None] | None = None
     # Keys fetched from jwks_uri values (token keys, self-signed clients' keys); the
     # runtime carries it over reloads like the limiter.
     jwks_cache: JwksCache = field(default_factory=JwksCache, compare=False)
@@ -117,15 +118,15 @@ class Evidence:
         address: ClientAddress,
         *,
         forwarded: bool = False,
-        account: Callable[[Any], str | None],
     ) -> Evidence:
-        """The evidence for ``verdict``; ``account`` names a principal's account."""
+        """The evidence for ``verdict``: its account is the principal's id (an accepted verdict's)."""
+        principal = verdict.principal if verdict.ok else None
         return cls(
             verdict,
             presented,
             address,
             forwarded,
-            account(verdict.principal) if verdict.ok else None,
+            principal.id if principal is not None else None,
             presented[0].x5t_s256 if presented else None,
         )
 
@@ -134,7 +135,7 @@ class Evidence:
         return self.verdict.identity
 
     @property
-    def principal(self) -> Any:
+    def principal(self) -> Principal | None:
         return self.verdict.principal
 
     @property

@@ -18,6 +18,7 @@ from typing import Any
 import h11
 
 from ..decision.verdict import Verdict
+from ..identity.identity import Identity
 from ..proxy.headers import (
     IDENTITY_HEADER_NAMES,
     XfccElement,
@@ -176,13 +177,10 @@ def _certificate_summary(cert: Certificate) -> dict[str, Any]:
     }
 
 
-def _identity_json(identity: Any) -> Any:
+def _identity_json(identity: Identity | None) -> dict[str, Any] | None:
     # Identity.to_dict: what `mtlscore identity --json` prints (hex serial, no internal
     # normalised-name keys), not the dataclass's fields.
-    if identity is None:
-        return None
-    to_dict = getattr(identity, "to_dict", None)
-    return to_dict() if callable(to_dict) else str(identity)
+    return identity.to_dict() if identity is not None else None
 
 
 

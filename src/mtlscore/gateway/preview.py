@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..decision.verdict import Verdict
+from ..identity.identity_map import Principal
+from ..x509.cert import ChainInput
 from .radar import Row
 
 __all__ = [
@@ -38,18 +40,12 @@ __all__ = [
 class Replayer(Protocol):
     """What the preview needs of a configuration: a validator (``mtlscore.Validator``)."""
 
-    def validate(self, chain: Any, *, at: datetime) -> Verdict: ...
+    def validate(self, chain: ChainInput, *, at: datetime) -> Verdict: ...
 
 
-def account_of(principal: Any) -> str | None:
-    """The account id of a mapped principal (its ``account``/``id`` attribute), as the gateway names it."""
-    if principal is None:
-        return None
-    for name in ("account", "id", "account_id"):
-        value = getattr(principal, name, None)
-        if isinstance(value, str):
-            return value
-    return str(principal)
+def account_of(principal: Principal | None) -> str | None:
+    """The account id of a mapped principal, as the gateway names it (None: no principal)."""
+    return principal.id if principal is not None else None
 
 
 @dataclass(frozen=True, slots=True)

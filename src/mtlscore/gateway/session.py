@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -46,7 +46,7 @@ import h11
 
 from ..decision.verdict import Verdict
 from ..identity.identity import Identity
-from ..identity.identity_map import Principal
+from ..identity.identity_map import IdentityMap, Principal
 from ..identity.jwks import NeedJwks
 from ..identity.self_signed import is_candidate
 from ..identity.self_signed import match as match_self_signed
@@ -130,26 +130,14 @@ _LETS_IN = frozenset({Outcome.FORWARD, Outcome.ANSWER})
 _TRANSITIONS: dict[State, frozenset[State]] = {state: successors(state) for state in State}
 
 
-def _account_id(principal: Any) -> str | None:
-    if principal is None:
-        return None
-    for name in ("account", "id", "account_id"):
-        value = getattr(principal, name, None)
-        if isinstance(value, str):
-            return value
-    return str(principal)
-
-
-def default_account_auth(principal: Any) -> AccountAuth | None:
+def default_account_auth(principal: Principal | None) -> AccountAuth | None:
     """App-level requirements from a principal's attributes (the ``[[accounts]]`` table keys).
 
     Raises :class:`ConfigError` naming the key when a value is bad.
     """
-    account = _account_id(principal)
-    attrs = getattr(principal, "attributes", None)
-    if account is None or not isinstance(attrs, Mapping):
+    if principal is None:
         return None
-    return AccountAuth.from_mapping(account, attrs)
+    return AccountAuth.from_mapping(principal.id, principal.attributes)
 
 
 @functools.lru_cache(maxsize=8)
@@ -251,7 +239,7 @@ class Session:
         address = ClientAddress(self.tls.peer[0], "")
         if not self.tls.chain:
             verdict = Verdict.reject(Reason.NOT_PROVIDED, "the client sent no certificate")
-            return Evidence.of(verdict, (), address, account=_account_id)
+            return Evidence.of(verdict, (), address)
         # With revocation fetching on, the runtime drives Validator.start() with its
         # fetcher before the session exists and hands the verdict in.
         if given is None:
@@ -263,7 +251,7 @@ class Session:
         except CertificateRejected as exc:
             if verdict.ok:
                 verdict = Verdict.reject(exc.reason, exc.detail)
-            return Evidence.of(verdict, (), address, account=_account_id)
+            return Evidence.of(verdict, (), address)
         if self.tls.leaf_only:
             note = "only the leaf was visible to the gateway (no presented-chain API in this Python)"
             verdict = replace(
@@ -271,7 +259,7 @@ class Session:
                 notes=(*verdict.notes, note),
                 detail=verdict.detail if verdict.ok else f"{verdict.detail} ({note})",
             )
-        return Evidence.of(verdict, presented, address, account=_account_id)
+        return Evidence.of(verdict, presented, address)
 
     def _parsed(self, verdict: Verdict) -> tuple[Certificate, ...]:
         """The presented certificates, parsed: the verdict's own leaf when it has it.
@@ -500,7 +488,7 @@ class Session:
         if proxy is not None:
             address = proxy.client_address(self.tls.peer[0], request.headers)
         presented = decision.chain if isinstance(decision, UseForwarded) else ()
-        self.evidence = Evidence.of(verdict, presented, address, forwarded=True, account=_account_id)
+        self.evidence = Evidence.of(verdict, presented, address, forwarded=True)
 
     def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
         self._request = request
@@ -599,7 +587,9 @@ class Session:
         its registered key. Replaces the evidence's verdict (accepted as that account, or
         not_allowlisted); True when the keys must be fetched first (FetchJwks)."""
         evidence = self.evidence
-        clients = getattr(self.gateway.validator.identity_map, "self_signed_clients", ())
+        imap = self.gateway.validator.identity_map
+        # Clients registered by key are [[accounts]] of an IdentityMap (method = self_signed_tls_client_auth).
+        clients = imap.self_signed_clients if isinstance(imap, IdentityMap) else ()
         if not clients or evidence.verdict.reason is not Reason.UNTRUSTED or not is_candidate(evidence.presented):
             return False
         leaf = evidence.presented[0]
@@ -618,7 +608,7 @@ class Session:
                               notes=(f"self_signed_tls_client_auth: key {kid or leaf.x5t_s256} registered by "
                                      f"account {principal.id}",))
         self.evidence = Evidence.of(
-            verdict, evidence.presented, evidence.address, forwarded=evidence.forwarded, account=_account_id
+            verdict, evidence.presented, evidence.address, forwarded=evidence.forwarded
         )
         if not evidence.forwarded:
             self._own = self.evidence  # the connection's own certificate: decided once for it

@@ -13,12 +13,13 @@ from .binding import (
     x5t_s256,
 )
 from .identity import AnchorRef, Identity
-from .identity_map import IdentityMap, Principal, Resolution, Rule, accounts_from_config
+from .identity_map import IdentityMap, IdentityResolver, Principal, Resolution, Rule, accounts_from_config
 
 __all__ = [
     "AnchorRef",
     "Identity",
     "IdentityMap",
+    "IdentityResolver",
     "OAuthError",
     "Principal",
     "Resolution",

@@ -17,7 +17,7 @@ import pathlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..verify.trust import Anchor, TrustStore
@@ -25,7 +25,10 @@ from ..x509.cert import Certificate, load_certificates
 from .identity import AnchorRef, Identity
 from .rules import SELECTIVITY, Condition, _index_key, _parent, identity_keys, parse_condition
 
-__all__ = ["ANY_ANCHOR", "IdentityMap", "Principal", "Resolution", "Rule", "accounts_from_config"]
+if TYPE_CHECKING:
+    from .self_signed import SelfSignedClient
+
+__all__ = ["ANY_ANCHOR", "IdentityMap", "IdentityResolver", "Principal", "Resolution", "Rule", "accounts_from_config"]
 
 ANY_ANCHOR: Literal["any"] = "any"
 AnchorLike = Anchor | AnchorRef | Certificate
@@ -53,6 +56,17 @@ class Principal:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "groups": list(self.groups), "rule": self.rule,
                 "attributes": dict(self.attributes)}
+
+
+class IdentityResolver(Protocol):
+    """What the validator, the proxy layer and the ASGI middleware need of an identity map
+    (:class:`IdentityMap` is one): the principal for an accepted identity.
+
+    ``resolve`` raises :class:`CertificateRejected` (``identity_unmapped``) when no
+    rule yields a principal; the verdict then rejects with that reason.
+    """
+
+    def resolve(self, identity: Identity) -> Principal: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +202,12 @@ class IdentityMap:
     """
 
     def __init__(
-        self, rules: Iterable[Rule], *, check_conflicts: bool = True, self_signed: Iterable[Any] = ()
+        self, rules: Iterable[Rule], *, check_conflicts: bool = True, self_signed: Iterable[SelfSignedClient] = ()
     ) -> None:
         self._rules: tuple[Rule, ...] = tuple(rules)
         # RFC 8705 §2.2 clients known by a registered key (mtlscore.identity.self_signed.SelfSignedClient):
         # matched by the gateway when no CA vouches for a self-signed certificate.
-        self.self_signed_clients: tuple[Any, ...] = tuple(self_signed)
+        self.self_signed_clients: tuple[SelfSignedClient, ...] = tuple(self_signed)
         self._index: dict[tuple[str, ...], list[int]] = {}
         self._templates: list[int] = []
         self._accounts = frozenset(r.account for r in self._rules if not r.template)

@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate
 from .binding import check_self_signed_tls_client_auth
 from .jwks import JwksCache, JwksUnavailable, NeedJwks
+
+if TYPE_CHECKING:
+    from .identity_map import Principal
 
 __all__ = ["SelfSignedClient", "SelfSignedMatch", "match"]
 
@@ -31,7 +34,7 @@ __all__ = ["SelfSignedClient", "SelfSignedMatch", "match"]
 class SelfSignedClient:
     """One registered client: its principal and its keys (exactly one of ``jwks``, ``jwks_uri``)."""
 
-    principal: Any
+    principal: Principal
     jwks: Mapping[str, Any] | None = field(default=None, compare=False)
     jwks_uri: str | None = None
 

@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args
 
 from ..decision.verdict import Verdict
 from ..identity.identity import Identity
+from ..identity.identity_map import IdentityResolver
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate
 from . import headers as h
@@ -315,8 +316,11 @@ class Reject:
 
 Decision = UseTls | UseForwarded | Reject
 
+# The immediate peer: an address ("203.0.113.7"), an ASGI ``client`` pair (host, port), or None.
+Peer = str | Sequence[object] | None
 
-def _peer_address(peer: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+
+def _peer_address(peer: Peer) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(peer, tuple | list) and peer:
         peer = peer[0]
     if peer is None:
@@ -383,7 +387,7 @@ class ProxyPolicy:
 
     def find(
         self,
-        peer: Any,
+        peer: Peer,
         peer_chain: Sequence[Certificate] = (),
         headers: Iterable[tuple[bytes | str, bytes | str]] = (),
     ) -> TrustedProxy | None:
@@ -391,7 +395,7 @@ class ProxyPolicy:
         return self._find(peer, peer_chain, _header_map(headers))[0]
 
     def _find(
-        self, peer: Any, peer_chain: Sequence[Certificate], hmap: Mapping[str, list[bytes | str]]
+        self, peer: Peer, peer_chain: Sequence[Certificate], hmap: Mapping[str, list[bytes | str]]
     ) -> tuple[TrustedProxy | None, str]:
         addr = _peer_address(peer)
         leaf = peer_chain[0] if peer_chain else None
@@ -406,7 +410,7 @@ class ProxyPolicy:
     def decide(
         self,
         *,
-        peer: Any,
+        peer: Peer,
         peer_chain: Sequence[Certificate] = (),
         headers: Iterable[tuple[bytes | str, bytes | str]] = (),
     ) -> Decision:
@@ -552,7 +556,7 @@ def proxies_from_config(items: Sequence[Any]) -> tuple[TrustedProxy, ...]:
 def decision_verdict(
     decision: Decision,
     validate: Callable[[tuple[Certificate, ...]], Verdict],
-    identity_map: Any = None,
+    identity_map: IdentityResolver | None = None,
 ) -> Verdict:
     """The verdict for one request's certificate evidence, as :meth:`ProxyPolicy.decide` chose it.
 
@@ -595,7 +599,7 @@ def _proxy_verdict(decision: UseForwarded) -> Verdict:
     return Verdict(True, path=decision.chain, identity=Identity.from_certificate(leaf, None), notes=(note,))
 
 
-def map_identity(verdict: Verdict, identity_map: Any) -> Verdict:
+def map_identity(verdict: Verdict, identity_map: IdentityResolver) -> Verdict:
     """``verdict`` with its leaf's identity resolved to a principal (or rejected as unmapped)."""
     leaf = verdict.path[0]
     identity = verdict.identity or Identity.from_certificate(leaf, verdict.anchor)

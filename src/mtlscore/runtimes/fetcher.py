@@ -21,13 +21,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol, TypedDict
 
-from cryptography import x509 as cx509
-
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
 from ..identity.jwks import JwksCache, NeedJwks
 from ..verify.machine import Request
-from ..x509.cert import Certificate
+from ..x509.cert import ChainInput
 from .fetch import (
     DEFAULT_MAX_BYTES,
     MAX_REDIRECTS,
@@ -43,7 +41,7 @@ from .fetch import (
 __all__ = ["Event", "Fetcher", "FetcherOptions", "HttpClient", "HttpStream", "drive"]
 
 # A chain as Validator.start takes it: PEM or DER, one or several, or certificates (leaf first).
-Chain = bytes | str | Certificate | cx509.Certificate | Iterable[bytes | str | Certificate | cx509.Certificate]
+Chain = ChainInput
 
 
 class HttpStream(Protocol):

@@ -13,8 +13,8 @@ import os
 import socket
 import stat
 from datetime import datetime
-from typing import Any
 
+from ..config import GatewayConfig
 from ..reasons import ConfigError
 from ..revocation.crl import parse_crl
 
@@ -43,7 +43,7 @@ def listen_error(key: str, address: object, exc: OSError) -> ConfigError:
     return ConfigError(f"{address} {why}", key=key)
 
 
-def startup_warnings(config: Any, *, at: datetime) -> list[dict[str, str]]:
+def startup_warnings(config: GatewayConfig, *, at: datetime) -> list[dict[str, str]]:
     """Warnings about ``config`` (a ``mtlscore.config.Config``) at time ``at``.
 
     A configured CRL that is stale (nextUpdate passed) or not yet valid
@@ -82,7 +82,7 @@ def startup_warnings(config: Any, *, at: datetime) -> list[dict[str, str]]:
             "detail": f"{why}; the certificates it covers get revocation_unavailable (soft mode: "
             "accepted with a note) until the file is replaced",
         })
-    server = getattr(config, "server", None)
+    server = config.server
     if server is not None and server.rejects_in_handshake and server.tls_engine == "auto":
         from .tls import deferred_available
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from ..config import GatewayConfig
 from ..decision.verdict import Verdict
 from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
@@ -310,13 +311,13 @@ class GatewayState:
         return any(_mtime(p) != m for p, m in self.snapshot.watched)
 
 
-def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Path, ...] = ()) -> Snapshot:
-    """A :class:`Snapshot` from a loaded ``mtlscore.config.Config``; raises ConfigError."""
+def build_snapshot(config: GatewayConfig, limiter: RateLimiter, *, watch: tuple[pathlib.Path, ...] = ()) -> Snapshot:
+    """A :class:`Snapshot` from a loaded configuration (``mtlscore.config.Config``); raises ConfigError."""
     if config.server is None:
         raise ConfigError("the gateway needs a [server] table", key="server")
     # The CRLs given as data live in the validator (config.validator()).
     server = config.server
-    if server.tls_engine == "auto" and getattr(config.accounts, "self_signed_clients", ()):
+    if server.tls_engine == "auto" and config.accounts is not None and config.accounts.self_signed_clients:
         # RFC 8705 §2.2 clients present certificates no CA vouches for: stdlib ssl would
         # refuse them in the handshake, the deferred engine lets the session decide.
         server = replace(server, tls_engine="deferred")
@@ -324,7 +325,7 @@ def build_snapshot(config: Any, limiter: RateLimiter, *, watch: tuple[pathlib.Pa
                       jwks_cache=JwksCache(server.jwks))
     # The server's own certificate and key, and the CA bundles and CRLs the config names.
     upstream_files = (server.upstream_ca, server.upstream_certificate, server.upstream_key)
-    files = (*watch, server.certificate, server.key, *getattr(config, "files", ()),
+    files = (*watch, server.certificate, server.key, *config.files,
              *(p for p in upstream_files if p is not None))
     new_engine = engine_factory(server, config.trust, judge=partial(_judge, gateway))
     return Snapshot(gateway, new_engine, tuple((p, _mtime(p)) for p in files), upstream_context(server))

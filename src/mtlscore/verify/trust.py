@@ -6,10 +6,9 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from ..reasons import CertificateRejected, ConfigError
-from ..x509.cert import Certificate, load_certificates
+from ..x509.cert import Certificate, ChainInput, load_certificates
 from ..x509.names import NameKey
 
 __all__ = ["Anchor", "TrustStore"]
@@ -50,7 +49,7 @@ class Anchor:
         )
 
 
-def _to_certs(item: Any, what: str) -> list[Certificate]:
+def _to_certs(item: ChainInput, what: str) -> list[Certificate]:
     if isinstance(item, str) and "-----BEGIN" not in item and len(item) < 4096:
         # The core reads no files: a path here is a mistake worth naming.
         raise ConfigError(
@@ -83,9 +82,9 @@ class TrustStore:
 
     def __init__(
         self,
-        anchors: Iterable[Any] = (),
-        intermediates: Iterable[Any] = (),
-        allowlisted: Iterable[Any] = (),
+        anchors: Iterable[Anchor | ChainInput] = (),
+        intermediates: Iterable[ChainInput] = (),
+        allowlisted: Iterable[ChainInput] = (),
     ) -> None:
         self._anchors = []
         self._by_subject = {}
@@ -120,7 +119,7 @@ class TrustStore:
 
     def add_anchor(
         self,
-        certificate: Any,
+        certificate: ChainInput,
         *,
         label: str = "",
         not_before: datetime | None = None,
@@ -134,7 +133,7 @@ class TrustStore:
             added.append(anchor)
         return added
 
-    def add_intermediates(self, certificates: Any) -> None:
+    def add_intermediates(self, certificates: ChainInput) -> None:
         """Add certificates to the intermediates pool (used to complete presented chains)."""
         for cert in _to_certs(certificates, "intermediates"):
             if cert.sha256 not in self._pool:
@@ -153,7 +152,7 @@ class TrustStore:
         view._pool_by_subject = self._pool_by_subject
         return view
 
-    def add_allowlisted(self, certificates: Any) -> None:
+    def add_allowlisted(self, certificates: ChainInput) -> None:
         """Accept these exact certificates (the self-signed method), by DER match."""
         for cert in _to_certs(certificates, "allowlisted"):
             self._allowlisted[cert.sha256] = cert

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -31,6 +31,8 @@ __all__ = [
     "DEFAULT_MAX_CHAIN_BYTES",
     "Certificate",
     "clear_parse_cache",
+    "CertificateInput",
+    "ChainInput",
     "from_der",
     "load_certificates",
     "parse_certificate",
@@ -616,8 +618,15 @@ def _pem_blocks(data: bytes) -> list[bytes]:
     return out
 
 
+# What the chain-taking entry points (Validator.validate and start, load_certificates)
+# accept: PEM (one certificate or a bundle), one DER certificate, a parsed certificate,
+# or a sequence of those, leaf first.
+CertificateInput = bytes | str | Certificate | cx509.Certificate
+ChainInput = CertificateInput | Sequence[CertificateInput]
+
+
 def split_certificates(
-    data: bytes | str | Certificate | cx509.Certificate | list[Any] | tuple[Any, ...],
+    data: ChainInput,
     *,
     max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
     max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
@@ -635,7 +644,9 @@ def split_certificates(
         out = [data]
     elif isinstance(data, cx509.Certificate):
         out = [data.public_bytes(serialization.Encoding.DER)]
-    elif isinstance(data, list | tuple):
+    elif isinstance(data, list | tuple) or (
+        isinstance(data, Sequence) and not isinstance(data, str | bytes | bytearray | memoryview)
+    ):
         limit = max_chain_bytes * 2 + 4096
         for item in data:
             if type(item) is bytes and item[:1] == b"\x30" and len(item) <= limit:
@@ -689,7 +700,7 @@ def split_certificates(
 
 
 def load_certificates(
-    data: bytes | str | Certificate | cx509.Certificate | list[Any] | tuple[Any, ...],
+    data: ChainInput,
     *,
     max_cert_bytes: int = DEFAULT_MAX_CERT_BYTES,
     max_chain_bytes: int = DEFAULT_MAX_CHAIN_BYTES,
