@@ -14,10 +14,10 @@ import hmac
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks, check_jwks_uri
 from ..reasons import CertificateRejected, ConfigError, MtlsError, Reason
@@ -66,7 +66,24 @@ INSECURE_TLS = "insecure_tls"
 REALM = "mtlscore"
 API_KEY_HEADER = b"x-api-key"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-TokenVerifier = Callable[..., Mapping[str, Any]]
+
+
+class TokenVerifier(Protocol):
+    """Verifies a bearer token against the account's keys (``mtlscore.jwt.verify_bound_token`` is
+    one): the claims, or :class:`mtlscore.jwt.TokenInvalid` / ``CertificateRejected`` (cnf mismatch)."""
+
+    def __call__(
+        self,
+        token: str,
+        jwks: Mapping[str, Any] | str,
+        cert: Certificate | None,
+        *,
+        at: datetime,
+        issuer: str | None,
+        audience: str | None,
+        algorithms: Iterable[str],
+    ) -> Mapping[str, Any]: ...
+
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
