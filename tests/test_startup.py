@@ -86,6 +86,14 @@ def test_a_private_key_readable_by_others_is_a_warning(tmp_path: Path) -> None:
     assert warning["file"] == str(tmp_path / "server.key")
 
 
+@pytest.mark.parametrize("extra", ['reject_at = "http"', 'mode = "allow_invalid_or_missing"'])
+def test_the_key_warning_does_not_depend_on_where_invalid_certificates_are_refused(
+    tmp_path: Path, extra: str
+) -> None:
+    [warning] = startup_warnings(load_config(write(tmp_path, key_mode=0o644, extra=extra)), at=NOW)
+    assert (warning["key"], warning["mode"]) == ("server.key", "0644")
+
+
 def test_the_gateway_logs_the_warnings_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write(tmp_path, crl=stale_crl(), key_mode=0o640)
     with caplog.at_level(logging.WARNING, logger="mtlscore.gateway"):

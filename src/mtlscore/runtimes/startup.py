@@ -93,6 +93,7 @@ def startup_warnings(config: GatewayConfig, *, at: datetime) -> list[dict[str, s
                 "without it stdlib ssl refuses only what OpenSSL checks at the TLS layer, and every other "
                 "invalid certificate (expired, revoked, ...) gets an HTTP 403",
             })
+    if server is not None:
         try:
             mode = stat.S_IMODE(os.stat(server.key).st_mode)
         except OSError:
