@@ -24,6 +24,7 @@ from datetime import datetime
 
 from ..decision.validator import Validator
 from ..decision.verdict import Verdict
+from ..identity.identity_map import IdentityMap
 from ..identity.self_signed import is_candidate
 from ..reasons import CertificateRejected, Reason
 from ..x509.cert import parse_certificate
@@ -100,7 +101,9 @@ def handshake_verdict(
 
 
 def _self_signed_candidate(validator: Validator, chain: Sequence[bytes]) -> bool:
-    if not getattr(validator.identity_map, "self_signed_clients", ()):
+    imap = validator.identity_map
+    # Clients registered by key are [[accounts]] of an IdentityMap (method = self_signed_tls_client_auth).
+    if not isinstance(imap, IdentityMap) or not imap.self_signed_clients:
         return False
     try:
         return is_candidate([parse_certificate(der, remember=False) for der in chain])
