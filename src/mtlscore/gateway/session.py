@@ -142,7 +142,7 @@ def default_account_auth(principal: Principal | None) -> AccountAuth | None:
 
 @functools.lru_cache(maxsize=8)
 def _credential_accounts(
-    identity_map: Any, resolve: Callable[[Any], AccountAuth | None]
+    identity_map: IdentityMap, resolve: Callable[[Principal | None], AccountAuth | None]
 ) -> tuple[AccountAuth, ...] | AuthResult:
     """The accounts of ``identity_map`` that require a credential, by ``resolve``.
 
@@ -151,8 +151,8 @@ def _credential_accounts(
     account's settings again.
     """
     principals = [Principal(rule.account, rule.groups, rule.attributes, rule.name)
-                  for rule in getattr(identity_map, "rules", ()) if rule.account and not rule.template]
-    principals += [client.principal for client in getattr(identity_map, "self_signed_clients", ())]
+                  for rule in identity_map.rules if rule.account and not rule.template]
+    principals += [client.principal for client in identity_map.self_signed_clients]
     out: dict[str, AccountAuth] = {}
     for principal in principals:
         try:
@@ -673,7 +673,10 @@ class Session:
     def _credential_accounts(self) -> tuple[AccountAuth, ...] | AuthResult:
         """Every configured account that requires a credential (one entry per account id)."""
         resolve = self.gateway.account_auth or default_account_auth
-        return _credential_accounts(self.gateway.validator.identity_map, resolve)
+        identity_map = self.gateway.validator.identity_map
+        if not isinstance(identity_map, IdentityMap):  # a custom resolver: its accounts are not known here
+            return ()
+        return _credential_accounts(identity_map, resolve)
 
     def _content_length(self, request: h11.Request) -> int | None:
         for k, v in request.headers:

@@ -29,6 +29,7 @@ from ..gateway.preview import guard, preview_log
 from ..gateway.radar import ExpiryWarning, Radar, Report, report, trust_rows
 from ..gateway.session import Decision, Gateway
 from ..gateway.settings import RESTART_KEYS
+from ..identity.identity_map import IdentityMap
 from ..identity.jwks import JwksCache
 from ..reasons import ConfigError, MtlsError
 from ..x509.cert import Certificate, parse_certificate
@@ -288,7 +289,10 @@ class GatewayState:
             "anchors": [a.name for a in trust.anchors],
             "intermediates": len(trust.intermediates),
             "allowlisted": len(trust.allowlisted),
-            "accounts": len(identity_map) if identity_map is not None else 0,
+            # A custom identity resolver's accounts are not countable: null.
+            "accounts": (
+                len(identity_map) if isinstance(identity_map, IdentityMap) else 0 if identity_map is None else None
+            ),
             "revocation": gateway.validator.policy.revocation,
             "crls": len(gateway.validator.crls) + len(gateway.crls),
         }))
