@@ -23,10 +23,10 @@ from mtlscore.gateway.session import default_account_auth
 from mtlscore.identity.identity import Identity
 from mtlscore.proxy.trusted import ProxyPolicy, decision_verdict, map_identity
 from mtlscore.reasons import CertificateRejected
-from mtlscore.runtimes.driver import build_snapshot
 from mtlscore.runtimes.fetch_asyncio import AsyncioFetcher, validate_with_fetch
 from mtlscore.runtimes.fetch_trio import TrioFetcher
 from mtlscore.runtimes.startup import startup_warnings
+from mtlscore.runtimes.state import build_snapshot
 
 NOW = pki.NOW
 ROOT = pki.root()
