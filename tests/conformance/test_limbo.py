@@ -63,7 +63,7 @@ def test_the_strict_profile_runs_what_the_default_skips_for_tolerance() -> None:
 
 def test_beats_pycas_agreement(outcomes: list[limbo.Outcome]) -> None:
     # pyca/cryptography's verifier agrees with 160 of these 208 expected results
-    # (shared/conformance/README.md); the issue asks for more.
+    # (tests/conformance/README.md); the issue asks for more.
     agreed = sum(o.kind == "agreed" for o in outcomes)
     assert agreed > 160, limbo.summary(outcomes)
 
