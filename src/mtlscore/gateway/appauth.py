@@ -459,13 +459,7 @@ def _check_credential(
     now: float,
 ) -> AuthResult:
     api_key = _header(headers, API_KEY_HEADER)
-    bearer: bytes | None = None
-    authorization = _header(headers, b"authorization")
-    if authorization is not None:
-        # RFC 9110 §11.1: the auth scheme is case-insensitive; RFC 6750 §2.1 form.
-        scheme, _, rest = authorization.strip().partition(b" ")
-        if scheme.lower() == b"bearer" and rest.strip():
-            bearer = rest.strip()
+    bearer = _bearer(headers)
     if auth.profile == "fapi2":
         # FAPI 2.0 §5.3.2.2: sender-constrained access tokens only; an API key is no substitute.
         api_key = None
