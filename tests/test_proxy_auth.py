@@ -93,8 +93,16 @@ def test_two_authorization_headers_are_refused() -> None:
     assert isinstance(d, Reject) and "appears 2 times" in d.detail
 
 
-def test_basic_auth_alone_recognises_a_proxy_and_header_is_configurable() -> None:
-    p = ProxyPolicy((TrustedProxy(name="saas", username="edge", password_hash=HASH, auth_header="X_Proxy_Auth"),))
+def test_basic_auth_without_networks_or_pin_is_a_config_error() -> None:
+    # Every client could otherwise make the gateway derive scrypt per guess (a CPU/memory lever).
+    with pytest.raises(ConfigError) as e:
+        TrustedProxy(name="saas", username="edge", password_hash=HASH)  # type: ignore[arg-type]
+    assert e.value.key == "trusted_proxies.networks" and "0.0.0.0/0" in str(e.value)
+
+
+def test_basic_auth_from_any_address_and_header_is_configurable() -> None:
+    p = ProxyPolicy((TrustedProxy(name="saas", networks=("0.0.0.0/0", "::/0"), username="edge",  # type: ignore[arg-type]
+                                  password_hash=HASH, auth_header="X_Proxy_Auth"),))
     good = [CERT_HEADER, (b"x-proxy-auth", basic("edge", "s3cret pass"))]
     assert isinstance(p.decide(peer=("198.51.100.7", 1), headers=good), UseForwarded)
     # The same credentials in the default header do not count.

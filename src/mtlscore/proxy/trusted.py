@@ -126,9 +126,19 @@ class TrustedProxy:
                 key="trusted_proxies.format",
             )
         self._check_credentials()
-        if not self.networks and not self.thumbprints and not self.spki_pins and self.credentials is None:
+        if not self.networks and not self.thumbprints and not self.spki_pins:
+            if self.credentials is not None:
+                # Basic auth alone would let every client make the gateway derive scrypt
+                # (32 MiB, tens of ms on the event loop) per guessed password: a CPU and memory
+                # lever in anyone's hands. The operator names who may try, even if that is
+                # everyone ("0.0.0.0/0", "::/0"), so the exposure is a visible choice.
+                raise ConfigError(
+                    f"proxy {self.name!r} has basic auth but no networks or certificate pin: "
+                    'name the addresses that may try it (networks = ["0.0.0.0/0", "::/0"] for any)',
+                    key="trusted_proxies.networks",
+                )
             raise ConfigError(
-                f"proxy {self.name!r} needs networks, a certificate pin and/or basic auth to be recognised",
+                f"proxy {self.name!r} needs networks and/or a certificate pin to be recognised",
                 key="trusted_proxies",
             )
         if self.header is not None:
