@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     def ready(info: ServerInfo) -> None:
         admin = f", metrics on http://{info.admin_address}/metrics" if info.admin_address else ""
         upstream = f"http://{server.upstream.authority}" if server.upstream else "identity JSON"
+        if server.auth_service:
+            upstream = "auth service (200 with identity headers, or 401/403 with X-Mtls-Reason)"
         print(
             f"mtlscore gateway ({runtime}, {server.mode}, TLS engine "
             f"{server.effective_tls_engine}) on https://{info.address} -> {upstream}{admin}",

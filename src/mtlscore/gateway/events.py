@@ -151,6 +151,7 @@ class Outcome(enum.StrEnum):
 
     FORWARD = "forward"  # sent to the upstream with identity headers
     ANSWER = "answer"  # answered by the gateway itself (the identity JSON)
+    AUTHORIZE = "authorize"  # mode = "auth": the edge's question answered yes (200, identity headers)
     DENY = "deny"  # refused: the certificate, the mode or the account's checks
     ERROR = "error"  # the exchange failed (bad HTTP, timeouts, the upstream)
 

@@ -21,6 +21,7 @@ __all__ = ["FAMILIES", "Gauge", "expiry_gauges", "label_values"]
 _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "mtlscore_decisions_total": (
         "Gateway decisions by outcome (forward: sent upstream; answer: the identity JSON, no upstream; "
+        "authorize: mode auth, the edge's question answered 200; "
         "deny: refused, at the handshake or with a 4xx; error: the upstream failed, or a bad request), "
         "reason code (ok when accepted) and the load balancer's error name for it (empty when it has none).",
         ("outcome", "reason", "lb_error"),

@@ -124,7 +124,9 @@ __all__ = [
 ClientEvent = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
 
 # The outcomes that let a request through (the expiry radar records those certificates).
-_LETS_IN = frozenset({Outcome.FORWARD, Outcome.ANSWER})
+_LETS_IN = frozenset({Outcome.FORWARD, Outcome.ANSWER, Outcome.AUTHORIZE})
+# mode = "auth": the header naming why a request was refused (the edge shows it to the client).
+REASON_HEADER = "X-Mtls-Reason"
 
 # The state graph (which states each can reach), read off the event table.
 _TRANSITIONS: dict[State, frozenset[State]] = {state: successors(state) for state in State}
@@ -566,6 +568,13 @@ class Session:
             )
             return
         reason = verdict.reason.value if verdict.reason else None
+        if self.server.auth_service:
+            # The edge copies these to its upstream (auth_request_set, allowed_upstream_headers,
+            # authResponseHeaders); no body: the edge never shows it.
+            self._decide(Outcome.AUTHORIZE, 200, reason, verdict.detail)
+            self._answer(200, b"", headers=_identity_headers(verdict, evidence.presented, evidence.account,
+                                                             self.server))
+            return
         if self.server.upstream is None:
             self._decide(Outcome.ANSWER, 200, reason, verdict.detail)
             self._answer(*_json(200, self._identity_document(result)))
@@ -776,11 +785,17 @@ class Session:
         close: bool = False,
     ) -> None:
         self._decide(Outcome.DENY, status, reason, detail)
+        if self.server.auth_service:
+            # nginx auth_request passes on 401 and 403 only (any other status is its 500): a
+            # refusal for any other cause (429, 413, 500 of an account) is 403, the reason says which.
+            status = status if status in (401, 403) else 403
+            headers = [*headers, (REASON_HEADER, reason)]
         self._answer(*_json(status, {"error": reason, "detail": detail}), headers=headers, close=close)
 
     def _answer_error(self, status: int, reason: str, detail: str, *, close: bool = False) -> None:
         self._decide(Outcome.ERROR, status, reason, detail)
-        self._answer(*_json(status, {"error": reason, "detail": detail}), close=close)
+        headers = [(REASON_HEADER, reason)] if self.server.auth_service else []
+        self._answer(*_json(status, {"error": reason, "detail": detail}), headers=headers, close=close)
 
     def _answer(
         self,
@@ -804,7 +819,8 @@ class Session:
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 break
         close = close or client.their_state is not h11.DONE or self._deadlines.aged()
-        hdrs = [("content-type", "application/json"), ("content-length", str(len(body))), *headers]
+        hdrs = [("content-type", "application/json")] if body else []
+        hdrs += [("content-length", str(len(body))), *headers]
         if close:
             hdrs.append(("connection", "close"))
         try:

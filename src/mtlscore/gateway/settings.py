@@ -237,6 +237,11 @@ class ServerConfig:
     tls_profile: str = "default"
     # Where the radar's record is kept across restarts: read at start, written at shutdown.
     radar_file: pathlib.Path | None = None
+    # ``mode = "auth"``: an auth service for an edge (nginx auth_request, Envoy ext_authz,
+    # Traefik ForwardAuth, Caddy forward_auth): every request is a question about the
+    # certificate a trusted proxy forwarded, answered 200 with identity headers or 401/403
+    # with the reason; nothing is forwarded. The certificate rules are reject_invalid's.
+    auth_service: bool = False
 
     @property
     def effective_tls_engine(self) -> str:
@@ -530,7 +535,18 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
     forward = table.get("forward_client_cert", True)
     if not isinstance(forward, bool):
         raise ConfigError("must be true or false", key="server.forward_client_cert")
-    mode = _choice(table, "mode", "reject_invalid", MODES)
+    mode = _choice(table, "mode", "reject_invalid", (*MODES, "auth"))
+    auth_service = mode == "auth"
+    if auth_service:
+        mode = "reject_invalid"  # an auth service's answer is the decision: nothing is let through invalid
+        if not trusted:
+            # Only a trusted proxy's forwarded certificate is a question worth answering; a
+            # client asking directly has nothing to be let into.
+            raise ConfigError('mode = "auth" needs trusted_proxies: the edges whose certificate headers '
+                              "are answered", key="server.mode")
+        if table.get("upstream") is not None:
+            raise ConfigError('mode = "auth" answers the edge and forwards nothing: remove upstream',
+                              key="server.upstream")
     radar_file = table.get("radar_file")
     if radar_file is not None and (not isinstance(radar_file, str) or not radar_file):
         raise ConfigError("must be a file name (the radar's record, kept across restarts)", key="server.radar_file")
@@ -600,4 +616,5 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         jwks=limits_from_config(table.get("jwks", {})),
         tls_profile=_choice(table, "tls_profile", "default", ("default", "fapi2")),
         radar_file=(base_dir / radar_file).resolve() if radar_file is not None else None,
+        auth_service=auth_service,
     )
