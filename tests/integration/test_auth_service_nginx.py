@@ -50,7 +50,7 @@ def documented_nginx(env: Env, gateway_port: int, upstream_port: int) -> str:  #
         "/etc/nginx/api.pem": str(env.dir / "server.pem"),
         "/etc/nginx/api.key": str(env.dir / "server.key"),
         "/etc/nginx/mtlscore-ca.pem": str(env.dir / "server-ca.pem"),
-        "proxy_ssl_name mtlscore.internal;": "proxy_ssl_name localhost;",
+        "proxy_ssl_name decider.internal;": "proxy_ssl_name localhost;",
     }.items():
         assert old in conf, old
         conf = conf.replace(old, new)
