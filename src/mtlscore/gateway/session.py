@@ -624,12 +624,18 @@ class Session:
         return False
 
     def _app_checks(self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True) -> AuthResult:
-        evidence = self.evidence
         resolve = self.gateway.account_auth or default_account_auth
         try:
-            auth = resolve(evidence.principal)
+            auth = resolve(self.evidence.principal)
         except ConfigError as exc:
             return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
+        return self._authorize(auth, request, at, now, count_rate=count_rate)
+
+    def _authorize(
+        self, auth: AccountAuth | None, request: h11.Request, at: datetime, now: float, *, count_rate: bool
+    ) -> AuthResult:
+        """One account's app-level checks on this request, with the connection's evidence."""
+        evidence = self.evidence
         return authorize(
             auth,
             headers=list(request.headers),
@@ -656,28 +662,13 @@ class Session:
             return auths
         if not auths:
             return AuthResult(True)
-        evidence = self.evidence
         owner = credential_owner(
-            auths, headers=list(request.headers), cert=evidence.leaf, at=at, now=now,
+            auths, headers=list(request.headers), cert=self.evidence.leaf, at=at, now=now,
             verify_token=self.gateway.verify_token, jwks_cache=self.gateway.jwks_cache,
         )
         if isinstance(owner, AuthResult):
             return owner
-        return authorize(
-            owner,
-            headers=list(request.headers),
-            peer_ip=evidence.address.address or "unknown",
-            peer_source=evidence.address.source,
-            cert=evidence.leaf,
-            at=at,
-            now=now,
-            limiter=self.gateway.limiter,
-            verify_token=self.gateway.verify_token,
-            jwks_cache=self.gateway.jwks_cache,
-            tls_version=self.tls.version,
-            tls_cipher=self.tls.cipher,
-            count_rate=count_rate,
-        )
+        return self._authorize(owner, request, at, now, count_rate=count_rate)
 
     def _credential_accounts(self) -> tuple[AccountAuth, ...] | AuthResult:
         """Every configured account that requires a credential (one entry per account id)."""
