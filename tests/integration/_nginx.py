@@ -45,6 +45,18 @@ def wait_for_port(port: int, *, proc: subprocess.Popen[bytes] | None = None, dea
     return False
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a peer process started by a test, killing it if it does not exit in 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def loopback_alias_usable(address: str) -> bool:
     """Whether we can bind a second loopback address (Linux routes all of 127/8)."""
     try:
@@ -119,14 +131,7 @@ http {{
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 class UvicornThread:
