@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,9 +31,13 @@ def run_without(blocked: tuple[str, ...], argv: list[str]) -> subprocess.Complet
 
 
 def test_every_command_module_is_registered() -> None:
+    # Each module of mtlscore.cli that declares a COMMAND is a subcommand: none forgotten in main.
+    package = importlib.import_module("mtlscore.cli")
+    modules = [importlib.import_module(f"mtlscore.cli.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    declared = {m.COMMAND.name for m in modules if hasattr(m, "COMMAND")}
     parser = cli_main.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert sorted(sub.choices) == sorted(m.__name__.rpartition(".")[2].replace("_", "-") for m in cli_main.COMMANDS)
+    assert sorted(sub.choices) == sorted(declared) == sorted(c.name for c in cli_main.COMMANDS)
     assert {"check", "thumbprint", "identity", "serve", "demo"} <= set(sub.choices)
 
 

@@ -11,17 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
 from ..gateway.radar import DEFAULT_HORIZON, Report, Row, report
-from ..reasons import ConfigError
-from .check import UsageError, parse_at, read_input
-from .common import Subparsers
+from .check import parse_at, read_input
+from .common import Command, CommandError, arg
 
-__all__ = ["load_report", "parse_window", "printable", "register", "run"]
+__all__ = ["load_report", "parse_window", "printable", "COMMAND", "run"]
 
 # The admin endpoint's answer is a few MB at most (radar_max_certificates entries with chains).
 MAX_SNAPSHOT_BYTES = 256 << 20
@@ -29,30 +27,10 @@ _WINDOW = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "": 86400}
 
 
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "certs",
-        help="list the client certificates seen lately and the trust config's, soonest expiry first",
-        description="Print the expiry report of a running gateway (SOURCE: its admin URL, "
-        "e.g. http://127.0.0.1:9443) or of a snapshot file saved from /certs, with the "
-        "certificates and CRLs of --config. Sorted by notAfter (a CRL by nextUpdate). "
-        "Exit 0, 2 on a usage error or an unreadable source.",
-    )
-    p.add_argument("source", metavar="SOURCE", nargs="?", help="admin URL (http://host:port) or snapshot file")
-    p.add_argument("--config", metavar="FILE", help="also report this configuration's anchors, intermediates, "
-                   "allowlisted certificates and CRLs")
-    p.add_argument("--within", metavar="WINDOW", help="only what expires within WINDOW (30d, 12h, 2w; "
-                   "a bare number is days), expired included")
-    p.add_argument("--at", metavar="TIME", help="report as of TIME (ISO 8601; default now)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON (the snapshot format)")
-    p.add_argument("--no-chains", action="store_true", help="with --json: leave the presented chains out")
-    p.set_defaults(func=run)
-
-
 def parse_window(value: str) -> timedelta:
     m = _WINDOW.match(value.strip())
     if not m:
-        raise UsageError(f"--within {value!r}: expected a number and a unit (30d, 12h, 2w, 90m)")
+        raise CommandError(f"--within {value!r}: expected a number and a unit (30d, 12h, 2w, 90m)")
     return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
 
 
@@ -60,12 +38,12 @@ def load_report(source: str, *, chains: bool = True) -> Report:
     """The report at an admin URL (``http://host:port`` → ``/certs``) or in a snapshot file.
 
     ``chains=False`` asks the admin endpoint to leave the presented chains out (smaller).
-    Raises UsageError naming the source.
+    Raises CommandError naming the source.
     """
     if source.startswith(("http://", "https://")):
         url = urllib.parse.urlsplit(source)
         if url.scheme != "http":
-            raise UsageError(f"{source}: the admin listener speaks plain http://")
+            raise CommandError(f"{source}: the admin listener speaks plain http://")
         if url.path in ("", "/"):
             url = url._replace(path="/certs")
         if not chains:
@@ -76,15 +54,15 @@ def load_report(source: str, *, chains: bool = True) -> Report:
             with opener.open(urllib.parse.urlunsplit(url), timeout=30) as answer:
                 data = answer.read(MAX_SNAPSHOT_BYTES + 1)
         except OSError as exc:
-            raise UsageError(f"cannot read {source}: {exc}") from None
+            raise CommandError(f"cannot read {source}: {exc}") from None
     else:
         data = read_input(source)
     if len(data) > MAX_SNAPSHOT_BYTES:
-        raise UsageError(f"{source}: larger than {MAX_SNAPSHOT_BYTES} bytes")
+        raise CommandError(f"{source}: larger than {MAX_SNAPSHOT_BYTES} bytes")
     try:
         return Report.from_json(json.loads(data))
     except (ValueError, UnicodeDecodeError) as exc:  # SnapshotError and JSONDecodeError are ValueErrors
-        raise UsageError(f"{source}: not an mtlscore snapshot: {exc}") from None
+        raise CommandError(f"{source}: not an mtlscore snapshot: {exc}") from None
 
 
 def _config_rows(path: str) -> list[Row]:
@@ -137,18 +115,14 @@ def _table(rows: list[Row], at: datetime, horizon: timedelta) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        at = parse_at(args.at)
-        window = parse_window(args.within) if args.within else None
-        if not args.source and not args.config:
-            raise UsageError("give SOURCE (an admin URL or a snapshot file), --config FILE, or both")
-        loaded = load_report(args.source, chains=args.json and not args.no_chains) if args.source else None
-        rows = list(loaded.rows) if loaded is not None else []
-        if args.config:
-            rows += _config_rows(args.config)
-    except (UsageError, ConfigError) as exc:
-        print(f"mtlscore certs: {exc}", file=sys.stderr)
-        return 2
+    at = parse_at(args.at)
+    window = parse_window(args.within) if args.within else None
+    if not args.source and not args.config:
+        raise CommandError("give SOURCE (an admin URL or a snapshot file), --config FILE, or both")
+    loaded = load_report(args.source, chains=args.json and not args.no_chains) if args.source else None
+    rows = list(loaded.rows) if loaded is not None else []
+    if args.config:
+        rows += _config_rows(args.config)
     horizon = loaded.horizon if loaded is not None else DEFAULT_HORIZON
     full = Report.of(at, horizon, rows)
     shown = full.within(window) if window is not None else full.rows
@@ -161,3 +135,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(_table(list(shown), at, horizon))
     return 0
+
+
+COMMAND = Command(
+    "certs",
+    help="list the client certificates seen lately and the trust config's, soonest expiry first",
+    description="Print the expiry report of a running gateway (SOURCE: its admin URL, "
+    "e.g. http://127.0.0.1:9443) or of a snapshot file saved from /certs, with the "
+    "certificates and CRLs of --config. Sorted by notAfter (a CRL by nextUpdate). "
+    "Exit 0, 2 on a usage error or an unreadable source.",
+    arguments=(
+        arg("source", metavar="SOURCE", nargs="?", help="admin URL (http://host:port) or snapshot file"),
+        arg("--config", metavar="FILE",
+            help="also report this configuration's anchors, intermediates, allowlisted certificates and CRLs"),
+        arg("--within", metavar="WINDOW",
+            help="only what expires within WINDOW (30d, 12h, 2w; a bare number is days), expired included"),
+        arg("--at", metavar="TIME", help="report as of TIME (ISO 8601; default now)"),
+        arg("--json", action="store_true", help="print the report as JSON (the snapshot format)"),
+        arg("--no-chains", action="store_true", help="with --json: leave the presented chains out"),
+    ),
+    run=run,
+)

@@ -17,60 +17,27 @@ from cryptography.x509 import ObjectIdentifier
 from ..decision.validator import Validator
 from ..decision.verdict import Verdict
 from ..reasons import CertificateRejected, ConfigError
-from .common import Subparsers
+from ..x509.cert import load_certificates
+from ..x509.certificate import Certificate
+from .common import JSON, PASSWORD, PKCS12_PASSWORD_ENV, Command, CommandError, arg
 from .explain import explain
 
 if TYPE_CHECKING:
     from ..decision.validator import Validator
     from ..identity.identity_map import Principal
 
-__all__ = ["register", "run"]
-
-
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "check",
-        help="validate a client certificate chain and explain the verdict",
-        description="Validate CHAIN (a PEM file, leaf first, one DER certificate, or a PKCS#12 "
-        "file; - for stdin). "
-        "Exit 0 accepted, 1 rejected, 2 usage error.",
-    )
-    p.add_argument("--trust", action="append", default=[], metavar="FILE", help="trust anchor(s), PEM/DER")
-    p.add_argument("--intermediates", action="append", default=[], metavar="FILE",
-                   help="intermediates pool used to complete the chain")
-    p.add_argument("--allow", action="append", default=[], metavar="FILE",
-                   help="allowlisted certificate(s), accepted on exact match")
-    p.add_argument("--crl", action="append", default=[], metavar="FILE",
-                   help="CRL(s); every certificate whose issuer one covers is checked")
-    p.add_argument("--fetch", action="store_true",
-                   help="fetch CRLs, OCSP answers and missing issuers named in the certificates (HTTP)")
-    p.add_argument("--fetch-timeout", type=float, default=5.0, metavar="SECONDS",
-                   help="timeout of one fetch (default 5)")
-    p.add_argument("--ocsp-response", action="append", default=[], metavar="FILE",
-                   help="a DER OCSP response for a certificate of the chain (e.g. saved from a stapled handshake)")
-    p.add_argument("--config", metavar="FILE", help="configuration file ([trust], [policy], [revocation])")
-    p.add_argument("--at", metavar="ISO8601", help="validation time (default: now)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_password_argument(p)
-    p.add_argument("chain", metavar="CHAIN")
-    p.set_defaults(func=run)
-
-
-class UsageError(Exception):
-    pass
+__all__ = ["COMMAND", "read_certificates", "run"]
 
 
 def read_input(name: str) -> bytes:
-    """Bytes of a file, or of standard input for ``-``. Raises UsageError."""
+    """Bytes of a file, or of standard input for ``-``. Raises CommandError."""
     if name == "-":
         return sys.stdin.buffer.read()
     try:
         return Path(name).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
 
-
-PKCS12_PASSWORD_ENV = "MTLSCORE_PKCS12_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
 # PEM labels (RFC 7468 §5-§11, and OpenSSL's legacy ones) that are not a certificate: what to say.
 _NOT_A_CERTIFICATE = {
@@ -92,15 +59,8 @@ def _not_a_certificate(label: str) -> str | None:
     return None
 
 
-def add_password_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--password", metavar="PASSWORD",
-        help=f"password of a PKCS#12 (.p12/.pfx) file (default: ${PKCS12_PASSWORD_ENV}, else none)",
-    )
-
-
 def certificate_input(name: str, data: bytes, password: str | None = None) -> bytes:
-    """``data`` as the validator takes it, or :class:`UsageError` saying what the file is instead.
+    """``data`` as the validator takes it, or :class:`CommandError` saying what the file is instead.
 
     PEM and DER certificates pass unchanged (their own errors are the validator's
     ``malformed``). A PKCS#12 file (what browsers and ``curl --cert-type P12`` use) is
@@ -116,8 +76,8 @@ def certificate_input(name: str, data: bytes, password: str | None = None) -> by
         label = pem_label(data) or ""
         what = _not_a_certificate(label)
         if what is None:
-            raise UsageError(f"{name} holds a PEM {label} block, not a CERTIFICATE")
-        raise UsageError(f"{name} is {what.format(name=name)}")
+            raise CommandError(f"{name} holds a PEM {label} block, not a CERTIFICATE")
+        raise CommandError(f"{name} is {what.format(name=name)}")
     if not data:
         return data
     from cryptography import x509
@@ -136,20 +96,32 @@ def certificate_input(name: str, data: bytes, password: str | None = None) -> by
     except ValueError:
         pass
     else:
-        raise UsageError(f"{name} is {_NOT_A_CERTIFICATE['CERTIFICATE REQUEST']} (DER)")
+        raise CommandError(f"{name} is {_NOT_A_CERTIFICATE['CERTIFICATE REQUEST']} (DER)")
     try:
         x509.load_der_x509_crl(data)
     except ValueError:
         pass
     else:
-        raise UsageError(f"{name} is {_NOT_A_CERTIFICATE['X509 CRL']} (DER)")
+        raise CommandError(f"{name} is {_NOT_A_CERTIFICATE['X509 CRL']} (DER)")
     try:
         serialization.load_der_private_key(data, password=None)
     except TypeError:  # an encrypted key
-        raise UsageError(f"{name} is an encrypted {_NOT_A_CERTIFICATE['PRIVATE KEY']} (DER)") from None
+        raise CommandError(f"{name} is an encrypted {_NOT_A_CERTIFICATE['PRIVATE KEY']} (DER)") from None
     except (ValueError, UnsupportedAlgorithm):
         return data  # neither: the validator explains why it is not a certificate
-    raise UsageError(f"{name} is {_NOT_A_CERTIFICATE['PRIVATE KEY']} (DER)")
+    raise CommandError(f"{name} is {_NOT_A_CERTIFICATE['PRIVATE KEY']} (DER)")
+
+
+def read_certificates(name: str, password: str | None = None) -> list[Certificate]:
+    """The certificates of file ``name`` (PEM, DER or PKCS#12; ``-`` for stdin), leaf first.
+
+    Raises :class:`CommandError`: 2 when the file cannot be read or is not a
+    certificate file, 1 when a certificate in it is malformed.
+    """
+    try:
+        return load_certificates(certificate_input(name, read_input(name), password))
+    except CertificateRejected as exc:
+        raise CommandError(f"{name}: {exc.reason.value}: {exc.detail}", code=1) from None
 
 
 # RFC 7292 §4: PFX ::= SEQUENCE { version INTEGER {v3(3)}, authSafe ContentInfo, macData MacData OPTIONAL }
@@ -192,15 +164,15 @@ def _open_pkcs12(name: str, data: bytes, password: str | None) -> bytes:
             continue
         certs = ([bundle.cert] if bundle.cert is not None else []) + list(bundle.additional_certs)
         if not certs:
-            raise UsageError(f"{name} is PKCS#12 but holds no certificate")
+            raise CommandError(f"{name} is PKCS#12 but holds no certificate")
         return b"".join(c.certificate.public_bytes(Encoding.PEM) for c in certs)
     if password is None:
-        raise UsageError(
+        raise CommandError(
             f"{name} is PKCS#12 (a .p12/.pfx bundle) protected by a password: pass --password "
             f"(or set {PKCS12_PASSWORD_ENV}), or extract the chain with "
             f"openssl pkcs12 -in {name} -nokeys -out chain.pem"
         )
-    raise UsageError(f"{name} is PKCS#12 and the password given does not open it (or the file is damaged)")
+    raise CommandError(f"{name} is PKCS#12 and the password given does not open it (or the file is damaged)")
 
 
 def parse_at(value: str | None) -> datetime:
@@ -209,7 +181,7 @@ def parse_at(value: str | None) -> datetime:
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at {value!r} is not an ISO 8601 time") from None
+        raise CommandError(f"--at {value!r} is not an ISO 8601 time") from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
@@ -238,7 +210,7 @@ def build_validator(args: argparse.Namespace) -> Validator:
         try:
             parse_crl(data)
         except ValueError as exc:
-            raise UsageError(f"{name}: {exc}") from None
+            raise CommandError(f"{name}: {exc}") from None
         crls.append(data)
     policy = config.policy.evolve(fetch=True, fetch_issuers=True) if args.fetch else config.policy
     return Validator(store, policy, identity_map=config.accounts, crls=crls)
@@ -249,7 +221,7 @@ def _add(method: Any, data: bytes, name: str, **kw: Any) -> None:
         method(data, **kw)
     except (ConfigError, CertificateRejected) as exc:
         msg = exc.message if isinstance(exc, ConfigError) else exc.detail
-        raise UsageError(f"{name}: {msg}") from None
+        raise CommandError(f"{name}: {msg}") from None
 
 
 def verdict_json(verdict: Verdict) -> dict[str, Any]:
@@ -326,17 +298,10 @@ def explain_text(verdict: Verdict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        at = parse_at(args.at)
-        validator = build_validator(args)
-        chain = certificate_input(args.chain, read_input(args.chain), args.password)
-        ocsp = [read_input(name) for name in args.ocsp_response]
-    except UsageError as exc:
-        print(f"mtlscore check: {exc}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"mtlscore check: configuration error: {exc}", file=sys.stderr)
-        return 2
+    at = parse_at(args.at)
+    validator = build_validator(args)
+    chain = certificate_input(args.chain, read_input(args.chain), args.password)
+    ocsp = [read_input(name) for name in args.ocsp_response]
     if not len(validator.trust) and not validator.trust.allowlisted and not args.json:
         print("mtlscore check: warning: no trust anchors given (--trust, --allow or --config); "
               "nothing can be accepted", file=sys.stderr)
@@ -351,3 +316,31 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(explain_text(verdict))
     return 0 if verdict.ok else 1
+
+
+COMMAND = Command(
+    "check",
+    help="validate a client certificate chain and explain the verdict",
+    description="Validate CHAIN (a PEM file, leaf first, one DER certificate, or a PKCS#12 file; - for stdin). "
+    "Exit 0 accepted, 1 rejected, 2 usage error.",
+    arguments=(
+        arg("--trust", action="append", default=[], metavar="FILE", help="trust anchor(s), PEM/DER"),
+        arg("--intermediates", action="append", default=[], metavar="FILE",
+            help="intermediates pool used to complete the chain"),
+        arg("--allow", action="append", default=[], metavar="FILE",
+            help="allowlisted certificate(s), accepted on exact match"),
+        arg("--crl", action="append", default=[], metavar="FILE",
+            help="CRL(s); every certificate whose issuer one covers is checked"),
+        arg("--fetch", action="store_true",
+            help="fetch CRLs, OCSP answers and missing issuers named in the certificates (HTTP)"),
+        arg("--fetch-timeout", type=float, default=5.0, metavar="SECONDS", help="timeout of one fetch (default 5)"),
+        arg("--ocsp-response", action="append", default=[], metavar="FILE",
+            help="a DER OCSP response for a certificate of the chain (e.g. saved from a stapled handshake)"),
+        arg("--config", metavar="FILE", help="configuration file ([trust], [policy], [revocation])"),
+        arg("--at", metavar="ISO8601", help="validation time (default: now)"),
+        JSON,
+        PASSWORD,
+        arg("chain", metavar="CHAIN"),
+    ),
+    run=run,
+)

@@ -22,9 +22,9 @@ from typing import Any
 
 import h11
 
-from .common import Subparsers
+from .common import Command, arg
 
-__all__ = ["CASES", "Case", "register", "run", "write_demo_files"]
+__all__ = ["CASES", "COMMAND", "Case", "run", "write_demo_files"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +48,6 @@ CASES: tuple[Case, ...] = (
     Case("wrong bound token", "good", "other", "binding_mismatch", "token bound to another cert"),
     Case("no certificate", None, None, "not_provided", "client sends no certificate"),
 )
-
-
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="build a throwaway PKI, run the gateway on loopback, try good and bad clients",
-        description="Builds a PKI in a temporary directory, starts the mTLS gateway on "
-        "127.0.0.1, connects one good and several bad clients with Python ssl, and prints "
-        "what each got and why. Exit 0 when every client got its expected outcome.",
-    )
-    p.add_argument("--keep", metavar="DIR", help="write the PKI and config to DIR and keep them")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument(
-        "--tls-engine",
-        choices=("ssl", "deferred"),
-        default="ssl",
-        help="ssl (stdlib; some bad certificates get a TLS alert) or deferred (pyOpenSSL; "
-        "every bad certificate reaches the core and gets a JSON 403)",
-    )
-    p.set_defaults(func=run)
 
 
 def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str = "ssl") -> dict[str, Any]:
@@ -371,3 +351,19 @@ def replay_instructions(directory: pathlib.Path, rows: list[dict[str, Any]], exp
     ]
     return "\n".join(lines)
 
+
+COMMAND = Command(
+    "demo",
+    help="build a throwaway PKI, run the gateway on loopback, try good and bad clients",
+    description="Builds a PKI in a temporary directory, starts the mTLS gateway on "
+    "127.0.0.1, connects one good and several bad clients with Python ssl, and prints "
+    "what each got and why. Exit 0 when every client got its expected outcome.",
+    arguments=(
+        arg("--keep", metavar="DIR", help="write the PKI and config to DIR and keep them"),
+        arg("--json", action="store_true", help="print the results as JSON"),
+        arg("--tls-engine", choices=("ssl", "deferred"), default="ssl",
+            help="ssl (stdlib; some bad certificates get a TLS alert) or deferred (pyOpenSSL; "
+            "every bad certificate reaches the core and gets a JSON 403)"),
+    ),
+    run=run,
+)

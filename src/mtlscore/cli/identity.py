@@ -8,37 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..identity.identity import Identity
-from ..reasons import CertificateRejected, ConfigError, Reason
-from ..x509.cert import Certificate, load_certificates
-from .check import UsageError, add_password_argument, certificate_input, parse_at, read_input
-from .common import Subparsers
+from ..reasons import CertificateRejected, Reason
+from ..x509.cert import Certificate
+from .check import parse_at, read_certificates
+from .common import JSON, PASSWORD, Command, arg
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..identity.identity_map import Principal
 
-__all__ = ["register", "run"]
-
-
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "identity",
-        help="print the identity a certificate asserts (and the principal a config maps it to)",
-        description="Print the identity of the first certificate in FILE (PEM, DER or PKCS#12; - for stdin); "
-        "further certificates are the presented chain. With --config, also the principal the "
-        "[[accounts]] rules give, or why none matched. Exit 0 ok, 1 malformed or unmapped, 2 usage error.",
-    )
-    p.add_argument("--config", metavar="FILE", help="configuration file with [trust] and [[accounts]]")
-    p.add_argument("--at", metavar="ISO8601", help="time to validate the chain at, to find its anchor")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_password_argument(p)
-    p.add_argument("file", metavar="FILE")
-    p.set_defaults(func=run)
+__all__ = ["COMMAND", "run"]
 
 
 def _mapping(
@@ -162,25 +145,13 @@ def _text(
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        at = parse_at(args.at)
-        data = certificate_input(args.file, read_input(args.file), args.password)
-        config = None
-        if args.config:
-            from ..config import load_config
+    at = parse_at(args.at)
+    certs = read_certificates(args.file, args.password)
+    config = None
+    if args.config:
+        from ..config import load_config
 
-            config = load_config(args.config)
-    except UsageError as exc:
-        print(f"mtlscore identity: {exc}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
-        print(f"mtlscore identity: configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        certs = load_certificates(data)
-    except CertificateRejected as exc:
-        print(f"mtlscore identity: {args.file}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
-        return 1
+        config = load_config(args.config)
     mapping = principal = None
     if config is not None:
         identity, mapping, principal = _mapping(config, certs, at)
@@ -197,3 +168,20 @@ def run(args: argparse.Namespace) -> int:
     if mapping is not None and mapping["rules"] and principal is None:
         return 1
     return 0
+
+
+COMMAND = Command(
+    "identity",
+    help="print the identity a certificate asserts (and the principal a config maps it to)",
+    description="Print the identity of the first certificate in FILE (PEM, DER or PKCS#12; - for stdin); "
+    "further certificates are the presented chain. With --config, also the principal the "
+    "[[accounts]] rules give, or why none matched. Exit 0 ok, 1 malformed or unmapped, 2 usage error.",
+    arguments=(
+        arg("--config", metavar="FILE", help="configuration file with [trust] and [[accounts]]"),
+        arg("--at", metavar="ISO8601", help="time to validate the chain at, to find its anchor"),
+        JSON,
+        PASSWORD,
+        arg("file", metavar="FILE"),
+    ),
+    run=run,
+)

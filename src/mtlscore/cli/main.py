@@ -1,7 +1,7 @@
 """The ``mtlscore`` command: check, thumbprint, identity, serve, demo, certs, preview.
 
-Each subcommand lives in its own ``mtlscore.cli.<name>`` module exposing
-``register(subparsers)``; this file only assembles them, and turns a missing
+Each subcommand lives in its own ``mtlscore.cli.<name>`` module exporting its ``COMMAND``
+(name, help, arguments as data, ``run``); this file registers them in one loop, and turns a missing
 optional dependency into one line naming the extra to install.
 Exit codes: 0 accepted/ok, 1 rejected, 2 usage error (or a missing extra).
 """
@@ -12,13 +12,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..reasons import ConfigError
 from . import certs, check, demo, hash_password, identity, preview, serve, thumbprint
+from .common import CommandError
 
 __all__ = ["main"]
 
 # In the order ``mtlscore --help`` lists them. Plain imports: a command module that cannot be
 # imported is a broken install and fails loudly, never a command that silently disappears.
-COMMANDS = (check, thumbprint, identity, serve, demo, certs, preview, hash_password)
+COMMANDS = tuple(module.COMMAND for module in (check, thumbprint, identity, serve, demo, certs, preview, hash_password))
 
 # Optional packages a command imports only when it runs, and the extra that brings each
 # (pyproject.toml [project.optional-dependencies]).
@@ -83,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except CommandError as exc:
+        print(f"mtlscore {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"mtlscore {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").partition(".")[0]
         if missing not in EXTRAS:

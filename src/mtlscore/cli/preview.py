@@ -12,55 +12,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..gateway.preview import Preview, Recorded, recorded_from, replay
-from ..reasons import CertificateRejected, ConfigError
+from ..reasons import CertificateRejected
 from ..x509.cert import load_certificates
 from .certs import load_report, printable
-from .check import UsageError, certificate_input, parse_at
-from .common import Subparsers
+from .check import certificate_input, parse_at
+from .common import Command, CommandError, Group, arg
 
-__all__ = ["load_chains", "register", "run"]
+__all__ = ["load_chains", "COMMAND", "run"]
 
 _CHAIN_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".chain")
 MAX_CHAIN_FILES = 100_000
 
 
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "preview",
-        help="replay recorded client chains against a new configuration: who would be refused, and why",
-        description="Validate the chains clients presented (--against: a gateway's admin URL or a "
-        "snapshot of its /certs; --chains: a folder of PEM/DER chain files, leaf first) with "
-        "the configuration NEW.toml, now and at --at. Prints each chain refused or mapped to "
-        "another account (old -> new, with the reason). Exit 1 when an account would be locked "
-        "out (no chain of it accepted), 0 otherwise, 2 on a usage or configuration error.",
-    )
-    p.add_argument("--config", metavar="NEW.toml", required=True, help="the candidate configuration")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--against", metavar="SNAPSHOT", help="admin URL (http://host:port) or snapshot file")
-    source.add_argument("--chains", metavar="DIR", help="a folder of chain files (.pem .crt .cer .der .chain)")
-    p.add_argument("--at", metavar="TIME", action="append", default=[],
-                   help="also replay at TIME (2027-01-31 or ISO 8601; repeatable)")
-    p.add_argument("--current", metavar="OLD.toml",
-                   help="the configuration running now, for the old outcome (default: what the snapshot "
-                   "recorded; unknown for --chains)")
-    p.add_argument("--json", action="store_true", help="print every replay as JSON")
-    p.set_defaults(func=run)
-
-
 def load_chains(folder: str) -> list[Recorded]:
-    """One :class:`Recorded` per chain file in ``folder`` (sorted by name). Raises UsageError."""
+    """One :class:`Recorded` per chain file in ``folder`` (sorted by name). Raises CommandError."""
     path = Path(folder)
     if not path.is_dir():
-        raise UsageError(f"--chains {folder}: not a directory")
+        raise CommandError(f"--chains {folder}: not a directory")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _CHAIN_SUFFIXES)
     if len(files) > MAX_CHAIN_FILES:
-        raise UsageError(f"--chains {folder}: more than {MAX_CHAIN_FILES} chain files")
+        raise CommandError(f"--chains {folder}: more than {MAX_CHAIN_FILES} chain files")
     chains: list[Recorded] = []
     for file in files:
         try:
@@ -68,11 +44,11 @@ def load_chains(folder: str) -> list[Recorded]:
             # with $MTLSCORE_PKCS12_PASSWORD (mtlscore.cli.check.certificate_input).
             certs = load_certificates(certificate_input(str(file), file.read_bytes()))
         except OSError as exc:
-            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+            raise CommandError(f"cannot read {file}: {exc.strerror or exc}") from None
         except CertificateRejected as exc:
-            raise UsageError(f"{file}: {exc.reason.value}: {exc.detail}") from None
+            raise CommandError(f"{file}: {exc.reason.value}: {exc.detail}") from None
         if not certs:
-            raise UsageError(f"{file}: no certificate in it")
+            raise CommandError(f"{file}: no certificate in it")
         chains.append(Recorded(tuple(c.der for c in certs), certs[0].subject_text, None, source=file.name))
     return chains
 
@@ -124,24 +100,45 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
 
     now = datetime.now(UTC)
-    try:
-        times = [now, *(parse_at(v) for v in args.at)]
-        new = load_config(args.config).validator()
-        old = load_config(args.current).validator() if args.current else None
-        if args.against:
-            rows = load_report(args.against).rows
-            chains = recorded_from(rows)
-            if not chains and any(r.kind == "client" for r in rows):
-                raise UsageError(f"{args.against}: the snapshot has no chains to replay "
-                                 "(saved with --no-chains or from /certs?chains=0)")
-        else:
-            chains = load_chains(args.chains)
-    except (UsageError, ConfigError) as exc:
-        print(f"mtlscore preview: {exc}", file=sys.stderr)
-        return 2
+    times = [now, *(parse_at(v) for v in args.at)]
+    new = load_config(args.config).validator()
+    old = load_config(args.current).validator() if args.current else None
+    if args.against:
+        rows = load_report(args.against).rows
+        chains = recorded_from(rows)
+        if not chains and any(r.kind == "client" for r in rows):
+            raise CommandError(f"{args.against}: the snapshot has no chains to replay "
+                               "(saved with --no-chains or from /certs?chains=0)")
+    else:
+        chains = load_chains(args.chains)
     preview = replay(chains, new, times=times, old=old, now=now)
     if args.json:
         print(json.dumps(_json(preview), indent=2))
     else:
         print(_text(preview, now))
     return 1 if preview.anyone_locked_out else 0
+
+
+COMMAND = Command(
+    "preview",
+    help="replay recorded client chains against a new configuration: who would be refused, and why",
+    description="Validate the chains clients presented (--against: a gateway's admin URL or a "
+    "snapshot of its /certs; --chains: a folder of PEM/DER chain files, leaf first) with "
+    "the configuration NEW.toml, now and at --at. Prints each chain refused or mapped to "
+    "another account (old -> new, with the reason). Exit 1 when an account would be locked "
+    "out (no chain of it accepted), 0 otherwise, 2 on a usage or configuration error.",
+    arguments=(
+        arg("--config", metavar="NEW.toml", required=True, help="the candidate configuration"),
+        Group((
+            arg("--against", metavar="SNAPSHOT", help="admin URL (http://host:port) or snapshot file"),
+            arg("--chains", metavar="DIR", help="a folder of chain files (.pem .crt .cer .der .chain)"),
+        ), required=True),
+        arg("--at", metavar="TIME", action="append", default=[],
+            help="also replay at TIME (2027-01-31 or ISO 8601; repeatable)"),
+        arg("--current", metavar="OLD.toml",
+            help="the configuration running now, for the old outcome (default: what the snapshot "
+            "recorded; unknown for --chains)"),
+        arg("--json", action="store_true", help="print every replay as JSON"),
+    ),
+    run=run,
+)

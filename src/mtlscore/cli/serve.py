@@ -7,26 +7,22 @@ import logging
 import sys
 
 from ..reasons import ConfigError
-from .common import Subparsers
+from .common import Command, CommandError, arg
 
-__all__ = ["register", "run"]
-
-
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run the mTLS gateway described by a config file's [server] table",
-        description="Terminate mTLS, validate and map client certificates, enforce per-account "
-        "credentials, and forward to the upstream (or answer with the identity as JSON). "
-        "SIGHUP or a change to the config file reloads; SIGTERM/SIGINT shut down gracefully.",
-    )
-    p.add_argument("--config", required=True, metavar="FILE", help="configuration file (TOML)")
-    p.add_argument("--runtime", choices=("asyncio", "trio"), help="overrides [server] runtime")
-    p.add_argument("--quiet", action="store_true", help="do not print one JSON line per decision")
-    p.set_defaults(func=run)
+__all__ = ["COMMAND", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _serve(args)
+    except ConfigError as exc:
+        # One line naming the file and the key (the ConfigError names the key): the file
+        # itself, or the listeners (server.listen / server.admin_listen taken or not of
+        # this machine).
+        raise CommandError(f"configuration error in {args.config}: {exc}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
     from ..runtimes import OnStarted, ServerInfo
     from ..runtimes.state import GatewayState
 
@@ -36,12 +32,7 @@ def run(args: argparse.Namespace) -> int:
         log = logging.getLogger("mtlscore.gateway")
         log.addHandler(json_log_handler(sys.stderr))
         log.setLevel(logging.INFO)
-    try:
-        state = GatewayState.from_config_file(args.config)
-    except ConfigError as exc:
-        # One line naming the file and the key (the ConfigError names the key).
-        print(f"mtlscore serve: configuration error in {args.config}: {exc}", file=sys.stderr)
-        return 2
+    state = GatewayState.from_config_file(args.config)
     server = state.snapshot.gateway.server
     runtime = args.runtime or server.runtime
 
@@ -58,25 +49,33 @@ def run(args: argparse.Namespace) -> int:
         )
 
     status = OnStarted(ready)
-    try:
-        if runtime == "trio":
-            try:
-                import trio
-            except ImportError:
-                print('mtlscore serve: the trio runtime needs trio: pip install "mtlscore[trio]"', file=sys.stderr)
-                return 2
-            from ..runtimes import trio as trio_runtime
+    if runtime == "trio":
+        try:
+            import trio
+        except ImportError:
+            raise CommandError('the trio runtime needs trio: pip install "mtlscore[trio]"') from None
+        from ..runtimes import trio as trio_runtime
 
-            trio.run(lambda: trio_runtime.serve(state, task_status=status))
-        else:
-            import asyncio
+        trio.run(lambda: trio_runtime.serve(state, task_status=status))
+    else:
+        import asyncio
 
-            from ..runtimes import asyncio as asyncio_runtime
+        from ..runtimes import asyncio as asyncio_runtime
 
-            asyncio.run(asyncio_runtime.serve(state, task_status=status))
-    except ConfigError as exc:
-        # The listeners: server.listen / server.admin_listen taken or not of this machine.
-        print(f"mtlscore serve: configuration error in {args.config}: {exc}", file=sys.stderr)
-        return 2
+        asyncio.run(asyncio_runtime.serve(state, task_status=status))
     return 0
 
+
+COMMAND = Command(
+    "serve",
+    help="run the mTLS gateway described by a config file's [server] table",
+    description="Terminate mTLS, validate and map client certificates, enforce per-account "
+    "credentials, and forward to the upstream (or answer with the identity as JSON). "
+    "SIGHUP or a change to the config file reloads; SIGTERM/SIGINT shut down gracefully.",
+    arguments=(
+        arg("--config", required=True, metavar="FILE", help="configuration file (TOML)"),
+        arg("--runtime", choices=("asyncio", "trio"), help="overrides [server] runtime"),
+        arg("--quiet", action="store_true", help="do not print one JSON line per decision"),
+    ),
+    run=run,
+)

@@ -4,48 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from ..reasons import CertificateRejected, ConfigError
-from ..x509.cert import load_certificates
-from .check import UsageError, add_password_argument, certificate_input, read_input
-from .common import Subparsers
+from ..reasons import ConfigError
+from .check import read_certificates
+from .common import JSON, PASSWORD, Command, CommandError, arg
 
-__all__ = ["register", "run"]
-
-
-def register(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "thumbprint",
-        help="print a certificate's x5t#S256, SHA-256 fingerprint and SPKI pin",
-        description="Print the RFC 8705 x5t#S256, the SHA-256 fingerprint and the RFC 7469 SPKI pin "
-        "of the first certificate in FILE (PEM, DER or PKCS#12; - for stdin). "
-        "Exit 0 ok, 1 malformed certificate, 2 unreadable file.",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--jwk", action="store_true",
-                   help="print the public key as a JWK with x5c (every certificate in FILE), x5t#S256, "
-                   "use and alg")
-    p.add_argument("--use", default="sig", help="the JWK's use member (default: sig; '' to omit)")
-    p.add_argument("--alg", default=None,
-                   help="the JWK's alg member (default: PS256 for RSA, ES256/ES384/ES512 by curve, EdDSA; "
-                   "'' to omit)")
-    add_password_argument(p)
-    p.add_argument("file", metavar="FILE")
-    p.set_defaults(func=run)
+__all__ = ["COMMAND", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        data = certificate_input(args.file, read_input(args.file), args.password)
-    except UsageError as exc:
-        print(f"mtlscore thumbprint: {exc}", file=sys.stderr)
-        return 2
-    try:
-        certs = load_certificates(data)
-    except CertificateRejected as exc:
-        print(f"mtlscore thumbprint: {args.file}: {exc.reason.value}: {exc.detail}", file=sys.stderr)
-        return 1
+    certs = read_certificates(args.file, args.password)
     cert = certs[0]
     jwk = None
     if args.jwk:
@@ -58,8 +26,7 @@ def run(args: argparse.Namespace) -> int:
             if alg:
                 jwk["alg"] = alg
         except ConfigError as exc:
-            print(f"mtlscore thumbprint: {args.file}: {exc.message}", file=sys.stderr)
-            return 1
+            raise CommandError(f"{args.file}: {exc.message}", code=1) from None
     facts = {
         "subject": cert.subject_text,
         "x5t#S256": cert.x5t_s256,
@@ -78,3 +45,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"sha256:      {cert.fingerprint_hex}")
         print(f"spki pin:    sha256/{cert.spki_pin}")
     return 0
+
+
+COMMAND = Command(
+    "thumbprint",
+    help="print a certificate's x5t#S256, SHA-256 fingerprint and SPKI pin",
+    description="Print the RFC 8705 x5t#S256, the SHA-256 fingerprint and the RFC 7469 SPKI pin "
+    "of the first certificate in FILE (PEM, DER or PKCS#12; - for stdin). "
+    "Exit 0 ok, 1 malformed certificate, 2 unreadable file.",
+    arguments=(
+        JSON,
+        arg("--jwk", action="store_true",
+            help="print the public key as a JWK with x5c (every certificate in FILE), x5t#S256, use and alg"),
+        arg("--use", default="sig", help="the JWK's use member (default: sig; '' to omit)"),
+        arg("--alg", default=None,
+            help="the JWK's alg member (default: PS256 for RSA, ES256/ES384/ES512 by curve, EdDSA; '' to omit)"),
+        PASSWORD,
+        arg("file", metavar="FILE"),
+    ),
+    run=run,
+)
