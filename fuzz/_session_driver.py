@@ -14,9 +14,7 @@ import h11
 from mtlscore.config import parse_config
 from mtlscore.decision.validator import Validator
 from mtlscore.decision.verdict import Verdict
-from mtlscore.gateway.radar import Radar
-from mtlscore.gateway.request_head import remove_dot_segments
-from mtlscore.gateway.session import (
+from mtlscore.gateway.events import (
     Close,
     CloseUpstream,
     Gateway,
@@ -24,12 +22,14 @@ from mtlscore.gateway.session import (
     OpenUpstream,
     ReadClient,
     ReadUpstream,
-    Session,
     TLSFacts,
     Validate,
     WriteClient,
     WriteUpstream,
 )
+from mtlscore.gateway.radar import Radar
+from mtlscore.gateway.request_head import remove_dot_segments
+from mtlscore.gateway.session import Session
 from mtlscore.gateway.settings import Upstream
 from mtlscore.pki import NOW
 from mtlscore.proxy.headers import IDENTITY_HEADER_NAMES

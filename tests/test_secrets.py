@@ -20,7 +20,8 @@ import pytest
 from mtlscore import ConfigError, pki
 from mtlscore.config import parse_config
 from mtlscore.gateway.appauth import AccountAuth, RateLimiter, authorize, hash_api_key
-from mtlscore.gateway.session import Close, Gateway, Log, ReadClient, Session, TLSFacts, WriteClient
+from mtlscore.gateway.events import Close, Gateway, Log, ReadClient, TLSFacts, WriteClient
+from mtlscore.gateway.session import Session
 from mtlscore.identity.binding import check_cnf, oauth_error
 from mtlscore.jwt import issue_bound_token
 from mtlscore.proxy.trusted import TrustedProxy
@@ -321,7 +322,7 @@ def test_server_config_does_not_hold_key_material(world: World) -> None:
 
 def _upstream_request(world: World, request: bytes) -> bytes:
     """What a forwarding gateway writes to its upstream for ``request``."""
-    from mtlscore.gateway.session import OpenUpstream, ReadUpstream, WriteUpstream
+    from mtlscore.gateway.events import OpenUpstream, ReadUpstream, WriteUpstream
     from mtlscore.gateway.settings import Upstream
 
     gateway = replace(world.gateway, server=replace(world.gateway.server, upstream=Upstream("127.0.0.1", 9)))

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from mtlscore import Policy, Reason, TrustStore, Validator, Verdict, pki
 from mtlscore.gateway.appauth import hash_api_key
-from mtlscore.gateway.session import (
-    _TRANSITIONS,
+from mtlscore.gateway.events import (
     Close,
     CloseUpstream,
     Gateway,
@@ -27,15 +26,13 @@ from mtlscore.gateway.session import (
     OpenUpstream,
     ReadClient,
     ReadUpstream,
-    Session,
-    SessionError,
-    State,
     TLSFacts,
     Validate,
     WriteClient,
     WriteUpstream,
     handshake_decision,
 )
+from mtlscore.gateway.session import _TRANSITIONS, Session, SessionError, State
 from mtlscore.gateway.settings import ServerConfig, Upstream
 from mtlscore.identity.identity_map import accounts_from_config
 from mtlscore.x509.cert import parse_certificate

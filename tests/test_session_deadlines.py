@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from test_session import GOOD, NOW, facts, gateway, req, upstream_response
 
-from mtlscore.gateway.session import (
+from mtlscore.gateway.events import (
     Close,
     CloseUpstream,
     Log,
     OpenUpstream,
     ReadClient,
     ReadUpstream,
-    Session,
     WriteClient,
     WriteUpstream,
 )
+from mtlscore.gateway.session import Session
 
 
 class Clocked:

@@ -24,8 +24,7 @@ from test_session import (
 )
 
 from mtlscore import MtlsError, Reason, Verdict
-from mtlscore.gateway.machine import TRANSITIONS, Event, transition
-from mtlscore.gateway.session import (
+from mtlscore.gateway.events import (
     Close,
     Evidence,
     FetchJwks,
@@ -33,14 +32,13 @@ from mtlscore.gateway.session import (
     Log,
     OpenUpstream,
     Outcome,
-    Session,
-    SessionError,
-    State,
     UpstreamFailure,
     Validate,
     WriteClient,
     WriteUpstream,
 )
+from mtlscore.gateway.machine import TRANSITIONS, Event, transition
+from mtlscore.gateway.session import Session, SessionError, State
 from mtlscore.identity.jwks import NeedJwks
 
 

@@ -76,7 +76,6 @@ from .events import (
     WriteClient,
     WriteUpstream,
     _peer,
-    handshake_decision,
 )
 from .forwarding import (
     HOP_BY_HOP as HOP_BY_HOP,
@@ -94,31 +93,8 @@ from .request_head import INVALID_FRAMING as INVALID_FRAMING
 from .request_head import INVALID_TARGET as INVALID_TARGET
 from .request_head import Refused, Target, framing_problem, request_target
 
-__all__ = [
-    "Action",
-    "Close",
-    "CloseUpstream",
-    "Decision",
-    "Event",
-    "Evidence",
-    "FetchJwks",
-    "Gateway",
-    "GatewayReason",
-    "Log",
-    "OpenUpstream",
-    "Outcome",
-    "ReadClient",
-    "ReadUpstream",
-    "Session",
-    "SessionError",
-    "State",
-    "TLSFacts",
-    "UpstreamFailure",
-    "Validate",
-    "WriteClient",
-    "WriteUpstream",
-    "handshake_decision",
-]
+# The actions and facts a runtime handles are mtlscore.gateway.events' (one list, there).
+__all__ = ["Event", "Session", "SessionError", "State"]
 
 # What h11 hands back from the client's side.
 ClientEvent = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]

@@ -20,7 +20,7 @@ from typing import Protocol
 from ..decision.validator import Validation
 from ..decision.verdict import Verdict
 from ..gateway.admission import Ticket
-from ..gateway.session import (
+from ..gateway.events import (
     Close,
     CloseUpstream,
     FetchJwks,
@@ -28,13 +28,13 @@ from ..gateway.session import (
     OpenUpstream,
     ReadClient,
     ReadUpstream,
-    Session,
     UpstreamFailure,
     Validate,
     WriteClient,
     WriteUpstream,
     handshake_decision,
 )
+from ..gateway.session import Session
 from ..identity.jwks import JwksCache, NeedJwks
 from ..proxy.headers import lb_error_name
 from ..reasons import Reason

@@ -23,11 +23,11 @@ from ..config import GatewayConfig
 from ..decision.verdict import Verdict
 from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
+from ..gateway.events import Decision, Gateway
 from ..gateway.handshake import handshake_verdict
 from ..gateway.metrics import expiry_gauges
 from ..gateway.preview import guard, preview_log
 from ..gateway.radar import ExpiryWarning, Radar, Report, report, trust_rows
-from ..gateway.session import Decision, Gateway
 from ..gateway.settings import RESTART_KEYS
 from ..identity.identity_map import IdentityMap
 from ..identity.jwks import JwksCache

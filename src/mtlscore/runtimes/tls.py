@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..decision.verdict import Verdict
+from ..gateway.events import TLSFacts
 from ..gateway.handshake import handshake_alert
-from ..gateway.session import TLSFacts
 from ..gateway.settings import ServerConfig
 from ..gateway.token_settings import FAPI2_TLS12_CIPHERS
 from ..identity.binding import x5t_s256
