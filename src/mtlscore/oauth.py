@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, Unpack
 
 from .decision.verdict import Verdict
 from .identity.binding import OAuthError, TlsClientAuth, cnf_claim, oauth_error
@@ -46,6 +46,7 @@ __all__ = [
     "Client",
     "ClientAuthResult",
     "ClientRegistry",
+    "Presented",
     "authenticate",
     "cnf_claim",
     "server_metadata",
@@ -261,25 +262,27 @@ class ClientRegistry:
 FetchJwks = Callable[[JwksCache, NeedJwks], Awaitable[object]]
 
 
+class Presented(TypedDict):
+    """The keyword arguments of :meth:`ClientRegistry.authenticate`, which :func:`authenticate` passes on."""
+
+    certificate: Certificate | bytes | str | None
+    verdict: Verdict | None
+    at: datetime
+    now: NotRequired[float]
+    methods: NotRequired[Sequence[str]]
+
+
 async def authenticate(
-    registry: ClientRegistry,
-    fetch: FetchJwks,
-    client_id: str | None,
-    *,
-    certificate: Certificate | bytes | str | None,
-    verdict: Verdict | None,
-    at: datetime,
-    now: float = 0.0,
-    methods: Sequence[str] = METHODS,
+    registry: ClientRegistry, fetch: FetchJwks, client_id: str | None, **presented: Unpack[Presented]
 ) -> ClientAuthResult:
     """:meth:`ClientRegistry.authenticate`, fetching JWK Sets it asks for with ``fetch(cache, request)``.
 
-    ``fetch`` is e.g. ``lambda cache, req: fetcher.jwks(cache, req, now=now)`` with a
-    runtime fetcher. The cache's intervals bound the rounds; after a few the answer stands.
+    Takes the method's keyword arguments (``certificate``, ``verdict``, ``at``, ``now``,
+    ``methods``). ``fetch`` is e.g. ``lambda cache, req: fetcher.jwks(cache, req, now=now)``
+    with a runtime fetcher. The cache's intervals bound the rounds; after a few the answer stands.
     """
     for _ in range(4):
-        result = registry.authenticate(client_id, certificate=certificate, verdict=verdict, at=at, now=now,
-                                       methods=methods)
+        result = registry.authenticate(client_id, **presented)
         if result.need is None:
             return result
         await fetch(registry.cache, result.need)
