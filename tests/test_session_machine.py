@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import replace
 import json
 from collections.abc import Callable
 
@@ -24,7 +25,9 @@ from test_session import (
 )
 
 from mtlscore import MtlsError, Reason, Verdict
+from mtlscore.gateway.appauth import RateAnswer
 from mtlscore.gateway.events import (
+    CheckRate,
     Close,
     Evidence,
     FetchJwks,
@@ -39,7 +42,10 @@ from mtlscore.gateway.events import (
 )
 from mtlscore.gateway.machine import TRANSITIONS, Event, transition
 from mtlscore.gateway.session import Session, SessionError, State
+from mtlscore.gateway.shared import SharedSettings
 from mtlscore.identity.jwks import NeedJwks
+
+SHARED = SharedSettings("redis://127.0.0.1:6379/0")
 
 
 def test_every_pair_the_table_does_not_list_raises_naming_the_state() -> None:
@@ -79,6 +85,7 @@ REPORTS: dict[Event, Callable[[Session], None]] = {
     Event.UPSTREAM_FAILED: lambda s: s.upstream_failed(UpstreamFailure.ERROR, "scripted"),
     Event.VALIDATED: lambda s: s.validated(Verdict.reject(Reason.REVOKED, "scripted")),
     Event.KEYS_FETCHED: lambda s: s.keys_fetched(),
+    Event.RATE_CHECKED: lambda s: s.rate_checked(RateAnswer(None)),
 }
 # An account whose token keys live at a jwks_uri: a request with a token makes the runtime fetch them.
 JWKS_ACCOUNT = {"token": {"jwks_uri": "https://as.test/jwks", "issuer": "https://as.test"}}
@@ -111,6 +118,11 @@ def _in(state: State) -> Session:
         s.receive_client(req(headers=[("Authorization", "Bearer a.b.c")]))
         assert isinstance(s.next_action(at=NOW, now=0.0), FetchJwks)
         return s
+    if state is State.CHECKING_RATE:
+        s = Session(replace(gateway(account={"rate_limit": "2/min"}), shared=SHARED), facts(GOOD), at=NOW)
+        s.receive_client(req())
+        assert isinstance(s.next_action(at=NOW, now=0.0), CheckRate)
+        return s
     s = Session(gateway(), facts(GOOD), at=NOW)
     if state is State.AWAIT_REQUEST:
         return s
@@ -134,10 +146,10 @@ def test_a_report_the_state_does_not_take_raises_and_changes_nothing(state: Stat
         assert s.state is state
 
 
-@pytest.mark.parametrize("state", [State.CONNECTING, State.VALIDATING, State.FETCHING_KEYS])
+@pytest.mark.parametrize("state", [State.CONNECTING, State.VALIDATING, State.FETCHING_KEYS, State.CHECKING_RATE])
 def test_next_action_waits_for_the_report_it_asked_for(state: State) -> None:
     s = _in(state)
-    with pytest.raises(SessionError, match=r"report (upstream_connected|validated|keys_fetched)"):
+    with pytest.raises(SessionError, match=r"report (upstream_connected|validated|keys_fetched|rate_checked)"):
         s.next_action(at=NOW, now=0.0)
 
 

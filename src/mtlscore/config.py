@@ -8,6 +8,7 @@ This module reads files, so it is outside the sans-IO core.
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,12 @@ from .verify.trust import TrustStore
 if TYPE_CHECKING:
     from .decision.validator import Validator
     from .gateway.settings import ServerConfig
+    from .gateway.shared import SharedSettings
     from .identity.identity_map import IdentityMap
 
 __all__ = ["Config", "load_config", "parse_config", "parse_time", "read_file"]
 
-_SECTIONS = {"trust", "policy", "revocation", "accounts", "server"}
+_SECTIONS = {"trust", "policy", "revocation", "accounts", "server", "shared"}
 _TRUST_KEYS = {"anchors", "intermediates", "allowlisted"}
 _ANCHOR_KEYS = {"path", "not_before", "not_after", "label"}
 _POLICY_KEYS = {
@@ -96,6 +98,9 @@ class GatewayConfig(Protocol):
     def accounts(self) -> IdentityMap | None: ...
 
     @property
+    def shared(self) -> SharedSettings | None: ...
+
+    @property
     def crls(self) -> Sequence[bytes]: ...
 
     @property
@@ -124,6 +129,7 @@ class Config:
     files: tuple[Path, ...] = ()
     # The files of ``crls``, in the same order (for the gateway's startup checks).
     crl_files: tuple[Path, ...] = ()
+    shared: SharedSettings | None = None  # from [shared] (docs/shared-state.md)
 
     def validator(self) -> Validator:
         """A :class:`Validator` built from this configuration."""
@@ -292,9 +298,21 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         from .gateway.settings import server_from_config
 
         server = server_from_config(data["server"], base_dir=base_dir)
+    shared = _shared(data["shared"]) if "shared" in data else None
     return Config(
-        path, base_dir, trust, policy, crls, accounts, server, data, _named_files(data, base_dir), tuple(crl_files)
+        path, base_dir, trust, policy, crls, accounts, server, data, _named_files(data, base_dir), tuple(crl_files),
+        shared,
     )
+
+
+def _shared(table: Any) -> SharedSettings:
+    """``[shared]``: checked now, and the client it needs must be installed (the ``redis`` extra)."""
+    from .gateway.shared import shared_from_config
+
+    settings = shared_from_config(table)
+    if importlib.util.find_spec("redis") is None:
+        raise ConfigError("needs the Redis client: pip install 'mtlscore[redis]'", key="shared.redis")
+    return settings
 
 
 def _named_files(data: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..identity.jwks import JwksCache, JwksUnavailable, NeedJwks, check_jwks_uri
 from ..reasons import CertificateRejected, ConfigError, MtlsError, Reason
@@ -42,10 +42,14 @@ __all__ = [
     "INSECURE_TLS",
     "IP_NOT_ALLOWED",
     "JWKS_UNAVAILABLE",
+    "ON_ERROR",
     "RATE_LIMITED",
+    "RATE_LIMIT_UNAVAILABLE",
     "AccountAuth",
     "AuthResult",
+    "NeedRate",
     "Rate",
+    "RateAnswer",
     "RateLimiter",
     "authorize",
     "credential_owner",
@@ -58,6 +62,14 @@ CREDENTIAL_MISSING = "credential_missing"
 CREDENTIAL_INVALID = "credential_invalid"
 IP_NOT_ALLOWED = "ip_not_allowed"
 RATE_LIMITED = "rate_limited"
+# [shared] rate_limit_on_error = "closed" and the shared store did not answer (503).
+RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable"
+# What a request whose rate limit the shared store could not decide gets (docs/shared-state.md):
+# "local": this process's own token bucket (each process allows the account's rate, so at most
+#   N times the limit across N processes while the store is down); "open": no limit;
+# "closed": 503 rate_limit_unavailable.
+OnError = Literal["local", "open", "closed"]
+ON_ERROR: tuple[str, ...] = ("local", "open", "closed")
 # The account's token keys come from a jwks_uri that has given no usable keys (503).
 JWKS_UNAVAILABLE = "jwks_unavailable"
 # The connection's TLS version or cipher suite is below the account's profile (fapi2).
@@ -262,6 +274,9 @@ class AuthResult:
     # Not decided yet: fetch these keys into the JwksCache, then authorize again
     # (with count_rate=False: the request was counted once).
     need: NeedJwks | None = None
+    # Not decided yet: take the account's token in the shared store, then authorize again
+    # with its answer (rate_answer=).
+    need_rate: NeedRate | None = None
 
 
 @dataclass(slots=True)
@@ -286,6 +301,25 @@ class RateLimiter:
             return None
         self._buckets[key] = (rate, tokens, now)
         return (1.0 - tokens) / rate.per_second
+
+
+@dataclass(frozen=True, slots=True)
+class NeedRate:
+    """Take one token of ``account``'s bucket (``rate``) in the shared store (``[shared]``),
+    then report a :class:`RateAnswer` (``session.rate_checked``)."""
+
+    account: str
+    rate: Rate
+
+
+@dataclass(frozen=True, slots=True)
+class RateAnswer:
+    """The shared store's answer to :class:`NeedRate`: ``wait`` None (allowed) or the seconds
+    until a token is available; ``error`` non-empty when the store could not answer (``wait``
+    is then ignored and ``on_error`` decides)."""
+
+    wait: float | None
+    error: str = ""
 
 
 def _quote(text: str) -> str:
@@ -333,6 +367,9 @@ def authorize(
     tls_version: str = "",
     tls_cipher: str = "",
     count_rate: bool = True,
+    shared_rates: bool = False,
+    rate_answer: RateAnswer | None = None,
+    on_error: OnError = "local",
 ) -> AuthResult:
     """Run the account's checks in order: IP allowlist, rate limit, TLS profile, credential.
 
@@ -342,6 +379,11 @@ def authorize(
     again with ``count_rate=False``. ``tls_version``/``tls_cipher`` (as OpenSSL
     names them) are checked against the account's profile when given. Never
     raises on the peer's input.
+
+    ``shared_rates``: the rate limit is kept by a shared store (``[shared]``), not
+    ``limiter``: the first call answers ``AuthResult(need_rate=NeedRate)``; call
+    again with the store's ``rate_answer``. When the store could not answer,
+    ``on_error`` decides (``limiter``, no limit, or 503 ``rate_limit_unavailable``).
     """
     if auth is None:
         return AuthResult(True)
@@ -359,7 +401,22 @@ def authorize(
                 + (f" ({peer_source})" if peer_source else ""),
             )
     if auth.rate_limit is not None and count_rate:
-        wait = limiter.check(auth.account, auth.rate_limit, now)
+        if shared_rates and rate_answer is None:
+            return AuthResult(False, need_rate=NeedRate(auth.account, auth.rate_limit))
+        if rate_answer is None or (rate_answer.error and on_error == "local"):
+            wait = limiter.check(auth.account, auth.rate_limit, now)
+        elif not rate_answer.error:
+            wait = rate_answer.wait
+        elif on_error == "open":
+            wait = None
+        else:
+            # Fail closed: nobody can say the account is under its limit, so it is not let
+            # in; 503, not 429: the client is not at fault (RFC 9110 §15.6.4).
+            return AuthResult(
+                False, 503, RATE_LIMIT_UNAVAILABLE,
+                f"account {auth.account}: the shared rate limit could not be checked ({rate_answer.error})",
+                (("Retry-After", "1"),),
+            )
         if wait is not None:
             # RFC 9110 §10.2.3: Retry-After as delay-seconds, an integer.
             seconds = max(1, math.ceil(wait))

@@ -20,11 +20,13 @@ from ..proxy.headers import lb_error_name
 from ..proxy.trusted import ClientAddress
 from ..reasons import Reason
 from ..x509.cert import Certificate
-from .appauth import AccountAuth, RateLimiter, TokenVerifier
+from .appauth import AccountAuth, NeedRate, RateLimiter, TokenVerifier
 from .settings import ServerConfig
+from .shared import SharedSettings
 
 __all__ = [
     "Action",
+    "CheckRate",
     "Close",
     "CloseUpstream",
     "Decision",
@@ -76,6 +78,8 @@ class Gateway:
     # Keys fetched from jwks_uri values (token keys, self-signed clients' keys); the
     # runtime carries it over reloads like the limiter.
     jwks_cache: JwksCache = field(default_factory=JwksCache, compare=False)
+    # [shared] (docs/shared-state.md): rate limits are taken in the shared store (CheckRate).
+    shared: SharedSettings | None = None
 
 
 class UpstreamFailure(enum.StrEnum):
@@ -273,6 +277,15 @@ class FetchJwks:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckRate:
+    """Take one token of ``request.account``'s bucket in the shared store (``[shared]``),
+    within its timeout, then call ``session.rate_checked(RateAnswer)`` (with ``error`` set
+    when the store did not answer)."""
+
+    request: NeedRate
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     """Log ``decision`` and count it. For an accepted certificate, ``chain`` (as presented)
     and ``verdict`` go to the expiry radar (mtlscore.gateway.radar)."""
@@ -292,7 +305,7 @@ class Close:
 
 Action = (
     ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Validate | FetchJwks
-    | Log | Close
+    | CheckRate | Log | Close
 )
 
 

@@ -31,6 +31,7 @@ class State(enum.Enum):
     CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
     VALIDATING = "validating"  # Validate issued for a forwarded chain, waiting for the runtime
     FETCHING_KEYS = "fetching_keys"  # FetchJwks issued for an account's jwks_uri, waiting for the runtime
+    CHECKING_RATE = "checking_rate"  # CheckRate issued for the shared rate limit, waiting for the runtime
     STREAM_REQUEST = "stream_request"  # relaying the request body upstream
     AWAIT_RESPONSE = "await_response"  # relaying the upstream response to the client
     CLOSED = "closed"
@@ -48,10 +49,12 @@ class Event(enum.Enum):
     UPSTREAM_FAILED = "upstream_failed"
     VALIDATED = "validated"
     KEYS_FETCHED = "keys_fetched"
+    RATE_CHECKED = "rate_checked"
     # -- the session's own moves --
     STEP = "next_action"  # work out the next action from the bytes at hand
     ASK_VALIDATION = "ask_validation"  # a trusted proxy forwarded a chain the runtime must validate
     ASK_KEYS = "ask_keys"  # the request's checks need keys from a jwks_uri the runtime must fetch
+    ASK_RATE = "ask_rate"  # the account's rate limit is kept in the shared store ([shared])
     OPEN_UPSTREAM = "open_upstream"  # forward a request, no upstream connection yet
     SEND_HEAD = "send_head"  # forward a request on the kept-alive upstream connection
     REQUEST_SENT = "request_sent"  # the whole request body went upstream
@@ -64,7 +67,7 @@ _S, _E = State, Event
 # (a 100 Continue before OpenUpstream, an answer before it closed) may fail after
 # it moved on. The runtime reads only when told (ReadClient in AWAIT_REQUEST and
 # STREAM_REQUEST; ReadUpstream in AWAIT_RESPONSE), and while CONNECTING,
-# VALIDATING or FETCHING_KEYS the session waits for the one report it asked for.
+# VALIDATING, FETCHING_KEYS or CHECKING_RATE the session waits for the one report it asked for.
 TRANSITIONS: dict[State, dict[Event, State]] = {
     _S.AWAIT_REQUEST: {
         _E.STEP: _S.AWAIT_REQUEST,
@@ -73,6 +76,7 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
         _E.CLIENT_WRITE_TIMEOUT: _S.AWAIT_REQUEST,
         _E.ASK_VALIDATION: _S.VALIDATING,
         _E.ASK_KEYS: _S.FETCHING_KEYS,
+        _E.ASK_RATE: _S.CHECKING_RATE,
         _E.OPEN_UPSTREAM: _S.CONNECTING,
         _E.SEND_HEAD: _S.STREAM_REQUEST,
         _E.NEXT_REQUEST: _S.AWAIT_REQUEST,  # answered locally (identity JSON, 4xx)
@@ -88,6 +92,12 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
         _E.CLIENT_WRITE_TIMEOUT: _S.FETCHING_KEYS,
         # Back to the request just read, decided again now that the keys are cached.
         _E.KEYS_FETCHED: _S.AWAIT_REQUEST,
+        _E.CLOSE: _S.CLOSED,
+    },
+    _S.CHECKING_RATE: {
+        _E.CLIENT_WRITE_TIMEOUT: _S.CHECKING_RATE,
+        # Back to the request just read, decided with the shared store's answer.
+        _E.RATE_CHECKED: _S.AWAIT_REQUEST,
         _E.CLOSE: _S.CLOSED,
     },
     _S.CONNECTING: {
@@ -131,6 +141,7 @@ _AWAITED = {
     State.CONNECTING: "report upstream_connected() or upstream_failed()",
     State.VALIDATING: "report validated(verdict)",
     State.FETCHING_KEYS: "report keys_fetched()",
+    State.CHECKING_RATE: "report rate_checked(answer)",
 }
 
 

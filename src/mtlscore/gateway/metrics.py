@@ -47,6 +47,18 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Configuration reloads by result (ok, restart_required, error, refused: by reload_guard).",
         ("result",),
     ),
+    "mtlscore_shared_errors_total": (
+        "Calls to the shared store ([shared] redis) that failed or timed out, or were not made because it "
+        "failed within retry_interval_seconds, by operation (rate_limit: the request got "
+        "rate_limit_on_error's behaviour; cache_get, cache_put: the process fetched for itself).",
+        ("operation",),
+    ),
+    "mtlscore_shared_cache_total": (
+        "Fetched answers looked up in and stored to the shared store, by kind (crl, ocsp, jwks) and result "
+        "(hit: used instead of fetching; miss; rejected: an entry that is not a usable answer, fetched "
+        "instead; stored).",
+        ("kind", "result"),
+    ),
 }
 
 

@@ -11,6 +11,8 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
     ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed(UpstreamFailure.TIMEOUT, why)
     CloseUpstream -> close the upstream socket
     FetchJwks     -> fetch action.request into action.cache, then session.keys_fetched()
+    CheckRate     -> take the account's token in the shared store ([shared]), then
+                     session.rate_checked(RateAnswer) (error set when the store did not answer)
     Validate      -> session.validated(verdict), the verdict of action.validation driven
                      with the runtime's revocation fetcher (only with fetch=True)
     Log           -> log action.decision as one line and count it
@@ -54,10 +56,11 @@ from ..proxy.trusted import ClientAddress, UseForwarded, UseTls, decision_verdic
 from ..proxy.trusted import Decision as ProxyDecision
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate, parse_certificate
-from .appauth import AccountAuth, AuthResult, authorize, credential_owner
+from .appauth import AccountAuth, AuthResult, NeedRate, RateAnswer, authorize, credential_owner
 from .deadlines import Deadlines
 from .events import (
     Action,
+    CheckRate,
     Close,
     CloseUpstream,
     Decision,
@@ -175,6 +178,7 @@ class Session:
         self._fetch = fetch and gateway.validator.policy.fetch
         self._awaiting: tuple[UseForwarded, datetime, float] | None = None  # a forwarded chain being validated
         self._keys_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on FetchJwks
+        self._rate_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on CheckRate
         self._pending: deque[Action] = deque()
         self._client = h11.Connection(h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes)
         self._upstream: h11.Connection | None = None
@@ -501,13 +505,30 @@ class Session:
         self._keys_wait = None
         self._decide_request(self._request, at, now, resumed=True)
 
+    def rate_checked(self, answer: RateAnswer) -> None:
+        """The shared store's answer to :class:`CheckRate` (``error`` set when it gave none); the request goes on."""
+        self._on(Event.RATE_CHECKED)
+        assert self._rate_wait is not None and self._request is not None  # set with ASK_RATE
+        at, now = self._rate_wait
+        self._rate_wait = None
+        self._decide_request(self._request, at, now, rate_answer=answer)
+
+    def _ask_rate(self, need: NeedRate, at: datetime, now: float) -> None:
+        """The runtime takes the account's token in the shared store, then reports rate_checked()."""
+        self._rate_wait = (at, now)
+        self._on(Event.ASK_RATE)
+        self._pending.append(CheckRate(need))
+
     def _ask_keys(self, need: NeedJwks, at: datetime, now: float) -> None:
         """The runtime fetches ``need`` into the gateway's JWKS cache, then reports keys_fetched()."""
         self._keys_wait = (at, now)
         self._on(Event.ASK_KEYS)
         self._pending.append(FetchJwks(need, self.gateway.jwks_cache))
 
-    def _decide_request(self, request: h11.Request, at: datetime, now: float, *, resumed: bool = False) -> None:
+    def _decide_request(
+        self, request: h11.Request, at: datetime, now: float, *, resumed: bool = False,
+        rate_answer: RateAnswer | None = None,
+    ) -> None:
         """Mode, app-level checks and limits for this request, then answer or forward it."""
         if not self.evidence.verdict.ok and self._self_signed(at, now):
             return  # waiting on FetchJwks for a registered client's jwks_uri
@@ -520,11 +541,16 @@ class Session:
             self._deny(403, verdict.reason.value, verdict.detail, close=not evidence.forwarded)
             return
         if verdict.ok:
-            result = self._app_checks(request, at, now, count_rate=not resumed)
+            result = self._app_checks(request, at, now, count_rate=not resumed, rate_answer=rate_answer)
         else:
             # allow_invalid_or_missing relaxes the certificate only: the credential, and its
             # account's IP allowlist and rate limit, still decide (docs/gateway.md "Allow mode").
-            result = self._app_checks_without_certificate(request, at, now, count_rate=not resumed)
+            result = self._app_checks_without_certificate(request, at, now, count_rate=not resumed,
+                                                          rate_answer=rate_answer)
+        if result.need_rate is not None:
+            # [shared]: the account's bucket is in the shared store; the runtime takes the token.
+            self._ask_rate(result.need_rate, at, now)
+            return
         if result.need is not None:
             # The account's keys come from a jwks_uri: the runtime fetches, then keys_fetched().
             # The cache's own intervals bound how often this can happen per URL.
@@ -599,19 +625,24 @@ class Session:
             self._own = self.evidence  # the connection's own certificate: decided once for it
         return False
 
-    def _app_checks(self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True) -> AuthResult:
+    def _app_checks(
+        self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True,
+        rate_answer: RateAnswer | None = None,
+    ) -> AuthResult:
         resolve = self.gateway.account_auth or default_account_auth
         try:
             auth = resolve(self.evidence.principal)
         except ConfigError as exc:
             return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
-        return self._authorize(auth, request, at, now, count_rate=count_rate)
+        return self._authorize(auth, request, at, now, count_rate=count_rate, rate_answer=rate_answer)
 
     def _authorize(
-        self, auth: AccountAuth | None, request: h11.Request, at: datetime, now: float, *, count_rate: bool
+        self, auth: AccountAuth | None, request: h11.Request, at: datetime, now: float, *, count_rate: bool,
+        rate_answer: RateAnswer | None = None,
     ) -> AuthResult:
         """One account's app-level checks on this request, with the connection's evidence."""
         evidence = self.evidence
+        shared = self.gateway.shared
         return authorize(
             auth,
             headers=list(request.headers),
@@ -626,10 +657,14 @@ class Session:
             tls_version=self.tls.version,
             tls_cipher=self.tls.cipher,
             count_rate=count_rate,
+            shared_rates=shared is not None,
+            rate_answer=rate_answer,
+            on_error=shared.rate_limit_on_error if shared is not None else "local",
         )
 
     def _app_checks_without_certificate(
-        self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True
+        self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True,
+        rate_answer: RateAnswer | None = None,
     ) -> AuthResult:
         """Allow mode, no valid certificate: the request's credential names the account whose
         checks apply. Without any account requiring a credential there is nothing to check."""
@@ -644,7 +679,7 @@ class Session:
         )
         if isinstance(owner, AuthResult):
             return owner
-        return self._authorize(owner, request, at, now, count_rate=count_rate)
+        return self._authorize(owner, request, at, now, count_rate=count_rate, rate_answer=rate_answer)
 
     def _credential_accounts(self) -> tuple[AccountAuth, ...] | AuthResult:
         """Every configured account that requires a credential (one entry per account id)."""
@@ -827,5 +862,7 @@ class Session:
         self._on(Event.CLOSE)
         # A request for I/O still queued would be reported back to a closed session,
         # which takes no such report: the runtime never sees it.
-        self._pending = deque(a for a in self._pending if not isinstance(a, OpenUpstream | Validate | FetchJwks))
-        self._awaiting = self._keys_wait = None
+        self._pending = deque(
+            a for a in self._pending if not isinstance(a, OpenUpstream | Validate | FetchJwks | CheckRate)
+        )
+        self._awaiting = self._keys_wait = self._rate_wait = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from ..reasons import ConfigError
@@ -52,6 +52,9 @@ class NeedJwks:
     url: str
     max_bytes: int = 256 * 1024
     timeout: float = 5.0
+    # Asked by :meth:`JwksCache.refresh` (an unknown kid): the issuer's current set is wanted,
+    # not a copy another process holds (``[shared]``).
+    refresh: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +234,7 @@ class JwksCache:
             if t is not None and now - t < self.limits.refresh_interval:
                 return None
         entry.last_refresh = now
-        return self._request(url)
+        return replace(self._request(url), refresh=True)
 
     def keys(self, url: str, *, now: float) -> dict[str, Any]:
         """The usable keys of ``url``. Raises :class:`JwksUnavailable` when there are none."""

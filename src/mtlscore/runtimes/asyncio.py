@@ -22,6 +22,7 @@ from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
+from .shared import SharedStore
 from .startup import listen_error
 from .state import GatewayState
 from .tls import presented_chain, server_context
@@ -89,6 +90,16 @@ async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
     return AsyncioStream(reader, writer)
 
 
+def _shared_store(state: GatewayState) -> SharedStore | None:
+    """The ``[shared]`` store (docs/shared-state.md), made on the running loop; None without it."""
+    settings = state.snapshot.gateway.shared
+    if settings is None:
+        return None
+    from .shared_asyncio import AsyncioRedis
+
+    return SharedStore(settings, AsyncioRedis(settings), state.metrics)
+
+
 async def serve(
     state: GatewayState,
     *,
@@ -105,6 +116,9 @@ async def serve(
     """
     fetcher = fetcher or AsyncioFetcher()
     server_cfg = state.snapshot.gateway.server
+    shared = _shared_store(state)
+    if shared is not None and fetcher.shared is None:
+        fetcher.shared = shared
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
@@ -128,7 +142,8 @@ async def serve(
         tasks.add(task)
         try:
             await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run, ticket,
-                                   lambda cache, request, now: fetcher.jwks(cache, request, now=now))
+                                   lambda cache, request, now: fetcher.jwks(cache, request, now=now),
+                                   shared.take if shared is not None else None)
         except asyncio.CancelledError:
             # Shed, or cut at shutdown. Not re-raised: asyncio's start_server callback
             # would report a cancelled connection task as an unhandled error.
@@ -214,3 +229,5 @@ async def serve(
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
         state.save_radar()
+        if shared is not None:
+            await shared.aclose()

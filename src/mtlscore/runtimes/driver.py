@@ -20,7 +20,9 @@ from typing import Protocol
 from ..decision.validator import Validation
 from ..decision.verdict import Verdict
 from ..gateway.admission import Ticket
+from ..gateway.appauth import NeedRate, RateAnswer
 from ..gateway.events import (
+    CheckRate,
     Close,
     CloseUpstream,
     FetchJwks,
@@ -65,6 +67,7 @@ class Stream(Protocol):
 Connect = Callable[[str, int, float], Awaitable[Stream]]
 Resolve = Callable[[Validation], Awaitable[Verdict]]
 FetchKeys = Callable[[JwksCache, NeedJwks, float], Awaitable[object]]
+CheckRateCall = Callable[[NeedRate], Awaitable[RateAnswer]]
 
 
 
@@ -130,6 +133,7 @@ async def serve_connection(
     resolve: Resolve | None = None,
     ticket: Ticket | None = None,
     fetch_jwks: FetchKeys | None = None,
+    check_rate: CheckRateCall | None = None,
 ) -> None:
     """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError.
 
@@ -140,6 +144,8 @@ async def serve_connection(
     never queue a connection for a slot). ``ticket``: its slot, kept told whether the
     connection is waiting for a handshake or a request head (it may then be shed).
     ``fetch_jwks(cache, request, now)`` fetches a JWK Set into the cache (``FetchJwks``).
+    ``check_rate(request)`` takes a rate-limit token in the shared store (``CheckRate``,
+    ``[shared]``; ``runtimes/shared.SharedStore.take``: bounded in time, never raises).
     """
     accepted = clock()
     if ticket is not None:
@@ -221,6 +227,12 @@ async def serve_connection(
                 else:
                     await fetch_jwks(action.cache, action.request, clock())
                 session.keys_fetched()
+            elif isinstance(action, CheckRate):
+                if check_rate is None:
+                    answer = RateAnswer(None, error="this runtime has no shared store")
+                else:
+                    answer = await check_rate(action.request)
+                session.rate_checked(answer)
             elif isinstance(action, Validate):
                 assert resolve is not None  # the session asks only when told it may (fetch=)
                 session.validated(await resolve(action.validation))

@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, TypedDict
 
 from ..decision.validator import Validation, Validator
@@ -37,6 +37,7 @@ from .fetch import (
     redirect_target,
     report_jwks,
 )
+from .shared import SharedStore
 
 __all__ = ["Event", "Fetcher", "FetcherOptions", "HttpClient", "HttpStream", "drive"]
 
@@ -128,6 +129,9 @@ class Fetcher:
         self._inflight: dict[Request | NeedJwks, _Flight] = {}
         self.fetches = 0  # network fetches started
         self.joined = 0  # requests that waited on another validation's fetch
+        # [shared] (docs/shared-state.md): answers other processes fetched are looked up here
+        # first, and what this one fetches is offered to them. Set by the runtime's serve().
+        self.shared: SharedStore | None = None
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -153,9 +157,7 @@ class Fetcher:
         try:
             if self._limiter is None:
                 self._limiter = self.client.limiter(self.max_concurrent)
-            async with self._limiter:
-                self.fetches += 1
-                flight.response = await self._fetch(request)
+            flight.response = await self._shared_or_fetch(request)
             return flight.response
         except FetchError as exc:
             flight.error = exc
@@ -171,6 +173,27 @@ class Fetcher:
         finally:
             self._inflight.pop(request, None)
             flight.done.set()
+
+    async def _shared_or_fetch(self, request: Request | NeedJwks) -> Response:
+        """The answer from the shared store when another process fetched it, else fetched (and shared)."""
+        shared = self.shared
+        # A refresh after an unknown kid wants the issuer's current keys, not the shared copy
+        # of the ones that just missed.
+        use_shared = shared is not None and not (isinstance(request, NeedJwks) and request.refresh)
+        if use_shared:
+            assert shared is not None
+            found = await shared.lookup(request, at=datetime.now(UTC))
+            if found is not None:
+                # Validated by the caller exactly as a fetched answer (Redis is trusted no more than the network).
+                return Response(200, ((b"cache-control", found.cache_control),), found.body)
+        assert self._limiter is not None
+        async with self._limiter:
+            self.fetches += 1
+            response = await self._fetch(request)
+        if shared is not None:
+            await shared.store(request, response.body, at=datetime.now(UTC),
+                               cache_control=response.header(b"cache-control"))
+        return response
 
     async def jwks(self, cache: JwksCache, request: NeedJwks, *, now: float) -> str | None:
         """Fetch the JWK Set ``request`` names and report it to ``cache``; None when the keys were replaced."""

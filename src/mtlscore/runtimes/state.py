@@ -254,10 +254,14 @@ class GatewayState:
         # Fetched JWKS keys outlive a reload, like the rate limiter's buckets; the limits are the new ones.
         cache = self.snapshot.gateway.jwks_cache
         cache.limits = candidate.gateway.server.jwks
-        self.snapshot = replace(candidate, gateway=replace(candidate.gateway, jwks_cache=cache))
+        # [shared] is the store the runtime connected to at start: it stays until a restart.
+        shared = self.snapshot.gateway.shared
+        self.snapshot = replace(candidate, gateway=replace(candidate.gateway, jwks_cache=cache, shared=shared))
         self._size_radar()
         server = self.snapshot.gateway.server
         stuck = [f"server.{k}" for k in RESTART_KEYS if getattr(server, k) != getattr(self.running, k)]
+        if candidate.gateway.shared != shared:
+            stuck.append("shared")
         if stuck:
             # Applied, except these: the listeners and the loop keep what they started with.
             self.metrics.inc("mtlscore_reloads_total", {"result": "restart_required"})
@@ -295,6 +299,7 @@ class GatewayState:
             ),
             "revocation": gateway.validator.policy.revocation,
             "crls": len(gateway.validator.crls) + len(gateway.crls),
+            "shared": gateway.shared.safe_url if gateway.shared is not None else None,
         }))
 
     def log_draining(self, why: str, grace: float) -> None:
@@ -326,7 +331,7 @@ def build_snapshot(config: GatewayConfig, limiter: RateLimiter, *, watch: tuple[
         # refuse them in the handshake, the deferred engine lets the session decide.
         server = replace(server, tls_engine="deferred")
     gateway = Gateway(validator=config.validator(), server=server, limiter=limiter,
-                      jwks_cache=JwksCache(server.jwks))
+                      jwks_cache=JwksCache(server.jwks), shared=config.shared)
     # The server's own certificate and key, and the CA bundles and CRLs the config names.
     upstream_files = (server.upstream_ca, server.upstream_certificate, server.upstream_key)
     files = (*watch, server.certificate, server.key, *config.files,

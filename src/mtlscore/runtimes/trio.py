@@ -22,6 +22,7 @@ from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_trio import FetchError, TrioFetcher
+from .shared import SharedStore
 from .startup import listen_error
 from .state import GatewayState
 from .tls import presented_chain, server_context
@@ -82,6 +83,16 @@ def _peer(stream: trio.SocketStream) -> tuple[str, int]:
         return ("", 0)
 
 
+def _shared_store(state: GatewayState) -> SharedStore | None:
+    """The ``[shared]`` store (docs/shared-state.md); None without it."""
+    settings = state.snapshot.gateway.shared
+    if settings is None:
+        return None
+    from .shared_trio import TrioRedis
+
+    return SharedStore(settings, TrioRedis(settings), state.metrics)
+
+
 async def serve(
     state: GatewayState,
     *,
@@ -97,6 +108,9 @@ async def serve(
     """
     fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
+    shared = _shared_store(state)
+    if shared is not None and fetcher.shared is None:
+        fetcher.shared = shared
     stop = trio.Event()
     why = ["shutdown requested"]  # what asked for the drain, for its log line
     cut = [0]  # connections the end of the shutdown grace cancelled
@@ -114,6 +128,7 @@ async def serve(
                 await serve_connection(
                     TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run, ticket,
                     lambda cache, request, now: fetcher.jwks(cache, request, now=now),
+                    shared.take if shared is not None else None,
                 )
         except trio.Cancelled:
             # Not a shed (that scope absorbs its own cancel): the shutdown grace ran out.
@@ -174,6 +189,8 @@ async def serve(
             background.cancel_scope.cancel()
     finally:
         state.save_radar()  # the record kept across restarts ([server] radar_file)
+        if shared is not None:
+            await shared.aclose()
 
 
 async def _signals(state: GatewayState, stop: trio.Event, why: list[str]) -> None:
