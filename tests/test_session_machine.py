@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import replace
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from test_session import (

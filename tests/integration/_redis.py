@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _nginx import stop_process
 
 REDIS_SERVER = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK)
