@@ -255,6 +255,35 @@ def test_the_rate_script_is_the_in_process_token_bucket(redis_server: RedisServe
         assert take(keys=["d"], args=[1, 1000]) == -1
 
 
+ACL = ["~mtlscore:*", "+evalsha", "+script|load", "+hmget", "+hset", "+pexpire", "+time", "+get", "+set", "+pttl"]
+
+
+def test_the_acl_in_the_docs_is_all_mtlscore_needs(redis_server: RedisServer) -> None:
+    import asyncio
+
+    from mtlscore.gateway.appauth import NeedRate, Rate
+    from mtlscore.runtimes.metrics import Metrics
+    from mtlscore.runtimes.shared import SharedStore
+    from mtlscore.runtimes.shared_asyncio import AsyncioRedis
+
+    assert " ".join(ACL) in (Path(__file__).parents[2] / "docs" / "shared-state.md").read_text()
+    with redis_server.client() as c:
+        c.execute_command("ACL", "SETUSER", "mtlscore", "on", ">pw", *ACL)
+    settings = shared_from_config({"redis": f"unix://mtlscore:pw@{redis_server.socket}"})
+    metrics = Metrics()
+    crl = pki.root("CN=ACL").crl()
+
+    async def main() -> None:
+        store = SharedStore(settings, AsyncioRedis(settings), metrics)
+        assert (await store.take(NeedRate("acme", Rate(1, 60.0)))).error == ""  # EVALSHA, NOSCRIPT, SCRIPT LOAD
+        await store.store(NeedCRL("http://x/c.crl"), crl, at=pki.NOW, cache_control=None)
+        assert await store.lookup(NeedCRL("http://x/c.crl"), at=pki.NOW) is not None
+        await store.aclose()
+
+    asyncio.run(main())
+    assert metrics.get("mtlscore_shared_errors_total") == 0
+
+
 # -- (a) two gateway processes, one limit ---------------------------------------------------------
 
 
