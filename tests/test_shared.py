@@ -30,7 +30,8 @@ from mtlscore.gateway.appauth import (
     RateLimiter,
     authorize,
 )
-from mtlscore.gateway.session import CheckRate, Outcome, Session, State, WriteClient
+from mtlscore.gateway.events import CheckRate, Outcome, WriteClient
+from mtlscore.gateway.session import Session, State
 from mtlscore.gateway.shared import (
     SharedSettings,
     cache_key,

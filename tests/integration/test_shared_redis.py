@@ -463,3 +463,37 @@ async def test_a_poisoned_entry_is_rejected_like_a_bad_fetch(
     assert "carries the key that signed it" in body["detail"], body["detail"]
     assert metric(samples, "mtlscore_shared_cache_total", kind="crl", result="hit") == 1
     assert world.origin.hits[before:] == []  # the shared entry was used, and refused
+
+
+# -- configuration: one line naming the file and the key; [shared] is kept until a restart -------------
+
+
+@pytest.mark.parametrize(("shared", "named"), [
+    ('redis = "http://127.0.0.1:6379"', "shared.redis: must be a redis://, rediss:// or unix:// URL"),
+    ('redis = "redis://:hunter2@h/x"', "shared.redis: 'redis://:***@h/x': the path is the database number"),
+    ('redis = "redis://h"\ntimeout = "100ms"', "shared.timeout: unknown key"),
+    ('redis = "redis://h"\nrate_limit_on_error = "sometimes"', "shared.rate_limit_on_error: must be one of"),
+])
+def test_a_bad_shared_table_is_one_line_naming_the_file_and_key(
+    world: World, capsys: pytest.CaptureFixture[str], shared: str, named: str,
+) -> None:
+    from mtlscore.cli import main
+
+    config = world.config("bad-shared.toml", None)
+    config.write_text(config.read_text() + f"\n[shared]\n{shared}\n")
+    code = main(["serve", "--config", str(config)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"mtlscore serve: configuration error in {config}: {named}"), err
+    assert "hunter2" not in err
+
+
+def test_a_reload_keeps_the_running_shared_store_and_says_restart(world: World, redis_server: RedisServer) -> None:
+    config = world.config("reload-shared.toml", redis_server)
+    state = GatewayState.from_config_file(config)
+    running = state.snapshot.gateway.shared
+    assert running is not None and running.url == redis_server.url
+    config.write_text(config.read_text() + 'prefix = "other:"\n')  # the [shared] table is last
+    assert state.reload()
+    assert state.snapshot.gateway.shared == running  # the store the runtime connected to
+    assert state.metrics.get("mtlscore_reloads_total", result="restart_required") == 1
