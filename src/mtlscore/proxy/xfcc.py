@@ -21,11 +21,14 @@ from .header_codec import (
     _NGINX_SAFE,
     DEFAULT_LIMITS,
     HeaderLimits,
+    _der_list,
     _malformed,
     _one,
     _pem,
+    _pem_ders,
+    _percent_decode,
     _text,
-    _urlpem_certs,
+    _urlpem_text_certs,
 )
 
 __all__ = ["XfccElement", "emit_xfcc", "parse_xfcc"]
@@ -81,12 +84,46 @@ _ESCAPE = re.compile(r'\\(["\\])')
 # A bare value runs to the next ';' or ','; a '"' or '=' before that is refused.
 _BARE = re.compile(r'[^;,"=]*')
 _OWS = re.compile(r"[ \t]*")
+# The fast path's pieces. A key, '=' and, when the value is quoted, its opening quote;
+# the rest of a quoted pair: its body (escapes still in), the closing quote, OWS and the
+# separator or the end. A bare value is cut at the next ';' or ',' with str.find, ~20×
+# cheaper than a regex character class over a 1-2 KB certificate. Where these do not
+# fit, _pair_error walks the pair with the step patterns above to say what is wrong.
+_HEAD = re.compile(r'([A-Za-z0-9_\-.]+)=(")?')
+_QUOTED_REST = re.compile(r'((?:[^"\\]++|\\["\\]|\\(?!["\\]))*+)"[ \t]*+(?:([;,])|\Z)')
 
 
 def _skip(pattern: re.Pattern[str], text: str, pos: int) -> int:
     """Where a run of ``pattern`` (which may match empty) starting at ``pos`` ends."""
     m = pattern.match(text, pos)
     return pos if m is None else m.end()
+
+
+def _pair_error(text: str, i: int) -> CertificateRejected:
+    """Why the pair starting at offset ``i`` is not grammatical (the fast path refused it)."""
+    n = len(text)
+    m = _TOKEN.match(text, i)
+    if m is None:
+        return _malformed(f"x-forwarded-client-cert: expected a key at offset {i}")
+    key = m.group().lower()
+    i = m.end()
+    if i >= n or text[i] != "=":
+        return _malformed(f"x-forwarded-client-cert: expected '=' after key {key!r}")
+    i += 1
+    if i < n and text[i] == '"':
+        m = _QUOTED.match(text, i + 1)
+        if m is None:
+            return _malformed("x-forwarded-client-cert: unterminated quoted value")
+        i = m.end()
+    else:
+        i = _skip(_BARE, text, i)
+        if i < n and text[i] in '"=':
+            return _malformed(
+                f"x-forwarded-client-cert: unquoted {text[i]!r} in the value of {key!r}"
+            )
+    i = _skip(_OWS, text, i)
+    found = repr(text[i]) if i < n else "the end"
+    return _malformed(f"x-forwarded-client-cert: unexpected {found} after the value of {key!r}")
 
 
 def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
@@ -102,32 +139,36 @@ def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
     pairs: list[tuple[str, str]] = []
     total_pairs = 0
     i, n = 0, len(text)
+    # The next ';' and ',' at or after i, found again only once i has passed them, so
+    # the scans stay linear in the header whatever the number of pairs.
+    semi = comma = -1
     while True:
-        # key
-        m = _TOKEN.match(text, i)
-        if m is None:
-            raise _malformed(f"x-forwarded-client-cert: expected a key at offset {i}")
-        key = m.group().lower()
-        i = m.end()
-        if i >= n or text[i] != "=":
-            raise _malformed(f"x-forwarded-client-cert: expected '=' after key {key!r}")
-        i += 1
-        # value: quoted string, or bare run up to the next ';' / ','
-        if i < n and text[i] == '"':
-            m = _QUOTED.match(text, i + 1)
-            if m is None:
-                raise _malformed("x-forwarded-client-cert: unterminated quoted value")
-            body = text[i + 1 : m.end() - 1]
+        start = i
+        head = _HEAD.match(text, i)
+        if head is None:
+            raise _pair_error(text, start)
+        key = head[1].lower()
+        i = head.end()
+        sep: str | None
+        if head[2] is not None:
+            rest = _QUOTED_REST.match(text, i)
+            if rest is None:
+                raise _pair_error(text, start)
+            body, sep = rest.groups()
             value = _ESCAPE.sub(r"\1", body) if "\\" in body else body
-            i = m.end()
+            i = rest.end()
         else:
-            end = _skip(_BARE, text, i)
-            if end < n and text[end] in '"=':
-                raise _malformed(
-                    f"x-forwarded-client-cert: unquoted {text[end]!r} in the value of {key!r}"
-                )
-            value = text[i:end].strip(" \t")
-            i = end
+            if semi < i:
+                semi = text.find(";", i) % (n + 1)  # -1 (none) -> n
+            if comma < i:
+                comma = text.find(",", i) % (n + 1)
+            end = min(semi, comma)
+            raw = text[i:end]
+            if '"' in raw or "=" in raw:
+                raise _pair_error(text, start)
+            value = raw.strip(" \t")
+            sep = text[end] if end < n else None
+            i = end + 1
         pairs.append((key, value))
         total_pairs += 1
         if total_pairs > limits.max_xfcc_pairs:
@@ -135,16 +176,11 @@ def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
                 Reason.PKI_TOO_LARGE,
                 f"x-forwarded-client-cert has more than {limits.max_xfcc_pairs} pairs",
             )
-        i = _skip(_OWS, text, i)
-        if i >= n:
+        if sep is None:
             elements.append(pairs)
-            break
-        sep = text[i]
-        if sep not in ";,":
-            raise _malformed(
-                f"x-forwarded-client-cert: unexpected {sep!r} after the value of {key!r}"
-            )
-        i = _skip(_OWS, text, i + 1)
+            return elements
+        if text.startswith((" ", "\t"), i):
+            i = _skip(_OWS, text, i)
         if sep == ",":
             elements.append(pairs)
             pairs = []
@@ -153,7 +189,26 @@ def _xfcc_split(text: str, limits: HeaderLimits) -> list[list[tuple[str, str]]]:
                     Reason.PKI_TOO_LARGE,
                     f"x-forwarded-client-cert has more than {limits.max_xfcc_elements} elements",
                 )
-    return elements
+
+
+def _chain_certs(
+    value: str, cert: Certificate | None, cert_value: str, what: str, limits: HeaderLimits
+) -> tuple[Certificate, ...]:
+    """The certificates of a ``Chain`` value.
+
+    Envoy writes ``Chain`` as the ``Cert`` block followed by the rest of the chain, so
+    when the value starts with the ``Cert`` value already decoded (one whole block:
+    percent-decoding and PEM framing both compose at its end), only the rest is
+    decoded. Any failure there is left to the whole value, which names the fault as
+    it always did; a success is what decoding the whole value gives.
+    """
+    if cert is not None and len(value) > len(cert_value) and value.startswith(cert_value):
+        try:
+            rest = _pem_ders(_percent_decode(value[len(cert_value) :], what), what, limits)
+            return tuple(_der_list([cert.der, *rest], what, limits))
+        except CertificateRejected:
+            pass
+    return tuple(_urlpem_text_certs(value, what, limits))
 
 
 def _xfcc_element(pairs: list[tuple[str, str]], index: int, limits: HeaderLimits) -> XfccElement:
@@ -164,6 +219,7 @@ def _xfcc_element(pairs: list[tuple[str, str]], index: int, limits: HeaderLimits
     dns: list[str] = []
     cert: Certificate | None = None
     chain: tuple[Certificate, ...] = ()
+    cert_value = ""
     digest: str | None = None
     subject: str | None = None
     for key, value in pairs:
@@ -172,11 +228,13 @@ def _xfcc_element(pairs: list[tuple[str, str]], index: int, limits: HeaderLimits
                 raise _malformed(f"{what}: several {key.capitalize()}= pairs")
             seen.add(key)
         if key == "cert":
+            # The value is a slice of the whole header, which _text has checked.
             if value:
-                cert = _one(_urlpem_certs(value, f"{what} Cert", limits), f"{what} Cert")
+                cert = _one(_urlpem_text_certs(value, f"{what} Cert", limits), f"{what} Cert")
+                cert_value = value
         elif key == "chain":
             if value:
-                chain = tuple(_urlpem_certs(value, f"{what} Chain", limits))
+                chain = _chain_certs(value, cert, cert_value, f"{what} Chain", limits)
         elif key == "hash":
             if not _HEX64.fullmatch(value):
                 raise _malformed(f"{what}: Hash is not a hex SHA-256 digest")
