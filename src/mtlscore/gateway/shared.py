@@ -3,7 +3,7 @@ what the session asks the runtime for, and what of a fetched answer is worth sha
 
 Sans-IO like the rest of the core. Several ``mtlscore serve`` processes (workers, or
 machines behind one load balancer) keep one account's rate limit exact by asking a
-shared store to take the token (:class:`NeedRate`, answered with a :class:`RateAnswer`);
+shared store to take the token (``appauth.NeedRate``, answered with an ``appauth.RateAnswer``);
 the runtime talks to the store (Redis, ``runtimes/shared.py``). Fetched CRLs, OCSP
 responses and JWK Sets are shared by the runtime's fetcher under :func:`cache_key`,
 for :func:`shared_ttl` seconds: the core decides what is worth keeping and for how
@@ -27,20 +27,17 @@ from ..identity.jwks import NeedJwks, parse_jwks, ttl_from_cache_control
 from ..reasons import ConfigError
 from ..revocation.crl import parse_crl
 from ..verify.machine import NeedCRL, NeedIssuer, NeedOCSP
-from .appauth import ON_ERROR, RATE_LIMIT_UNAVAILABLE, NeedRate, OnError, RateAnswer
+from .appauth import ON_ERROR, OnError
 
 __all__ = [
-    "ON_ERROR",
-    "RATE_LIMIT_UNAVAILABLE",
-    "NeedRate",
-    "RateAnswer",
+    "SharedRequest",
     "SharedSettings",
     "cache_key",
     "redacted",
     "seal",
-    "unseal",
     "shared_from_config",
     "shared_ttl",
+    "unseal",
 ]
 
 _SCHEMES = ("redis", "rediss", "unix")
