@@ -7,7 +7,7 @@ import contextlib
 from contextlib import AbstractAsyncContextManager
 
 from redis import exceptions
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -23,13 +23,16 @@ class AsyncioRedis:
     def __init__(self, settings: SharedSettings) -> None:
         # No retries inside the client: one attempt within the timeouts, then the caller's
         # fallback (a retry with backoff would hold the request for seconds while Redis is down).
-        self._client = Redis.from_url(
+        # A blocking pool: a request beyond max_connections waits for a connection (within the
+        # caller's time limit) instead of failing at once as if Redis were down.
+        pool = BlockingConnectionPool.from_url(
             settings.url,
+            max_connections=settings.max_connections,
+            timeout=settings.connect_timeout + settings.timeout,
             socket_timeout=settings.timeout,
             socket_connect_timeout=settings.connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=settings.max_connections,
         )
+        self._client = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         # EVALSHA, and EVAL (which loads it) when the server answers NOSCRIPT (after a restart).
         self._script = self._client.register_script(RATE_SCRIPT)
 

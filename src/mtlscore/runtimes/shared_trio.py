@@ -16,7 +16,7 @@ from functools import partial
 from typing import TypeVar
 
 import trio
-from redis import Redis, exceptions
+from redis import BlockingConnectionPool, Redis, exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -41,13 +41,15 @@ class TrioRedis:
     """:class:`~mtlscore.runtimes.shared.Backend` over the sync ``redis`` client, off trio's loop."""
 
     def __init__(self, settings: SharedSettings) -> None:
-        self._client = Redis.from_url(
+        # A blocking pool as large as the thread limiter: a thread never finds it empty.
+        pool = BlockingConnectionPool.from_url(
             settings.url,
+            max_connections=settings.max_connections,
+            timeout=settings.connect_timeout + settings.timeout,
             socket_timeout=settings.timeout,
             socket_connect_timeout=settings.connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=settings.max_connections,
         )
+        self._client = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         self._script = self._client.register_script(RATE_SCRIPT)
         self._limiter = trio.CapacityLimiter(settings.max_connections)
 
