@@ -51,6 +51,13 @@ FORBIDDEN = frozenset(
 )
 ALLOWED = frozenset({"urllib.parse"})
 CLOCK_CALLS = frozenset({"now", "utcnow", "today"})
+# What reads or touches the file system, called or handed on as a function (``read =
+# pathlib.Path.read_bytes``): a path may be computed in the core, never opened there.
+FILE_ACCESS = frozenset(
+    {"open", "read_bytes", "read_text", "write_bytes", "write_text", "iterdir", "glob", "rglob", "exists",
+     "is_file", "is_dir", "stat", "lstat", "touch", "unlink", "mkdir", "rmdir", "readlink", "expanduser",
+     "samefile", "chmod"}
+)
 
 
 def unit_of(module: str) -> str:
@@ -209,6 +216,24 @@ def clock_calls(path: Path, label: str | None = None) -> list[str]:
     return found
 
 
+def file_access(path: Path, label: str | None = None) -> list[str]:
+    """Calls of ``open()`` and uses of file-system methods (``.read_bytes``, ``.exists`` ...)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        name = None
+        if isinstance(node, ast.Attribute) and node.attr in FILE_ACCESS:
+            name = node.attr
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+            name = "open"
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "resolve"
+              and not node.args):
+            name = "resolve"  # Path.resolve() reads symbolic links (IdentityMap.resolve(identity) is no file)
+        if name is not None:
+            found.append(f"{label or _module_name(path)} line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
 CORE = core_modules()
 ALL = all_modules()
 
@@ -239,6 +264,12 @@ def test_core_module_reads_no_clock(path: Path) -> None:
     assert clock_calls(path) == []
 
 
+@pytest.mark.parametrize("path", CORE, ids=_module_name)
+def test_core_module_reads_no_files(path: Path) -> None:
+    # Files named in the configuration are read by config loading, which hands the core their contents.
+    assert file_access(path) == []
+
+
 @pytest.mark.parametrize("path", ALL, ids=_module_name)
 def test_no_module_imports_a_higher_layer(path: Path) -> None:
     assert layer_violations(path) == []
@@ -259,6 +290,13 @@ def test_the_walker_catches_what_it_must(tmp_path: Path) -> None:
     assert "ssl" not in mods  # type-checking only: never imported at run time
     assert "ssl" in {i.module for i in imports_of(bad, own="mtlscore.bad", type_checking=True)}
     assert len(clock_calls(bad, label="bad")) == 2
+    reader = tmp_path / "reader.py"
+    reader.write_text(
+        "import pathlib\nread = pathlib.Path.read_bytes\ndata = open('x', 'rb')\n"
+        "def f(p, m, i):\n    return p.read_text(), p.with_suffix('.pem').name, (p / 'x').resolve(), m.resolve(i)\n"
+    )
+    assert sorted(line.partition(": ")[2] for line in file_access(reader, label="reader")) == sorted([
+        "pathlib.Path.read_bytes", "open('x', 'rb')", "p.read_text", "(p / 'x').resolve()"])
 
 
 def test_urllib_parse_is_allowed_and_io_is_found_through_other_modules(

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from mtlscore import pki
+from mtlscore.config import read_account_files
 from mtlscore.decision.validator import Validator
 from mtlscore.identity.identity import Identity
-from mtlscore.identity.identity_map import IdentityMap, Principal, Rule, accounts_from_config
+from mtlscore.identity.identity_map import IdentityMap, Principal, Rule, account_files, accounts_from_config
 from mtlscore.reasons import CertificateRejected, ConfigError, Reason
 from mtlscore.verify.trust import Anchor, TrustStore
 from mtlscore.x509.cert import parse_certificate
@@ -252,7 +253,8 @@ def files(tmp_path: pathlib.Path, w: World) -> pathlib.Path:
 
 
 def load(items: Any, base: pathlib.Path, trust: TrustStore) -> IdentityMap:
-    return accounts_from_config(items, base_dir=base, trust=trust)
+    # As config loading does it: the edge reads the files the tables name, the core gets contents.
+    return accounts_from_config(items, trust=trust, files=read_account_files(items, base))
 
 
 def test_accounts_from_config(w: World, files: pathlib.Path) -> None:
@@ -314,6 +316,25 @@ def test_config_errors_name_the_key(
         load(items, files, w.trust)
     assert info.value.key == key, str(info.value)
     assert fragment in str(info.value)
+
+
+def test_the_core_is_handed_contents_not_file_names(w: World) -> None:
+    # Config loading reads what account_files() lists; the core opens nothing (nothing is on disk here).
+    items = [
+        {"id": "a", "anchors": ["partner-x.pem", {"path": "partner-y.pem"}], "match": {"cn": "a"}},
+        {"id": "b", "anchors": "any", "match": {"thumbprint": "ab" * 32}, "jwks_file": "api.jwks",
+         "token": {"jwks_file": "token.jwks"}},
+        "not a table",
+    ]
+    assert account_files(items) == [
+        ("accounts[0].anchors[0]", "partner-x.pem"), ("accounts[0].anchors[1]", "partner-y.pem"),
+        ("accounts[1].jwks_file", "api.jwks"), ("accounts[1].token.jwks_file", "token.jwks"),
+    ]
+    m = accounts_from_config(items[:1], trust=w.trust, files={"partner-x.pem": w.x.pem, "partner-y.pem": w.y.pem})
+    assert m.resolve(w.ident(w.y.leaf("CN=a"), w.ay)).id == "a"
+    with pytest.raises(ConfigError) as info:
+        accounts_from_config(items[:1], trust=w.trust, files={"partner-x.pem": w.x.pem})
+    assert info.value.key == "accounts[0].anchors[1]" and "partner-y.pem" in str(info.value)
 
 
 def test_single_anchor_default(w: World, files: pathlib.Path) -> None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from mtlscore import ConfigError, Reason, TrustStore, pki
+from mtlscore.config import read_account_files
 from mtlscore.identity.identity_map import Principal, accounts_from_config
 from mtlscore.identity.jwks import JwksCache, NeedJwks
 from mtlscore.identity.self_signed import SelfSignedClient, is_candidate, match
@@ -75,7 +76,7 @@ def test_accounts_config(tmp_path: pathlib.Path) -> None:
     m = accounts_from_config([
         {"id": "file", "method": "self_signed_tls_client_auth", "jwks_file": "client.jwks", "groups": ["g"]},
         {"id": "url", "method": "self_signed_tls_client_auth", "jwks_uri": URL},
-    ], base_dir=tmp_path, trust=trust)
+    ], trust=trust, files={"client.jwks": (tmp_path / "client.jwks").read_bytes()})
     file_client, url_client = m.self_signed_clients
     assert file_client.principal == Principal("file", ("g",)) and file_client.jwks is not None
     assert url_client.jwks_uri == URL
@@ -87,7 +88,7 @@ def test_accounts_config(tmp_path: pathlib.Path) -> None:
          "accounts[0].jwks_file"),
     ]:
         with pytest.raises(ConfigError) as e:
-            accounts_from_config([bad], base_dir=tmp_path, trust=trust)
+            accounts_from_config([bad], trust=trust, files=read_account_files([bad], tmp_path))
         assert e.value.key == key, (bad, e.value)
 
 

@@ -52,7 +52,7 @@ def gateway(
 ) -> Gateway:
     trust = TrustStore([ROOT.pem])
     table = {"id": "partner-abc", "match": {"subject_dn": DN}, **(account or {})}
-    imap = accounts_from_config([table], base_dir=pathlib.Path("."), trust=trust)
+    imap = accounts_from_config([table], trust=trust)
     server = ServerConfig(
         certificate=pathlib.Path("server.pem"),
         key=pathlib.Path("server.key"),

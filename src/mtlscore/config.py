@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .gateway.shared import SharedSettings
     from .identity.identity_map import IdentityMap
 
-__all__ = ["Config", "load_config", "parse_config", "parse_time", "read_file"]
+__all__ = ["Config", "load_config", "parse_config", "parse_time", "read_account_files", "read_file"]
 
 _SECTIONS = {"trust", "policy", "revocation", "accounts", "server", "shared"}
 _TRUST_KEYS = {"anchors", "intermediates", "allowlisted"}
@@ -152,6 +152,15 @@ def read_file(base_dir: Path, name: Any, key: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", key=key) from None
+
+
+def read_account_files(items: object, base_dir: Path) -> dict[str, bytes]:
+    """The contents of the files the ``[[accounts]]`` tables name (anchors, jwks_file), by name as
+    written: what :func:`mtlscore.identity.identity_map.accounts_from_config` takes, so that the
+    core opens no files. An unreadable one is a :class:`ConfigError` naming its key."""
+    from .identity.identity_map import account_files
+
+    return {name: read_file(base_dir, name, key) for key, name in account_files(items)}
 
 
 def parse_time(value: Any, key: str) -> datetime:
@@ -291,7 +300,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = No
         items = data["accounts"]
         if not isinstance(items, list):
             raise ConfigError("must be an array of tables ([[accounts]])", key="accounts")
-        accounts = accounts_from_config(items, base_dir=base_dir, trust=trust)
+        accounts = accounts_from_config(items, trust=trust, files=read_account_files(items, base_dir))
         _check_app_keys(items)
     server = None
     if "server" in data:

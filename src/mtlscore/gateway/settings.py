@@ -1,8 +1,9 @@
 """The ``[server]`` table of the configuration file (docs/reference.md#configuration-file): the gateway's settings.
 
-Pure: paths are resolved against ``base_dir`` but not opened here (the
-runtime loads the certificate and key and reports a missing file as a
-:class:`ConfigError` naming ``server.certificate`` / ``server.key``).
+Pure: paths are joined to ``base_dir`` (config loading passes the configuration's
+folder, already resolved) but not opened or resolved here (the runtime loads the
+certificate and key and reports a missing file as a :class:`ConfigError` naming
+``server.certificate`` / ``server.key``).
 """
 
 from __future__ import annotations
@@ -483,7 +484,7 @@ def _upstream_files(
             raise ConfigError("must be the path of a PEM file", key=f"server.{name}")
         if upstream is None or not upstream.tls:
             raise ConfigError("only for an https:// upstream", key=f"server.{name}")
-        out[name] = (base_dir / value).resolve()
+        out[name] = base_dir / value
     if (out["upstream_certificate"] is None) != (out["upstream_key"] is None):
         missing = "upstream_key" if out["upstream_key"] is None else "upstream_certificate"
         raise ConfigError("required with the other: the gateway's client certificate and its key go together",
@@ -507,7 +508,7 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         value = table.get(name)
         if not isinstance(value, str) or not value:
             raise ConfigError("required: the path of the server's PEM " + name, key=f"server.{name}")
-        paths[name] = (base_dir / value).resolve()
+        paths[name] = base_dir / value
     proxies = table.get("trusted_proxies", [])
     if not isinstance(proxies, list):
         raise ConfigError("must be a list of CIDR networks or proxy tables", key="server.trusted_proxies")
@@ -615,6 +616,6 @@ def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> S
         radar_active=_number(table, "radar_active_seconds", 7 * 86400.0),
         jwks=limits_from_config(table.get("jwks", {})),
         tls_profile=_choice(table, "tls_profile", "default", ("default", "fapi2")),
-        radar_file=(base_dir / radar_file).resolve() if radar_file is not None else None,
+        radar_file=base_dir / radar_file if radar_file is not None else None,
         auth_service=auth_service,
     )

@@ -13,8 +13,7 @@ costs the same with ten accounts or a hundred thousand.
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -28,7 +27,10 @@ from .rules import SELECTIVITY, Condition, _index_key, _parent, identity_keys, p
 if TYPE_CHECKING:
     from .self_signed import SelfSignedClient
 
-__all__ = ["ANY_ANCHOR", "IdentityMap", "IdentityResolver", "Principal", "Resolution", "Rule", "accounts_from_config"]
+__all__ = [
+    "ANY_ANCHOR", "IdentityMap", "IdentityResolver", "Principal", "Resolution", "Rule", "account_files",
+    "accounts_from_config",
+]
 
 ANY_ANCHOR: Literal["any"] = "any"
 AnchorLike = Anchor | AnchorRef | Certificate
@@ -344,7 +346,7 @@ def _scopes_meet(a: Rule, b: Rule) -> bool:
 
 
 def _config_anchors(
-    raw: Any, key: str, base_dir: pathlib.Path, trust: TrustStore, read: Callable[[pathlib.Path], bytes]
+    raw: Any, key: str, trust: TrustStore, files: Mapping[str, bytes]
 ) -> list[Anchor] | Literal["any"]:
     if raw is None:
         if len(trust.anchors) == 1:
@@ -366,11 +368,7 @@ def _config_anchors(
         path_text = item.get("path") if isinstance(item, dict) else item
         if not isinstance(path_text, str):
             raise ConfigError("must be a file name", key=k)
-        path = base_dir / path_text
-        try:
-            data = read(path)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", key=k) from None
+        data = _contents(files, path_text, k)
         try:
             certs = load_certificates(data, max_cert_bytes=1 << 20, max_chain_bytes=64 << 20)
         except CertificateRejected as exc:
@@ -394,21 +392,54 @@ def _strings(raw: Any, key: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def account_files(items: object) -> list[tuple[str, str]]:
+    """The files the ``[[accounts]]`` tables name, as ``(key, name)``: ``anchors`` certificate
+    files and ``jwks_file`` / ``token.jwks_file`` key sets.
+
+    Config loading reads them (relative to the configuration's folder) and hands their
+    contents to :func:`accounts_from_config`: the core opens no files. Entries of the
+    wrong type are left to :func:`accounts_from_config` to name.
+    """
+    out: list[tuple[str, str]] = []
+    for n, table in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(table, dict):
+            continue
+        p = f"accounts[{n}]"
+        anchors = table.get("anchors")
+        for i, item in enumerate([anchors] if isinstance(anchors, str) and anchors != ANY_ANCHOR else
+                                 anchors if isinstance(anchors, list) else ()):
+            name = item.get("path") if isinstance(item, dict) else item
+            if isinstance(name, str):
+                out.append((f"{p}.anchors[{i}]", name))
+        for where, holder in (("", table), ("token.", table.get("token"))):
+            if isinstance(holder, dict) and isinstance(holder.get("jwks_file"), str):
+                out.append((f"{p}.{where}jwks_file", holder["jwks_file"]))
+    return out
+
+
+def _contents(files: Mapping[str, bytes], name: str, key: str) -> bytes:
+    data = files.get(name)
+    if data is None:  # config loading reads every file account_files() names
+        raise ConfigError(f"cannot read {name}: its contents were not given", key=key)
+    return data
+
+
 def accounts_from_config(
     items: Any,
     *,
-    base_dir: pathlib.Path,
     trust: TrustStore,
-    read_file: Callable[[pathlib.Path], bytes] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> IdentityMap:
     """The IdentityMap of the ``[[accounts]]`` tables of docs/reference.md#configuration-file.
 
-    ``anchors`` names certificate files (relative to ``base_dir``) that must be
-    [trust] anchors; omitted, it means the only anchor when there is exactly
-    one. Raises :class:`ConfigError` naming the key (``accounts[2].match.cn``)
-    on a bad entry, a duplicate id, or two accounts that match one certificate.
+    ``anchors`` names certificate files that must be [trust] anchors; omitted, it
+    means the only anchor when there is exactly one. ``files`` holds the contents of
+    the files the tables name (:func:`account_files`), by name as written:
+    :func:`mtlscore.config.read_account_files` reads them. Raises :class:`ConfigError`
+    naming the key (``accounts[2].match.cn``) on a bad entry, a duplicate id, or two
+    accounts that match one certificate.
     """
-    read = read_file or pathlib.Path.read_bytes
+    files = files or {}
     if not isinstance(items, list):
         raise ConfigError("must be an array of tables ([[accounts]])", key="accounts")
     rules: list[Rule] = []
@@ -421,7 +452,7 @@ def accounts_from_config(
         unknown = sorted(set(table) - _RULE_KEYS - APP_KEYS - {"jwks_file"})
         if unknown:
             raise ConfigError(f"unknown key {unknown[0]!r}", key=f"{p}.{unknown[0]}")
-        table = _read_jwks_files(table, p, base_dir, read)
+        table = _inline_jwks_files(table, p, files)
         match = table.get("match", {})
         if not isinstance(match, dict):
             raise ConfigError("must be a table of match keys", key=f"{p}.match")
@@ -440,7 +471,7 @@ def accounts_from_config(
             prefix = table.get("id_prefix", "")
             if not isinstance(prefix, str):
                 raise ConfigError("must be a string", key=f"{p}.id_prefix")
-            anchors = _config_anchors(anchors_raw, f"{p}.anchors", base_dir, trust, read)
+            anchors = _config_anchors(anchors_raw, f"{p}.anchors", trust, files)
             if anchors == ANY_ANCHOR:
                 raise ConfigError("a template must name its anchors", key=f"{p}.anchors")
             rules.append(Rule.kubernetes(anchors=anchors, id_prefix=prefix, name=p,
@@ -463,16 +494,14 @@ def accounts_from_config(
         if not match:
             raise ConfigError("give at least one match key", key=f"{p}.match")
         conditions = _conditions(match, f"{p}.match")
-        anchors = _config_anchors(anchors_raw, f"{p}.anchors", base_dir, trust, read)
+        anchors = _config_anchors(anchors_raw, f"{p}.anchors", trust, files)
         scope, names = _scope(anchors, conditions, f"{p}.anchors")
         rules.append(Rule(account, conditions, scope, p, groups, _freeze(attributes), "", "", names))
     return IdentityMap(rules, self_signed=self_signed)
 
 
-def _read_jwks_files(
-    table: dict[str, Any], p: str, base_dir: pathlib.Path, read: Callable[[pathlib.Path], bytes]
-) -> dict[str, Any]:
-    """``jwks_file`` (and ``token.jwks_file``) read into ``jwks``: the core reads no files later."""
+def _inline_jwks_files(table: dict[str, Any], p: str, files: Mapping[str, bytes]) -> dict[str, Any]:
+    """``jwks_file`` (and ``token.jwks_file``) replaced by ``jwks``, the file's contents."""
     out = dict(table)
     for where, holder in (("", out), ("token.", out.get("token"))):
         if not isinstance(holder, dict) or "jwks_file" not in holder:
@@ -483,10 +512,7 @@ def _read_jwks_files(
             raise ConfigError("give one of jwks, jwks_file, jwks_uri", key=key)
         if not isinstance(name, str):
             raise ConfigError("must be a file name", key=key)
-        try:
-            data = read(base_dir / name)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {name}: {exc.strerror or exc}", key=key) from None
+        data = _contents(files, name, key)
         holder = dict(holder)
         del holder["jwks_file"]
         holder["jwks"] = data.decode("utf-8", "replace")
