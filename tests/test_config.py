@@ -186,3 +186,69 @@ anchors = ["new.pem", {{ path = "old.pem", not_after = "{cutoff.isoformat()}" }}
     late = pki.NOW + timedelta(days=11)
     assert v.validate(old_leaf.pem, at=late).reason is Reason.EXPIRED
     assert v.validate(new_leaf.pem, at=late).ok
+
+
+# -- bound tokens need the jwt extra ------------------------------------------------
+
+
+def _account_with_tokens(tmp: Path, account: str) -> Path:
+    return write(tmp, f'''
+[trust]
+anchors = ["ca.pem"]
+
+[[accounts]]
+id = "partner-abc"
+match = {{ cn = "partner-abc" }}
+{account}
+''')
+
+
+TOKEN_ACCOUNTS = [
+    ('jwks_uri = "https://issuer.example/jwks.json"', "accounts[0].jwks_uri"),
+    ('token = { jwks = \'{"keys": []}\', audience = "api" }', "accounts[0].token.jwks"),
+]
+
+
+@pytest.mark.parametrize(("account", "key"), TOKEN_ACCOUNTS)
+def test_bound_tokens_without_the_jwt_extra_are_refused_at_load(
+    pkidir, monkeypatch: pytest.MonkeyPatch, account: str, key: str
+) -> None:
+    # An install without joserfc: the account's tokens could never be verified. Said once at load,
+    # naming the key, instead of an error on every request of the account.
+    import sys
+
+    import mtlscore
+
+    monkeypatch.setitem(sys.modules, "joserfc", None)  # ``import joserfc`` raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "mtlscore.jwt", raising=False)
+    monkeypatch.delattr(mtlscore, "jwt", raising=False)
+    tmp, _, _ = pkidir
+    with pytest.raises(ConfigError) as info:
+        load_config(_account_with_tokens(tmp, account))
+    assert info.value.key == key
+    assert "need the jwt extra" in str(info.value) and "pip install 'mtlscore[jwt]'" in str(info.value)
+
+
+@pytest.mark.parametrize(("account", "key"), TOKEN_ACCOUNTS)
+def test_bound_tokens_with_the_jwt_extra_load(pkidir, account: str, key: str) -> None:
+    tmp, _, _ = pkidir
+    accounts = load_config(_account_with_tokens(tmp, account)).accounts
+    assert accounts is not None and [r.account for r in accounts.rules] == ["partner-abc"]
+
+
+def test_serve_without_the_jwt_extra_names_the_file_and_the_key(pkidir) -> None:
+    import subprocess
+    import sys
+
+    tmp, _, _ = pkidir
+    config = _account_with_tokens(tmp, TOKEN_ACCOUNTS[0][0])
+    config.write_text(config.read_text() + '\n[server]\ncertificate = "server.pem"\nkey = "server.key"\n')
+    code = (
+        "import sys\nsys.modules['joserfc'] = None\n"
+        "from mtlscore.cli import main\n"
+        f"sys.exit(main(['serve', '--config', {str(config)!r}, '--quiet']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"mtlscore serve: configuration error in {config}: accounts[0].jwks_uri: ")
+    assert "pip install 'mtlscore[jwt]'" in proc.stderr and proc.stderr.count("\n") == 1

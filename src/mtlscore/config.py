@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -359,10 +359,40 @@ def _check_app_keys(items: list[Any]) -> None:
         if isinstance(token, dict) and "jwks_file" in token:
             attrs["token"] = {**{k: v for k, v in token.items() if k != "jwks_file"}, "jwks": {"keys": []}}
         try:
-            AccountAuth.from_mapping(account, attrs)
+            auth = AccountAuth.from_mapping(account, attrs)
         except ConfigError as exc:
             raise ConfigError(exc.message, key=(exc.key or "").replace(f"accounts.{account}", f"accounts[{n}]", 1)) \
                 from None
+        if auth.has_token_keys:
+            _require_jwt_extra(f"accounts[{n}].{_token_key(table)}")
+
+
+def _token_key(table: Mapping[str, object]) -> str:
+    """Where an account's token keys are given: ``token.jwks``, ``jwks_uri``, ... (``profile`` for fapi2)."""
+    token = table.get("token")
+    names = ("jwks", "jwks_file", "jwks_uri")
+    if isinstance(token, Mapping):
+        for name in names:
+            if name in token:
+                return f"token.{name}"
+    if table.get("method") != "self_signed_tls_client_auth":  # there jwks* are the client's own keys
+        for name in names:
+            if name in table:
+                return name
+    return "profile"
+
+
+def _require_jwt_extra(key: str) -> None:
+    """Bound tokens are verified with joserfc (the ``jwt`` extra): missing, say so now, naming the
+    account's key, rather than answer every request of the account with an error."""
+    try:
+        from . import jwt  # noqa: F401 - it imports joserfc
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"certificate-bound tokens need the jwt extra ({exc.name} is not installed): "
+            "pip install 'mtlscore[jwt]'",
+            key=key,
+        ) from None
 
 
 def load_config(path: str | Path) -> Config:
