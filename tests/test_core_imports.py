@@ -2,7 +2,7 @@
 
 Two rules, both structural (by package, not by file name):
 
-* The sans-IO core -- :mod:`mtlscore.reasons` and the packages ``x509``,
+* The sans-IO core -- :mod:`mtlscore.reasons`, :mod:`mtlscore.types` and the packages ``x509``,
   ``verify``, ``revocation``, ``identity``, ``decision``, ``proxy``,
   ``gateway``, plus ``jwt.py``, ``pki.py`` and ``oauth.py`` -- imports no I/O module
   (``urllib.parse`` is pure and allowed) and reads no clock.
@@ -28,7 +28,7 @@ PACKAGE_DIR = Path(mtlscore.__file__).resolve().parent
 
 # Lowest first. A module may import its own package and any package of a lower layer.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"mtlscore.reasons"}),
+    frozenset({"mtlscore.reasons", "mtlscore.types"}),
     frozenset({"mtlscore.x509"}),
     frozenset({"mtlscore.verify"}),
     frozenset({"mtlscore.revocation", "mtlscore.identity"}),
@@ -41,8 +41,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"mtlscore", "mtlscore.__main__"}),  # the public facade
 )
 CORE_UNITS = frozenset(
-    {"mtlscore.reasons", "mtlscore.x509", "mtlscore.verify", "mtlscore.revocation", "mtlscore.identity",
-     "mtlscore.decision", "mtlscore.proxy", "mtlscore.gateway", "mtlscore.jwt", "mtlscore.pki", "mtlscore.oauth"}
+    {"mtlscore.reasons", "mtlscore.types", "mtlscore.x509", "mtlscore.verify", "mtlscore.revocation",
+     "mtlscore.identity", "mtlscore.decision", "mtlscore.proxy", "mtlscore.gateway", "mtlscore.jwt", "mtlscore.pki", "mtlscore.oauth"}
 )
 FORBIDDEN = frozenset(
     {"socket", "ssl", "asyncio", "trio", "anyio", "threading", "time", "urllib", "http",

@@ -107,12 +107,11 @@ def _scope_of(config: Config | None, rule_name: str) -> str:
 def _text(
     identity: Identity, mapping: dict[str, Any] | None, principal: Principal | None, config: Config | None = None
 ) -> str:
-    d = identity.to_dict()
     lines = [f"subject:      {identity.subject_dn or '(empty)'}"]
     for rdn in identity.subject:
         lines.append("                " + " + ".join(f"{k}={v}" for k, v in rdn))
     lines += [f"issuer:       {identity.issuer_dn}", f"serial:       {identity.serial_hex}"]
-    for kind, values in d["san"].items():
+    for kind, values in identity.san_by_kind().items():
         for v in values:
             lines.append(f"san {kind + ':':9} {v}")
     if identity.spiffe_id:

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate, load_certificates
@@ -66,7 +66,7 @@ def cnf_claim(cert: Certificate) -> dict[str, str]:
     return {"x5t#S256": cert.x5t_s256}
 
 
-def check_cnf(claims: Mapping[str, Any], cert: Certificate | None, *, required: bool = True) -> None:
+def check_cnf(claims: Mapping[str, object], cert: Certificate | None, *, required: bool = True) -> None:
     """Check that a token's ``cnf.x5t#S256`` is the thumbprint of the presented certificate.
 
     A token without ``cnf`` (or with another confirmation method) passes only
@@ -113,7 +113,7 @@ class TlsClientAuth:
     condition: Condition
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any]) -> TlsClientAuth:
+    def from_metadata(cls, metadata: Mapping[str, object]) -> TlsClientAuth:
         """Read the registration from client metadata (other members are ignored).
 
         Raises :class:`ConfigError` unless exactly one of the five parameters is
@@ -149,24 +149,27 @@ class TlsClientAuth:
             )
 
 
-def check_tls_client_auth(metadata: Mapping[str, Any], cert: Certificate) -> None:
+def check_tls_client_auth(metadata: Mapping[str, object], cert: Certificate) -> None:
     """:meth:`TlsClientAuth.from_metadata` then :meth:`TlsClientAuth.check`."""
     TlsClientAuth.from_metadata(metadata).check(cert)
 
 
-def jwks_members(jwks: Mapping[str, Any] | str) -> list[Any]:
-    """The raw members of a JWK Set given as a mapping or JSON text. Raises ConfigError (key ``jwks``)."""
-    if isinstance(jwks, str | bytes):
+def jwks_members(jwks: Mapping[str, object] | str) -> list[object]:
+    """The raw members of a JWK Set given as a mapping or JSON text (each still to be checked: the
+    set's publisher wrote them). Raises ConfigError (key ``jwks``)."""
+    found: object = jwks
+    if isinstance(found, str | bytes):
         try:
-            jwks = json.loads(jwks)
+            found = json.loads(found)
         except ValueError:
             raise ConfigError("is not JSON", key="jwks") from None
-    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
+    keys = found.get("keys") if isinstance(found, Mapping) else None
+    if not isinstance(keys, list):
         raise ConfigError('must be a JWK Set {"keys": [...]} (RFC 7517 §5)', key="jwks")
-    return list(jwks["keys"])
+    return list(keys)
 
 
-def check_self_signed_tls_client_auth(jwks: Mapping[str, Any] | str, cert: Certificate) -> dict[str, Any]:
+def check_self_signed_tls_client_auth(jwks: Mapping[str, object] | str, cert: Certificate) -> dict[str, object]:
     """Return the registered JWK that ``cert`` matches (RFC 8705 §2.2).
 
     Keys match by their ``x5c`` certificate or by public key (RSA n/e, EC
@@ -177,6 +180,9 @@ def check_self_signed_tls_client_auth(jwks: Mapping[str, Any] | str, cert: Certi
     keys = jwks_members(jwks)
     skipped: list[str] = []
     for i, jwk in enumerate(keys):
+        if not isinstance(jwk, Mapping):
+            skipped.append(f"jwks.keys[{i}]: a JWK must be a JSON object")
+            continue
         try:
             if jwk_matches_certificate(jwk, cert, key=f"jwks.keys[{i}]"):
                 return dict(jwk)

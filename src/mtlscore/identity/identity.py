@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from cryptography import x509
 
+from ..types import JSONObject
 from ..verify.trust import Anchor
 from ..x509.cert import Certificate
 from ..x509.dn import attribute_name, dn_key_text, format_dn
@@ -181,7 +181,12 @@ class Identity:
         """The same identity, vouched for by another anchor (or none)."""
         return replace(self, anchor=AnchorRef.from_anchor(anchor) if anchor is not None else None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def san_by_kind(self) -> dict[str, list[str]]:
+        """The subject alternative names by kind (``dns``, ``uri``, ``email``, ``ip``, ``dirname``)."""
+        return {"dns": list(self.san_dns), "uri": list(self.san_uri), "email": list(self.san_email),
+                "ip": list(self.san_ip), "dirname": list(self.san_dirname)}
+
+    def to_dict(self) -> JSONObject:
         """A JSON-ready dict (field names as in docs/reference.md#command-line: ``x5t#S256`` spelled out)."""
         attrs: dict[str, list[str]] = {}
         for rdn in self.subject:
@@ -193,13 +198,7 @@ class Identity:
             "subject_rdns": [[list(p) for p in rdn] for rdn in self.subject],
             "issuer_dn": self.issuer_dn,
             "serial": self.serial_hex,
-            "san": {
-                "dns": list(self.san_dns),
-                "uri": list(self.san_uri),
-                "email": list(self.san_email),
-                "ip": list(self.san_ip),
-                "dirname": list(self.san_dirname),
-            },
+            "san": self.san_by_kind(),
             "spiffe_id": self.spiffe_id,
             **({"spiffe_problem": self.spiffe_problem} if self.spiffe_problem else {}),
             "x5t#S256": self.x5t_s256,

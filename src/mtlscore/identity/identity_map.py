@@ -52,10 +52,10 @@ class Principal:
 
     id: str
     groups: tuple[str, ...] = ()
-    attributes: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    attributes: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False)
     rule: str = field(default="", compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {"id": self.id, "groups": list(self.groups), "rule": self.rule,
                 "attributes": dict(self.attributes)}
 
@@ -86,7 +86,7 @@ class Rule:
     scope: frozenset[tuple[str, str]] | Literal["any"]
     name: str = ""
     groups: tuple[str, ...] = ()
-    attributes: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    attributes: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False)
     template: str = ""  # "" or "kubernetes"
     id_prefix: str = ""
     scope_names: tuple[str, ...] = field(default=(), compare=False)
@@ -98,9 +98,9 @@ class Rule:
         *,
         anchors: Iterable[AnchorLike] | TrustStore | Literal["any"],
         groups: Sequence[str] = (),
-        attributes: Mapping[str, Any] | None = None,
+        attributes: Mapping[str, object] | None = None,
         name: str = "",
-        **match: Any,
+        **match: object,
     ) -> Rule:
         """Map certificates vouched for by ``anchors`` and matching every ``match`` key to ``account``.
 
@@ -124,8 +124,8 @@ class Rule:
         anchors: Iterable[AnchorLike] | TrustStore,
         id_prefix: str = "",
         name: str = "",
-        attributes: Mapping[str, Any] | None = None,
-        **match: Any,
+        attributes: Mapping[str, object] | None = None,
+        **match: object,
     ) -> Rule:
         """Kubernetes-style template: principal id = ``id_prefix`` + CN, groups = the O values.
 
@@ -157,11 +157,11 @@ class Rule:
         return "any anchor" if self.scope == ANY_ANCHOR else ", ".join(self.scope_names)
 
 
-def _freeze(attributes: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def _freeze(attributes: Mapping[str, object] | None) -> Mapping[str, object]:
     return MappingProxyType(dict(attributes or {}))
 
 
-def _conditions(match: Mapping[str, Any], prefix: str) -> tuple[Condition, ...]:
+def _conditions(match: Mapping[str, object], prefix: str) -> tuple[Condition, ...]:
     return tuple(parse_condition(k, v, key=f"{prefix}.{k}") for k, v in match.items())
 
 
@@ -425,7 +425,7 @@ def _contents(files: Mapping[str, bytes], name: str, key: str) -> bytes:
 
 
 def accounts_from_config(
-    items: Any,
+    items: object,
     *,
     trust: TrustStore,
     files: Mapping[str, bytes] | None = None,

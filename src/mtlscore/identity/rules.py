@@ -24,7 +24,7 @@ from ..reasons import ConfigError
 from ..x509.dn import attribute_name, dn_key_text, parse_dn
 from ..x509.hostname import dns_name_matches, is_valid_dns_name
 from ..x509.names import name_key, normalize_value
-from ..x509.spiffe import parse_spiffe_id
+from ..x509.spiffe import SpiffeId, parse_spiffe_id
 from .identity import Identity
 
 __all__ = ["ATTRIBUTE_KEYS", "MATCH_KEYS", "Condition", "identity_keys", "parse_condition"]
@@ -41,6 +41,10 @@ SELECTIVITY = ("thumbprint", "spki", "issuer_serial", "subject_dn", "spiffe_id",
                "san_email", "san_ip", "san_dns", "attr", "spiffe_id_prefix", "spiffe_trust_domain")
 
 IndexKey = tuple[str, ...]
+# One accepted value of a condition, normalised by kind: a string (names, addresses), a SHA-256
+# (thumbprint, spki), a SpiffeId (trust domain, prefix), (DN key, DN text, attributes) for
+# subject_dn, (issuer DN key, serial, issuer text) for issuer_serial.
+MatchValue = str | bytes | SpiffeId | tuple[str, str, frozenset[tuple[str, str]]] | tuple[str, int, str]
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -49,7 +53,7 @@ class Condition:
     """One match key with its accepted values (any of them), already normalised."""
 
     kind: str  # a SELECTIVITY entry
-    values: tuple[Any, ...]
+    values: tuple[MatchValue, ...]
     key: str  # the config key it came from, for messages: "accounts[2].match.cn"
     attribute: str = ""  # for kind "attr": the upper-case attribute name
 
@@ -259,7 +263,7 @@ def _serial(value: Any, key: str) -> int:
     raise ConfigError(f"{value!r} is not a serial number (an integer or hex digits)", key=key)
 
 
-def _one(kind: str, raw: Any, key: str) -> Any:
+def _one(kind: str, raw: object, key: str) -> MatchValue:
     """Normalise one configured value of a match key; ConfigError naming ``key`` if bad."""
     if kind == "issuer_serial":
         if not isinstance(raw, dict) or set(raw) != {"issuer", "serial"}:
@@ -312,7 +316,7 @@ def _named(attrs: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
     return frozenset((attribute_name(oid).upper(), v) for oid, v in attrs)
 
 
-def parse_condition(match_key: str, raw: Any, *, key: str) -> Condition:
+def parse_condition(match_key: str, raw: object, *, key: str) -> Condition:
     """A :class:`Condition` from one configured match key; ConfigError naming ``key`` if bad."""
     if match_key not in MATCH_KEYS:
         raise ConfigError(

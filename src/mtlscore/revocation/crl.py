@@ -25,12 +25,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 
@@ -75,7 +76,10 @@ ALL_REASONS: frozenset[str] = frozenset(
 
 # A GeneralName in comparable form: ("dn", NameKey) for a directoryName (RFC 5280 §7.1
 # rules), else (type name, value) compared exactly, as OpenSSL's GENERAL_NAME_cmp does.
-GNKey = tuple[str, Any]
+GNKey = tuple[str, Hashable]
+_SIGNING_KEYS = (
+    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | dsa.DSAPublicKey
+)
 
 
 def _gn_key(name: x509.GeneralName) -> GNKey:
@@ -126,7 +130,10 @@ class ParsedCRL:
         found = self._memo.get(key)
         if found is None:
             try:
-                found = signer.public_key is not None and bool(self.crl.is_signature_valid(signer.public_key))
+                issuer_key = signer.public_key
+                # An issuer's key signs (X25519/X448 keys only agree): the kinds a CRL can be signed with.
+                found = isinstance(issuer_key, _SIGNING_KEYS) and bool(
+                    self.crl.is_signature_valid(issuer_key))
             except Exception:  # noqa: BLE001 - unsupported algorithm or key: it does not verify
                 found = False
             if len(self._memo) < 64:
@@ -285,7 +292,8 @@ class DistributionPoint:
     implicit: bool = False  # the DP §6.3.3 assumes for CRLs no DP names: the issuer's DN
 
     def issuer_dns(self) -> frozenset[NameKey]:
-        return frozenset(v for k, v in self.crl_issuer or () if k == "dn")
+        # _gn_key keys a directoryName ("dn", NameKey).
+        return frozenset(cast(NameKey, v) for k, v in self.crl_issuer or () if k == "dn")
 
 
 def _dp_urls(dps: Iterable[x509.DistributionPoint]) -> list[str]:

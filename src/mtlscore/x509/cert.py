@@ -56,7 +56,7 @@ def from_der(der: bytes) -> Certificate:
     return PARSE_CACHE.peek(der) or _build(der, hashlib.sha256(der).digest())
 
 
-def _key_kind(key: Any) -> str:
+def _key_kind(key: object) -> str:
     if isinstance(key, rsa.RSAPublicKey):
         return "rsa"
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -75,7 +75,7 @@ _KEY_KINDS: dict[type, str] = {}
 _CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
-def key_kind(key: Any) -> str:
+def key_kind(key: object) -> str:
     """``rsa``, ``ec``, ``ed25519``, ``ed448``, ``dsa`` or ``unknown``: the kind of a public key."""
     kind = _KEY_KINDS.get(type(key))
     if kind is None:

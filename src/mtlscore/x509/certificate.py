@@ -17,12 +17,18 @@ from typing import Any, TypeVar
 
 from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..reasons import CertificateRejected, Reason
 from .lru import BoundedLRU
 from .names import NameKey, name_key
 
-__all__ = ["NAME_KEYS", "UNSET", "Certificate", "PolicyControls", "Unfrozen", "spki_der_of"]
+__all__ = ["NAME_KEYS", "UNSET", "Certificate", "PolicyControls", "SignatureParams", "Unfrozen", "spki_der_of"]
+
+# What a signature check needs besides the hash (cryptography's signature_algorithm_parameters):
+# the RSA padding, ECDSA, or None (EdDSA, DSA, or unknown).
+SignatureParams = padding.PSS | padding.PKCS1v15 | ec.ECDSA | None
 
 
 def _b64url(data: bytes) -> str:
@@ -119,13 +125,13 @@ class Certificate:
     name_constraints: cx509.NameConstraints | None
     ski: bytes | None
     aki: bytes | None
-    public_key: Any  # cryptography public key, or None if unsupported
+    public_key: CertificatePublicKeyTypes | None  # None if cryptography cannot load it
     key_type: str  # rsa | ec | ed25519 | ed448 | dsa | unknown
     key_bits: int
     curve: str | None  # "P-256", ...; "explicit" for explicit EC parameters
     signature_oid: str
     signature_hash: str | None  # "sha256", None for EdDSA/unknown
-    signature_params: Any
+    signature_params: SignatureParams
     crl_urls: tuple[str, ...]
     ocsp_urls: tuple[str, ...]
     ca_issuer_urls: tuple[str, ...]
@@ -156,7 +162,7 @@ class Certificate:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Certificate) and other.der == self.der
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+    def __reduce__(self) -> tuple[Callable[[bytes], Certificate], tuple[bytes]]:
         # Pickled (and copied) as its DER: everything else is computed from it.
         from .cert import from_der
 
@@ -350,7 +356,7 @@ def _name_text(name: cx509.Name) -> str:
         return "<unprintable name>"
 
 
-def spki_der_of(cert: cx509.Certificate, key: Any) -> bytes:
+def spki_der_of(cert: cx509.Certificate, key: CertificatePublicKeyTypes | None) -> bytes:
     """The SubjectPublicKeyInfo DER of ``key`` (``cert``'s public key), re-encoded."""
     if key is not None:
         try:

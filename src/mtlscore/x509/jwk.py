@@ -15,8 +15,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, CertificatePublicKeyTypes
 
 from ..reasons import CertificateRejected, ConfigError
+from ..types import JSONObject, JSONValue
 from .cert import Certificate, load_certificates
 
 __all__ = [
@@ -42,7 +44,9 @@ def _joserfc() -> Any:
     return jwk
 
 
-def jwk_from_public_key(key: Any, **params: Any) -> dict[str, Any]:
+def jwk_from_public_key(
+    key: CertificatePublicKeyTypes | CertificateIssuerPrivateKeyTypes | None, **params: JSONValue
+) -> JSONObject:
     """The public JWK of a cryptography public (or private) key; extra members from ``params``.
 
     Raises :class:`ConfigError` for a key type JOSE cannot express (e.g. DSA).
@@ -60,7 +64,7 @@ def jwk_from_public_key(key: Any, **params: Any) -> dict[str, Any]:
     else:
         raise ConfigError(f"a {type(key).__name__} cannot be written as a JWK", key="jwk")
     try:
-        out: dict[str, Any] = dict(cls.import_key(key).as_dict(private=False))
+        out: JSONObject = dict(cls.import_key(key).as_dict(private=False))
     except Exception as exc:  # noqa: BLE001 - e.g. an EC curve JOSE has no name for
         raise ConfigError(f"cannot express this key as a JWK: {exc}", key="jwk") from None
     out.update({k: v for k, v in params.items() if v is not None})
@@ -73,7 +77,7 @@ _DEFAULT_ALG = {("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384", ("EC", "P-52
                 ("OKP", "Ed25519"): "EdDSA", ("OKP", "Ed448"): "EdDSA"}
 
 
-def default_algorithm(jwk: Mapping[str, Any]) -> str | None:
+def default_algorithm(jwk: Mapping[str, object]) -> str | None:
     """The JWS ``alg`` for a public JWK: PS256 for RSA, ES256/384/512 by curve, EdDSA; None if unknown."""
     kty = jwk.get("kty")
     if kty == "RSA":
@@ -81,7 +85,7 @@ def default_algorithm(jwk: Mapping[str, Any]) -> str | None:
     return _DEFAULT_ALG.get((str(kty), str(jwk.get("crv"))))
 
 
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+def jwk_thumbprint(jwk: Mapping[str, object]) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url). Raises ConfigError on a bad JWK."""
     kty = jwk.get("kty") if isinstance(jwk, Mapping) else None
     required = {"oct": ("k",), **_KEY_PARAMS}.get(str(kty))
@@ -97,8 +101,8 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
 
 
 def jwk_from_certificate(
-    cert: Certificate, *, chain: Sequence[Certificate] = (), kid: str | None = None, **params: Any
-) -> dict[str, Any]:
+    cert: Certificate, *, chain: Sequence[Certificate] = (), kid: str | None = None, **params: JSONValue
+) -> JSONObject:
     """The certificate's public key as a JWK with ``x5c`` (cert, then ``chain``) and ``x5t#S256``.
 
     ``kid`` defaults to the RFC 7638 thumbprint. Raises :class:`ConfigError`
@@ -111,7 +115,7 @@ def jwk_from_certificate(
     return out
 
 
-def public_key_from_jwk(jwk: Mapping[str, Any], *, key: str = "jwk") -> PublicKey:
+def public_key_from_jwk(jwk: Mapping[str, object], *, key: str = "jwk") -> PublicKey:
     """The public key a JWK describes (RSA n/e, EC crv/x/y, OKP crv/x).
 
     Symmetric (``oct``) and unknown key types, and broken parameters, raise
@@ -143,7 +147,7 @@ def _spki(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def x5c_certificates(jwk: Mapping[str, Any], *, key: str = "jwk") -> list[Certificate]:
+def x5c_certificates(jwk: Mapping[str, object], *, key: str = "jwk") -> list[Certificate]:
     """The certificates of a JWK's ``x5c`` (RFC 7517 §4.7: standard base64 DER, not base64url)."""
     raw = jwk.get("x5c")
     if raw is None:
@@ -160,7 +164,7 @@ def x5c_certificates(jwk: Mapping[str, Any], *, key: str = "jwk") -> list[Certif
     return certs
 
 
-def jwk_matches_certificate(jwk: Mapping[str, Any], cert: Certificate, *, key: str = "jwk") -> bool:
+def jwk_matches_certificate(jwk: Mapping[str, object], cert: Certificate, *, key: str = "jwk") -> bool:
     """Whether a registered JWK names ``cert``: by its ``x5c`` leaf or by the same public key.
 
     Raises :class:`ConfigError` for a JWK that is unusable (bad parameters, or an
