@@ -13,8 +13,10 @@ import binascii
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from joserfc import jwt as _jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError, MissingClaimError
 from joserfc.jwk import ECKey, JWKRegistry, Key, OctKey, OKPKey, RSAKey
@@ -26,12 +28,15 @@ from .x509.cert import Certificate
 __all__ = [
     "ALLOWED_ALGORITHMS",
     "DEFAULT_ALGORITHMS",
+    "SigningKey",
     "TokenInvalid",
     "issue_bound_token",
     "verify_bound_token",
 ]
 
 DEFAULT_ALGORITHMS = ("PS256", "ES256", "RS256")
+# What issue_bound_token signs with: a cryptography private key, its PEM, a private JWK, or a joserfc key.
+SigningKey = CertificateIssuerPrivateKeyTypes | str | bytes | Mapping[str, object] | Key
 # Asymmetric only: an HMAC algorithm would let anyone holding the public JWKS forge tokens.
 ALLOWED_ALGORITHMS = frozenset(
     {"PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "EdDSA"}
@@ -67,7 +72,7 @@ def _algorithms(algorithms: Iterable[str]) -> list[str]:
     return algs
 
 
-def _keys(jwks: Mapping[str, Any] | str) -> list[tuple[str | None, Key]]:
+def _keys(jwks: Mapping[str, object] | str) -> list[tuple[str | None, Key]]:
     out: list[tuple[str | None, Key]] = []
     for raw in jwks_members(jwks):
         # Public-key types only; an "oct" entry would turn the JWKS into a shared secret.
@@ -103,7 +108,7 @@ def _header(token: str) -> dict[str, Any]:
 
 def verify_bound_token(
     token: str,
-    jwks: Mapping[str, Any] | str,
+    jwks: Mapping[str, object] | str,
     cert: Certificate | None,
     *,
     at: datetime,
@@ -112,7 +117,7 @@ def verify_bound_token(
     audience: str | None = None,
     leeway_seconds: int = 0,
     require_cnf: bool = True,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Verify a JWT access token with ``jwks`` at time ``at``, then its ``cnf`` against ``cert``.
 
     Returns the claims. Raises :class:`TokenInvalid` for a bad token (signature,
@@ -136,7 +141,7 @@ def verify_bound_token(
     candidates = [k for k in candidates if k.key_type == _KTY_FOR.get(str(alg)[:2])]
     if not candidates:
         raise TokenInvalid(f"no {alg} key" + (f" with kid {kid!r}" if kid else "") + " in the JWKS", key_miss=True)
-    claims: dict[str, Any] | None = None
+    claims: dict[str, object] | None = None
     for key in candidates:
         try:
             claims = dict(_jwt.decode(token, key, algorithms=[str(alg)]).claims)
@@ -166,8 +171,8 @@ def verify_bound_token(
 
 
 def issue_bound_token(
-    claims: Mapping[str, Any],
-    key: Any,
+    claims: Mapping[str, object],
+    key: SigningKey,
     cert: Certificate,
     *,
     algorithm: str = "ES256",
@@ -191,17 +196,23 @@ def issue_bound_token(
             raise ConfigError(f"a {key.key_type} key cannot sign {algorithm}", key="key")
         jkey: Key = key
     else:
+        data: str | bytes | dict[str, str | list[str]]
         if isinstance(key, Mapping):
-            key = dict(key)
-            kty = key.get("kty")
+            # joserfc checks each member of the JWK as it imports it.
+            data = cast("dict[str, str | list[str]]", dict(key))
+            given_kty = key.get("kty")
+            kty = given_kty if isinstance(given_kty, str) else None
         else:
+            data = key if isinstance(key, str | bytes) else key.private_bytes(
+                Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
             kty = _KTY_FOR.get(algorithm[:2])
         try:
-            jkey = JWKRegistry.import_key(key, kty)
+            jkey = JWKRegistry.import_key(data, kty)
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"cannot use this signing key: {exc}", key="key") from None
     payload = dict(claims)
-    payload["cnf"] = {**dict(payload.get("cnf") or {}), **cnf_claim(cert)}
+    given = payload.get("cnf")
+    payload["cnf"] = {**(dict(given) if isinstance(given, Mapping) else {}), **cnf_claim(cert)}
     header: dict[str, Any] = {"alg": algorithm, "typ": typ}
     if kid:
         header["kid"] = kid

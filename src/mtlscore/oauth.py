@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NotRequired, TypedDict, Unpack
+from typing import Literal, NotRequired, TypedDict, Unpack
 
 from .decision.verdict import Verdict
 from .identity.binding import OAuthError, TlsClientAuth, cnf_claim, oauth_error
@@ -38,6 +38,7 @@ from .identity.identity_map import Principal
 from .identity.jwks import JwksCache, NeedJwks, check_jwks_uri, parse_jwks
 from .identity.self_signed import SelfSignedClient, SelfSignedMatch, match
 from .reasons import CertificateRejected, ConfigError, Reason
+from .types import JSONObject, JSONValue
 from .x509.cert import Certificate, load_certificates
 
 __all__ = [
@@ -72,12 +73,12 @@ class Client:
     client_id: str
     method: Method
     tls: TlsClientAuth | None = None
-    jwks: Mapping[str, Any] | None = field(default=None, compare=False)
+    jwks: Mapping[str, object] | None = field(default=None, compare=False)
     jwks_uri: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    metadata: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_metadata(cls, client_id: str, metadata: Mapping[str, Any]) -> Client:
+    def from_metadata(cls, client_id: str, metadata: Mapping[str, object]) -> Client:
         """Read RFC 8705 §2 metadata. Raises ConfigError naming ``clients.<id>.<member>``."""
         prefix = f"clients.{client_id}"
         if not isinstance(client_id, str) or not client_id:
@@ -123,7 +124,7 @@ class ClientAuthResult:
     certificate: Certificate | None = None
     need: NeedJwks | None = None
     # self_signed_tls_client_auth: the registered JWK the certificate matched.
-    jwk: Mapping[str, Any] | None = field(default=None, compare=False)
+    jwk: Mapping[str, object] | None = field(default=None, compare=False)
 
     @property
     def cnf(self) -> dict[str, str]:
@@ -164,7 +165,7 @@ class ClientRegistry:
 
     def __init__(
         self,
-        clients: Mapping[str, Mapping[str, Any]] | Iterable[Client] = (),
+        clients: Mapping[str, Mapping[str, object]] | Iterable[Client] = (),
         *,
         cache: JwksCache | None = None,
     ) -> None:
@@ -303,8 +304,8 @@ def server_metadata(
     mtls_endpoint_aliases: Mapping[str, str] | None = None,
     methods: Sequence[str] = METHODS,
     bound_tokens: bool = True,
-    **extra: Any,
-) -> dict[str, Any]:
+    **extra: JSONValue,
+) -> JSONObject:
     """Authorization-server metadata (RFC 8414 §2) with RFC 8705's members.
 
     ``token_endpoint_auth_methods_supported`` lists ``methods``;
@@ -314,7 +315,7 @@ def server_metadata(
     "https://mtls.as.example/token"}``). ``extra`` members are added as given.
     Raises ConfigError for a non-https URL or an unknown method.
     """
-    out: dict[str, Any] = {
+    out: JSONObject = {
         "issuer": _https(issuer, "issuer"),
         "token_endpoint": _https(token_endpoint, "token_endpoint"),
     }

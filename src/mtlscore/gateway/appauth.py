@@ -87,14 +87,14 @@ class TokenVerifier(Protocol):
     def __call__(
         self,
         token: str,
-        jwks: Mapping[str, Any] | str,
+        jwks: Mapping[str, object] | str,
         cert: Certificate | None,
         *,
         at: datetime,
         issuer: str | None,
         audience: str | None,
         algorithms: Iterable[str],
-    ) -> Mapping[str, Any]: ...
+    ) -> Mapping[str, object]: ...
 
 
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
@@ -115,7 +115,7 @@ class Rate:
     per_seconds: float
 
     @classmethod
-    def parse(cls, text: str, *, key: str = "rate_limit") -> Rate:
+    def parse(cls, text: object, *, key: str = "rate_limit") -> Rate:
         """Parse ``"100/s"``, ``"10/min"``, ``"500/5m"``, ``"1000/h"``; raise ConfigError."""
         m = _RATE_RE.match(text) if isinstance(text, str) else None
         if not m or int(m.group(1)) <= 0:
@@ -142,7 +142,7 @@ class AccountAuth:
     api_key_sha256: tuple[bytes, ...] = ()
     ip_allow: tuple[IPNetwork, ...] = ()
     rate_limit: Rate | None = None
-    jwks: Mapping[str, Any] | None = None
+    jwks: Mapping[str, object] | None = None
     token_issuer: str | None = None
     token_audience: str | None = None
     # Token keys from a URL (JwksCache), the accepted algorithms, and the profile.
@@ -152,7 +152,7 @@ class AccountAuth:
     # RFC 8705 §2: how the client is authenticated; for self_signed_tls_client_auth its
     # registered keys (inline or by URL).
     method: str = "tls_client_auth"
-    client_jwks: Mapping[str, Any] | None = None
+    client_jwks: Mapping[str, object] | None = None
     client_jwks_uri: str | None = None
 
     @property
@@ -164,7 +164,7 @@ class AccountAuth:
         return self.jwks is not None or self.jwks_uri is not None
 
     @classmethod
-    def from_mapping(cls, account: str, table: Mapping[str, Any]) -> AccountAuth:
+    def from_mapping(cls, account: str, table: Mapping[str, object]) -> AccountAuth:
         """Read the app-level keys of an account table; other keys are ignored.
 
         ``jwks`` is a JWKS object (or its JSON text). Raises :class:`ConfigError`
@@ -267,7 +267,7 @@ class AuthResult:
     headers: tuple[tuple[str, str], ...] = ()
     # "api_key", "bound_token" or None (certificate only).
     credential: str | None = None
-    claims: Mapping[str, Any] | None = None
+    claims: Mapping[str, object] | None = None
     # The request header the accepted API key came in (b"x-api-key" or b"authorization"):
     # the gateway's own secret, removed before the request goes upstream.
     consumed: bytes | None = None
@@ -566,7 +566,7 @@ def _check_token(
         from ..jwt import verify_bound_token
 
         verify_token = verify_bound_token
-    keys: Mapping[str, Any] = auth.jwks or {"keys": []}
+    keys: Mapping[str, object] = auth.jwks or {"keys": []}
     url = auth.jwks_uri
     if url is not None:
         if jwks_cache is None:

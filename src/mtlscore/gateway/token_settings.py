@@ -6,10 +6,7 @@ the TLS engines use :data:`FAPI2_TLS12_CIPHERS` for ``[server] tls_profile = "fa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ..identity.jwks import parse_jwks
+from ..identity.jwks import JwkSet, parse_jwks
 from ..reasons import ConfigError
 
 __all__ = [
@@ -44,7 +41,7 @@ METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 TOKEN_TABLE_KEYS = frozenset({"jwks", "jwks_uri", "algorithms", "issuer", "audience"})
 
 
-def jwks_value(raw: Any, key: str) -> Mapping[str, Any] | None:
+def jwks_value(raw: object, key: str) -> JwkSet | None:
     """A token (or client) JWK Set given inline, or None; a URL here is a ConfigError naming ``key``."""
     if raw is None:
         return None
@@ -54,7 +51,7 @@ def jwks_value(raw: Any, key: str) -> Mapping[str, Any] | None:
     return parse_jwks(raw, key=key, allow_empty=True)
 
 
-def token_algorithms(raw: Any, profile: str | None, key: str) -> tuple[str, ...]:
+def token_algorithms(raw: object, profile: str | None, key: str) -> tuple[str, ...]:
     """The accepted JWS algorithms (asymmetric only, FAPI 2.0's under that profile); ConfigError naming ``key``."""
     if raw is None:
         return FAPI2_ALGORITHMS if profile == "fapi2" else DEFAULT_TOKEN_ALGORITHMS

@@ -27,11 +27,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from ..reasons import ConfigError
 
 __all__ = [
+    "JwkSet",
     "JwksCache",
     "JwksFetcher",
     "JwksLimits",
@@ -149,26 +150,32 @@ def ttl_from_cache_control(value: str | bytes | None, limits: JwksLimits = DEFAU
     return float(min(max(age, limits.min_ttl), limits.max_ttl))
 
 
-def parse_jwks(data: bytes | str | Mapping[str, Any], *, limits: JwksLimits = DEFAULT_LIMITS,
-               key: str = "jwks", allow_empty: bool = False) -> dict[str, Any]:
-    """A JWK Set (RFC 7517 §5) from JSON bytes or a mapping; private members are dropped.
+# A parsed JWK Set: {"keys": [...]}, public members only, each still as its publisher wrote it
+# (the JOSE library checks a key's members when it is used).
+JwkSet = dict[str, list[dict[str, object]]]
+
+
+def parse_jwks(data: object, *, limits: JwksLimits = DEFAULT_LIMITS,
+               key: str = "jwks", allow_empty: bool = False) -> JwkSet:
+    """A JWK Set (RFC 7517 §5) from JSON text or bytes, or a mapping; private members are dropped.
 
     Raises :class:`ConfigError` naming ``key`` when it is not JSON, not a JWK
     Set, too large, or (unless ``allow_empty``) holds no public key (RSA, EC, OKP).
     """
-    if isinstance(data, bytes | str):
-        if len(data) > limits.max_bytes:
-            raise ConfigError(f"is {len(data)} bytes; the limit is {limits.max_bytes}", key=key)
+    found = data
+    if isinstance(found, bytes | str):
+        if len(found) > limits.max_bytes:
+            raise ConfigError(f"is {len(found)} bytes; the limit is {limits.max_bytes}", key=key)
         try:
-            data = json.loads(data)
+            found = json.loads(found)
         except (ValueError, RecursionError):
             raise ConfigError("is not JSON", key=key) from None
-    if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
+    members = found.get("keys") if isinstance(found, Mapping) else None
+    if not isinstance(members, list):
         raise ConfigError('is not a JWK Set {"keys": [...]} (RFC 7517 §5)', key=key)
-    members = data["keys"]
     if len(members) > limits.max_keys:
         raise ConfigError(f"has {len(members)} keys; the limit is {limits.max_keys}", key=key)
-    keys = []
+    keys: list[dict[str, object]] = []
     for m in members:
         # Public-key types only: an "oct" member would make the set a shared secret.
         if isinstance(m, Mapping) and m.get("kty") in ("RSA", "EC", "OKP"):
@@ -189,7 +196,7 @@ def check_jwks_uri(url: object, *, key: str) -> str:
 
 @dataclass(slots=True)
 class _Entry:
-    keys: dict[str, Any] | None = None
+    keys: JwkSet | None = None
     fetched_at: float | None = None
     expires_at: float = 0.0
     last_attempt: float | None = None
@@ -236,7 +243,7 @@ class JwksCache:
         entry.last_refresh = now
         return replace(self._request(url), refresh=True)
 
-    def keys(self, url: str, *, now: float) -> dict[str, Any]:
+    def keys(self, url: str, *, now: float) -> JwkSet:
         """The usable keys of ``url``. Raises :class:`JwksUnavailable` when there are none."""
         entry = self._entry(url)
         if entry.keys is None:
@@ -302,7 +309,7 @@ async def with_jwks(
     fetcher: JwksFetcher,
     cache: JwksCache,
     url: str,
-    use: Callable[[dict[str, object]], T],
+    use: Callable[[JwkSet], T],
     *,
     now: float,
     missed: Callable[[Exception], bool],

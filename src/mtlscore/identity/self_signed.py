@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate
@@ -35,7 +35,7 @@ class SelfSignedClient:
     """One registered client: its principal and its keys (exactly one of ``jwks``, ``jwks_uri``)."""
 
     principal: Principal
-    jwks: Mapping[str, Any] | None = field(default=None, compare=False)
+    jwks: Mapping[str, object] | None = field(default=None, compare=False)
     jwks_uri: str | None = None
 
     def __post_init__(self) -> None:
@@ -48,7 +48,7 @@ class SelfSignedMatch:
     """The client whose registered key the certificate carries, and that JWK."""
 
     client: SelfSignedClient
-    jwk: Mapping[str, Any] = field(compare=False)
+    jwk: Mapping[str, object] = field(compare=False)
 
 
 def is_candidate(chain: Sequence[Certificate]) -> bool:
