@@ -123,7 +123,7 @@ class Config:
     crls: list[bytes] = field(default_factory=list)
     accounts: IdentityMap | None = None  # from [[accounts]]
     server: ServerConfig | None = None  # from [server]
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, object] = field(default_factory=dict)
     # The files the configuration names for [trust] and [revocation] (a gateway
     # watches them, so that replacing a CA bundle or a CRL reloads like editing the config).
     files: tuple[Path, ...] = ()
@@ -143,7 +143,7 @@ def _resolve(base_dir: Path, name: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def read_file(base_dir: Path, name: Any, key: str) -> bytes:
+def read_file(base_dir: Path, name: object, key: str) -> bytes:
     """Read a file named in the configuration, relative to ``base_dir``."""
     if not isinstance(name, str) or not name:
         raise ConfigError("must be a file name", key=key)
@@ -163,7 +163,7 @@ def read_account_files(items: object, base_dir: Path) -> dict[str, bytes]:
     return {name: read_file(base_dir, name, key) for key, name in account_files(items)}
 
 
-def parse_time(value: Any, key: str) -> datetime:
+def parse_time(value: object, key: str) -> datetime:
     """A timezone-aware datetime from a TOML datetime or an ISO 8601 string."""
     if isinstance(value, str):
         try:
@@ -179,7 +179,7 @@ def parse_time(value: Any, key: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _check_keys(table: Any, allowed: set[str] | dict[str, type], where: str) -> dict[str, Any]:
+def _check_keys(table: object, allowed: set[str] | dict[str, type], where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError("must be a table", key=where)
     for k in table:
@@ -210,8 +210,8 @@ def _list(value: Any, key: str) -> list[Any]:
     return value
 
 
-def _trust(table: dict[str, Any], base_dir: Path) -> TrustStore:
-    _check_keys(table, _TRUST_KEYS, "trust")
+def _trust(raw: object, base_dir: Path) -> TrustStore:
+    table = _check_keys(raw, _TRUST_KEYS, "trust")
     store = TrustStore()
     for i, entry in enumerate(_list(table.get("anchors", []), "trust.anchors")):
         key = f"trust.anchors[{i}]"
@@ -247,9 +247,8 @@ def _add(method: Any, data: bytes, key: str, **kw: Any) -> None:
         raise ConfigError(f"not a usable certificate: {exc.detail}", key=key) from None
 
 
-def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
-    _check_keys(policy, _POLICY_KEYS, "policy")
-    _check_keys(revocation, _REVOCATION_KEYS, "revocation")
+def _policy(raw: object, revocation: dict[str, Any]) -> Policy:
+    policy = _check_keys(raw, _POLICY_KEYS, "policy")
     kw: dict[str, Any] = {}
     for k, v in policy.items():
         if k == "clock_skew_seconds":
@@ -274,13 +273,13 @@ def _policy(policy: dict[str, Any], revocation: dict[str, Any]) -> Policy:
         raise ConfigError(exc.message, key=key) from None
 
 
-def parse_config(data: dict[str, Any], *, base_dir: Path, path: Path | None = None) -> Config:
+def parse_config(data: dict[str, object], *, base_dir: Path, path: Path | None = None) -> Config:
     """Build a :class:`Config` from an already-parsed TOML document."""
     for k in data:
         if k not in _SECTIONS:
             raise ConfigError(f"unknown section (known: {', '.join(sorted(_SECTIONS))})", key=k)
     trust = _trust(data.get("trust", {}), base_dir)
-    revocation = data.get("revocation", {})
+    revocation = _check_keys(data.get("revocation", {}), _REVOCATION_KEYS, "revocation")
     policy = _policy(data.get("policy", {}), revocation)
     crls: list[bytes] = []
     crl_files: list[Path] = []

@@ -224,7 +224,7 @@ def _add(method: Any, data: bytes, name: str, **kw: Any) -> None:
         raise CommandError(f"{name}: {msg}") from None
 
 
-def verdict_json(verdict: Verdict) -> dict[str, Any]:
+def verdict_json(verdict: Verdict) -> dict[str, object]:
     """The JSON object of docs/reference.md#command-line."""
     return {
         "verdict": "accepted" if verdict.ok else "rejected",
@@ -247,7 +247,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _principal(principal: Principal | None) -> dict[str, Any] | None:
+def _principal(principal: Principal | None) -> dict[str, object] | None:
     return principal.to_dict() if principal is not None else None
 
 

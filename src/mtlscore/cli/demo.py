@@ -15,16 +15,30 @@ import pathlib
 import socket
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Literal, TypedDict
 
 import h11
 
+from ..gateway.events import Decision
 from .common import Command, arg
 
-__all__ = ["CASES", "COMMAND", "Case", "run", "write_demo_files"]
+__all__ = ["CASES", "COMMAND", "Case", "DemoFiles", "Row", "run", "write_demo_files"]
+
+
+
+class Row(TypedDict):
+    """One client's line of the demo's table (and of ``--json``)."""
+
+    case: str
+    what: str
+    expected: str
+    got: str
+    why: str
+    detail: str
+    ok: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +64,18 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str = "ssl") -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DemoFiles:
+    """What :func:`write_demo_files` wrote: the folder, the tokens by name, the config to run,
+    when the tokens expire."""
+
+    dir: pathlib.Path
+    tokens: dict[str, str]
+    config: pathlib.Path
+    expires: int
+
+
+def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str = "ssl") -> DemoFiles:
     """Write the demo PKI, CRL, JWKS and ``mtlscore.toml`` into ``directory``; return paths and tokens.
 
     Uses real time ``now`` for every validity period.
@@ -89,12 +114,8 @@ def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str 
         (d / f"{name}.key").write_bytes(leaf.key_pem)
     signer = ec.generate_private_key(ec.SECP256R1())
     jwks = {"keys": [jwk_from_public_key(signer.public_key(), kid="demo-as", use="sig", alg="ES256")]}
-    claims = {
-        "iss": "https://as.demo",
-        "sub": "partner-abc",
-        "iat": int(now.timestamp()),
-        "exp": int((now + timedelta(hours=1)).timestamp()),
-    }
+    expires = int((now + timedelta(hours=1)).timestamp())
+    claims = {"iss": "https://as.demo", "sub": "partner-abc", "iat": int(now.timestamp()), "exp": expires}
     tokens = {
         name: issue_bound_token(claims, signer, parse_certificate(leaves[name].der), kid="demo-as")
         for name in ("good", "other")
@@ -113,13 +134,13 @@ def write_demo_files(directory: pathlib.Path, now: datetime, *, tls_engine: str 
     # own run uses a copy on port 0, so a busy 8443 never stops the demo.
     (d / "mtlscore.toml").write_text(config.replace("{listen}", f"127.0.0.1:{REPLAY_PORT}"))
     (d / "demo-run.toml").write_text(config.replace("{listen}", "127.0.0.1:0"))
-    return {"dir": d, "tokens": tokens, "config": d / "demo-run.toml", "expires": claims["exp"]}
+    return DemoFiles(d, tokens, d / "demo-run.toml", expires)
 
 
 REPLAY_PORT = 8443
 
 
-def _config_text(*, dn: str, jwks: dict[str, Any], tls_engine: str) -> str:
+def _config_text(*, dn: str, jwks: Mapping[str, object], tls_engine: str) -> str:
     """The demo's configuration; ``{listen}`` is left for the caller to fill in."""
     return (
         f"""# Written by `mtlscore demo`.
@@ -154,12 +175,12 @@ reload_poll_seconds = 0
 class Outcome:
     got: str = ""
     status: int | None = None
-    body: dict[str, Any] | None = None
+    body: dict[str, object] | None = None
 
 
-def _client(port: int, files: dict[str, Any], case: Case) -> tuple[Outcome, int]:
+def _client(port: int, files: DemoFiles, case: Case) -> tuple[Outcome, int]:
     """One client connection with Python ssl; returns what it saw and its local port."""
-    d: pathlib.Path = files["dir"]
+    d = files.dir
     ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
     # Let the client offer what the gateway must refuse (OpenSSL's own security level
     # would stop a 1024-bit key on the client side already).
@@ -173,7 +194,7 @@ def _client(port: int, files: dict[str, Any], case: Case) -> tuple[Outcome, int]
         with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
             headers = [("Host", "localhost")]
             if case.token:
-                headers.append(("Authorization", f"Bearer {files['tokens'][case.token]}"))
+                headers.append(("Authorization", f"Bearer {files.tokens[case.token]}"))
             conn = h11.Connection(h11.CLIENT)
             tls.sendall(conn.send(h11.Request(method="GET", target="/whoami", headers=headers)))
             tls.sendall(conn.send(h11.EndOfMessage()))
@@ -197,14 +218,14 @@ def _client(port: int, files: dict[str, Any], case: Case) -> tuple[Outcome, int]
     return out, local_port
 
 
-async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[str, Any]]:
+async def _run_cases(config: pathlib.Path, files: DemoFiles) -> list[Row]:
     from ..runtimes import OnStarted, ServerInfo
     from ..runtimes import asyncio as runtime
     from ..runtimes.state import GatewayState
 
-    decisions: dict[int, Any] = {}
+    decisions: dict[int, Decision] = {}
 
-    def remember(decision: Any) -> None:
+    def remember(decision: Decision) -> None:
         port = int(decision.peer.rsplit(":", 1)[1]) if decision.peer else 0
         decisions.setdefault(port, decision)
 
@@ -213,7 +234,7 @@ async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[s
     status = OnStarted(started.set_result)
     task = asyncio.create_task(runtime.serve(state, task_status=status, handle_signals=False))
     info = await asyncio.wait_for(started, 10)
-    rows = []
+    rows: list[Row] = []
     try:
         for case in CASES:
             outcome, local_port = await asyncio.wait_for(asyncio.to_thread(_client, info.address.port, files, case), 10)
@@ -231,7 +252,7 @@ async def _run_cases(config: pathlib.Path, files: dict[str, Any]) -> list[dict[s
     return rows
 
 
-def _row(case: Case, outcome: Outcome, decision: Any) -> dict[str, Any]:
+def _row(case: Case, outcome: Outcome, decision: Decision | None) -> Row:
     reason = decision.reason if decision is not None else None
     account = outcome.body.get("account") if outcome.body and outcome.status == 200 else None
     if case.expect is None:
@@ -253,8 +274,9 @@ def _row(case: Case, outcome: Outcome, decision: Any) -> dict[str, Any]:
     }
 
 
-def _print_table(rows: list[dict[str, Any]], write: Callable[[str], Any]) -> None:
-    cols = [("case", "client"), ("expected", "expected"), ("got", "got"), ("why", "gateway says"), ("ok", "result")]
+def _print_table(rows: list[Row], write: Callable[[str], object]) -> None:
+    cols: list[tuple[Literal["case", "expected", "got", "why", "ok"], str]] = [
+        ("case", "client"), ("expected", "expected"), ("got", "got"), ("why", "gateway says"), ("ok", "result")]
     width = {k: max(len(title), *(len(str(r[k] if k != "ok" else "PASS")) for r in rows)) for k, title in cols}
     write("  ".join(title.ljust(width[k]) for k, title in cols).rstrip())
     write("  ".join("-" * width[k] for k, _ in cols))
@@ -270,9 +292,9 @@ def run(args: argparse.Namespace) -> int:
         directory.mkdir(parents=True, exist_ok=True)
         # joserfc missing (the demo issues a bound token): mtlscore.cli.main names the extra.
         files = write_demo_files(directory, now, tls_engine=args.tls_engine)
-        rows = asyncio.run(_run_cases(files["config"], files))
+        rows = asyncio.run(_run_cases(files.config, files))
         if args.keep:
-            (directory / "README.txt").write_text(replay_instructions(directory, rows, files["expires"]))
+            (directory / "README.txt").write_text(replay_instructions(directory, rows, files.expires))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -307,7 +329,7 @@ def curl_command(case: Case, port: int = REPLAY_PORT) -> str:
     return " ".join(args)
 
 
-def replay_instructions(directory: pathlib.Path, rows: list[dict[str, Any]], expires: int) -> str:
+def replay_instructions(directory: pathlib.Path, rows: Sequence[Row], expires: int) -> str:
     """DIR/README.txt: how to run the gateway on the kept files and replay each client with curl."""
     until = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [

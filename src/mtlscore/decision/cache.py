@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from ..verify.signature import SIGNATURES, SignatureCache
 from ..x509.cert import PARSE_CACHE, Certificate, ChainInput
@@ -69,7 +68,7 @@ class CacheStats:
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int | float]:
         return {
             "entries": self.entries,
             "capacity": self.capacity,

@@ -327,11 +327,9 @@ class Validator:
         """Attach the identity (and principal, through the identity map) to an accepted verdict."""
         if self.identity_map is None:
             # The identity is built from the leaf and anchor when first read (Verdict.identity).
-            if not verdict.path or leaf is not verdict.path[0] or anchor is not verdict.anchor:
-                identity = Identity.from_certificate(leaf, anchor)
-            else:
-                identity = DERIVE
-            return Verdict(True, None, "", path=verdict.path, anchor=verdict.anchor, identity=identity,
+            derived = verdict.path and leaf is verdict.path[0] and anchor is verdict.anchor
+            return Verdict(True, None, "", path=verdict.path, anchor=verdict.anchor,
+                           identity=DERIVE if derived else Identity.from_certificate(leaf, anchor),
                            notes=verdict.notes + tuple(notes))
         identity = Identity.from_certificate(leaf, anchor)
         principal = None

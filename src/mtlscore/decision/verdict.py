@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Final, overload
 
 from ..identity.identity import Identity
 from ..identity.identity_map import Principal
@@ -23,7 +23,7 @@ class _Derive:
 
 
 # Passed as ``identity``: build it from ``path[0]`` and ``anchor`` when first read.
-DERIVE: Any = _Derive()
+DERIVE: Final = _Derive()
 
 
 class _IdentityField:
@@ -35,16 +35,22 @@ class _IdentityField:
     the SPIFFE ID, digests) is then done once, when wanted.
     """
 
-    def __get__(self, obj: Any, owner: Any = None) -> Any:
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> None: ...
+
+    @overload
+    def __get__(self, obj: Verdict, owner: type | None = None) -> Identity | None: ...
+
+    def __get__(self, obj: Verdict | None, owner: type | None = None) -> Identity | None:
         if obj is None:
             return None  # the dataclass default
-        value = obj.__dict__["_identity"]
-        if value is DERIVE:
+        value: Identity | _Derive | None = obj.__dict__["_identity"]
+        if isinstance(value, _Derive):
             value = Identity.from_certificate(obj.path[0], obj.anchor) if obj.path else None
             obj.__dict__["_identity"] = value
         return value
 
-    def __set__(self, obj: Any, value: Any) -> None:
+    def __set__(self, obj: Verdict, value: Identity | _Derive | None) -> None:
         obj.__dict__["_identity"] = value
 
 
@@ -63,7 +69,8 @@ class Verdict:
     detail: str = ""
     path: tuple[Certificate, ...] = ()
     anchor: Anchor | None = None
-    identity: Identity | None = _IdentityField()  # type: ignore[assignment]
+    # Given as an Identity, None or DERIVE; read as an Identity or None.
+    identity: _IdentityField = _IdentityField()
     notes: tuple[str, ...] = ()
     # Index into ``path`` of the certificate the reason is about, when known.
     position: int | None = None

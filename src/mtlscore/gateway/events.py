@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
@@ -19,6 +18,7 @@ from ..identity.jwks import JwksCache, NeedJwks
 from ..proxy.headers import lb_error_name
 from ..proxy.trusted import ClientAddress
 from ..reasons import Reason
+from ..types import JSONObject
 from ..x509.cert import Certificate
 from .appauth import AccountAuth, NeedRate, RateLimiter, TokenVerifier
 from .settings import ServerConfig
@@ -191,7 +191,7 @@ class Decision:
         """The load balancer's name for :attr:`reason` (docs/gateway.md "Error names"), or ""."""
         return lb_error_name(self.reason)
 
-    def as_log(self) -> dict[str, Any]:
+    def as_log(self) -> JSONObject:
         """The decision as a flat dict for one structured log line."""
         return {
             "event": "mtls_decision",

@@ -12,13 +12,14 @@ a configuration that would lock out an active account (``[server] reload_guard``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..decision.verdict import Verdict
 from ..identity.identity_map import Principal
+from ..types import JSONObject
 from ..x509.cert import ChainInput
 from .radar import Row
 
@@ -189,7 +190,7 @@ def guard(active: Iterable[Row], new: Replayer, *, at: datetime) -> Preview:
     return replay(recorded_from(active), new, times=(at,))
 
 
-def preview_log(preview: Preview) -> list[Mapping[str, Any]]:
+def preview_log(preview: Preview) -> list[JSONObject]:
     """The refusals as flat dicts (one log line each)."""
     return [
         {

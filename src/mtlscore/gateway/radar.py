@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from ..decision.verdict import Verdict
 from ..reasons import MtlsError
 from ..revocation.crl import ParsedCRL
+from ..types import JSONObject
 from ..verify.trust import TrustStore
 from ..x509.cert import Certificate
 
@@ -107,8 +108,8 @@ class Row:
             return "expired"
         return "expiring" if left <= horizon else "ok"
 
-    def as_json(self, at: datetime, horizon: timedelta, *, chains: bool = True) -> dict[str, Any]:
-        doc: dict[str, Any] = {
+    def as_json(self, at: datetime, horizon: timedelta, *, chains: bool = True) -> JSONObject:
+        doc: JSONObject = {
             "kind": self.kind,
             "account": self.account,
             "subject": self.subject,
@@ -127,7 +128,7 @@ class Row:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Any, where: str) -> Row:
+    def from_json(cls, doc: object, where: str) -> Row:
         """A row from :meth:`as_json` output; raises :class:`SnapshotError` naming ``where``."""
         if not isinstance(doc, Mapping):
             raise SnapshotError(f"{where}: must be an object")
@@ -171,7 +172,7 @@ class ExpiryWarning:
     row: Row
     at: datetime
 
-    def as_log(self) -> dict[str, Any]:
+    def as_log(self) -> JSONObject:
         row = self.row
         return {
             "event": "cert_expiry_warning",
@@ -445,7 +446,7 @@ class Report:
                 out[row.account] = row
         return out
 
-    def to_json(self, *, chains: bool = True) -> dict[str, Any]:
+    def to_json(self, *, chains: bool = True) -> JSONObject:
         return {
             "version": SNAPSHOT_VERSION,
             "taken": _iso(self.taken),
@@ -454,7 +455,7 @@ class Report:
         }
 
     @classmethod
-    def from_json(cls, doc: Any) -> Report:
+    def from_json(cls, doc: object) -> Report:
         """A report from :meth:`to_json` output; raises :class:`SnapshotError`."""
         if not isinstance(doc, Mapping):
             raise SnapshotError("the snapshot must be a JSON object")

@@ -298,7 +298,7 @@ class ServerConfig:
         return ProxyPolicy(self.proxies, on_untrusted="ignore")
 
 
-def parse_address(value: Any, *, key: str) -> Address:
+def parse_address(value: object, *, key: str) -> Address:
     """``"host:port"`` or ``"[v6]:port"`` as an :class:`Address`; raise ConfigError."""
     m = _HOSTPORT.match(value) if isinstance(value, str) else None
     if not m or int(m.group("port")) > 65535:
@@ -306,7 +306,7 @@ def parse_address(value: Any, *, key: str) -> Address:
     return Address(m.group("v6") or m.group("host"), int(m.group("port")))
 
 
-def parse_upstream(value: Any, *, key: str = "server.upstream") -> Upstream:
+def parse_upstream(value: object, *, key: str = "server.upstream") -> Upstream:
     """``http(s)://host[:port][/prefix]`` as an :class:`Upstream`; raise ConfigError."""
     m = _URL.match(value) if isinstance(value, str) else None
     if not m:
@@ -492,7 +492,7 @@ def _upstream_files(
     return out
 
 
-def server_from_config(table: Mapping[str, Any], *, base_dir: pathlib.Path) -> ServerConfig:
+def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig:
     """Build a :class:`ServerConfig` from the ``[server]`` table.
 
     Raises :class:`ConfigError` naming the key for unknown keys, missing

@@ -528,7 +528,7 @@ _PROXY_KEYS = frozenset(
 )
 
 
-def proxies_from_config(items: Sequence[Any]) -> tuple[TrustedProxy, ...]:
+def proxies_from_config(items: Sequence[object]) -> tuple[TrustedProxy, ...]:
     """Trusted proxies from config: CIDR strings (RFC 9440 headers) or tables of
     :class:`TrustedProxy` fields. Raises :class:`ConfigError` naming the key."""
     out = []

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
 from ..config import GatewayConfig
 from ..decision.verdict import Verdict
@@ -151,7 +150,13 @@ class GatewayState:
         self.admission.release(ticket)
 
     @classmethod
-    def from_config_file(cls, path: str | pathlib.Path, **kw: Any) -> GatewayState:
+    def from_config_file(
+        cls,
+        path: str | pathlib.Path,
+        *,
+        metrics: Metrics | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> GatewayState:
         """Load a config file (docs/reference.md#configuration-file) with a ``[server]`` table; raises ConfigError."""
         limiter = RateLimiter()
         path = pathlib.Path(path)
@@ -159,7 +164,7 @@ class GatewayState:
         def loader(lim: RateLimiter) -> Snapshot:
             return load_snapshot(path, lim)
 
-        return cls(loader(limiter), loader=loader, limiter=limiter, **kw)
+        return cls(loader(limiter), loader=loader, limiter=limiter, metrics=metrics, on_decision=on_decision)
 
     def record(
         self, decision: Decision, chain: tuple[Certificate, ...] = (), verdict: Verdict | None = None
