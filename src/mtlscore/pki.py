@@ -31,12 +31,13 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias, TypedDict, Unpack
 
 from cryptography import x509
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from .x509.cert import der_sequence, encode_policy_mappings
@@ -47,12 +48,17 @@ NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH.dotted_string
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH.dotted_string
 
+# A key that signs certificates and CRLs (RSA, EC, Ed25519, Ed448, DSA), and how one is asked for:
+# by a spec name ("ec", "rsa-2048", ... see the module docstring) or given as the key itself.
+PrivateKey: TypeAlias = CertificateIssuerPrivateKeyTypes
+KeySpec: TypeAlias = str | PrivateKey
+
 _RSA_POOL: dict[int, list[rsa.RSAPrivateKey]] = {}
 _RSA_NEXT: dict[int, int] = {}
 _RSA_POOL_SIZE = 24
 
 
-def new_key(spec: str | Any = "ec") -> Any:
+def new_key(spec: KeySpec = "ec") -> PrivateKey:
     """A private key by spec name (see the module docstring), or ``spec`` itself if a key."""
     if not isinstance(spec, str):
         return spec
@@ -104,7 +110,7 @@ class Issued:
     """A certificate with its private key and its issuer (None for a self-signed root)."""
 
     cert: x509.Certificate
-    key: Any
+    key: PrivateKey
     parent: Issued | None = None
     now: datetime = NOW
     _serial: list[int] = field(default_factory=lambda: [1000])
@@ -154,19 +160,21 @@ class Issued:
 
     # -- issuing ------------------------------------------------------------
 
-    def issue(self, cn: str | x509.Name = "leaf", **kw: Any) -> Issued:
+    def issue(self, cn: str | x509.Name = "leaf", *, key: KeySpec = "ec", **kw: Unpack[CertOptions]) -> Issued:
         """A certificate signed by this one; keywords as :func:`make`."""
-        return make(cn, issuer=self, **kw)
+        return make(cn, issuer=self, key=key, **kw)
 
-    def intermediate(self, cn: str | x509.Name = "Test Intermediate CA", **kw: Any) -> Issued:
+    def intermediate(
+        self, cn: str | x509.Name = "Test Intermediate CA", *, key: KeySpec = "ec", **kw: Unpack[CertOptions]
+    ) -> Issued:
         kw.setdefault("ca", True)
-        return make(cn, issuer=self, **kw)
+        return make(cn, issuer=self, key=key, **kw)
 
-    def leaf(self, cn: str | x509.Name = "client.example", **kw: Any) -> Issued:
+    def leaf(self, cn: str | x509.Name = "client.example", *, key: KeySpec = "ec", **kw: Unpack[CertOptions]) -> Issued:
         kw.setdefault("ca", False)
-        return make(cn, issuer=self, **kw)
+        return make(cn, issuer=self, key=key, **kw)
 
-    def rollover(self, key: Any = "ec", **kw: Any) -> Issued:
+    def rollover(self, key: KeySpec = "ec", **kw: Unpack[CertOptions]) -> Issued:
         """The CA's next key, certified by its current one: a self-issued "new-with-old" certificate.
 
         Certificates and CRLs issued through the result are signed with the new key
@@ -175,7 +183,7 @@ class Issued:
         kw.setdefault("ca", True)
         return make(self.cert.subject, issuer=self, key=key, **kw)
 
-    def crl_signer(self, key: Any = "ec", *, by: Issued | None = None, **kw: Any) -> Issued:
+    def crl_signer(self, key: KeySpec = "ec", *, by: Issued | None = None, **kw: Unpack[CertOptions]) -> Issued:
         """A separate CRL-signing key for this CA: same name, keyUsage cRLSign only.
 
         Certified by ``by`` (default: this CA's issuer, or the CA itself for a
@@ -192,7 +200,7 @@ class Issued:
         this_update: datetime | None = None,
         next_update: datetime | None = None,
         hash_alg: str = "sha256",
-        signer: Any = None,
+        signer: PrivateKey | None = None,
         number: int = 1,
         extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
         idp: x509.IssuingDistributionPoint | None = None,
@@ -428,11 +436,45 @@ def _general_names(
     return out
 
 
+class CertOptions(TypedDict, total=False):
+    """The keywords of :func:`make` that :func:`root` and :class:`Issued`'s issuing methods pass on."""
+
+    ca: bool | None
+    path_length: int | None
+    bc_critical: bool
+    not_before: datetime | None
+    not_after: datetime | None
+    eku: Sequence[str] | str | None
+    eku_critical: bool
+    key_usage: x509.KeyUsage | str | None
+    san_dns: Sequence[str]
+    san_uri: Sequence[str]
+    san_email: Sequence[str]
+    san_ip: Sequence[str]
+    san_critical: bool
+    permitted: Sequence[x509.GeneralName] | None
+    excluded: Sequence[x509.GeneralName] | None
+    crl_urls: Sequence[str]
+    crl_dps: Sequence[x509.DistributionPoint]
+    freshest: Sequence[str]
+    ocsp_urls: Sequence[str]
+    ca_issuers_urls: Sequence[str]
+    hash_alg: str
+    pss: bool
+    ski: bool
+    aki: bool
+    serial: int | None
+    signer: PrivateKey | None
+    issuer_name: x509.Name | None
+    extensions: Sequence[tuple[x509.ExtensionType, bool]]
+    now: datetime | None
+
+
 def make(
     subject: str | x509.Name,
     *,
     issuer: Issued | None = None,
-    key: Any = "ec",
+    key: KeySpec = "ec",
     ca: bool | None = None,
     path_length: int | None = None,
     bc_critical: bool = True,
@@ -458,7 +500,7 @@ def make(
     ski: bool = True,
     aki: bool = True,
     serial: int | None = None,
-    signer: Any = None,
+    signer: PrivateKey | None = None,
     issuer_name: x509.Name | None = None,
     extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
     now: datetime | None = None,
@@ -660,7 +702,7 @@ def _resigned(cert: x509.Certificate, key: Any, hash_alg: str, serial: int | Non
     return x509.load_der_x509_certificate(der)
 
 
-def root(cn: str | x509.Name = "Test Root CA", **kw: Any) -> Issued:
+def root(cn: str | x509.Name = "Test Root CA", *, key: KeySpec = "ec", **kw: Unpack[CertOptions]) -> Issued:
     """A self-signed CA certificate (basicConstraints cA=TRUE, keyCertSign)."""
     kw.setdefault("ca", True)
-    return make(cn, **kw)
+    return make(cn, key=key, **kw)
