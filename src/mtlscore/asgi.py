@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from .decision.validator import Validator
 from .decision.verdict import Verdict
@@ -31,16 +31,12 @@ from .identity.identity_map import IdentityMap, IdentityResolver
 from .identity.jwks import JwksCache, JwksFetcher, JwksUnavailable, check_jwks_uri
 from .proxy.trusted import Decision, ProxyPolicy, TrustedProxy, UseForwarded, UseTls, decision_verdict
 from .reasons import CertificateRejected, MtlsError, Reason
+from .types import ASGIApp, Receive, Scope, Send
 from .x509.cert import Certificate, load_certificates
 
 # TrustedProxy and ProxyPolicy are re-exported: configuring the middleware needs them.
 __all__ = ["STATE_KEYS", "BoundToken", "Fetcher", "MtlsMiddleware", "ProxyPolicy", "TrustedProxy", "status_for"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 logger = logging.getLogger("mtlscore.asgi")
 
@@ -78,8 +74,8 @@ class BoundToken:
     False lets requests without an ``Authorization: Bearer`` header through.
     """
 
-    jwks: Mapping[str, Any] | str | None = None
-    claims: Callable[[Scope], Mapping[str, Any] | None] | None = None
+    jwks: Mapping[str, object] | str | None = None
+    claims: Callable[[Scope], Mapping[str, object] | None] | None = None
     jwks_uri: str | None = None
     jwks_cache: JwksCache = dataclasses.field(default_factory=JwksCache, compare=False, repr=False)
     issuer: str | None = None
@@ -102,8 +98,20 @@ class _TokenError(Exception):
         self.detail = detail
 
 
+def _headers(scope: Scope) -> Iterable[tuple[bytes, bytes]]:
+    # ASGI HTTP and WebSocket scopes: "headers" is an iterable of [name, value] byte pairs
+    # (the server's, which the middleware trusts to follow the spec).
+    headers = scope.get("headers")
+    return cast("Iterable[tuple[bytes, bytes]]", headers) if isinstance(headers, list | tuple) else ()
+
+
+def _extensions(scope: Scope) -> Mapping[str, object]:
+    ext = scope.get("extensions")
+    return ext if isinstance(ext, Mapping) else {}
+
+
 def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
+    for name, value in _headers(scope):
         if name.lower() == b"authorization":
             text = bytes(value).decode("latin-1").strip()
             scheme, _, token = text.partition(" ")
@@ -117,14 +125,17 @@ def _tls_chain(scope: Scope) -> tuple[tuple[Certificate, ...], str | None]:
 
     Raises :class:`CertificateRejected` when the server handed over garbage.
     """
-    ext = (scope.get("extensions") or {}).get("tls")
-    if not ext:
+    ext = _extensions(scope).get("tls")
+    if not ext or not isinstance(ext, Mapping):
         return (), None
     pems = ext.get("client_cert_chain") or ()
     certs: list[Certificate] = []
-    for pem in pems:
+    for pem in pems if isinstance(pems, list | tuple) else ():
+        if not isinstance(pem, str | bytes):
+            raise CertificateRejected(Reason.MALFORMED, f"client_cert_chain holds a {type(pem).__name__}, not PEM")
         certs.extend(load_certificates(pem.encode("ascii") if isinstance(pem, str) else pem))
-    return tuple(certs), ext.get(CHAIN_SOURCE_KEY)
+    source = ext.get(CHAIN_SOURCE_KEY)
+    return tuple(certs), source if isinstance(source, str) else None
 
 
 class Fetcher(JwksFetcher, Protocol):
@@ -240,10 +251,10 @@ class MtlsMiddleware:
             return Verdict.reject(
                 exc.reason, f"TLS client certificate from the server: {exc.detail}"
             )
-        ext = scope.get("extensions") or {}
-        peer = ext.get(PEER_KEY) or scope.get("client")
+        # ASGI "client": [host, port] (or None); our server hooks' PEER_KEY: the transport's peer.
+        peer = _extensions(scope).get(PEER_KEY) or scope.get("client")
         decision = self.proxies.decide(
-            peer=peer, peer_chain=tls_chain, headers=scope.get("headers", ())
+            peer=peer if isinstance(peer, str | list | tuple) else None, peer_chain=tls_chain, headers=_headers(scope)
         )
         return decision, source
 
@@ -299,7 +310,7 @@ class MtlsMiddleware:
         return Verdict.reject(Reason.NOT_ALLOWLISTED, f"{leaf.describe()}: the registered keys could not be had",
                               path=chain, position=0)
 
-    def _token(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, Any] | None:
+    def _token(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, object] | None:
         """Check the bearer token against ``leaf``; the verified claims, or None when absent.
 
         Raises CertificateRejected (binding_mismatch) or _TokenError (invalid token).
@@ -329,17 +340,19 @@ class MtlsMiddleware:
         except TokenInvalid as exc:
             raise _TokenError(str(exc) or "the bearer token is not valid") from None
 
-    def _verify(self, token: str, jwks: Mapping[str, Any] | str, leaf: Certificate, at: datetime) -> Mapping[str, Any]:
+    def _verify(
+        self, token: str, jwks: Mapping[str, object] | str, leaf: Certificate, at: datetime
+    ) -> Mapping[str, object]:
         from .jwt import verify_bound_token
 
         bt = self.bound_token
         assert bt is not None
-        verified: Mapping[str, Any] = verify_bound_token(
+        verified: Mapping[str, object] = verify_bound_token(
             token, jwks, leaf, at=at, algorithms=bt.algorithms, issuer=bt.issuer, audience=bt.audience
         )
         return verified
 
-    async def _token_async(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, Any] | None:
+    async def _token_async(self, scope: Scope, leaf: Certificate, at: datetime) -> Mapping[str, object] | None:
         """:meth:`_token`, fetching the keys of a ``jwks_uri`` with the middleware's fetcher."""
         bt = self.bound_token
         assert bt is not None
@@ -381,7 +394,7 @@ class MtlsMiddleware:
         if self.radar is not None and verdict.ok:
             for warning in self.radar.observe(chain, verdict, account=account_of(verdict.principal), at=at):
                 logger.warning(json.dumps(warning.as_log()))
-        claims: Mapping[str, Any] | None = None
+        claims: Mapping[str, object] | None = None
         token_error: str | None = None
         if verdict.ok and self.bound_token is not None:
             try:
@@ -398,7 +411,8 @@ class MtlsMiddleware:
             await self._refuse(scope, receive, send, verdict, token_error)
             return
         scope = dict(scope)
-        state = dict(scope.get("state") or {})
+        given = scope.get("state")
+        state = dict(given) if isinstance(given, Mapping) else {}
         state.update(
             mtls_verdict=verdict,
             mtls_principal=verdict.principal if verdict.ok else None,

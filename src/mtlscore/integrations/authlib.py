@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidClientError
@@ -67,12 +67,23 @@ class BoundClient:
 
     __slots__ = ("client", "mtls")
 
-    def __init__(self, client: Any, mtls: ClientAuthResult) -> None:
+    def __init__(self, client: object, mtls: ClientAuthResult) -> None:
         object.__setattr__(self, "client", client)
         object.__setattr__(self, "mtls", mtls)
 
     def __getattr__(self, name: str) -> Any:
+        # A transparent proxy: the application's model has whatever attributes it has.
         return getattr(object.__getattribute__(self, "client"), name)
+
+
+# Authlib's client-auth function: (query_client, request) -> the client, None (not this method), or raise.
+ClientAuthFunction = Callable[[Callable[[str], object], OAuth2Request], "BoundClient | None"]
+
+
+class ClientAuthRegistrar(Protocol):
+    """What :meth:`MtlsClientAuth.register` needs of Authlib's ``AuthorizationServer``."""
+
+    def register_client_auth_method(self, method: str, func: ClientAuthFunction) -> None: ...
 
 
 class MtlsClientAuth:
@@ -94,15 +105,15 @@ class MtlsClientAuth:
         self._evidence = evidence or (lambda request: getattr(request, "mtls_evidence", None))
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def register(self, server: Any) -> None:
+    def register(self, server: ClientAuthRegistrar) -> None:
         """Register ``tls_client_auth`` and ``self_signed_tls_client_auth`` with Authlib's server."""
         for method in MTLS_METHODS:
             server.register_client_auth_method(method, self.method(method))
 
-    def method(self, method: str) -> Callable[[Callable[[str], Any], OAuth2Request], Any]:
+    def method(self, method: str) -> ClientAuthFunction:
         """The Authlib client-auth function for ``method``."""
 
-        def authenticate(query_client: Callable[[str], Any], request: OAuth2Request) -> Any:
+        def authenticate(query_client: Callable[[str], object], request: OAuth2Request) -> BoundClient | None:
             client_id = request.payload.client_id if request.payload is not None else None
             registered = self.registry.get(client_id)
             if registered is not None and registered.method != method:
@@ -141,7 +152,7 @@ class MtlsClientAuth:
 class MtlsJWTBearerTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     """Authlib's RFC 9068 JWT access tokens with ``cnf.x5t#S256`` of the client's certificate (RFC 8705 §3.1)."""
 
-    def get_extra_claims(self, client: Any, grant_type: str, user: Any, scope: Any) -> dict[str, Any]:
+    def get_extra_claims(self, client: object, grant_type: str, user: object, scope: str | None) -> dict[str, object]:
         claims = dict(super().get_extra_claims(client, grant_type, user, scope) or {})
         mtls = getattr(client, "mtls", None)
         if isinstance(mtls, ClientAuthResult) and mtls.ok:

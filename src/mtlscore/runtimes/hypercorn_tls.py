@@ -28,22 +28,22 @@ import contextvars
 import json
 import logging
 import pathlib
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import hypercorn.asyncio
 import hypercorn.asyncio.run as _hypercorn_run
 from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.config import Config
 
 from ..proxy.headers import lb_error_name
-from .uvicorn_tls import tls_extension
+from ..types import ASGIApp, JSONObject, Receive, Scope, Send
+from .uvicorn_tls import tls_extension, with_connection_facts
 
 __all__ = ["MtlsTCPServer", "hypercorn_tls", "serve", "with_tls_extension"]
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
-_CONNECTION: contextvars.ContextVar[tuple[dict[str, Any] | None, Any] | None] = contextvars.ContextVar(
+_CONNECTION: contextvars.ContextVar[tuple[JSONObject | None, tuple[str, int] | None] | None] = contextvars.ContextVar(
     "mtlscore_hypercorn_connection", default=None
 )
 
@@ -72,25 +72,25 @@ class MtlsTCPServer(TCPServer):
 def with_tls_extension(app: ASGIApp) -> ASGIApp:
     """Wrap ``app`` so each http/websocket scope carries the connection's TLS facts."""
 
-    async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         facts = _CONNECTION.get()
-        if facts is not None and scope.get("type") in ("http", "websocket"):
-            tls, peer = facts
-            scope = dict(scope)
-            ext = dict(scope.get("extensions") or {})
-            if tls is not None:
-                ext["tls"] = tls
-            ext["mtlscore.peer"] = peer
-            scope["extensions"] = ext
-        await app(scope, receive, send)
+        await app(with_connection_facts(scope, *facts) if facts is not None else scope, receive, send)
 
     return wrapped
 
 
-async def serve(app: ASGIApp, config: Any, **kwargs: Any) -> None:
-    """``hypercorn.asyncio.serve(app, config, **kwargs)`` with the ASGI TLS extension."""
+async def serve(
+    app: ASGIApp,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    mode: Literal["asgi", "wsgi"] | None = None,
+) -> None:
+    """``hypercorn.asyncio.serve(app, config, ...)`` with the ASGI TLS extension."""
     _hypercorn_run.TCPServer = MtlsTCPServer  # type: ignore[attr-defined]
-    await hypercorn.asyncio.serve(with_tls_extension(app), config, **kwargs)  # type: ignore[arg-type]
+    await hypercorn.asyncio.serve(
+        with_tls_extension(app), config, shutdown_trigger=shutdown_trigger, mode=mode  # type: ignore[arg-type]
+    )
 
 
 # -- TLS terminated by mtlscore inside hypercorn: every client certificate reaches the app ---------
@@ -99,7 +99,7 @@ _log = logging.getLogger(__name__)
 
 
 def hypercorn_tls(
-    config: Any, *, certificate: str | pathlib.Path, key: str | pathlib.Path, handshake_timeout: float = 10.0
+    config: Config, *, certificate: str | pathlib.Path, key: str | pathlib.Path, handshake_timeout: float = 10.0
 ) -> None:
     """Make :func:`serve` terminate TLS with mtlscore's deferred engine on ``config``'s ``bind``.
 
@@ -114,8 +114,10 @@ def hypercorn_tls(
     from ..verify.trust import TrustStore
     from .tls import DeferredEngine
 
-    config.mtlscore_deferred = (DeferredEngine.context(TrustStore(), certificate=certificate, key=key),
-                                handshake_timeout)
+    # Carried on the Config (MtlsTCPServer reads it back per connection): hypercorn's Config
+    # is a plain object that takes any attribute.
+    config.mtlscore_deferred = (  # type: ignore[attr-defined]
+        DeferredEngine.context(TrustStore(), certificate=certificate, key=key), handshake_timeout)
 
 
 class _NotStdlibSSL:

@@ -19,7 +19,7 @@ import contextlib
 import pathlib
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..decision.verdict import Verdict
 from ..gateway.events import TLSFacts
@@ -29,6 +29,9 @@ from ..gateway.token_settings import FAPI2_TLS12_CIPHERS
 from ..identity.binding import x5t_s256
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..verify.trust import TrustStore
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL  # the gateway extra: imported where a deferred engine is made
 
 __all__ = [
     "TLS_PROTOCOL_ERROR",
@@ -262,7 +265,7 @@ def _remember_sni(obj: Any, name: str | None, ctx: ssl.SSLContext) -> None:
         pass
 
 
-def presented_chain(ssl_object: Any) -> tuple[tuple[bytes, ...], bool]:
+def presented_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[tuple[bytes, ...], bool]:
     """The chain the peer presented (DER, leaf first) and whether only the leaf was visible.
 
     Python 3.13 has ``get_unverified_chain()``; 3.10-3.12 have it on the private
@@ -390,7 +393,7 @@ class DeferredEngine:
     completes the handshake and is decided after it.
     """
 
-    def __init__(self, ctx: Any, judge: Judge | None = None) -> None:
+    def __init__(self, ctx: SSL.Context, judge: Judge | None = None) -> None:
         from OpenSSL import SSL
 
         self._ssl = SSL
@@ -424,7 +427,7 @@ class DeferredEngine:
         certificate: str | pathlib.Path,
         key: str | pathlib.Path,
         judge: bool = False,
-    ) -> Any:
+    ) -> SSL.Context:
         """A pyOpenSSL server context for TLS 1.2+.
 
         ``judge=False``: verification always succeeds (the core decides after the

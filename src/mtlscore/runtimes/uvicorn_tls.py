@@ -24,10 +24,17 @@ import json
 import logging
 import pathlib
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..types import ASGIApp, JSONObject, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
 
 from ..proxy.headers import lb_error_name
 
@@ -39,10 +46,9 @@ __all__ = [
     "presented_chain",
     "tls_extension",
     "uvicorn_tls",
+    "with_connection_facts",
 ]
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 # RFC 8446 §4.2.1 / RFC 5246 §6.2.1 wire versions, as the ASGI TLS extension wants them.
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
@@ -63,7 +69,7 @@ def _as_der(item: Any) -> bytes:
     return bytes(item.public_bytes(_ENCODING_DER))
 
 
-def presented_chain(ssl_object: Any) -> tuple[list[bytes], str]:
+def presented_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[list[bytes], str]:
     """The DER chain the peer presented (leaf first) and how it was read.
 
     The second value is ``"chain"`` (the full presented chain), ``"leaf_only"`` (only
@@ -106,7 +112,7 @@ def _cipher_suite(ssl_object: Any) -> int | None:
     return None
 
 
-def tls_extension(ssl_object: Any) -> dict[str, Any]:
+def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> JSONObject:
     """The ASGI TLS extension dict for a finished handshake (``ssl.SSLObject``/``SSLSocket``)."""
     ders, source = presented_chain(ssl_object)
     name: str | None = None
@@ -134,20 +140,26 @@ class _WithConnectionInfo:
 
     __slots__ = ("app", "peer", "tls")
 
-    def __init__(self, app: ASGIApp, tls: dict[str, Any] | None, peer: Any) -> None:
+    def __init__(self, app: ASGIApp, tls: JSONObject | None, peer: object) -> None:
         self.app = app
         self.tls = tls
         self.peer = peer
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope.get("type") in ("http", "websocket"):
-            scope = dict(scope)
-            ext = dict(scope.get("extensions") or {})
-            if self.tls is not None:
-                ext["tls"] = self.tls
-            ext["mtlscore.peer"] = self.peer
-            scope["extensions"] = ext
-        await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(with_connection_facts(scope, self.tls, self.peer), receive, send)
+
+
+def with_connection_facts(scope: Scope, tls: JSONObject | None, peer: object) -> Scope:
+    """``scope`` with the connection's ASGI TLS extension and its real peer (``mtlscore.peer``)
+    in ``extensions`` (http and websocket scopes; a lifespan scope passes unchanged)."""
+    if scope.get("type") not in ("http", "websocket"):
+        return scope
+    given = scope.get("extensions")
+    ext = dict(given) if isinstance(given, Mapping) else {}
+    if tls is not None:
+        ext["tls"] = tls
+    ext["mtlscore.peer"] = peer
+    return {**scope, "extensions": ext}
 
 
 class TLSExtensionMixin:
@@ -197,7 +209,7 @@ NOT_VERIFIED_AT_TLS = "not verified at the TLS layer (mtlscore deferred TLS): th
 
 def uvicorn_tls(
     *, certificate: str | pathlib.Path, key: str | pathlib.Path, handshake_timeout: float = 10.0
-) -> dict[str, Any]:
+) -> dict[str, type[asyncio.Protocol]]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``: mtlscore terminates TLS.
 
     uvicorn's own TLS (``ssl_certfile``, ``ssl_ca_certs``, ``ssl_cert_reqs``) is stdlib
@@ -297,13 +309,21 @@ class DeferredTLSProtocol(asyncio.Protocol):
     ``DeferredEngine.context``) and ``handshake_timeout``.
     """
 
-    context: Any = None
+    context: SSL.Context | None = None
     handshake_timeout: float = 10.0
 
-    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         from .tls import DeferredEngine
 
         self.inner: asyncio.BaseProtocol = H11Protocol(config, server_state, app_state, _loop)
+        if self.context is None:
+            raise TypeError("DeferredTLSProtocol is made by uvicorn_tls(), which gives it its TLS context")
         self.engine = DeferredEngine(self.context)
         self.raw: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.peer: tuple[str, int] | None = None
@@ -398,7 +418,7 @@ class DeferredTLSProtocol(asyncio.Protocol):
             self.inner.resume_writing()
 
 
-def deferred_extension(chain: tuple[bytes, ...], version: str) -> dict[str, Any]:
+def deferred_extension(chain: tuple[bytes, ...], version: str) -> JSONObject:
     """The ASGI TLS extension for a handshake the deferred engine ran (nothing verified yet)."""
     name: str | None = None
     if chain:
