@@ -18,11 +18,12 @@ import struct
 import time
 
 from ..gateway.settings import Address
+from ..gateway.shared import SharedSettings
 from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
-from .shared import SharedStore
+from .shared import Backend, store_for
 from .startup import listen_error
 from .state import GatewayState
 from .tls import presented_chain, server_context
@@ -90,14 +91,10 @@ async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
     return AsyncioStream(reader, writer)
 
 
-def _shared_store(state: GatewayState) -> SharedStore | None:
-    """The ``[shared]`` store (docs/shared-state.md), made on the running loop; None without it."""
-    settings = state.snapshot.gateway.shared
-    if settings is None:
-        return None
-    from .shared_asyncio import AsyncioRedis
+def _redis(settings: SharedSettings) -> Backend:
+    from .shared_asyncio import AsyncioRedis  # the redis extra: imported only with [shared]
 
-    return SharedStore(settings, AsyncioRedis(settings), state.metrics)
+    return AsyncioRedis(settings)
 
 
 async def serve(
@@ -116,7 +113,7 @@ async def serve(
     """
     fetcher = fetcher or AsyncioFetcher()
     server_cfg = state.snapshot.gateway.server
-    shared = _shared_store(state)
+    shared = store_for(state.snapshot.gateway.shared, _redis, state.metrics)
     if shared is not None and fetcher.shared is None:
         fetcher.shared = shared
     loop = asyncio.get_running_loop()

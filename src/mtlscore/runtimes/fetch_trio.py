@@ -24,7 +24,7 @@ import trio
 from .fetch import FetchError, Target
 from .fetcher import Fetcher, FetcherOptions, HttpStream, drive
 
-__all__ = ["FetchError", "TrioFetcher", "drive"]
+__all__ = ["FetchError", "TrioFetcher", "drive", "time_limit"]
 
 
 class _Stream:
@@ -45,7 +45,8 @@ class _Stream:
 
 
 @asynccontextmanager
-async def _time_limit(seconds: float) -> AsyncIterator[None]:
+async def time_limit(seconds: float) -> AsyncIterator[None]:
+    """trio's deadline as the ``TimeoutError`` the runtime-neutral loops (fetcher, shared store) catch."""
     try:
         with trio.fail_after(seconds):
             yield
@@ -65,7 +66,7 @@ class TrioClient:
         return _Stream(stream)
 
     def time_limit(self, seconds: float) -> AbstractAsyncContextManager[object]:
-        return _time_limit(seconds)
+        return time_limit(seconds)
 
     def limiter(self, concurrent: int) -> AbstractAsyncContextManager[object]:
         return trio.CapacityLimiter(concurrent)

@@ -21,13 +21,16 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Protocol, TypedDict, TypeVar
 
 from ..gateway.appauth import NeedRate, RateAnswer
 from ..gateway.shared import SharedRequest, SharedSettings, cache_key, seal, shared_ttl, unseal
 from .metrics import Metrics
 
-__all__ = ["RATE_SCRIPT", "Backend", "Cached", "SharedDataError", "SharedStore", "SharedUnavailable"]
+__all__ = [
+    "RATE_SCRIPT", "Backend", "Cached", "SharedDataError", "SharedStore", "SharedUnavailable", "PoolOptions",
+    "pool_options", "store_for",
+]
 
 logger = logging.getLogger("mtlscore.gateway")
 
@@ -77,6 +80,26 @@ class SharedUnavailable(Exception):
 class SharedDataError(Exception):
     """The store answered with an error about the data (e.g. a key of the wrong type): the
     store is up, this key is bad. Counted and logged like an outage, without the retry pause."""
+
+
+class PoolOptions(TypedDict):
+    max_connections: int
+    timeout: float
+    socket_timeout: float
+    socket_connect_timeout: float
+
+
+def pool_options(settings: SharedSettings) -> PoolOptions:
+    """The keywords both runtimes' Redis connection pools are made with from ``[shared]``: its
+    size, how long a request waits for a free connection (within the caller's time limit), the
+    socket timeouts. (Each client also gets a ``Retry`` with no retries: one attempt within the
+    timeouts, then the caller's fallback.)"""
+    return {
+        "max_connections": settings.max_connections,
+        "timeout": settings.connect_timeout + settings.timeout,
+        "socket_timeout": settings.timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+    }
 
 
 class Backend(Protocol):
@@ -241,3 +264,10 @@ class SharedStore:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+def store_for(
+    settings: SharedSettings | None, backend: Callable[[SharedSettings], Backend], metrics: Metrics
+) -> SharedStore | None:
+    """The ``[shared]`` store (docs/shared-state.md) over the runtime's ``backend``; None without ``[shared]``."""
+    return SharedStore(settings, backend(settings), metrics) if settings is not None else None

@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ..gateway.shared import SharedSettings
-from .shared import RATE_SCRIPT, SharedDataError
+from .shared import RATE_SCRIPT, SharedDataError, pool_options
 
 __all__ = ["AsyncioRedis"]
 
@@ -25,13 +25,7 @@ class AsyncioRedis:
         # fallback (a retry with backoff would hold the request for seconds while Redis is down).
         # A blocking pool: a request beyond max_connections waits for a connection (within the
         # caller's time limit) instead of failing at once as if Redis were down.
-        pool = BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            timeout=settings.connect_timeout + settings.timeout,
-            socket_timeout=settings.timeout,
-            socket_connect_timeout=settings.connect_timeout,
-        )
+        pool = BlockingConnectionPool.from_url(settings.url, **pool_options(settings))
         self._client = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         # EVALSHA, and EVAL (which loads it) when the server answers NOSCRIPT (after a restart).
         self._script = self._client.register_script(RATE_SCRIPT)

@@ -10,8 +10,8 @@ thread ends within the client's own socket timeouts.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import TypeVar
 
@@ -21,20 +21,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..gateway.shared import SharedSettings
-from .shared import RATE_SCRIPT, SharedDataError
+from .fetch_trio import time_limit
+from .shared import RATE_SCRIPT, SharedDataError, pool_options
 
 __all__ = ["TrioRedis"]
 
 T = TypeVar("T")
-
-
-@asynccontextmanager
-async def _time_limit(seconds: float) -> AsyncIterator[None]:
-    try:
-        with trio.fail_after(seconds):
-            yield
-    except trio.TooSlowError:
-        raise TimeoutError from None
 
 
 class TrioRedis:
@@ -42,13 +34,7 @@ class TrioRedis:
 
     def __init__(self, settings: SharedSettings) -> None:
         # A blocking pool as large as the thread limiter: a thread never finds it empty.
-        pool = BlockingConnectionPool.from_url(
-            settings.url,
-            max_connections=settings.max_connections,
-            timeout=settings.connect_timeout + settings.timeout,
-            socket_timeout=settings.timeout,
-            socket_connect_timeout=settings.connect_timeout,
-        )
+        pool = BlockingConnectionPool.from_url(settings.url, **pool_options(settings))
         self._client = Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
         self._script = self._client.register_script(RATE_SCRIPT)
         self._limiter = trio.CapacityLimiter(settings.max_connections)
@@ -76,7 +62,7 @@ class TrioRedis:
         await self._run(partial(self._client.set, key, value, px=ttl_ms))
 
     def time_limit(self, seconds: float) -> AbstractAsyncContextManager[object]:
-        return _time_limit(seconds)
+        return time_limit(seconds)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

@@ -18,11 +18,12 @@ import struct
 import trio
 
 from ..gateway.settings import Address
+from ..gateway.shared import SharedSettings
 from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_trio import FetchError, TrioFetcher
-from .shared import SharedStore
+from .shared import Backend, store_for
 from .startup import listen_error
 from .state import GatewayState
 from .tls import presented_chain, server_context
@@ -83,14 +84,10 @@ def _peer(stream: trio.SocketStream) -> tuple[str, int]:
         return ("", 0)
 
 
-def _shared_store(state: GatewayState) -> SharedStore | None:
-    """The ``[shared]`` store (docs/shared-state.md); None without it."""
-    settings = state.snapshot.gateway.shared
-    if settings is None:
-        return None
-    from .shared_trio import TrioRedis
+def _redis(settings: SharedSettings) -> Backend:
+    from .shared_trio import TrioRedis  # the redis extra: imported only with [shared]
 
-    return SharedStore(settings, TrioRedis(settings), state.metrics)
+    return TrioRedis(settings)
 
 
 async def serve(
@@ -108,7 +105,7 @@ async def serve(
     """
     fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
-    shared = _shared_store(state)
+    shared = store_for(state.snapshot.gateway.shared, _redis, state.metrics)
     if shared is not None and fetcher.shared is None:
         fetcher.shared = shared
     stop = trio.Event()
