@@ -114,8 +114,7 @@ async def serve(
     fetcher = fetcher or AsyncioFetcher()
     server_cfg = state.snapshot.gateway.server
     shared = store_for(state.snapshot.gateway.shared, _redis, state.metrics)
-    if shared is not None and fetcher.shared is None:
-        fetcher.shared = shared
+    fetcher.share(shared)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()

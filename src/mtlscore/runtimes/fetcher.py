@@ -133,6 +133,11 @@ class Fetcher:
         # first, and what this one fetches is offered to them. Set by the runtime's serve().
         self.shared: SharedStore | None = None
 
+    def share(self, store: SharedStore | None) -> None:
+        """Use the gateway's ``[shared]`` store, unless this fetcher was given one of its own."""
+        if store is not None and self.shared is None:
+            self.shared = store
+
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()

@@ -106,8 +106,7 @@ async def serve(
     fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
     shared = store_for(state.snapshot.gateway.shared, _redis, state.metrics)
-    if shared is not None and fetcher.shared is None:
-        fetcher.shared = shared
+    fetcher.share(shared)
     stop = trio.Event()
     why = ["shutdown requested"]  # what asked for the drain, for its log line
     cut = [0]  # connections the end of the shutdown grace cancelled
