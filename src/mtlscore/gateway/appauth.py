@@ -434,7 +434,7 @@ def authorize(
             return AuthResult(False, 403, INSECURE_TLS, f"account {auth.account} (profile fapi2): {weak}")
     if not auth.requires_credential:
         return AuthResult(True)
-    return _check_credential(auth, headers, cert, at, verify_token, jwks_cache, now)
+    return _check_credential(auth, headers, _TokenCheck(cert, at, now, verify_token, jwks_cache))
 
 
 def credential_owner(
@@ -482,8 +482,9 @@ def credential_owner(
         )
     tried = [auth for auth in auths if auth.has_token_keys]
     results: list[AuthResult] = []
+    check = _TokenCheck(cert, at, now, verify_token, jwks_cache)
     for auth in tried:
-        result = _check_token(auth, bearer, cert, at, verify_token, jwks_cache, now)
+        result = _check_token(auth, bearer, check)
         if result.ok:
             return auth
         if result.need is not None:
@@ -506,15 +507,19 @@ def _bearer(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
     return rest.strip() if scheme.lower() == b"bearer" and rest.strip() else None
 
 
-def _check_credential(
-    auth: AccountAuth,
-    headers: Sequence[tuple[bytes, bytes]],
-    cert: Certificate | None,
-    at: datetime,
-    verify_token: TokenVerifier | None,
-    jwks_cache: JwksCache | None,
-    now: float,
-) -> AuthResult:
+@dataclass(frozen=True, slots=True)
+class _TokenCheck:
+    """What checking a bearer token needs besides the account and the token: the certificate it
+    must be bound to, the times, the verifier and the cache of keys fetched from a jwks_uri."""
+
+    cert: Certificate | None
+    at: datetime
+    now: float
+    verify_token: TokenVerifier | None
+    jwks_cache: JwksCache | None
+
+
+def _check_credential(auth: AccountAuth, headers: Sequence[tuple[bytes, bytes]], check: _TokenCheck) -> AuthResult:
     api_key = _header(headers, API_KEY_HEADER)
     bearer = _bearer(headers)
     if auth.profile == "fapi2":
@@ -535,7 +540,7 @@ def _check_credential(
             if candidate is not None and _api_key_matches(candidate, auth.api_key_sha256):
                 return AuthResult(True, credential="api_key", consumed=header)
     if bearer is not None and auth.has_token_keys:
-        return _check_token(auth, bearer, cert, at, verify_token, jwks_cache, now)
+        return _check_token(auth, bearer, check)
     return AuthResult(
         False,
         401,
@@ -545,15 +550,8 @@ def _check_credential(
     )
 
 
-def _check_token(
-    auth: AccountAuth,
-    token: bytes,
-    cert: Certificate | None,
-    at: datetime,
-    verify_token: TokenVerifier | None,
-    jwks_cache: JwksCache | None,
-    now: float,
-) -> AuthResult:
+def _check_token(auth: AccountAuth, token: bytes, check: _TokenCheck) -> AuthResult:
+    cert, at, now, verify_token, jwks_cache = check.cert, check.at, check.now, check.verify_token, check.jwks_cache
     if cert is None or not auth.has_token_keys:
         return AuthResult(
             False,
