@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from typing import TYPE_CHECKING
 
 from ..reasons import ConfigError
 from .common import Command, CommandError, arg
+
+if TYPE_CHECKING:
+    from ..gateway.settings import Address, ServerConfig
+    from ..runtimes.state import GatewayState
 
 __all__ = ["COMMAND", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        workers = _worker_count(args.config)
+        if workers > 1:
+            return _run_workers(args, workers)
         return _serve(args)
     except ConfigError as exc:
         # One line naming the file and the key (the ConfigError names the key): the file
@@ -22,31 +33,62 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"configuration error in {args.config}: {exc}") from None
 
 
+def _worker_count(config: str) -> int:
+    """``[server] workers`` of the file (1 without a [server] table: the load below says why)."""
+    from ..config import load_config
+
+    server = load_config(config).server
+    if server is None:
+        return 1
+    if server.workers == "auto":
+        return usable_cores()
+    return server.workers
+
+
+def usable_cores() -> int:
+    """``workers = "auto"``: the cores this process may run on (its CPU affinity, which a
+    container or ``taskset`` limits), else every core."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def _banner(runtime: str, server: ServerConfig, address: object, admin_address: object | None,
+            workers: int = 1) -> None:
+    admin = f", metrics on http://{admin_address}/metrics" if admin_address else ""
+    upstream = f"http://{server.upstream.authority}" if server.upstream else "identity JSON"
+    if server.auth_service:
+        upstream = "auth service (200 with identity headers, or 401/403 with X-Mtls-Reason)"
+    processes = f", {workers} workers" if workers > 1 else ""
+    print(
+        f"mtlscore gateway ({runtime}, {server.mode}, TLS engine "
+        f"{server.effective_tls_engine}{processes}) on https://{address} -> {upstream}{admin}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _log_lines(fields: dict[str, object] | None = None) -> None:
+    from ..runtimes.logs import json_log_handler
+
+    log = logging.getLogger("mtlscore.gateway")
+    log.addHandler(json_log_handler(sys.stderr, fields))
+    log.setLevel(logging.INFO)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ..runtimes import OnStarted, ServerInfo
     from ..runtimes.state import GatewayState
 
     if not args.quiet:
-        from ..runtimes.logs import json_log_handler
-
-        log = logging.getLogger("mtlscore.gateway")
-        log.addHandler(json_log_handler(sys.stderr))
-        log.setLevel(logging.INFO)
+        _log_lines()
     state = GatewayState.from_config_file(args.config)
     server = state.snapshot.gateway.server
     runtime = args.runtime or server.runtime
 
     def ready(info: ServerInfo) -> None:
-        admin = f", metrics on http://{info.admin_address}/metrics" if info.admin_address else ""
-        upstream = f"http://{server.upstream.authority}" if server.upstream else "identity JSON"
-        if server.auth_service:
-            upstream = "auth service (200 with identity headers, or 401/403 with X-Mtls-Reason)"
-        print(
-            f"mtlscore gateway ({runtime}, {server.mode}, TLS engine "
-            f"{server.effective_tls_engine}) on https://{info.address} -> {upstream}{admin}",
-            file=sys.stderr,
-            flush=True,
-        )
+        _banner(runtime, server, info.address, info.admin_address)
 
     status = OnStarted(ready)
     if runtime == "trio":
@@ -66,12 +108,39 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_workers(args: argparse.Namespace, count: int) -> int:
+    """``workers > 1``: this process supervises ``count`` workers (mtlscore.runtimes.workers)."""
+    # prometheus-client picks multiprocess mode when it is imported, so the directory is set
+    # before anything imports mtlscore.runtimes; the workers inherit it with the environment.
+    metrics_dir = tempfile.mkdtemp(prefix="mtlscore-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        from ..runtimes.workers import WorkerFailed, serve_workers
+
+        if not args.quiet:
+            _log_lines({"pid": os.getpid()})
+
+        def banner(runtime: str, state: GatewayState, address: Address, admin_address: Address | None) -> None:
+            _banner(runtime, state.snapshot.gateway.server, address, admin_address, count)
+
+        try:
+            return serve_workers(args.config, runtime=args.runtime, count=count, quiet=args.quiet, banner=banner)
+        except WorkerFailed as exc:
+            # The worker's own error (a configuration error, a traceback) is on stderr above.
+            code = exc.returncode if exc.returncode and exc.returncode > 0 else 1
+            raise CommandError(f"{exc}; stopping", code=code) from None
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
 COMMAND = Command(
     "serve",
     help="run the mTLS gateway described by a config file's [server] table",
     description="Terminate mTLS, validate and map client certificates, enforce per-account "
     "credentials, and forward to the upstream (or answer with the identity as JSON). "
-    "SIGHUP or a change to the config file reloads; SIGTERM/SIGINT shut down gracefully.",
+    "SIGHUP or a change to the config file reloads; SIGTERM/SIGINT shut down gracefully "
+    "([server] workers > 1: signal this process, the parent).",
     arguments=(
         arg("--config", required=True, metavar="FILE", help="configuration file (TOML)"),
         arg("--runtime", choices=("asyncio", "trio"), help="overrides [server] runtime"),

@@ -59,6 +59,10 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "instead; stored).",
         ("kind", "result"),
     ),
+    "mtlscore_worker_restarts_total": (
+        "Worker processes the parent started again after one died ([server] workers > 1; always 0 without).",
+        (),
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from ..reasons import ConfigError
 __all__ = [
     "DEFAULT_STRIP_REQUEST_HEADERS",
     "FORWARD_FORMATS",
+    "MAX_WORKERS",
     "MODES",
     "REJECT_AT",
     "REQUEST_TARGET_FORMS",
@@ -49,7 +50,9 @@ RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
 ADDRESS_LIMIT = 256
 LENIENT_ADDRESS_LIMIT = 64
 # Keys a reload cannot apply: the listeners and the event loop exist once per process.
-RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime")
+RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime", "workers")
+# [server] workers: at most this many processes (a typo such as 1000 is a ConfigError, not a fork storm).
+MAX_WORKERS = 256
 # RFC 9112 §3.2: the request-target forms a client may use. "origin" is always on;
 # authority-form (CONNECT) never is: the gateway is not a tunnel.
 REQUEST_TARGET_FORMS: tuple[str, ...] = ("origin", "absolute", "asterisk")
@@ -183,6 +186,10 @@ class ServerConfig:
     # gateway believes, per request, instead of the connection's own certificate.
     proxies: tuple[TrustedProxy, ...] = ()
     admin_listen: Address | None = None
+    # Worker processes on the one listening socket (mtlscore.runtimes.workers): a number, or
+    # "auto" (one per usable core, counted by the runtime: the core reads no OS state). 1: the
+    # gateway is one process, no supervisor.
+    workers: int | Literal["auto"] = 1
     # Absolute deadlines (docs/hardening.md has the table). The TLS handshake, from accept.
     handshake_timeout: float = 10.0
     # The whole request head, from its first byte (a trickle does not extend it: slowloris).
@@ -334,6 +341,18 @@ def _number(table: Mapping[str, Any], name: str, default: float, *, integer: boo
     return value
 
 
+def _workers(table: Mapping[str, Any]) -> int | Literal["auto"]:
+    value = table.get("workers", 1)
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(
+            f'must be a whole number from 1 to {MAX_WORKERS}, or "auto" (one per usable core); got {value!r}',
+            key="server.workers",
+        )
+    return value
+
+
 def _choice(table: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = table.get(name, default)
     if value not in choices:
@@ -382,6 +401,7 @@ _KNOWN = {
     "jwks",
     "tls_profile",
     "radar_file",
+    "workers",
 }
 
 
@@ -586,6 +606,7 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
         trusted_proxies=tuple(nets),
         proxies=tuple(trusted),
         admin_listen=parse_address(admin, key="server.admin_listen") if admin is not None else None,
+        workers=_workers(table),
         handshake_timeout=_number(table, "handshake_timeout_seconds", 10.0),
         header_timeout=_number(table, "header_timeout_seconds", 15.0),
         body_timeout=_number(table, "body_timeout_seconds", 30.0),

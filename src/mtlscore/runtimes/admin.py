@@ -9,18 +9,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import h11
 
+from ..gateway.metrics import Gauge
 from .driver import Stream
 from .state import GatewayState
 
-__all__ = ["serve_admin"]
+__all__ = ["Workers", "serve_admin"]
 
 
-async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], float] = time.monotonic) -> None:
+class Workers(Protocol):
+    """The worker processes the admin listener of their parent reports on (``[server] workers > 1``)."""
+
+    def health(self) -> tuple[int, str]:
+        """``/healthz``: (status, text)."""
+
+    def gauges(self) -> tuple[Gauge, ...]:
+        """Gauges about the workers, computed at scrape time."""
+
+
+async def serve_admin(
+    stream: Stream, state: GatewayState, clock: Callable[[], float] = time.monotonic, workers: Workers | None = None
+) -> None:
     """Answer plain-HTTP requests for ``/metrics`` (Prometheus text), ``/certs`` (the expiry
-    report as JSON, mtlscore.gateway.radar) and ``/healthz``.
+    report as JSON, mtlscore.gateway.radar) and ``/healthz`` (with ``workers``: what
+    :meth:`Workers.health` says, and their gauges in ``/metrics``).
 
     The gateway's own deadlines apply: ``keepalive_timeout`` for a request's first
     byte, then ``header_timeout`` for the whole request (a trickled head is cut).
@@ -46,7 +61,7 @@ async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], f
             path, _, query = event.target.partition(b"?")
             if path == b"/metrics":
                 accept = b", ".join(v for k, v in event.headers if k == b"accept").decode("latin-1")
-                ctype, body = state.render_metrics(accept)
+                ctype, body = state.render_metrics(accept, workers.gauges() if workers is not None else ())
                 status = 200
             elif path == b"/certs":
                 # The expiry report with the presented chains (`mtlscore preview` replays them);
@@ -54,7 +69,8 @@ async def serve_admin(stream: Stream, state: GatewayState, clock: Callable[[], f
                 doc = state.certificates().to_json(chains=b"chains=0" not in query.split(b"&"))
                 status, ctype, body = 200, "application/json", json.dumps(doc).encode()
             elif path == b"/healthz":
-                status, ctype, body = 200, "text/plain", b"ok\n"
+                status, text = workers.health() if workers is not None else (200, "ok")
+                ctype, body = "text/plain", f"{text}\n".encode()
             else:
                 status, ctype, body = 404, "text/plain", b"not found\n"
             headers = [("content-type", ctype), ("content-length", str(len(body)))]

@@ -103,13 +103,15 @@ async def serve(
     task_status: TaskStatus | None = None,
     handle_signals: bool = True,
     fetcher: AsyncioFetcher | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Run the gateway until cancelled or signalled.
 
     Calls ``task_status.started(ServerInfo)`` once listening. ``fetcher`` fetches
     CRLs, OCSP answers and issuers when ``[revocation] fetch`` is on (default: one
     :class:`AsyncioFetcher` shared by every connection, so concurrent validations
-    share each in-flight fetch).
+    share each in-flight fetch). ``sock``: a listening socket to accept on instead of
+    binding ``[server] listen`` (a worker's, inherited from the parent: mtlscore.runtimes.workers).
     """
     fetcher = fetcher or AsyncioFetcher()
     server_cfg = state.snapshot.gateway.server
@@ -156,14 +158,16 @@ async def serve(
     # drops handshakes and clients wait for TCP retransmits (loadtest/run.py measured
     # 396 of 1,000). Let the accept queue hold what max_connections allows (the kernel
     # caps it at net.core.somaxconn).
+    backlog = max(100, server_cfg.max_connections)
     try:
-        server = await asyncio.start_server(
-            on_client, listen.host, listen.port, backlog=max(100, server_cfg.max_connections)
-        )
+        if sock is not None:
+            server = await asyncio.start_server(on_client, sock=sock, backlog=backlog)
+        else:
+            server = await asyncio.start_server(on_client, listen.host, listen.port, backlog=backlog)
     except OSError as exc:
         raise listen_error("server.listen", listen, exc) from None
     admin = None
-    if server_cfg.admin_listen is not None:
+    if server_cfg.admin_listen is not None and state.worker is None:  # a worker's parent serves it
         try:
             admin = await asyncio.start_server(on_admin, server_cfg.admin_listen.host, server_cfg.admin_listen.port)
         except OSError as exc:
@@ -195,7 +199,7 @@ async def serve(
     async def watch() -> None:
         while (poll := state.snapshot.gateway.server.reload_poll) > 0:
             await asyncio.sleep(poll)
-            if state.changed():
+            if state.polls_files() and state.changed():
                 state.reload()
             state.sweep(time.monotonic())
 

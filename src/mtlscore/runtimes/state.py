@@ -13,7 +13,7 @@ import logging
 import os
 import pathlib
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -24,7 +24,7 @@ from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
 from ..gateway.events import Decision, Gateway
 from ..gateway.handshake import handshake_verdict
-from ..gateway.metrics import expiry_gauges
+from ..gateway.metrics import Gauge, expiry_gauges
 from ..gateway.preview import guard, preview_log
 from ..gateway.radar import ExpiryWarning, Radar, Report, report, trust_rows
 from ..gateway.settings import RESTART_KEYS
@@ -84,6 +84,10 @@ class GatewayState:
         self.limiter = limiter or snapshot.gateway.limiter
         self.on_decision = on_decision
         self.admission = Admission()
+        # This process's index under ``[server] workers > 1`` (mtlscore.runtimes.workers), else
+        # None. A worker opens no admin listener and polls no files (the parent does both, and
+        # validates a reload once before it signals the workers); reloads are counted by the parent.
+        self.worker: int | None = None
         # The settings the listeners and the loop were made with: a reload cannot change them.
         self.running = snapshot.gateway.server
         if self.running.admin_listen is not None:
@@ -211,10 +215,12 @@ class GatewayState:
         rep = self.certificates()
         return rep.active(rep.taken - timedelta(seconds=self.snapshot.gateway.server.radar_active))
 
-    def render_metrics(self, accept: str = "") -> tuple[str, bytes]:
-        """(content type, body) of a scrape: the counters and the radar's gauges, in the
-        exposition format ``accept`` asks for (prometheus-client's negotiation)."""
-        return self.metrics.render(accept, expiry_gauges(self.expiry_report(), recorded=len(self.radar)))
+    def render_metrics(self, accept: str = "", extra: Iterable[Gauge] = ()) -> tuple[str, bytes]:
+        """(content type, body) of a scrape: the counters, the radar's gauges and ``extra``
+        (the workers' gauges, mtlscore.runtimes.workers), in the exposition format ``accept``
+        asks for (prometheus-client's negotiation)."""
+        gauges = (*expiry_gauges(self.expiry_report(), recorded=len(self.radar)), *extra)
+        return self.metrics.render(accept, gauges)
 
     def _locks_out(self, candidate: Snapshot) -> tuple[str, ...]:
         """Who active lately the candidate configuration would lock out (``[server] reload_guard``)."""
@@ -228,6 +234,16 @@ class GatewayState:
                 logger.warning(json.dumps(line))
         return locked
 
+    def _count_reload(self, result: str) -> None:
+        # Under workers the parent counts each reload once; every worker counting too would
+        # make the summed /metrics say workers + 1 reloads.
+        if self.worker is None:
+            self.metrics.inc("mtlscore_reloads_total", {"result": result})
+
+    def polls_files(self) -> bool:
+        """Whether this process's reload poll watches the files (not a worker's: the parent's does)."""
+        return self.worker is None
+
     def reload(self) -> bool:
         """Load the configuration again; on error keep the old one. True when swapped."""
         if self.loader is None:
@@ -235,7 +251,7 @@ class GatewayState:
         try:
             candidate = self.loader(self.limiter)
         except (MtlsError, OSError, ValueError) as exc:
-            self.metrics.inc("mtlscore_reloads_total", {"result": "error"})
+            self._count_reload("error")
             logger.error(json.dumps({
                 "event": "mtls_reload",
                 "result": "error",
@@ -247,7 +263,7 @@ class GatewayState:
         if self.snapshot.gateway.server.reload_guard:
             locked = self._locks_out(candidate)
             if locked:
-                self.metrics.inc("mtlscore_reloads_total", {"result": "refused"})
+                self._count_reload("refused")
                 logger.error(json.dumps({
                     "event": "mtls_reload",
                     "result": "refused",
@@ -269,7 +285,7 @@ class GatewayState:
             stuck.append("shared")
         if stuck:
             # Applied, except these: the listeners and the loop keep what they started with.
-            self.metrics.inc("mtlscore_reloads_total", {"result": "restart_required"})
+            self._count_reload("restart_required")
             logger.warning(json.dumps({
                 "event": "mtls_reload",
                 "result": "restart_required",
@@ -278,7 +294,7 @@ class GatewayState:
                 "until the gateway restarts",
             }))
             return True
-        self.metrics.inc("mtlscore_reloads_total", {"result": "ok"})
+        self._count_reload("ok")
         logger.info(json.dumps({"event": "mtls_reload", "result": "ok"}))
         return True
 

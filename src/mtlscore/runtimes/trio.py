@@ -96,12 +96,15 @@ async def serve(
     task_status: TaskStatus = trio.TASK_STATUS_IGNORED,
     handle_signals: bool = True,
     fetcher: TrioFetcher | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Run the gateway until cancelled or signalled.
 
     Calls ``task_status.started(ServerInfo)`` once listening. ``fetcher`` fetches
     CRLs, OCSP answers and issuers when ``[revocation] fetch`` is on (default: one
-    :class:`TrioFetcher` shared by every connection).
+    :class:`TrioFetcher` shared by every connection). ``sock``: a listening socket to
+    accept on instead of binding ``[server] listen`` (a worker's, inherited from the
+    parent: mtlscore.runtimes.workers).
     """
     fetcher = fetcher or TrioFetcher()
     server_cfg = state.snapshot.gateway.server
@@ -138,12 +141,15 @@ async def serve(
 
     listen = server_cfg.listen
     try:
-        listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
+        if sock is not None:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
+        else:
+            listeners = await trio.open_tcp_listeners(listen.port, host=listen.host)
     except OSError as exc:
         raise listen_error("server.listen", listen, exc) from None
     admin: list[trio.SocketListener] = []
     admin_address = None
-    if server_cfg.admin_listen is not None:
+    if server_cfg.admin_listen is not None and state.worker is None:  # a worker's parent serves it
         # Bound before the nursery opens: an error inside it would reach the caller
         # wrapped in an ExceptionGroup instead of as the one-line ConfigError.
         host = server_cfg.admin_listen.host
@@ -159,7 +165,9 @@ async def serve(
             if admin:
                 background.start_soon(trio.serve_listeners, on_admin, admin)
             if handle_signals:
-                background.start_soon(_signals, state, stop, why)
+                # Started (its receiver open) before the gateway says it listens: a SIGHUP
+                # right after that must reload, not meet the default action (terminate).
+                await background.start(_signals, state, stop, why)
             background.start_soon(_watch, state)
             async with trio.open_nursery() as conns:
                 accepting = trio.CancelScope()
@@ -189,12 +197,20 @@ async def serve(
             await shared.aclose()
 
 
-async def _signals(state: GatewayState, stop: trio.Event, why: list[str]) -> None:
+async def _signals(
+    state: GatewayState,
+    stop: trio.Event,
+    why: list[str],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     try:
         receiver = trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
     except RuntimeError:  # not in the main thread
+        task_status.started()
         return
     with receiver as signals:
+        task_status.started()
         async for sig in signals:
             if sig == signal.SIGHUP:
                 state.reload()
@@ -206,6 +222,6 @@ async def _signals(state: GatewayState, stop: trio.Event, why: list[str]) -> Non
 async def _watch(state: GatewayState) -> None:
     while (poll := state.snapshot.gateway.server.reload_poll) > 0:
         await trio.sleep(poll)
-        if state.changed():
+        if state.polls_files() and state.changed():
             state.reload()
         state.sweep(trio.current_time())
