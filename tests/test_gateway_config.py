@@ -267,3 +267,17 @@ def test_forward_certificate() -> None:
         ForwardCertificate("xfcc", "X-Forwarded-Client-Cert"),
         ForwardCertificate("pem_base64", "X-Client-Cert-PEM"),
     )
+
+
+def test_workers_default_one_a_number_or_auto() -> None:
+    assert server_from_config(MIN, base_dir=BASE).workers == 1
+    assert server_from_config({**MIN, "workers": 4}, base_dir=BASE).workers == 4
+    # "auto" is counted by the runtime (the cores this process may use): the core reads no OS state.
+    assert server_from_config({**MIN, "workers": "auto"}, base_dir=BASE).workers == "auto"
+
+
+@pytest.mark.parametrize("value", [0, -2, 257, "x", "Auto", True, 2.0, [2]])
+def test_a_bad_workers_value_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        server_from_config({**MIN, "workers": value}, base_dir=BASE)
+    assert err.value.key == "server.workers" and f"got {value!r}" in str(err.value)

@@ -156,3 +156,26 @@ def test_handshake_rejection_without_pyopenssl_falls_back_to_ssl_with_a_warning(
     assert isinstance(GatewayState.from_config_file(tmp_path / "mtlscore.toml").snapshot.new_engine(), StdlibEngine)
     # Rejecting after the handshake needs no pyOpenSSL: nothing to warn about.
     assert startup_warnings(load_config(write(tmp_path, extra='reject_at = "http"')), at=NOW) == []
+
+
+def test_a_reload_that_changes_workers_says_restart_required(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The number of processes is the parent's, fixed at start (mtlscore.runtimes.workers).
+    config = write(tmp_path)
+    state = GatewayState.from_config_file(config)
+    write(tmp_path, extra="workers = 3")
+    with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):
+        assert state.reload() is True
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if "mtls_reload" in r.getMessage()]
+    assert (line["result"], line["keys"]) == ("restart_required", ["server.workers"])
+    assert state.running.workers == 1
+
+
+def test_a_worker_counts_no_reload_and_polls_no_file(tmp_path: Path) -> None:
+    # Under workers > 1 the parent polls the files and counts each reload once; the
+    # workers' counters are summed into the same /metrics.
+    state = GatewayState.from_config_file(write(tmp_path))
+    assert state.polls_files()
+    state.worker = 1
+    assert not state.polls_files()
+    assert state.reload() is True
+    assert state.metrics.get("mtlscore_reloads_total") == 0

@@ -242,6 +242,8 @@ class Supervisor:
                 return
             self.on_restart()
             await self._spawn(slot)
+            if self.stopping:  # stop() came while this one was being started: it never saw it
+                self._signal(slot, signal.SIGTERM)
             await self._until_ready(slot)  # one that exits first is met by proc.wait() above
 
     def _signal(self, slot: _Slot, sig: signal.Signals) -> None:
@@ -278,6 +280,8 @@ class Supervisor:
         watchers = [s.task for s in self.slots if s.task is not None]
         if watchers:
             await asyncio.wait(watchers)
+        for slot in self.slots:
+            slot.ready = False
         for p in procs:
             _forget(p.pid)
 

@@ -1,0 +1,396 @@
+"""`mtlscore serve` with `[server] workers = 2` (issue 20, item 1): real processes on loopback.
+
+Every test runs the real command on both runtimes and reads its stderr, one JSON line
+per event: the parent's lines carry its ``pid``, a worker's ``worker`` and ``pid`` (the
+processes share stderr), which is how a test knows which worker served a connection.
+Nothing sleeps to synchronise: every wait polls a condition under a deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtlscore import pki
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+NOW = datetime.now(UTC)
+RUNTIMES = ["asyncio", "trio"]
+
+
+class Site:
+    """A PKI and a config file: one client certificate mapped to an account with no credential,
+    so the identity JSON answers 200 and the decision line names the account."""
+
+    def __init__(self, d: Path) -> None:
+        self.dir = d
+        root = pki.root("CN=Workers Root", now=NOW)
+        server_ca = pki.root("CN=Workers Server CA", now=NOW)
+        server = server_ca.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
+        client = root.leaf("CN=worker-client")
+        (d / "root.pem").write_bytes(root.pem)
+        (d / "server-ca.pem").write_bytes(server_ca.pem)
+        (d / "server.pem").write_bytes(server.pem)
+        (d / "server.key").write_bytes(server.key_pem)
+        (d / "server.key").chmod(0o600)
+        (d / "client.pem").write_bytes(client.chain_pem)
+        (d / "client.key").write_bytes(client.key_pem)
+        self.config = d / "mtlscore.toml"
+        self.context = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
+        self.context.load_cert_chain(str(d / "client.pem"), str(d / "client.key"))
+
+    def write(self, *, account: str = "acct-one", workers: object = 2, **server: object) -> Path:
+        settings = {"listen": "127.0.0.1:0", "certificate": "server.pem", "key": "server.key",
+                    "reload_poll_seconds": 0, "admin_listen": "127.0.0.1:0", "workers": workers, **server}
+        lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+        self.config.write_text(f"""
+[trust]
+anchors = ["root.pem"]
+
+[[accounts]]
+id = "{account}"
+match = {{ cn = "worker-client" }}
+
+[server]
+{lines}
+""")
+        return self.config
+
+    def get(self, port: int, path: str = "/") -> tuple[int, bytes]:
+        """One request on a new connection."""
+        c = http.client.HTTPSConnection("localhost", port, context=self.context, timeout=20)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    return Site(tmp_path)
+
+
+class Serve:
+    """`mtlscore serve` as a real process; its stderr lines collected by a thread."""
+
+    def __init__(self, config: Path, runtime: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mtlscore", "serve", "--config", str(config), "--runtime", runtime],
+            stderr=subprocess.PIPE, text=True,
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.banner = ""
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._cond:
+                if line.startswith("{"):
+                    self.lines.append(json.loads(line))
+                elif line.startswith("mtlscore gateway"):
+                    self.banner = line
+                else:
+                    self.lines.append({"event": "text", "text": line})
+                self._cond.notify_all()
+        with self._cond:
+            self.lines.append({"event": "eof"})
+            self._cond.notify_all()
+
+    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (got := check()):
+                left = deadline - time.monotonic()
+                assert left > 0, f"timed out waiting for {what}; saw {self.lines}"
+                self._cond.wait(left)
+            return got
+
+    def events(self, event: str, **match: Any) -> list[dict[str, Any]]:
+        with self._cond:
+            return [d for d in self.lines if d.get("event") == event and all(d.get(k) == v for k, v in match.items())]
+
+    def started(self) -> tuple[int, int]:
+        """(port, admin port) from the banner, once every worker listens."""
+        self.wait_for(lambda: self.banner or self.events("eof"), "the banner")
+        assert self.banner, self.lines
+        port = int(self.banner.split("https://127.0.0.1:")[1].split()[0])
+        admin = int(self.banner.split("metrics on http://127.0.0.1:")[1].split("/")[0])
+        return port, admin
+
+    def workers(self) -> dict[int, int]:
+        """worker index -> pid, of the latest start of each."""
+        return {d["worker"]: d["worker_pid"] for d in self.events("worker_start")}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # the workers see their stdin end and drain
+            self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Path, str], Serve]]:
+    started: list[Serve] = []
+
+    def start(config: Path, runtime: str) -> Serve:
+        s = Serve(config, runtime)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.close()
+
+
+def admin_get(port: int, path: str) -> tuple[int, str]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+def metric(text: str, name: str) -> float:
+    """The sum of every sample of ``name`` (over its labels) in a text exposition."""
+    total, seen = 0.0, False
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name)] in " {":
+            total += float(line.rsplit(" ", 1)[1])
+            seen = True
+    assert seen, f"{name} not in /metrics"
+    return total
+
+
+def until_both_workers_served(s: Serve, site: Site, port: int, pids: set[int], *, limit: int = 400) -> int:
+    """New connections until decision lines from every pid in ``pids`` came back; how many were made."""
+    before = len(s.events("mtls_decision"))
+    made = 0
+    while True:
+        assert site.get(port)[0] == 200
+        made += 1
+        want = before + made
+        s.wait_for(lambda: len(s.events("mtls_decision")) >= want, "the decision line")
+        served = {d["pid"] for d in s.events("mtls_decision")[before:]}
+        if pids <= served:
+            return made
+        assert made < limit, f"{limit} connections, all served by {served}; workers {pids}"
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_two_workers_share_the_port_and_metrics_sum_them(site: Site, serve: Any, runtime: str) -> None:
+    s = serve(site.write(), runtime)
+    port, admin = s.started()
+    assert f"({runtime}, reject_invalid, TLS engine" in s.banner and ", 2 workers)" in s.banner
+    pids = set(s.workers().values())
+    assert len(pids) == 2 and s.proc.pid not in pids
+    # A worker logs mtls_start just after it says it listens: maybe after the banner.
+    starts = s.wait_for(lambda: len(s.events("mtls_start")) == 2 and s.events("mtls_start"), "two mtls_start")
+    assert sorted(d["worker"] for d in starts) == [1, 2] and {d["pid"] for d in starts} == pids
+    assert {d["runtime"] for d in starts} == {runtime}
+
+    made = until_both_workers_served(s, site, port, pids)
+
+    status, text = admin_get(admin, "/metrics")
+    assert status == 200
+    # Every connection and decision of both workers, summed (prometheus-client multiprocess mode).
+    assert metric(text, "mtlscore_connections_total") == made
+    assert metric(text, 'mtlscore_decisions_total{lb_error="",outcome="answer",reason="ok"}') == made
+    assert metric(text, "mtlscore_workers_configured") == 2
+    assert metric(text, "mtlscore_workers_ready") == 2
+    assert metric(text, "mtlscore_worker_restarts_total") == 0
+    assert admin_get(admin, "/healthz") == (200, "ok: 2 of 2 workers ready\n")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, serve: Any, runtime: str) -> None:
+    s = serve(site.write(), runtime)
+    port, admin = s.started()
+    before = s.workers()
+    assert site.get(port)[0] == 200
+    os.kill(before[1], signal.SIGKILL)
+    # The other worker serves every connection while worker 1 is down and restarted.
+    deadline = time.monotonic() + 60
+    while len(s.events("worker_start")) < 3:
+        assert site.get(port)[0] == 200
+        assert time.monotonic() < deadline, f"worker 1 was not started again: {s.lines}"
+    exit_line = s.wait_for(lambda: s.events("worker_exit", worker=1), "the worker_exit line")[0]
+    assert exit_line == {**exit_line, "level": "warning", "worker_pid": before[1], "status": "killed by SIGKILL",
+                         "pid": s.proc.pid}
+    assert exit_line["restart_in_seconds"] > 0
+    again = s.workers()
+    assert again[2] == before[2] and again[1] not in (before[1], before[2])
+    until_both_workers_served(s, site, port, {again[1], again[2]})
+
+    _, text = admin_get(admin, "/metrics")
+    assert metric(text, "mtlscore_worker_restarts_total") == 1
+    assert metric(text, "mtlscore_workers_ready") == 2
+    # The dead worker's counts stay in the sum: totals never go down.
+    assert metric(text, "mtlscore_connections_total") == len(s.events("mtls_decision"))
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_sighup_is_validated_once_and_reaches_every_worker(site: Site, serve: Any, runtime: str) -> None:
+    s = serve(site.write(account="acct-one"), runtime)
+    port, admin = s.started()
+    pids = set(s.workers().values())
+    until_both_workers_served(s, site, port, pids)
+    assert {d["account"] for d in s.events("mtls_decision")} == {"acct-one"}
+
+    # A broken file: the parent says so once, and no worker is told (all keep acct-one).
+    good = site.config.read_text()
+    site.config.write_text(good.replace("[trust]", "[trust]\nbogus = 1"))
+    s.proc.send_signal(signal.SIGHUP)
+    error = s.wait_for(lambda: s.events("mtls_reload", result="error"), "the parent's reload error")
+    assert len(error) == 1 and error[0]["pid"] == s.proc.pid and "trust.bogus" in error[0]["error"]
+    # The account renamed: the parent validates it, then every worker reloads.
+    site.write(account="acct-two")
+    s.proc.send_signal(signal.SIGHUP)
+    s.wait_for(lambda: {d["pid"] for d in s.events("mtls_reload", result="ok")} == {s.proc.pid, *pids},
+               "mtls_reload ok from the parent and both workers")
+    assert len(s.events("mtls_reload")) == 4  # the error once (no worker saw it), then ok three times
+    seen = len(s.events("mtls_decision"))
+    until_both_workers_served(s, site, port, pids)
+    after = s.events("mtls_decision")[seen:]
+    assert {d["account"] for d in after} == {"acct-two"} and {d["pid"] for d in after} == pids
+    _, text = admin_get(admin, "/metrics")
+    # Counted by the parent, once per reload (not once per worker).
+    assert metric(text, 'mtlscore_reloads_total{result="ok"}') == 1
+    assert metric(text, 'mtlscore_reloads_total{result="error"}') == 1
+
+
+class HangingUpstream:
+    """An HTTP upstream whose answer waits for :attr:`release`."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        self.release = threading.Event()
+        self.arrived = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.arrived.set()
+                outer.release.wait(30)
+                self.send_response(200)
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"done")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_sigterm_drains_the_request_in_flight_then_exits_0(site: Site, serve: Any, runtime: str) -> None:
+    upstream = HangingUpstream()
+    try:
+        s = serve(site.write(upstream=f"http://127.0.0.1:{upstream.port}", shutdown_grace_seconds=20), runtime)
+        port, _ = s.started()
+        result: list[tuple[int, bytes]] = []
+        client = threading.Thread(target=lambda: result.append(site.get(port, "/slow")))
+        client.start()
+        assert upstream.arrived.wait(20), "the request never reached the upstream"
+        s.proc.send_signal(signal.SIGTERM)
+        drains = s.wait_for(lambda: len(s.events("mtls_drain")) == 2 and s.events("mtls_drain"), "two drains")
+        assert {d["why"] for d in drains} == {"SIGTERM"} and sorted(d["connections"] for d in drains) == [0, 1]
+        # Draining: the port refuses new connections (the parent closed its copy too).
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "the port still accepts while draining"
+        upstream.release.set()
+        client.join(20)
+        assert result == [(200, b"done")]
+        assert s.proc.wait(timeout=30) == 0
+        stops = s.events("mtls_stop")
+        assert [d["connections_cut"] for d in stops] == [0, 0] and all(d["graceful"] for d in stops)
+        assert sorted(d["status"] for d in s.events("worker_exit")) == ["exit 0", "exit 0"]
+    finally:
+        upstream.close()
+
+
+@pytest.mark.parametrize("value", [0, -1, 257, "x", True, 1.5, "AUTO"])
+def test_a_bad_workers_value_is_one_line_naming_the_key_and_file(site: Site, value: object) -> None:
+    config = site.write(workers=value)
+    out = subprocess.run([sys.executable, "-m", "mtlscore", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        f"mtlscore serve: configuration error in {config}: server.workers: must be a whole number from 1 to 256, "
+        f'or "auto" (one per usable core); got {value!r}'
+    ]
+
+
+SIGNALLED_AT_ONCE = """
+import os, signal, sys
+from mtlscore.runtimes import OnStarted
+from mtlscore.runtimes.state import GatewayState
+
+state = GatewayState.from_config_file(sys.argv[1])
+
+def started(info):
+    # The moment a parent forwards a SIGHUP to a worker that just said it listens.
+    os.kill(os.getpid(), signal.SIGHUP)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+if sys.argv[2] == "trio":
+    import trio
+    from mtlscore.runtimes import trio as runtime
+    trio.run(lambda: runtime.serve(state, task_status=OnStarted(started)))
+else:
+    import asyncio
+    from mtlscore.runtimes import asyncio as runtime
+    asyncio.run(runtime.serve(state, task_status=OnStarted(started)))
+print(state.metrics.get("mtlscore_reloads_total", result="ok"))
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_sighup_right_after_listening_reloads(site: Site, runtime: str) -> None:
+    # Before: trio's signal receiver was opened by a task that had not run yet when
+    # serve() said it listened, so a SIGHUP then met the default action and killed the gateway.
+    config = site.write(workers=1)
+    out = subprocess.run([sys.executable, "-c", SIGNALLED_AT_ONCE, str(config), runtime],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "1\n"), out.stderr

@@ -1,0 +1,108 @@
+"""The workers' supervisor (mtlscore.runtimes.workers.Supervisor) with real child processes.
+
+The parent runs asyncio whatever runtime its workers run (it serves no client), so these
+tests drive it under asyncio alone; tests/integration/test_workers.py runs `mtlscore
+serve` with both runtimes' workers. The children here are small Python scripts that
+speak the workers' one-line protocol (``ready`` on stdout), so each failure is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from mtlscore.runtimes.workers import RESTART_DELAY, Supervisor, WorkerFailed, exit_status
+
+pytestmark = pytest.mark.timeout(60)
+
+# Says it listens, then runs until its stdin (the parent's pipe) ends or it is signalled.
+SERVES = "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.stdin.read()"
+# Says it listens, then dies at once.
+DIES = "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); sys.exit(1)"
+# Cannot start: exits before it listens.
+FAILS = "import sys; print('worker: cannot load the configuration', file=sys.stderr); sys.exit(3)"
+
+
+@pytest.fixture
+def sock() -> Iterator[socket.socket]:
+    s = socket.create_server(("127.0.0.1", 0))
+    yield s
+    s.close()
+
+
+def script(*bodies: str) -> list[list[str]]:
+    return [[sys.executable, "-c", body] for body in bodies]
+
+
+def exits(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mtlscore.gateway"]
+    return [line for line in lines if line["event"] == "worker_exit"]
+
+
+def test_a_worker_that_cannot_start_fails_the_start_and_the_others_are_stopped(sock: socket.socket) -> None:
+    commands = script(SERVES, FAILS)
+
+    async def main() -> Supervisor:
+        workers = Supervisor(2, lambda i: commands[i - 1], fd=sock.fileno(), grace=5)
+        with pytest.raises(WorkerFailed) as failed:
+            await workers.start()
+        assert (failed.value.index, failed.value.status, failed.value.returncode) == (2, "exit 3", 3)
+        return workers
+
+    workers = asyncio.run(main())
+    first = workers.slots[0].proc
+    assert first is not None and first.returncode is not None  # stopped, not left serving
+    assert workers.ready_count() == 0 and workers.health()[0] == 503
+
+
+def test_a_crash_looping_worker_is_restarted_with_a_growing_delay(
+    sock: socket.socket, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Worker 1 dies right after it listens; each replacement cannot even start. The delay
+    # doubles with each death in a row: no spin, and the parent never gives up on the slot
+    # nor stops worker 2 (only a failure at start ends `mtlscore serve`).
+    spawned: list[int] = []
+
+    def command(index: int) -> list[str]:
+        spawned.append(index)
+        if index == 2:
+            return script(SERVES)[0]
+        return script(DIES if spawned.count(1) == 1 else FAILS)[0]
+
+    restarts: list[int] = []
+
+    async def main() -> Supervisor:
+        workers = Supervisor(2, command, fd=sock.fileno(), grace=5, on_restart=lambda: restarts.append(1))
+        await workers.start()
+        workers.supervise()
+        async with asyncio.timeout(30):
+            while len(exits(caplog)) < 4:
+                await asyncio.sleep(0.01)
+        assert workers.health() == (200, "degraded: 1 of 2 workers ready")
+        await workers.stop()
+        return workers
+
+    with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):
+        workers = asyncio.run(main())
+    lines = exits(caplog)
+    delays = [line["restart_in_seconds"] for line in lines if line["worker"] == 1][:4]
+    assert delays == [RESTART_DELAY, RESTART_DELAY * 2, RESTART_DELAY * 4, RESTART_DELAY * 8]
+    assert [line["status"] for line in lines[:2]] == ["exit 1", "exit 3"]
+    assert spawned.count(2) == 1  # worker 2 was never touched
+    assert len(restarts) == spawned.count(1) - 1
+    # Stopping ends them all; the last exit lines say no restart follows.
+    assert all(s.proc is not None and s.proc.returncode is not None for s in workers.slots)
+    assert lines[-1]["restart_in_seconds"] is None
+
+
+def test_exit_status_words() -> None:
+    assert exit_status(0) == "exit 0"
+    assert exit_status(-9) == "killed by SIGKILL"
+    assert exit_status(-200) == "killed by signal 200"
+    assert exit_status(None) == "running"
