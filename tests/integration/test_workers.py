@@ -191,7 +191,7 @@ def until_both_workers_served(s: Serve, site: Site, port: int, pids: set[int], *
         assert site.get(port)[0] == 200
         made += 1
         want = before + made
-        s.wait_for(lambda: len(s.events("mtls_decision")) >= want, "the decision line")
+        s.wait_for(lambda want=want: len(s.events("mtls_decision")) >= want, "the decision line")
         served = {d["pid"] for d in s.events("mtls_decision")[before:]}
         if pids <= served:
             return made
@@ -299,7 +299,7 @@ class HangingUpstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 outer.arrived.set()
                 outer.release.wait(30)
                 self.send_response(200)
@@ -397,3 +397,18 @@ def test_a_sighup_right_after_listening_reloads(site: Site, runtime: str) -> Non
     out = subprocess.run([sys.executable, "-c", SIGNALLED_AT_ONCE, str(config), runtime],
                          capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout) == (0, "1\n"), out.stderr
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_workers_whose_parent_is_killed_drain_and_exit(site: Site, serve: Any, runtime: str) -> None:
+    s = serve(site.write(), runtime)
+    port, _ = s.started()
+    assert site.get(port)[0] == 200
+    s.proc.kill()  # no SIGTERM to forward: the workers see their stdin (the parent's pipe) end
+    # stderr ends when the last process holding it (the workers) has exited.
+    s.wait_for(lambda: s.events("eof"), "every worker to exit")
+    stops = s.events("mtls_stop")
+    assert sorted(d["worker"] for d in stops) == [1, 2] and all(d["graceful"] for d in stops)
+    assert {d["why"] for d in s.events("mtls_drain")} == {"SIGTERM"}
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
