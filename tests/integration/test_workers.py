@@ -116,7 +116,7 @@ class Serve:
             self.lines.append({"event": "eof"})
             self._cond.notify_all()
 
-    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not (got := check()):
