@@ -3,7 +3,9 @@
 
 Everything validation needs is computed here, once per distinct DER (a bounded
 cache keyed by SHA-256 of the DER), so that later steps never re-parse.
-Parsing is `cryptography`'s; any parse failure becomes ``Reason.MALFORMED``.
+The DER is read once by ``cryptography``'s declarative decoder with the schemas of
+:mod:`mtlscore.x509.schema`; ``cryptography``'s certificate object is made only for
+the rarer extensions and forms. Any parse failure becomes ``Reason.MALFORMED``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -23,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, p
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from ..reasons import CertificateRejected, Reason
-from .certificate import NAME_KEYS, UNSET, Certificate, PolicyControls, Unfrozen, spki_der_of
+from . import schema
+from .certificate import NAME_KEYS, UNSET, Certificate, PolicyControls, Unfrozen, _decoded
 from .lru import BoundedLRU
 
 __all__ = [
@@ -84,6 +88,8 @@ def key_kind(key: object) -> str:
 
 
 def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
+    """(key, kind, bits, curve) of the certificate's key (``public_key()``: loading the SPKI bytes
+    with ``load_der_public_key`` costs 2-3× as much for RSA)."""
     try:
         key: Any = cert.public_key()
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
@@ -251,12 +257,17 @@ _BY_OID: dict[str, tuple[str, Any]] = {
 }
 
 
-def _signature_facts(cert: cx509.Certificate, oid: str) -> tuple[str | None, Any]:
-    """(hash name, parameters object for verify) of the certificate's signature algorithm."""
+def _signature_facts(x509_of: Callable[[], cx509.Certificate], oid: str) -> tuple[str | None, Any]:
+    """(hash name, parameters object for verify) of the certificate's signature algorithm.
+
+    The common algorithms are known by their OID; any other is asked of
+    ``cryptography``'s certificate object (made by ``x509_of`` only then).
+    """
     known = _BY_OID.get(oid)
     if known is not None:
         return known
     try:
+        cert = x509_of()
         alg = cert.signature_hash_algorithm
         name = alg.name if alg is not None else None
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
@@ -282,88 +293,6 @@ def signature_hash_algorithm(cert: Certificate) -> hashes.HashAlgorithm | None:
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return None
 
-
-
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
-    """(tag, contents start, end) of the DER TLV at ``pos``; None when it does not fit (X.690 §8.1)."""
-    if pos + 2 > end:
-        return None
-    first = data[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or pos + 2 + n > end:
-            return None
-        start, length = pos + 2 + n, int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
-    stop = start + length
-    return (data[pos], start, stop) if stop <= end else None
-
-
-# (TBSCertificate start, end), then the issuer, subject and SPKI as (start, end) of their
-# TLVs, and whether the outer signatureAlgorithm is the TBS signature field byte for byte.
-_Layout = tuple[int, int, tuple[int, int], tuple[int, int], tuple[int, int], bool]
-
-
-def _layout(der: bytes) -> _Layout | None:
-    """Where the TBSCertificate and its issuer, subject and SPKI sit in ``der`` (RFC 5280 §4.1).
-
-    Only locates bytes in a certificate ``cryptography`` has already parsed
-    (strict DER), so that the signature covers exactly the transmitted TBS and
-    names can be compared by their bytes; None if anything does not fit.
-    """
-    end = len(der)
-    outer = _tlv(der, 0, end)
-    if outer is None or outer[0] != 0x30:
-        return None
-    tbs = _tlv(der, outer[1], outer[2])
-    if tbs is None or tbs[0] != 0x30:
-        return None
-    pos, stop = tbs[1], tbs[2]
-    spans: list[tuple[int, int]] = []
-    tags = bytearray()
-    skip_version = True
-    while len(spans) < 6:
-        # X.690 §8.1.3: one length byte below 0x80, else 0x80 | count of length bytes.
-        if pos + 2 > stop:
-            return None
-        first = der[pos + 1]
-        if first < 0x80:
-            start = pos + 2
-            nxt = start + first
-        else:
-            n = first & 0x7F
-            start = pos + 2 + n
-            if n == 0 or n > 4 or start > stop:
-                return None
-            nxt = start + int.from_bytes(der[pos + 2 : start], "big")
-        if nxt > stop:
-            return None
-        tag = der[pos]
-        if not (skip_version and tag == 0xA0):  # [0] EXPLICIT version, when present, comes first
-            spans.append((pos, nxt))
-            tags.append(tag)
-        skip_version = False
-        pos = nxt
-    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
-    if tags != b"\x02\x30\x30\x30\x30\x30":
-        return None
-    # RFC 5280 §4.1.1.2: signatureAlgorithm MUST be the same AlgorithmIdentifier as the
-    # TBS signature field. Only the TBS is signed, so a different outer encoding (say,
-    # RSA parameters NULL vs absent) would be another certificate with the same signature.
-    alg = _tlv(der, tbs[2], outer[2])
-    same = alg is not None and der[tbs[2] : alg[2]] == der[spans[1][0] : spans[1][1]]
-    return outer[1], tbs[2], spans[2], spans[4], spans[5], same
-
-
-def tbs_bytes(der: bytes, x509: cx509.Certificate) -> bytes:
-    """The TBSCertificate as transmitted: what the signature covers (RFC 5280 §4.1.1.3).
-
-    Sliced from the DER (cheap) rather than re-encoded by ``cryptography`` (a few
-    µs per call); its strict DER parser guarantees both are the same bytes.
-    """
-    layout = _layout(der)
-    return der[layout[0] : layout[1]] if layout is not None else x509.tbs_certificate_bytes
 
 
 # The fixed head of a namedCurve SPKI with an uncompressed point (RFC 5480 §2.1.1, §2.2),
@@ -409,43 +338,136 @@ def _shared_set(items: list[str]) -> frozenset[str]:
     return found
 
 
-def _build(der: bytes, digest: bytes) -> Certificate:
-    cert: cx509.Certificate | None = None
-    try:
-        cert = cx509.load_der_x509_certificate(der)
-        exts = cert.extensions  # raises on duplicates / undecodable known extensions
-        serial = cert.serial_number
-        version = 3 if cert.version is cx509.Version.v3 else 1
-        not_before = cert.not_valid_before_utc
-        not_after = cert.not_valid_after_utc
-        sig_oid = _oid_text(cert.signature_algorithm_oid)
-        # cryptography decodes names only when they are read: decode the subject now, so
-        # that an undecodable one is malformed here rather than wherever it is first shown.
-        cert.subject  # noqa: B018
-        signature = cert.signature
-        sig_hash, sig_params = _signature_facts(cert, sig_oid)
-    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        why = _extensions_problem(cert.tbs_certificate_bytes) if cert is not None else None
-        raise CertificateRejected(Reason.MALFORMED, why or f"certificate could not be parsed: {exc}") from None
-    # The signatureValue BIT STRING ends the DER; the octet before its bytes counts the
-    # unused bits. ``cryptography`` hands over the bytes without it, so a signature with
-    # unused bits would verify as if they were not there: the same signature under
-    # another encoding (another SHA-256, another x5t#S256). OpenSSL refuses it too.
-    if len(signature) >= len(der) or der[-len(signature) - 1] != 0:
-        raise CertificateRejected(
-            Reason.MALFORMED, "its signature BIT STRING declares unused bits (RFC 5280 §4.1.1.3: whole octets)"
-        )
+def _malformed(why: str) -> CertificateRejected:
+    return CertificateRejected(Reason.MALFORMED, why)
 
-    c = object.__new__(Unfrozen)
-    is_ca: bool | None = None
-    path_length: int | None = None
-    key_usage = eku = san = nc = ski = aki = policies = None
-    controls: PolicyControls | None = None
+
+# ASN.1 universal tags of the attribute values cryptography reads as UTF-8 text
+# (UTF8String, PrintableString, IA5String): a name made only of these is checked
+# here; any other value type is left to cryptography's Name decoder.
+_UTF8_TAGS = frozenset([b"\x0c", b"\x13", b"\x16"])
+
+
+def _check_name(raw: bytes, what: str, x509_of: Callable[[], cx509.Certificate]) -> None:
+    """Refuse an undecodable name now (``malformed``), not wherever it is first shown.
+
+    A name already in the name-key cache was checked when it was stored. The
+    RDNSequence is decoded declaratively (DER, SET OF order); each value of the
+    common string types must be UTF-8 and no RDN may be empty (X.501: SIZE
+    (1..MAX)), which is what ``cryptography``'s Name decoder refuses; a name with
+    any other value type is decoded by ``cryptography`` itself.
+    """
+    if NAME_KEYS.peek(raw) is not None:
+        return
+    try:
+        rdns = asn1.decode_der(schema.NameSchema, schema.wrap(raw)).rdns
+        for rdn in rdns:
+            atvs = rdn.as_list()
+            if not atvs:
+                raise ValueError("an empty relative distinguished name")
+            for atv in atvs:
+                value = atv.value
+                if value.tag_bytes not in _UTF8_TAGS:
+                    raise LookupError
+                bytes(value.data).decode("utf-8")
+    except LookupError:
+        _decoded(lambda: getattr(x509_of(), what), what)
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise _malformed(f"certificate {what} could not be decoded: {exc}") from None
+
+
+_KU_BITS = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+            "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+
+
+def _key_usage(value: bytes) -> cx509.KeyUsage:
+    """keyUsage (RFC 5280 §4.2.1.3) from its BIT STRING; ValueError where cryptography refuses it."""
+    bits = asn1.decode_der(asn1.BitString, value)
+    data = bits.as_bytes()
+    flags = {name: i // 8 < len(data) and bool(data[i // 8] & (0x80 >> (i % 8))) for i, name in enumerate(_KU_BITS)}
+    return cx509.KeyUsage(**flags)  # ValueError: encipherOnly/decipherOnly without keyAgreement
+
+
+# The extensions decoded here from their bytes; a certificate with any other is read by
+# cryptography (cryptography.x509 objects for name constraints, policies, CRL DPs, AIA …).
+_FAST_OIDS = frozenset([_BC, _KU, _EKU, _SAN, _SKI, _AKI])
+_SAN_TYPES: dict[str, Any] = {"dns": cx509.DNSName, "rfc822": cx509.RFC822Name, "uri": cx509.UniformResourceIdentifier}
+
+
+# The facts of the extensions every leaf of one profile under one CA carries byte for byte
+# (basicConstraints, keyUsage, EKU, authorityKeyIdentifier), by (OID, extnValue): thousands
+# of client certificates decode each once. Bounded like _SETS; the values are immutable.
+_SHARED_EXTENSIONS: dict[tuple[str, bytes], Any] = {}
+_SHARED_EXTENSION_OIDS = frozenset([_BC, _KU, _EKU, _AKI])
+
+
+def _shared_extension(oid: str, value: bytes) -> Any:
+    """The decoded facts of a shared-kind extension; LookupError when a form is left to cryptography."""
+    key = (oid, value)
+    found = _SHARED_EXTENSIONS.get(key)
+    if found is not None:
+        return found
+    if oid == _BC:
+        bc = asn1.decode_der(schema.BasicConstraints, value)
+        if bc.path_len is not None and (not bc.ca or bc.path_len < 0):
+            raise LookupError  # cryptography refuses it, in its words (and _extensions_problem's)
+        found = (bool(bc.ca), bc.path_len)
+    elif oid == _KU:
+        found = _key_usage(value)
+    elif oid == _EKU:
+        oids = asn1.decode_der(schema.Oids, schema.wrap(value)).oids
+        if not oids:
+            raise LookupError
+        found = _shared_set([_oid_text(o) for o in oids])
+    else:  # _AKI
+        found = (asn1.decode_der(schema.AuthorityKeyId, value).key_id,)
+    if len(_SHARED_EXTENSIONS) < _SHARED_MAX:
+        _SHARED_EXTENSIONS[key] = found
+    return found
+
+
+def _fast_extension(c: Any, oid: str, value: bytes) -> None:
+    """Store the facts of one extension of :data:`_FAST_OIDS`; LookupError when a form is left to cryptography."""
+    if oid in _SHARED_EXTENSION_OIDS:
+        facts = _shared_extension(oid, value)
+        if oid == _BC:
+            c.is_ca, c.path_length = facts
+        elif oid == _KU:
+            c.key_usage = facts
+        elif oid == _EKU:
+            c.eku = facts
+        else:
+            c.aki = facts[0]
+    elif oid == _SAN:
+        names: list[cx509.GeneralName] = []
+        for gn in asn1.decode_der(schema.GeneralNames, schema.wrap(value)).names:
+            item: Any = gn.value
+            if gn.tag == "ip":
+                if len(item) not in (4, 16):
+                    raise LookupError  # cryptography refuses it, in its words
+                names.append(cx509.IPAddress(ipaddress.ip_address(item)))
+            else:
+                names.append(_SAN_TYPES[gn.tag](item.as_str()))
+        if not names:
+            raise LookupError
+        c.san = tuple(names)
+    else:  # _SKI
+        c.ski = asn1.decode_der(bytes, value)
+
+
+def _slow_extensions(c: Any, x: cx509.Certificate) -> tuple[list[str], list[str]]:
+    """Every extension read by ``cryptography`` (the rarer ones, or forms :func:`_fast_extension` leaves to it)."""
+    try:
+        exts = x.extensions  # raises on duplicates / undecodable known extensions
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        why = _extensions_problem(x.tbs_certificate_bytes)
+        raise _malformed(why or f"certificate could not be parsed: {exc}") from None
+    oids: list[str] = []
+    critical: list[str] = []
     crl_urls: list[str] = []
     ocsp_urls: list[str] = []
     ca_issuer_urls: list[str] = []
-    oids = []
-    critical = []
+    controls: PolicyControls | None = None
     try:
         for ext in exts:
             value = ext.value
@@ -460,26 +482,26 @@ def _build(der: bytes, digest: bytes) -> Certificate:
             if ext.critical:
                 critical.append(oid)
             if oid == _BC:
-                is_ca = bool(value.ca)
-                path_length = value.path_length
+                c.is_ca = bool(value.ca)
+                c.path_length = value.path_length
             elif oid == _KU:
-                key_usage = value
+                c.key_usage = value
             elif oid == _EKU:
-                eku = _shared_set([_oid_text(o) for o in value])
+                c.eku = _shared_set([_oid_text(o) for o in value])
             elif oid == _SAN:
-                san = tuple(value)
+                c.san = tuple(value)
             elif oid == _SKI:
-                ski = value.digest
+                c.ski = value.digest
             elif oid == _AKI:
-                aki = value.key_identifier
+                c.aki = value.key_identifier
             elif oid == _NC:
-                nc = value
+                c.name_constraints = value
             elif oid == _CRLDP:
                 for dp in value:
                     if dp.full_name:
                         crl_urls.extend(_urls(dp.full_name))
             elif oid == _POLICIES:
-                policies = _shared_set([_oid_text(p.policy_identifier) for p in value])
+                c.policies = _shared_set([_oid_text(p.policy_identifier) for p in value])
             elif oid in _POLICY_CONTROL_OIDS:
                 controls = _controls(controls, oid, value)
             elif oid == _AIA:
@@ -492,55 +514,115 @@ def _build(der: bytes, digest: bytes) -> Certificate:
                         elif method == _AIA_CA_ISSUERS:
                             ca_issuer_urls.append(loc.value)
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        raise CertificateRejected(Reason.MALFORMED, f"certificate extension could not be parsed: {exc}") from None
+        raise _malformed(f"certificate extension could not be parsed: {exc}") from None
+    c.crl_urls = tuple(crl_urls)
+    c.ocsp_urls = tuple(ocsp_urls)
+    c.ca_issuer_urls = tuple(ca_issuer_urls)
+    c.policy_controls = controls
+    return oids, critical
 
-    key, key_type, key_bits, curve = _key_facts(cert)
-    layout = _layout(der)
-    if layout is not None and not layout[5]:
-        raise CertificateRejected(
-            Reason.MALFORMED,
-            "its signatureAlgorithm is not the same AlgorithmIdentifier as the signature field inside "
-            "tbsCertificate (RFC 5280 §4.1.1.2)",
-        )
-    if layout is None or NAME_KEYS.peek(der[layout[2][0] : layout[2][1]]) is None:
-        # An issuer name not seen before is decoded now, for the same reason
-        # (one already in the name cache was decoded when it was stored).
+
+def _signature_algorithm(alg_der: bytes, x509_of: Callable[[], cx509.Certificate]) -> str:
+    """The signature algorithm's dotted OID: PKCS #1 (NULL parameters) and ECDSA/EdDSA (none) read here."""
+    for shape in (schema.AlgorithmNull, schema.AlgorithmOid):
         try:
-            cert.issuer  # noqa: B018
-        except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-            raise CertificateRejected(Reason.MALFORMED, f"certificate issuer could not be decoded: {exc}") from None
-    if layout is None:
-        tbs_start, tbs_end = 0, 0
-        issuer_raw = subject_raw = spki_raw = None
-    else:
-        tbs_start, tbs_end = layout[0], layout[1]
-        issuer_raw = der[layout[2][0] : layout[2][1]]
-        subject_raw = der[layout[3][0] : layout[3][1]]
-        spki_raw = der[layout[4][0] : layout[4][1]]
-    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and (
-        spki_raw is None or spki_raw != spki_der_of(cert, key)
-    ):
+            return _oid_text(asn1.decode_der(shape, alg_der).algorithm)  # type: ignore[attr-defined]
+        except ValueError:
+            continue
+    return _decoded(lambda: _oid_text(x509_of().signature_algorithm_oid), "signature algorithm")
+
+
+def _build(der: bytes, digest: bytes) -> Certificate:
+    """Read ``der`` once with the declarative schemas of :mod:`.schema` (RFC 5280 §4.1)."""
+    try:
+        outer = asn1.decode_der(schema.CertificateSchema, der)
+        tbs_tlv = outer.tbs
+        tbs = tbs_tlv.parse(schema.TBSCertificate)
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise _malformed(f"certificate could not be parsed: {exc}") from None
+    # RFC 5280 §4.1.1.3: the signatureValue is a whole number of octets. cryptography
+    # hands over the bytes without the unused-bits octet, so a signature with unused
+    # bits would verify as if they were not there: the same signature under another
+    # encoding (another SHA-256, another x5t#S256). OpenSSL refuses it too.
+    if outer.signature.padding_bits() != 0:
+        raise _malformed("its signature BIT STRING declares unused bits (RFC 5280 §4.1.1.3: whole octets)")
+    alg, inner = outer.signature_algorithm, tbs.signature
+    # RFC 5280 §4.1.1.2: signatureAlgorithm MUST be the same AlgorithmIdentifier as the
+    # TBS signature field. Only the TBS is signed, so a different outer encoding (say,
+    # RSA parameters NULL vs absent) would be another certificate with the same signature.
+    if alg.tag_bytes != inner.tag_bytes or alg.data != inner.data:
+        raise _malformed(
+            "its signatureAlgorithm is not the same AlgorithmIdentifier as the signature field inside "
+            "tbsCertificate (RFC 5280 §4.1.1.2)"
+        )
+    # cryptography reads v1 and v3 only (RFC 5280 §4.1.2.1; v2 certificates do not occur).
+    if tbs.version not in (0, 2):
+        raise _malformed(f"certificate could not be parsed: {tbs.version} is not a valid X509 version")
+    # cryptography's own Certificate structure (its typed AlgorithmIdentifiers,
+    # SubjectPublicKeyInfo, names as SET OF, times) must accept the DER too, as it
+    # did when it was the parser: loading checks that structure and nothing more
+    # (~2 µs; names and extensions are decoded only when read, and only the rarer
+    # forms below read them). The object is not kept (see Certificate.x509).
+    try:
+        x = cx509.load_der_x509_certificate(der)
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise _malformed(f"certificate could not be parsed: {exc}") from None
+
+    def x509_of() -> cx509.Certificate:
+        return x
+
+    c = object.__new__(Unfrozen)
+    c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.name_constraints = None
+    c.ski = c.aki = c.policies = c.policy_controls = None
+    c.crl_urls = c.ocsp_urls = c.ca_issuer_urls = ()
+    exts = tbs.extensions or []
+    oids = [_oid_text(e.extn_id) for e in exts]
+    critical = [oid for oid, e in zip(oids, exts, strict=True) if e.critical]
+    try:
+        if len(set(oids)) != len(oids):
+            # RFC 5280 §4.2: a certificate MUST NOT include more than one instance of an extension.
+            raise _malformed("certificate could not be parsed: duplicate extension")
+        if not _FAST_OIDS.issuperset(oids):
+            raise LookupError
+        for oid, e in zip(oids, exts, strict=True):
+            _fast_extension(c, oid, e.extn_value)
+    except LookupError:
+        c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.ski = c.aki = None
+        oids, critical = _slow_extensions(c, x)
+    except ValueError:
+        # A form this decoder refuses: cryptography decides (and words the refusal).
+        c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.ski = c.aki = None
+        oids, critical = _slow_extensions(c, x)
+
+    issuer_raw = schema.tlv_bytes(tbs.issuer)
+    subject_raw = schema.tlv_bytes(tbs.subject)
+    _check_name(subject_raw, "subject", x509_of)
+    _check_name(issuer_raw, "issuer", x509_of)
+    spki_raw = schema.tlv_bytes(tbs.spki)
+    tbs_der = schema.tlv_bytes(tbs_tlv)
+    sig_oid = _signature_algorithm(schema.tlv_bytes(alg), x509_of)
+    sig_hash, sig_params = _signature_facts(x509_of, sig_oid)
+    key, key_type, key_bits, curve = _key_facts(x)
+    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and spki_raw != _spki_reencoded(key, tbs_der):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
         curve = "explicit"
+    try:
+        not_before = tbs.validity.not_before.as_datetime()
+        not_after = tbs.validity.not_after.as_datetime()
+    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        raise _malformed(f"certificate could not be parsed: {exc}") from None
+    tbs_start = der.find(tbs_der)  # right after the outer SEQUENCE's header
     c.der = der
     c.sha256 = digest
-    c.signature = signature
-    c._x509 = UNSET
-    c.serial = serial
-    c.version = version
+    c.signature = outer.signature.as_bytes()
+    c._x509 = UNSET  # not kept (see Certificate.x509): it would hold every decoded extension
+    c.serial = tbs.serial
+    c.version = 3 if tbs.version == 2 else 1
     c.not_before = not_before
     c.not_after = not_after
     c.extension_oids = _shared_set(oids)
     c.critical_oids = _shared_set(critical)
-    c.is_ca = is_ca
-    c.path_length = path_length
-    c.key_usage = key_usage
-    c.eku = eku
-    c.san = san
-    c.name_constraints = nc
-    c.ski = ski
-    c.aki = aki
     c.public_key = key
     c.key_type = key_type
     c.key_bits = key_bits
@@ -548,13 +630,8 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c.signature_oid = sig_oid
     c.signature_hash = sig_hash
     c.signature_params = sig_params
-    c.crl_urls = tuple(crl_urls)
-    c.ocsp_urls = tuple(ocsp_urls)
-    c.ca_issuer_urls = tuple(ca_issuer_urls)
-    c.policies = policies
-    c.policy_controls = controls
     c._tbs_start = tbs_start
-    c._tbs_end = tbs_end
+    c._tbs_end = tbs_start + len(tbs_der)
     c._issuer_raw = issuer_raw
     c._subject_raw = subject_raw
     c._spki_raw = spki_raw
@@ -565,6 +642,18 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c._self_issued = UNSET
     c.__class__ = Certificate  # type: ignore[assignment]  # frozen from here on
     return c
+
+
+def _spki_reencoded(key: Any, tbs_der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of ``key``, re-encoded (a placeholder unique to the TBS when it cannot be)."""
+    if key is not None:
+        try:
+            return bytes(
+                key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            )
+        except Exception:  # noqa: BLE001, S110 - fall through to the unique placeholder below
+            pass
+    return b"unsupported-key:" + hashlib.sha256(tbs_der).digest()
 
 
 # Parsed certificates keyed by the DER itself: the dictionary's hash of the bytes

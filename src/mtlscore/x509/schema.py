@@ -1,0 +1,165 @@
+"""The certificate's ASN.1 structures, for ``cryptography``'s declarative DER decoder.
+
+RFC 5280 §4.1 (Certificate, TBSCertificate, Validity, Extension) and the
+extensions a client leaf carries (§4.2.1.1 AKI, .2 SKI, .3 keyUsage, .6 SAN,
+.9 basicConstraints, .12 EKU). The decoder (``cryptography.hazmat.asn1``,
+Rust) enforces DER: definite minimal lengths, DEFAULT values not encoded,
+minimal INTEGERs, zero padding bits where a BIT STRING is read, no trailing
+data. Names and the SubjectPublicKeyInfo stay raw TLVs: names are compared by
+their bytes, the key is loaded by ``cryptography`` from its bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from cryptography import x509 as cx509
+from cryptography.hazmat import asn1
+
+__all__ = [
+    "AuthorityKeyId",
+    "BasicConstraints",
+    "CertificateSchema",
+    "Extension",
+    "GeneralNames",
+    "NameSchema",
+    "Oids",
+    "TBSCertificate",
+    "Validity",
+    "tlv_bytes",
+    "wrap",
+]
+
+
+@asn1.sequence
+class Validity:
+    """RFC 5280 §4.1.2.5."""
+
+    not_before: asn1.UTCTime | asn1.GeneralizedTime
+    not_after: asn1.UTCTime | asn1.GeneralizedTime
+
+
+@asn1.sequence
+class Extension:
+    """RFC 5280 §4.1.2.9 (critical DEFAULT FALSE: an encoded FALSE is not DER and is refused)."""
+
+    extn_id: cx509.ObjectIdentifier
+    critical: Annotated[bool, asn1.Default(False)]
+    extn_value: bytes
+
+
+@asn1.sequence
+class TBSCertificate:
+    """RFC 5280 §4.1.2 (version DEFAULT v1; the unique identifiers are read and ignored, as cryptography does)."""
+
+    version: Annotated[int, asn1.Explicit(0), asn1.Default(0)]
+    serial: int
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: Validity
+    subject: asn1.TLV
+    spki: asn1.TLV
+    issuer_uid: Annotated[asn1.BitString | None, asn1.Implicit(1)]
+    subject_uid: Annotated[asn1.BitString | None, asn1.Implicit(2)]
+    extensions: Annotated[list[Extension] | None, asn1.Explicit(3)]
+
+
+@asn1.sequence
+class CertificateSchema:
+    """RFC 5280 §4.1.1: the TBS stays a TLV (its bytes are what the signature covers)."""
+
+    tbs: asn1.TLV
+    signature_algorithm: asn1.TLV
+    signature: asn1.BitString
+
+
+@asn1.sequence
+class AlgorithmOid:
+    """An AlgorithmIdentifier without parameters (ECDSA, EdDSA: RFC 5758 §3.2, RFC 8410 §3)."""
+
+    algorithm: cx509.ObjectIdentifier
+
+
+@asn1.sequence
+class AlgorithmNull:
+    """An AlgorithmIdentifier with NULL parameters (PKCS #1 v1.5: RFC 4055 §5)."""
+
+    algorithm: cx509.ObjectIdentifier
+    parameters: asn1.Null
+
+
+@asn1.sequence
+class AttributeTypeAndValue:
+    type: cx509.ObjectIdentifier
+    value: asn1.TLV
+
+
+@asn1.sequence
+class NameSchema:
+    """An RDNSequence (RFC 5280 §4.1.2.4), read as the one field of a wrapping SEQUENCE."""
+
+    rdns: list[asn1.SetOf[AttributeTypeAndValue]]
+
+
+@asn1.sequence
+class BasicConstraints:
+    """RFC 5280 §4.2.1.9."""
+
+    ca: Annotated[bool, asn1.Default(False)]
+    path_len: int | None = None
+
+
+@asn1.sequence
+class AuthorityKeyId:
+    """RFC 5280 §4.2.1.1 with only keyIdentifier (the form CAs issue; anything else is read by cryptography)."""
+
+    key_id: Annotated[bytes | None, asn1.Implicit(0)]
+
+
+@asn1.sequence
+class Oids:
+    """A SEQUENCE OF OBJECT IDENTIFIER (EKU, RFC 5280 §4.2.1.12), read as the one field of a wrapping SEQUENCE."""
+
+    oids: list[cx509.ObjectIdentifier]
+
+
+# GeneralName (RFC 5280 §4.2.1.6) in the forms a client's SAN uses; any other form
+# makes the decode fail and cryptography reads the extension instead.
+GeneralName = (
+    Annotated[asn1.Variant[asn1.IA5String, Literal["rfc822"]], asn1.Implicit(1)]
+    | Annotated[asn1.Variant[asn1.IA5String, Literal["dns"]], asn1.Implicit(2)]
+    | Annotated[asn1.Variant[asn1.IA5String, Literal["uri"]], asn1.Implicit(6)]
+    | Annotated[asn1.Variant[bytes, Literal["ip"]], asn1.Implicit(7)]
+)
+
+
+@asn1.sequence
+class GeneralNames:
+    """GeneralNames, read as the one field of a wrapping SEQUENCE."""
+
+    names: list[GeneralName]
+
+
+def wrap(content: bytes) -> bytes:
+    """``content`` as the contents of a DER SEQUENCE (X.690 §8.1.3): the decoder reads SEQUENCE OF only as a field."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([0x30, n]) + content
+    size = (n.bit_length() + 7) // 8
+    return bytes([0x30, 0x80 | size]) + n.to_bytes(size, "big") + content
+
+
+def tlv_bytes(tlv: Any) -> bytes:
+    """The whole element (tag, length, contents) of a decoded TLV, as transmitted.
+
+    The decoder accepts only DER, where the length has exactly one encoding
+    (X.690 §10.1), so re-writing it gives the transmitted bytes.
+    """
+    data = tlv.data
+    n = len(data)
+    if n < 0x80:
+        head = bytes([n])
+    else:
+        size = (n.bit_length() + 7) // 8
+        head = bytes([0x80 | size]) + n.to_bytes(size, "big")
+    return bytes(tlv.tag_bytes) + head + bytes(data)
