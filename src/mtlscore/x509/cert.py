@@ -578,19 +578,16 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     exts = tbs.extensions or []
     oids = [_oid_text(e.extn_id) for e in exts]
     critical = [oid for oid, e in zip(oids, exts, strict=True) if e.critical]
+    if len(set(oids)) != len(oids):
+        # RFC 5280 §4.2: a certificate MUST NOT include more than one instance of an extension.
+        raise _malformed("certificate could not be parsed: duplicate extension")
     try:
-        if len(set(oids)) != len(oids):
-            # RFC 5280 §4.2: a certificate MUST NOT include more than one instance of an extension.
-            raise _malformed("certificate could not be parsed: duplicate extension")
         if not _FAST_OIDS.issuperset(oids):
             raise LookupError
         for oid, e in zip(oids, exts, strict=True):
             _fast_extension(c, oid, e.extn_value)
-    except LookupError:
-        c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.ski = c.aki = None
-        oids, critical = _slow_extensions(c, x)
-    except ValueError:
-        # A form this decoder refuses: cryptography decides (and words the refusal).
+    except Exception:  # noqa: BLE001 - LookupError, or a form this decoder refuses: cryptography decides
+        # (and words the refusal, as it did when it read every extension).
         c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.ski = c.aki = None
         oids, critical = _slow_extensions(c, x)
 
