@@ -522,13 +522,24 @@ def _slow_extensions(c: Any, x: cx509.Certificate) -> tuple[list[str], list[str]
     return oids, critical
 
 
+# Signature algorithms' dotted OIDs by their AlgorithmIdentifier bytes: a handful of
+# distinct values, shared by every certificate.
+_ALGORITHMS: dict[bytes, str] = {}
+
+
 def _signature_algorithm(alg_der: bytes, x509_of: Callable[[], cx509.Certificate]) -> str:
     """The signature algorithm's dotted OID: PKCS #1 (NULL parameters) and ECDSA/EdDSA (none) read here."""
+    found = _ALGORITHMS.get(alg_der)
+    if found is not None:
+        return found
     for shape in (schema.AlgorithmNull, schema.AlgorithmOid):
         try:
-            return _oid_text(asn1.decode_der(shape, alg_der).algorithm)  # type: ignore[attr-defined]
+            found = _oid_text(asn1.decode_der(shape, alg_der).algorithm)  # type: ignore[attr-defined]
         except ValueError:
             continue
+        if len(_ALGORITHMS) < _SHARED_MAX:
+            _ALGORITHMS[alg_der] = found
+        return found
     return _decoded(lambda: _oid_text(x509_of().signature_algorithm_oid), "signature algorithm")
 
 
@@ -596,7 +607,10 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     _check_name(subject_raw, "subject", x509_of)
     _check_name(issuer_raw, "issuer", x509_of)
     spki_raw = schema.tlv_bytes(tbs.spki)
-    tbs_der = schema.tlv_bytes(tbs_tlv)
+    # The TBS follows the outer SEQUENCE's header; DER lengths have one encoding (X.690 §10.1).
+    tbs_start = _header_of(len(der))
+    tbs_end = tbs_start + _header_for(len(tbs_tlv.data)) + len(tbs_tlv.data)
+    tbs_der = der[tbs_start:tbs_end]
     sig_oid = _signature_algorithm(schema.tlv_bytes(alg), x509_of)
     sig_hash, sig_params = _signature_facts(x509_of, sig_oid)
     key, key_type, key_bits, curve = _key_facts(x)
@@ -609,7 +623,6 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         not_after = tbs.validity.not_after.as_datetime()
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise _malformed(f"certificate could not be parsed: {exc}") from None
-    tbs_start = der.find(tbs_der)  # right after the outer SEQUENCE's header
     c.der = der
     c.sha256 = digest
     c.signature = outer.signature.as_bytes()
@@ -628,7 +641,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c.signature_hash = sig_hash
     c.signature_params = sig_params
     c._tbs_start = tbs_start
-    c._tbs_end = tbs_start + len(tbs_der)
+    c._tbs_end = tbs_end
     c._issuer_raw = issuer_raw
     c._subject_raw = subject_raw
     c._spki_raw = spki_raw
@@ -639,6 +652,19 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     c._self_issued = UNSET
     c.__class__ = Certificate  # type: ignore[assignment]  # frozen from here on
     return c
+
+
+def _header_for(content: int) -> int:
+    """Tag and length octets of a DER element with ``content`` octets (one-octet tag; X.690 §8.1.3)."""
+    return 2 if content < 0x80 else 2 + (content.bit_length() + 7) // 8
+
+
+def _header_of(total: int) -> int:
+    """Tag and length octets of a DER element ``total`` octets long in all (one-octet tag)."""
+    for head in (2, 3, 4, 5, 6):
+        if _header_for(total - head) == head:
+            return head
+    raise ValueError("no DER length fits")
 
 
 def _spki_reencoded(key: Any, tbs_der: bytes) -> bytes:
