@@ -1,0 +1,123 @@
+"""The declarative read of a certificate (mtlscore/x509/schema.py) against cryptography's own.
+
+Every fact the checks read is compared with what ``cryptography``'s
+``x509.Certificate`` says of the same DER, for certificates whose extensions
+are read by the schemas and for those handed to ``cryptography`` (other
+extensions, other GeneralName forms, forms it refuses).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
+
+from mtlscore import CertificateRejected, Reason, pki
+from mtlscore.x509.cert import _SHARED_EXTENSIONS, parse_certificate
+
+_ROOT = pki.root("CN=Schema Root")
+
+
+def _ext(x: x509.Certificate, oid: x509.ObjectIdentifier) -> object:
+    try:
+        return x.extensions.get_extension_for_oid(oid).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _agrees(der: bytes) -> None:
+    c = parse_certificate(der, remember=False)
+    x = x509.load_der_x509_certificate(der)
+    bc = _ext(x, ExtensionOID.BASIC_CONSTRAINTS)
+    assert c.is_ca == (bc.ca if isinstance(bc, x509.BasicConstraints) else None)
+    assert c.path_length == (bc.path_length if isinstance(bc, x509.BasicConstraints) else None)
+    assert c.key_usage == _ext(x, ExtensionOID.KEY_USAGE)
+    eku = _ext(x, ExtensionOID.EXTENDED_KEY_USAGE)
+    assert c.eku == (frozenset(o.dotted_string for o in eku) if isinstance(eku, x509.ExtendedKeyUsage) else None)
+    san = _ext(x, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    assert c.san == (tuple(san) if isinstance(san, x509.SubjectAlternativeName) else None)
+    ski = _ext(x, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+    assert c.ski == (ski.digest if isinstance(ski, x509.SubjectKeyIdentifier) else None)
+    aki = _ext(x, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+    assert c.aki == (aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None)
+    assert c.extension_oids == frozenset(e.oid.dotted_string for e in x.extensions)
+    assert c.critical_oids == frozenset(e.oid.dotted_string for e in x.extensions if e.critical)
+    assert (c.serial, c.not_before, c.not_after, c.signature) == (
+        x.serial_number, x.not_valid_before_utc, x.not_valid_after_utc, x.signature)
+    assert c.version == (3 if x.version is x509.Version.v3 else 1)
+    assert c.tbs == x.tbs_certificate_bytes
+    assert c.signature_oid == x.signature_algorithm_oid.dotted_string
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"san_dns": ["a.example", "b.example"]},
+        {"san_uri": ["spiffe://example.org/ns/a/sa/b"], "san_email": ["a@example.org"]},
+        {"san_ip": ["192.0.2.7", "2001:db8::7"]},
+        {"eku": ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"], "eku_critical": True, "san_critical": True,
+         "san_dns": ["c.example"]},
+        {"key_usage": x509.KeyUsage(False, False, False, False, True, False, False, True, False),
+         "san_dns": ["ka.example"]},
+        {"ski": False, "aki": False, "eku": None, "key_usage": None},
+        {"ca": True, "path_length": 3},
+        {"ca": True, "path_length": 0, "bc_critical": False},
+        # Read by cryptography: a SAN form the schema does not read, name constraints.
+        {"extensions": [(x509.SubjectAlternativeName([x509.DirectoryName(x509.Name.from_rfc4514_string("CN=d"))]),
+                         False)]},
+        {"ca": True, "permitted": [x509.DNSName("example.org")]},
+        {"crl_urls": ["http://127.0.0.1/ca.crl"], "san_dns": ["d.example"]},
+    ],
+)
+def test_the_declarative_facts_are_cryptographys(kw: dict[str, object]) -> None:
+    _agrees(pki.make("CN=schema", issuer=_ROOT, **kw).der)
+
+
+def test_a_profile_s_shared_extensions_are_decoded_once_and_not_mixed() -> None:
+    a = _ROOT.leaf("shared-a", san_dns=["a.example"])
+    b = _ROOT.leaf("shared-b", san_dns=["b.example"])
+    ca = pki.make("CN=schema ca", issuer=_ROOT, ca=True, path_length=1)
+    for item in (a, b, ca):
+        _agrees(item.der)
+    bc = a.cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS)
+    assert (bc.oid.dotted_string, bc.value.public_bytes()) in _SHARED_EXTENSIONS
+    pa, pca = parse_certificate(a.der), parse_certificate(ca.der)
+    assert pa.is_ca is False and pca.is_ca is True and pca.path_length == 1
+    assert pa.san == (x509.DNSName("a.example"),)
+    assert parse_certificate(b.der).san == (x509.DNSName("b.example"),)
+
+
+def _with_extension(oid: x509.ObjectIdentifier, value: bytes) -> bytes:
+    # The extension as raw bytes: a form the builder itself would not write.
+    san = [] if oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME else ["r.example"]
+    return pki.make("CN=raw", issuer=_ROOT, key_usage=None, san_dns=san,
+                    extensions=[(x509.UnrecognizedExtension(oid, value), False)]).der
+
+
+@pytest.mark.parametrize(
+    ("oid", "value"),
+    [
+        # RFC 5280 §4.2.1.3: decipherOnly without keyAgreement (cryptography refuses it).
+        (ExtensionOID.KEY_USAGE, bytes.fromhex("0303070080")),
+        # §4.2.1.9: pathLenConstraint with cA FALSE.
+        (ExtensionOID.BASIC_CONSTRAINTS, bytes.fromhex("3003020101")),
+        # A SAN iPAddress of 5 octets.
+        (ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bytes.fromhex("3007870501020304 05".replace(" ", ""))),
+        # Not DER: an encoded DEFAULT (cA FALSE).
+        (ExtensionOID.BASIC_CONSTRAINTS, bytes.fromhex("30030101 00".replace(" ", ""))),
+    ],
+)
+def test_what_cryptography_refuses_the_schemas_refuse(oid: x509.ObjectIdentifier, value: bytes) -> None:
+    der = _with_extension(oid, value)
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's own refusal, whatever its type
+        x509.load_der_x509_certificate(der).extensions  # noqa: B018
+    with pytest.raises(CertificateRejected) as info:
+        parse_certificate(der)
+    assert info.value.reason is Reason.MALFORMED
+
+
+def test_ip_addresses_are_cryptographys_objects() -> None:
+    c = parse_certificate(pki.make("CN=ip", issuer=_ROOT, san_ip=["10.0.0.1", "::1"]).der)
+    assert c.san == (x509.IPAddress(ipaddress.ip_address("10.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1")))
