@@ -429,8 +429,11 @@ def check_end_entity(cert: Certificate, handed: HandedDown, *, at: datetime, pol
     """
     who = Who(cert, 0)
     check_basic(cert, _END_ENTITY, who, at, policy)
-    _check_profile(cert, who, policy, issues=False,
-                   self_signed=cert.self_issued and handed.issuer_spki == cert.spki_sha256)
+    if policy.strict_ca_profile:
+        # Only the strict profile asks whether the leaf is self-signed: the answer may
+        # compare the names' matching keys, which a leaf's unique subject would build.
+        _check_profile(cert, who, policy, issues=False,
+                       self_signed=cert.self_issued and handed.issuer_spki == cert.spki_sha256)
     if not handed.names.empty:
         handed.names.check(cert, who, end_entity=True)  # §6.1.3 (b)-(c)
     if handed.policies is not None:

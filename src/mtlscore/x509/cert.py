@@ -88,12 +88,15 @@ def key_kind(key: object) -> str:
 
 
 def _key_facts(cert: cx509.Certificate) -> tuple[Any, str, int, str | None]:
-    """(key, kind, bits, curve) of the certificate's key (``public_key()``: loading the SPKI bytes
-    with ``load_der_public_key`` costs 2-3× as much for RSA)."""
+    """(key, kind, bits, curve) of the certificate's key (kind ``unknown`` when ``cryptography`` cannot load it)."""
     try:
         key: Any = cert.public_key()
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return None, "unknown", 0, None
+    return _facts_of_key(key)
+
+
+def _facts_of_key(key: Any) -> tuple[Any, str, int, str | None]:
     kind = key_kind(key)
     if kind == "rsa" or kind == "dsa":
         return key, kind, key.key_size, None
@@ -266,8 +269,8 @@ def _signature_facts(x509_of: Callable[[], cx509.Certificate], oid: str) -> tupl
     known = _BY_OID.get(oid)
     if known is not None:
         return known
+    cert = x509_of()  # malformed when cryptography refuses the certificate
     try:
-        cert = x509_of()
         alg = cert.signature_hash_algorithm
         name = alg.name if alg is not None else None
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
@@ -342,38 +345,21 @@ def _malformed(why: str) -> CertificateRejected:
     return CertificateRejected(Reason.MALFORMED, why)
 
 
-# ASN.1 universal tags of the attribute values cryptography reads as UTF-8 text
-# (UTF8String, PrintableString, IA5String): a name made only of these is checked
-# here; any other value type is left to cryptography's Name decoder.
-_UTF8_TAGS = frozenset([b"\x0c", b"\x13", b"\x16"])
-
-
 def _check_name(raw: bytes, what: str, x509_of: Callable[[], cx509.Certificate]) -> None:
     """Refuse an undecodable name now (``malformed``), not wherever it is first shown.
 
     A name already in the name-key cache was checked when it was stored. The
-    RDNSequence is decoded declaratively (DER, SET OF order); each value of the
-    common string types must be UTF-8 and no RDN may be empty (X.501: SIZE
-    (1..MAX)), which is what ``cryptography``'s Name decoder refuses; a name with
-    any other value type is decoded by ``cryptography`` itself.
+    RDNSequence is decoded declaratively (DER, SET OF order, no empty RDN, each
+    value a PrintableString, UTF8String or IA5String checked as ``cryptography``
+    checks it); a name the schema does not read (another string type, or a
+    value it refuses) is decoded by ``cryptography`` itself, which decides.
     """
     if NAME_KEYS.peek(raw) is not None:
         return
     try:
-        rdns = asn1.decode_der(schema.NameSchema, schema.wrap(raw)).rdns
-        for rdn in rdns:
-            atvs = rdn.as_list()
-            if not atvs:
-                raise ValueError("an empty relative distinguished name")
-            for atv in atvs:
-                value = atv.value
-                if value.tag_bytes not in _UTF8_TAGS:
-                    raise LookupError
-                bytes(value.data).decode("utf-8")
-    except LookupError:
+        asn1.decode_der(schema.NameSchema, schema.wrap(raw))
+    except Exception:  # noqa: BLE001 - any refusal: cryptography's Name decoder decides
         _decoded(lambda: getattr(x509_of(), what), what)
-    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        raise _malformed(f"certificate {what} could not be decoded: {exc}") from None
 
 
 _KU_BITS = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
@@ -523,15 +509,24 @@ def _slow_extensions(c: Any, x: cx509.Certificate) -> tuple[list[str], list[str]
 
 
 # Signature algorithms' dotted OIDs by their AlgorithmIdentifier bytes: a handful of
-# distinct values, shared by every certificate.
+# distinct values, shared by every certificate. An encoding enters only once
+# ``cryptography``'s typed AlgorithmIdentifier has accepted it (see _signature_algorithm).
 _ALGORITHMS: dict[bytes, str] = {}
 
 
 def _signature_algorithm(alg_der: bytes, x509_of: Callable[[], cx509.Certificate]) -> str:
-    """The signature algorithm's dotted OID: PKCS #1 (NULL parameters) and ECDSA/EdDSA (none) read here."""
+    """The signature algorithm's dotted OID: PKCS #1 (NULL parameters) and ECDSA/EdDSA (none) read here.
+
+    An encoding not seen before is also checked by ``cryptography`` (``x509_of``
+    loads the certificate; malformed when it refuses): its AlgorithmIdentifier
+    knows which parameters each algorithm may carry (say, none for Ed25519).
+    Whether it accepts depends on the AlgorithmIdentifier's bytes alone, so the
+    answer is kept by them.
+    """
     found = _ALGORITHMS.get(alg_der)
     if found is not None:
         return found
+    x509_of()
     for shape in (schema.AlgorithmNull, schema.AlgorithmOid):
         try:
             found = _oid_text(asn1.decode_der(shape, alg_der).algorithm)  # type: ignore[attr-defined]
@@ -543,6 +538,62 @@ def _signature_algorithm(alg_der: bytes, x509_of: Callable[[], cx509.Certificate
     return _decoded(lambda: _oid_text(x509_of().signature_algorithm_oid), "signature algorithm")
 
 
+def _x509_loader(der: bytes) -> Callable[[], cx509.Certificate]:
+    """``cryptography``'s certificate object for ``der``, loaded on the first call only (malformed when refused).
+
+    The declarative read does not need it; the rarer forms do (extensions read by
+    ``cryptography``, names with other string types, signature algorithms or keys
+    not seen before), and they load it once.
+    """
+    box: list[cx509.Certificate] = []
+
+    def x509_of() -> cx509.Certificate:
+        if not box:
+            try:
+                box.append(cx509.load_der_x509_certificate(der))
+            except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision
+                raise _malformed(f"certificate could not be parsed: {exc}") from None
+        return box[0]
+
+    return x509_of
+
+
+def _int_size(value: int) -> int:
+    """Octets of the DER INTEGER ``value`` with its tag and length (X.690 §8.3.2: the minimal two's complement)."""
+    content = (value if value >= 0 else ~value).bit_length() // 8 + 1
+    return _header_for(content) + content
+
+
+def _tlv_size(tlv: Any) -> int:
+    """Octets of a decoded TLV field as transmitted (DER: one length encoding, X.690 §10.1)."""
+    n = len(tlv.data)
+    return len(tlv.tag_bytes) + (1 if n < 0x80 else 1 + (n.bit_length() + 7) // 8) + n
+
+
+def _validity_size(validity: Any) -> int:
+    """Octets of the Validity when its times have the RFC 5280 §4.1.2.5.1-2 forms (UTCTime 13, GeneralizedTime 15)."""
+    content = 0
+    for t in (validity.not_before, validity.not_after):
+        content += 15 if isinstance(t, asn1.UTCTime) else 17
+    return 2 + content
+
+
+def _key_of(spki_raw: bytes, x509_of: Callable[[], cx509.Certificate]) -> tuple[Any, str, int, str | None]:
+    """(key, kind, bits, curve) of the SubjectPublicKeyInfo.
+
+    ``load_der_public_key`` reads the SPKI with the same typed structure as
+    ``cryptography``'s certificate (its AlgorithmIdentifier parameters
+    included). When it refuses, the certificate decides as before: a structure
+    it refuses makes the certificate malformed; a key it cannot load (an
+    unsupported algorithm, a point not on its curve) is an unsupported key.
+    """
+    try:
+        key = serialization.load_der_public_key(spki_raw)
+    except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
+        return _key_facts(x509_of())
+    return _facts_of_key(key)
+
+
 def _build(der: bytes, digest: bytes) -> Certificate:
     """Read ``der`` once with the declarative schemas of :mod:`.schema` (RFC 5280 §4.1)."""
     try:
@@ -551,47 +602,64 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         tbs = tbs_tlv.parse(schema.TBSCertificate)
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise _malformed(f"certificate could not be parsed: {exc}") from None
+    signature = outer.signature
     # RFC 5280 §4.1.1.3: the signatureValue is a whole number of octets. cryptography
     # hands over the bytes without the unused-bits octet, so a signature with unused
     # bits would verify as if they were not there: the same signature under another
     # encoding (another SHA-256, another x5t#S256). OpenSSL refuses it too.
-    if outer.signature.padding_bits() != 0:
+    if signature.padding_bits() != 0:
         raise _malformed("its signature BIT STRING declares unused bits (RFC 5280 §4.1.1.3: whole octets)")
-    alg, inner = outer.signature_algorithm, tbs.signature
+    # cryptography reads v1 and v3 only (RFC 5280 §4.1.2.1; v2 certificates do not occur).
+    version = tbs.version
+    if version != 0 and version != 2:
+        raise _malformed(f"certificate could not be parsed: {version} is not a valid X509 version")
+    # Where each field lies in the DER, from the decoded sizes: the decoder accepts only
+    # DER, where a length has one encoding (X.690 §10.1) and an INTEGER one form
+    # (§8.3.2), so the fields are sliced from the DER rather than re-encoded.
+    tbs_start = _header_of(len(der))
+    tbs_len = len(tbs_tlv.data)
+    pos = tbs_start + len(tbs_tlv.tag_bytes) + _header_for(tbs_len) - 1
+    tbs_end = pos + tbs_len
+    if version:
+        pos += 5  # [0] EXPLICIT INTEGER 2: A0 03 02 01 02
+    pos += _int_size(tbs.serial)
     # RFC 5280 §4.1.1.2: signatureAlgorithm MUST be the same AlgorithmIdentifier as the
     # TBS signature field. Only the TBS is signed, so a different outer encoding (say,
     # RSA parameters NULL vs absent) would be another certificate with the same signature.
-    if alg.tag_bytes != inner.tag_bytes or alg.data != inner.data:
+    # The outer one lies between the TBS and the signature BIT STRING; the inner one
+    # starts at ``pos``. Equal bytes over the outer one's size include equal tag and
+    # length octets, so the inner one is exactly as long: the two are the same element.
+    sig_bytes = signature.as_bytes()
+    alg_size = len(der) - tbs_end - _header_for(len(sig_bytes) + 1) - len(sig_bytes) - 1
+    alg_end = pos + alg_size
+    alg_der = der[tbs_end : tbs_end + alg_size]
+    if alg_size <= 0 or not der.startswith(alg_der, pos):
         raise _malformed(
             "its signatureAlgorithm is not the same AlgorithmIdentifier as the signature field inside "
             "tbsCertificate (RFC 5280 §4.1.1.2)"
         )
-    # cryptography reads v1 and v3 only (RFC 5280 §4.1.2.1; v2 certificates do not occur).
-    if tbs.version not in (0, 2):
-        raise _malformed(f"certificate could not be parsed: {tbs.version} is not a valid X509 version")
-    # cryptography's own Certificate structure (its typed AlgorithmIdentifiers,
-    # SubjectPublicKeyInfo, names as SET OF, times) must accept the DER too, as it
-    # did when it was the parser: loading checks that structure and nothing more
-    # (~2 µs; names and extensions are decoded only when read, and only the rarer
-    # forms below read them). The object is not kept (see Certificate.x509).
-    try:
-        x = cx509.load_der_x509_certificate(der)
-    except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
-        raise _malformed(f"certificate could not be parsed: {exc}") from None
-
-    def x509_of() -> cx509.Certificate:
-        return x
+    issuer_end = alg_end + _tlv_size(tbs.issuer)
+    issuer_raw = der[alg_end:issuer_end]
+    subject_start = issuer_end + _validity_size(tbs.validity)
+    if der[issuer_end + 1] + 2 == subject_start - issuer_end:
+        subject_end = subject_start + _tlv_size(tbs.subject)
+        subject_raw = der[subject_start:subject_end]
+        spki_raw = der[subject_end : subject_end + _tlv_size(tbs.spki)]
+    else:  # times in other forms: rebuilt from the decoded elements
+        subject_raw = schema.tlv_bytes(tbs.subject)
+        spki_raw = schema.tlv_bytes(tbs.spki)
+    x509_of = _x509_loader(der)
 
     c = object.__new__(Unfrozen)
     c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.name_constraints = None
     c.ski = c.aki = c.policies = c.policy_controls = None
     c.crl_urls = c.ocsp_urls = c.ca_issuer_urls = ()
-    exts = tbs.extensions or []
+    exts = tbs.extensions or ()
     oids = [_oid_text(e.extn_id) for e in exts]
-    critical = [oid for oid, e in zip(oids, exts, strict=True) if e.critical]
     if len(set(oids)) != len(oids):
         # RFC 5280 §4.2: a certificate MUST NOT include more than one instance of an extension.
         raise _malformed("certificate could not be parsed: duplicate extension")
+    critical = [oid for oid, e in zip(oids, exts, strict=True) if e.critical]
     try:
         if not _FAST_OIDS.issuperset(oids):
             raise LookupError
@@ -600,21 +668,14 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     except Exception:  # noqa: BLE001 - LookupError, or a form this decoder refuses: cryptography decides
         # (and words the refusal, as it did when it read every extension).
         c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.ski = c.aki = None
-        oids, critical = _slow_extensions(c, x)
+        oids, critical = _slow_extensions(c, x509_of())
 
-    issuer_raw = schema.tlv_bytes(tbs.issuer)
-    subject_raw = schema.tlv_bytes(tbs.subject)
     _check_name(subject_raw, "subject", x509_of)
     _check_name(issuer_raw, "issuer", x509_of)
-    spki_raw = schema.tlv_bytes(tbs.spki)
-    # The TBS follows the outer SEQUENCE's header; DER lengths have one encoding (X.690 §10.1).
-    tbs_start = _header_of(len(der))
-    tbs_end = tbs_start + _header_for(len(tbs_tlv.data)) + len(tbs_tlv.data)
-    tbs_der = der[tbs_start:tbs_end]
-    sig_oid = _signature_algorithm(schema.tlv_bytes(alg), x509_of)
+    sig_oid = _signature_algorithm(alg_der, x509_of)
     sig_hash, sig_params = _signature_facts(x509_of, sig_oid)
-    key, key_type, key_bits, curve = _key_facts(x)
-    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and spki_raw != _spki_reencoded(key, tbs_der):
+    key, key_type, key_bits, curve = _key_of(spki_raw, x509_of)
+    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and spki_raw != _spki_reencoded(key, der):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
         curve = "explicit"
@@ -625,10 +686,10 @@ def _build(der: bytes, digest: bytes) -> Certificate:
         raise _malformed(f"certificate could not be parsed: {exc}") from None
     c.der = der
     c.sha256 = digest
-    c.signature = outer.signature.as_bytes()
+    c.signature = sig_bytes
     c._x509 = UNSET  # not kept (see Certificate.x509): it would hold every decoded extension
     c.serial = tbs.serial
-    c.version = 3 if tbs.version == 2 else 1
+    c.version = 3 if version == 2 else 1
     c.not_before = not_before
     c.not_after = not_after
     c.extension_oids = _shared_set(oids)
@@ -667,8 +728,8 @@ def _header_of(total: int) -> int:
     raise ValueError("no DER length fits")
 
 
-def _spki_reencoded(key: Any, tbs_der: bytes) -> bytes:
-    """The SubjectPublicKeyInfo DER of ``key``, re-encoded (a placeholder unique to the TBS when it cannot be)."""
+def _spki_reencoded(key: Any, der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of ``key``, re-encoded (a placeholder unique to the certificate when it cannot be)."""
     if key is not None:
         try:
             return bytes(
@@ -676,7 +737,7 @@ def _spki_reencoded(key: Any, tbs_der: bytes) -> bytes:
             )
         except Exception:  # noqa: BLE001, S110 - fall through to the unique placeholder below
             pass
-    return b"unsupported-key:" + hashlib.sha256(tbs_der).digest()
+    return b"unsupported-key:" + hashlib.sha256(der).digest()
 
 
 # Parsed certificates keyed by the DER itself: the dictionary's hash of the bytes

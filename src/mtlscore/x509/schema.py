@@ -90,15 +90,25 @@ class AlgorithmNull:
 
 @asn1.sequence
 class AttributeTypeAndValue:
+    """An attribute of a name whose value is one of the string types certificates use.
+
+    The decoder checks each as ``cryptography`` does: PrintableString's
+    character set (X.680 §41.4), UTF8String's UTF-8, IA5String's 7 bits. A value
+    of any other type makes the decode fail, and ``cryptography`` reads the name.
+    """
+
     type: cx509.ObjectIdentifier
-    value: asn1.TLV
+    value: asn1.PrintableString | str | asn1.IA5String
 
 
 @asn1.sequence
 class NameSchema:
-    """An RDNSequence (RFC 5280 §4.1.2.4), read as the one field of a wrapping SEQUENCE."""
+    """An RDNSequence (RFC 5280 §4.1.2.4), read as the one field of a wrapping SEQUENCE.
 
-    rdns: list[asn1.SetOf[AttributeTypeAndValue]]
+    X.501: a RelativeDistinguishedName is a SET SIZE (1..MAX): an empty one is refused.
+    """
+
+    rdns: list[Annotated[asn1.SetOf[AttributeTypeAndValue], asn1.Size(1, None)]]
 
 
 @asn1.sequence
