@@ -123,19 +123,23 @@ class Validator:
                     return hit
             parsed = self._parse_plain(chain)
             tried_known = False
+            built: BuildResult | None = None
             if parsed is not None:
                 chain = parsed
                 if self._revocation_silent(crls, ocsp_responses):
                     tried_known = True
                     quick = self._by_known_path(parsed, at)
+                    if quick is None:
+                        quick, built = self._by_search(parsed, at)
                     if quick is not None:
                         if key is not None:
                             self._remember(key, quick, at)
                         return quick
             # When the known path was just tried and did not hold, the machine goes
-            # straight to the full search (not verifying the leaf's signature again).
+            # straight to the full search (not verifying the leaf's signature again);
+            # when the search was just run and failed, the machine starts from its result.
             run = Validation(self, chain, at=at, crls=crls, ocsp_responses=ocsp_responses,
-                             reuse_paths=not tried_known)
+                             reuse_paths=not tried_known, built=built)
             for _ in range(_MAX_STEPS):
                 event = run.next_event()
                 if isinstance(event, Verdict):
@@ -198,7 +202,31 @@ class Validator:
         result = self.known_paths.build(leaf, certs[1:], self.trust, self.policy, at=at, signatures=self.signatures)
         if result is None or result.anchor is None:
             return None
+        return self._accepted(leaf, result)
+
+    def _by_search(self, certs: list[Certificate], at: datetime) -> tuple[Verdict | None, BuildResult | None]:
+        """The full path search for a chain whose leaf has no known path, where revocation can only accept silently.
+
+        (verdict, None) when a path is found: the machine would add nothing to it
+        (see :meth:`_by_known_path`). (None, result) when none is: the machine
+        starts from that result (asking for issuers, wording the rejection).
+        (None, None) for an allowlisted leaf, which the machine decides.
+        """
+        leaf = certs[0]
+        if self.trust.allowlisted_match(leaf) is not None:
+            return None, None
+        presented = certs[1:]
+        result = build_path(leaf, presented, self.trust, self.policy, at=at, signatures=self.signatures)
+        if result.straight:
+            self.known_paths.learn(leaf, presented, result, self.trust, self.policy, at=at)
+        if result.anchor is None:
+            return None, result
+        return self._accepted(leaf, result), None
+
+    def _accepted(self, leaf: Certificate, result: BuildResult) -> Verdict:
+        """The verdict of an accepted path when revocation accepts silently: the path, its anchor and the identity."""
         anchor = result.anchor
+        assert anchor is not None
         path = tuple(result.path)
         if path[-1].sha256 != anchor.certificate.sha256:
             path = path + (anchor.certificate,)
@@ -362,9 +390,11 @@ class Validation:
         crls: Iterable[bytes] = (),
         ocsp_responses: Iterable[bytes] = (),
         reuse_paths: bool = True,
+        built: BuildResult | None = None,
     ) -> None:
         self.validator = validator
         self._reuse_paths = reuse_paths
+        self._built = built  # a search already run for this chain (Validator.validate), used once
         self.at = at
         self.state = State.BUILDING
         self._chain = chain
@@ -491,7 +521,9 @@ class Validation:
         leaf = self._leaf
         candidates = self._presented + self._fetched
         result = None
-        if self._reuse_paths:
+        if self._built is not None:
+            result, self._built = self._built, None
+        elif self._reuse_paths:
             result = v.known_paths.build(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)
         if result is None:
             result = build_path(leaf, candidates, v.trust, v.policy, at=self.at, signatures=v.signatures)

@@ -14,7 +14,7 @@ certificate and the fix; :func:`check_path` returns it to the path builder."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography.x509.oid import ExtensionOID
@@ -42,6 +42,7 @@ __all__ = [
     "check_issuers",
     "check_key",
     "check_path",
+    "check_path_state",
     "check_validity",
     "issuers_window",
 ]
@@ -341,12 +342,27 @@ def check_path(
     extended the path. Everything else of RFC 5280 §6.1 and the policy is. The
     checks raise :class:`PathFailure`; here it becomes the value the builder records.
     """
+    return check_path_state(path, anchor, at=at, policy=policy)[0]
+
+
+def check_path_state(
+    path: list[Certificate], anchor: Anchor, *, at: datetime, policy: Policy
+) -> tuple[PathFailure | None, HandedDown | None]:
+    """:func:`check_path`, with what the issuers handed down when the path is valid.
+
+    The builder keeps that state for the leaf's siblings (``KnownPaths.learn``)
+    instead of running :func:`check_issuers` over the path a second time; the
+    leaf's own check works on a copy of the name-constraint state (checking
+    spends its work budget).
+    """
     at = at.replace(microsecond=0)
     try:
-        check_end_entity(path[0], check_issuers(path, anchor, at=at, policy=policy), at=at, policy=policy)
+        handed = check_issuers(path, anchor, at=at, policy=policy)
+        kept = handed if handed.names.empty else replace(handed, names=replace(handed.names))
+        check_end_entity(path[0], handed, at=at, policy=policy)
     except PathFailure as failure:
-        return failure
-    return None
+        return failure, None
+    return None, kept
 
 
 def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, policy: Policy) -> HandedDown:

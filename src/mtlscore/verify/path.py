@@ -23,7 +23,16 @@ from ..reasons import Reason
 from ..x509.cert import Certificate
 from ..x509.lru import BoundedLRU
 from ..x509.names import NameKey
-from .checks import HandedDown, Role, check_end_entity, check_issuers, check_key, check_path, issuers_window
+from .checks import (
+    HandedDown,
+    Role,
+    check_end_entity,
+    check_issuers,
+    check_key,
+    check_path,
+    check_path_state,
+    issuers_window,
+)
 from .failure import PathFailure, Who
 from .policy import Policy
 from .signature import SIGNATURES, SignatureCache, check_signature_algorithm, verify_link
@@ -49,6 +58,9 @@ class BuildResult:
     # with the same issuer name, key identifier and presented certificates would
     # be searched in the same order, so it may reuse the path (KnownPaths).
     straight: bool = False
+    # What the path's issuers handed down to its leaf (check_issuers), kept from
+    # checking the accepted path so that KnownPaths.learn need not check it again.
+    handed_down: HandedDown | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,6 +79,7 @@ class _Search:
     best: tuple[tuple[int, int, int], PathFailure, list[Certificate]] | None = None
     exhausted: bool = False
     straight: bool = True
+    handed_down: HandedDown | None = None
 
     def record(self, tier: int, path: list[Certificate], failure: PathFailure) -> None:
         # "Closest to an anchor" (docs/reference.md#reason-codes): complete paths beat incomplete
@@ -141,11 +154,10 @@ def build_path(
         s.record(2, [leaf], failure)
 
     path = [leaf]
-    on_path = {(leaf.subject_key, leaf.spki_sha256)}
-    result = _extend(s, path, on_path)
+    result = _extend(s, path)
     if result is not None:
         return BuildResult(result[0], result[1], work=s.work, paths_checked=s.paths_checked,
-                           straight=s.straight and s.best is None)
+                           straight=s.straight and s.best is None, handed_down=s.handed_down)
     if s.exhausted:
         return BuildResult(
             failure=PathFailure(
@@ -189,9 +201,18 @@ def _untrusted(cert: Certificate, trust: TrustStore) -> PathFailure:
     )
 
 
-def _extend(
-    s: _Search, path: list[Certificate], on_path: set[tuple[NameKey, bytes]]
-) -> tuple[list[Certificate], Anchor] | None:
+def _on_path(cand: Certificate, path: list[Certificate]) -> bool:
+    """RFC 4158 §5.2: whether a (subject name, key) pair of ``path`` is ``cand``'s (a loop).
+
+    The keys are compared first: a name's matching key is built only for a
+    certificate of the path with ``cand``'s key (a client certificate's unique
+    subject never needs one).
+    """
+    spki = cand.spki_sha256
+    return any(c.spki_sha256 == spki and c.subject_key == cand.subject_key for c in path)
+
+
+def _extend(s: _Search, path: list[Certificate]) -> tuple[list[Certificate], Anchor] | None:
     cert = path[-1]
     pos = len(path)  # position the issuer would take
     anchors, inters = s.candidates(cert)
@@ -234,7 +255,7 @@ def _extend(
             )
             continue
         s.paths_checked += 1
-        failure = check_path(path, anchor, at=s.at, policy=s.policy)
+        failure, s.handed_down = check_path_state(path, anchor, at=s.at, policy=s.policy)
         if failure is None:
             if i:
                 s.straight = False
@@ -258,8 +279,7 @@ def _extend(
     for j, cand in enumerate(inters):
         if s.exhausted:
             return None
-        ident = (cand.subject_key, cand.spki_sha256)
-        if ident in on_path:
+        if _on_path(cand, path):
             continue  # RFC 4158 §5.2: a loop
         if logical >= s.policy.max_intermediates and not cand.self_issued:
             s.record(1, path, too_long)
@@ -285,10 +305,8 @@ def _extend(
             )
             continue
         path.append(cand)
-        on_path.add(ident)
-        found = _extend(s, path, on_path)
+        found = _extend(s, path)
         path.pop()
-        on_path.discard(ident)
         if found is not None:
             if j or anchors:
                 s.straight = False
@@ -356,10 +374,12 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         key = self._key(leaf, presented, trust, policy)
         if self.peek(key) is not None:
             return
-        try:
-            state = check_issuers(result.path, anchor, at=at, policy=policy)
-        except PathFailure:  # pragma: no cover - the search accepted this path at ``at``
-            return
+        state = result.handed_down
+        if state is None:
+            try:
+                state = check_issuers(result.path, anchor, at=at, policy=policy)
+            except PathFailure:  # pragma: no cover - the search accepted this path at ``at``
+                return
         tail = tuple(result.path[1:])
         first, last = issuers_window(result.path, anchor)
         skew = policy.clock_skew

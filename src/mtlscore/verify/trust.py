@@ -195,6 +195,10 @@ class TrustStore:
 
     def find_anchor(self, cert: Certificate) -> Anchor | None:
         """The anchor made from exactly this name and key, if any."""
+        # The key first: a client certificate's own subject would otherwise need its
+        # name key built (RFC 5280 §7.1) only to find nothing.
+        if cert.spki_sha256 not in self._anchor_keys:
+            return None
         for anchor in self._by_subject.get(cert.subject_key, ()):
             if anchor.spki_sha256 == cert.spki_sha256:
                 return anchor
