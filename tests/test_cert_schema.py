@@ -121,3 +121,42 @@ def test_what_cryptography_refuses_the_schemas_refuse(oid: x509.ObjectIdentifier
 def test_ip_addresses_are_cryptographys_objects() -> None:
     c = parse_certificate(pki.make("CN=ip", issuer=_ROOT, san_ip=["10.0.0.1", "::1"]).der)
     assert c.san == (x509.IPAddress(ipaddress.ip_address("10.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1")))
+
+
+def _with_subject_value(tag: int, value: bytes) -> bytes:
+    """A leaf whose subject CN is re-tagged ``tag`` with ``value`` (same length; its signature no longer verifies)."""
+    cn = b"schema-name-x"
+    der = _ROOT.leaf(cn.decode(), san_dns=["n.example"]).der
+    old = b"\x0c" + bytes([len(cn)]) + cn
+    assert der.count(old) == 1 and len(value) == len(cn)
+    return der.replace(old, bytes([tag, len(cn)]) + value)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        (0x13, b"schema@name-x"),  # PrintableString: '@' is outside its alphabet (X.680 §41.4)
+        (0x0C, b"schema-name-\xff"),  # UTF8String: not UTF-8
+        (0x16, b"schema-name-\xe9"),  # IA5String: 8 bits, and not UTF-8 either
+    ],
+)
+def test_a_name_cryptography_refuses_is_malformed_whatever_was_parsed_before(tag: int, value: bytes) -> None:
+    # A certificate with the same signature algorithm and issuer parsed first: nothing
+    # about the bad one is loaded by cryptography for being new, the schema decides.
+    parse_certificate(_ROOT.leaf("schema-name-ok").der, remember=False)
+    der = _with_subject_value(tag, value)
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's own refusal, whatever its type
+        x509.load_der_x509_certificate(der).subject  # noqa: B018
+    with pytest.raises(CertificateRejected) as info:
+        parse_certificate(der, remember=False)
+    assert info.value.reason is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(("tag", "value"), [(0x13, b"Schema Name-x"), (0x0C, b"schema-n\xc3\xa9me-"),
+                                            (0x16, b"schema-name-x"), (0x14, b"schema-name-x")])
+def test_names_cryptography_reads_are_read(tag: int, value: bytes) -> None:
+    # 0x14 (TeletexString) is not a type of the schema: cryptography reads that name.
+    der = _with_subject_value(tag, value)
+    c = parse_certificate(der, remember=False)
+    assert c.subject == x509.load_der_x509_certificate(der).subject
+    _agrees(der)
