@@ -92,6 +92,8 @@ def check_signature_algorithm(cert: Certificate, policy: Policy, who: Who) -> No
 
 
 _PKCS1 = padding.PKCS1v15()
+# One ECDSA parameters object per hash, shared by every verification.
+_ECDSA = {name: ec.ECDSA(h) for name, h in _HASH_OBJECTS.items()}
 
 
 def _verify(cert: Certificate, key: Any) -> bool:
@@ -115,7 +117,7 @@ def _verify(cert: Certificate, key: Any) -> bool:
                 key.verify(cert.signature, cert.tbs, _PKCS1, _HASH_OBJECTS[hash_name])
         elif kind == "ec":
             assert hash_name is not None
-            key.verify(cert.signature, cert.tbs, ec.ECDSA(_HASH_OBJECTS[hash_name]))
+            key.verify(cert.signature, cert.tbs, _ECDSA[hash_name])
         else:  # ed25519, ed448
             key.verify(cert.signature, cert.tbs)
     except InvalidSignature:
