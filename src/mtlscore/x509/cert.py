@@ -729,7 +729,7 @@ def _header_of(total: int) -> int:
 
 
 def _spki_reencoded(key: Any, der: bytes) -> bytes:
-    """The SubjectPublicKeyInfo DER of ``key``, re-encoded (a placeholder unique to the certificate when it cannot be)."""
+    """The SubjectPublicKeyInfo DER of ``key``, re-encoded (else a placeholder unique to the certificate)."""
     if key is not None:
         try:
             return bytes(
