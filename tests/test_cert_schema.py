@@ -160,3 +160,26 @@ def test_names_cryptography_reads_are_read(tag: int, value: bytes) -> None:
     c = parse_certificate(der, remember=False)
     assert c.subject == x509.load_der_x509_certificate(der).subject
     _agrees(der)
+
+
+def test_a_bare_pkcs1_key_in_place_of_the_spki_is_malformed() -> None:
+    # RFC 5280 §4.1.2.7: subjectPublicKeyInfo is an SPKI. load_der_public_key also takes a
+    # bare PKCS #1 RSAPublicKey (RFC 8017 §A.1.1); cryptography's certificate refuses it.
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from mtlscore.x509.cert import der_sequence
+
+    leaf = _ROOT.leaf("schema-pkcs1", key="rsa")
+    parse_certificate(_ROOT.leaf("schema-pkcs1-ok", key="rsa").der, remember=False)  # the algorithm is known
+    c = parse_certificate(leaf.der, remember=False)
+    pkcs1 = c.public_key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
+    tbs = c.tbs
+    header = 4 if tbs[1] == 0x82 else 3 if tbs[1] == 0x81 else 2
+    assert tbs.count(c.spki_der) == 1
+    new_tbs = der_sequence(tbs[header:].replace(c.spki_der, pkcs1))
+    der = der_sequence(new_tbs + leaf.der[c._tbs_end :])  # the same signatureAlgorithm and signature
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's own refusal, whatever its type
+        x509.load_der_x509_certificate(der)
+    with pytest.raises(CertificateRejected) as info:
+        parse_certificate(der, remember=False)
+    assert info.value.reason is Reason.MALFORMED

@@ -588,6 +588,11 @@ def _key_of(spki_raw: bytes, x509_of: Callable[[], cx509.Certificate]) -> tuple[
     unsupported algorithm, a point not on its curve) is an unsupported key.
     """
     try:
+        # An SPKI (an AlgorithmIdentifier SEQUENCE and a BIT STRING), not the bare PKCS #1
+        # RSAPublicKey load_der_public_key would also take.
+        spki = asn1.decode_der(schema.SubjectPublicKeyInfo, spki_raw)
+        if spki.algorithm.tag_bytes != b"\x30":
+            raise ValueError("not an AlgorithmIdentifier")
         key = serialization.load_der_public_key(spki_raw)
     except Exception:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         return _key_facts(x509_of())

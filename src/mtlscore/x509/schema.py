@@ -24,6 +24,7 @@ __all__ = [
     "GeneralNames",
     "NameSchema",
     "Oids",
+    "SubjectPublicKeyInfo",
     "TBSCertificate",
     "Validity",
     "tlv_bytes",
@@ -71,6 +72,19 @@ class CertificateSchema:
     tbs: asn1.TLV
     signature_algorithm: asn1.TLV
     signature: asn1.BitString
+
+
+@asn1.sequence
+class SubjectPublicKeyInfo:
+    """RFC 5280 §4.1.2.7, enough to tell it from a bare PKCS #1 RSAPublicKey (RFC 8017 §A.1.1).
+
+    ``load_der_public_key`` also accepts the latter, which a certificate's
+    subjectPublicKeyInfo must not be; the algorithm's parameters are checked
+    by ``load_der_public_key`` itself.
+    """
+
+    algorithm: asn1.TLV
+    subject_public_key: asn1.BitString
 
 
 @asn1.sequence
