@@ -386,7 +386,8 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
     # leaf or the last CA is itself configured as an anchor): then it is checked there.
     issues = a.sha256 != path[-1].sha256
     if issues:
-        _check_profile(a, who, policy, issues=True, self_signed=a.self_issued)
+        if policy.strict_ca_profile:
+            _check_profile(a, who, policy, issues=True, self_signed=a.self_issued)
         check_ca(a, _ANCHOR, who, policy, path[-1], None)
     # §6.1.2 (k): max_path_length starts at n; an anchor's own pathLenConstraint applies.
     max_path_length = n
@@ -403,9 +404,10 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
         cert = path[pos]
         who = Who(cert, pos)
         check_basic(cert, _INTERMEDIATE, who, at, policy)
-        above = path[pos + 1] if pos + 1 < n else a
-        _check_profile(cert, who, policy, issues=True,
-                       self_signed=cert.self_issued and above.spki_sha256 == cert.spki_sha256)
+        if policy.strict_ca_profile:  # (the self-signed question compares name keys)
+            above = path[pos + 1] if pos + 1 < n else a
+            _check_profile(cert, who, policy, issues=True,
+                           self_signed=cert.self_issued and above.spki_sha256 == cert.spki_sha256)
         # §6.1.3 (b)-(c): name constraints apply to every certificate except
         # self-issued intermediates.
         if not cert.self_issued:
