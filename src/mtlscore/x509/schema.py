@@ -11,7 +11,7 @@ their bytes, the key is loaded by ``cryptography`` from its bytes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from cryptography import x509 as cx509
 from cryptography.hazmat import asn1
@@ -173,7 +173,7 @@ def wrap(content: bytes) -> bytes:
     return bytes([0x30, 0x80 | size]) + n.to_bytes(size, "big") + content
 
 
-def tlv_bytes(tlv: Any) -> bytes:
+def tlv_bytes(tlv: asn1.TLV) -> bytes:
     """The whole element (tag, length, contents) of a decoded TLV, as transmitted.
 
     The decoder accepts only DER, where the length has exactly one encoding
