@@ -183,3 +183,63 @@ def test_a_bare_pkcs1_key_in_place_of_the_spki_is_malformed() -> None:
     with pytest.raises(CertificateRejected) as info:
         parse_certificate(der, remember=False)
     assert info.value.reason is Reason.MALFORMED
+
+
+def _limbo_certificates() -> list[bytes]:
+    import json
+    import lzma
+    import pathlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = pathlib.Path(__file__).resolve().parent / "conformance" / "limbo.json.xz"
+    doc = json.loads(lzma.decompress(path.read_bytes()))
+    out: dict[bytes, None] = {}
+    for case in doc["testcases"][::4]:
+        for pem in [case.get("peer_certificate"), *case.get("untrusted_intermediates", [])]:
+            try:
+                out[x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)] = None
+            except ValueError:
+                continue
+    return list(out)
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_whatever_cryptography_refuses_to_load_is_malformed() -> None:
+    # The read loads no cryptography certificate for the common forms, so every
+    # structure rule cryptography's loader enforces must hold without it: the
+    # x509-limbo certificates and seeded random byte mutations of them, each parsed
+    # after its unmutated original (the algorithm, names and extensions then known).
+    import random
+
+    rng = random.Random(17)
+    refused = 0
+    for original in _limbo_certificates():
+        if _loads(original):
+            parse_certificate(original, remember=False)
+        for _ in range(30):
+            der = bytearray(original)
+            for _k in range(rng.choice((1, 1, 2))):
+                p = rng.randrange(len(der))
+                if rng.random() < 0.7:
+                    der[p] = rng.randrange(256)
+                else:
+                    der[p] ^= 1 << rng.randrange(8)
+            if _loads(bytes(der)):
+                continue
+            refused += 1
+            with pytest.raises(CertificateRejected) as info:
+                parse_certificate(bytes(der), remember=False)
+            assert info.value.reason is Reason.MALFORMED, der.hex()
+    assert refused > 1000  # the mutations reach cryptography's refusals
+
+
+def _loads(der: bytes) -> bool:
+    """Whether cryptography loads ``der`` and reads its names (what it refuses there is malformed)."""
+    try:
+        x = x509.load_der_x509_certificate(der)
+        x.subject  # noqa: B018
+        x.issuer  # noqa: B018
+    except Exception:  # noqa: BLE001 - cryptography's own refusal, whatever its type
+        return False
+    return True
