@@ -440,3 +440,53 @@ def test_validate_does_not_depend_on_call_history(pki3) -> None:
     validator = Validator(TrustStore(anchors=[root.pem]))
     first = [validator.validate(c, at=NOW).reason for c in (leaf.chain_pem, leaf.pem, leaf.chain_pem)]
     assert first == [None, Reason.UNTRUSTED, None]
+
+
+# -- validate() decides a first-seen chain as the machine does --------------------------
+
+
+def _by_machine(v: Validator, chain: Any) -> Verdict:
+    """The sans-IO machine's verdict, every request declined as validate() declines it."""
+    run = v.start(chain, at=NOW)
+    event = run.next_event()
+    while not isinstance(event, Verdict):
+        run.decline(event, "not fetched: validate() does no I/O")
+        event = run.next_event()
+    return event
+
+
+def _facts(v: Verdict) -> tuple[Any, ...]:
+    ident = v.identity.to_dict() if v.identity is not None else None
+    return (v.ok, v.reason, v.detail, v.position, tuple(c.sha256 for c in v.path),
+            v.anchor.spki_sha256 if v.anchor else None, v.notes, ident)
+
+
+def test_validate_searches_a_first_seen_chain_as_the_machine_does() -> None:
+    # validate() searches a leaf without a known path itself when revocation can only
+    # accept silently (no revocation plan); the verdict must be the machine's, accepted
+    # or not, whatever the machine would have asked for.
+    root = pki.root("CN=Direct Root")
+    other = pki.root("CN=Direct Other Root")
+    inter = root.intermediate("CN=Direct Intermediate")
+    allowed = pki.root("CN=direct-allowlisted")
+    lonely = inter.leaf("no-chain", ca_issuers_urls=["http://127.0.0.1:9/inter.cer"])
+    registered = inter.leaf("allowlisted-and-issued")  # a path exists, but the exact match decides
+    chains: list[Any] = [
+        inter.leaf("ok").chain_der,
+        inter.leaf("expired", not_after=NOW - timedelta(days=1)).chain_der,
+        inter.leaf("server", eku=[SERVER_AUTH]).chain_der,
+        other.intermediate("CN=Direct Intermediate").leaf("impostor").chain_der,  # same names, other keys
+        [lonely.der],  # its issuer is missing: the machine asks for it (caIssuers), validate() declines
+        [inter.leaf("junk-extra").der, b"\x30\x03\x02\x01\x00", inter.der],
+        [allowed.der],
+        registered.chain_der,
+        [root.der],  # the anchor itself
+    ]
+    policies = [Policy(revocation="off"), Policy(revocation="off", fetch_issuers=True),
+                Policy(revocation="soft"), Policy(revocation="off", strict_ca_profile=True)]
+    for policy in policies:
+        for chain in chains:
+            trust = TrustStore(anchors=[root.der], allowlisted=[allowed.der, registered.der])
+            direct = Validator(trust, policy).validate(chain, at=NOW)
+            machine = _by_machine(Validator(trust, policy), chain)
+            assert _facts(direct) == _facts(machine), (policy, chain)
