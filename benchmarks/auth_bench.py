@@ -10,11 +10,21 @@ connection, against the same gateway answering its identity JSON in the same run
 One connection each, requests one after another (like one nginx keepalive connection),
 interleaved per repeat. ``python benchmarks/auth_bench.py [--requests N] [--repeats R]``.
 Prints figures; asserts nothing about time.
+
+The gateway runs in a thread of this process; the client (the edge) runs in a forked
+child process, as nginx would, so the two do not share an interpreter lock. requests/s
+is the pair's rate — on a loaded machine, the share of CPU they got. The figure that
+speaks for one worker is the server's own CPU per decision: the gateway thread's user +
+system time from /proc (Linux; clock ticks, so use ≥ 1000 requests), reported as
+decisions per CPU-second of that thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import multiprocessing.pool
+import os
 import pathlib
 import socket
 import ssl
@@ -39,6 +49,35 @@ def _configs(d: pathlib.Path, runtime: str) -> tuple[pathlib.Path, pathlib.Path]
     auth.write_text(identity.read_text().replace('mode = "reject_invalid"', 'mode = "auth"')
                     + 'trusted_proxies = ["127.0.0.1/32"]\n')
     return auth, identity
+
+
+def _thread_cpu(server: Server) -> float:
+    """CPU seconds (user + system) the server's thread has used, from /proc; 0.0 elsewhere."""
+    try:
+        with open(f"/proc/self/task/{server.thread.native_id}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # proc(5): utime and stime are fields 14 and 15; fields[0] here is field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(
+    pool: multiprocessing.pool.Pool, server: Server, d: pathlib.Path, cert: bool, headers: list[tuple[str, str]],
+    n: int,
+) -> tuple[float, float]:
+    """(requests/s, requests per server-thread CPU second) for ``n`` requests on one connection,
+    sent by the client process (``cert``: it presents the client certificate)."""
+    cpu = _thread_cpu(server)
+    elapsed = pool.apply(_client, (server.port, str(d), cert, headers, n))
+    used = _thread_cpu(server) - cpu
+    return n / elapsed, (n / used if used > 0 else float("nan"))
+
+
+def _client(port: int, d: str, cert: bool, headers: list[tuple[str, str]], n: int) -> float:
+    """In the client process: ``_keepalive`` with the edge's context (``cert``: the client's)."""
+    ctx = _client_context(pathlib.Path(d)) if cert else ssl.create_default_context(cafile=f"{d}/server-ca.pem")
+    return _keepalive(port, ctx, headers, n)
 
 
 def _keepalive(port: int, ctx: ssl.SSLContext, headers: list[tuple[str, str]], n: int) -> float:
@@ -71,7 +110,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mtlscore-auth-bench-") as tmp:
+    rates: dict[str, list[float]] = {"auth": [], "identity": []}
+    per_cpu: dict[str, list[float]] = {"auth": [], "identity": []}
+    # The client process is forked before the gateway threads exist: it holds none of their locks.
+    with tempfile.TemporaryDirectory(prefix="mtlscore-auth-bench-") as tmp, \
+            multiprocessing.get_context("fork").Pool(1) as pool:
         d = pathlib.Path(tmp)
         auth_cfg, ident_cfg = _configs(d, args.runtime)
         auth = Server("auth", _gateway(auth_cfg, args.runtime))
@@ -80,19 +123,22 @@ def main() -> None:
             chain = load_certificates((d / "client.pem").read_bytes())
             forwarded = [("Client-Cert", emit_client_cert(chain[0])),
                          ("Client-Cert-Chain", emit_client_cert_chain(chain[1:]))]
-            edge = ssl.create_default_context(cafile=str(d / "server-ca.pem"))  # the edge: no client cert
-            client = _client_context(d)
-            rates: dict[str, list[float]] = {"auth": [], "identity": []}
+            runs = (("auth", auth, False, forwarded), ("identity", ident, True, []))
             for _ in range(args.repeats):
-                rates["auth"].append(args.requests / _keepalive(auth.port, edge, forwarded, args.requests))
-                rates["identity"].append(args.requests / _keepalive(ident.port, client, [], args.requests))
+                for name, server, cert, headers in runs:
+                    rate, cpu_rate = _measured(pool, server, d, cert, headers, args.requests)
+                    rates[name].append(rate)
+                    per_cpu[name].append(cpu_rate)
         finally:
             auth.stop()
             ident.stop()
     a, i = statistics.median(rates["auth"]), statistics.median(rates["identity"])
+    ca, ci = statistics.median(per_cpu["auth"]), statistics.median(per_cpu["identity"])
     print(f"{args.runtime}: auth mode {a:,.0f} decisions/s (cached verdicts, one keep-alive connection); "
           f"identity JSON {i:,.0f} requests/s; auth = {a / i:.2f}x identity "
           f"(medians of {args.repeats} x {args.requests})")
+    print(f"{args.runtime}: server thread CPU: auth mode {ca:,.0f} decisions per CPU-second "
+          f"({1e6 / ca:.0f} µs each); identity JSON {ci:,.0f} per CPU-second ({1e6 / ci:.0f} µs each)")
 
 
 if __name__ == "__main__":

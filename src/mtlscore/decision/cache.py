@@ -47,8 +47,8 @@ __all__ = [
 DEFAULT_VERDICT_CACHE_SIZE = 16384
 DEFAULT_MAX_AGE = timedelta(hours=1)
 
-# (verdict, first usable time, last usable time)
-_Entry = tuple[Verdict, datetime, datetime]
+# (verdict, first usable time, last usable time, what the caller attached to it)
+_Entry = tuple[Verdict, datetime, datetime, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +164,7 @@ class VerdictCache(BoundedLRU[Hashable, _Entry]):
         if entry is None:
             self.misses += 1
             return None
-        verdict, lo, hi = entry
+        verdict, lo, hi, _ = entry
         if at < lo or at > hi:
             self.misses += 1
             if at > hi:
@@ -175,6 +175,12 @@ class VerdictCache(BoundedLRU[Hashable, _Entry]):
         self.hit(key)
         return verdict
 
+    def get_attached(self, key: Hashable, at: datetime) -> tuple[Verdict, object] | None:
+        """:meth:`get`, with what :meth:`put` attached to the verdict."""
+        verdict = self.get(key, at)
+        entry = self.peek(key) if verdict is not None else None
+        return (verdict, entry[3]) if verdict is not None and entry is not None else None
+
     def put(
         self,
         key: Hashable,
@@ -183,12 +189,15 @@ class VerdictCache(BoundedLRU[Hashable, _Entry]):
         at: datetime,
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
+        attached: object = None,
     ) -> bool:
         """Remember an accepted ``verdict`` computed at ``at``; True when it was stored.
 
         ``valid_from``/``valid_until`` narrow the window for data outside the path
-        (the revocation data's thisUpdate / nextUpdate). A rejection, a verdict
-        without a path, or an empty window is not stored.
+        (the revocation data's thisUpdate / nextUpdate). ``attached`` rides along
+        (:meth:`get_attached`): what the caller derived from the same input, valid as
+        long as the verdict. A rejection, a verdict without a path, or an empty
+        window is not stored.
         """
         if not verdict.ok or self.size == 0:
             return False
@@ -203,7 +212,7 @@ class VerdictCache(BoundedLRU[Hashable, _Entry]):
             hi = min(hi, valid_until)
         if not lo <= at <= hi:
             return False
-        self.store(key, (verdict, lo, hi))
+        self.store(key, (verdict, lo, hi, attached))
         self.stored += 1
         return True
 

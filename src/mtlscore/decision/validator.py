@@ -237,24 +237,37 @@ class Validator:
     def _verdict_key(
         self, chain: ChainInput | None, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]
     ) -> Hashable | None:
-        # Cache only verdicts that depend on nothing but the chain, the epochs, this
-        # validator's own CRLs and the time: not on per-call data, nor on fetched
-        # answers (policy.fetch, or a revocation cache filled by start()) whose
-        # expiry the verdict does not carry.
+        if self.reuse_window(crls=crls, ocsp_responses=ocsp_responses) is None:
+            return None
+        return self.verdict_cache.key(chain, self.trust.epoch, self.policy.epoch, self._cache_token)
+
+    def reuse_window(
+        self, *, crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = ()
+    ) -> tuple[datetime | None, datetime | None] | None:
+        """Whether an accepted verdict of :meth:`validate` with these per-call inputs may be
+        reused, and the bounds its revocation data puts on that: ``(valid_from,
+        valid_until)`` (None: no bound beyond the path's validity), or None when it may
+        not be reused at all.
+
+        A verdict depends on the chain, the trust store and policy (their epochs), this
+        validator's own CRLs and the time. Not reusable when it also depends on per-call
+        data (``crls``, ``ocsp_responses``) or on fetched answers (``policy.fetch``, or a
+        revocation cache filled by :meth:`start`) whose expiry the verdict does not carry.
+        """
         p = self.policy
         if crls or ocsp_responses or p.fetch or len(self.cache):
             return None
-        return self.verdict_cache.key(chain, self.trust.epoch, p.epoch, self._cache_token)
-
-    def _remember(self, key: Any, verdict: Verdict, at: datetime) -> None:
-        p = self.policy
-        valid_from = valid_until = None
         if self.crls and not (p.revocation == "off" and p.revocation_leaf in (None, "off")
                               and p.revocation_ca in (None, "off")):
             # The given CRLs decided revocation: reuse only while all of them are current.
-            valid_from = max(c.this_update for c in self.crls)
-            valid_until = min(c.next_update or c.this_update + p.max_revocation_age for c in self.crls)
-        self.verdict_cache.put(key, verdict, at=at, valid_from=valid_from, valid_until=valid_until)
+            return (max(c.this_update for c in self.crls),
+                    min(c.next_update or c.this_update + p.max_revocation_age for c in self.crls))
+        return None, None
+
+    def _remember(self, key: Any, verdict: Verdict, at: datetime) -> None:
+        window = self.reuse_window()
+        if window is not None:
+            self.verdict_cache.put(key, verdict, at=at, valid_from=window[0], valid_until=window[1])
 
     def start(
         self,

@@ -21,6 +21,7 @@ from ..reasons import Reason
 from ..types import JSONObject
 from ..x509.cert import Certificate
 from .appauth import AccountAuth, NeedRate, RateLimiter, TokenVerifier
+from .forwarded_cache import ForwardedCache
 from .settings import ServerConfig
 from .shared import SharedSettings
 
@@ -80,6 +81,9 @@ class Gateway:
     jwks_cache: JwksCache = field(default_factory=JwksCache, compare=False)
     # [shared] (docs/shared-state.md): rate limits are taken in the shared store (CheckRate).
     shared: SharedSettings | None = None
+    # Verdicts of certificates trusted proxies forwarded, by the exact header values
+    # (gateway/forwarded_cache.py). Never carried over a reload: it starts empty.
+    forwarded: ForwardedCache = field(default_factory=ForwardedCache, compare=False)
 
 
 class UpstreamFailure(enum.StrEnum):

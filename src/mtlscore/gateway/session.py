@@ -52,7 +52,15 @@ from ..identity.identity_map import IdentityMap, Principal
 from ..identity.jwks import NeedJwks
 from ..identity.self_signed import is_candidate
 from ..identity.self_signed import match as match_self_signed
-from ..proxy.trusted import ClientAddress, UseForwarded, UseTls, decision_verdict
+from ..proxy.trusted import (
+    ClientAddress,
+    Reject,
+    TrustedProxy,
+    UseForwarded,
+    UseTls,
+    decision_verdict,
+    peer_address,
+)
 from ..proxy.trusted import Decision as ProxyDecision
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate, parse_certificate
@@ -80,6 +88,7 @@ from .events import (
     WriteUpstream,
     _peer,
 )
+from .forwarded_cache import Forwarded
 from .forwarding import (
     HOP_BY_HOP as HOP_BY_HOP,
 )
@@ -192,6 +201,9 @@ class Session:
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
         self._deadlines = Deadlines(self.server, born=now)
         self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
+        self._peer_ip = peer_address(tls.peer[0])  # parsed once, matched against proxies per request
+        # The forwarded-cache entry this request's evidence came from or went into.
+        self._remembered: Forwarded | None = None
         # The connection's own (TLS) evidence; behind trusted proxies each request
         # decides on its own (:meth:`_evidence`), starting again from this one.
         self._own = self._validate(at, verdict)
@@ -353,7 +365,7 @@ class Session:
         assert self._awaiting is not None and self._request is not None  # set with ASK_VALIDATION
         decision, at, now = self._awaiting
         self._awaiting = None
-        self._settle(self._request, decision, lambda _chain: verdict)
+        self._settle(self._request, decision, lambda _chain: verdict, decision.proxy)
         self._decide_request(self._request, at, now)
 
     # -- the loop ------------------------------------------------------------
@@ -439,33 +451,49 @@ class Session:
         """
         policy = self._proxy_policy
         self.evidence = own = self._own
+        self._remembered = None
         if policy is None:
             return None
-        decision = policy.decide(peer=self.tls.peer[0], peer_chain=own.presented, headers=request.headers)
-        if isinstance(decision, UseTls):
-            if decision.notes:
-                self.evidence = replace(own, verdict=replace(own.verdict, notes=own.verdict.notes + decision.notes))
+        found = policy.identify(peer=self._peer_ip, peer_chain=own.presented, headers=request.headers)
+        if isinstance(found, UseTls):
+            if found.notes:
+                self.evidence = replace(own, verdict=replace(own.verdict, notes=own.verdict.notes + found.notes))
             return None
-        if self._fetch and isinstance(decision, UseForwarded) and decision.revalidate and decision.chain:
-            return decision  # validated by the runtime, with fetching (Validate)
         validator = self.gateway.validator
 
         def validate(chain: tuple[Certificate, ...]) -> Verdict:
             return validator.validate(list(chain), at=at, crls=self.gateway.crls)
 
-        self._settle(request, decision, validate)
+        if isinstance(found, Reject):
+            self._settle(request, found, validate, None)
+            return None
+        # The same header bytes from the same proxy, under the same trust store and
+        # policy: the verdict reached before, while it holds (gateway/forwarded_cache.py).
+        cache = self.gateway.forwarded
+        key = cache.key(found, validator, self.gateway.crls)
+        hit = cache.get(key, at) if key is not None else None
+        if hit is not None:
+            verdict, self._remembered = hit
+            address = found.proxy.client_address(self.tls.peer[0], request.headers)
+            self.evidence = Evidence.of(verdict, self._remembered.presented, address, forwarded=True)
+            return None
+        decision = policy.forwarded(found)
+        if self._fetch and isinstance(decision, UseForwarded) and decision.revalidate and decision.chain:
+            return decision  # validated by the runtime, with fetching (Validate)
+        self._settle(request, decision, validate, found.proxy)
+        if key is not None and isinstance(decision, UseForwarded):
+            self._remembered = cache.put(key, self.evidence.verdict, decision.chain, at=at, validator=validator)
         return None
 
     def _settle(
-        self, request: h11.Request, decision: ProxyDecision, validate: Callable[[tuple[Certificate, ...]], Verdict]
+        self, request: h11.Request, decision: ProxyDecision, validate: Callable[[tuple[Certificate, ...]], Verdict],
+        proxy: TrustedProxy | None,
     ) -> None:
-        """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict."""
+        """This request's evidence from a proxy's decision, ``validate`` giving a chain's verdict.
+        ``proxy``: the trusted proxy that spoke (None: the peer is none)."""
         verdict = decision_verdict(decision, validate, self.gateway.validator.identity_map)
         # A refused forwarded certificate (Reject) came from a trusted proxy too: the
         # client's address is still the one that proxy reports (allow mode forwards it).
-        proxy = decision.proxy if isinstance(decision, UseForwarded) else None
-        if proxy is None and self._proxy_policy is not None:
-            proxy = self._proxy_policy.find(self.tls.peer[0], self._own.presented, request.headers)
         address = self._own.address
         if proxy is not None:
             address = proxy.client_address(self.tls.peer[0], request.headers)
@@ -574,8 +602,7 @@ class Session:
             # The edge copies these to its upstream (auth_request_set, allowed_upstream_headers,
             # authResponseHeaders); no body: the edge never shows it.
             self._decide(Outcome.AUTHORIZE, 200, reason, verdict.detail)
-            self._answer(200, b"", headers=_identity_headers(verdict, evidence.presented, evidence.account,
-                                                             self.server))
+            self._answer_yes(evidence)
             return
         if self.server.upstream is None:
             self._decide(Outcome.ANSWER, 200, reason, verdict.detail)
@@ -592,6 +619,22 @@ class Session:
         else:
             self._on(Event.SEND_HEAD)
             self._send_request_head(request)
+
+    def _answer_yes(self, evidence: Evidence) -> None:
+        """Auth mode's 200: no body, the identity headers. Its head is built and checked by
+        h11 once per forwarded-cache entry (it depends on the verdict, the chain and this
+        snapshot's settings only), then sent as it is."""
+        remembered = self._remembered
+        if remembered is None or remembered.presented is not evidence.presented:
+            self._answer(200, b"", headers=_identity_headers(
+                evidence.verdict, evidence.presented, evidence.account, self.server))
+            return
+        if remembered.answer_headers is None or remembered.answer is None:
+            remembered.answer_headers = _identity_headers(
+                evidence.verdict, evidence.presented, evidence.account, self.server)
+            remembered.answer = h11.Response(
+                status_code=200, headers=[("content-length", "0"), *remembered.answer_headers])
+        self._answer(200, b"", headers=remembered.answer_headers, head=remembered.answer)
 
     def _self_signed(self, at: datetime, now: float) -> bool:
         """RFC 8705 §2.2: a self-signed certificate no CA vouches for may be a client known by
@@ -629,11 +672,17 @@ class Session:
         self, request: h11.Request, at: datetime, now: float, *, count_rate: bool = True,
         rate_answer: RateAnswer | None = None,
     ) -> AuthResult:
-        resolve = self.gateway.account_auth or default_account_auth
-        try:
-            auth = resolve(self.evidence.principal)
-        except ConfigError as exc:
-            return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
+        remembered = self._remembered
+        if remembered is not None and remembered.account_known and remembered.presented is self.evidence.presented:
+            auth = remembered.account_auth  # resolved for this cached verdict's principal before
+        else:
+            resolve = self.gateway.account_auth or default_account_auth
+            try:
+                auth = resolve(self.evidence.principal)
+            except ConfigError as exc:
+                return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
+            if remembered is not None and remembered.presented is self.evidence.presented:
+                remembered.account_auth, remembered.account_known = auth, True
         return self._authorize(auth, request, at, now, count_rate=count_rate, rate_answer=rate_answer)
 
     def _authorize(
@@ -806,7 +855,11 @@ class Session:
         *,
         headers: Sequence[tuple[str, str]] = (),
         close: bool = False,
+        head: h11.Response | None = None,
     ) -> None:
+        """Answer the current request. ``head``: the head of this bodiless answer made before
+        from the same ``headers`` (not checked again); when the connection must close, the
+        head is made anew from ``headers`` with ``Connection: close``."""
         client = self._client
         if client.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             self._close()
@@ -821,13 +874,17 @@ class Session:
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 break
         close = close or client.their_state is not h11.DONE or self._deadlines.aged()
-        hdrs = [("content-type", "application/json")] if body else []
-        hdrs += [("content-length", str(len(body))), *headers]
-        if close:
-            hdrs.append(("connection", "close"))
+        if head is None or close or body:
+            hdrs = [("content-type", "application/json")] if body else []
+            hdrs += [("content-length", str(len(body))), *headers]
+            if close:
+                hdrs.append(("connection", "close"))
+            head = h11.Response(status_code=status, headers=hdrs)
         try:
-            data = client.send(h11.Response(status_code=status, headers=hdrs))
-            data += client.send(h11.Data(data=body)) + client.send(h11.EndOfMessage())
+            data = client.send(head)
+            if body:  # an empty Data writes nothing: skip its trip through h11
+                data += client.send(h11.Data(data=body))
+            data += client.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             self._close()
             return

@@ -31,6 +31,7 @@ from .basic_auth import PasswordHash, ProxyCredentials
 __all__ = [
     "DEFAULT_HEADER_NAMES",
     "ClientAddress",
+    "FromProxy",
     "HeaderFormat",
     "ProxyPolicy",
     "Reject",
@@ -39,6 +40,7 @@ __all__ = [
     "UseTls",
     "decision_verdict",
     "map_identity",
+    "peer_address",
     "proxies_from_config",
 ]
 
@@ -223,7 +225,7 @@ class TrustedProxy:
                 )
             raw = values[0].strip()
             where = f"{header} set by trusted proxy {self.name!r}"
-        address = _peer_address(raw)
+        address = peer_address(raw)
         if address is None or "%" in raw:
             return ClientAddress(None, f"{where} is not an IP address: {raw[:64]!r}")
         return ClientAddress(str(address), where)
@@ -232,6 +234,17 @@ class TrustedProxy:
     def header_name(self) -> str:
         """The (lower-case) header this proxy's certificate arrives in."""
         return self.header or DEFAULT_HEADER_NAMES[self.format]
+
+    @property
+    def read_headers(self) -> tuple[str, ...]:
+        """Every (lower-case) header the forwarded decision reads: the certificate's, RFC
+        9440's chain header, and the verdict header when the proxy's verdict stands."""
+        names = [self.header_name]
+        if self.format == "rfc9440":
+            names.append("client-cert-chain" if self.header is None else self.header_name + "-chain")
+        if not self.revalidate and self.verdict_header is not None:
+            names.append(self.verdict_header)
+        return tuple(names)
 
     def matches(
         self,
@@ -324,21 +337,39 @@ class Reject:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class FromProxy:
+    """A trusted proxy speaks for this request (:meth:`ProxyPolicy.identify`).
+
+    ``values`` holds, for each of ``proxy.read_headers``, every copy the request carried
+    in order: all that :meth:`ProxyPolicy.forwarded` reads, so ``(index, values)``
+    keys a cache of what it decides. ``index`` is the proxy's position in the policy.
+    """
+
+    proxy: TrustedProxy
+    index: int
+    values: tuple[tuple[bytes | str, ...], ...]
+
+
 Decision = UseTls | UseForwarded | Reject
 
-# The immediate peer: an address ("203.0.113.7"), an ASGI ``client`` pair (host, port), or None.
-Peer = str | Sequence[object] | None
+# The immediate peer: an address ("203.0.113.7", or parsed), an ASGI ``client`` pair (host, port), or None.
+Peer = str | ipaddress.IPv4Address | ipaddress.IPv6Address | Sequence[object] | None
 
 
-def _peer_address(peer: Peer) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def peer_address(peer: Peer) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The peer's IP address (an IPv4-mapped IPv6 address as IPv4), or None when it is none."""
     if isinstance(peer, tuple | list) and peer:
         peer = peer[0]
     if peer is None:
         return None
-    try:
-        addr = ipaddress.ip_address(str(peer).split("%", 1)[0])
-    except ValueError:
-        return None  # a unix socket path or garbage: never a trusted address
+    if isinstance(peer, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        addr = peer  # parsed once per connection by the caller
+    else:
+        try:
+            addr = ipaddress.ip_address(str(peer).split("%", 1)[0])
+        except ValueError:
+            return None  # a unix socket path or garbage: never a trusted address
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr
@@ -402,20 +433,22 @@ class ProxyPolicy:
         headers: Iterable[tuple[bytes | str, bytes | str]] = (),
     ) -> TrustedProxy | None:
         """The trusted proxy the immediate peer is, or None (``headers`` for basic auth)."""
-        return self._find(peer, peer_chain, _header_map(headers))[0]
+        index, _ = self._find(peer, peer_chain, _header_map(headers))
+        return self.proxies[index] if index >= 0 else None
 
     def _find(
         self, peer: Peer, peer_chain: Sequence[Certificate], hmap: Mapping[str, list[bytes | str]]
-    ) -> tuple[TrustedProxy | None, str]:
-        addr = _peer_address(peer)
+    ) -> tuple[int, str]:
+        """The index of the first proxy the peer is (-1: none), and why the others did not match."""
+        addr = peer_address(peer)
         leaf = peer_chain[0] if peer_chain else None
         why = ""
-        for proxy in self.proxies:
+        for index, proxy in enumerate(self.proxies):
             miss = proxy.mismatch(addr, leaf, hmap)
             if miss is None:
-                return proxy, ""
+                return index, ""
             why = why or miss
-        return None, why
+        return -1, why
 
     def decide(
         self,
@@ -428,16 +461,30 @@ class ProxyPolicy:
 
         ``peer`` is the immediate peer's address (a string or an ASGI ``(host, port)``),
         ``peer_chain`` what it presented in TLS (leaf first), ``headers`` the request's.
+        :meth:`identify` then :meth:`forwarded`.
         """
+        found = self.identify(peer=peer, peer_chain=peer_chain, headers=headers)
+        return self.forwarded(found) if isinstance(found, FromProxy) else found
+
+    def identify(
+        self,
+        *,
+        peer: Peer,
+        peer_chain: Sequence[Certificate] = (),
+        headers: Iterable[tuple[bytes | str, bytes | str]] = (),
+    ) -> UseTls | Reject | FromProxy:
+        """Who speaks for this request: the peer itself (:class:`UseTls`), nobody
+        (:class:`Reject`), or a trusted proxy (:class:`FromProxy`, its headers not yet
+        parsed). Never raises on bad input."""
         hmap = _header_map(headers)
-        proxy, why = self._find(peer, peer_chain, hmap)
-        if proxy is None:
+        index, why = self._find(peer, peer_chain, hmap)
+        if index < 0:
             present = sorted(n for n in self.watched_headers if n in hmap)
             if not present:
                 return UseTls(tuple(peer_chain))
             detail = (
                 f"certificate header(s) {', '.join(present)} came from "
-                f"{_peer_address(peer) or 'an unknown peer'}, "
+                f"{peer_address(peer) or 'an unknown peer'}, "
                 + (f"which is not a trusted proxy: {why}" if why else "which is not a trusted proxy")
                 + "; they are not believed"
             )
@@ -447,12 +494,20 @@ class ProxyPolicy:
             if self.on_untrusted == "reject" or why:
                 return Reject(Reason.UNTRUSTED_PROXY, detail)
             return UseTls(tuple(peer_chain), notes=(f"{Reason.UNTRUSTED_PROXY.value}: {detail}",))
+        proxy = self.proxies[index]
+        values = tuple(tuple(hmap.get(name, ())) for name in proxy.read_headers)
+        return FromProxy(proxy, index, values)
+
+    def forwarded(self, found: FromProxy) -> UseForwarded | Reject:
+        """What ``found``'s proxy forwarded: its headers parsed (from ``found.values``
+        alone). Never raises on bad input."""
+        proxy = found.proxy
         try:
-            chain = self._forwarded_chain(proxy, hmap)
+            chain = self._forwarded_chain(proxy, found.values)
             verified: bool | None = None
             if not proxy.revalidate:
                 if proxy.verdict_header is not None:
-                    raw = _single(hmap.get(proxy.verdict_header), proxy.verdict_header)
+                    raw = _single(list(found.values[-1]), proxy.verdict_header)
                     verdict = _as_text(raw).strip() if raw is not None else ""
                     verified = any(hmac.compare_digest(verdict, ok) for ok in proxy.verdict_ok)
                 else:
@@ -462,15 +517,16 @@ class ProxyPolicy:
         return UseForwarded(chain, proxy, proxy.revalidate, verified)
 
     def _forwarded_chain(
-        self, proxy: TrustedProxy, hmap: dict[str, list[bytes | str]]
+        self, proxy: TrustedProxy, values: tuple[tuple[bytes | str, ...], ...]
     ) -> tuple[Certificate, ...]:
+        # values[i]: every copy of proxy.read_headers[i].
         name = proxy.header_name
         limits = self.limits
         fmt = proxy.format
         if fmt == "rfc9440":
-            raw = _single(hmap.get(name), name)
-            chain_name = "client-cert-chain" if proxy.header is None else name + "-chain"
-            rest = hmap.get(chain_name)
+            raw = _single(list(values[0]), name)
+            chain_name = proxy.read_headers[1]
+            rest = values[1]
             if raw is None:
                 if rest:
                     # RFC 9440 §2.3: Client-Cert-Chain MUST NOT be sent without Client-Cert.
@@ -484,7 +540,7 @@ class ProxyPolicy:
                 else []
             )
             return (leaf, *more)
-        raw = _single(hmap.get(name), name)
+        raw = _single(list(values[0]), name)
         if raw is None or not _as_text(raw).strip():
             return ()
         if fmt == "nginx":
