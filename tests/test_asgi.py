@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from mtlscore.identity.identity_map import IdentityMap, Rule
 from mtlscore.jwt import issue_bound_token
 from mtlscore.proxy import headers as h
 from mtlscore.proxy.trusted import TrustedProxy
+from mtlscore.runtimes import tls
 from mtlscore.runtimes.uvicorn_tls import presented_chain, tls_extension
 from mtlscore.x509.cert import parse_certificate
 from mtlscore.x509.jwk import jwk_from_public_key
@@ -391,6 +393,22 @@ def test_presented_chain_sources():
     # CPython's server side reports a missing peer certificate as [None].
     assert presented_chain(FakeSSLObject(private_chain=[None])) == ([], "none")
     assert presented_chain(FakeSSLObject()) == ([], "none")
+
+
+def test_the_gateway_reads_the_chain_as_the_asgi_hooks_do():
+    # One reading of the presented chain for the gateway's engine and the uvicorn/hypercorn
+    # hooks: a missing peer certificate reported as [None], a getter that raises, a leaf only.
+    g, i = GOOD.der, INTER.der
+
+    class Raising(FakeSSLObject):
+        def get_unverified_chain(self):
+            raise ssl.SSLError("no chain")
+
+    assert tls.presented_chain(FakeSSLObject(private_chain=[None])) == ((), False)
+    assert tls.presented_chain(FakeSSLObject(private_chain=[None], leaf=g)) == ((g,), True)
+    assert tls.presented_chain(Raising(leaf=g)) == ((g,), True)
+    assert tls.presented_chain(FakeSSLObject(private_chain=[g, i])) == ((g, i), False)
+    assert presented_chain(Raising(leaf=g)) == ([g], "leaf_only")
 
 
 def test_tls_extension_shape():

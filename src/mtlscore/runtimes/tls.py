@@ -270,22 +270,32 @@ def presented_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[tuple[by
 
     Python 3.13 has ``get_unverified_chain()``; 3.10-3.12 have it on the private
     ``_sslobj``. Elsewhere only ``getpeercert(binary_form=True)`` (the leaf).
-    Accepts an ``ssl.SSLObject``/``SSLSocket`` or asyncio's ``ssl_object`` extra.
+    Accepts an ``ssl.SSLObject``/``SSLSocket`` or asyncio's ``ssl_object`` extra. No
+    certificate is ``((), False)``; what the ssl module cannot answer counts as none.
     """
     for holder in (ssl_object, getattr(ssl_object, "_sslobj", None)):
         get = getattr(holder, "get_unverified_chain", None)
         if get is None:
             continue
-        chain = get()
-        if chain:
-            return tuple(_der(c) for c in chain), False
-    leaf = ssl_object.getpeercert(binary_form=True)
-    return ((leaf,), True) if leaf else ((), False)
+        try:
+            chain = get()
+        except (ssl.SSLError, ValueError, AttributeError):
+            chain = None
+        # CPython (server side) puts the peer's certificate first, None when absent.
+        ders = tuple(_der(c) for c in chain or () if c is not None)
+        if ders:
+            return ders, False
+        break
+    try:
+        leaf = ssl_object.getpeercert(binary_form=True)
+    except (ssl.SSLError, ValueError, AttributeError):
+        leaf = None
+    return ((bytes(leaf),), True) if leaf else ((), False)
 
 
 def _der(cert: Any) -> bytes:
-    if isinstance(cert, bytes):
-        return cert
+    if isinstance(cert, bytes | bytearray):
+        return bytes(cert)
     return bytes(cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
 
 

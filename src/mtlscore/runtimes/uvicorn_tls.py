@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from uvicorn.server import ServerState
 
 from ..proxy.headers import lb_error_name
+from .tls import presented_chain as tls_presented_chain
 
 __all__ = [
     "DeferredTLSProtocol",
@@ -52,8 +53,6 @@ __all__ = [
 
 # RFC 8446 §4.2.1 / RFC 5246 §6.2.1 wire versions, as the ASGI TLS extension wants them.
 _TLS_VERSIONS = {"TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
-# What CPython's private _ssl.Certificate.public_bytes() takes for DER.
-_ENCODING_DER: int = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - private module
 
 
 def _pem(der: bytes) -> str:
@@ -62,42 +61,15 @@ def _pem(der: bytes) -> str:
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
 
 
-def _as_der(item: Any) -> bytes:
-    if isinstance(item, bytes | bytearray):
-        return bytes(item)
-    # CPython 3.10–3.12 private _ssl.Certificate
-    return bytes(item.public_bytes(_ENCODING_DER))
-
-
 def presented_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[list[bytes], str]:
-    """The DER chain the peer presented (leaf first) and how it was read.
+    """The DER chain the peer presented (leaf first) and how it was read (the gateway's
+    :func:`mtlscore.runtimes.tls.presented_chain`, in the ASGI TLS extension's words).
 
     The second value is ``"chain"`` (the full presented chain), ``"leaf_only"`` (only
     the leaf was available) or ``"none"`` (no client certificate).
     """
-    getters = (
-        getattr(ssl_object, "get_unverified_chain", None),  # Python 3.13+
-        getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None),  # 3.10–3.12
-    )
-    for getter in getters:
-        if getter is None:
-            continue
-        try:
-            chain = getter()
-        except (ssl.SSLError, ValueError, AttributeError):
-            chain = None
-        # CPython (server side) puts the peer's certificate first, None when absent.
-        chain = [c for c in chain or () if c is not None]
-        if chain:
-            return [_as_der(c) for c in chain], "chain"
-        break
-    try:
-        leaf = ssl_object.getpeercert(binary_form=True)
-    except (ssl.SSLError, ValueError, AttributeError):
-        leaf = None
-    if leaf:
-        return [bytes(leaf)], "leaf_only"
-    return [], "none"
+    chain, leaf_only = tls_presented_chain(ssl_object)
+    return list(chain), ("leaf_only" if leaf_only else "chain") if chain else "none"
 
 
 def _cipher_suite(ssl_object: Any) -> int | None:
