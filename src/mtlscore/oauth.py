@@ -30,10 +30,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NotRequired, TypedDict, Unpack
+from typing import NotRequired, TypedDict, Unpack
 
 from .decision.verdict import Verdict
-from .identity.binding import OAuthError, TlsClientAuth, cnf_claim, oauth_error
+from .identity.binding import METHODS, Method, OAuthError, TlsClientAuth, cnf_claim, oauth_error
 from .identity.identity_map import Principal
 from .identity.jwks import JwksCache, NeedJwks, check_jwks_uri, parse_jwks
 from .identity.self_signed import SelfSignedClient, SelfSignedMatch, match
@@ -53,8 +53,6 @@ __all__ = [
     "server_metadata",
 ]
 
-Method = Literal["tls_client_auth", "self_signed_tls_client_auth"]
-METHODS: tuple[Method, ...] = ("tls_client_auth", "self_signed_tls_client_auth")
 # The client_id names no registered client (or none was sent): invalid_client too.
 UNKNOWN_CLIENT = "unknown_client"
 # The client registered another token_endpoint_auth_method than this call accepts.

@@ -14,7 +14,7 @@ import pathlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..identity.jwks import JwksLimits, limits_from_config
 from ..proxy.trusted import ProxyPolicy, TrustedProxy, proxies_from_config
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 Mode = Literal["reject_invalid", "allow_invalid_or_missing"]
-MODES: tuple[str, ...] = ("reject_invalid", "allow_invalid_or_missing")
+MODES: tuple[Mode, ...] = get_args(Mode)  # the Literal's values, written once
 # "ssl": stdlib ssl verifies at the TLS layer too; "deferred": a TLS engine that
 # accepts any chain (pyOpenSSL) so the core decides every case; "auto": ssl for
 # reject_invalid, deferred for allow_invalid_or_missing.

@@ -6,6 +6,7 @@ the TLS engines use :data:`FAPI2_TLS12_CIPHERS` for ``[server] tls_profile = "fa
 
 from __future__ import annotations
 
+from ..identity.binding import METHODS
 from ..identity.jwks import JwkSet, parse_jwks
 from ..reasons import ConfigError
 
@@ -37,7 +38,6 @@ FAPI2_TLS12_CIPHERS = frozenset({
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384",
 })
 PROFILES = ("fapi2",)
-METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 TOKEN_TABLE_KEYS = frozenset({"jwks", "jwks_uri", "algorithms", "issuer", "audience"})
 
 

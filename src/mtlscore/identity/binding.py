@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from ..reasons import CertificateRejected, ConfigError, Reason
 from ..x509.cert import Certificate, load_certificates
@@ -29,7 +29,9 @@ from .identity import Identity
 from .rules import Condition, parse_condition
 
 __all__ = [
+    "METHODS",
     "TLS_CLIENT_AUTH_KEYS",
+    "Method",
     "OAuthError",
     "TlsClientAuth",
     "check_cnf",
@@ -39,6 +41,10 @@ __all__ = [
     "oauth_error",
     "x5t_s256",
 ]
+
+# RFC 8705 §2: the two mutual-TLS client authentication methods (token_endpoint_auth_method).
+Method = Literal["tls_client_auth", "self_signed_tls_client_auth"]
+METHODS: tuple[Method, ...] = get_args(Method)
 
 # RFC 8705 §2.1.2 client metadata → our match key.
 TLS_CLIENT_AUTH_KEYS = {
