@@ -27,7 +27,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from ..reasons import CertificateRejected, Reason
 from . import schema
-from .certificate import NAME_KEYS, UNSET, Certificate, PolicyControls, Unfrozen, _decoded
+from .certificate import NAME_KEYS, UNSET, Certificate, PolicyControls, Unfrozen, _decoded, spki_der_of
 from .lru import BoundedLRU
 
 __all__ = [
@@ -141,27 +141,6 @@ class _PolicyMappings:
     mappings: list[_PolicyMapping]
 
 
-# Enough of a TBSCertificate to read its extensions when ``cryptography`` refused them
-# (only to say in plain words why; the certificate is refused either way).
-@asn1.sequence
-class _Extension:
-    extn_id: cx509.ObjectIdentifier
-    critical: Annotated[bool, asn1.Default(False)]
-    extn_value: bytes
-
-
-@asn1.sequence
-class _TbsExtensions:
-    version: Annotated[int, asn1.Explicit(0)]
-    serial: asn1.TLV
-    signature: asn1.TLV
-    issuer: asn1.TLV
-    validity: asn1.TLV
-    subject: asn1.TLV
-    spki: asn1.TLV
-    extensions: Annotated[list[_Extension], asn1.Explicit(3)]
-
-
 @asn1.sequence
 class _BasicConstraints:
     ca: Annotated[bool, asn1.Default(False)]
@@ -171,8 +150,9 @@ class _BasicConstraints:
 def _extensions_problem(tbs: bytes) -> str | None:
     """Why ``cryptography`` could not read the extensions of ``tbs``, in plain words, when we know."""
     try:
-        exts = asn1.decode_der(_TbsExtensions, tbs).extensions
-        for ext in exts:
+        # The schema's TBSCertificate reads the extensions cryptography refused (only to say
+        # in plain words why; the certificate is refused either way).
+        for ext in asn1.decode_der(schema.TBSCertificate, tbs).extensions or ():
             if ext.extn_id.dotted_string == _BC:
                 bc = asn1.decode_der(_BasicConstraints, ext.extn_value)
                 if not bc.ca and bc.path_len is not None:
@@ -200,13 +180,8 @@ def _policy_mappings(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple((_oid_text(m.issuer_domain_policy), _oid_text(m.subject_domain_policy)) for m in items)
 
 
-def der_sequence(content: bytes) -> bytes:
-    """``content`` as the contents of a DER SEQUENCE (X.690 §8.1.3: definite length)."""
-    n = len(content)
-    if n < 0x80:
-        return bytes([0x30, n]) + content
-    size = (n.bit_length() + 7) // 8
-    return bytes([0x30, 0x80 | size]) + n.to_bytes(size, "big") + content
+# ``content`` as the contents of a DER SEQUENCE (X.690 §8.1.3): the schema's one definition.
+der_sequence = schema.wrap
 
 
 def encode_policy_mappings(pairs: Iterable[tuple[str, str]]) -> bytes:
@@ -680,7 +655,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     sig_oid = _signature_algorithm(alg_der, x509_of)
     sig_hash, sig_params = _signature_facts(x509_of, sig_oid)
     key, key_type, key_bits, curve = _key_of(spki_raw, x509_of)
-    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and spki_raw != _spki_reencoded(key, der):
+    if key_type == "ec" and not _named_curve_spki(spki_raw, curve) and spki_raw != spki_der_of(key, der):
         # The SPKI is not the namedCurve encoding of its key, so the curve was spelled
         # out as explicit parameters (RFC 5480 §2.1.1 forbids them).
         curve = "explicit"
@@ -731,18 +706,6 @@ def _header_of(total: int) -> int:
         if _header_for(total - head) == head:
             return head
     raise ValueError("no DER length fits")
-
-
-def _spki_reencoded(key: Any, der: bytes) -> bytes:
-    """The SubjectPublicKeyInfo DER of ``key``, re-encoded (else a placeholder unique to the certificate)."""
-    if key is not None:
-        try:
-            return bytes(
-                key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            )
-        except Exception:  # noqa: BLE001, S110 - fall through to the unique placeholder below
-            pass
-    return b"unsupported-key:" + hashlib.sha256(der).digest()
 
 
 # Parsed certificates keyed by the DER itself: the dictionary's hash of the bytes

@@ -250,7 +250,7 @@ class Certificate:
         """The SubjectPublicKeyInfo as transmitted (re-encoded from the key when it cannot be sliced out)."""
         raw = self._spki_raw
         if raw is None:
-            raw = spki_der_of(self.x509, self.public_key)
+            raw = spki_der_of(self.public_key, self.der)
             _set(self, "_spki_raw", raw)
         return raw
 
@@ -356,8 +356,8 @@ def _name_text(name: cx509.Name) -> str:
         return "<unprintable name>"
 
 
-def spki_der_of(cert: cx509.Certificate, key: CertificatePublicKeyTypes | None) -> bytes:
-    """The SubjectPublicKeyInfo DER of ``key`` (``cert``'s public key), re-encoded."""
+def spki_der_of(key: CertificatePublicKeyTypes | None, der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of ``key`` (the public key of the certificate ``der``), re-encoded."""
     if key is not None:
         try:
             return bytes(
@@ -367,5 +367,5 @@ def spki_der_of(cert: cx509.Certificate, key: CertificatePublicKeyTypes | None) 
             pass
     # An unsupported key cannot be serialised; give it a key unique to this certificate
     # so that it never matches another certificate's key.
-    return b"unsupported-key:" + hashlib.sha256(cert.tbs_certificate_bytes).digest()
+    return b"unsupported-key:" + hashlib.sha256(der).digest()
 
