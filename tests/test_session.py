@@ -26,6 +26,7 @@ from mtlscore.gateway.events import (
     OpenUpstream,
     ReadClient,
     ReadUpstream,
+    ReleaseUpstream,
     TLSFacts,
     Validate,
     WriteClient,
@@ -223,10 +224,51 @@ def test_forward_adds_identity_headers_and_strips_client_copies() -> None:
     assert h1[b"client-cert"] != [b":AA==:"] and len(h1[b"client-cert"]) == 1
     assert b"x-secret" not in h1 and b"keep-alive" not in h1
     assert h1[b"host"] == [b"api.example"]
-    assert [a for a in d.actions if isinstance(a, OpenUpstream)] == [OpenUpstream("127.0.0.1", 8080, 5.0)]
+    # Each response read to its end hands the connection back (the runtime's pool gives it
+    # to the next request); the next request asks for one again.
+    upstream_moves = [a for a in d.actions if isinstance(a, OpenUpstream | ReleaseUpstream | CloseUpstream)]
+    assert upstream_moves == [OpenUpstream("127.0.0.1", 8080, 5.0), ReleaseUpstream()] * 2
     assert [r[2] for r in d.responses()] == [b"hello", b"two"]
     assert [x.outcome for x in d.decisions()] == ["forward", "forward"]
     assert d.decisions()[0].account == "partner-abc"
+
+
+def _upstream_moves(d: Driver) -> list[Any]:
+    return [type(a).__name__ for a in d.actions if isinstance(a, OpenUpstream | ReleaseUpstream | CloseUpstream)]
+
+
+@pytest.mark.parametrize(
+    ("response", "why"),
+    [
+        # RFC 9112 §9.6: the upstream closes after this response.
+        (upstream_response(headers=[("Connection", "close")]).replace(b"Connection: keep-alive\r\n", b""),
+         "connection close"),
+        # HTTP/1.0 without keep-alive: the connection ends with the response (RFC 9112 §9.3).
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "http/1.0"),
+        # Bytes past the response: they would be read as the next request's response.
+        (upstream_response() + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbad", "bytes past the response"),
+    ],
+)
+def test_upstream_connection_not_handed_back_unless_clean(response: bytes, why: str) -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], [response]).run()
+    assert d.responses()[0][0] == 200, why
+    assert _upstream_moves(d) == ["OpenUpstream", "CloseUpstream"], why
+
+
+def test_upstream_connection_not_handed_back_with_its_response_cut_short() -> None:
+    # The upstream stops in the middle of the body: the connection is not at a message
+    # boundary, so it is closed, never pooled.
+    s = Session(gateway(), facts(GOOD), at=NOW)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10
+    d = Driver(s, [req()], [head]).run()
+    assert "ReleaseUpstream" not in _upstream_moves(d)
+    assert s.state is State.CLOSED
+
+
+def test_upstream_connection_not_handed_back_after_an_error() -> None:
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], [b"HTTP/1.1 20x nonsense\r\n\r\n"]).run()
+    assert d.responses()[0][0] == 502
+    assert "ReleaseUpstream" not in _upstream_moves(d)
 
 
 def test_reject_mode_invalid_gets_403_json_and_never_reaches_upstream() -> None:

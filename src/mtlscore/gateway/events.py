@@ -40,6 +40,7 @@ __all__ = [
     "Outcome",
     "ReadClient",
     "ReadUpstream",
+    "ReleaseUpstream",
     "TLSFacts",
     "UpstreamFailure",
     "Validate",
@@ -264,6 +265,13 @@ class CloseUpstream:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseUpstream:
+    """The session is done with its upstream connection, which sits at a message boundary:
+    every response read to its end, nothing unread, keep-alive on both sides. The runtime
+    may keep it for another client connection's requests (``runtimes/pool.py``) or close it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Validate:
     """Drive ``validation`` (a forwarded chain's :meth:`Validator.start`) to its verdict
     with the runtime's revocation fetcher, then call ``session.validated(verdict)``."""
@@ -308,8 +316,8 @@ class Close:
 
 
 Action = (
-    ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | Validate | FetchJwks
-    | CheckRate | Log | Close
+    ReadClient | WriteClient | OpenUpstream | WriteUpstream | ReadUpstream | CloseUpstream | ReleaseUpstream
+    | Validate | FetchJwks | CheckRate | Log | Close
 )
 
 

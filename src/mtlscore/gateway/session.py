@@ -10,6 +10,7 @@ saw (:class:`TLSFacts`), then loops until :class:`Close`::
     WriteUpstream -> send action.data upstream | session.upstream_failed(UpstreamFailure.TIMEOUT, why)
     ReadUpstream  -> session.receive_upstream(data) | session.upstream_failed(UpstreamFailure.TIMEOUT, why)
     CloseUpstream -> close the upstream socket
+    ReleaseUpstream -> keep the upstream connection for a later request (any client's) or close it
     FetchJwks     -> fetch action.request into action.cache, then session.keys_fetched()
     CheckRate     -> take the account's token in the shared store ([shared]), then
                      session.rate_checked(RateAnswer) (error set when the store did not answer)
@@ -81,6 +82,7 @@ from .events import (
     Outcome,
     ReadClient,
     ReadUpstream,
+    ReleaseUpstream,
     TLSFacts,
     UpstreamFailure,
     Validate,
@@ -906,9 +908,16 @@ class Session:
     def _finish_upstream_cycle(self) -> None:
         up = self._upstream
         if up is not None and up.our_state is h11.DONE and up.their_state is h11.DONE:
-            up.start_next_cycle()  # keep-alive to the upstream
-        else:
-            self._drop_upstream()
+            up.start_next_cycle()
+            if up.trailing_data == (b"", False):
+                # RFC 9112 §9.3: the response ended, both sides keep the connection, and the
+                # upstream sent nothing past it: it may carry the next request, any client's
+                # (the runtime's pool). Bytes past the response would be read as the next
+                # response: such a connection is closed, never reused.
+                self._upstream = None
+                self._pending.append(ReleaseUpstream())
+                return
+        self._drop_upstream()
 
     def _drop_upstream(self) -> None:
         if self._upstream is not None:

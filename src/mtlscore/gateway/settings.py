@@ -208,6 +208,13 @@ class ServerConfig:
     upstream_connect_timeout: float = 5.0
     # Waiting for each piece of the upstream's response.
     upstream_timeout: float = 30.0
+    # Idle upstream connections kept for the next request, whichever client sends it
+    # (nginx's upstream ``keepalive``): at most this many per upstream (0: a new
+    # connection per client connection), each closed after this long unused. Below the
+    # keep-alive timeout of common upstream servers (uvicorn, Node: 5 s), so the gateway
+    # lets a connection go before the upstream does.
+    upstream_keepalive: int = 32
+    upstream_keepalive_timeout: float = 4.0
     shutdown_grace: float = 10.0
     max_header_bytes: int = 16 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
@@ -336,7 +343,8 @@ def _number(table: Mapping[str, Any], name: str, default: float, *, integer: boo
         raise ConfigError("must be an integer", key=f"server.{name}")
     if isinstance(value, float) and not math.isfinite(value):  # TOML allows inf/nan; a nan timeout never fires
         raise ConfigError("must be a finite number", key=f"server.{name}")
-    if value < 0 or (value == 0 and name not in ("reload_poll_seconds", "max_connection_age_seconds")):
+    if value < 0 or (value == 0 and name not in ("reload_poll_seconds", "max_connection_age_seconds",
+                                                  "upstream_keepalive")):
         raise ConfigError("must be positive", key=f"server.{name}")
     return value
 
@@ -383,6 +391,8 @@ _KNOWN = {
     "max_connection_age_seconds",
     "upstream_connect_timeout_seconds",
     "upstream_timeout_seconds",
+    "upstream_keepalive",
+    "upstream_keepalive_timeout_seconds",
     "shutdown_grace_seconds",
     "max_header_bytes",
     "max_body_bytes",
@@ -616,6 +626,8 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
         max_connection_age=_number(table, "max_connection_age_seconds", 3600.0),
         upstream_connect_timeout=_number(table, "upstream_connect_timeout_seconds", 5.0),
         upstream_timeout=_number(table, "upstream_timeout_seconds", 30.0),
+        upstream_keepalive=_number(table, "upstream_keepalive", 32, integer=True),
+        upstream_keepalive_timeout=_number(table, "upstream_keepalive_timeout_seconds", 4.0),
         shutdown_grace=_number(table, "shutdown_grace_seconds", 10.0),
         max_header_bytes=_number(table, "max_header_bytes", 16 * 1024, integer=True),
         max_body_bytes=_number(table, "max_body_bytes", 10 * 1024 * 1024, integer=True),

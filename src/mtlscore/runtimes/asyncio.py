@@ -23,6 +23,7 @@ from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_asyncio import AsyncioFetcher, FetchError, validate_with_fetch
+from .pool import UpstreamPool, reap_interval
 from .shared import Backend, store_for
 from .startup import listen_error
 from .state import GatewayState
@@ -76,6 +77,18 @@ class AsyncioStream:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.writer.transport.abort()
 
+    async def stale(self) -> bool:
+        # A read that cannot wait: the bytes or the EOF that arrived while idle (the
+        # transport reads eagerly into the reader, so the socket itself shows nothing).
+        try:
+            async with asyncio.timeout(0):
+                await self.reader.read(1)
+        except TimeoutError:
+            return False  # nothing there: clean
+        except Exception:  # noqa: BLE001 - a reset connection is as stale as a closed one
+            return True
+        return True
+
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
@@ -120,6 +133,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
+    pool = UpstreamPool()  # idle upstream connections, shared by every client connection
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         name = writer.get_extra_info("peername") or ("", 0)
@@ -141,7 +155,7 @@ async def serve(
         try:
             await serve_connection(stream, peer, state, connect, time.monotonic, fetcher.run, ticket,
                                    lambda cache, request, now: fetcher.jwks(cache, request, now=now),
-                                   shared.take if shared is not None else None)
+                                   shared.take if shared is not None else None, pool)
         except asyncio.CancelledError:
             # Shed, or cut at shutdown. Not re-raised: asyncio's start_server callback
             # would report a cancelled connection task as an unhandled error.
@@ -203,7 +217,15 @@ async def serve(
                 state.reload()
             state.sweep(time.monotonic())
 
+    async def reap() -> None:
+        while True:
+            timeout = state.snapshot.gateway.server.upstream_keepalive_timeout
+            await asyncio.sleep(reap_interval(timeout))
+            for stream in pool.expired(time.monotonic(), timeout):
+                await stream.aclose()
+
     watcher = asyncio.create_task(watch())
+    reaper = asyncio.create_task(reap())
     graceful = False
     try:
         await stop.wait()
@@ -212,6 +234,7 @@ async def serve(
         # Graceful: stop accepting, let connections in flight finish, then cut them.
         # When cancelled from outside, cut them at once.
         watcher.cancel()
+        reaper.cancel()
         server.close()
         if admin is not None:
             admin.close()
@@ -223,6 +246,8 @@ async def serve(
         cut = len(tasks)
         for t in set(tasks):
             t.cancel()
+        for idle in pool.drain():
+            await idle.aclose()
         state.log_stopped(cut=cut, graceful=graceful)
         if handle_signals:
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):

@@ -30,6 +30,7 @@ from ..gateway.events import (
     OpenUpstream,
     ReadClient,
     ReadUpstream,
+    ReleaseUpstream,
     UpstreamFailure,
     Validate,
     WriteClient,
@@ -40,6 +41,7 @@ from ..gateway.session import Session
 from ..identity.jwks import JwksCache, NeedJwks
 from ..proxy.headers import lb_error_name
 from ..reasons import Reason
+from .pool import UpstreamPool
 from .state import GatewayState
 from .tls import TLSEngine, TLSHandshakeError
 from .upstream_tls import TLSClientStream
@@ -62,6 +64,10 @@ class Stream(Protocol):
 
     async def aclose(self) -> None:
         """Close; never raises."""
+
+    async def stale(self) -> bool:
+        """True when the peer closed, or sent anything, since the last read (an idle
+        upstream connection that must not be reused); never raises."""
 
 
 Connect = Callable[[str, int, float], Awaitable[Stream]]
@@ -134,6 +140,7 @@ async def serve_connection(
     ticket: Ticket | None = None,
     fetch_jwks: FetchKeys | None = None,
     check_rate: CheckRateCall | None = None,
+    pool: UpstreamPool | None = None,
 ) -> None:
     """Terminate TLS on ``stream`` and run one :class:`Session` to its end. Never raises OSError.
 
@@ -146,6 +153,8 @@ async def serve_connection(
     ``fetch_jwks(cache, request, now)`` fetches a JWK Set into the cache (``FetchJwks``).
     ``check_rate(request)`` takes a rate-limit token in the shared store (``CheckRate``,
     ``[shared]``; ``runtimes/shared.SharedStore.take``: bounded in time, never raises).
+    ``pool``: idle upstream connections shared by every connection of the runtime
+    (``OpenUpstream`` takes one, ``ReleaseUpstream`` gives one back).
     """
     accepted = clock()
     if ticket is not None:
@@ -155,6 +164,8 @@ async def serve_connection(
     state.metrics.inc("mtlscore_connections_total")
     engine = snapshot.new_engine()
     upstream: Stream | None = None
+    # Pooled connections are per upstream and per outbound TLS context (a reload brings a new one).
+    pool_key = (server.upstream.host, server.upstream.port, snapshot.upstream_tls) if server.upstream else None
     stalled = False  # the client stopped reading: no close_notify, the stream was aborted
     try:
         deadline = accepted + server.handshake_timeout
@@ -237,6 +248,11 @@ async def serve_connection(
                 assert resolve is not None  # the session asks only when told it may (fetch=)
                 session.validated(await resolve(action.validation))
             elif isinstance(action, OpenUpstream):
+                if pool is not None and server.upstream_keepalive:
+                    upstream = await pool.take(pool_key, clock(), server.upstream_keepalive_timeout)
+                    if upstream is not None:
+                        session.upstream_connected()
+                        continue
                 try:
                     upstream = await _open_upstream(connect, action, snapshot.upstream_tls, clock)
                 except TimeoutError:
@@ -273,6 +289,13 @@ async def serve_connection(
             elif isinstance(action, CloseUpstream) and upstream is not None:
                 await upstream.aclose()
                 upstream = None
+            elif isinstance(action, ReleaseUpstream) and upstream is not None:
+                released, upstream = upstream, None
+                if pool is None or not server.upstream_keepalive:
+                    await released.aclose()
+                    continue
+                for extra in pool.put(pool_key, released, clock(), server.upstream_keepalive):
+                    await extra.aclose()
         if not stalled:
             engine.close()
             await _flush(stream, engine, server.write_timeout)

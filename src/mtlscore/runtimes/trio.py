@@ -11,6 +11,7 @@ gracefully, and the config file is polled for changes.
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
 import struct
@@ -23,6 +24,7 @@ from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
 from .fetch_trio import FetchError, TrioFetcher
+from .pool import UpstreamPool, reap_interval
 from .shared import Backend, store_for
 from .startup import listen_error
 from .state import GatewayState
@@ -61,6 +63,14 @@ class TrioStream:
         is dropped, not left in the kernel's send queue."""
         with contextlib.suppress(OSError):
             self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    async def stale(self) -> bool:
+        # trio keeps no read buffer: readable now means bytes or an EOF arrived while idle.
+        try:
+            ready, _, _ = select.select([self.stream.socket.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(ready)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
@@ -113,6 +123,7 @@ async def serve(
     stop = trio.Event()
     why = ["shutdown requested"]  # what asked for the drain, for its log line
     cut = [0]  # connections the end of the shutdown grace cancelled
+    pool = UpstreamPool()  # idle upstream connections, shared by every client connection
 
     async def on_client(stream: trio.SocketStream) -> None:
         peer = _peer(stream)
@@ -127,7 +138,7 @@ async def serve(
                 await serve_connection(
                     TrioStream(stream), peer, state, connect, trio.current_time, fetcher.run, ticket,
                     lambda cache, request, now: fetcher.jwks(cache, request, now=now),
-                    shared.take if shared is not None else None,
+                    shared.take if shared is not None else None, pool,
                 )
         except trio.Cancelled:
             # Not a shed (that scope absorbs its own cancel): the shutdown grace ran out.
@@ -169,6 +180,7 @@ async def serve(
                 # right after that must reload, not meet the default action (terminate).
                 await background.start(_signals, state, stop, why)
             background.start_soon(_watch, state)
+            background.start_soon(_reap, state, pool)
             async with trio.open_nursery() as conns:
                 accepting = trio.CancelScope()
 
@@ -189,6 +201,8 @@ async def serve(
                 state.log_draining(why[0], grace)
                 conns.cancel_scope.deadline = trio.current_time() + grace
             # Connections still open when the grace ran out were cut.
+            for idle in pool.drain():
+                await idle.aclose()
             state.log_stopped(cut=cut[0], graceful=True)
             background.cancel_scope.cancel()
     finally:
@@ -225,3 +239,11 @@ async def _watch(state: GatewayState) -> None:
         if state.polls_files() and state.changed():
             state.reload()
         state.sweep(trio.current_time())
+
+
+async def _reap(state: GatewayState, pool: UpstreamPool) -> None:
+    while True:
+        timeout = state.snapshot.gateway.server.upstream_keepalive_timeout
+        await trio.sleep(reap_interval(timeout))
+        for stream in pool.expired(trio.current_time(), timeout):
+            await stream.aclose()

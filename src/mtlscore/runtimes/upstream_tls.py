@@ -30,6 +30,8 @@ class _Stream(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def stale(self) -> bool: ...
+
 
 def upstream_context(server: ServerConfig) -> ssl.SSLContext | None:
     """The client context for ``server.upstream`` when it is ``https://``, else None.
@@ -141,6 +143,11 @@ class TLSClientStream:
     async def send(self, data: bytes, timeout: float) -> None:
         self._obj.write(data)
         await self._flush(timeout)
+
+    async def stale(self) -> bool:
+        # Decrypted bytes not read, records not decrypted, or anything on the wire: a
+        # close_notify or data the next request would take for its response.
+        return self._eof or self._obj.pending() > 0 or self._in.pending > 0 or await self._inner.stale()
 
     async def aclose(self) -> None:
         try:
