@@ -165,7 +165,8 @@ async def test_no_reuse_of_a_connection_that_is_not_clean(
 ) -> None:
     """Connection: close, an upstream that closed the idle connection itself, an upstream
     error, and a response body the client never read: the next request gets a new one."""
-    async with gateway(config(env, upstream.port), anyio_backend) as info:
+    # A long idle timeout: only the decision not to reuse closes the connection here.
+    async with gateway(config(env, upstream.port, upstream_keepalive_timeout_seconds=60), anyio_backend) as info:
         port = info.address.port
         if first == "/big":
             # Read the head of a 4 MiB answer and leave with a reset: the rest stays unread.
