@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert s.certificate == BASE / "server.pem" and s.key == BASE / "server.key"
     assert s.listen == Address("127.0.0.1", 8443)
     assert (s.mode, s.runtime, s.upstream, s.admin_listen) == ("reject_invalid", "asyncio", None, None)
+    assert (s.upstream_keepalive, s.upstream_keepalive_timeout) == (32, 4.0)
     # Rejecting in the handshake (the default) takes the deferred engine.
     assert (s.reject_at, s.rejects_in_handshake, s.effective_tls_engine) == ("handshake", True, "deferred")
     s = server_from_config({**MIN, "reject_at": "http"}, base_dir=BASE)
@@ -42,9 +43,12 @@ def test_every_key() -> None:
             "account_header": "X-Account",
             "forward_client_cert": False,
             "reload_poll_seconds": 0,
+            "upstream_keepalive": 0,
+            "upstream_keepalive_timeout_seconds": 1.5,
         },
         base_dir=BASE,
     )
+    assert (s.upstream_keepalive, s.upstream_keepalive_timeout) == (0, 1.5)
     assert s.listen == Address("::1", 0) and str(s.listen) == "[::1]:0"
     assert s.upstream == Upstream("127.0.0.1", 8080, "/api")
     assert s.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
@@ -105,6 +109,9 @@ def test_trusted_proxy_tables() -> None:
         ({"admin_listen": 9443}, "server.admin_listen"),
         ({"header_timeout_seconds": 0}, "server.header_timeout_seconds"),
         ({"upstream_timeout_seconds": "5"}, "server.upstream_timeout_seconds"),
+        ({"upstream_keepalive": -1}, "server.upstream_keepalive"),
+        ({"upstream_keepalive": 2.5}, "server.upstream_keepalive"),
+        ({"upstream_keepalive_timeout_seconds": 0}, "server.upstream_keepalive_timeout_seconds"),
         ({"max_body_bytes": 1.5}, "server.max_body_bytes"),
         ({"max_connections": True}, "server.max_connections"),
         ({"account_header": "X Account"}, "server.account_header"),
