@@ -35,6 +35,7 @@ from mtlscore.gateway.events import (
     Log,
     OpenUpstream,
     Outcome,
+    ReleaseUpstream,
     UpstreamFailure,
     Validate,
     WriteClient,
@@ -182,12 +183,14 @@ def test_an_unknown_upstream_failure_is_the_runtimes_error() -> None:
 
 def test_a_validated_forwarded_chain_goes_out_on_the_kept_alive_upstream() -> None:
     # Behind a trusted proxy, with fetching: each request's chain is validated by the
-    # runtime (Validate). The second request reuses the upstream connection.
+    # runtime (Validate). Each response hands the upstream connection back for the next
+    # request (the runtime's pool gives the same one out again).
     s = Session(gateway(proxies=(PROXY,), policy=FETCHING.evolve(revocation="soft")), facts(None), at=NOW, fetch=True)
     d = Driver(s, [req("/one", headers=_forwarded(GOOD)), req("/two", headers=_forwarded(GOOD))],
                [upstream_response(), upstream_response()]).run()
     assert sum(isinstance(a, Validate) for a in d.actions) == 2
-    assert sum(isinstance(a, OpenUpstream) for a in d.actions) == 1
+    assert sum(isinstance(a, OpenUpstream) for a in d.actions) == 2
+    assert sum(isinstance(a, ReleaseUpstream) for a in d.actions) == 2
     assert [t for t, _ in d.upstream_requests()] == [b"/one", b"/two"]
     assert [r[0] for r in d.responses()] == [200, 200]
 

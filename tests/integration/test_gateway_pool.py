@@ -66,7 +66,7 @@ class Upstream:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 with outer.lock:
                     outer.served.append((self.number, self.path))
                 if self.path == "/garbage":

@@ -55,8 +55,7 @@ class Event(enum.Enum):
     ASK_VALIDATION = "ask_validation"  # a trusted proxy forwarded a chain the runtime must validate
     ASK_KEYS = "ask_keys"  # the request's checks need keys from a jwks_uri the runtime must fetch
     ASK_RATE = "ask_rate"  # the account's rate limit is kept in the shared store ([shared])
-    OPEN_UPSTREAM = "open_upstream"  # forward a request, no upstream connection yet
-    SEND_HEAD = "send_head"  # forward a request on the kept-alive upstream connection
+    OPEN_UPSTREAM = "open_upstream"  # forward a request: ask the runtime for an upstream connection
     REQUEST_SENT = "request_sent"  # the whole request body went upstream
     NEXT_REQUEST = "next_request"  # both sides done with this exchange: keep-alive
     CLOSE = "close"
@@ -78,7 +77,6 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
         _E.ASK_KEYS: _S.FETCHING_KEYS,
         _E.ASK_RATE: _S.CHECKING_RATE,
         _E.OPEN_UPSTREAM: _S.CONNECTING,
-        _E.SEND_HEAD: _S.STREAM_REQUEST,
         _E.NEXT_REQUEST: _S.AWAIT_REQUEST,  # answered locally (identity JSON, 4xx)
         _E.CLOSE: _S.CLOSED,
     },

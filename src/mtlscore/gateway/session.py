@@ -614,13 +614,12 @@ class Session:
         self._consumed = result.consumed
         if self._client.client_is_waiting_for_100_continue:
             self._write_client(self._client.send(h11.InformationalResponse(status_code=100, headers=[])))
-        if self._upstream is None:
-            self._on(Event.OPEN_UPSTREAM)
-            up = self.server.upstream
-            self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout))
-        else:
-            self._on(Event.SEND_HEAD)
-            self._send_request_head(request)
+        # Every request asks for a connection: the last one was handed back (ReleaseUpstream)
+        # or closed when its response ended, and the runtime's pool gives it out again.
+        assert self._upstream is None
+        self._on(Event.OPEN_UPSTREAM)
+        up = self.server.upstream
+        self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout))
 
     def _answer_yes(self, evidence: Evidence) -> None:
         """Auth mode's 200: no body, the identity headers. Its head is built and checked by
