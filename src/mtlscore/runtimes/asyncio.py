@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import socket
 import struct
 import time
+from collections.abc import Callable, Coroutine
 
 from ..gateway.settings import Address
 from ..gateway.shared import SharedSettings
@@ -98,6 +100,51 @@ class AsyncioStream:
                 self.abort()
 
 
+class TakingTurns:
+    """Accepts on a listening socket shared with other workers (mtlscore.runtimes.workers) one
+    connection per turn of the event loop, like nginx's default (``multi_accept off``).
+
+    asyncio's own server accepts up to its backlog at each wakeup: the worker that wakes
+    first takes a whole burst of connects, and with keep-alive keeps that load. Here the
+    accepted connection's handshake starts before the next accept, so the other workers,
+    woken by the same readiness, take their share.
+    """
+
+    def __init__(self, sock: socket.socket, on_client: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                                                 Coroutine[object, object, None]]) -> None:
+        sock.setblocking(False)  # sock_accept on a blocking socket would block the whole loop
+        self.sockets = [sock]
+        self._on_client = on_client
+        self._conns: set[asyncio.Task[None]] = set()
+        self._task = asyncio.create_task(self._accept(sock))
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                await asyncio.sleep(0.1)  # out of descriptors: retry shortly, as asyncio's server does
+                continue
+            try:
+                reader, writer = await asyncio.open_connection(sock=conn)
+            except OSError:
+                conn.close()  # reset before it was set up
+                continue
+            task = loop.create_task(self._on_client(reader, writer))
+            self._conns.add(task)  # asyncio keeps only weak references to tasks
+            task.add_done_callback(self._conns.discard)
+
+    def close(self) -> None:
+        """Stop accepting and close this worker's copy of the socket (connections go on)."""
+        self._task.cancel()
+        self.sockets[0].close()
+
+
 async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
     """Open a TCP connection (raises ``TimeoutError`` / ``OSError``)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -175,7 +222,8 @@ async def serve(
     backlog = max(100, server_cfg.max_connections)
     try:
         if sock is not None:
-            server = await asyncio.start_server(on_client, sock=sock, backlog=backlog)
+            sock.listen(backlog)
+            server: asyncio.Server | TakingTurns = TakingTurns(sock, on_client)
         else:
             server = await asyncio.start_server(on_client, listen.host, listen.port, backlog=backlog)
     except OSError as exc:
