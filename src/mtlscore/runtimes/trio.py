@@ -11,12 +11,10 @@ gracefully, and the config file is polled for changes.
 from __future__ import annotations
 
 import contextlib
-import errno
 import select
 import signal
 import socket
 import struct
-from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -188,10 +186,9 @@ async def serve(
 
                 async def accept() -> None:
                     with accepting:
-                        if sock is not None:
-                            await _take_turns(listeners[0], on_client, conns)
-                        else:
-                            await trio.serve_listeners(on_client, listeners, handler_nursery=conns)
+                        # One accept per checkpoint: workers sharing the socket (sock) take
+                        # turns at a burst of connects without more (measured in workers_bench).
+                        await trio.serve_listeners(on_client, listeners, handler_nursery=conns)
 
                 conns.start_soon(accept)
                 port = listeners[0].socket.getsockname()[1]
@@ -214,32 +211,6 @@ async def serve(
         state.save_radar()  # the record kept across restarts ([server] radar_file)
         if shared is not None:
             await shared.aclose()
-
-
-async def _take_turns(
-    listener: trio.SocketListener, on_client: Callable[[trio.SocketStream], Awaitable[None]], nursery: trio.Nursery
-) -> None:
-    """Accept on a listening socket shared with other workers (mtlscore.runtimes.workers) one
-    connection at a time, like nginx's default (``multi_accept off``): waiting for readiness
-    again before each accept lets the new connection's handshake start first, so the other
-    workers take their share of a burst of connects instead of this one taking it whole."""
-
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            await on_client(stream)
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    while True:
-        await trio.lowlevel.wait_readable(listener.socket)
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                raise
-            await trio.sleep(0.1)  # out of descriptors: retry shortly, as trio.serve_listeners does
-            continue
-        nursery.start_soon(handle, stream)
 
 
 async def _signals(
