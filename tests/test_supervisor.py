@@ -14,6 +14,7 @@ import logging
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,29 @@ def test_exit_status_words() -> None:
     assert exit_status(-9) == "killed by SIGKILL"
     assert exit_status(-200) == "killed by signal 200"
     assert exit_status(None) == "running"
+
+
+def test_serve_ends_with_the_failed_workers_status_and_removes_the_metrics_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from mtlscore.cli import main
+    from mtlscore.runtimes import workers
+
+    config = tmp_path / "mtlscore.toml"
+    config.write_text('[trust]\nanchors = []\n[server]\ncertificate = "s.pem"\nkey = "s.key"\nworkers = 2\n')
+    seen: list[str] = []
+
+    def fail(*args: object, **kw: object) -> int:
+        seen.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert os.path.isdir(seen[0])
+        raise WorkerFailed(2, "exit 3", 3)
+
+    monkeypatch.setattr(workers, "serve_workers", fail)
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert main(["serve", "--quiet", "--config", str(config)]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "mtlscore serve: worker 2 exited before it was ready (exit 3); stopping"
+    ]
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ and not os.path.exists(seen[0])

@@ -412,3 +412,33 @@ def test_workers_whose_parent_is_killed_drain_and_exit(site: Site, serve: Any, r
     assert {d["why"] for d in s.events("mtls_drain")} == {"SIGTERM"}
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_with_workers_a_port_in_use_is_still_one_line(site: Site, runtime: str) -> None:
+    # The parent binds the one socket: a second gateway on the port fails as with one process
+    # (with SO_REUSEPORT it would silently have joined the first one's group).
+    busy = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = busy.getsockname()[1]
+        config = site.write(listen=f"127.0.0.1:{port}")
+        out = subprocess.run([sys.executable, "-m", "mtlscore", "serve", "--config", str(config), "--runtime", runtime],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        busy.close()
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        f"mtlscore serve: configuration error in {config}: server.listen: 127.0.0.1:{port} is already in use "
+        "(another process listens there: stop it or pick another port)"
+    ]
+
+
+def test_with_workers_an_invalid_configuration_stops_before_any_worker(site: Site) -> None:
+    config = site.write()
+    (site.dir / "server.key").unlink()
+    out = subprocess.run([sys.executable, "-m", "mtlscore", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        f"mtlscore serve: configuration error in {config}: server.key: {site.dir / 'server.key'}: no such file"
+    ]
