@@ -22,6 +22,7 @@ from mtlscore.gateway.events import (
     OpenUpstream,
     ReadClient,
     ReadUpstream,
+    ReleaseUpstream,
     TLSFacts,
     Validate,
     WriteClient,
@@ -208,7 +209,8 @@ def drive(client: bytes, upstream: bytes) -> None:
                 session.receive_upstream(b"")
             else:
                 session.upstream_failed("timeout", "fuzz: upstream silent")
-        elif isinstance(action, CloseUpstream):
+        elif isinstance(action, CloseUpstream | ReleaseUpstream):
+            # Released (kept for the pool) or closed, the next OpenUpstream gets a fresh answer.
             answers = _chunks(upstream, max(1, size // 2))
             upstream_eof = False
             oracle.reset()
