@@ -58,7 +58,9 @@ class Site:
         settings = {"listen": "127.0.0.1:0", "certificate": "server.pem", "key": "server.key",
                     "reload_poll_seconds": 0, "admin_listen": "127.0.0.1:0", "workers": workers, **server}
         lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-        self.config.write_text(f"""
+        # Replaced whole (a reader never sees it half written: the parent polls it).
+        tmp = self.config.with_name(".mtlscore.toml.tmp")
+        tmp.write_text(f"""
 [trust]
 anchors = ["root.pem"]
 
@@ -69,6 +71,7 @@ match = {{ cn = "worker-client" }}
 [server]
 {lines}
 """)
+        os.replace(tmp, self.config)
         return self.config
 
     def get(self, port: int, path: str = "/") -> tuple[int, bytes]:
@@ -442,3 +445,45 @@ def test_with_workers_an_invalid_configuration_stops_before_any_worker(site: Sit
     assert out.stderr.splitlines() == [
         f"mtlscore serve: configuration error in {config}: server.key: {site.dir / 'server.key'}: no such file"
     ]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_changed_file_is_polled_by_the_parent_and_reaches_every_worker(site: Site, serve: Any,
+                                                                         runtime: str) -> None:
+    s = serve(site.write(account="acct-one", reload_poll_seconds=0.1), runtime)
+    s.started()
+    pids = set(s.workers().values())
+    s.wait_for(lambda: len(s.events("mtls_start")) == 2, "both workers' mtls_start")
+    site.write(account="acct-two", reload_poll_seconds=0.1)
+    s.wait_for(lambda: {d["pid"] for d in s.events("mtls_reload", result="ok")} == {s.proc.pid, *pids},
+               "mtls_reload ok from the parent and both workers")
+    # One reload: the workers poll nothing themselves (each would reload again on its own).
+    assert len(s.events("mtls_reload")) == 3
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_sigterm_cuts_what_outlives_the_grace_then_exits_0(site: Site, serve: Any, runtime: str) -> None:
+    upstream = HangingUpstream()  # never released while the gateway drains
+    try:
+        s = serve(site.write(upstream=f"http://127.0.0.1:{upstream.port}", shutdown_grace_seconds=1), runtime)
+        port, _ = s.started()
+        result: list[object] = []
+
+        def slow() -> None:
+            try:
+                result.append(site.get(port, "/slow"))
+            except (OSError, http.client.HTTPException) as exc:
+                result.append(exc)
+
+        client = threading.Thread(target=slow)
+        client.start()
+        assert upstream.arrived.wait(20), "the request never reached the upstream"
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=30) == 0
+        client.join(20)
+        assert len(result) == 1 and isinstance(result[0], OSError | http.client.HTTPException), result
+        stops = s.wait_for(lambda: len(s.events("mtls_stop")) == 2 and s.events("mtls_stop"), "two mtls_stop")
+        assert sorted(d["connections_cut"] for d in stops) == [0, 1]
+        assert sorted(d["status"] for d in s.events("worker_exit")) == ["exit 0", "exit 0"]
+    finally:
+        upstream.close()
