@@ -133,3 +133,18 @@ def test_serve_ends_with_the_failed_workers_status_and_removes_the_metrics_dir(
         "mtlscore serve: worker 2 exited before it was ready (exit 3); stopping"
     ]
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ and not os.path.exists(seen[0])
+
+
+def test_auto_is_the_cores_this_process_may_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from mtlscore.cli import serve
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5})  # e.g. taskset -c 0,2,5
+    assert serve.usable_cores() == 3
+    config = tmp_path / "mtlscore.toml"
+    config.write_text('[trust]\nanchors = []\n[server]\ncertificate = "s.pem"\nkey = "s.key"\nworkers = "auto"\n')
+    assert serve._worker_count(str(config)) == 3
+    monkeypatch.delattr(os, "sched_getaffinity")  # no affinity API (macOS): every core
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert serve.usable_cores() == 8
