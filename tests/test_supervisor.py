@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mtlscore.reasons import ConfigError
 from mtlscore.runtimes.workers import RESTART_DELAY, Supervisor, WorkerFailed, exit_status
 
 pytestmark = pytest.mark.timeout(60)
@@ -148,3 +149,20 @@ def test_auto_is_the_cores_this_process_may_use(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delattr(os, "sched_getaffinity")  # no affinity API (macOS): every core
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert serve.usable_cores() == 8
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_parent_binds_one_listening_socket_of_the_address_family(host: str) -> None:
+    from mtlscore.gateway.settings import Address
+    from mtlscore.runtimes.workers import listen_socket
+
+    try:
+        sock = listen_socket(Address(host, 0), 16)
+    except ConfigError as exc:  # pragma: no cover - a host without IPv6 loopback
+        pytest.skip(str(exc))
+    with sock:
+        assert sock.family == (socket.AF_INET6 if ":" in host else socket.AF_INET)
+        assert sock.getsockname()[0] == host and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        with pytest.raises(ConfigError) as taken:
+            listen_socket(Address(host, sock.getsockname()[1]), 16)
+        assert taken.value.key == "server.listen" and "is already in use" in str(taken.value)

@@ -85,8 +85,11 @@ def listen_socket(listen: Address, backlog: int) -> socket.socket:
     """``[server] listen`` bound and listening, inheritable by the workers; raises
     :class:`ConfigError` (``server.listen``) as the single-process runtimes do."""
     try:
-        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-        sock = socket.create_server((listen.host, listen.port), family=family, backlog=backlog)
+        # One socket, so one address: a host name's first (the single-process runtimes bind
+        # every address a name resolves to).
+        family, _, _, _, address = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+        sock = socket.create_server(address[:2], family=family, backlog=backlog)
     except OSError as exc:
         raise listen_error("server.listen", listen, exc) from None
     return sock
