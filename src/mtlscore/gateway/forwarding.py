@@ -32,7 +32,7 @@ from ..x509.cert import Certificate
 from .events import TLSFacts
 from .settings import ForwardCertificate, ServerConfig
 
-__all__ = ["GATEWAY_OWNED", "HOP_BY_HOP", "HeaderFilter", "request_header_filter"]
+__all__ = ["GATEWAY_OWNED", "HOP_BY_HOP", "HeaderFilter", "identity_fields", "request_header_filter"]
 
 # RFC 9110 §7.6.1: connection-specific fields, never forwarded (plus any the
 # Connection field names). Framing is re-done by h11 on each side.
@@ -132,6 +132,24 @@ def _identity_headers(
     return out
 
 
+def identity_fields(
+    verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
+) -> tuple[tuple[bytes, bytes], ...] | None:
+    """The identity headers as the field lines h11 writes (lower-case names, bytes), checked
+    once by h11's own rules (RFC 9110 §5.1 names, §5.5 values); None when h11 refuses one.
+
+    Computed once per connection (per request only behind a trusted proxy, where each
+    request has its own certificate), so a request does not rebuild and re-check them.
+    """
+    fields = tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
+                   for k, v in _identity_headers(verdict, presented, account, server))
+    try:
+        h11.Request(method="GET", target="/", headers=[(b"host", b"x"), *fields])
+    except (h11.LocalProtocolError, UnicodeEncodeError):
+        return None
+    return fields
+
+
 def _certificate_headers(
     forward: ForwardCertificate, leaf: Certificate, rest: Sequence[Certificate]
 ) -> list[tuple[str, str]]:
@@ -185,31 +203,31 @@ def _identity_json(identity: Identity | None) -> dict[str, Any] | None:
 
 
 def _upstream_request_headers(
-    request: h11.Request,
+    headers: Sequence[tuple[bytes, bytes]],
     *,
     host: bytes,
     length: int | None,
     client_address: str,
     owned: HeaderFilter,
-    identity: Sequence[tuple[str, str]],
+    identity: Sequence[tuple[bytes, bytes]],
     consumed: bytes | None = None,
 ) -> list[tuple[bytes, bytes]]:
-    """The head forwarded upstream: the client's fields minus hop-by-hop fields, the
-    ``owned`` ones and the API key the gateway consumed (``consumed``: the header it came
-    in), framing redone, then the gateway's X-Forwarded-For (``client_address``, the
-    address the gateway decided with), X-Forwarded-Proto and identity headers: one of
-    each, whatever the client sent."""
-    headers: list[tuple[bytes, bytes]] = [(b"host", host)]
-    headers += [(k, v) for k, v in _strip(request.headers, owned) if k != consumed]
-    chunked = any(k == b"transfer-encoding" for k, _ in request.headers)
+    """The head forwarded upstream: the client's fields (``headers``, as h11 parsed them)
+    minus hop-by-hop fields, the ``owned`` ones and the API key the gateway consumed
+    (``consumed``: the header it came in), framing redone, then the gateway's
+    X-Forwarded-For (``client_address``, the address the gateway decided with),
+    X-Forwarded-Proto and identity fields (:func:`identity_fields`): one of each,
+    whatever the client sent."""
+    out: list[tuple[bytes, bytes]] = [(b"host", host)]
+    out += [(k, v) for k, v in _strip(headers, owned) if k != consumed]
     if length is not None:
-        headers.append((b"content-length", str(length).encode()))
-    elif chunked:
-        headers.append((b"transfer-encoding", b"chunked"))
-    headers.append((b"x-forwarded-for", client_address.encode("latin-1")))
-    headers.append((b"x-forwarded-proto", b"https"))
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in identity]
-    return headers
+        out.append((b"content-length", str(length).encode()))
+    elif any(k == b"transfer-encoding" for k, _ in headers):
+        out.append((b"transfer-encoding", b"chunked"))
+    out.append((b"x-forwarded-for", client_address.encode("latin-1")))
+    out.append((b"x-forwarded-proto", b"https"))
+    out += identity
+    return out
 
 
 def _client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

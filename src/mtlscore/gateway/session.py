@@ -100,6 +100,7 @@ from .forwarding import (
     _identity_headers,
     _json,
     _upstream_request_headers,
+    identity_fields,
     request_header_filter,
 )
 from .machine import Event, SessionError, State, successors, transition
@@ -198,6 +199,10 @@ class Session:
         self._target = Target(b"/")  # the current request's normalised target
         self._response_started = False
         self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
+        # The app-level settings of the last principal resolved (the snapshot is this connection's).
+        self._account_auth: tuple[Principal | None, AccountAuth | None] | None = None
+        # The identity fields of one Evidence (``_identity_fields``), kept while it is current.
+        self._identity: tuple[Evidence, tuple[tuple[bytes, bytes], ...] | None] | None = None
         self._body_seen = 0
         self._received_any = False
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
@@ -381,6 +386,11 @@ class Session:
                 return Close(linger=self._client.their_state is h11.SEND_BODY)
             if self.state is State.AWAIT_RESPONSE:
                 self._step_upstream()
+                # Relay what h11 already holds of the response with it: the head and a body
+                # that came in the same read go to the client in one write (one TLS record,
+                # one send), not one per h11 event.
+                while self.state is State.AWAIT_RESPONSE and all(isinstance(a, WriteClient) for a in self._pending):
+                    self._step_upstream()
             else:
                 self._step_client(at, now)
         return self._pending.popleft()
@@ -676,12 +686,16 @@ class Session:
         remembered = self._remembered
         if remembered is not None and remembered.account_known and remembered.presented is self.evidence.presented:
             auth = remembered.account_auth  # resolved for this cached verdict's principal before
+        elif self._account_auth is not None and self._account_auth[0] is self.evidence.principal:
+            auth = self._account_auth[1]  # this principal's settings, read for an earlier request
         else:
             resolve = self.gateway.account_auth or default_account_auth
             try:
                 auth = resolve(self.evidence.principal)
             except ConfigError as exc:
                 return AuthResult(False, 500, GatewayReason.ACCOUNT_CONFIG, f"account configuration: {exc}")
+            # The configuration snapshot is the connection's: the same principal resolves the same.
+            self._account_auth = (self.evidence.principal, auth)
             if remembered is not None and remembered.presented is self.evidence.presented:
                 remembered.account_auth, remembered.account_known = auth, True
         return self._authorize(auth, request, at, now, count_rate=count_rate, rate_answer=rate_answer)
@@ -749,23 +763,44 @@ class Session:
         e = self.evidence
         return _identity_document(e.verdict, e.presented, e.account, result.credential, self.tls, self.server)
 
+    def _identity_fields(self) -> tuple[tuple[bytes, bytes], ...] | None:
+        """This evidence's identity fields, built and checked once (``identity_fields``):
+        once per connection, per request only when a trusted proxy forwards each one's."""
+        e = self.evidence
+        cached = self._identity
+        if cached is None or cached[0] is not e:
+            cached = self._identity = (e, identity_fields(e.verdict, e.presented, e.account, self.server))
+        return cached[1]
+
     def _send_request_head(self, request: h11.Request) -> None:
         server, e = self.server, self.evidence
         assert server.upstream is not None and self._upstream is not None
-        host = self._target.host or next((v for k, v in request.headers if k == b"host"), None)
+        # The client's fields as h11 parsed (and checked) them, names in lower case.
+        fields = [(k.lower(), v) for k, v in request.headers.raw_items()]
+        host = self._target.host or next((v for k, v in fields if k == b"host"), None)
+        identity = self._identity_fields()
         headers = _upstream_request_headers(
-            request,
+            fields,
             host=host or server.upstream.authority.encode(),
             length=self._content_length(request),
             client_address=e.address.address or self.tls.peer[0],
             owned=self._owned,
-            identity=_identity_headers(e.verdict, e.presented, e.account, server),
+            identity=identity if identity is not None else [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in _identity_headers(e.verdict, e.presented, e.account, server)],
             consumed=self._consumed,
         )
         # The prefix is a boundary: the path was normalised and refused if it climbed.
         path = self._target.path
         target = path if path == b"*" else server.upstream.prefix.encode() + path
-        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers))
+        # Every field line is one h11 already checked: the client's (h11 parsed them), the
+        # identity fields (checked once, above), and what the gateway writes from values
+        # it parsed itself (the Host h11 or request_target checked, an address, a length).
+        # _parsed=True (h11's own flag for parsed events) skips checking them all again on
+        # every request; the method and target are still checked. When an identity field
+        # failed h11's check, the event is built the checking way and the 400 follows.
+        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers,
+                                        _parsed=identity is not None))
 
     def _send_upstream(self, event: h11.Request | h11.Data | h11.EndOfMessage) -> None:
         assert self._upstream is not None
@@ -786,6 +821,11 @@ class Session:
             self._pending.append(WriteUpstream(data, self.server.write_timeout))
 
     def _write_client(self, data: bytes, status: int | None = None) -> None:
+        last = self._pending[-1] if self._pending else None
+        if status is None and isinstance(last, WriteClient):
+            # More of the same response: one write (the status is counted once, with its head).
+            self._pending[-1] = WriteClient(last.data + data, last.timeout, last.status)
+            return
         self._pending.append(WriteClient(data, self.server.write_timeout, status))
 
     def _step_upstream(self) -> None:
@@ -799,10 +839,13 @@ class Session:
             self._pending.append(ReadUpstream(self.server.upstream_timeout))
         elif isinstance(event, h11.Response):
             self._response_started = True
-            headers = _client_response_headers(event.headers)
+            headers = _client_response_headers([(k.lower(), v) for k, v in event.headers.raw_items()])
             if self._deadlines.aged():
                 headers = [*headers, (b"connection", b"close")]
-            self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
+            # Fields, status and reason as h11 parsed (and checked) them from the upstream:
+            # _parsed=True does not check them a second time.
+            self._send_client(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason,
+                                           _parsed=True))
         elif isinstance(event, h11.Data):
             self._send_client(h11.Data(data=event.data))
         elif isinstance(event, h11.EndOfMessage):
