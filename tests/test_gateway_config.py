@@ -21,6 +21,7 @@ def test_defaults() -> None:
     assert s.listen == Address("127.0.0.1", 8443)
     assert (s.mode, s.runtime, s.upstream, s.admin_listen) == ("reject_invalid", "asyncio", None, None)
     assert (s.upstream_keepalive, s.upstream_keepalive_timeout) == (32, 4.0)
+    assert s.forward_verdict_headers and s.forward_client_cert  # both sets, as before (docs/gateway.md)
     # Rejecting in the handshake (the default) takes the deferred engine.
     assert (s.reject_at, s.rejects_in_handshake, s.effective_tls_engine) == ("handshake", True, "deferred")
     s = server_from_config({**MIN, "reject_at": "http"}, base_dir=BASE)
@@ -44,11 +45,13 @@ def test_every_key() -> None:
             "forward_client_cert": False,
             "reload_poll_seconds": 0,
             "upstream_keepalive": 0,
+            "forward_verdict_headers": False,
             "upstream_keepalive_timeout_seconds": 1.5,
         },
         base_dir=BASE,
     )
     assert (s.upstream_keepalive, s.upstream_keepalive_timeout) == (0, 1.5)
+    assert not s.forward_verdict_headers
     assert s.listen == Address("::1", 0) and str(s.listen) == "[::1]:0"
     assert s.upstream == Upstream("127.0.0.1", 8080, "/api")
     assert s.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
@@ -110,6 +113,7 @@ def test_trusted_proxy_tables() -> None:
         ({"header_timeout_seconds": 0}, "server.header_timeout_seconds"),
         ({"upstream_timeout_seconds": "5"}, "server.upstream_timeout_seconds"),
         ({"upstream_keepalive": -1}, "server.upstream_keepalive"),
+        ({"forward_verdict_headers": "no"}, "server.forward_verdict_headers"),
         ({"upstream_keepalive": 2.5}, "server.upstream_keepalive"),
         ({"upstream_keepalive_timeout_seconds": 0}, "server.upstream_keepalive_timeout_seconds"),
         ({"max_body_bytes": 1.5}, "server.max_body_bytes"),

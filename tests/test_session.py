@@ -36,6 +36,7 @@ from mtlscore.gateway.events import (
 from mtlscore.gateway.session import _TRANSITIONS, Session, SessionError, State
 from mtlscore.gateway.settings import ServerConfig, Upstream
 from mtlscore.identity.identity_map import accounts_from_config
+from mtlscore.proxy.headers import GCP_HEADER_NAMES
 from mtlscore.x509.cert import parse_certificate
 
 NOW = pki.NOW
@@ -269,6 +270,60 @@ def test_upstream_connection_not_handed_back_after_an_error() -> None:
     d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req()], [b"HTTP/1.1 20x nonsense\r\n\r\n"]).run()
     assert d.responses()[0][0] == 502
     assert "ReleaseUpstream" not in _upstream_moves(d)
+
+
+def test_identity_headers_are_built_once_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtlscore.gateway.forwarding as forwarding
+
+    calls: list[int] = []
+    real = forwarding._identity_headers
+
+    def counting(*args: Any, **kw: Any) -> list[tuple[str, str]]:
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(forwarding, "_identity_headers", counting)
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW), [req("/a"), req("/b"), req("/c")],
+               [upstream_response()] * 3).run()
+    requests = d.upstream_requests()
+    assert [t for t, _ in requests] == [b"/a", b"/b", b"/c"]
+    assert all(h[b"x-mtls-account"] == [b"partner-abc"] and len(h[b"client-cert"]) == 1 for _, h in requests)
+    assert len(calls) == 1
+
+
+_VERDICT = {n.lower() for n in GCP_HEADER_NAMES}
+_RFC9440 = {"client-cert", "client-cert-chain"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, _VERDICT | _RFC9440 | {"x-mtls-account"}),
+        ({"forward_verdict_headers": False}, _RFC9440 | {"x-mtls-account"}),
+        ({"forward_verdict_headers": False, "forward_client_cert": False}, {"x-mtls-account"}),
+        ({"forward_client_cert": False}, _VERDICT | {"x-mtls-account"}),
+    ],
+)
+def test_forwarded_identity_headers_follow_the_configuration(settings: dict[str, Any], expected: set[str]) -> None:
+    # The client's copies go whatever is forwarded: a header the gateway does not send
+    # is not left to the client either.
+    forged = [("X-Client-Cert-Hash", "forged"), ("X-Client-Cert-Present", "forged"), ("Client-Cert", "forged"),
+              ("Client-Cert-Chain", "forged"), ("X-Mtls-Account", "forged")]
+    d = Driver(Session(gateway(**settings), facts(GOOD), at=NOW), [req("/", forged)], [upstream_response()]).run()
+    [(_, h)] = d.upstream_requests()
+    sent = {k.decode() for k in h if k.startswith((b"x-client-cert", b"client-cert", b"x-mtls-"))}
+    assert sent == expected
+    assert all(len(h[k.encode()]) == 1 and h[k.encode()] != [b"forged"] for k in sent)
+
+
+@pytest.mark.parametrize("account", ["bad\r\nX-Injected: 1", "caf\u00e9\u0142"])
+def test_an_identity_value_no_field_may_carry_is_refused_not_forwarded(account: str) -> None:
+    # The identity fields skip h11's second check per request (_parsed): they were checked
+    # once, and one that fails (a CR LF, a character outside latin-1) is a 400, never written.
+    d = Driver(Session(gateway(account={"id": account}), facts(GOOD), at=NOW), [req("/a")],
+               [upstream_response()]).run()
+    assert d.to_upstream == b""
+    assert d.responses()[0][0] == 400 and d.decisions()[-1].reason == "protocol_error"
 
 
 def test_reject_mode_invalid_gets_403_json_and_never_reaches_upstream() -> None:

@@ -118,7 +118,7 @@ _RESPONSE_FILTER = HeaderFilter(_IDENTITY_EXACT, _IDENTITY_PREFIXES)
 def _identity_headers(
     verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
 ) -> list[tuple[str, str]]:
-    out = list(gcp_headers(verdict, present=bool(presented)))
+    out = list(gcp_headers(verdict, present=bool(presented))) if server.forward_verdict_headers else []
     if presented:
         # The rest of the chain: the validated path when valid, else what was presented.
         rest = list(verdict.path[1:]) if verdict.ok else list(presented[1:])
@@ -141,9 +141,9 @@ def identity_fields(
     Computed once per connection (per request only behind a trusted proxy, where each
     request has its own certificate), so a request does not rebuild and re-check them.
     """
-    fields = tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
-                   for k, v in _identity_headers(verdict, presented, account, server))
     try:
+        fields = tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
+                       for k, v in _identity_headers(verdict, presented, account, server))
         h11.Request(method="GET", target="/", headers=[(b"host", b"x"), *fields])
     except (h11.LocalProtocolError, UnicodeEncodeError):
         return None

@@ -779,15 +779,20 @@ class Session:
         fields = [(k.lower(), v) for k, v in request.headers.raw_items()]
         host = self._target.host or next((v for k, v in fields if k == b"host"), None)
         identity = self._identity_fields()
+        if identity is None:
+            # A value no HTTP field may carry (an account id minted from a certificate's CN
+            # with a control character, say): refused, never written upstream.
+            self._drop_upstream()
+            self._answer_error(400, GatewayReason.PROTOCOL_ERROR, "cannot relay the request: an identity "
+                               "header value is not a valid field value (RFC 9110 §5.5)", close=True)
+            return
         headers = _upstream_request_headers(
             fields,
             host=host or server.upstream.authority.encode(),
             length=self._content_length(request),
             client_address=e.address.address or self.tls.peer[0],
             owned=self._owned,
-            identity=identity if identity is not None else [
-                (k.encode("latin-1"), v.encode("latin-1"))
-                for k, v in _identity_headers(e.verdict, e.presented, e.account, server)],
+            identity=identity,
             consumed=self._consumed,
         )
         # The prefix is a boundary: the path was normalised and refused if it climbed.
@@ -797,10 +802,8 @@ class Session:
         # identity fields (checked once, above), and what the gateway writes from values
         # it parsed itself (the Host h11 or request_target checked, an address, a length).
         # _parsed=True (h11's own flag for parsed events) skips checking them all again on
-        # every request; the method and target are still checked. When an identity field
-        # failed h11's check, the event is built the checking way and the 400 follows.
-        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers,
-                                        _parsed=identity is not None))
+        # every request; the method and target are still checked.
+        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers, _parsed=True))
 
     def _send_upstream(self, event: h11.Request | h11.Data | h11.EndOfMessage) -> None:
         assert self._upstream is not None

@@ -226,6 +226,9 @@ class ServerConfig:
     account_header: str = "X-Mtls-Account"
     # RFC 9440 Client-Cert / Client-Cert-Chain towards the upstream.
     forward_client_cert: bool = True
+    # The ten GCP-style X-Client-Cert-* headers describing the verdict (present, chain
+    # verified, error, hash, serial, SANs, validity) towards the upstream.
+    forward_verdict_headers: bool = True
     # forward_certificate: the formats and headers the certificate travels in (empty:
     # the RFC 9440 pair, as forward_client_cert says).
     forward_certificate: tuple[ForwardCertificate, ...] = ()
@@ -400,6 +403,7 @@ _KNOWN = {
     "max_connections_per_address",
     "account_header",
     "forward_client_cert",
+    "forward_verdict_headers",
     "forward_certificate",
     "reload_poll_seconds",
     "strip_request_headers",
@@ -566,6 +570,9 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
     forward = table.get("forward_client_cert", True)
     if not isinstance(forward, bool):
         raise ConfigError("must be true or false", key="server.forward_client_cert")
+    verdict_headers = table.get("forward_verdict_headers", True)
+    if not isinstance(verdict_headers, bool):
+        raise ConfigError("must be true or false", key="server.forward_verdict_headers")
     mode = _choice(table, "mode", "reject_invalid", (*MODES, "auth"))
     auth_service = mode == "auth"
     if auth_service:
@@ -639,6 +646,7 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
         ),
         account_header=account_header,
         forward_client_cert=forward,
+        forward_verdict_headers=verdict_headers,
         forward_certificate=_forward_certificate(table, account_header),
         reload_poll=_number(table, "reload_poll_seconds", 2.0),
         strip_request_headers=_strip_request_headers(table),
