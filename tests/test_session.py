@@ -326,6 +326,33 @@ def test_an_identity_value_no_field_may_carry_is_refused_not_forwarded(account: 
     assert d.responses()[0][0] == 400 and d.decisions()[-1].reason == "protocol_error"
 
 
+def test_a_response_head_and_body_go_to_the_client_in_one_write() -> None:
+    s = Session(gateway(), facts(GOOD), at=NOW)
+    d = Driver(s, [req("/a")], [upstream_response(b"x" * 100)]).run()
+    writes = [a for a in d.actions if isinstance(a, WriteClient)]
+    assert len(writes) == 1 and writes[0].status == 200 and writes[0].data.endswith(b"x" * 100)
+
+
+def test_a_write_timeout_on_a_relayed_response_never_asks_for_more_of_it() -> None:
+    # The head and the first body bytes are written while the rest is asked for; when that
+    # write times out the session closes, and the queued read is never handed out (a report
+    # of it would reach a closed session).
+    s = Session(gateway(), facts(GOOD), at=NOW)
+    s.receive_client(req("/a"))
+    assert isinstance(s.next_action(at=NOW, now=0.0), Log)
+    assert isinstance(s.next_action(at=NOW, now=0.0), OpenUpstream)
+    s.upstream_connected()
+    assert isinstance(s.next_action(at=NOW, now=0.0), WriteUpstream)
+    assert isinstance(s.next_action(at=NOW, now=0.0), ReadUpstream)
+    s.receive_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+    assert isinstance(s.next_action(at=NOW, now=0.0), WriteClient)
+    s.client_write_timeout()
+    rest = []
+    while not isinstance(action := s.next_action(at=NOW, now=0.0), Close):
+        rest.append(type(action).__name__)
+    assert "ReadUpstream" not in rest and "CloseUpstream" in rest
+
+
 def test_reject_mode_invalid_gets_403_json_and_never_reaches_upstream() -> None:
     d = Driver(Session(gateway(), facts(EXPIRED), at=NOW), [req()]).run()
     [(status, headers, body)] = d.responses()

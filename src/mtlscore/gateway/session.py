@@ -972,8 +972,10 @@ class Session:
     def _close(self) -> None:
         self._on(Event.CLOSE)
         # A request for I/O still queued would be reported back to a closed session,
-        # which takes no such report: the runtime never sees it.
+        # which takes no such report: the runtime never sees it. (A ReadUpstream can be
+        # queued behind the relayed response's write, whose failure closes the session.)
         self._pending = deque(
-            a for a in self._pending if not isinstance(a, OpenUpstream | Validate | FetchJwks | CheckRate)
+            a for a in self._pending
+            if not isinstance(a, OpenUpstream | Validate | FetchJwks | CheckRate | ReadUpstream)
         )
         self._awaiting = self._keys_wait = self._rate_wait = None

@@ -60,6 +60,9 @@ class AsyncioStream:
 
     async def send(self, data: bytes, timeout: float) -> None:
         self.writer.write(data)
+        transport = self.writer.transport
+        if not transport.get_write_buffer_size() and not transport.is_closing():
+            return  # the kernel took all of it: nothing to wait for (a reset shows at the next read)
         try:
             # drain() waits while the transport's buffer is over its high-water mark, i.e.
             # for as long as the peer does not read: bounded, or a non-reading client holds
