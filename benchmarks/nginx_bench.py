@@ -1,6 +1,7 @@
 """`mtlscore serve` beside nginx with `ssl_verify_client on`, on loopback, server CPU read from /proc.
 
     python benchmarks/nginx_bench.py [--quick] [--runtimes asyncio,trio] [--repeats N] [--json FILE]
+                                     [--extra TOML] [--compare CHECKOUT]
 
 Every server runs in its own process(es) and proxies to the same upstream, a
 small HTTP/1.1 server in a third process (its CPU is never counted). One
@@ -269,8 +270,10 @@ http {{
     raise AssertionError("unreachable")
 
 
-def start_mtlscore(d: pathlib.Path, upstream: int, runtime: str, extra: str = "") -> Server:
-    config = d / f"mtlscore-{runtime}.toml"
+def start_mtlscore(d: pathlib.Path, upstream: int, runtime: str, extra: str = "", source: str | None = None,
+                   label: str = "") -> Server:
+    """``source``: another checkout's ``src`` directory to run instead of the installed mtlscore."""
+    config = d / f"mtlscore-{runtime}{label}.toml"
     config.write_text(f"""[trust]
 anchors = ["root.pem"]
 
@@ -290,16 +293,17 @@ upstream = "http://127.0.0.1:{upstream}"
 reload_poll_seconds = 0
 {extra}
 """)
-    log = d / f"mtlscore-{runtime}.log"
+    log = d / f"mtlscore-{runtime}{label}.log"
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     with open(log, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "mtlscore", "serve", "--config", str(config),
-                                 "--runtime", runtime, "--quiet"], stdout=subprocess.DEVNULL, stderr=err)
+                                 "--runtime", runtime, "--quiet"], stdout=subprocess.DEVNULL, stderr=err, env=env)
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end and proc.poll() is None:
         text = log.read_text(errors="replace")
         if " on https://" in text:
             port = int(text.split(" on https://", 1)[1].split()[0].rsplit(":", 1)[1])
-            return Server(f"mtlscore-{runtime}", proc, port)
+            return Server(f"mtlscore-{runtime}{label}", proc, port)
         time.sleep(0.02)  # poll interval, bounded by the deadline
     stop(proc)
     raise RuntimeError(f"mtlscore serve did not start: {log.read_text(errors='replace')[-2000:]}")
@@ -401,12 +405,15 @@ def measure_keepalive(server: Server, ctx: ssl.SSLContext, n: int, samples: Samp
 
 
 @contextlib.contextmanager
-def servers(d: pathlib.Path, upstream: int, runtimes: list[str], extra: str) -> Iterator[list[Server]]:
+def servers(d: pathlib.Path, upstream: int, runtimes: list[str], extra: str,
+            compare: str | None) -> Iterator[list[Server]]:
     started: list[Server] = []
     try:
         started.append(start_nginx(d, upstream))
         for rt in runtimes:
             started.append(start_mtlscore(d, upstream, rt, extra))
+            if compare:
+                started.append(start_mtlscore(d, upstream, rt, "", f"{compare}/src", "@compare"))
         yield started
     finally:
         for s in started:
@@ -430,7 +437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             d = base / key
             write_pki(d, key)
             ctx = client_context(d)
-            with servers(d, upstream, runtimes, args.extra) as group:
+            with servers(d, upstream, runtimes, args.extra, args.compare) as group:
                 for s in group:  # warm-up: caches, imports, the upstream pool
                     for _ in range(20):
                         new_connection(s.port, ctx)
@@ -445,18 +452,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     for s in group:
                         rss[s.name] = rss_mib(s.pids)
     finally:
-        stop(up)  # type: ignore[arg-type]
+        stop(up)
         tmp.cleanup()
-    return report(samples, rss, runtimes, n_new, n_ka, repeats)
+    names = [f"mtlscore-{rt}{label}" for rt in runtimes for label in ("", "@compare") if label == "" or args.compare]
+    return report(samples, rss, names, n_new, n_ka, repeats)
 
 
 def _ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
     return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
 
-def report(samples: Samples, rss: dict[str, float], runtimes: list[str], n_new: int, n_ka: int,
+def report(samples: Samples, rss: dict[str, float], names: list[str], n_new: int, n_ka: int,
            repeats: int) -> dict[str, Any]:
-    names = [f"mtlscore-{rt}" for rt in runtimes]
     rows: list[tuple[str, str, list[str]]] = []
     out: dict[str, Any] = {}
 
@@ -515,6 +522,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=0)
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--extra", default="", help="extra [server] lines for mtlscore (TOML)")
+    p.add_argument("--compare", help="another checkout (its src/ is run as mtlscore-<runtime>@compare, "
+                                     "e.g. an older commit from `git archive`), interleaved with the rest")
     p.add_argument("--upstream", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.upstream:
