@@ -209,8 +209,11 @@ def drive(client: bytes, upstream: bytes) -> None:
                 session.receive_upstream(b"")
             else:
                 session.upstream_failed("timeout", "fuzz: upstream silent")
+        elif isinstance(action, ReleaseUpstream) and oracle.conn.their_state is not h11.IDLE:
+            raise Crash("an upstream connection handed back for reuse in the middle of a request")
         elif isinstance(action, CloseUpstream | ReleaseUpstream):
-            # Released (kept for the pool) or closed, the next OpenUpstream gets a fresh answer.
+            # Closed, or handed back at a message boundary: the next OpenUpstream's connection
+            # (a new one, or this one from the pool) starts a fresh exchange either way.
             answers = _chunks(upstream, max(1, size // 2))
             upstream_eof = False
             oracle.reset()
