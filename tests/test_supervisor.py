@@ -166,3 +166,25 @@ def test_the_parent_binds_one_listening_socket_of_the_address_family(host: str) 
         with pytest.raises(ConfigError) as taken:
             listen_socket(Address(host, sock.getsockname()[1]), 16)
         assert taken.value.key == "server.listen" and "is already in use" in str(taken.value)
+
+
+# Starts, and never says it listens (a worker still loading its configuration).
+LOADING = "import sys; sys.stdin.read()"
+
+
+def test_a_stop_while_starting_is_not_a_failed_start(sock: socket.socket) -> None:
+    # SIGTERM to `mtlscore serve` while its workers load: stop them and exit 0, not report
+    # "worker 1 exited before it was ready" (before: start() raised WorkerFailed into a task
+    # nobody awaited any more).
+    async def main() -> Supervisor:
+        workers = Supervisor(2, lambda i: script(LOADING)[0], fd=sock.fileno(), grace=5)
+        starting = asyncio.ensure_future(workers.start())
+        async with asyncio.timeout(30):
+            while not all(s.proc is not None for s in workers.slots):
+                await asyncio.sleep(0.01)
+        await workers.stop()
+        await starting  # returns, raises nothing
+        return workers
+
+    workers = asyncio.run(main())
+    assert all(s.proc is not None and s.proc.returncode is not None for s in workers.slots)

@@ -205,12 +205,13 @@ class Supervisor:
 
     async def start(self) -> None:
         """Start every worker and wait until each listens; raises :class:`WorkerFailed` (the
-        others are then stopped) when one exits first."""
+        others are then stopped) when one exits first. A :meth:`stop` meanwhile (SIGTERM
+        while starting) is no failure: it returns once they are stopped."""
         for slot in self.slots:
             await self._spawn(slot)
         results = await asyncio.gather(*(self._until_ready(s) for s in self.slots))
         for slot, ok in zip(self.slots, results, strict=True):
-            if not ok:
+            if not ok and not self.stopping:
                 assert slot.proc is not None
                 await self.stop()
                 raise WorkerFailed(slot.index, exit_status(slot.proc.returncode), slot.proc.returncode)
@@ -376,7 +377,7 @@ async def _parent(state: GatewayState, sock: socket.socket, config: str, runtime
         await asyncio.wait((starting, stopped), return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():  # SIGTERM while starting
             await workers.stop()
-            starting.cancel()
+            await starting  # returns: the workers it waited for were stopped, not failed
             return 0
         stopped.cancel()
         starting.result()  # raises WorkerFailed
