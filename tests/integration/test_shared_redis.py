@@ -394,7 +394,7 @@ async def test_a_hung_then_dead_redis_gets_the_configured_behaviour_and_recovery
 
 def _shared_again(redis_server: RedisServer) -> bool:
     with redis_server.client() as c:
-        return bool(c.exists("mtlscore:rate:acme"))
+        return bool(c.keys("mtlscore:rate:acme:*"))
 
 
 # -- (d) shared CRL and JWKS: fetched once ------------------------------------------------------------
@@ -533,3 +533,30 @@ async def test_more_requests_at_once_than_connections_wait_for_one_instead_of_fa
     assert [a.error for a in answers if a.error] == []
     assert sum(a.wait is None for a in answers) == 25
     assert metrics.get("mtlscore_shared_errors_total") == 0
+
+
+def test_gateways_with_different_rates_for_one_account_do_not_reset_each_other(redis_server: RedisServer) -> None:
+    # A rolling configuration change: for a while some gateways say 2/h, others 3/h. Each
+    # rate keeps its own bucket; one bucket that every call with the other rate reset to
+    # full would let everything through.
+    import asyncio
+
+    from mtlscore.gateway.appauth import NeedRate, Rate
+    from mtlscore.runtimes.metrics import Metrics
+    from mtlscore.runtimes.shared import SharedStore
+    from mtlscore.runtimes.shared_asyncio import AsyncioRedis
+
+    settings = shared_from_config({"redis": redis_server.url})
+
+    async def main() -> list[bool]:
+        store = SharedStore(settings, AsyncioRedis(settings), Metrics())
+        out = []
+        for _ in range(5):
+            for rate in (Rate(2, 3600.0), Rate(3, 3600.0)):
+                out.append((await store.take(NeedRate("acme", rate))).wait is None)
+        await store.aclose()
+        return out
+
+    allowed = asyncio.run(main())
+    assert allowed[0::2] == [True, True, False, False, False]  # 2/h
+    assert allowed[1::2] == [True, True, True, False, False]  # 3/h

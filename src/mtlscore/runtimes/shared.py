@@ -212,8 +212,11 @@ class SharedStore:
 
     async def take(self, need: NeedRate) -> RateAnswer:
         """Take one token of ``need.account``'s bucket; ``RateAnswer(error=…)`` when the store did not answer."""
-        key = f"{self.settings.prefix}rate:{need.account}"
         period_ms = max(1, round(need.rate.per_seconds * 1000))
+        # The rate is part of the key: gateways that disagree for a while (a rolling
+        # configuration change) each keep their own bucket instead of resetting one shared
+        # bucket to full on every call; the old key expires by itself.
+        key = f"{self.settings.prefix}rate:{need.account}:{need.rate.count}/{period_ms}"
         try:
             wait_us = await self._call("rate_limit", lambda: self.backend.take(key, need.rate.count, period_ms))
         except SharedUnavailable as exc:
