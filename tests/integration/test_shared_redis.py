@@ -197,10 +197,12 @@ class Serve:
         self.proc = subprocess.Popen([sys.executable, "-m", "mtlscore", "serve", "--config", str(config),
                                       "--runtime", runtime], stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
-        banner = self.proc.stderr.readline()
-        assert " on https://127.0.0.1:" in banner, banner
-        self.port = int(banner.split(" on https://127.0.0.1:")[1].split(" ")[0])
         self.lines: list[str] = []
+        # With workers, their start lines come before the banner (printed once all listen).
+        while " on https://127.0.0.1:" not in (banner := self.proc.stderr.readline()):
+            assert banner, f"the gateway ended before its banner: {self.lines}"
+            self.lines.append(banner)
+        self.port = int(banner.split(" on https://127.0.0.1:")[1].split(" ")[0])
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
@@ -562,3 +564,31 @@ def test_gateways_with_different_rates_for_one_account_do_not_reset_each_other(r
     allowed = asyncio.run(main())
     assert allowed[0::2] == [True, True, False, False, False]  # 2/h
     assert allowed[1::2] == [True, True, True, False, False]  # 3/h
+
+
+# -- [server] workers: one account's limit, exact across the workers of one gateway ------------------
+
+
+def _decisions(gateway: Serve) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in list(gateway.lines) if '"mtls_decision"' in line]
+
+
+@pytest.mark.parametrize("runtime", ["asyncio", "trio"])
+def test_two_workers_enforce_one_accounts_limit_exactly(world: World, redis_server: RedisServer, runtime: str) -> None:
+    # 10 an hour: no token comes back while the test runs, however slow the machine.
+    config = world.config(f"workers-{runtime}.toml", redis_server, limit="10/h", timeout_seconds=5,
+                          connect_timeout_seconds=5, rate_limit_on_error="closed")
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nworkers = 2\n", 1))
+    with serving((config, runtime)) as (gateway,):
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for s, _, _ in pool.map(lambda _: get(world, gateway.port), range(30))]
+        # The kernel decides which worker accepts: go on until both have served the account.
+        end = time.monotonic() + 60
+        while len({d["pid"] for d in _decisions(gateway)}) < 2 or len(_decisions(gateway)) < len(statuses):
+            assert time.monotonic() < end, f"one worker served everything: {_decisions(gateway)}"
+            if len(_decisions(gateway)) >= len(statuses):
+                statuses.append(get(world, gateway.port)[0])
+            else:
+                time.sleep(0.05)  # the last decision lines are on their way; bounded by the deadline
+    assert statuses.count(200) == 10 and statuses.count(429) == len(statuses) - 10, statuses
+    assert len({d["pid"] for d in _decisions(gateway)}) == 2  # without [shared]: 10 each
