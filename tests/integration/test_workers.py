@@ -186,9 +186,14 @@ def metric(text: str, name: str) -> float:
     return total
 
 
-def until_both_workers_served(s: Serve, site: Site, port: int, pids: set[int], *, limit: int = 400) -> int:
-    """New connections until decision lines from every pid in ``pids`` came back; how many were made."""
-    before = len(s.events("mtls_decision"))
+def until_both_workers_served(s: Serve, site: Site, port: int, pids: set[int], *, done: int,
+                              limit: int = 400) -> int:
+    """New connections until decision lines from every pid in ``pids`` came back; how many were made.
+
+    ``done``: the requests this gateway answered before, whose lines are awaited first (the
+    reader thread may lag), so only the new requests' lines are looked at."""
+    s.wait_for(lambda: len(s.events("mtls_decision")) >= done, "the earlier decision lines")
+    before = done
     made = 0
     while True:
         assert site.get(port)[0] == 200
@@ -216,7 +221,7 @@ def test_two_workers_share_the_port_and_metrics_sum_them(site: Site, serve: Any,
     assert sorted(d["worker"] for d in starts) == [1, 2] and {d["pid"] for d in starts} == pids
     assert {d["runtime"] for d in starts} == {runtime}
 
-    made = until_both_workers_served(s, site, port, pids)
+    made = until_both_workers_served(s, site, port, pids, done=0)
 
     status, text = admin_get(admin, "/metrics")
     assert status == 200
@@ -235,11 +240,13 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, ser
     port, admin = s.started()
     before = s.workers()
     assert site.get(port)[0] == 200
+    requests = 1
     os.kill(before[1], signal.SIGKILL)
     # The other worker serves every connection while worker 1 is down and restarted.
     deadline = time.monotonic() + 60
     while len(s.events("worker_start")) < 3:
         assert site.get(port)[0] == 200
+        requests += 1
         assert time.monotonic() < deadline, f"worker 1 was not started again: {s.lines}"
     exit_line = s.wait_for(lambda: s.events("worker_exit", worker=1), "the worker_exit line")[0]
     assert exit_line == {**exit_line, "level": "warning", "worker_pid": before[1], "status": "killed by SIGKILL",
@@ -247,13 +254,13 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, ser
     assert exit_line["restart_in_seconds"] > 0
     again = s.workers()
     assert again[2] == before[2] and again[1] not in (before[1], before[2])
-    until_both_workers_served(s, site, port, {again[1], again[2]})
+    requests += until_both_workers_served(s, site, port, {again[1], again[2]}, done=requests)
 
     _, text = admin_get(admin, "/metrics")
     assert metric(text, "mtlscore_worker_restarts_total") == 1
     assert metric(text, "mtlscore_workers_ready") == 2
     # The dead worker's counts stay in the sum: totals never go down.
-    assert metric(text, "mtlscore_connections_total") == len(s.events("mtls_decision"))
+    assert metric(text, "mtlscore_connections_total") == requests
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -261,7 +268,7 @@ def test_sighup_is_validated_once_and_reaches_every_worker(site: Site, serve: An
     s = serve(site.write(account="acct-one"), runtime)
     port, admin = s.started()
     pids = set(s.workers().values())
-    until_both_workers_served(s, site, port, pids)
+    seen = until_both_workers_served(s, site, port, pids, done=0)
     assert {d["account"] for d in s.events("mtls_decision")} == {"acct-one"}
 
     # A broken file: the parent says so once, and no worker is told (all keep acct-one).
@@ -276,8 +283,7 @@ def test_sighup_is_validated_once_and_reaches_every_worker(site: Site, serve: An
     s.wait_for(lambda: {d["pid"] for d in s.events("mtls_reload", result="ok")} == {s.proc.pid, *pids},
                "mtls_reload ok from the parent and both workers")
     assert len(s.events("mtls_reload")) == 4  # the error once (no worker saw it), then ok three times
-    seen = len(s.events("mtls_decision"))
-    until_both_workers_served(s, site, port, pids)
+    until_both_workers_served(s, site, port, pids, done=seen)
     after = s.events("mtls_decision")[seen:]
     assert {d["account"] for d in after} == {"acct-two"} and {d["pid"] for d in after} == pids
     _, text = admin_get(admin, "/metrics")
@@ -349,6 +355,7 @@ def test_sigterm_drains_the_request_in_flight_then_exits_0(site: Site, serve: An
         client.join(20)
         assert result == [(200, b"done")]
         assert s.proc.wait(timeout=30) == 0
+        s.wait_for(lambda: s.events("eof"), "the last lines")  # the reader thread may lag the exit
         stops = s.events("mtls_stop")
         assert [d["connections_cut"] for d in stops] == [0, 0] and all(d["graceful"] for d in stops)
         assert sorted(d["status"] for d in s.events("worker_exit")) == ["exit 0", "exit 0"]
@@ -480,6 +487,7 @@ def test_sigterm_cuts_what_outlives_the_grace_then_exits_0(site: Site, serve: An
         assert upstream.arrived.wait(20), "the request never reached the upstream"
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(timeout=30) == 0
+        s.wait_for(lambda: s.events("eof"), "the last lines")  # the reader thread may lag the exit
         client.join(20)
         assert len(result) == 1 and isinstance(result[0], OSError | http.client.HTTPException), result
         stops = s.wait_for(lambda: len(s.events("mtls_stop")) == 2 and s.events("mtls_stop"), "two mtls_stop")
