@@ -7,7 +7,6 @@ because the gateway validates at the current time.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import http.server
 import json
@@ -17,7 +16,7 @@ import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -25,11 +24,11 @@ from typing import Any
 
 import anyio
 import pytest
+from _gateway import gateway
 
 from mtlscore import pki
 from mtlscore.gateway.appauth import hash_api_key
 from mtlscore.jwt import issue_bound_token
-from mtlscore.runtimes import ServerInfo
 from mtlscore.runtimes.state import GatewayState
 from mtlscore.x509.cert import parse_certificate
 
@@ -213,19 +212,6 @@ def closed_port() -> int:
 
 
 # -- running the gateway on the backend under test ---------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def gateway(config: Path, backend: str, **state_kw: Any) -> AsyncIterator[ServerInfo]:
-    from mtlscore.runtimes import asyncio as asyncio_runtime
-    from mtlscore.runtimes import trio as trio_runtime
-
-    runtime = asyncio_runtime if backend == "asyncio" else trio_runtime
-    state = GatewayState.from_config_file(config, **state_kw)
-    async with anyio.create_task_group() as tg:
-        info = await tg.start(partial(runtime.serve, state, handle_signals=False))
-        yield info
-        tg.cancel_scope.cancel()
 
 
 def request(

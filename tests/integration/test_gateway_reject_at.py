@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _gateway import FileServer
 from test_gateway import (  # noqa: F401 - fixtures
     API_KEY,
     Env,
@@ -28,8 +29,8 @@ from test_gateway import (  # noqa: F401 - fixtures
     gateway,
     request,
 )
-from test_gateway_revocation import CRLServer, world  # noqa: F401 - fixtures
 from test_gateway_revocation import gateway as revocation_gateway
+from test_gateway_revocation import world  # noqa: F401 - fixtures
 
 from mtlscore import pki
 from mtlscore.gateway.handshake import HANDSHAKE_ALERTS, handshake_alert
@@ -173,7 +174,7 @@ def get_status(d: Path, port: int, cert: str) -> tuple[int, str] | str:
 
 @pytest.mark.anyio
 async def test_fetching_falls_back_to_http_until_the_crl_is_cached(
-    world: tuple[Path, CRLServer], anyio_backend: str  # noqa: F811
+    world: tuple[Path, FileServer], anyio_backend: str  # noqa: F811
 ) -> None:
     """A verify callback cannot wait for a fetch: the first client under a CA whose CRL is
     not cached is decided after the handshake (403); the fetch fills the cache, and the

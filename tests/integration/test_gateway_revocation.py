@@ -7,14 +7,12 @@ session answers. Hard-fail for the leaf, soft-fail for CAs (per-position modes).
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import http.server
 import json
 import socket
 import ssl
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -22,10 +20,9 @@ from typing import Any
 
 import anyio
 import pytest
+from _gateway import FileServer, gateway
 
 from mtlscore import pki
-from mtlscore.runtimes import ServerInfo
-from mtlscore.runtimes.state import GatewayState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -35,36 +32,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-class CRLServer:
-    """Serves ``files[path]``; counts requests."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                body = outer.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,9 +39,9 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, CRLServer]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, FileServer]]:
     d = tmp_path_factory.mktemp("gwrev")
-    crls = CRLServer()
+    crls = FileServer()
     now = datetime.now(UTC)
     url = f"http://127.0.0.1:{crls.port}/issuing.crl"
     root = pki.root("CN=Rev Root", now=now)
@@ -113,19 +80,6 @@ reject_at = "http"    # fetching: decided after the handshake (test_gateway_reje
     crls.close()
 
 
-@contextlib.asynccontextmanager
-async def gateway(config: Path, backend: str) -> AsyncIterator[ServerInfo]:
-    from mtlscore.runtimes import asyncio as asyncio_runtime
-    from mtlscore.runtimes import trio as trio_runtime
-
-    runtime = asyncio_runtime if backend == "asyncio" else trio_runtime
-    state = GatewayState.from_config_file(config)
-    async with anyio.create_task_group() as tg:
-        info = await tg.start(partial(runtime.serve, state, handle_signals=False))
-        yield info
-        tg.cancel_scope.cancel()
-
-
 def get(d: Path, port: int, cert: str, *, forwarded: bool = False) -> tuple[int, dict[str, Any]]:
     """GET / as the client ``cert``, or, ``forwarded``, as a trusted proxy: no client
     certificate of its own, the client's chain in RFC 9440 headers."""
@@ -151,7 +105,7 @@ def get(d: Path, port: int, cert: str, *, forwarded: bool = False) -> tuple[int,
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("forwarded", [False, True], ids=["tls", "forwarded"])
-async def test_gateway_fetches_crl(world: tuple[Path, CRLServer], anyio_backend: str, forwarded: bool) -> None:
+async def test_gateway_fetches_crl(world: tuple[Path, FileServer], anyio_backend: str, forwarded: bool) -> None:
     # Behind a trusted proxy (forwarded) each request's chain waits for its revocation
     # data as a directly connected client's does.
     d, crls = world

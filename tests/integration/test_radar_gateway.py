@@ -13,7 +13,6 @@ import http.client
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _gateway import gateway
 
 from mtlscore import pki
 from mtlscore.cli import main
@@ -96,19 +96,6 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(tmp_path_factory.mktemp("radar"))
-
-
-@contextlib.asynccontextmanager
-async def gateway(config: Path, backend: str) -> AsyncIterator[ServerInfo]:
-    from mtlscore.runtimes import asyncio as asyncio_runtime
-    from mtlscore.runtimes import trio as trio_runtime
-
-    runtime = asyncio_runtime if backend == "asyncio" else trio_runtime
-    state = GatewayState.from_config_file(config)
-    async with anyio.create_task_group() as tg:
-        info = await tg.start(partial(runtime.serve, state, handle_signals=False))
-        yield info
-        tg.cancel_scope.cancel()
 
 
 def closed_port() -> int:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +32,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _gateway import FileServer, gateway
 from _nginx import stop_process
 from _redis import RedisServer, require_redis
 
@@ -39,7 +40,6 @@ from mtlscore import pki
 from mtlscore.gateway.shared import cache_key, shared_from_config
 from mtlscore.identity.jwks import NeedJwks
 from mtlscore.jwt import issue_bound_token
-from mtlscore.runtimes import ServerInfo
 from mtlscore.runtimes.state import GatewayState
 from mtlscore.verify.machine import NeedCRL
 from mtlscore.x509.cert import parse_certificate
@@ -64,44 +64,10 @@ def redis_server() -> Iterator[RedisServer]:
     server.close()
 
 
-class Origin:
-    """A loopback HTTP server for the CRL and the JWK Set; counts fetches per path."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                body = outer.files.get(self.path)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.send_header("Cache-Control", "max-age=600")
-                self.end_headers()
-                self.wfile.write(body or b"")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @dataclass
 class World:
     dir: Path
-    origin: Origin
+    origin: FileServer
     tokens: dict[str, str]
     attacker: Any  # a key nobody registered
 
@@ -146,7 +112,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
     require_redis()
     d = tmp_path_factory.mktemp("shared")
-    origin = Origin()
+    origin = FileServer({"Cache-Control": "max-age=600"})
     now = datetime.now(UTC)
     root = pki.root("CN=Shared Root", now=now)
     issuing = root.intermediate("CN=Shared Issuing")
@@ -316,19 +282,6 @@ def test_two_gateway_processes_enforce_one_accounts_limit_exactly(
 
 
 # -- (b)+(c) both runtimes: a hung or dead Redis, the configured behaviour, recovery ---------------
-
-
-@contextlib.asynccontextmanager
-async def gateway(config: Path, backend: str) -> AsyncIterator[ServerInfo]:
-    from mtlscore.runtimes import asyncio as asyncio_runtime
-    from mtlscore.runtimes import trio as trio_runtime
-
-    runtime = asyncio_runtime if backend == "asyncio" else trio_runtime
-    state = GatewayState.from_config_file(config)
-    async with anyio.create_task_group() as tg:
-        info = await tg.start(partial(runtime.serve, state, handle_signals=False))
-        yield info
-        tg.cancel_scope.cancel()
 
 
 def scrape(port: int) -> dict[str, float]:
