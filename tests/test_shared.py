@@ -41,7 +41,7 @@ from mtlscore.gateway.shared import (
     shared_ttl,
     unseal,
 )
-from mtlscore.identity.jwks import JwksCache, NeedJwks
+from mtlscore.identity.jwks import JwksCache, JwksLimits, NeedJwks
 from mtlscore.runtimes.metrics import Metrics
 from mtlscore.runtimes.shared import SharedStore
 from mtlscore.verify.machine import NeedCRL, NeedIssuer, NeedOCSP
@@ -265,6 +265,24 @@ def test_a_jwks_is_shared_for_its_cache_control_within_the_limits() -> None:
     assert shared_ttl(request, body, at=AT, settings=settings, cache_control=b"max-age=120") == 120.0
     assert shared_ttl(request, body, at=AT, settings=settings) == 300.0  # the JWKS default_ttl
     assert shared_ttl(request, b'{"keys": []}', at=AT, settings=settings) is None
+
+
+def test_a_shared_jwks_is_held_to_the_asking_caches_configured_limits() -> None:
+    # [server.jwks] tighter than the defaults: another process may not reuse the set longer
+    # than this one's cache would keep it, nor get a set this cache would refuse.
+    settings = replace(SETTINGS, secret=SECRET.encode())
+    jwk = jwk_from_certificate(parse_certificate(LEAF.der))
+    body = json.dumps({"keys": [jwk]}).encode()
+    limits = JwksLimits(default_ttl=90.0, min_ttl=60.0, max_ttl=120.0, max_keys=1)
+    request = JwksCache(limits).due("https://as/jwks", now=0.0)
+    assert request is not None and request.limits == limits
+    assert shared_ttl(request, body, at=AT, settings=settings, cache_control=b"max-age=600") == 120.0
+    assert shared_ttl(request, body, at=AT, settings=settings) == 90.0
+    two = json.dumps({"keys": [jwk, jwk]}).encode()
+    assert shared_ttl(request, two, at=AT, settings=settings) is None  # over max_keys = 1
+    assert shared_ttl(NeedJwks("https://as/jwks"), two, at=AT, settings=settings) == 300.0  # the defaults'
+    refresh = JwksCache(limits).refresh("https://as/jwks", now=0.0)
+    assert refresh is not None and refresh.limits == limits
 
 
 def test_the_tag_binds_an_entry_to_its_key_and_the_secret() -> None:

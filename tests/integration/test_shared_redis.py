@@ -72,7 +72,8 @@ class World:
     attacker: Any  # a key nobody registered
 
     def config(self, name: str, redis: RedisServer | None, *, limit: str = "10/min", fetch: bool = False,
-               admin: bool = False, secret: bool = True, **shared: Any) -> Path:
+               admin: bool = False, secret: bool = True, jwks: dict[str, Any] | None = None,
+               **shared: Any) -> Path:
         server = ['listen = "127.0.0.1:0"', 'certificate = "server.pem"', 'key = "server.key"',
                   "reload_poll_seconds = 0", 'reject_at = "http"']
         if admin:
@@ -98,6 +99,8 @@ token = {{ jwks_uri = "{self.origin.url('/jwks')}", issuer = "https://as.test" }
 [server]
 {chr(10).join(server)}
 """
+        if jwks:
+            text += "\n[server.jwks]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in jwks.items()) + "\n"
         if redis is not None:
             table = {"redis": redis.url, **({"secret": SECRET} if secret else {}), **shared}
             text += "\n[shared]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + "\n"
@@ -370,6 +373,26 @@ def test_two_gateways_fetch_a_crl_and_a_jwks_once(world: World, redis_server: Re
     with redis_server.client() as c:
         keys = {k.decode().split(":")[1] for k in c.keys("mtlscore:*")}
     assert keys == {"crl", "jwks"}  # the account "tokens" has no rate limit
+
+
+@pytest.mark.anyio
+async def test_a_shared_jwks_is_kept_no_longer_than_the_configured_max_ttl(
+    world: World, redis_server: RedisServer, anyio_backend: str,
+) -> None:
+    # The origin says max-age=600; [server.jwks] max_ttl_seconds = 120 says this gateway keeps
+    # keys two minutes at most. The copy it shares may not outlive that: another process
+    # taking it from Redis after 119 s would otherwise hold keys the issuer rotated out long
+    # ago for up to ten minutes.
+    config = world.config(f"jwks-ttl-{anyio_backend}.toml", redis_server,
+                          jwks={"max_ttl_seconds": 120, "default_ttl_seconds": 90})
+    async with gateway(config, anyio_backend) as info:
+        status, _, body = await anyio.to_thread.run_sync(
+            partial(get, world, info.address.port, "tokens", token="good"))
+    assert status == 200, body
+    settings = shared_from_config({"redis": redis_server.url, "secret": SECRET})
+    with redis_server.client() as c:
+        ttl_ms = c.pttl(f"mtlscore:{cache_key(NeedJwks(world.origin.url('/jwks')), settings)}")
+    assert 0 < ttl_ms <= 120_000
 
 
 # -- (e) a poisoned entry is rejected like a bad fetch ------------------------------------------------

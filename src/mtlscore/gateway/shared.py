@@ -205,7 +205,8 @@ def shared_ttl(
     process fetches itself); one it accepts still goes through the full validation
     (signature, issuer, times) as any fetched answer does. CRL and OCSP: until nextUpdate
     (RFC 5280 §5.1.2.5, RFC 6960 §4.2.2.1), at most ``cache_max_ttl``; JWKS: its
-    ``Cache-Control`` (RFC 9111 §5.2.2) within the JWKS limits, at most ``cache_max_ttl``.
+    ``Cache-Control`` (RFC 9111 §5.2.2) within the asking cache's ``[server.jwks]`` limits
+    (``NeedJwks.limits``), at most ``cache_max_ttl``.
     """
     if cache_key(request, settings) is None or not body or len(body) > settings.cache_max_bytes:
         return None
@@ -225,11 +226,14 @@ def shared_ttl(
         except ValueError:
             return None
     else:
+        # The asking cache's [server.jwks] limits, not the defaults: a set the cache would
+        # refuse is not shared, and no process reuses it past the configured max_ttl.
+        limits = request.limits
         try:
-            parse_jwks(body)
+            parse_jwks(body, limits=limits)
         except ConfigError:
             return None
-        return min(ttl, ttl_from_cache_control(cache_control))
+        return min(ttl, ttl_from_cache_control(cache_control, limits))
     if next_update is not None:
         ttl = min(ttl, (next_update - at).total_seconds())
     return ttl if ttl >= 1.0 else None

@@ -47,18 +47,6 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class NeedJwks:
-    """Fetch the JWK Set at ``url`` (HTTP GET, at most ``max_bytes``, within ``timeout`` s) and report it."""
-
-    url: str
-    max_bytes: int = 256 * 1024
-    timeout: float = 5.0
-    # Asked by :meth:`JwksCache.refresh` (an unknown kid): the issuer's current set is wanted,
-    # not a copy another process holds (``[shared]``).
-    refresh: bool = field(default=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
 class JwksLimits:
     """Bounds of a JWKS cache (seconds and bytes). Construction raises ConfigError."""
 
@@ -92,6 +80,22 @@ class JwksLimits:
 
 
 DEFAULT_LIMITS = JwksLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class NeedJwks:
+    """Fetch the JWK Set at ``url`` (HTTP GET, at most ``max_bytes``, within ``timeout`` s) and report it."""
+
+    url: str
+    max_bytes: int = 256 * 1024
+    timeout: float = 5.0
+    # Asked by :meth:`JwksCache.refresh` (an unknown kid): the issuer's current set is wanted,
+    # not a copy another process holds (``[shared]``).
+    refresh: bool = field(default=False, compare=False)
+    # The asking cache's limits (``[server.jwks]``): whoever handles the answer besides the
+    # cache (the ``[shared]`` store: how long another process may reuse it) holds it to the
+    # same bounds the cache does.
+    limits: JwksLimits = field(default=DEFAULT_LIMITS, compare=False)
 
 _CONFIG_NAMES = {
     "default_ttl_seconds": "default_ttl", "min_ttl_seconds": "min_ttl", "max_ttl_seconds": "max_ttl",
@@ -223,7 +227,7 @@ class JwksCache:
         return entry
 
     def _request(self, url: str) -> NeedJwks:
-        return NeedJwks(url, self.limits.max_bytes, self.limits.timeout)
+        return NeedJwks(url, self.limits.max_bytes, self.limits.timeout, limits=self.limits)
 
     def due(self, url: str, *, now: float) -> NeedJwks | None:
         """A request when the keys of ``url`` should be (re)fetched before use, else None."""
