@@ -5,6 +5,7 @@ everything else a request is decided on still runs for each request."""
 from __future__ import annotations
 
 import ipaddress
+import pathlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -279,3 +280,62 @@ def test_identify_then_forwarded_is_decide() -> None:
     assert found.values == ((headers[0][1],), (headers[1][1],))
     assert policy.forwarded(found) == policy.decide(peer="127.0.0.1", headers=headers)
     assert isinstance(policy.identify(peer="192.0.2.1", headers=headers), trusted.Reject)
+
+
+def _auth_state(tmp_path: pathlib.Path, entries: int | None) -> Gateway:
+    """The gateway snapshot ``mtlscore serve`` builds from a configuration file in auth mode."""
+    from mtlscore.runtimes.state import GatewayState
+
+    server_ca = pki.root("CN=Cache Server CA")
+    server = server_ca.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
+    (tmp_path / "root.pem").write_bytes(ROOT.pem)
+    (tmp_path / "server.pem").write_bytes(server.pem)
+    (tmp_path / "server.key").write_bytes(server.key_pem)
+    (tmp_path / "server.key").chmod(0o600)
+    line = f"auth_cache_entries = {entries}\n" if entries is not None else ""
+    config = tmp_path / "auth.toml"
+    config.write_text(f"""
+[trust]
+anchors = ["root.pem"]
+
+[server]
+certificate = "server.pem"
+key = "server.key"
+mode = "auth"
+trusted_proxies = ["127.0.0.0/8"]
+reload_poll_seconds = 0
+{line}""")
+    return GatewayState.from_config_file(config).snapshot.gateway
+
+
+@pytest.mark.parametrize(("entries", "held"), [(None, 2048), (2, 2), (0, 0)])
+def test_auth_cache_entries_sizes_the_cache_serve_builds(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, entries: int | None, held: int,
+) -> None:
+    g = _auth_state(tmp_path, entries)
+    assert g.forwarded.stats().capacity == held
+    s = Session(g, facts(None), at=NOW)
+    clients = [INTER.leaf(DN) for _ in range(3)]
+    for c in clients:
+        assert ask(s, _forwarded(c))[0] == 200
+    assert len(g.forwarded) == min(held, 3)
+    validated = Counting(monkeypatch, g.validator, "validate")
+    # Asked again about all three, newest first: what the configured size could not hold is
+    # validated again (with 2 entries, the first client was evicted; with 0, every one).
+    for c in reversed(clients):
+        assert ask(s, _forwarded(c))[0] == 200
+    assert validated.calls == 3 - min(held, 3)
+
+
+def test_a_bad_auth_cache_entries_is_one_line_naming_the_file_and_key(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mtlscore.cli import main
+
+    _auth_state(tmp_path, 2)
+    config = tmp_path / "auth.toml"
+    config.write_text(config.read_text().replace("auth_cache_entries = 2", "auth_cache_entries = -5"))
+    assert main(["serve", "--config", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"mtlscore serve: configuration error in {config}: server.auth_cache_entries: must be a whole "
+                   "number from 0 (no cache) to 1,000,000; got -5\n")

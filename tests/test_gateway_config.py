@@ -292,3 +292,16 @@ def test_a_bad_workers_value_names_the_key(value: object) -> None:
     with pytest.raises(ConfigError) as err:
         server_from_config({**MIN, "workers": value}, base_dir=BASE)
     assert err.value.key == "server.workers" and f"got {value!r}" in str(err.value)
+
+
+def test_auth_cache_entries_default_a_number_or_zero() -> None:
+    assert server_from_config(MIN, base_dir=BASE).auth_cache_entries == 2048
+    assert server_from_config({**MIN, "auth_cache_entries": 0}, base_dir=BASE).auth_cache_entries == 0
+    assert server_from_config({**MIN, "auth_cache_entries": 1_000_000}, base_dir=BASE).auth_cache_entries == 1_000_000
+
+
+@pytest.mark.parametrize("value", [-1, 1_000_001, "2048", True, 2048.0, [1]])
+def test_a_bad_auth_cache_entries_value_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigError) as err:
+        server_from_config({**MIN, "auth_cache_entries": value}, base_dir=BASE)
+    assert err.value.key == "server.auth_cache_entries" and f"got {value!r}" in str(err.value)

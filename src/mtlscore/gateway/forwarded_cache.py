@@ -21,7 +21,8 @@ per-call CRLs (``Validator.reuse_window``, the same rule as the validator's cach
 The :class:`~mtlscore.gateway.events.Gateway` snapshot owns the cache, so a reload
 (trust store, accounts, CRLs) starts from an empty one.
 
-Bounded twice: ``size`` entries (least recently used out first), and a key whose
+Bounded twice: ``size`` entries (``[server] auth_cache_entries``, 2,048 by default; 0
+keeps nothing; least recently used out first), and a key whose
 header values exceed ``max_key_bytes`` is not kept, so keys hold at most
 ``size × max_key_bytes`` bytes (32 MiB by default; a forwarded leaf and intermediate
 are ~3 KB). The header bytes come from a trusted proxy, but from what its clients sent.
@@ -46,10 +47,11 @@ from ..decision.verdict import Verdict
 from ..proxy.trusted import FromProxy
 from ..x509.cert import Certificate
 from .appauth import AccountAuth
+from .settings import AUTH_CACHE_ENTRIES
 
 __all__ = ["DEFAULT_FORWARDED_CACHE_SIZE", "DEFAULT_MAX_KEY_BYTES", "Forwarded", "ForwardedCache"]
 
-DEFAULT_FORWARDED_CACHE_SIZE = 2048
+DEFAULT_FORWARDED_CACHE_SIZE = AUTH_CACHE_ENTRIES
 DEFAULT_MAX_KEY_BYTES = 16 * 1024
 
 

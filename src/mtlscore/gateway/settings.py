@@ -21,7 +21,9 @@ from ..proxy.trusted import ProxyPolicy, TrustedProxy, proxies_from_config
 from ..reasons import ConfigError
 
 __all__ = [
+    "AUTH_CACHE_ENTRIES",
     "DEFAULT_STRIP_REQUEST_HEADERS",
+    "MAX_AUTH_CACHE_ENTRIES",
     "FORWARD_FORMATS",
     "MAX_WORKERS",
     "MODES",
@@ -53,6 +55,11 @@ LENIENT_ADDRESS_LIMIT = 64
 RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime", "workers")
 # [server] workers: at most this many processes (a typo such as 1000 is a ConfigError, not a fork storm).
 MAX_WORKERS = 256
+# [server] auth_cache_entries: verdicts of forwarded certificates kept (gateway/forwarded_cache.py).
+# Each entry holds at most 16 KiB of header bytes as its key plus the parsed chain; the cap
+# keeps a typo (an extra zero or three) from promising gigabytes.
+AUTH_CACHE_ENTRIES = 2048
+MAX_AUTH_CACHE_ENTRIES = 1_000_000
 # RFC 9112 §3.2: the request-target forms a client may use. "origin" is always on;
 # authority-form (CONNECT) never is: the gateway is not a tunnel.
 REQUEST_TARGET_FORMS: tuple[str, ...] = ("origin", "absolute", "asterisk")
@@ -260,6 +267,10 @@ class ServerConfig:
     # certificate a trusted proxy forwarded, answered 200 with identity headers or 401/403
     # with the reason; nothing is forwarded. The certificate rules are reject_invalid's.
     auth_service: bool = False
+    # The forwarded-certificate cache (gateway/forwarded_cache.py: auth mode, and proxy mode
+    # behind trusted proxies): at most this many accepted verdicts, least recently used out
+    # first; 0: none kept, every forwarded certificate is parsed and validated each time.
+    auth_cache_entries: int = AUTH_CACHE_ENTRIES
 
     @property
     def effective_tls_engine(self) -> str:
@@ -364,6 +375,16 @@ def _workers(table: Mapping[str, Any]) -> int | Literal["auto"]:
     return value
 
 
+def _auth_cache_entries(table: Mapping[str, Any]) -> int:
+    value = table.get("auth_cache_entries", AUTH_CACHE_ENTRIES)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AUTH_CACHE_ENTRIES:
+        raise ConfigError(
+            f"must be a whole number from 0 (no cache) to {MAX_AUTH_CACHE_ENTRIES:,}; got {value!r}",
+            key="server.auth_cache_entries",
+        )
+    return value
+
+
 def _choice(table: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = table.get(name, default)
     if value not in choices:
@@ -416,6 +437,7 @@ _KNOWN = {
     "tls_profile",
     "radar_file",
     "workers",
+    "auth_cache_entries",
 }
 
 
@@ -659,4 +681,5 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
         tls_profile=_choice(table, "tls_profile", "default", ("default", "fapi2")),
         radar_file=base_dir / radar_file if radar_file is not None else None,
         auth_service=auth_service,
+        auth_cache_entries=_auth_cache_entries(table),
     )

@@ -23,6 +23,7 @@ from ..decision.verdict import Verdict
 from ..gateway.admission import Admission, Ticket
 from ..gateway.appauth import RateLimiter
 from ..gateway.events import Decision, Gateway
+from ..gateway.forwarded_cache import ForwardedCache
 from ..gateway.handshake import handshake_verdict
 from ..gateway.metrics import Gauge, expiry_gauges
 from ..gateway.preview import guard, preview_log
@@ -352,7 +353,8 @@ def build_snapshot(config: GatewayConfig, limiter: RateLimiter, *, watch: tuple[
         # refuse them in the handshake, the deferred engine lets the session decide.
         server = replace(server, tls_engine="deferred")
     gateway = Gateway(validator=config.validator(), server=server, limiter=limiter,
-                      jwks_cache=JwksCache(server.jwks), shared=config.shared)
+                      jwks_cache=JwksCache(server.jwks), shared=config.shared,
+                      forwarded=ForwardedCache(server.auth_cache_entries))
     # The server's own certificate and key, and the CA bundles and CRLs the config names.
     upstream_files = (server.upstream_ca, server.upstream_certificate, server.upstream_key)
     files = (*watch, server.certificate, server.key, *config.files,
