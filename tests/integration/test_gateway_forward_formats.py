@@ -86,10 +86,11 @@ async def test_every_configured_format_once_and_forged_copies_stripped(
     assert element.cert is not None and element.cert.der == leaf.der
     assert element.hash == leaf.fingerprint_hex and element.subject == leaf.subject_text
     assert parse_client_cert(values["client-cert"]).der == leaf.der
-    # The rest of the chain is the validated path (the presented intermediate, then the
-    # anchor), the same in XFCC's Chain as in RFC 9440's Client-Cert-Chain.
+    # The rest of the chain is the validated path without its root anchor (RFC 9440 §2.3: the
+    # origin holds its own; here the presented intermediate alone), the same in XFCC's Chain
+    # as in RFC 9440's Client-Cert-Chain.
     path_rest = [c.der for c in parse_client_cert_chain(values["client-cert-chain"])]
-    assert path_rest[: len(rest)] == [c.der for c in rest] and len(path_rest) == len(rest) + 1
+    assert rest and path_rest == [c.der for c in rest]
     assert [c.der for c in element.chain] == [leaf.der, *path_rest]
 
 
@@ -106,3 +107,21 @@ async def test_default_is_rfc9440_only(env: Env, upstream: Upstream, anyio_backe
     assert "x-forwarded-client-cert" not in names and "x-cert-b64" not in names
     # A header the operator did not configure is the client's, passed on as sent.
     assert json.loads(body)["headers"]["x-partner-cert"] == "kept: not a configured header"
+
+
+@pytest.mark.anyio
+async def test_an_intermediate_anchor_is_forwarded_a_root_is_not(
+    env: Env, upstream: Upstream, anyio_backend: str  # noqa: F811
+) -> None:
+    # RFC 9440 §2.3 lets the root go (the origin is known to hold it: it validates with its
+    # own); an intermediate configured as the anchor stays, the origin may trust only the root.
+    (env.dir / "issuing.pem").write_bytes(env.issuing.pem)
+    config = env.config(f"fwd-anchor-{anyio_backend}.toml", anchors="issuing.pem",
+                        upstream=f"http://127.0.0.1:{upstream.port}", reject_at="http", tls_engine="deferred")
+    async with gateway(config, anyio_backend) as info:
+        status, _, _ = await call(request, env, info.address.port, "good", headers=bearer(env))
+    assert status == 200
+    values = dict(seen_headers(upstream))
+    _, *rest = load_certificates(env.dir.joinpath("good.pem").read_bytes())
+    assert [c.der for c in parse_client_cert_chain(values["client-cert-chain"])] == [c.der for c in rest]
+    assert [c.subject_text for c in rest] == ["CN=Partner Issuing,O=PartnerABC"]
