@@ -225,7 +225,7 @@ def shared_ttl(
             next_update = response.next_update_utc
         except ValueError:
             return None
-    else:
+    elif isinstance(request, NeedJwks):
         # The asking cache's [server.jwks] limits, not the defaults: a set the cache would
         # refuse is not shared, and no process reuses it past the configured max_ttl.
         limits = request.limits
@@ -234,6 +234,8 @@ def shared_ttl(
         except ConfigError:
             return None
         return min(ttl, ttl_from_cache_control(cache_control, limits))
+    else:
+        return None  # issuers are not shared (cache_key)
     if next_update is not None:
         ttl = min(ttl, (next_update - at).total_seconds())
     return ttl if ttl >= 1.0 else None
