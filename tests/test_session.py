@@ -228,7 +228,7 @@ def test_forward_adds_identity_headers_and_strips_client_copies() -> None:
     # Each response read to its end hands the connection back (the runtime's pool gives it
     # to the next request); the next request asks for one again.
     upstream_moves = [a for a in d.actions if isinstance(a, OpenUpstream | ReleaseUpstream | CloseUpstream)]
-    assert upstream_moves == [OpenUpstream("127.0.0.1", 8080, 5.0), ReleaseUpstream()] * 2
+    assert upstream_moves == [OpenUpstream("127.0.0.1", 8080, 5.0, retry=True), ReleaseUpstream()] * 2
     assert [r[2] for r in d.responses()] == [b"hello", b"two"]
     assert [x.outcome for x in d.decisions()] == ["forward", "forward"]
     assert d.decisions()[0].account == "partner-abc"

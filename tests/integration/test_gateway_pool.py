@@ -224,3 +224,113 @@ def _poll(condition: Any, deadline: float = 10.0) -> bool:
             return True
         time.sleep(0.02)  # poll interval, bounded by the deadline
     return False
+
+
+# -- a pooled connection the upstream closes as it is taken ---------------------------------------
+
+
+class ClosingUpstream:
+    """Answers the first request of each connection (keep-alive), then closes the connection
+    when the next request on it arrives, without answering: its idle timeout firing just as
+    the request comes in, after the gateway's check of the pooled connection. ``how``: with a
+    FIN (``close``) or a reset (``reset``). Every request is recorded as (connection, method,
+    path, body) once read whole."""
+
+    def __init__(self, how: str) -> None:
+        self.lock = threading.Lock()
+        self.opened = 0
+        self.requests: list[tuple[int, str, str, bytes]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                self.answered = 0
+                with outer.lock:
+                    outer.opened += 1
+                    self.number = outer.opened
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def any_method(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with outer.lock:
+                    outer.requests.append((self.number, self.command, self.path, body))
+                if self.answered:
+                    self.close_connection = True
+                    if how == "reset":  # RST, no FIN: SO_LINGER 0 and a close
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.connection.close()
+                    return
+                self.answered += 1
+                answer = json.dumps({"conn": self.number, "body": body.decode()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = any_method
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def seen(self) -> list[tuple[int, str, str, bytes]]:
+        with self.lock:
+            return list(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def retries(admin_port: int) -> float:
+    c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("mtlscore_upstream_retries_total"))
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+@pytest.mark.parametrize(("method", "body", "retried"), [
+    ("GET", None, True),
+    ("PUT", b"payload", True),  # idempotent (RFC 9110 §9.2.2): sent again, body and all
+    ("POST", b"payload", False),  # not: the upstream may have acted on it; a 502, as before
+])
+@pytest.mark.anyio
+async def test_a_request_on_a_pooled_connection_the_upstream_closes_is_retried_if_idempotent(
+    env: Env, anyio_backend: str, how: str, method: str, body: bytes | None, retried: bool,
+) -> None:
+    up = ClosingUpstream(how)
+    try:
+        # A long idle timeout: the upstream, not the gateway, decides when the connection ends.
+        cfg = config(env, up.port, upstream_keepalive_timeout_seconds=60, admin_listen="127.0.0.1:0")
+        async with gateway(cfg, anyio_backend) as info:
+            port = info.address.port
+            assert await call(get, env, port, "/first") == 200
+            status, _, answer = await call(request, env, port, "good", "/second", method=method, body=body,
+                                           headers={"X-API-Key": "demo-api-key-123"})
+            assert info.admin_address is not None
+            counted = await call(retries, info.admin_address.port)
+        sent = (method, "/second", body or b"")
+        if retried:
+            assert status == 200, answer
+            assert json.loads(answer) == {"conn": 2, "body": (body or b"").decode()}
+            # Once on the pooled connection (which the upstream closed), once on a new one.
+            assert [(n, *r) for n, *r in up.seen()] == [(1, "GET", "/first", b""), (1, *sent), (2, *sent)]
+            assert counted == 1
+        else:
+            assert status == 502 and json.loads(answer)["error"] == "upstream_unavailable"
+            # Never sent twice: the upstream read it, and could have acted on it.
+            assert [(n, *r) for n, *r in up.seen()] == [(1, "GET", "/first", b""), (1, *sent)]
+            assert counted == 0
+    finally:
+        up.close()

@@ -26,6 +26,7 @@ from .settings import ServerConfig
 from .shared import SharedSettings
 
 __all__ = [
+    "IDEMPOTENT_METHODS",
     "Action",
     "CheckRate",
     "Close",
@@ -239,11 +240,24 @@ class WriteClient:
     status: int | None = None
 
 
+# RFC 9110 §9.2.2: the idempotent request methods (the safe ones of §9.2.1, PUT and DELETE).
+# Method names are case-sensitive (§9.1): "get" is not GET.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+
 @dataclass(frozen=True, slots=True)
 class OpenUpstream:
+    """Connect to the upstream (or take a pooled connection) within ``timeout``.
+
+    ``retry``: the request may be sent once more on a new connection when a pooled one
+    turns out closed by the upstream before any byte of the response (RFC 9110 §9.2.2:
+    its method is idempotent; ``runtimes/pool.py`` holds the rest of the rule).
+    """
+
     host: str
     port: int
     timeout: float
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,11 @@ _FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         "instead; stored).",
         ("kind", "result"),
     ),
+    "mtlscore_upstream_retries_total": (
+        "Requests sent again on a new upstream connection: the pooled one they went out on was closed by "
+        "the upstream before any byte of the response (idempotent methods only, RFC 9110 §9.2.2).",
+        (),
+    ),
     "mtlscore_worker_restarts_total": (
         "Worker processes the parent started again after one died ([server] workers > 1; always 0 without).",
         (),

@@ -68,6 +68,7 @@ from ..x509.cert import Certificate, parse_certificate
 from .appauth import AccountAuth, AuthResult, NeedRate, RateAnswer, authorize, credential_owner
 from .deadlines import Deadlines
 from .events import (
+    IDEMPOTENT_METHODS,
     Action,
     CheckRate,
     Close,
@@ -629,7 +630,8 @@ class Session:
         assert self._upstream is None
         self._on(Event.OPEN_UPSTREAM)
         up = self.server.upstream
-        self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout))
+        self._pending.append(OpenUpstream(up.host, up.port, self.server.upstream_connect_timeout,
+                                          retry=request.method in IDEMPOTENT_METHODS))
 
     def _answer_yes(self, evidence: Evidence) -> None:
         """Auth mode's 200: no body, the identity headers. Its head is built and checked by

@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 from ..decision.validator import Validation
@@ -41,7 +42,7 @@ from ..gateway.session import Session
 from ..identity.jwks import JwksCache, NeedJwks
 from ..proxy.headers import lb_error_name
 from ..reasons import Reason
-from .pool import UpstreamPool
+from .pool import Reused, UpstreamPool
 from .state import GatewayState
 from .tls import TLSEngine, TLSHandshakeError
 from .upstream_tls import TLSClientStream
@@ -249,8 +250,14 @@ async def serve_connection(
                 session.validated(await resolve(action.validation))
             elif isinstance(action, OpenUpstream):
                 if pool is not None and server.upstream_keepalive:
-                    upstream = await pool.take(pool_key, clock(), server.upstream_keepalive_timeout)
-                    if upstream is not None:
+                    pooled = await pool.take(pool_key, clock(), server.upstream_keepalive_timeout)
+                    if pooled is not None:
+                        # Closed by the upstream as it was taken: sent again on a new
+                        # connection when the request allows it (runtimes/pool.py).
+                        upstream = Reused(
+                            pooled, partial(_open_upstream, connect, action, snapshot.upstream_tls, clock),
+                            retry=action.retry, on_retry=partial(state.metrics.inc, "mtlscore_upstream_retries_total"),
+                        )
                         session.upstream_connected()
                         continue
                 try:
