@@ -188,3 +188,26 @@ def test_a_stop_while_starting_is_not_a_failed_start(sock: socket.socket) -> Non
 
     workers = asyncio.run(main())
     assert all(s.proc is not None and s.proc.returncode is not None for s in workers.slots)
+
+
+def test_workers_socket_auto_is_reuseport_where_the_kernel_balances_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtlscore.runtimes.workers import socket_mode
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert (socket_mode("auto"), socket_mode("reuseport"), socket_mode("inherit")) == ("reuseport", "reuseport",
+                                                                                       "inherit")
+    # macOS accepts SO_REUSEPORT but hands every connection to one socket: no balancing there.
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert (socket_mode("auto"), socket_mode("inherit")) == ("inherit", "inherit")
+    with pytest.raises(ConfigError) as err:
+        socket_mode("reuseport")
+    assert err.value.key == "server.workers_socket" and "on Linux only, not on darwin" in str(err.value)
+
+
+def test_workers_socket_is_read_and_needs_a_restart() -> None:
+    from mtlscore.gateway.settings import RESTART_KEYS, server_from_config
+
+    base = {"certificate": "s.pem", "key": "s.key"}
+    assert server_from_config(base, base_dir=Path(".")).workers_socket == "auto"
+    assert server_from_config({**base, "workers_socket": "inherit"}, base_dir=Path(".")).workers_socket == "inherit"
+    assert "workers_socket" in RESTART_KEYS  # the sockets exist once per process

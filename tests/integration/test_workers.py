@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 NOW = datetime.now(UTC)
 RUNTIMES = ["asyncio", "trio"]
+# [server] workers_socket, each said explicitly (the default, "auto", is reuseport on Linux).
+SOCKETS = ["reuseport", "inherit"]
 
 
 class Site:
@@ -206,16 +208,31 @@ def until_both_workers_served(s: Serve, site: Site, port: int, pids: set[int], *
         assert made < limit, f"{limit} connections, all served by {served}; workers {pids}"
 
 
+def listening(port: int) -> int:
+    """Sockets in LISTEN on 127.0.0.1:``port`` (/proc/net/tcp, state 0A): one per worker with
+    reuseport (the parent's, bound only, is not one), one for them all when inherited."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if state == "0A" and local == f"0100007F:{port:04X}":
+            count += 1
+    return count
+
+
 # -- the tests ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", SOCKETS)
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_two_workers_share_the_port_and_metrics_sum_them(site: Site, serve: Any, runtime: str) -> None:
-    s = serve(site.write(), runtime)
+def test_two_workers_share_the_port_and_metrics_sum_them(site: Site, serve: Any, runtime: str, mode: str) -> None:
+    s = serve(site.write(workers_socket=mode), runtime)
     port, admin = s.started()
     assert f"({runtime}, reject_invalid, TLS engine" in s.banner and ", 2 workers)" in s.banner
     pids = set(s.workers().values())
     assert len(pids) == 2 and s.proc.pid not in pids
+    assert {d["socket"] for d in s.events("worker_start")} == {mode}
+    assert listening(port) == (2 if mode == "reuseport" else 1)
     # A worker logs mtls_start just after it says it listens: maybe after the banner.
     starts = s.wait_for(lambda: len(s.events("mtls_start")) == 2 and s.events("mtls_start"), "two mtls_start")
     assert sorted(d["worker"] for d in starts) == [1, 2] and {d["pid"] for d in starts} == pids
@@ -234,14 +251,21 @@ def test_two_workers_share_the_port_and_metrics_sum_them(site: Site, serve: Any,
     assert admin_get(admin, "/healthz") == (200, "ok: 2 of 2 workers ready\n")
 
 
+@pytest.mark.parametrize("mode", SOCKETS)
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, serve: Any, runtime: str) -> None:
-    s = serve(site.write(), runtime)
+def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, serve: Any, runtime: str,
+                                                                 mode: str) -> None:
+    s = serve(site.write(workers_socket=mode), runtime)
     port, admin = s.started()
     before = s.workers()
     assert site.get(port)[0] == 200
     requests = 1
     os.kill(before[1], signal.SIGKILL)
+    if mode == "reuseport":
+        # Its own socket dies with it, and with it the connections queued on it (reset):
+        # from its death on, the kernel hands every connection to the other worker.
+        s.wait_for(lambda: s.events("worker_exit", worker=1), "the worker_exit line")
+        assert listening(port) == 1
     # The other worker serves every connection while worker 1 is down and restarted.
     deadline = time.monotonic() + 60
     while len(s.events("worker_start")) < 3:
@@ -254,6 +278,8 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, ser
     assert exit_line["restart_in_seconds"] > 0
     again = s.workers()
     assert again[2] == before[2] and again[1] not in (before[1], before[2])
+    # Started again, the worker binds the port again (reuseport: the parent held it meanwhile).
+    assert listening(port) == (2 if mode == "reuseport" else 1)
     requests += until_both_workers_served(s, site, port, {again[1], again[2]}, done=requests)
 
     _, text = admin_get(admin, "/metrics")
@@ -263,9 +289,10 @@ def test_a_killed_worker_is_restarted_and_the_port_keeps_serving(site: Site, ser
     assert metric(text, "mtlscore_connections_total") == requests
 
 
+@pytest.mark.parametrize("mode", SOCKETS)
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_sighup_is_validated_once_and_reaches_every_worker(site: Site, serve: Any, runtime: str) -> None:
-    s = serve(site.write(account="acct-one"), runtime)
+def test_sighup_is_validated_once_and_reaches_every_worker(site: Site, serve: Any, runtime: str, mode: str) -> None:
+    s = serve(site.write(account="acct-one", workers_socket=mode), runtime)
     port, admin = s.started()
     pids = set(s.workers().values())
     seen = until_both_workers_served(s, site, port, pids, done=0)
@@ -278,7 +305,7 @@ def test_sighup_is_validated_once_and_reaches_every_worker(site: Site, serve: An
     error = s.wait_for(lambda: s.events("mtls_reload", result="error"), "the parent's reload error")
     assert len(error) == 1 and error[0]["pid"] == s.proc.pid and "trust.bogus" in error[0]["error"]
     # The account renamed: the parent validates it, then every worker reloads.
-    site.write(account="acct-two")
+    site.write(account="acct-two", workers_socket=mode)
     s.proc.send_signal(signal.SIGHUP)
     s.wait_for(lambda: {d["pid"] for d in s.events("mtls_reload", result="ok")} == {s.proc.pid, *pids},
                "mtls_reload ok from the parent and both workers")
@@ -327,11 +354,13 @@ class HangingUpstream:
         self.server.server_close()
 
 
+@pytest.mark.parametrize("mode", SOCKETS)
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_sigterm_drains_the_request_in_flight_then_exits_0(site: Site, serve: Any, runtime: str) -> None:
+def test_sigterm_drains_the_request_in_flight_then_exits_0(site: Site, serve: Any, runtime: str, mode: str) -> None:
     upstream = HangingUpstream()
     try:
-        s = serve(site.write(upstream=f"http://127.0.0.1:{upstream.port}", shutdown_grace_seconds=20), runtime)
+        s = serve(site.write(upstream=f"http://127.0.0.1:{upstream.port}", shutdown_grace_seconds=20,
+                             workers_socket=mode), runtime)
         port, _ = s.started()
         result: list[tuple[int, bytes]] = []
         client = threading.Thread(target=lambda: result.append(site.get(port, "/slow")))
@@ -374,6 +403,18 @@ def test_a_bad_workers_value_is_one_line_naming_the_key_and_file(site: Site, val
     assert out.stderr.splitlines() == [
         f"mtlscore serve: configuration error in {config}: server.workers: must be a whole number from 1 to 256, "
         f'or "auto" (one per usable core); got {value!r}'
+    ]
+
+
+@pytest.mark.parametrize("value", ["so_reuseport", "", 1, True])
+def test_a_bad_workers_socket_value_is_one_line_naming_the_key_and_file(site: Site, value: object) -> None:
+    config = site.write(workers_socket=value)
+    out = subprocess.run([sys.executable, "-m", "mtlscore", "serve", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [
+        f"mtlscore serve: configuration error in {config}: server.workers_socket: must be one of auto, reuseport, "
+        f"inherit; got {value!r}"
     ]
 
 
@@ -426,14 +467,18 @@ def test_workers_whose_parent_is_killed_drain_and_exit(site: Site, serve: Any, r
         socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
+@pytest.mark.parametrize("busy_reuseport", [False, True], ids=["plain", "reuseport-group"])
+@pytest.mark.parametrize("mode", SOCKETS)
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_with_workers_a_port_in_use_is_still_one_line(site: Site, runtime: str) -> None:
-    # The parent binds the one socket: a second gateway on the port fails as with one process
-    # (with SO_REUSEPORT it would silently have joined the first one's group).
-    busy = socket.create_server(("127.0.0.1", 0))
+def test_with_workers_a_port_in_use_is_still_one_line(site: Site, runtime: str, mode: str,
+                                                      busy_reuseport: bool) -> None:
+    # The parent binds the port plainly first: a second gateway on the port fails as with one
+    # process, even when the port's listeners are a SO_REUSEPORT group of this user (another
+    # gateway in reuseport mode), which a socket with SO_REUSEPORT would silently have joined.
+    busy = socket.create_server(("127.0.0.1", 0), reuse_port=busy_reuseport)
     try:
         port = busy.getsockname()[1]
-        config = site.write(listen=f"127.0.0.1:{port}")
+        config = site.write(listen=f"127.0.0.1:{port}", workers_socket=mode)
         out = subprocess.run([sys.executable, "-m", "mtlscore", "serve", "--config", str(config), "--runtime", runtime],
                              capture_output=True, text=True, timeout=60)
     finally:

@@ -31,6 +31,7 @@ __all__ = [
     "REQUEST_TARGET_FORMS",
     "RESTART_KEYS",
     "TLS_ENGINES",
+    "WORKERS_SOCKETS",
     "Address",
     "ForwardCertificate",
     "ServerConfig",
@@ -52,7 +53,7 @@ RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
 ADDRESS_LIMIT = 256
 LENIENT_ADDRESS_LIMIT = 64
 # Keys a reload cannot apply: the listeners and the event loop exist once per process.
-RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime", "workers")
+RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime", "workers", "workers_socket")
 # [server] workers: at most this many processes (a typo such as 1000 is a ConfigError, not a fork storm).
 MAX_WORKERS = 256
 # [server] auth_cache_entries: verdicts of forwarded certificates kept (gateway/forwarded_cache.py).
@@ -60,6 +61,11 @@ MAX_WORKERS = 256
 # keeps a typo (an extra zero or three) from promising gigabytes.
 AUTH_CACHE_ENTRIES = 2048
 MAX_AUTH_CACHE_ENTRIES = 1_000_000
+# [server] workers_socket: how the workers share the port (mtlscore.runtimes.workers). "reuseport":
+# one SO_REUSEPORT socket per worker, the kernel spreading connections by hash; "inherit": one
+# socket bound by the parent, accepted on by every worker; "auto": reuseport where the kernel
+# balances such a group (Linux; the runtime decides, the core reads no OS state), else inherit.
+WORKERS_SOCKETS: tuple[str, ...] = ("auto", "reuseport", "inherit")
 # RFC 9112 §3.2: the request-target forms a client may use. "origin" is always on;
 # authority-form (CONNECT) never is: the gateway is not a tunnel.
 REQUEST_TARGET_FORMS: tuple[str, ...] = ("origin", "absolute", "asterisk")
@@ -197,6 +203,8 @@ class ServerConfig:
     # "auto" (one per usable core, counted by the runtime: the core reads no OS state). 1: the
     # gateway is one process, no supervisor.
     workers: int | Literal["auto"] = 1
+    # How the workers share the listening port (WORKERS_SOCKETS); ignored with one process.
+    workers_socket: str = "auto"
     # Absolute deadlines (docs/hardening.md has the table). The TLS handshake, from accept.
     handshake_timeout: float = 10.0
     # The whole request head, from its first byte (a trickle does not extend it: slowloris).
@@ -437,6 +445,7 @@ _KNOWN = {
     "tls_profile",
     "radar_file",
     "workers",
+    "workers_socket",
     "auth_cache_entries",
 }
 
@@ -646,6 +655,7 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
         proxies=tuple(trusted),
         admin_listen=parse_address(admin, key="server.admin_listen") if admin is not None else None,
         workers=_workers(table),
+        workers_socket=_choice(table, "workers_socket", "auto", WORKERS_SOCKETS),
         handshake_timeout=_number(table, "handshake_timeout_seconds", 10.0),
         header_timeout=_number(table, "header_timeout_seconds", 15.0),
         body_timeout=_number(table, "body_timeout_seconds", 30.0),

@@ -1,12 +1,24 @@
-"""``[server] workers = N``: a parent process supervising N worker processes on one listening socket.
+"""``[server] workers = N``: a parent process supervising N worker processes on one listening port.
 
-The parent binds ``[server] listen`` once and every worker accepts on that one
-inherited socket (one kernel accept queue; nginx's default too). Not SO_REUSEPORT
-by default: a port already taken is then the same one-line ``ConfigError`` as with
-one process (a second gateway with SO_REUSEPORT under the same user would silently
-join the group and take a share of the traffic), the connections a dying worker
-had not accepted yet stay queued for the others instead of being reset, and it
-works where SO_REUSEPORT does not exist (docs/operations.md#workers).
+How the workers share the port is ``[server] workers_socket``
+(docs/operations.md#workers):
+
+* ``reuseport`` (``auto`` on Linux): each worker binds its own socket with
+  SO_REUSEPORT and the kernel hashes each new connection to one of them, so the
+  load is spread evenly whoever is busy. The parent first binds the port plainly
+  (a port another process listens on, another gateway's SO_REUSEPORT group included,
+  is then the same one-line ``ConfigError`` as with one process), then keeps it
+  bound with SO_REUSEPORT without listening (it receives nothing: the kernel
+  hands connections to listening sockets only) so a worker started again binds
+  the same port and nobody else's plain socket takes it meanwhile. A dying
+  worker's socket takes the connections queued on it down with it (reset).
+* ``inherit`` (``auto`` elsewhere: where SO_REUSEPORT does not spread
+  connections, macOS and the BSDs before FreeBSD's SO_REUSEPORT_LB): the parent
+  binds ``[server] listen`` once and every worker accepts on that inherited
+  socket: one kernel accept queue (nginx's default), so the connections a dying
+  worker had not accepted stay queued for the others; the worker that wakes
+  first takes a connection, so a busy worker takes fewer, but a burst can land
+  on one.
 
 Workers are started with fork+exec (a fresh interpreter running
 ``python -m mtlscore.runtimes.workers``, as uvicorn and hypercorn start theirs),
@@ -61,7 +73,10 @@ __all__ = [
     "Supervisor",
     "WorkerFailed",
     "listen_socket",
+    "reserve_port",
+    "reuseport_socket",
     "serve_workers",
+    "socket_mode",
     "worker_main",
 ]
 
@@ -81,18 +96,78 @@ STOP_MARGIN = 5.0
 READY = b"ready\n"
 
 
+def socket_mode(setting: str) -> str:
+    """``reuseport`` or ``inherit``: what ``[server] workers_socket`` means on this OS; raises
+    :class:`ConfigError` (``server.workers_socket``) for ``reuseport`` where it would not balance."""
+    # Linux (3.9+) hashes each connection to one socket of a SO_REUSEPORT group; macOS and
+    # the older BSDs accept the option but give every connection to one socket.
+    balances = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+    if setting == "auto":
+        return "reuseport" if balances else "inherit"
+    if setting == "reuseport" and not balances:
+        raise ConfigError(f'SO_REUSEPORT spreads connections over the workers on Linux only, not on {sys.platform}: '
+                          'use "inherit" (or "auto")', key="server.workers_socket")
+    return setting
+
+
+def _address(listen: Address) -> tuple[socket.AddressFamily, tuple[str, int]]:
+    # One socket per process, so one address: a host name's first (the single-process
+    # runtimes bind every address a name resolves to).
+    family, _, _, _, address = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+    return family, (str(address[0]), int(address[1]))
+
+
 def listen_socket(listen: Address, backlog: int) -> socket.socket:
-    """``[server] listen`` bound and listening, inheritable by the workers; raises
+    """``inherit``: ``[server] listen`` bound and listening, inheritable by the workers; raises
     :class:`ConfigError` (``server.listen``) as the single-process runtimes do."""
     try:
-        # One socket, so one address: a host name's first (the single-process runtimes bind
-        # every address a name resolves to).
-        family, _, _, _, address = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM,
-                                                      flags=socket.AI_PASSIVE)[0]
-        sock = socket.create_server(address[:2], family=family, backlog=backlog)
+        family, address = _address(listen)
+        sock = socket.create_server(address, family=family, backlog=backlog)
     except OSError as exc:
         raise listen_error("server.listen", listen, exc) from None
     return sock
+
+
+def _reuseport_bound(family: socket.AddressFamily, address: tuple[str, int]) -> socket.socket:
+    """Bound, not listening, with SO_REUSEADDR and SO_REUSEPORT (as ``socket.create_server``
+    sets them for a worker: a group needs the option on every member, same user)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as create_server does
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reserve_port(listen: Address) -> socket.socket:
+    """``reuseport``: the port of ``[server] listen`` (port 0: a free one), bound with SO_REUSEPORT
+    and never listened on, held by the parent for the workers; raises :class:`ConfigError`
+    (``server.listen``) when anything listens there already.
+
+    A plain bind comes first: a socket with SO_REUSEPORT would quietly join another process's
+    group on the port (a second gateway by mistake) and share its traffic.
+    """
+    try:
+        family, address = _address(listen)
+        with socket.socket(family, socket.SOCK_STREAM) as probe:  # bound only: it must take no connection
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, as create_server
+            probe.bind(address)
+            address = (address[0], probe.getsockname()[1])
+        return _reuseport_bound(family, address)
+    except OSError as exc:
+        raise listen_error("server.listen", listen, exc) from None
+
+
+def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A worker's own listening socket in the parent's SO_REUSEPORT group (``host``: numeric)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=backlog, reuse_port=True)
 
 
 class WorkerFailed(Exception):
@@ -131,16 +206,18 @@ class _Slot:
 
 
 class Supervisor:
-    """``count`` worker processes, each started as ``command(index)`` with ``fd`` inherited.
+    """``count`` worker processes, each started as ``command(index)`` with ``fd`` inherited (if any).
 
     A worker writes ``ready`` on its stdout once it listens (:func:`worker_main`).
     """
 
-    def __init__(self, count: int, command: Callable[[int], Sequence[str]], *, fd: int, grace: float,
-                 on_restart: Callable[[], None] = lambda: None, on_stop: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, count: int, command: Callable[[int], Sequence[str]], *, fd: int | None, grace: float,
+                 on_restart: Callable[[], None] = lambda: None, on_stop: Callable[[], None] = lambda: None,
+                 mode: str = "inherit") -> None:
         self.slots = [_Slot(i) for i in range(1, count + 1)]
         self.command = command
-        self.fd = fd
+        self.fd = fd  # the inherited listening socket; None: each worker binds its own (reuseport)
+        self.mode = mode
         self.grace = grace
         self.on_restart = on_restart
         self.on_stop = on_stop
@@ -179,7 +256,7 @@ class Supervisor:
         slot.generation = self.generation
         slot.proc = await asyncio.create_subprocess_exec(
             *self.command(slot.index), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            pass_fds=(self.fd,),
+            pass_fds=(self.fd,) if self.fd is not None else (),
         )
 
     async def _until_ready(self, slot: _Slot) -> bool:
@@ -197,7 +274,8 @@ class Supervisor:
             await proc.wait()
             return False
         slot.ready, slot.ready_at = True, time.monotonic()
-        logger.info(json.dumps({"event": "worker_start", "worker": slot.index, "worker_pid": proc.pid}))
+        logger.info(json.dumps({"event": "worker_start", "worker": slot.index, "worker_pid": proc.pid,
+                                "socket": self.mode}))
         if slot.generation != self.generation and not self.stopping:
             # A reload was validated while this worker was loading the (older) file.
             self._signal(slot, signal.SIGHUP)
@@ -322,27 +400,35 @@ def serve_workers(config: str, *, runtime: str | None, count: int, quiet: bool, 
     runtime = runtime or server.runtime
     if runtime == "trio" and importlib.util.find_spec("trio") is None:
         raise ConfigError('the trio runtime needs trio: pip install "mtlscore[trio]"', key="server.runtime")
-    sock = listen_socket(server.listen, max(100, server.max_connections))
+    mode = socket_mode(server.workers_socket)
+    if mode == "reuseport":
+        sock = reserve_port(server.listen)
+    else:
+        sock = listen_socket(server.listen, max(100, server.max_connections))
     try:
-        return asyncio.run(_parent(state, sock, config, runtime, count, quiet, banner))
+        return asyncio.run(_parent(state, sock, mode, config, runtime, count, quiet, banner))
     finally:
         sock.close()
 
 
-async def _parent(state: GatewayState, sock: socket.socket, config: str, runtime: str, count: int, quiet: bool,
-                  banner: Banner) -> int:
+async def _parent(state: GatewayState, sock: socket.socket, mode: str, config: str, runtime: str, count: int,
+                  quiet: bool, banner: Banner) -> int:
     from .asyncio import AsyncioStream
 
     server = state.snapshot.gateway.server
-    address = Address(server.listen.host, sock.getsockname()[1])
+    host, port = sock.getsockname()[:2]
+    address = Address(server.listen.host, port)
     loop = asyncio.get_running_loop()
+    # inherit: the parent's listening socket; reuseport: the numeric address each worker binds.
+    where = ["--fd", str(sock.fileno())] if mode == "inherit" else ["--bind", str(host), "--port", str(port)]
 
     def command(index: int) -> list[str]:
         return [sys.executable, "-m", "mtlscore.runtimes.workers", "--config", config, "--runtime", runtime,
-                "--index", str(index), "--fd", str(sock.fileno()), *(["--quiet"] if quiet else [])]
+                "--index", str(index), *where, *(["--quiet"] if quiet else [])]
 
-    workers = Supervisor(count, command, fd=sock.fileno(), grace=server.shutdown_grace,
-                         on_restart=lambda: state.metrics.inc("mtlscore_worker_restarts_total"), on_stop=sock.close)
+    workers = Supervisor(count, command, fd=sock.fileno() if mode == "inherit" else None, grace=server.shutdown_grace,
+                         on_restart=lambda: state.metrics.inc("mtlscore_worker_restarts_total"), on_stop=sock.close,
+                         mode=mode)
     admin = None
     admin_address = None
     if server.admin_listen is not None:
@@ -399,7 +485,8 @@ async def _parent(state: GatewayState, sock: socket.socket, config: str, runtime
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
-    """One worker: ``python -m mtlscore.runtimes.workers --config FILE --runtime R --index I --fd FD``."""
+    """One worker: ``python -m mtlscore.runtimes.workers --config FILE --runtime R --index I``, then
+    ``--fd FD`` (the inherited socket) or ``--bind HOST --port P`` (its own, SO_REUSEPORT)."""
     from . import OnStarted, ServerInfo
     from .logs import json_log_handler
 
@@ -407,16 +494,27 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--runtime", choices=("asyncio", "trio"), required=True)
     p.add_argument("--index", type=int, required=True)
-    p.add_argument("--fd", type=int, required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--fd", type=int)
+    where.add_argument("--bind")
+    p.add_argument("--port", type=int)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     if not args.quiet:
         log = logging.getLogger("mtlscore.gateway")
         log.addHandler(json_log_handler(sys.stderr, {"worker": args.index, "pid": os.getpid()}))
         log.setLevel(logging.INFO)
-    sock = socket.socket(fileno=args.fd)
+    inherited = socket.socket(fileno=args.fd) if args.fd is not None else None
     try:
         state = GatewayState.from_config_file(args.config)
+        if inherited is None:
+            server = state.snapshot.gateway.server
+            try:
+                sock = reuseport_socket(args.bind, args.port, max(100, server.max_connections))
+            except OSError as exc:
+                raise listen_error("server.listen", Address(args.bind, args.port), exc) from None
+        else:
+            sock = inherited
     except ConfigError as exc:
         print(f"mtlscore serve: worker {args.index}: configuration error in {args.config}: {exc}",
               file=sys.stderr, flush=True)
