@@ -340,14 +340,18 @@ class StdlibEngine:
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._obj = ctx.wrap_bio(self._in, self._out, server_side=True)
+        self._fed = False  # nothing to do before the ClientHello's first bytes
 
     def feed(self, data: bytes) -> None:
+        self._fed = True
         if data:
             self._in.write(data)
         else:
             self._in.write_eof()
 
     def handshake(self) -> bool:
+        if not self._fed:
+            return False  # a server has nothing to say before the ClientHello
         try:
             self._obj.do_handshake()
         except ssl.SSLWantReadError:
@@ -401,14 +405,23 @@ class DeferredEngine:
     the callback hands the chain to it and fails the handshake with the alert of the
     verdict's reason (mtlscore.gateway.handshake); a chain it cannot decide without I/O
     completes the handshake and is decided after it.
+
+    The byte moving (handshake steps, BIO reads and writes, records) calls OpenSSL
+    through the cffi binding pyOpenSSL itself uses, as its ``Connection`` methods do,
+    minus a Python exception for every "want more bytes" (each flight, each record);
+    every other outcome goes through pyOpenSSL's own error handling, so its errors,
+    and the OpenSSL error queue it clears, are exactly pyOpenSSL's.
     """
 
     def __init__(self, ctx: SSL.Context, judge: Judge | None = None) -> None:
         from OpenSSL import SSL
 
+        _load_binding()
         self._ssl = SSL
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_accept_state()
+        self._ptr = self._conn._ssl
+        self._fed = False  # nothing to do before the ClientHello's first bytes
         self._judge = judge
         self._judged = False
         self.verdict: Verdict | None = None
@@ -422,7 +435,8 @@ class DeferredEngine:
             self._judged = True
             chain = _store_chain(store)
             self.verdict = self._judge(chain) if self._judge is not None and chain else None
-            if chain and self.verdict is not None:
+            verdict = self.verdict
+            if verdict is not None and not verdict.ok:
                 with contextlib.suppress(CertificateRejected):  # the log line's, nothing more
                     self._thumbprint = x5t_s256(chain[0])
         verdict = self.verdict
@@ -454,6 +468,7 @@ class DeferredEngine:
                 key="server.tls_engine",
             ) from None
         check_server_files(certificate, key)
+        _load_binding()
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         try:
@@ -475,14 +490,23 @@ class DeferredEngine:
         return ctx
 
     def feed(self, data: bytes) -> None:
+        self._fed = True
         if data:
-            self._conn.bio_write(data)
+            # A memory BIO takes all of it (BIO_s_mem(3)); pyOpenSSL's bio_write, unchecked.
+            _lib.BIO_write(self._conn._into_ssl, data, len(data))
         else:
             self._conn.bio_shutdown()
 
     def handshake(self) -> bool:
+        if not self._fed:
+            return False  # a server has nothing to say before the ClientHello
+        result = _lib.SSL_do_handshake(self._ptr)
+        if result == 1:
+            return True
+        if _lib.SSL_get_error(self._ptr, result) == _lib.SSL_ERROR_WANT_READ:
+            return False
         try:
-            self._conn.do_handshake()
+            self._conn._raise_ssl_error(self._ptr, result)  # pyOpenSSL's exception for it
         except self._ssl.WantReadError:
             return False
         except (self._ssl.Error, OSError) as exc:
@@ -494,20 +518,29 @@ class DeferredEngine:
         return True
 
     def outgoing(self) -> bytes:
-        out = []
-        while True:
-            try:
-                out.append(self._conn.bio_read(65536))
-            except self._ssl.WantReadError:
-                return b"".join(out)
+        bio = self._conn._from_ssl
+        size = _lib.BIO_get_mem_data(bio, _ffi.NULL)  # what is queued (BIO_s_mem(3))
+        if size <= 0:
+            return b""
+        buf = _RAW(size)
+        got = _lib.BIO_read(bio, buf, size)
+        return _ffi.buffer(buf, got)[:] if got > 0 else b""
 
     def read(self) -> bytes | None:
+        buf = _RAW(_RECORD)
+        result = _lib.SSL_read(self._ptr, buf, _RECORD)
+        if result > 0:
+            data: bytes = _ffi.buffer(buf, result)[:]
+            return data
+        if _lib.SSL_get_error(self._ptr, result) == _lib.SSL_ERROR_WANT_READ:
+            return None
         try:
-            return bytes(self._conn.recv(65536))
+            self._conn._raise_ssl_error(self._ptr, result)  # clears OpenSSL's error queue
         except self._ssl.WantReadError:
             return None
         except (self._ssl.ZeroReturnError, self._ssl.SysCallError, self._ssl.Error):
-            return b""
+            pass
+        return b""
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -528,23 +561,73 @@ class DeferredEngine:
             pass
 
     def facts(self, peer: tuple[str, int]) -> TLSFacts:
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        leaf = self._conn.get_peer_certificate(as_cryptography=True)
-        chain = [c.public_bytes(Encoding.DER) for c in self._conn.get_peer_cert_chain(as_cryptography=True) or []]
-        if leaf is not None:
-            leaf_der = leaf.public_bytes(Encoding.DER)
-            # Server side, OpenSSL's peer chain may omit the leaf (SSL_get_peer_cert_chain(3)).
-            if not chain or chain[0] != leaf_der:
-                chain.insert(0, leaf_der)
+        chain = _peer_chain(self._ptr)
         name = self._conn.get_servername()
         return TLSFacts(
-            chain=tuple(chain),
+            chain=chain,
             sni=name.decode("idna") if name else None,
             peer=peer,
             version=self._conn.get_protocol_version_name(),
             cipher=self._conn.get_cipher_name() or "",
         )
+
+
+# -- OpenSSL through pyOpenSSL's cffi binding ---------------------------------------------
+#
+# Bound by _load_binding() when the first deferred context or engine is made (pyOpenSSL is
+# the gateway extra: this module imports without it); the functions below run only after.
+
+_RECORD = 65536  # bytes asked of SSL_read at once (four TLS records at most)
+_ffi: Any = None
+_lib: Any = None
+_RAW: Callable[[int], Any] = bytearray
+_CONNECTIONS: Any = None  # pyOpenSSL's SSL pointer -> Connection map
+
+
+def _load_binding() -> None:
+    global _ffi, _lib, _RAW, _CONNECTIONS
+    if _lib is None:
+        from OpenSSL import SSL
+        from OpenSSL._util import ffi, lib
+
+        # Not zero-filled: OpenSSL writes the bytes that are read back (as pyOpenSSL's recv).
+        raw = ffi.new_allocator(should_clear_after_alloc=False)
+        _ffi, _lib, _RAW, _CONNECTIONS = ffi, lib, lambda n: raw("char[]", n), SSL.Connection._reverse_mapping
+
+
+def _x509_der(x509: Any) -> bytes:
+    """The DER of an OpenSSL ``X509 *`` (i2d_X509_bio into a memory BIO, as pyOpenSSL's
+    ``dump_certificate(FILETYPE_ASN1)``), without a Python object per certificate."""
+    bio = _lib.BIO_new(_lib.BIO_s_mem())
+    if bio == _ffi.NULL:
+        raise MemoryError("BIO_new")
+    try:
+        if _lib.i2d_X509_bio(bio, x509) != 1:
+            raise ValueError("i2d_X509_bio failed")
+        data = _ffi.new("char **")
+        size = _lib.BIO_get_mem_data(bio, data)
+        der: bytes = _ffi.buffer(data[0], size)[:]
+        return der
+    finally:
+        _lib.BIO_free(bio)
+
+
+def _peer_chain(ssl_ptr: Any) -> tuple[bytes, ...]:
+    """The certificates the client sent (DER, leaf first), as OpenSSL kept them."""
+    chain: list[bytes] = []
+    stack = _lib.SSL_get_peer_cert_chain(ssl_ptr)  # borrowed: freed with the connection
+    if stack != _ffi.NULL:
+        chain = [_x509_der(_lib.sk_X509_value(stack, i)) for i in range(_lib.sk_X509_num(stack))]
+    leaf = _lib.SSL_get_peer_certificate(ssl_ptr)  # a new reference
+    if leaf != _ffi.NULL:
+        try:
+            leaf_der = _x509_der(leaf)
+        finally:
+            _lib.X509_free(leaf)
+        # Server side, OpenSSL's peer chain may omit the leaf (SSL_get_peer_cert_chain(3)).
+        if not chain or chain[0] != leaf_der:
+            chain.insert(0, leaf_der)
+    return tuple(chain)
 
 
 # -- the judging verify callback ------------------------------------------------------
@@ -560,21 +643,16 @@ _VERIFY_CALLBACK: Any = None
 
 def _set_judging_verify(ctx: Any, mode: int) -> None:
     global _VERIFY_CALLBACK
-    from OpenSSL._util import ffi, lib
-
     if _VERIFY_CALLBACK is None:
-        _VERIFY_CALLBACK = ffi.callback("int (*)(int, X509_STORE_CTX *)", _judging_verify)
-    lib.SSL_CTX_set_verify(ctx._context, mode, _VERIFY_CALLBACK)
+        _VERIFY_CALLBACK = _ffi.callback("int (*)(int, X509_STORE_CTX *)", _judging_verify)
+    _lib.SSL_CTX_set_verify(ctx._context, mode, _VERIFY_CALLBACK)
 
 
 def _judging_verify(ok: int, store: Any) -> int:
     """OpenSSL's verify callback: called per certificate; the first call judges the chain."""
-    from OpenSSL import SSL
-    from OpenSSL._util import lib
-
     try:
-        ssl_ptr = lib.X509_STORE_CTX_get_ex_data(store, lib.SSL_get_ex_data_X509_STORE_CTX_idx())
-        conn = SSL.Connection._reverse_mapping.get(ssl_ptr)
+        ssl_ptr = _lib.X509_STORE_CTX_get_ex_data(store, _lib.SSL_get_ex_data_X509_STORE_CTX_idx())
+        conn = _CONNECTIONS.get(ssl_ptr)
         engine = conn.get_app_data() if conn is not None else None
         code = engine._decide(store) if isinstance(engine, DeferredEngine) else -1
     except Exception:  # noqa: BLE001 - never unwind through OpenSSL; decided after the handshake
@@ -582,9 +660,9 @@ def _judging_verify(ok: int, store: Any) -> int:
     if code < 0:
         # OpenSSL's own verdict (no anchors are loaded: "unable to get local issuer") is
         # not ours: pass, as the non-judging context does.
-        lib.X509_STORE_CTX_set_error(store, lib.X509_V_OK)
+        _lib.X509_STORE_CTX_set_error(store, _lib.X509_V_OK)
         return 1
-    lib.X509_STORE_CTX_set_error(store, code)
+    _lib.X509_STORE_CTX_set_error(store, code)
     return 0
 
 
@@ -594,18 +672,18 @@ def _store_chain(store: Any) -> tuple[bytes, ...]:
     The certificates the client sent that link up from its leaf; unrelated extras
     are not in it (OpenSSL 3.0's binding has no X509_STORE_CTX_get0_untrusted).
     """
-    from cryptography.hazmat.primitives.serialization import Encoding
-    from OpenSSL import crypto
-    from OpenSSL._util import lib
-
-    stack = lib.X509_STORE_CTX_get1_chain(store)
+    stack = _lib.X509_STORE_CTX_get1_chain(store)
+    if stack == _ffi.NULL:
+        return ()
     try:
-        # Each member is owned (freed) by the X509 object wrapping it, as in pyOpenSSL's
-        # X509StoreContext.get_verified_chain.
-        certs = [crypto.X509._from_raw_x509_ptr(lib.sk_X509_value(stack, i)) for i in range(lib.sk_X509_num(stack))]
+        members = [_lib.sk_X509_value(stack, i) for i in range(_lib.sk_X509_num(stack))]
+        try:
+            return tuple(_x509_der(x) for x in members)
+        finally:
+            for x in members:  # get1: each member's reference is ours
+                _lib.X509_free(x)
     finally:
-        lib.sk_X509_free(stack)
-    return tuple(c.to_cryptography().public_bytes(Encoding.DER) for c in certs)
+        _lib.sk_X509_free(stack)
 
 
 def deferred_available() -> bool:
