@@ -22,6 +22,7 @@ from ..types import JSONObject
 from ..x509.cert import Certificate
 from .appauth import AccountAuth, NeedRate, RateLimiter, TokenVerifier
 from .forwarded_cache import ForwardedCache
+from .identity_cache import IdentityCache
 from .settings import ServerConfig
 from .shared import SharedSettings
 
@@ -86,6 +87,10 @@ class Gateway:
     # Verdicts of certificates trusted proxies forwarded, by the exact header values
     # (gateway/forwarded_cache.py). Never carried over a reload: it starts empty.
     forwarded: ForwardedCache = field(default_factory=ForwardedCache, compare=False)
+    # The identity fields forwarded for an accepted verdict (gateway/identity_cache.py),
+    # kept across connections: a reconnecting client's are not rebuilt. Starts empty.
+    identity_fields: IdentityCache[tuple[tuple[bytes, bytes], ...] | None] = field(
+        default_factory=IdentityCache, compare=False)
 
 
 class UpstreamFailure(enum.StrEnum):

@@ -771,7 +771,11 @@ class Session:
         e = self.evidence
         cached = self._identity
         if cached is None or cached[0] is not e:
-            cached = self._identity = (e, identity_fields(e.verdict, e.presented, e.account, self.server))
+            # Across connections too: per accepted verdict, in the snapshot (gateway/identity_cache.py).
+            fields = self.gateway.identity_fields.get(
+                e.verdict, e.presented, e.account,
+                lambda: identity_fields(e.verdict, e.presented, e.account, self.server))
+            cached = self._identity = (e, fields)
         return cached[1]
 
     def _send_request_head(self, request: h11.Request) -> None:
