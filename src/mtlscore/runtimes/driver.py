@@ -194,12 +194,17 @@ async def serve_connection(
             return
         if ticket is not None:
             ticket.waiting_since = None  # validating, then the session says (ReadClient)
-        await _flush(stream, engine, server.write_timeout)
+        # What the handshake's last step wrote (TLS 1.3 session tickets, TLS 1.2's Finished)
+        # is not sent on its own here: the first ReadClient sends it before it waits for
+        # bytes (a fetch below, first), or, when the request came with the client's
+        # Finished, the answer takes it along (one send, not two).
         facts = engine.facts(peer)
         at = datetime.now(UTC)
         given = engine.verdict  # reached inside the handshake (reject_at = "handshake"), if it was
         validator = snapshot.gateway.validator
         if given is None and resolve is not None and facts.chain and validator.policy.fetch:
+            # Fetching may take a while: the client's handshake completes first.
+            await _flush(stream, engine, server.write_timeout)
             given = await resolve(validator.start(list(facts.chain), at=at, crls=snapshot.gateway.crls))
         session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None, now=accepted)
         while True:
