@@ -108,7 +108,9 @@ class AsyncioStream:
         with contextlib.suppress(Exception):
             self.writer.close()
             try:
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for runs the wait in a new Task.
+                async with asyncio.timeout(1.0):
+                    await self.writer.wait_closed()
             except TimeoutError:
                 self.abort()
 
