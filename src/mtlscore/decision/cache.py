@@ -204,12 +204,33 @@ class VerdictCache(BoundedLRU[Hashable, _Entry]):
         window = _window(verdict)
         if window is None:
             return False
-        lo, hi = window
-        hi = min(hi, at + self.max_age)
-        if valid_from is not None:
-            lo = max(lo, valid_from)
-        if valid_until is not None:
-            hi = min(hi, valid_until)
+        return self.put_within(key, verdict, at=at, lo=window[0], hi=window[1], valid_from=valid_from,
+                               valid_until=valid_until, attached=attached)
+
+    def put_within(
+        self,
+        key: Hashable,
+        verdict: Verdict,
+        *,
+        at: datetime,
+        lo: datetime,
+        hi: datetime,
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+        attached: object = None,
+    ) -> bool:
+        """:meth:`put` for an accepted ``verdict`` with a path whose window the caller already
+        knows: ``lo``/``hi`` are its latest notBefore and earliest notAfter over the path and
+        the anchor's window (what :meth:`put` computes from the verdict)."""
+        if self.size == 0:
+            return False
+        limit = at + self.max_age
+        if limit < hi:
+            hi = limit
+        if valid_from is not None and valid_from > lo:
+            lo = valid_from
+        if valid_until is not None and valid_until < hi:
+            hi = valid_until
         if not lo <= at <= hi:
             return False
         self.store(key, (verdict, lo, hi, attached))

@@ -24,7 +24,7 @@ from ..revocation.checker import PositionCheck
 from ..revocation.crl import ParsedCRL, parse_crl
 from ..revocation.crl_signer import SignerContext
 from ..verify import policy_graph
-from ..verify.checks import check_key, check_validity
+from ..verify.checks import check_key, check_validity, whole_seconds
 from ..verify.failure import PathFailure, Who
 from ..verify.machine import MachineError, Move, NeedIssuer, Request, State, transition
 from ..verify.path import BuildResult, KnownPaths, build_path
@@ -116,11 +116,14 @@ class Validator:
         """
         try:
             at = _aware(at)
-            key = self._verdict_key(chain, crls, ocsp_responses)
-            if key is not None:
-                hit = self.verdict_cache.get(key, at)
-                if hit is not None:
-                    return hit
+            window = self.reuse_window(crls=crls, ocsp_responses=ocsp_responses)
+            key = None
+            if window is not None:
+                key = self.verdict_cache.key(chain, self.trust.epoch, self.policy.epoch, self._cache_token)
+                if key is not None:
+                    hit = self.verdict_cache.get(key, at)
+                    if hit is not None:
+                        return hit
             parsed = self._parse_plain(chain)
             tried_known = False
             built: BuildResult | None = None
@@ -128,12 +131,9 @@ class Validator:
                 chain = parsed
                 if self._revocation_silent(crls, ocsp_responses):
                     tried_known = True
-                    quick = self._by_known_path(parsed, at)
-                    if quick is None:
-                        quick, built = self._by_search(parsed, at)
+                    # The revocation cache is not touched on the way: ``window`` still holds.
+                    quick, built = self._quick(parsed, at, key, window)
                     if quick is not None:
-                        if key is not None:
-                            self._remember(key, quick, at)
                         return quick
             # When the known path was just tried and did not hold, the machine goes
             # straight to the full search (not verifying the leaf's signature again);
@@ -190,56 +190,67 @@ class Validator:
         # Soft-fail with nothing to consult accepts without a note.
         return not (crls or ocsp_responses or self.crls or p.fetch or len(self.cache))
 
-    def _by_known_path(self, certs: list[Certificate], at: datetime) -> Verdict | None:
-        """The verdict the machine would give, when the leaf's path is a known one (KnownPaths); else None.
+    def _quick(
+        self, certs: list[Certificate], at: datetime, key: Hashable | None,
+        window: tuple[datetime | None, datetime | None] | None,
+    ) -> tuple[Verdict | None, BuildResult | None]:
+        """The verdict the machine would give for a parsed chain, where revocation can only accept silently.
 
-        Only for calls where revocation can only accept silently: then the
-        verdict is the path, its anchor and the identity, as the machine builds it.
+        Then the verdict is the path, its anchor and the identity, as the machine
+        builds it: along the leaf's known path (KnownPaths) when it holds, else
+        from the full search. (verdict, None) when a path is found, remembered
+        under ``key`` (None: not cached) within the revocation ``window``
+        (:meth:`reuse_window`); (None, result) when none is: the machine starts
+        from that result (asking for issuers, wording the rejection). (None,
+        None) for an allowlisted leaf, which the machine decides.
         """
         leaf = certs[0]
-        if self.trust.allowlisted_match(leaf) is not None:
-            return None
-        result = self.known_paths.build(leaf, certs[1:], self.trust, self.policy, at=at, signatures=self.signatures)
-        if result is None or result.anchor is None:
-            return None
-        return self._accepted(leaf, result)
-
-    def _by_search(self, certs: list[Certificate], at: datetime) -> tuple[Verdict | None, BuildResult | None]:
-        """The full path search for a chain whose leaf has no known path, where revocation can only accept silently.
-
-        (verdict, None) when a path is found: the machine would add nothing to it
-        (see :meth:`_by_known_path`). (None, result) when none is: the machine
-        starts from that result (asking for issuers, wording the rejection).
-        (None, None) for an allowlisted leaf, which the machine decides.
-        """
-        leaf = certs[0]
-        if self.trust.allowlisted_match(leaf) is not None:
+        trust, policy = self.trust, self.policy
+        if trust.allowlisted_match(leaf) is not None:
             return None, None
         presented = certs[1:]
-        result = build_path(leaf, presented, self.trust, self.policy, at=at, signatures=self.signatures)
+        known_paths = self.known_paths
+        path_key = known_paths.key(leaf, presented, trust, policy)
+        # The checks compare whole seconds (they would each truncate ``at``); the verdict cache takes ``at``.
+        when = whole_seconds(at)
+        known = known_paths.accept(path_key, leaf, trust, policy, at=when, signatures=self.signatures)
+        if known is not None:
+            if self.identity_map is not None:
+                return self._accepted(leaf, [leaf, *known.tail], known.anchor, key, at, window), None
+            verdict = Verdict.derived((leaf, *known.suffix), known.anchor)  # what finish() makes of it
+            if key is not None and window is not None:
+                # The verdict cache's window over the path (VerdictCache.put), from the leaf and the known suffix.
+                lo, hi = known.suffix_lo, known.suffix_hi
+                if leaf.not_before > lo:
+                    lo = leaf.not_before
+                if leaf.not_after < hi:
+                    hi = leaf.not_after
+                self.verdict_cache.put_within(key, verdict, at=at, lo=lo, hi=hi, valid_from=window[0],
+                                              valid_until=window[1])
+            return verdict, None
+        result = build_path(leaf, presented, trust, policy, at=when, signatures=self.signatures)
         if result.straight:
-            self.known_paths.learn(leaf, presented, result, self.trust, self.policy, at=at)
+            known_paths.learn(leaf, presented, result, trust, policy, at=when, key=path_key)
         if result.anchor is None:
             return None, result
-        return self._accepted(leaf, result), None
+        return self._accepted(leaf, result.path, result.anchor, key, at, window), None
 
-    def _accepted(self, leaf: Certificate, result: BuildResult) -> Verdict:
-        """The verdict of an accepted path when revocation accepts silently: the path, its anchor and the identity."""
-        anchor = result.anchor
-        assert anchor is not None
-        path = tuple(result.path)
+    def _accepted(
+        self, leaf: Certificate, found: list[Certificate], anchor: Anchor, key: Hashable | None, at: datetime,
+        window: tuple[datetime | None, datetime | None] | None,
+    ) -> Verdict:
+        """The verdict of an accepted path when revocation accepts silently (the path, its anchor and the
+        identity), remembered under ``key`` within ``window``."""
+        path = tuple(found)
         if path[-1].sha256 != anchor.certificate.sha256:
             path = path + (anchor.certificate,)
         if self.identity_map is None:
-            return Verdict(True, None, "", path, anchor, DERIVE)  # what finish() makes of it
-        return self.finish(Verdict(True, path=path, anchor=anchor), leaf, anchor, [])
-
-    def _verdict_key(
-        self, chain: ChainInput | None, crls: Iterable[bytes], ocsp_responses: Iterable[bytes]
-    ) -> Hashable | None:
-        if self.reuse_window(crls=crls, ocsp_responses=ocsp_responses) is None:
-            return None
-        return self.verdict_cache.key(chain, self.trust.epoch, self.policy.epoch, self._cache_token)
+            verdict = Verdict.derived(path, anchor)  # what finish() makes of it
+        else:
+            verdict = self.finish(Verdict(True, path=path, anchor=anchor), leaf, anchor, [])
+        if key is not None and window is not None and verdict.ok:
+            self.verdict_cache.put(key, verdict, at=at, valid_from=window[0], valid_until=window[1])
+        return verdict
 
     def reuse_window(
         self, *, crls: Iterable[bytes] = (), ocsp_responses: Iterable[bytes] = ()

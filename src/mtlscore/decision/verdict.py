@@ -89,6 +89,22 @@ class Verdict:
     ) -> Verdict:
         return cls(False, reason, detail, path=path, position=position, notes=notes)
 
+    @classmethod
+    def derived(cls, path: tuple[Certificate, ...], anchor: Anchor) -> Verdict:
+        """``Verdict(True, None, "", path, anchor, DERIVE)``: accepted, its identity built from
+        ``path[0]`` and ``anchor`` when first read.
+
+        The same object as that call makes (the same ``__dict__``), filled in one
+        step: the validator makes one for every new client certificate, and the
+        generated ``__init__`` of a frozen dataclass stores each field with a call.
+        """
+        verdict = object.__new__(cls)
+        object.__setattr__(verdict, "__dict__", {
+            "ok": True, "reason": None, "detail": "", "path": path, "anchor": anchor, "_identity": DERIVE,
+            "notes": (), "position": None, "principal": None,
+        })
+        return verdict
+
     @property
     def leaf(self) -> Certificate | None:
         return self.path[0] if self.path else None

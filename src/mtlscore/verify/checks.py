@@ -45,6 +45,7 @@ __all__ = [
     "check_path_state",
     "check_validity",
     "issuers_window",
+    "whole_seconds",
 ]
 
 _OID_NAMES = {v: k for k, v in EKU_NAMES.items()}
@@ -100,6 +101,11 @@ _ANCHOR, _INTERMEDIATE, _END_ENTITY = Role.ANCHOR, Role.INTERMEDIATE, Role.END_E
 _ANCHOR_LABEL = Role.ANCHOR.value
 
 
+# The name-constraint state of a path without nameConstraints, shared: an empty state is never
+# changed (check() returns before spending; add() is called only with constraints, on a state of its own).
+_NO_CONSTRAINTS = NameConstraintState()
+
+
 @dataclass(frozen=True, slots=True)
 class HandedDown:
     """What the anchor and the CAs of a path hand down to its leaf (see :func:`check_issuers`)."""
@@ -107,6 +113,15 @@ class HandedDown:
     names: NameConstraintState  # the name constraints the leaf must satisfy
     policies: PolicyState | None  # certificate-policy state; None when no certificate is processed
     issuer_spki: bytes = b""  # SHA-256 of the leaf's issuer's SPKI (the strict CA profile's "self-signed")
+
+
+def whole_seconds(at: datetime) -> datetime:
+    """``at`` truncated to whole seconds, as certificate times are (RFC 5280 §4.1.2.5.1-2).
+
+    ``at`` itself when it already is: the validator truncates once, and the
+    checks it calls find nothing left to do.
+    """
+    return at.replace(microsecond=0) if at.microsecond else at
 
 
 def check_key(cert: Certificate, policy: Policy, who: Who) -> None:
@@ -355,7 +370,7 @@ def check_path_state(
     leaf's own check works on a copy of the name-constraint state (checking
     spends its work budget).
     """
-    at = at.replace(microsecond=0)
+    at = whole_seconds(at)
     try:
         handed = check_issuers(path, anchor, at=at, policy=policy)
         kept = handed if handed.names.empty else replace(handed, names=replace(handed.names))
@@ -379,7 +394,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
     a = anchor.certificate
     # Certificate times have whole-second precision (RFC 5280 §4.1.2.5.1-2): so does
     # the comparison, or a validation at hh:mm:ss.005 would miss notAfter = hh:mm:ss.
-    at = at.replace(microsecond=0)
+    at = whole_seconds(at)
     who = Who(a, n, _ANCHOR_LABEL)
     check_basic(a, _ANCHOR, who, at, policy, anchor.window())
     # The anchor issues the top of the path, unless its certificate is that top (the
@@ -393,8 +408,12 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
     max_path_length = n
     if a.path_length is not None:
         max_path_length = min(max_path_length, a.path_length)
-    nc = NameConstraintState(budget=policy.max_path_work * 64)
-    nc.add(a, who)
+    # §6.1.4 (g): the state is made by the first certificate with nameConstraints (none
+    # spends anything before): most paths have none, and hand down the shared empty state.
+    nc: NameConstraintState | None = None
+    if a.name_constraints is not None:
+        nc = NameConstraintState(budget=policy.max_path_work * 64)
+        nc.add(a, who)
     # Certificate policies: the anchor is an input of §6.1, not a certificate of the
     # path, so its own policy extensions are not processed (RFC 5280 §6.1.1 (d)).
     top = n if issues else n - 1
@@ -410,7 +429,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
                            self_signed=cert.self_issued and above.spki_sha256 == cert.spki_sha256)
         # §6.1.3 (b)-(c): name constraints apply to every certificate except
         # self-issued intermediates.
-        if not cert.self_issued:
+        if nc is not None and not cert.self_issued:
             nc.check(cert, who)
         check_ca(cert, _INTERMEDIATE, who, policy, path[pos - 1], max_path_length)
         # §6.1.4 (l)-(m): a non-self-issued intermediate takes one from max_path_length; its
@@ -419,10 +438,13 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
             max_path_length -= 1
         if cert.path_length is not None and cert.path_length < max_path_length:
             max_path_length = cert.path_length
-        nc.add(cert, who)  # §6.1.4 (g)
+        if cert.name_constraints is not None:  # §6.1.4 (g)
+            if nc is None:
+                nc = NameConstraintState(budget=policy.max_path_work * 64)
+            nc.add(cert, who)
         if policies is not None and pos < top:
             policies = _policy_issuer(policies, cert, who)
-    return HandedDown(nc, policies, (path[1] if n > 1 else a).spki_sha256)
+    return HandedDown(_NO_CONSTRAINTS if nc is None else nc, policies, (path[1] if n > 1 else a).spki_sha256)
 
 
 def issuers_window(path: list[Certificate] | tuple[Certificate, ...], anchor: Anchor) -> tuple[datetime, datetime]:

@@ -15,7 +15,7 @@ may appear once per path (RFC 4158 §5.2). Work is bounded by
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -32,13 +32,14 @@ from .checks import (
     check_path,
     check_path_state,
     issuers_window,
+    whole_seconds,
 )
 from .failure import PathFailure, Who
 from .policy import Policy
 from .signature import SIGNATURES, SignatureCache, check_signature_algorithm, verify_link
 from .trust import Anchor, TrustStore
 
-__all__ = ["BuildResult", "KnownPaths", "build_path"]
+__all__ = ["BuildResult", "KnownPath", "KnownPaths", "build_path"]
 
 _ANCHOR_LABEL = Role.ANCHOR.value  # read once: an Enum member off its class is a descriptor call
 
@@ -100,18 +101,33 @@ class _Search:
             return False
         return True
 
-    def candidates(self, cert: Certificate) -> tuple[list[Anchor], list[Certificate]]:
-        anchors = list(self.trust.anchors_for(cert.issuer_key))
-        inters: list[Certificate] = []
-        seen: set[bytes] = set()
-        for c in [*self.presented.get(cert.issuer_key, ()), *self.trust.pool_for(cert.issuer_key)]:
-            if c.sha256 not in seen:
-                seen.add(c.sha256)
-                inters.append(c)
-        if cert.aki is not None:
-            aki = cert.aki
-            anchors.sort(key=lambda a: a.certificate.ski != aki)
-            inters.sort(key=lambda c: c.ski != aki)
+    def candidates(self, cert: Certificate) -> tuple[Sequence[Anchor], Sequence[Certificate]]:
+        """The anchors, then the intermediates (presented first, then the pool's, each once) named as
+        ``cert``'s issuer, those whose subjectKeyIdentifier is ``cert``'s AKI first (a stable sort)."""
+        key = cert.issuer_key
+        trust = self.trust
+        anchors: Sequence[Anchor] = trust.anchors_for(key)
+        shown = self.presented.get(key)
+        pool = trust.pool_for(key)
+        inters: Sequence[Certificate]
+        if shown and pool:
+            merged: list[Certificate] = []
+            seen: set[bytes] = set()
+            for c in (*shown, *pool):
+                if c.sha256 not in seen:
+                    seen.add(c.sha256)
+                    merged.append(c)
+            inters = merged
+        else:
+            # Each list holds a certificate once (build_path, TrustStore): nothing to merge.
+            inters = shown or pool
+        aki = cert.aki
+        if aki is not None:
+            # One candidate is its own order (and the lists are the store's: sorted copies).
+            if len(anchors) > 1:
+                anchors = sorted(anchors, key=lambda a: a.certificate.ski != aki)
+            if len(inters) > 1:
+                inters = sorted(inters, key=lambda c: c.ski != aki)
         return anchors, inters
 
 
@@ -262,18 +278,14 @@ def _extend(s: _Search, path: list[Certificate]) -> tuple[list[Certificate], Anc
             return list(path), anchor
         s.record(2, path, failure)
 
+    if not inters:
+        return None
     # Depth counts intermediates that are not self-issued (key rollover certificates
     # do not count, as for pathLenConstraint, RFC 5280 §6.1.4 (l)); the physical
     # length is capped as well so that recursion stays shallow.
     logical = sum(1 for c in path[1:] if not c.self_issued)
-    too_long = PathFailure(
-        Reason.CHAIN_TOO_LONG,
-        f"the chain needs more than {s.policy.max_intermediates} intermediates to reach an "
-        "anchor; policy max_intermediates caps it",
-        pos,
-    )
-    if inters and len(path) > 2 * s.policy.max_intermediates + 2:
-        s.record(1, path, too_long)
+    if len(path) > 2 * s.policy.max_intermediates + 2:
+        s.record(1, path, _too_long(s.policy, pos))
         return None
 
     for j, cand in enumerate(inters):
@@ -282,7 +294,7 @@ def _extend(s: _Search, path: list[Certificate]) -> tuple[list[Certificate], Anc
         if _on_path(cand, path):
             continue  # RFC 4158 §5.2: a loop
         if logical >= s.policy.max_intermediates and not cand.self_issued:
-            s.record(1, path, too_long)
+            s.record(1, path, _too_long(s.policy, pos))
             continue
         if not s.spend():
             return None
@@ -314,6 +326,15 @@ def _extend(s: _Search, path: list[Certificate]) -> tuple[list[Certificate], Anc
     return None
 
 
+def _too_long(policy: Policy, pos: int) -> PathFailure:
+    return PathFailure(
+        Reason.CHAIN_TOO_LONG,
+        f"the chain needs more than {policy.max_intermediates} intermediates to reach an "
+        "anchor; policy max_intermediates caps it",
+        pos,
+    )
+
+
 def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
     return PathFailure(
         Reason.UNTRUSTED,
@@ -327,7 +348,9 @@ def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
 
 
 @dataclass(frozen=True, slots=True)
-class _Known:
+class KnownPath:
+    """A path found on the builder's first try, for the next leaf under the same CAs (:class:`KnownPaths`)."""
+
     tail: tuple[Certificate, ...]  # the CAs above the leaf, its issuer first
     anchor: Anchor
     handed_down: HandedDown  # what the CAs constrain the leaf to (check_issuers)
@@ -336,9 +359,17 @@ class _Known:
     earliest: datetime
     latest: datetime
     keys: frozenset[bytes]  # SPKI digests on the tail: a leaf with one of them is a loop
+    issuer: Certificate  # whose key signs the leaf: the tail's first CA, or the anchor's certificate
+    # What an accepted verdict's path holds after the leaf (the tail, then the anchor's
+    # certificate), and [latest notBefore, earliest notAfter] over those certificates and
+    # the anchor's window: with the leaf's own validity, the window the verdict cache
+    # keeps the verdict for (mtlscore.decision.cache).
+    suffix: tuple[Certificate, ...]
+    suffix_lo: datetime
+    suffix_hi: datetime
 
 
-class KnownPaths(BoundedLRU[Hashable, _Known]):
+class KnownPaths(BoundedLRU[Hashable, KnownPath]):
     """Paths the builder found on its first try, reused for the next leaf under the same CAs.
 
     Thousands of client certificates share an issuer. The builder's search for
@@ -360,18 +391,23 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         super().__init__(size)
 
     @staticmethod
-    def _key(leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy) -> Hashable:
+    def key(leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy) -> Hashable:
+        """What the builder's search for ``leaf`` depends on besides the leaf itself (see the class)."""
         return (leaf.issuer_key, leaf.aki, tuple([c.sha256 for c in presented]), trust.epoch, policy.epoch)
 
     def learn(
         self, leaf: Certificate, presented: list[Certificate], result: BuildResult, trust: TrustStore,
-        policy: Policy, *, at: datetime,
+        policy: Policy, *, at: datetime, key: Hashable | None = None,
     ) -> None:
-        """Remember ``result`` (a straight, accepted search for ``leaf``) for the leaf's siblings."""
+        """Remember ``result`` (a straight, accepted search for ``leaf``) for the leaf's siblings.
+
+        ``key``: :meth:`key` of the same arguments, when the caller has it already.
+        """
         anchor = result.anchor
         if not result.straight or anchor is None or len(result.path) < 1:
             return
-        key = self._key(leaf, presented, trust, policy)
+        if key is None:
+            key = self.key(leaf, presented, trust, policy)
         if self.peek(key) is not None:
             return
         state = result.handed_down
@@ -383,27 +419,36 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         tail = tuple(result.path[1:])
         first, last = issuers_window(result.path, anchor)
         skew = policy.clock_skew
-        self.store(key, _Known(tail, anchor, state, first - skew, last + skew,
-                               frozenset(c.spki_sha256 for c in tail)))
+        a = anchor.certificate
+        # The verdict's path ends with the anchor's certificate unless the path already does.
+        suffix = tail if tail and tail[-1].sha256 == a.sha256 else (*tail, a)
+        lo, hi = anchor.window()
+        for c in suffix:
+            if c.not_before > lo:
+                lo = c.not_before
+            if c.not_after < hi:
+                hi = c.not_after
+        self.store(key, KnownPath(tail, anchor, state, first - skew, last + skew,
+                                  frozenset(c.spki_sha256 for c in tail), tail[0] if tail else a,
+                                  suffix, lo, hi))
 
-    def build(
-        self, leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy, *,
+    def accept(
+        self, key: Hashable, leaf: Certificate, trust: TrustStore, policy: Policy, *,
         at: datetime, signatures: SignatureCache | None = None,
-    ) -> BuildResult | None:
-        """The accepted path for ``leaf`` along a known one, or None: run :func:`build_path`."""
-        key = self._key(leaf, presented, trust, policy)
+    ) -> KnownPath | None:
+        """The known path stored under ``key`` (:meth:`key` of ``leaf``) when ``leaf`` is valid along it, or None:
+        run :func:`build_path`."""
         known = self.peek(key)
         if known is None:
             self.misses += 1
             return None
-        at = at.replace(microsecond=0)
+        at = whole_seconds(at)
         if at < known.earliest or at > known.latest:
             return None
         spki = leaf.spki_sha256
         if spki in known.keys or trust.has_anchor_key(spki):
             return None
-        issuer = known.tail[0] if known.tail else known.anchor.certificate
-        if not (signatures or SIGNATURES).verify_once(leaf, issuer):
+        if not (signatures or SIGNATURES).verify_once(leaf, known.issuer):
             return None
         state = known.handed_down
         if not state.names.empty:
@@ -413,5 +458,16 @@ class KnownPaths(BoundedLRU[Hashable, _Known]):
         except PathFailure:
             return None
         self.hit(key)
+        return known
+
+    def build(
+        self, leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy, *,
+        at: datetime, signatures: SignatureCache | None = None,
+    ) -> BuildResult | None:
+        """The accepted path for ``leaf`` along a known one, or None: run :func:`build_path`."""
+        known = self.accept(self.key(leaf, presented, trust, policy), leaf, trust, policy, at=at,
+                            signatures=signatures)
+        if known is None:
+            return None
         return BuildResult([leaf, *known.tail], known.anchor, work=len(known.tail) + 1, paths_checked=1,
                            straight=True)

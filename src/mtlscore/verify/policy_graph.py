@@ -139,7 +139,6 @@ def issuer(state: PolicyState, cert: Certificate, who: Who) -> PolicyState:
     """
     level, budget = _children(state, cert, who, last=False)
     _check(level, state.explicit_policy, who)
-    state = PolicyState(level, state.explicit_policy, state.policy_mapping, state.inhibit_any_policy, budget)
     controls = cert.policy_controls
     explicit, mapping, inhibit_any = state.explicit_policy, state.policy_mapping, state.inhibit_any_policy
     if controls is not None and controls.mappings:
@@ -149,7 +148,7 @@ def issuer(state: PolicyState, cert: Certificate, who: Who) -> PolicyState:
                 # §6.1.4 (a), §4.2.1.5: policies are never mapped to or from anyPolicy.
                 raise who.fail(Reason.MALFORMED, f"{who} maps a policy to or from anyPolicy (RFC 5280 §4.2.1.5)")
             mapped.setdefault(issuer_policy, set()).add(subject_policy)
-        budget = _spend(state.budget, len(controls.mappings) + len(level), who)
+        budget = _spend(budget, len(controls.mappings) + len(level), who)
         nodes = {node.policy: node for node in level}
         if mapping > 0:
             # (b)(1): a mapped policy now expects its subject-domain policies; one only
@@ -166,7 +165,6 @@ def issuer(state: PolicyState, cert: Certificate, who: Who) -> PolicyState:
             for issuer_policy in mapped:
                 nodes.pop(issuer_policy, None)
         level = tuple(nodes.values())
-        state = PolicyState(level, explicit, mapping, inhibit_any, budget)
     if not cert.self_issued:  # (h)
         explicit = explicit - 1 if explicit else 0
         mapping = mapping - 1 if mapping else 0
@@ -178,7 +176,7 @@ def issuer(state: PolicyState, cert: Certificate, who: Who) -> PolicyState:
             mapping = controls.inhibit_policy_mapping
         if controls.inhibit_any_policy is not None and controls.inhibit_any_policy < inhibit_any:  # (j)
             inhibit_any = controls.inhibit_any_policy
-    return PolicyState(state.level, explicit, mapping, inhibit_any, state.budget)
+    return PolicyState(level, explicit, mapping, inhibit_any, budget)
 
 
 def end_entity(
