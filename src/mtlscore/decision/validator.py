@@ -27,7 +27,7 @@ from ..verify import policy_graph
 from ..verify.checks import check_key, check_validity, whole_seconds
 from ..verify.failure import PathFailure, Who
 from ..verify.machine import MachineError, Move, NeedIssuer, Request, State, transition
-from ..verify.path import BuildResult, KnownPaths, build_path
+from ..verify.path import BuildResult, KnownPath, KnownPaths, build_path
 from ..verify.policy import Policy
 from ..verify.signature import SIGNATURES, SignatureCache, check_signature_algorithm
 from ..verify.trust import Anchor, TrustStore
@@ -215,25 +215,34 @@ class Validator:
         when = whole_seconds(at)
         known = known_paths.accept(path_key, leaf, trust, policy, at=when, signatures=self.signatures)
         if known is not None:
-            if self.identity_map is not None:
-                return self._accepted(leaf, [leaf, *known.tail], known.anchor, key, at, window), None
-            verdict = Verdict.derived((leaf, *known.suffix), known.anchor)  # what finish() makes of it
-            if key is not None and window is not None:
-                # The verdict cache's window over the path (VerdictCache.put), from the leaf and the known suffix.
-                lo, hi = known.suffix_lo, known.suffix_hi
-                if leaf.not_before > lo:
-                    lo = leaf.not_before
-                if leaf.not_after < hi:
-                    hi = leaf.not_after
-                self.verdict_cache.put_within(key, verdict, at=at, lo=lo, hi=hi, valid_from=window[0],
-                                              valid_until=window[1])
-            return verdict, None
+            return self._along(leaf, known, key, at, window), None
         result = build_path(leaf, presented, trust, policy, at=when, signatures=self.signatures)
         if result.straight:
-            known_paths.learn(leaf, presented, result, trust, policy, at=when, key=path_key)
+            known = known_paths.learn(leaf, presented, result, trust, policy, at=when, key=path_key)
+            if known is not None and result.anchor is known.anchor and result.path[1:] == list(known.tail):
+                return self._along(leaf, known, key, at, window), None
         if result.anchor is None:
             return None, result
         return self._accepted(leaf, result.path, result.anchor, key, at, window), None
+
+    def _along(
+        self, leaf: Certificate, known: KnownPath, key: Hashable | None, at: datetime,
+        window: tuple[datetime | None, datetime | None] | None,
+    ) -> Verdict:
+        """The verdict of ``leaf`` accepted along ``known`` (see :meth:`_accepted`)."""
+        if self.identity_map is not None:
+            return self._accepted(leaf, [leaf, *known.tail], known.anchor, key, at, window)
+        verdict = Verdict.derived((leaf, *known.suffix), known.anchor)  # what finish() makes of it
+        if key is not None and window is not None:
+            # The verdict cache's window over the path (VerdictCache.put), from the leaf and the known suffix.
+            lo, hi = known.suffix_lo, known.suffix_hi
+            if leaf.not_before > lo:
+                lo = leaf.not_before
+            if leaf.not_after < hi:
+                hi = leaf.not_after
+            self.verdict_cache.put_within(key, verdict, at=at, lo=lo, hi=hi, valid_from=window[0],
+                                          valid_until=window[1])
+        return verdict
 
     def _accepted(
         self, leaf: Certificate, found: list[Certificate], anchor: Anchor, key: Hashable | None, at: datetime,

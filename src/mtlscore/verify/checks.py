@@ -14,8 +14,9 @@ certificate and the fix; :func:`check_path` returns it to the path builder."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
+from typing import NamedTuple
 
 from cryptography.x509.oid import ExtensionOID
 
@@ -106,13 +107,15 @@ _ANCHOR_LABEL = Role.ANCHOR.value
 _NO_CONSTRAINTS = NameConstraintState()
 
 
-@dataclass(frozen=True, slots=True)
-class HandedDown:
-    """What the anchor and the CAs of a path hand down to its leaf (see :func:`check_issuers`)."""
+class HandedDown(NamedTuple):
+    """What the anchor and the CAs of a path hand down to its leaf (see :func:`check_issuers`).
+
+    Immutable (a tuple: made once per checked path, cheaper than a frozen dataclass).
+    """
 
     names: NameConstraintState  # the name constraints the leaf must satisfy
     policies: PolicyState | None  # certificate-policy state; None when no certificate is processed
-    issuer_spki: bytes = b""  # SHA-256 of the leaf's issuer's SPKI (the strict CA profile's "self-signed")
+    issuer_spki: bytes = b""  # the leaf's issuer's SPKI DER (the strict CA profile's "self-signed")
 
 
 def whole_seconds(at: datetime) -> datetime:
@@ -373,7 +376,7 @@ def check_path_state(
     at = whole_seconds(at)
     try:
         handed = check_issuers(path, anchor, at=at, policy=policy)
-        kept = handed if handed.names.empty else replace(handed, names=replace(handed.names))
+        kept = handed if handed.names.empty else handed._replace(names=replace(handed.names))
         check_end_entity(path[0], handed, at=at, policy=policy)
     except PathFailure as failure:
         return failure, None
@@ -426,7 +429,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
         if policy.strict_ca_profile:  # (the self-signed question compares name keys)
             above = path[pos + 1] if pos + 1 < n else a
             _check_profile(cert, who, policy, issues=True,
-                           self_signed=cert.self_issued and above.spki_sha256 == cert.spki_sha256)
+                           self_signed=cert.self_issued and above.spki_der == cert.spki_der)
         # §6.1.3 (b)-(c): name constraints apply to every certificate except
         # self-issued intermediates.
         if nc is not None and not cert.self_issued:
@@ -444,7 +447,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
             nc.add(cert, who)
         if policies is not None and pos < top:
             policies = _policy_issuer(policies, cert, who)
-    return HandedDown(_NO_CONSTRAINTS if nc is None else nc, policies, (path[1] if n > 1 else a).spki_sha256)
+    return HandedDown(_NO_CONSTRAINTS if nc is None else nc, policies, (path[1] if n > 1 else a).spki_der)
 
 
 def issuers_window(path: list[Certificate] | tuple[Certificate, ...], anchor: Anchor) -> tuple[datetime, datetime]:
@@ -473,7 +476,7 @@ def check_end_entity(cert: Certificate, handed: HandedDown, *, at: datetime, pol
         # Only the strict profile asks whether the leaf is self-signed: the answer may
         # compare the names' matching keys, which a leaf's unique subject would build.
         _check_profile(cert, who, policy, issues=False,
-                       self_signed=cert.self_issued and handed.issuer_spki == cert.spki_sha256)
+                       self_signed=cert.self_issued and handed.issuer_spki == cert.spki_der)
     if not handed.names.empty:
         handed.names.check(cert, who, end_entity=True)  # §6.1.3 (b)-(c)
     if handed.policies is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from ..reasons import Reason
 from ..x509.cert import Certificate
@@ -224,8 +225,8 @@ def _on_path(cand: Certificate, path: list[Certificate]) -> bool:
     certificate of the path with ``cand``'s key (a client certificate's unique
     subject never needs one).
     """
-    spki = cand.spki_sha256
-    return any(c.spki_sha256 == spki and c.subject_key == cand.subject_key for c in path)
+    spki = cand.spki_der  # the key as its SPKI DER, which the SHA-256 digests stand for
+    return any(c.spki_der == spki and c.subject_key == cand.subject_key for c in path)
 
 
 def _extend(s: _Search, path: list[Certificate]) -> tuple[list[Certificate], Anchor] | None:
@@ -347,9 +348,11 @@ def _untrusted_at(cert: Certificate, pos: int) -> PathFailure:
 # -- reusing a path for the next leaf under the same CAs ----------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class KnownPath:
-    """A path found on the builder's first try, for the next leaf under the same CAs (:class:`KnownPaths`)."""
+class KnownPath(NamedTuple):
+    """A path found on the builder's first try, for the next leaf under the same CAs (:class:`KnownPaths`).
+
+    Immutable (a tuple: made for every first path under new CAs, cheaper than a frozen dataclass).
+    """
 
     tail: tuple[Certificate, ...]  # the CAs above the leaf, its issuer first
     anchor: Anchor
@@ -358,7 +361,7 @@ class KnownPath:
     # [earliest, latest] (their latest notBefore - skew, earliest notAfter + skew).
     earliest: datetime
     latest: datetime
-    keys: frozenset[bytes]  # SPKI digests on the tail: a leaf with one of them is a loop
+    keys: frozenset[bytes]  # SPKI DER of the tail's keys: a leaf with one of them is a loop
     issuer: Certificate  # whose key signs the leaf: the tail's first CA, or the anchor's certificate
     # What an accepted verdict's path holds after the leaf (the tail, then the anchor's
     # certificate), and [latest notBefore, earliest notAfter] over those certificates and
@@ -398,39 +401,39 @@ class KnownPaths(BoundedLRU[Hashable, KnownPath]):
     def learn(
         self, leaf: Certificate, presented: list[Certificate], result: BuildResult, trust: TrustStore,
         policy: Policy, *, at: datetime, key: Hashable | None = None,
-    ) -> None:
-        """Remember ``result`` (a straight, accepted search for ``leaf``) for the leaf's siblings.
+    ) -> KnownPath | None:
+        """Remember ``result`` (a straight, accepted search for ``leaf``) for the leaf's siblings; the
+        known path, or None when ``result`` is not one to remember.
 
         ``key``: :meth:`key` of the same arguments, when the caller has it already.
         """
         anchor = result.anchor
         if not result.straight or anchor is None or len(result.path) < 1:
-            return
+            return None
         if key is None:
             key = self.key(leaf, presented, trust, policy)
-        if self.peek(key) is not None:
-            return
+        known = self.peek(key)
+        if known is not None:
+            return known
         state = result.handed_down
         if state is None:
             try:
                 state = check_issuers(result.path, anchor, at=at, policy=policy)
             except PathFailure:  # pragma: no cover - the search accepted this path at ``at``
-                return
+                return None
         tail = tuple(result.path[1:])
         first, last = issuers_window(result.path, anchor)
         skew = policy.clock_skew
         a = anchor.certificate
-        # The verdict's path ends with the anchor's certificate unless the path already does.
+        # The verdict's path ends with the anchor's certificate unless the path already does;
+        # its window adds that certificate's own validity to the CAs' and the anchor's.
         suffix = tail if tail and tail[-1].sha256 == a.sha256 else (*tail, a)
-        lo, hi = anchor.window()
-        for c in suffix:
-            if c.not_before > lo:
-                lo = c.not_before
-            if c.not_after < hi:
-                hi = c.not_after
-        self.store(key, KnownPath(tail, anchor, state, first - skew, last + skew,
-                                  frozenset(c.spki_sha256 for c in tail), tail[0] if tail else a,
-                                  suffix, lo, hi))
+        lo = a.not_before if a.not_before > first else first
+        hi = a.not_after if a.not_after < last else last
+        known = KnownPath(tail, anchor, state, first - skew, last + skew, frozenset(c.spki_der for c in tail),
+                          tail[0] if tail else a, suffix, lo, hi)
+        self.store(key, known)
+        return known
 
     def accept(
         self, key: Hashable, leaf: Certificate, trust: TrustStore, policy: Policy, *,
@@ -445,14 +448,14 @@ class KnownPaths(BoundedLRU[Hashable, KnownPath]):
         at = whole_seconds(at)
         if at < known.earliest or at > known.latest:
             return None
-        spki = leaf.spki_sha256
-        if spki in known.keys or trust.has_anchor_key(spki):
+        spki = leaf.spki_der
+        if spki in known.keys or trust.has_anchor_spki(spki):
             return None
         if not (signatures or SIGNATURES).verify_once(leaf, known.issuer):
             return None
         state = known.handed_down
         if not state.names.empty:
-            state = replace(state, names=replace(state.names))  # checking spends its own work budget
+            state = state._replace(names=replace(state.names))  # checking spends its own work budget
         try:
             check_end_entity(leaf, state, at=at, policy=policy)
         except PathFailure:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..reasons import Reason
 from ..x509.cert import Certificate
@@ -44,12 +45,12 @@ _NO_POLICIES: frozenset[str] = frozenset()
 _ROOT = _Node(ANY_POLICY, _ANY, _ANY)
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyState:
+class PolicyState(NamedTuple):
     """The deepest level of the valid_policy_graph and the §6.1.2 counters, after some certificates.
 
-    Immutable: a state handed down by the CAs of a known path is shared by
-    every leaf checked under them.
+    Immutable (a tuple, made per CA of every checked path: cheaper than a frozen
+    dataclass): a state handed down by the CAs of a known path is shared by every
+    leaf checked under them.
     """
 
     level: tuple[_Node, ...]  # empty: the graph is NULL

@@ -75,6 +75,7 @@ class TrustStore:
     _by_subject: dict[NameKey, list[Anchor]] = field(default_factory=dict)
     _by_ski: dict[bytes, list[Anchor]] = field(default_factory=dict)
     _anchor_keys: set[bytes] = field(default_factory=set)
+    _anchor_spkis: set[bytes] = field(default_factory=set)
     _pool: dict[bytes, Certificate] = field(default_factory=dict)
     _pool_by_subject: dict[NameKey, list[Certificate]] = field(default_factory=dict)
     _allowlisted: dict[bytes, Certificate] = field(default_factory=dict)
@@ -90,6 +91,7 @@ class TrustStore:
         self._by_subject = {}
         self._by_ski = {}
         self._anchor_keys = set()
+        self._anchor_spkis = set()
         self._pool = {}
         self._pool_by_subject = {}
         self._allowlisted = {}
@@ -113,6 +115,7 @@ class TrustStore:
         self._anchors.append(anchor)
         self._by_subject.setdefault(anchor.subject_key, []).append(anchor)
         self._anchor_keys.add(anchor.spki_sha256)
+        self._anchor_spkis.add(anchor.certificate.spki_der)
         if anchor.certificate.ski:
             self._by_ski.setdefault(anchor.certificate.ski, []).append(anchor)
         self.epoch = next(_epochs)
@@ -193,14 +196,20 @@ class TrustStore:
         """Whether some anchor has this public key (by SHA-256 of its SPKI)."""
         return spki_sha256 in self._anchor_keys
 
+    def has_anchor_spki(self, spki_der: bytes) -> bool:
+        """Whether some anchor has this public key (by its SPKI DER: no digest to compute)."""
+        return spki_der in self._anchor_spkis
+
     def find_anchor(self, cert: Certificate) -> Anchor | None:
         """The anchor made from exactly this name and key, if any."""
         # The key first: a client certificate's own subject would otherwise need its
-        # name key built (RFC 5280 §7.1) only to find nothing.
-        if cert.spki_sha256 not in self._anchor_keys:
+        # name key built (RFC 5280 §7.1) only to find nothing. Compared as SPKI DER
+        # (what the SHA-256 digests stand for), so no digest of the client's key is made.
+        spki = cert.spki_der
+        if spki not in self._anchor_spkis:
             return None
         for anchor in self._by_subject.get(cert.subject_key, ()):
-            if anchor.spki_sha256 == cert.spki_sha256:
+            if anchor.certificate.spki_der == spki:
                 return anchor
         return None
 
