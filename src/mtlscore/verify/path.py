@@ -33,6 +33,7 @@ from .checks import (
     check_path,
     check_path_state,
     issuers_window,
+    key_passes,
     whole_seconds,
 )
 from .failure import PathFailure, Who
@@ -134,6 +135,8 @@ class _Search:
 
 def _link_key_failure(issuer: Certificate, pos: int, policy: Policy, *, is_anchor: bool) -> PathFailure | None:
     # Check the issuer's key size before using it: a huge RSA key is a CPU attack.
+    if key_passes(issuer, policy):
+        return None
     try:
         check_key(issuer, policy, Who(issuer, pos, _ANCHOR_LABEL if is_anchor else None))
     except PathFailure as failure:
@@ -451,7 +454,7 @@ class KnownPaths(BoundedLRU[Hashable, KnownPath]):
         spki = leaf.spki_der
         if spki in known.keys or trust.has_anchor_spki(spki):
             return None
-        if not (signatures or SIGNATURES).verify_once(leaf, known.issuer):
+        if not (SIGNATURES if signatures is None else signatures).verify_once(leaf, known.issuer):
             return None
         state = known.handed_down
         if not state.names.empty:

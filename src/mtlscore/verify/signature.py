@@ -20,7 +20,7 @@ from ..x509.lru import BoundedLRU
 from .failure import Who
 from .policy import Policy
 
-__all__ = ["SignatureCache", "check_signature_algorithm", "verify_link"]
+__all__ = ["SignatureCache", "allowed_signature_oids", "check_signature_algorithm", "verify_link"]
 
 # RFC 4055 / RFC 5758 / RFC 8410 signature algorithm OIDs → (key type, hash name).
 _SIG_ALGS: dict[str, tuple[str, str | None]] = {
@@ -89,6 +89,30 @@ def check_signature_algorithm(cert: Certificate, policy: Policy, who: Who) -> No
             f"{who}: signed with {(hash_name or 'an unknown hash').upper()}, which policy does not allow "
             f"(allowed: {', '.join(sorted(policy.signature_hashes))})",
         )
+
+
+# allowed_signature_oids by Policy.epoch (a handful of policies per process; reloads add one each).
+_ALLOWED: dict[int, frozenset[str]] = {}
+
+
+def allowed_signature_oids(policy: Policy) -> frozenset[str]:
+    """The signature algorithm OIDs :func:`check_signature_algorithm` allows under ``policy`` whatever the
+    certificate's parameters: those with a fixed hash (or EdDSA) that the policy allows.
+
+    RSASSA-PSS is not among them (its hash is in its parameters): a certificate with a
+    signature algorithm outside this set is for :func:`check_signature_algorithm` to judge.
+    """
+    found = _ALLOWED.get(policy.epoch)
+    if found is None:
+        found = frozenset(
+            oid for oid, (kind, hash_name) in _SIG_ALGS.items()
+            if (kind in policy.key_types if kind in ("ed25519", "ed448")
+                else hash_name is not None and hash_name in policy.signature_hashes)
+        )
+        if len(_ALLOWED) >= 64:
+            _ALLOWED.clear()
+        _ALLOWED[policy.epoch] = found
+    return found
 
 
 _PKCS1 = padding.PKCS1v15()
