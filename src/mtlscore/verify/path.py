@@ -38,7 +38,7 @@ from .checks import (
 )
 from .failure import PathFailure, Who
 from .policy import Policy
-from .signature import SIGNATURES, SignatureCache, check_signature_algorithm, verify_link
+from .signature import SIGNATURES, SignatureCache, allowed_signature_oids, check_signature_algorithm, verify_link
 from .trust import Anchor, TrustStore
 
 __all__ = ["BuildResult", "KnownPath", "KnownPaths", "build_path"]
@@ -246,10 +246,11 @@ def _extend(s: _Search, path: list[Certificate]) -> tuple[list[Certificate], Anc
     # certificate's defect whichever issuer signed it, not a signature that fails.
     # (An issuer's own unusable key is still reported first: it is the cause.)
     weak: PathFailure | None = None
-    try:
-        check_signature_algorithm(cert, s.policy, Who(cert, pos - 1))
-    except PathFailure as exc:
-        weak = exc
+    if cert.signature_oid not in allowed_signature_oids(s.policy):  # else it passes: nothing to word
+        try:
+            check_signature_algorithm(cert, s.policy, Who(cert, pos - 1))
+        except PathFailure as exc:
+            weak = exc
 
     for i, anchor in enumerate(anchors):
         if not s.spend():
