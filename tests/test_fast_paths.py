@@ -1,7 +1,7 @@
 """The common case's short cuts decide exactly as the full checks and the machine do.
 
-``verify/checks.py`` answers the common client certificate (``_plain_end_entity``)
-and the common CA (``_plain_ca``) in one pass and hands everything else to the
+``verify/plain.py`` answers the common client certificate (``plain_end_entity``)
+and the common CA (``plain_ca``) in one pass and hands everything else to the
 full checks; ``Validator.validate`` takes a quick route (the known path, or the
 search, without the machine) when revocation can only accept silently. Each
 test holds the short cut beside the general route over certificates carrying
@@ -25,9 +25,10 @@ import pytest
 from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_differential import Generated, chains
 
 from mtlscore import Policy, TrustStore, Validator, Verdict, pki
-from mtlscore.verify import Anchor, checks
+from mtlscore.verify import Anchor, checks, plain
 from mtlscore.verify.checks import (
     HandedDown,
     PathFailure,
@@ -38,8 +39,6 @@ from mtlscore.verify.checks import (
 from mtlscore.verify.path import KnownPaths
 from mtlscore.verify.policy import ANY_EKU, SERVER_AUTH
 from mtlscore.x509 import parse_certificate
-
-from test_differential import Generated, chains
 
 NOW = pki.NOW
 DAY = timedelta(days=1)
@@ -93,11 +92,12 @@ POLICIES: dict[str, Policy] = {
     "lenient_eku": Policy(require_leaf_eku=False),
     "no_eku": Policy(required_eku=None),
     "no_digital_signature": Policy(require_leaf_digital_signature=False, check_ca_eku=False),
-    "legacy": Policy(signature_hashes={"sha1", "sha224", "sha256", "sha384", "sha512"},
-                     key_types={"rsa", "ec", "ed25519"}, curves={"P-256", "P-384", "P-521"}, min_rsa_bits=1024),
+    "legacy": Policy(signature_hashes=frozenset({"sha1", "sha224", "sha256", "sha384", "sha512"}),
+                     key_types=frozenset({"rsa", "ec", "ed25519"}), curves=frozenset({"P-256", "P-384", "P-521"}),
+                     min_rsa_bits=1024),
     "rsa3072": Policy(min_rsa_bits=3072, max_rsa_bits=3072),
     "strict": Policy(strict_ca_profile=True),
-    "explicit": Policy(certificate_policies=[POLICY_OID]),
+    "explicit": Policy(certificate_policies=frozenset([POLICY_OID])),
     "skewed": Policy(clock_skew=timedelta(days=2)),
 }
 TIMES = (NOW, NOW + 400 * DAY, NOW - 40 * DAY)
@@ -120,9 +120,9 @@ def pkis() -> dict[str, Any]:
     return {"root": root, "inter": inter, "leaves": leaves, "cas": cas, "anchors": anchors}
 
 
-def _outcome(run: Any) -> Any:
+def _outcome(check: Any, *args: Any, **kw: Any) -> Any:
     try:
-        return ("passed", run())
+        return ("passed", check(*args, **kw))
     except PathFailure as failure:
         return ("failed", failure)
 
@@ -149,13 +149,13 @@ def test_a_client_certificate_answered_in_one_pass_passes_the_full_checks() -> N
             handed = _handed(policy, at)
         except PathFailure:
             continue  # the CAs themselves fail at this time or under this policy
-        full = _outcome(lambda: check_end_entity_fully(cert, handed, at=at, policy=policy))
-        fast = checks._plain_end_entity(cert, handed, at, policy)
+        full = _outcome(check_end_entity_fully, cert, handed, at=at, policy=policy)
+        fast = plain.plain_end_entity(cert, handed, at, policy)
         if fast:
             taken.add((name, pname))
             assert full == ("passed", None), (name, pname, at, full)
         # The public entry point decides (and words) exactly as the full checks.
-        assert _outcome(lambda: check_end_entity(cert, handed, at=at, policy=policy)) == full, (name, pname, at)
+        assert _outcome(check_end_entity, cert, handed, at=at, policy=policy) == full, (name, pname, at)
     # The short cut is the common case's route, not a dead branch.
     for common in ("plain_ec", "plain_rsa", "p384", "sha384", "no_aki"):
         assert (common, "default") in taken
@@ -165,7 +165,7 @@ def test_a_client_certificate_answered_in_one_pass_passes_the_full_checks() -> N
 
 
 def _issuers(path: list[Any], anchor: Anchor, at: datetime, policy: Policy) -> Any:
-    return _outcome(lambda: check_issuers(path, anchor, at=at, policy=policy))
+    return _outcome(check_issuers, path, anchor, at=at, policy=policy)
 
 
 @pytest.mark.parametrize("role", ["intermediate", "anchor"])
@@ -187,11 +187,11 @@ def test_a_ca_answered_in_one_pass_passes_the_full_checks(role: str, monkeypatch
             anchor = Anchor(parse_certificate(ca.der))
             cert, window = anchor.certificate, anchor.window()
         max_len = None if role == "anchor" else len(path)
-        if checks._plain_ca(cert, window, at, policy, max_len):
+        if plain.plain_ca(cert, window, at, policy, max_len):
             taken.add((name, pname))
         fast = _issuers(path, anchor, at, policy)
         with monkeypatch.context() as m:
-            m.setattr(checks, "_plain_ca", lambda *_: False)
+            m.setattr(checks, "plain_ca", lambda *_: False)
             full = _issuers(path, anchor, at, policy)
         assert fast == full, (role, name, pname, at)
         if (name, pname) in taken and at == NOW and role == "anchor":
@@ -213,8 +213,8 @@ def _general(trust: TrustStore, policy: Policy, chain: list[bytes], monkeypatch:
     """The verdict of the machine (start() answered as validate() answers it), with neither the quick
     route, the known paths, nor the one-pass answers."""
     with monkeypatch.context() as m:
-        m.setattr(checks, "_plain_end_entity", lambda *_: False)
-        m.setattr(checks, "_plain_ca", lambda *_: False)
+        m.setattr(checks, "plain_end_entity", lambda *_: False)
+        m.setattr(checks, "plain_ca", lambda *_: False)
         run = Validator(trust, policy, known_paths=KnownPaths(0)).start(chain, at=NOW)
         for _ in range(100):
             event = run.next_event()

@@ -24,12 +24,13 @@ from ..reasons import Reason
 from ..x509.cert import Certificate
 from .failure import PathFailure, Who
 from .name_constraints import NameConstraintState
+from .plain import KEY_IDENTIFIERS, PROCESSED_EXTENSIONS, plain_ca, plain_end_entity
 from .policy import ANY_EKU, EKU_NAMES, Policy
 from .policy_graph import PolicyState
 from .policy_graph import end_entity as _policy_end_entity
 from .policy_graph import initial as _policy_initial
 from .policy_graph import issuer as _policy_issuer
-from .signature import allowed_signature_oids, check_signature_algorithm
+from .signature import check_signature_algorithm
 from .trust import Anchor
 
 __all__ = [
@@ -46,39 +47,16 @@ __all__ = [
     "check_path",
     "check_path_state",
     "check_validity",
-    "key_passes",
     "issuers_window",
     "whole_seconds",
 ]
 
 _OID_NAMES = {v: k for k, v in EKU_NAMES.items()}
 
-# Extensions whose meaning this validator implements (RFC 5280 §4.2: a critical
-# extension we do not process makes the certificate unusable).
-_HANDLED = frozenset(
-    oid.dotted_string
-    for oid in (
-        ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.KEY_USAGE,
-        ExtensionOID.EXTENDED_KEY_USAGE,
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-        ExtensionOID.ISSUER_ALTERNATIVE_NAME,
-        ExtensionOID.NAME_CONSTRAINTS,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-        # Certificate policies: §6.1.3 (d)-(f), §6.1.4 (a)-(b), (h)-(j), §6.1.5 (see policy_graph).
-        ExtensionOID.CERTIFICATE_POLICIES,
-        ExtensionOID.POLICY_MAPPINGS,
-        ExtensionOID.POLICY_CONSTRAINTS,
-        ExtensionOID.INHIBIT_ANY_POLICY,
-    )
-)
-_MUST_NOT_BE_CRITICAL = frozenset(
-    oid.dotted_string
-    for oid in (ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-)
-# What a certificate may mark critical and pass both _unhandled and _structure's key-identifier rule.
-_CRITICAL_OK = _HANDLED - _MUST_NOT_BE_CRITICAL
+# Extensions whose meaning this validator implements, and the key identifiers a certificate
+# must not mark critical (RFC 5280 §4.2, §4.2.1.1-2): with the one-pass answers, in .plain.
+_HANDLED = PROCESSED_EXTENSIONS
+_MUST_NOT_BE_CRITICAL = KEY_IDENTIFIERS
 
 # Extensions a conforming CA MUST mark critical (RFC 5280 §4.2.1.9-11, §4.2.1.14), or relying
 # parties that skip them would accept more. By default they are processed whatever their
@@ -129,17 +107,6 @@ def whole_seconds(at: datetime) -> datetime:
     checks it calls find nothing left to do.
     """
     return at.replace(microsecond=0) if at.microsecond else at
-
-
-def key_passes(cert: Certificate, policy: Policy) -> bool:
-    """Whether :func:`check_key` passes ``cert`` (the same conditions, answered without a failure to word)."""
-    kt = cert.key_type
-    if kt == "unknown" or cert.public_key is None or kt not in policy.key_types:
-        return False
-    if kt == "rsa":
-        bits = cert.key_bits
-        return policy.min_rsa_bits <= bits <= policy.max_rsa_bits and not bits % 8
-    return kt != "ec" or cert.curve in policy.curves
 
 
 def check_key(cert: Certificate, policy: Policy, who: Who) -> None:
@@ -366,50 +333,6 @@ def check_ca(
         )
 
 
-def _plain_ca(
-    cert: Certificate, window: tuple[datetime, datetime] | None, at: datetime, policy: Policy,
-    max_path_length: int | None,
-) -> bool:
-    """Whether ``cert`` is a common CA certificate that passes :func:`check_basic` and :func:`check_ca`
-    as the anchor (``window``: its activation window) or as an intermediate (None), decided in one
-    pass; False when it may not (those functions then decide, and word the failure).
-
-    Each condition is one of theirs, or stricter: True must imply that both raise
-    nothing (tests/test_checks.py holds them side by side). The strict CA profile,
-    a v1/v2 certificate, an empty name, RSASSA-PSS and a path length used up
-    answer False. ``at`` is in whole seconds.
-    """
-    if policy.strict_ca_profile or cert.version < 3:
-        return False
-    if not cert.critical_oids <= _CRITICAL_OK:  # _structure's key identifiers, _unhandled (§4.2)
-        return False
-    skew = policy.clock_skew
-    if window is None:
-        # _structure (§4.1.2.2, §4.1.2.4, §4.1.2.6) and the signature algorithm: not for the
-        # anchor, an input of §6.1 rather than a certificate of the path.
-        serial = cert.serial
-        if serial <= 0 or serial.bit_length() > 160 or cert.issuer_empty or cert.subject_empty:
-            return False
-        if cert.signature_oid not in allowed_signature_oids(policy):
-            return False
-        if at + skew < cert.not_before or at - skew > cert.not_after:
-            return False
-    elif at + skew < window[0] or at - skew > window[1]:
-        return False
-    if not key_passes(cert, policy):
-        return False
-    # check_ca: §6.1.4 (k), (l), (n) and the CA's extendedKeyUsage.
-    if cert.is_ca is not True or (max_path_length is not None and max_path_length <= 0):
-        return False
-    ku = cert.key_usage
-    if ku is not None and not ku.key_cert_sign:
-        return False
-    required = policy.required_eku
-    eku = cert.eku
-    return not (required is not None and policy.check_ca_eku and eku is not None
-                and required not in eku and ANY_EKU not in eku)
-
-
 def check_path(
     path: list[Certificate], anchor: Anchor, *, at: datetime, policy: Policy
 ) -> PathFailure | None:
@@ -462,7 +385,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
     # leaf or the last CA is itself configured as an anchor): then it is checked there.
     issues = a.sha256 != path[-1].sha256
     window = anchor.window()
-    if not (issues and _plain_ca(a, window, at, policy, None)):
+    if not (issues and plain_ca(a, window, at, policy, None)):
         check_basic(a, _ANCHOR, who, at, policy, window)
         if issues:
             if policy.strict_ca_profile:
@@ -488,7 +411,7 @@ def check_issuers(path: list[Certificate], anchor: Anchor, *, at: datetime, poli
         who = Who(cert, pos)
         # The common CA passes check_basic and check_ca (and the strict profile is off): what
         # remains between them, the name constraints, cannot be preceded by their failures.
-        plain = _plain_ca(cert, None, at, policy, max_path_length)
+        plain = plain_ca(cert, None, at, policy, max_path_length)
         if not plain:
             check_basic(cert, _INTERMEDIATE, who, at, policy)
         if policy.strict_ca_profile:  # (the self-signed question compares name keys)
@@ -536,62 +459,9 @@ def check_end_entity(cert: Certificate, handed: HandedDown, *, at: datetime, pol
 
     ``at`` must already be truncated to whole seconds.
     """
-    if _plain_end_entity(cert, handed, at, policy):
+    if plain_end_entity(cert, handed, at, policy):
         return
     check_end_entity_fully(cert, handed, at=at, policy=policy)
-
-
-def _plain_end_entity(cert: Certificate, handed: HandedDown, at: datetime, policy: Policy) -> bool:
-    """Whether ``cert`` is a common client certificate that passes every check of
-    :func:`check_end_entity_fully`, decided in one pass; False when it may not (that
-    function then decides, and words the failure).
-
-    Each condition below is one of those checks, in their order, or stricter:
-    True must imply that the full checks raise nothing (tests/test_checks.py holds
-    the two side by side over every defect the suite can make). What it does not
-    cover (the strict CA profile, name constraints, certificate policies on the
-    leaf, RSASSA-PSS, a v1 leaf, an empty name) answers False.
-    """
-    if policy.strict_ca_profile or not handed.names.empty:
-        return False
-    state = handed.policies
-    # policy_graph.end_entity's common leaf: no policy extensions, no explicit policy due.
-    if state is not None and not (cert.policies is None and cert.policy_controls is None
-                                  and state.explicit_policy > 1):
-        return False
-    # _structure (RFC 5280 §4.1.2.2, §4.1.2.4, §4.1.2.6, §4.2.1.1-2, §4.1.2.1).
-    serial = cert.serial
-    if serial <= 0 or serial.bit_length() > 160 or cert.version < 3:
-        return False
-    if cert.issuer_empty or cert.subject_empty:
-        return False
-    # _unhandled (§4.2) and the key identifiers' criticality: every critical extension is
-    # one mtlscore processes and neither is a key identifier.
-    if not cert.critical_oids <= _CRITICAL_OK:
-        return False
-    # check_signature_algorithm, check_validity (§4.1.2.5), check_key.
-    if cert.signature_oid not in allowed_signature_oids(policy):
-        return False
-    skew = policy.clock_skew
-    if at + skew < cert.not_before or at - skew > cert.not_after:
-        return False
-    if not key_passes(cert, policy):
-        return False
-    # _check_leaf (§4.2.1.3, §4.2.1.10, the policy's extendedKeyUsage).
-    ku = cert.key_usage
-    if ku is not None and ((ku.key_cert_sign and cert.is_ca is not True)
-                           or (policy.require_leaf_digital_signature and not ku.digital_signature)):
-        return False
-    if cert.name_constraints is not None and cert.is_ca is not True:
-        return False
-    required = policy.required_eku
-    if required is not None:
-        eku = cert.eku
-        if eku is None:
-            return not policy.require_leaf_eku
-        if required not in eku and not (ANY_EKU in eku and not policy.require_leaf_eku):
-            return False
-    return True
 
 
 def check_end_entity_fully(cert: Certificate, handed: HandedDown, *, at: datetime, policy: Policy) -> None:

@@ -33,10 +33,10 @@ from .checks import (
     check_path,
     check_path_state,
     issuers_window,
-    key_passes,
     whole_seconds,
 )
 from .failure import PathFailure, Who
+from .plain import key_passes
 from .policy import Policy
 from .signature import SIGNATURES, SignatureCache, allowed_signature_oids, check_signature_algorithm, verify_link
 from .trust import Anchor, TrustStore
