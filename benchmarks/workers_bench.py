@@ -19,7 +19,10 @@ holds its server-side socket (``/proc/net/tcp`` inode → ``/proc/<pid>/fd``):
   ``os.sched_setaffinity`` (``--pin-client``, the default when there are 2+ cores)
   and the gateway free to use every core.
 
-    python benchmarks/workers_bench.py --seconds 5 --repeats 3 [--runtime trio]
+    python benchmarks/workers_bench.py --seconds 5 --repeats 3 [--runtime trio] [--workers-socket inherit]
+
+``--workers-socket`` sets ``[server] workers_socket`` (default ``auto``: SO_REUSEPORT on
+Linux): "requests per worker" then shows how each mode spread the connections.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ _REQUEST = b"GET /score HTTP/1.1\r\nHost: localhost\r\n\r\n"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _files(d: pathlib.Path, runtime: str, workers: int) -> pathlib.Path:
+def _files(d: pathlib.Path, runtime: str, workers: int, socket_mode: str = "auto") -> pathlib.Path:
     now = datetime.now(UTC)
     root = pki.root("CN=Workers Bench Root", now=now)
     client = root.leaf("CN=bench-client,O=Bench")
@@ -76,6 +79,7 @@ reload_poll_seconds = 0
 max_connection_age_seconds = 0
 keepalive_timeout_seconds = 120
 workers = {workers}
+workers_socket = "{socket_mode}"
 """)
     return config
 
@@ -186,8 +190,8 @@ class Run:
 
 
 def run_once(d: pathlib.Path, runtime: str, workers: int, connections: int, warmup: float, seconds: float,
-             pin: int | None) -> Run:
-    config = _files(d, runtime, workers)
+             pin: int | None, socket_mode: str = "auto") -> Run:
+    config = _files(d, runtime, workers, socket_mode)
     proc = subprocess.Popen([sys.executable, "-m", "mtlscore", "serve", "--quiet", "--config", str(config)],
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-pin-client", action="store_true")
+    p.add_argument("--workers-socket", choices=("auto", "reuseport", "inherit"), default="auto",
+                   help="[server] workers_socket of the 2-worker gateway")
     args = p.parse_args(argv)
     cores = sorted(os.sched_getaffinity(0))
     pin = cores[-1] if len(cores) > 1 and not args.no_pin_client else None
@@ -248,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
             for workers in (1, 2):  # interleaved: each pair shares the machine's conditions
                 d = pathlib.Path(tmp) / f"w{workers}"
                 d.mkdir(exist_ok=True)
-                run = run_once(d, args.runtime, workers, args.connections, args.warmup, args.seconds, pin)
+                run = run_once(d, args.runtime, workers, args.connections, args.warmup, args.seconds, pin,
+                               args.workers_socket)
                 runs[workers].append(run)
                 split = ", ".join(str(v) for v in run.split.values())
                 cpu = ", ".join(f"{k} {v:.2f}" for k, v in run.server_cpu.items())
