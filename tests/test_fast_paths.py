@@ -2,7 +2,8 @@
 
 ``verify/plain.py`` answers the common client certificate (``plain_end_entity``)
 and the common CA (``plain_ca``) in one pass and hands everything else to the
-full checks; ``Validator.validate`` takes a quick route (the known path, or the
+full checks; ``verify/path.py``'s search first tries its first descent without its
+bookkeeping; ``Validator.validate`` takes a quick route (the known path, or the
 search, without the machine) when revocation can only accept silently. Each
 test holds the short cut beside the general route over certificates carrying
 every defect the suite can make, under several policies and times, and requires:
@@ -29,6 +30,7 @@ from test_differential import Generated, chains
 
 from mtlscore import Policy, TrustStore, Validator, Verdict, pki
 from mtlscore.verify import Anchor, checks, plain
+from mtlscore.verify import path as search
 from mtlscore.verify.checks import (
     HandedDown,
     PathFailure,
@@ -211,8 +213,9 @@ def _summary(v: Verdict) -> tuple[Any, ...]:
 
 def _general(trust: TrustStore, policy: Policy, chain: list[bytes], monkeypatch: pytest.MonkeyPatch) -> Verdict:
     """The verdict of the machine (start() answered as validate() answers it), with neither the quick
-    route, the known paths, nor the one-pass answers."""
+    route, the known paths, the search's first descent, nor the one-pass answers."""
     with monkeypatch.context() as m:
+        m.setattr(search, "_first_descent", lambda *_: None)
         m.setattr(checks, "plain_end_entity", lambda *_: False)
         m.setattr(checks, "plain_ca", lambda *_: False)
         run = Validator(trust, policy, known_paths=KnownPaths(0)).start(chain, at=NOW)
@@ -255,9 +258,19 @@ def test_the_quick_route_is_taken_for_a_common_chain(monkeypatch: pytest.MonkeyP
             machines.append(1)
             super().__init__(*a, **kw)
 
+    descents = []
+    first_descent = search._first_descent
+
+    def counted_descent(*a: Any) -> Any:
+        found = first_descent(*a)
+        descents.append(found is not None)
+        return found
+
     monkeypatch.setattr(module, "Validation", Counted)
+    monkeypatch.setattr(search, "_first_descent", counted_descent)
     chains = [[p["leaves"][name].der, p["inter"].der] for name in ("plain_ec", "plain_rsa")]
     verdicts = [v.validate(chain, at=NOW) for chain in chains]
     assert all(verdict.ok for verdict in verdicts) and v.known_paths.hits == 1 and not machines
+    assert descents == [True]  # the first leaf's search (the second went along the known path)
     assert _summary(verdicts[1]) == _summary(_general(trust, Policy(), chains[1], monkeypatch))
     assert machines  # the general route is the machine

@@ -104,33 +104,38 @@ class _Search:
         return True
 
     def candidates(self, cert: Certificate) -> tuple[Sequence[Anchor], Sequence[Certificate]]:
-        """The anchors, then the intermediates (presented first, then the pool's, each once) named as
-        ``cert``'s issuer, those whose subjectKeyIdentifier is ``cert``'s AKI first (a stable sort)."""
-        key = cert.issuer_key
-        trust = self.trust
-        anchors: Sequence[Anchor] = trust.anchors_for(key)
-        shown = self.presented.get(key)
-        pool = trust.pool_for(key)
-        inters: Sequence[Certificate]
-        if shown and pool:
-            merged: list[Certificate] = []
-            seen: set[bytes] = set()
-            for c in (*shown, *pool):
-                if c.sha256 not in seen:
-                    seen.add(c.sha256)
-                    merged.append(c)
-            inters = merged
-        else:
-            # Each list holds a certificate once (build_path, TrustStore): nothing to merge.
-            inters = shown or pool
-        aki = cert.aki
-        if aki is not None:
-            # One candidate is its own order (and the lists are the store's: sorted copies).
-            if len(anchors) > 1:
-                anchors = sorted(anchors, key=lambda a: a.certificate.ski != aki)
-            if len(inters) > 1:
-                inters = sorted(inters, key=lambda c: c.ski != aki)
-        return anchors, inters
+        return _candidates(self.trust, self.presented, cert)
+
+
+def _candidates(
+    trust: TrustStore, presented: dict[NameKey, list[Certificate]], cert: Certificate
+) -> tuple[Sequence[Anchor], Sequence[Certificate]]:
+    """The anchors, then the intermediates (presented first, then the pool's, each once) named as
+    ``cert``'s issuer, those whose subjectKeyIdentifier is ``cert``'s AKI first (a stable sort)."""
+    key = cert.issuer_key
+    anchors: Sequence[Anchor] = trust.anchors_for(key)
+    shown = presented.get(key)
+    pool = trust.pool_for(key)
+    inters: Sequence[Certificate]
+    if shown and pool:
+        merged: list[Certificate] = []
+        seen: set[bytes] = set()
+        for c in (*shown, *pool):
+            if c.sha256 not in seen:
+                seen.add(c.sha256)
+                merged.append(c)
+        inters = merged
+    else:
+        # Each list holds a certificate once (build_path, TrustStore): nothing to merge.
+        inters = shown or pool
+    aki = cert.aki
+    if aki is not None:
+        # One candidate is its own order (and the lists are the store's: sorted copies).
+        if len(anchors) > 1:
+            anchors = sorted(anchors, key=lambda a: a.certificate.ski != aki)
+        if len(inters) > 1:
+            inters = sorted(inters, key=lambda c: c.ski != aki)
+    return anchors, inters
 
 
 def _link_key_failure(issuer: Certificate, pos: int, policy: Policy, *, is_anchor: bool) -> PathFailure | None:
@@ -161,10 +166,13 @@ def build_path(
         if c.sha256 not in seen:
             seen.add(c.sha256)
             by_subject.setdefault(c.subject_key, []).append(c)
-    s = _Search(trust, policy, at, by_subject, signatures)
-
     # The leaf may itself be a configured anchor (the same name and key).
     own = trust.find_anchor(leaf)
+    if own is None:
+        first = _first_descent(leaf, by_subject, trust, policy, at, signatures)
+        if first is not None:
+            return first
+    s = _Search(trust, policy, at, by_subject, signatures)
     if own is not None:
         s.straight = False
         s.paths_checked += 1
@@ -195,6 +203,57 @@ def build_path(
             failure=_untrusted(leaf, trust), failure_path=[leaf], work=s.work, paths_checked=s.paths_checked
         )
     return BuildResult(failure=s.best[1], failure_path=s.best[2], work=s.work, paths_checked=s.paths_checked)
+
+
+def _first_descent(
+    leaf: Certificate, presented: dict[NameKey, list[Certificate]], trust: TrustStore, policy: Policy,
+    at: datetime, sigs: SignatureCache | None,
+) -> BuildResult | None:
+    """The result of the search when its first try holds: the first candidate taken at every step
+    (the first anchor when there is one, else the first intermediate) and nothing failing on the way.
+
+    The same steps as :func:`_extend`'s first descent, in its order, without its bookkeeping
+    (a client certificate under known CAs, presented with its intermediates, is nearly
+    always this), and the same result: the path, its anchor, one candidate examined per
+    step, one path checked, straight, and what the CAs hand down. At the first thing that
+    would make the search do anything else — record a failure, skip a candidate, go on to
+    another, give up — this answers None and the search runs from the start; the
+    signature cache holds the links verified so far, so it repeats no verification.
+    Not for a leaf that is itself an anchor (the search begins with that).
+    """
+    path = [leaf]
+    cert = leaf
+    logical = 0  # intermediates on the path that are not self-issued (RFC 5280 §6.1.4 (l))
+    allowed = allowed_signature_oids(policy)
+    limit = policy.max_intermediates
+    while True:
+        pos = len(path)  # the search's work count once it examines this step's candidate
+        if pos > policy.max_path_work:
+            return None
+        anchors, inters = _candidates(trust, presented, cert)
+        # The search judges the signature algorithm before any candidate; an allowed one passes.
+        if cert.signature_oid not in allowed:
+            return None
+        if anchors:
+            anchor = anchors[0]
+            # An issuer key check_key refuses is a failure the search records (or verifies through).
+            if not key_passes(anchor.certificate, policy) or not verify_link(cert, anchor.certificate, sigs):
+                return None
+            failure, handed = check_path_state(path, anchor, at=at, policy=policy)
+            if failure is not None:
+                return None
+            return BuildResult(path, anchor, work=pos, paths_checked=1, straight=True, handed_down=handed)
+        if not inters or pos > 2 * limit + 2:
+            return None
+        cand = inters[0]
+        if _on_path(cand, path) or (logical >= limit and not cand.self_issued):
+            return None
+        if not key_passes(cand, policy) or not verify_link(cert, cand, sigs):
+            return None
+        path.append(cand)
+        if not cand.self_issued:
+            logical += 1
+        cert = cand
 
 
 def _untrusted(cert: Certificate, trust: TrustStore) -> PathFailure:
