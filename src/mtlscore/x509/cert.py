@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -352,7 +351,8 @@ def _key_usage(value: bytes) -> cx509.KeyUsage:
 # The extensions decoded here from their bytes; a certificate with any other is read by
 # cryptography (cryptography.x509 objects for name constraints, policies, CRL DPs, AIA …).
 _FAST_OIDS = frozenset([_BC, _KU, _EKU, _SAN, _SKI, _AKI])
-_SAN_TYPES: dict[str, Any] = {"dns": cx509.DNSName, "rfc822": cx509.RFC822Name, "uri": cx509.UniformResourceIdentifier}
+# The same by OID object (what the decoder gives), to their one dotted string.
+_FAST_OID_TEXTS: dict[cx509.ObjectIdentifier, str] = {cx509.ObjectIdentifier(o): o for o in _FAST_OIDS}
 
 
 # The facts of the extensions every leaf of one profile under one CA carries byte for byte
@@ -387,6 +387,36 @@ def _shared_extension(oid: str, value: bytes) -> Any:
     return found
 
 
+def _san_names(value: bytes) -> list[Any]:
+    """subjectAltName's GeneralNames as the schema decodes them (Certificate.san makes the objects when read);
+    LookupError for what is left to cryptography: other forms, none at all, an iPAddress that is no address."""
+    names = asn1.decode_der(schema.GeneralNames, schema.wrap(value)).names
+    if not names:
+        raise LookupError  # RFC 5280 §4.2.1.6: GeneralNames is SIZE (1..MAX); cryptography words it
+    for gn in names:
+        if gn.tag == "ip" and len(gn.value) != 4 and len(gn.value) != 16:
+            raise LookupError  # cryptography refuses it, in its words
+    return names
+
+
+def _san_and_ski(san: bytes, ski: bytes) -> tuple[list[Any], bytes]:
+    """subjectAltName (as :func:`_san_names`) and subjectKeyIdentifier, the two values every client
+    certificate has of its own, in one decode; ValueError or LookupError as there."""
+    both = asn1.decode_der(schema.NamesAndKeyId, schema.wrap(san + ski))
+    key_id = both.key_id
+    # The key identifier's OCTET STRING is exactly the SKI's value, so the names are exactly
+    # the SAN's: no element of one was read as part of the other.
+    if _header_for(len(key_id)) + len(key_id) != len(ski):
+        raise ValueError("the values are not one element each")
+    names = both.names
+    if not names:
+        raise LookupError
+    for gn in names:
+        if gn.tag == "ip" and len(gn.value) != 4 and len(gn.value) != 16:
+            raise LookupError
+    return names, key_id
+
+
 def _fast_extension(c: Any, oid: str, value: bytes) -> None:
     """Store the facts of one extension of :data:`_FAST_OIDS`; LookupError when a form is left to cryptography."""
     if oid in _SHARED_EXTENSION_OIDS:
@@ -400,18 +430,7 @@ def _fast_extension(c: Any, oid: str, value: bytes) -> None:
         else:
             c.aki = facts[0]
     elif oid == _SAN:
-        names: list[cx509.GeneralName] = []
-        for gn in asn1.decode_der(schema.GeneralNames, schema.wrap(value)).names:
-            item: Any = gn.value
-            if gn.tag == "ip":
-                if len(item) not in (4, 16):
-                    raise LookupError  # cryptography refuses it, in its words
-                names.append(cx509.IPAddress(ipaddress.ip_address(item)))
-            else:
-                names.append(_SAN_TYPES[gn.tag](item.as_str()))
-        if not names:
-            raise LookupError
-        c.san = tuple(names)
+        c._san = _san_names(value)
     else:  # _SKI
         c.ski = asn1.decode_der(bytes, value)
 
@@ -450,7 +469,7 @@ def _slow_extensions(c: Any, x: cx509.Certificate) -> tuple[list[str], list[str]
             elif oid == _EKU:
                 c.eku = _shared_set([_oid_text(o) for o in value])
             elif oid == _SAN:
-                c.san = tuple(value)
+                c._san = tuple(value)
             elif oid == _SKI:
                 c.ski = value.digest
             elif oid == _AKI:
@@ -575,7 +594,182 @@ def _key_of(spki_raw: bytes, x509_of: Callable[[], cx509.Certificate]) -> tuple[
 
 
 def _build(der: bytes, digest: bytes) -> Certificate:
-    """Read ``der`` once with the declarative schemas of :mod:`.schema` (RFC 5280 §4.1)."""
+    """Read ``der``: in one decode when it has the common shape (:func:`_read_common`), else by :func:`_read_any`."""
+    try:
+        cert = _read_common(der, digest)
+    except Exception:  # noqa: BLE001 - whatever the one-pass read does not take, _read_any decides
+        cert = None
+    return cert if cert is not None else _read_any(der, digest)
+
+
+def _element(der: bytes, start: int) -> tuple[int, int]:
+    """(start of the contents, end) of the element at ``start``, one whose tag is one octet.
+
+    Only for elements the decoder has already read in ``der``: their length
+    octets are DER's (X.690 §8.1.3: short form under 128, else the minimal long
+    form), so they give the element's extent without any other reading.
+    """
+    n = der[start + 1]
+    if n < 0x80:
+        return start + 2, start + 2 + n
+    if n == 0x81:
+        return start + 3, start + 3 + der[start + 2]
+    if n == 0x82:
+        return start + 4, start + 4 + (der[start + 2] << 8 | der[start + 3])
+    body = start + 2 + (n & 0x7F)
+    return body, body + int.from_bytes(der[start + 2 : body], "big")
+
+
+# Names already decoded by the schema (the issuers of client certificates: one per CA),
+# by their DER. Bounded like _SETS.
+_CHECKED_NAMES: dict[bytes, None] = {}
+
+
+def _read_common(der: bytes, digest: bytes) -> Certificate | None:
+    """The certificate in the common shape, or None for :func:`_read_any` to read (and word any refusal).
+
+    One declarative decode (:class:`schema.CommonCertificate`) reads the
+    certificate, the TBS, the subject's values and the SPKI's shape; the
+    names and the SPKI are sliced from ``der`` at the extents the decoder has
+    validated. Everything :func:`_read_any` checks is checked here, on the
+    same facts; what is not known here (an extension outside
+    :data:`_FAST_OIDS`, a signature algorithm or issuer name not seen before,
+    a key ``cryptography`` does not load, a form the schemas leave to
+    ``cryptography``) returns None rather than being decided twice.
+    """
+    try:
+        outer = asn1.decode_der(schema.CommonCertificate, der)
+    except ValueError:
+        return None
+    tbs = outer.tbs
+    signature = outer.signature
+    version = tbs.version
+    # RFC 5280 §4.1.1.3 whole-octet signature, §4.1.2.1 v1 or v3 (see _read_any).
+    if signature.padding_bits() != 0 or (version != 0 and version != 2):
+        return None
+    sig_bytes = signature.as_bytes()
+    tbs_start = _element(der, 0)[0]
+    body, tbs_end = _element(der, tbs_start)
+    serial = tbs.serial
+    pos = body + (5 if version else 0) + _int_size(serial)  # [0] EXPLICIT INTEGER 2: A0 03 02 01 02
+    # RFC 5280 §4.1.1.2: the outer signatureAlgorithm and the TBS signature field are the same
+    # AlgorithmIdentifier, byte for byte (see _read_any).
+    alg_size = len(der) - tbs_end - _header_for(len(sig_bytes) + 1) - len(sig_bytes) - 1
+    alg_der = der[tbs_end : tbs_end + alg_size]
+    issuer_start = pos + alg_size
+    if alg_size <= 0 or not der.startswith(alg_der, pos) or tbs.issuer.tag_bytes != b"\x30":
+        return None
+    issuer_end = _element(der, issuer_start)[1]
+    subject_start = _element(der, issuer_end)[1]  # after the Validity
+    subject_end = _element(der, subject_start)[1]
+    spki_end = _element(der, subject_end)[1]
+    exts = tbs.extensions
+    # The extents add up to the TBS: the extensions ([3]) or nothing follow the SPKI.
+    if exts is None:
+        if spki_end != tbs_end:
+            return None
+    elif der[spki_end] != 0xA3 or _element(der, spki_end)[1] != tbs_end:
+        return None
+    issuer_raw = der[issuer_start:issuer_end]
+    if NAME_KEYS.peek(issuer_raw) is None and issuer_raw not in _CHECKED_NAMES:
+        try:
+            asn1.decode_der(schema.NameSchema, schema.wrap(issuer_raw))
+        except ValueError:
+            return None
+        if len(_CHECKED_NAMES) < _SHARED_MAX:
+            _CHECKED_NAMES[issuer_raw] = None
+    sig_oid = _ALGORITHMS.get(alg_der)
+    if sig_oid is None:
+        return None
+    known = _BY_OID.get(sig_oid)
+    if known is None:
+        return None
+    spki_raw = der[subject_end:spki_end]
+    if tbs.spki.algorithm.tag_bytes != b"\x30":
+        return None
+    try:
+        key = serialization.load_der_public_key(spki_raw)
+    except Exception:  # noqa: BLE001 - _read_any decides what a key cryptography does not load means
+        return None
+    key, key_type, key_bits, curve = _facts_of_key(key)
+    if key_type == "ec" and not _named_curve_spki(spki_raw, curve):
+        return None
+    validity = tbs.validity
+    try:
+        not_before = validity.not_before.as_datetime()
+        not_after = validity.not_after.as_datetime()
+    except ValueError:
+        return None
+
+    c = object.__new__(Unfrozen)
+    c.is_ca = c.path_length = c.key_usage = c.eku = c._san = c.name_constraints = None
+    c.ski = c.aki = c.policies = c.policy_controls = None
+    c.crl_urls = c.ocsp_urls = c.ca_issuer_urls = ()
+    oids: list[str] = []
+    critical: list[str] = []
+    san = ski = None
+    try:
+        for e in exts or ():
+            oid = _FAST_OID_TEXTS.get(e.extn_id)
+            if oid is None:
+                return None
+            oids.append(oid)
+            if e.critical:
+                critical.append(oid)
+            if oid == _SAN:
+                san = e.extn_value
+            elif oid == _SKI:
+                ski = e.extn_value
+            elif oid == _BC:
+                c.is_ca, c.path_length = _shared_extension(oid, e.extn_value)
+            elif oid == _KU:
+                c.key_usage = _shared_extension(oid, e.extn_value)
+            elif oid == _EKU:
+                c.eku = _shared_extension(oid, e.extn_value)
+            else:
+                c.aki = _shared_extension(oid, e.extn_value)[0]
+        if len(set(oids)) != len(oids):
+            return None  # RFC 5280 §4.2: one instance of an extension (_read_any words it)
+        if san is not None and ski is not None:
+            c._san, c.ski = _san_and_ski(san, ski)
+        elif san is not None:
+            c._san = _san_names(san)
+        elif ski is not None:
+            c.ski = asn1.decode_der(bytes, ski)
+    except (LookupError, ValueError):
+        return None
+    c.der = der
+    c.sha256 = digest
+    c.signature = sig_bytes
+    c._x509 = UNSET
+    c.serial = serial
+    c.version = 3 if version == 2 else 1
+    c.not_before = not_before
+    c.not_after = not_after
+    c.extension_oids = _shared_set(oids)
+    c.critical_oids = _shared_set(critical)
+    c.public_key = key
+    c.key_type = key_type
+    c.key_bits = key_bits
+    c.curve = curve
+    c.signature_oid = sig_oid
+    c.signature_hash, c.signature_params = known
+    c._tbs_start = tbs_start
+    c._tbs_end = tbs_end
+    c._issuer_raw = issuer_raw
+    c._subject_raw = der[subject_start:subject_end]
+    c._spki_raw = spki_raw
+    c._spki_sha256 = None
+    c._subject_text = None
+    c._subject_key = UNSET
+    c._issuer_key = UNSET
+    c._self_issued = UNSET
+    c.__class__ = Certificate  # type: ignore[assignment]  # frozen from here on
+    return c
+
+
+def _read_any(der: bytes, digest: bytes) -> Certificate:
+    """Read ``der`` with the declarative schemas of :mod:`.schema` (RFC 5280 §4.1), ``cryptography`` for the rest."""
     try:
         outer = asn1.decode_der(schema.CertificateSchema, der)
         tbs_tlv = outer.tbs
@@ -631,7 +825,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
     x509_of = _x509_loader(der)
 
     c = object.__new__(Unfrozen)
-    c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.name_constraints = None
+    c.is_ca = c.path_length = c.key_usage = c.eku = c._san = c.name_constraints = None
     c.ski = c.aki = c.policies = c.policy_controls = None
     c.crl_urls = c.ocsp_urls = c.ca_issuer_urls = ()
     exts = tbs.extensions or ()
@@ -647,7 +841,7 @@ def _build(der: bytes, digest: bytes) -> Certificate:
             _fast_extension(c, oid, e.extn_value)
     except Exception:  # noqa: BLE001 - LookupError, or a form this decoder refuses: cryptography decides
         # (and words the refusal, as it did when it read every extension).
-        c.is_ca = c.path_length = c.key_usage = c.eku = c.san = c.ski = c.aki = None
+        c.is_ca = c.path_length = c.key_usage = c.eku = c._san = c.ski = c.aki = None
         oids, critical = _slow_extensions(c, x509_of())
 
     _check_name(subject_raw, "subject", x509_of)

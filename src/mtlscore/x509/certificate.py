@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +68,7 @@ class Certificate:
     __slots__ = (
         "_issuer_key",
         "_issuer_raw",
+        "_san",
         "_self_issued",
         "_spki_raw",
         "_spki_sha256",
@@ -96,7 +98,6 @@ class Certificate:
         "policies",
         "policy_controls",
         "public_key",
-        "san",
         "serial",
         "sha256",
         "signature",
@@ -121,7 +122,6 @@ class Certificate:
     path_length: int | None
     key_usage: cx509.KeyUsage | None
     eku: frozenset[str] | None  # dotted OIDs
-    san: tuple[cx509.GeneralName, ...] | None
     name_constraints: cx509.NameConstraints | None
     ski: bytes | None
     aki: bytes | None
@@ -150,6 +150,9 @@ class Certificate:
     _subject_key: Any
     _issuer_key: Any
     _self_issued: Any
+    # subjectAltName: its GeneralNames as cryptography's objects, or as the schema decoded
+    # them (a list of asn1.Variant) until :attr:`san` is first read; None: no such extension.
+    _san: tuple[cx509.GeneralName, ...] | list[Any] | None
     _spki_sha256: bytes | None
     _subject_text: str | None
 
@@ -193,6 +196,15 @@ class Certificate:
         if self._tbs_end:
             return self.der[self._tbs_start : self._tbs_end]
         return self.x509.tbs_certificate_bytes
+
+    @property
+    def san(self) -> tuple[cx509.GeneralName, ...] | None:
+        """subjectAltName's names as ``cryptography``'s objects (None: no such extension; RFC 5280 §4.2.1.6)."""
+        san = self._san
+        if type(san) is list:
+            san = tuple([_GENERAL_NAMES[gn.tag](gn.value) for gn in san])
+            _set(self, "_san", san)
+        return san  # type: ignore[return-value]
 
     @property
     def subject(self) -> cx509.Name:
@@ -313,6 +325,16 @@ class Certificate:
 
 _set = object.__setattr__
 
+# The GeneralName forms the schema reads (mtlscore.x509.schema.GeneralName), by their
+# Variant tag, to cryptography's objects. The values were checked when decoded: IA5
+# strings (7-bit), iPAddress 4 or 16 octets (RFC 5280 §4.2.1.6).
+_GENERAL_NAMES: dict[str, Callable[[Any], cx509.GeneralName]] = {
+    "dns": lambda v: cx509.DNSName(v.as_str()),
+    "rfc822": lambda v: cx509.RFC822Name(v.as_str()),
+    "uri": lambda v: cx509.UniformResourceIdentifier(v.as_str()),
+    "ip": lambda v: cx509.IPAddress(ipaddress.ip_address(v)),
+}
+
 
 class Unfrozen(Certificate):
     """The same object while it is being filled in: plain attribute stores (the frozen
@@ -320,7 +342,10 @@ class Unfrozen(Certificate):
     :class:`Certificate`."""
 
     __slots__ = ()
+    # Both, or neither is the plain slot store: with Certificate's __delattr__ inherited,
+    # every store would go through a call to __setattr__ (ten times slower).
     __setattr__ = object.__setattr__  # type: ignore[assignment]
+    __delattr__ = object.__delattr__  # type: ignore[assignment]
 
 
 _T = TypeVar("_T")

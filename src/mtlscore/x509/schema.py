@@ -20,8 +20,11 @@ __all__ = [
     "AuthorityKeyId",
     "BasicConstraints",
     "CertificateSchema",
+    "CommonCertificate",
+    "CommonTBSCertificate",
     "Extension",
     "GeneralNames",
+    "NamesAndKeyId",
     "NameSchema",
     "Oids",
     "SubjectPublicKeyInfo",
@@ -115,6 +118,10 @@ class AttributeTypeAndValue:
     value: asn1.PrintableString | str | asn1.IA5String
 
 
+# The RDNSequence of a name (RFC 5280 §4.1.2.4; X.501: an RDN is a SET SIZE (1..MAX)).
+RDNSequence = list[Annotated[asn1.SetOf[AttributeTypeAndValue], asn1.Size(1, None)]]
+
+
 @asn1.sequence
 class NameSchema:
     """An RDNSequence (RFC 5280 §4.1.2.4), read as the one field of a wrapping SEQUENCE.
@@ -122,7 +129,37 @@ class NameSchema:
     X.501: a RelativeDistinguishedName is a SET SIZE (1..MAX): an empty one is refused.
     """
 
-    rdns: list[Annotated[asn1.SetOf[AttributeTypeAndValue], asn1.Size(1, None)]]
+    rdns: RDNSequence
+
+
+@asn1.sequence
+class CommonTBSCertificate:
+    """TBSCertificate in the shape client certificates and their CAs have, read in the same pass as the certificate.
+
+    Differs from :class:`TBSCertificate` in what it refuses: unique identifiers
+    (absent from RFC 5280 profiles, §4.1.2.8), a subject with a string type
+    other than :class:`AttributeTypeAndValue`'s, and a subjectPublicKeyInfo
+    that is not an AlgorithmIdentifier and a BIT STRING (§4.1.2.7). What it
+    refuses is read again with :class:`TBSCertificate`, which decides.
+    """
+
+    version: Annotated[int, asn1.Explicit(0), asn1.Default(0)]
+    serial: int
+    signature: asn1.TLV
+    issuer: asn1.TLV
+    validity: Validity
+    subject: RDNSequence
+    spki: SubjectPublicKeyInfo
+    extensions: Annotated[list[Extension] | None, asn1.Explicit(3)]
+
+
+@asn1.sequence
+class CommonCertificate:
+    """RFC 5280 §4.1.1 with :class:`CommonTBSCertificate`: a certificate in one decode."""
+
+    tbs: CommonTBSCertificate
+    signature_algorithm: asn1.TLV
+    signature: asn1.BitString
 
 
 @asn1.sequence
@@ -162,6 +199,15 @@ class GeneralNames:
     """GeneralNames, read as the one field of a wrapping SEQUENCE."""
 
     names: list[GeneralName]
+
+
+@asn1.sequence
+class NamesAndKeyId:
+    """A subjectAltName's GeneralNames then a subjectKeyIdentifier's KeyIdentifier (RFC 5280 §4.2.1.6, §4.2.1.2),
+    read as the fields of a wrapping SEQUENCE: the two values one client certificate has of its own, in one decode."""
+
+    names: list[GeneralName]
+    key_id: bytes
 
 
 def wrap(content: bytes) -> bytes:
