@@ -8,14 +8,17 @@ extensions, other GeneralName forms, forms it refuses).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from mtlscore import CertificateRejected, Reason, pki
-from mtlscore.x509.cert import _SHARED_EXTENSIONS, parse_certificate
+from mtlscore import CertificateRejected, Policy, Reason, TrustStore, Validator, pki
+from mtlscore.x509.cert import _SHARED_EXTENSIONS, _read_any, _read_common, parse_certificate
+from mtlscore.x509.certificate import Certificate
 
 _ROOT = pki.root("CN=Schema Root")
 
@@ -243,3 +246,164 @@ def _loads(der: bytes) -> bool:
     except Exception:  # noqa: BLE001 - cryptography's own refusal, whatever its type
         return False
     return True
+
+
+# -- the one-pass read (_read_common) against the general one (_read_any) ---------------------
+
+_COMPARED = [n for n in Certificate.__slots__ if n not in ("_x509", "_san", "_subject_key", "_issuer_key",
+                                                            "_self_issued", "_spki_sha256", "_subject_text")]
+
+
+def _facts(c: Certificate) -> dict[str, object]:
+    out = {n: getattr(c, n) for n in _COMPARED}
+    out["san"], out["tbs"], out["spki_der"] = c.san, c.tbs, c.spki_der
+    return out
+
+
+def _same_read(der: bytes) -> bool:
+    """Whether the one-pass read took ``der``; when it did, every fact is the general read's.
+
+    Whatever the one-pass read returns, the general read returns too, with the same
+    facts; what it leaves (None) the general read decides, refusals included.
+    """
+    digest = hashlib.sha256(der).digest()
+    try:
+        general: Certificate | None = _read_any(der, digest)
+    except CertificateRejected:
+        general = None
+    common = _read_common(der, digest)
+    if common is None:
+        return False
+    assert general is not None, f"the one-pass read took what the general read refuses: {der.hex()}"
+    assert _facts(common) == _facts(general), der.hex()
+    return True
+
+
+_COMMON_SHAPES = [
+    {"san_dns": ["a.example", "b.example"]},
+    {"san_uri": ["spiffe://example.org/ns/a/sa/b"], "san_email": ["a@example.org"]},
+    {"san_ip": ["192.0.2.7", "2001:db8::7"], "key": "rsa"},
+    {"eku": ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"], "eku_critical": True, "san_critical": True,
+     "san_dns": ["c.example"], "key": "ec-p384"},
+    {"ski": False, "aki": False, "eku": None, "key_usage": None},
+    {"ski": False, "san_dns": ["s.example"]},
+    {"ca": True, "path_length": 3, "key": "rsa"},
+    {"key": "ed25519", "san_dns": ["e.example"]},
+    {"serial": 2**159 + 1, "san_dns": ["big.example"]},
+    {"serial": 1, "not_after": pki.NOW + timedelta(days=365 * 80)},  # a GeneralizedTime notAfter
+]
+
+
+@pytest.mark.parametrize("kw", _COMMON_SHAPES)
+def test_the_one_pass_read_is_the_general_read(kw: dict[str, object]) -> None:
+    der = pki.make("CN=one pass,O=Partner", issuer=_ROOT, **kw).der  # type: ignore[arg-type]
+    parse_certificate(der, remember=False)  # the signature algorithm and the issuer become known
+    assert _same_read(der)  # and the one-pass read took it
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"crl_urls": ["http://127.0.0.1/ca.crl"]},  # an extension it leaves to the general read
+        {"extensions": [(x509.SubjectAlternativeName([x509.DirectoryName(x509.Name.from_rfc4514_string("CN=d"))]),
+                         False)]},  # a GeneralName form the schema does not read
+        {"key": "ec-k256"},  # not a curve whose SPKI shape is known here
+        {"pss": True, "issuer": pki.root("CN=Schema RSA Root", key="rsa")},  # an algorithm with parameters
+    ],
+)
+def test_the_one_pass_read_leaves_the_rest(kw: dict[str, object]) -> None:
+    der = pki.make("CN=leaves", **{"issuer": _ROOT, **kw}).der  # type: ignore[arg-type]
+    parse_certificate(der, remember=False)
+    assert not _same_read(der)
+    assert parse_certificate(der, remember=False).der == der
+
+
+def test_an_algorithm_not_seen_before_goes_to_the_general_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cryptography's AlgorithmIdentifier decides which parameters an algorithm may carry;
+    # the one-pass read trusts only encodings it has accepted before.
+    from mtlscore.x509 import cert as cert_module
+
+    monkeypatch.setattr(cert_module, "_ALGORITHMS", {})
+    first, second = (_ROOT.leaf(n, san_dns=["f.example"]).der for n in ("first", "second"))
+    assert _read_common(first, hashlib.sha256(first).digest()) is None
+    parse_certificate(first, remember=False)
+    assert _same_read(second)
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_the_one_pass_read_agrees_on_limbo_and_mutations() -> None:
+    # x509-limbo's certificates and seeded byte mutations of them (each after its original,
+    # which makes its algorithm and issuer known): whatever the one-pass read takes, the
+    # general read takes with the same facts. Mutations of a certificate it takes test the
+    # extents: a length changed anywhere must not shift a name, the SPKI or the TBS.
+    import random
+
+    rng = random.Random(1717)
+    taken = mutated_taken = 0
+    leaves = [_ROOT.leaf(f"mutant-{i}", san_dns=["m.example"], san_ip=["10.0.0.1"]).der for i in range(4)]
+    for original in leaves + _limbo_certificates():
+        try:
+            parse_certificate(original, remember=False)
+        except CertificateRejected:
+            pass
+        taken += _same_read(original)
+        for _ in range(60):
+            der = bytearray(original)
+            for _k in range(rng.choice((1, 1, 2))):
+                p = rng.randrange(len(der))
+                if rng.random() < 0.7:
+                    der[p] = rng.randrange(256)
+                else:
+                    der[p] ^= 1 << rng.randrange(8)
+            mutated_taken += _same_read(bytes(der))
+    assert taken > 50 and mutated_taken > 500  # both reads were compared, many times
+
+
+def _with_san_and_ski(san: bytes, ski: bytes) -> bytes:
+    return pki.make("CN=raw pair", issuer=_ROOT, ski=False, extensions=[
+        (x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san), False),
+        (x509.UnrecognizedExtension(ExtensionOID.SUBJECT_KEY_IDENTIFIER, ski), False),
+    ]).der
+
+
+_DNS = bytes.fromhex("300b8209612e6578616d706c65")  # GeneralNames { dNSName "a.example" }
+
+
+@pytest.mark.parametrize(
+    ("san", "ski"),
+    [
+        # Not DER: a long-form length where the short form fits (X.690 §10.1).
+        (_DNS, bytes.fromhex("048103aabbcc")),
+        (bytes.fromhex("30810b8209612e6578616d706c65"), bytes.fromhex("0403aabbcc")),
+        # Each value alone is not one element, together they read as a SAN and an SKI:
+        # the SAN's value carries the key identifier's first octets, the SKI's the rest.
+        (_DNS + bytes.fromhex("0402aa"), bytes.fromhex("bb")),
+        (_DNS + bytes.fromhex("0401aa"), b""),
+        (_DNS, bytes.fromhex("0403aabbcc00")),  # trailing data
+    ],
+    ids=["ski-long-length", "san-long-length", "split-key-id", "split-empty-ski", "ski-trailing"],
+)
+def test_a_malformed_extension_value_is_refused_as_before(san: bytes, ski: bytes) -> None:
+    der = _with_san_and_ski(san, ski)
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's own refusal, whatever its type
+        x509.load_der_x509_certificate(der).extensions  # noqa: B018
+    parse_certificate(_with_san_and_ski(_DNS, bytes.fromhex("0403aabbcc")), remember=False)  # the pair's form
+    assert _read_common(der, hashlib.sha256(der).digest()) is None
+    with pytest.raises(CertificateRejected) as before:
+        _read_any(der, hashlib.sha256(der).digest())
+    with pytest.raises(CertificateRejected) as info:
+        parse_certificate(der, remember=False)
+    assert (info.value.reason, info.value.detail) == (before.value.reason, before.value.detail)
+    assert info.value.reason is Reason.MALFORMED
+    # And so is the chain that carries it.
+    verdict = Validator(TrustStore(anchors=[_ROOT.pem]), Policy(revocation="off")).validate(
+        [der], at=pki.NOW)
+    assert not verdict.ok and verdict.reason is Reason.MALFORMED
+
+
+def test_the_pair_s_well_formed_values_are_read_together() -> None:
+    der = _with_san_and_ski(_DNS, bytes.fromhex("0403aabbcc"))
+    parse_certificate(der, remember=False)
+    assert _same_read(der)
+    c = parse_certificate(der, remember=False)
+    assert c.san == (x509.DNSName("a.example"),) and c.ski == bytes.fromhex("aabbcc")

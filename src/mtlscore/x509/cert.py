@@ -388,33 +388,31 @@ def _shared_extension(oid: str, value: bytes) -> Any:
 
 
 def _san_names(value: bytes) -> list[Any]:
-    """subjectAltName's GeneralNames as the schema decodes them (Certificate.san makes the objects when read);
-    LookupError for what is left to cryptography: other forms, none at all, an iPAddress that is no address."""
-    names = asn1.decode_der(schema.GeneralNames, schema.wrap(value)).names
-    if not names:
-        raise LookupError  # RFC 5280 §4.2.1.6: GeneralNames is SIZE (1..MAX); cryptography words it
-    for gn in names:
-        if gn.tag == "ip" and len(gn.value) != 4 and len(gn.value) != 16:
-            raise LookupError  # cryptography refuses it, in its words
-    return names
+    """subjectAltName's GeneralNames as the schema decodes them (Certificate.san makes the objects when read)."""
+    return _general_names(asn1.decode_der(schema.GeneralNames, schema.wrap(value)).names)
 
 
 def _san_and_ski(san: bytes, ski: bytes) -> tuple[list[Any], bytes]:
     """subjectAltName (as :func:`_san_names`) and subjectKeyIdentifier, the two values every client
-    certificate has of its own, in one decode; ValueError or LookupError as there."""
+    certificate has of its own, in one decode."""
     both = asn1.decode_der(schema.NamesAndKeyId, schema.wrap(san + ski))
     key_id = both.key_id
     # The key identifier's OCTET STRING is exactly the SKI's value, so the names are exactly
     # the SAN's: no element of one was read as part of the other.
     if _header_for(len(key_id)) + len(key_id) != len(ski):
         raise ValueError("the values are not one element each")
-    names = both.names
+    return _general_names(both.names), key_id
+
+
+def _general_names(names: list[Any]) -> list[Any]:
+    """``names``; LookupError for what is left to cryptography (which words the refusal)."""
     if not names:
-        raise LookupError
+        raise LookupError  # RFC 5280 §4.2.1.6: GeneralNames is SIZE (1..MAX)
     for gn in names:
-        if gn.tag == "ip" and len(gn.value) != 4 and len(gn.value) != 16:
-            raise LookupError
-    return names, key_id
+        value: Any = gn.value
+        if gn.tag == "ip" and len(value) != 4 and len(value) != 16:
+            raise LookupError  # an iPAddress that is no address
+    return names
 
 
 def _fast_extension(c: Any, oid: str, value: bytes) -> None:

@@ -201,10 +201,10 @@ class Certificate:
     def san(self) -> tuple[cx509.GeneralName, ...] | None:
         """subjectAltName's names as ``cryptography``'s objects (None: no such extension; RFC 5280 §4.2.1.6)."""
         san = self._san
-        if type(san) is list:
+        if isinstance(san, list):
             san = tuple([_GENERAL_NAMES[gn.tag](gn.value) for gn in san])
             _set(self, "_san", san)
-        return san  # type: ignore[return-value]
+        return san
 
     @property
     def subject(self) -> cx509.Name:
@@ -345,7 +345,7 @@ class Unfrozen(Certificate):
     # Both, or neither is the plain slot store: with Certificate's __delattr__ inherited,
     # every store would go through a call to __setattr__ (ten times slower).
     __setattr__ = object.__setattr__  # type: ignore[assignment]
-    __delattr__ = object.__delattr__  # type: ignore[assignment]
+    __delattr__ = object.__delattr__
 
 
 _T = TypeVar("_T")
