@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from mtlscore import CertificateRejected, Policy, Reason, TrustStore, Validator, pki
-from mtlscore.x509.cert import _SHARED_EXTENSIONS, _read_any, _read_common, parse_certificate
+from mtlscore.x509.cert import _SHARED_EXTENSIONS, _read_any, _read_common, der_sequence, parse_certificate
 from mtlscore.x509.certificate import Certificate
 
 _ROOT = pki.root("CN=Schema Root")
@@ -407,3 +407,17 @@ def test_the_pair_s_well_formed_values_are_read_together() -> None:
     assert _same_read(der)
     c = parse_certificate(der, remember=False)
     assert c.san == (x509.DNSName("a.example"),) and c.ski == bytes.fromhex("aabbcc")
+
+
+@pytest.mark.parametrize("email", [b"A <a@b.example>", b"", b"a@b.example"])
+def test_san_emails_are_cryptographys_objects_when_read(email: bytes) -> None:
+    # cryptography's RFC822Name() refuses a display name or an empty value, which its
+    # reader makes without asking: such a SAN is read by cryptography, and .san never raises.
+    value = der_sequence(bytes([0x81, len(email)]) + email)
+    der = pki.make("CN=email", issuer=_ROOT, extensions=[
+        (x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, value), False)]).der
+    c = parse_certificate(der, remember=False)
+    assert c.san == tuple(x509.load_der_x509_certificate(der).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value)
+    _agrees(der)
+    _same_read(der)

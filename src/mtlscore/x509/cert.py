@@ -410,8 +410,17 @@ def _general_names(names: list[Any]) -> list[Any]:
         raise LookupError  # RFC 5280 §4.2.1.6: GeneralNames is SIZE (1..MAX)
     for gn in names:
         value: Any = gn.value
-        if gn.tag == "ip" and len(value) != 4 and len(value) != 16:
-            raise LookupError  # an iPAddress that is no address
+        tag = gn.tag
+        if tag == "ip":
+            if len(value) != 4 and len(value) != 16:
+                raise LookupError  # an iPAddress that is no address
+        elif tag == "rfc822":
+            # cryptography's RFC822Name refuses what is not one bare address (its reader
+            # makes the object without asking): cryptography's reader makes those.
+            try:
+                cx509.RFC822Name(value.as_str())
+            except ValueError:
+                raise LookupError from None
     return names
 
 
