@@ -315,6 +315,20 @@ def _shared_set(items: list[str]) -> frozenset[str]:
     return found
 
 
+# (extension OIDs, critical ones) → their two sets, for the profiles certificates come in.
+_EXTENSION_SETS: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def _extension_sets(oids: list[str], critical: list[str]) -> tuple[frozenset[str], frozenset[str]]:
+    key = (tuple(oids), tuple(critical))
+    found = _EXTENSION_SETS.get(key)
+    if found is None:
+        found = (_shared_set(oids), _shared_set(critical))
+        if len(_EXTENSION_SETS) < _SHARED_MAX:
+            _EXTENSION_SETS[key] = found
+    return found
+
+
 def _malformed(why: str) -> CertificateRejected:
     return CertificateRejected(Reason.MALFORMED, why)
 
@@ -723,19 +737,25 @@ def _read_common(der: bytes, digest: bytes) -> Certificate | None:
             oids.append(oid)
             if e.critical:
                 critical.append(oid)
+            value = e.extn_value
             if oid == _SAN:
-                san = e.extn_value
+                san = value
             elif oid == _SKI:
-                ski = e.extn_value
-            elif oid == _BC:
-                c.is_ca, c.path_length = _shared_extension(oid, e.extn_value)
-            elif oid == _KU:
-                c.key_usage = _shared_extension(oid, e.extn_value)
-            elif oid == _EKU:
-                c.eku = _shared_extension(oid, e.extn_value)
+                ski = value
             else:
-                c.aki = _shared_extension(oid, e.extn_value)[0]
-        if len(set(oids)) != len(oids):
+                facts = _SHARED_EXTENSIONS.get((oid, value))
+                if facts is None:
+                    facts = _shared_extension(oid, value)
+                if oid == _BC:
+                    c.is_ca, c.path_length = facts
+                elif oid == _KU:
+                    c.key_usage = facts
+                elif oid == _EKU:
+                    c.eku = facts
+                else:
+                    c.aki = facts[0]
+        extension_oids, critical_oids = _extension_sets(oids, critical)
+        if len(extension_oids) != len(oids):
             return None  # RFC 5280 §4.2: one instance of an extension (_read_any words it)
         if san is not None and ski is not None:
             c._san, c.ski = _san_and_ski(san, ski)
@@ -753,8 +773,8 @@ def _read_common(der: bytes, digest: bytes) -> Certificate | None:
     c.version = 3 if version == 2 else 1
     c.not_before = not_before
     c.not_after = not_after
-    c.extension_oids = _shared_set(oids)
-    c.critical_oids = _shared_set(critical)
+    c.extension_oids = extension_oids
+    c.critical_oids = critical_oids
     c.public_key = key
     c.key_type = key_type
     c.key_bits = key_bits
