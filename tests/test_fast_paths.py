@@ -274,3 +274,33 @@ def test_the_quick_route_is_taken_for_a_common_chain(monkeypatch: pytest.MonkeyP
     assert descents == [True]  # the first leaf's search (the second went along the known path)
     assert _summary(verdicts[1]) == _summary(_general(trust, Policy(), chains[1], monkeypatch))
     assert machines  # the general route is the machine
+
+
+@pytest.mark.parametrize("anchor_window", [False, True])
+def test_a_verdict_along_a_known_path_is_cached_for_the_window_put_computes(anchor_window: bool) -> None:
+    """The quick route stores its verdict with the window it takes from the known path and the leaf; it is
+    the window VerdictCache.put computes from the verdict (latest notBefore, earliest notAfter over the path
+    and the anchor's activation window), or a cached verdict could outlive a certificate of its path."""
+    from mtlscore.decision.cache import VerdictCache
+
+    # Ends within the hour the cache keeps a verdict at most (max_age), so that each one binds somewhere.
+    minute = timedelta(minutes=1)
+    root = pki.root("CN=Window Root", not_before=NOW - 300 * DAY, not_after=NOW + 900 * DAY)
+    inter = root.intermediate("CN=Window CA", not_before=NOW - 100 * DAY, not_after=NOW + 55 * minute)
+    leaves = [inter.leaf(f"client {i}", not_before=NOW - days * DAY, not_after=NOW + (15 + 20 * i) * minute)
+              for i, days in enumerate((200, 50, 2))]
+    anchor: Any = root.der
+    if anchor_window:
+        anchor = Anchor(parse_certificate(root.der), not_before=NOW - 10 * DAY, not_after=NOW + 40 * minute)
+    v = Validator(TrustStore([anchor]), Policy())
+    for leaf in leaves:  # the first by the search (then learnt), the others along the known path
+        chain = [leaf.der, inter.der]
+        verdict = v.validate(chain, at=NOW)
+        assert verdict.ok
+        key = v.verdict_cache.key(chain, v.trust.epoch, v.policy.epoch, v._cache_token)
+        stored = v.verdict_cache.peek(key)
+        assert stored is not None and stored[0] is verdict
+        computed = VerdictCache()
+        assert computed.put(key, verdict, at=NOW)
+        assert stored == computed.peek(key)
+    assert v.known_paths.hits == 2
