@@ -11,6 +11,7 @@ import http.client
 import http.server
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -236,7 +237,7 @@ class ClosingUpstream:
     FIN (``close``) or a reset (``reset``). Every request is recorded as (connection, method,
     path, body) once read whole."""
 
-    def __init__(self, how: str) -> None:
+    def __init__(self, how: str, tls: ssl.SSLContext | None = None) -> None:
         self.lock = threading.Lock()
         self.opened = 0
         self.requests: list[tuple[int, str, str, bytes]] = []
@@ -276,6 +277,8 @@ class ClosingUpstream:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:  # https://: each accepted connection completes its handshake first
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -332,5 +335,31 @@ async def test_a_request_on_a_pooled_connection_the_upstream_closes_is_retried_i
             # Never sent twice: the upstream read it, and could have acted on it.
             assert [(n, *r) for n, *r in up.seen()] == [(1, "GET", "/first", b""), (1, *sent)]
             assert counted == 0
+    finally:
+        up.close()
+
+
+@pytest.mark.anyio
+async def test_the_retry_over_an_https_upstream_opens_a_new_tls_connection(
+    env: Env, anyio_backend: str, tmp_path: Any,
+) -> None:
+    from mtlscore import pki
+
+    ca = pki.root("CN=Closing Upstream CA")
+    leaf = ca.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
+    (tmp_path / "up.pem").write_bytes(leaf.chain_pem)
+    (tmp_path / "up.key").write_bytes(leaf.key_pem)
+    (tmp_path / "up-ca.pem").write_bytes(ca.pem)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(str(tmp_path / "up.pem"), str(tmp_path / "up.key"))
+    up = ClosingUpstream("close", tls)
+    try:
+        cfg = env.config(f"closing-tls-{anyio_backend}.toml", upstream=f"https://localhost:{up.port}",
+                         upstream_ca=str(tmp_path / "up-ca.pem"), upstream_keepalive_timeout_seconds=60)
+        async with gateway(cfg, anyio_backend) as info:
+            assert await call(get, env, info.address.port, "/first") == 200
+            assert await call(get, env, info.address.port, "/second") == 200
+        assert [(n, m, path) for n, m, path, _ in up.seen()] == [(1, "GET", "/first"), (1, "GET", "/second"),
+                                                                (2, "GET", "/second")]
     finally:
         up.close()
