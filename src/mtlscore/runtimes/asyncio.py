@@ -18,6 +18,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Coroutine
+from typing import cast
 
 from ..gateway.settings import Address
 from ..gateway.shared import SharedSettings
@@ -34,6 +35,7 @@ from .tls import presented_chain, server_context
 __all__ = [
     "AsyncioFetcher",
     "AsyncioStream",
+    "ConnectionStream",
     "FetchError",
     "connect",
     "presented_chain",
@@ -115,6 +117,201 @@ class AsyncioStream:
                 self.abort()
 
 
+class ConnectionStream(asyncio.Protocol):
+    """One TCP connection as the driver's ``Stream``, on asyncio's protocol callbacks.
+
+    The gateway reads once per request and the connection lives for many: asyncio's
+    streams (a ``StreamReader`` future per read, an ``asyncio.timeout`` context and its
+    timer per read, ``drain()`` per write) cost more than the request's own work. Here
+    bytes land in a buffer (``data_received``), a read that finds them takes them
+    without waiting, and a read that waits has one future. Every read has a deadline,
+    kept by one timer per connection: the timer stays armed at the earliest deadline
+    still pending and, when it fires before the current one (a keep-alive connection's
+    next read has a later deadline), re-arms itself there — about one timer per
+    timeout period instead of one per read. Reading pauses while more than
+    ``_HIGH`` bytes wait (a client that sends faster than the gateway forwards is
+    held by TCP, not by memory), as ``StreamReader`` does.
+    """
+
+    _HIGH = 2 * 65536  # pause reading above this many buffered bytes (StreamReader's limit x 2)
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop,
+        on_connect: Callable[[ConnectionStream], Coroutine[object, object, None]] | None = None,
+    ) -> None:
+        """``on_connect``: a coroutine function run as its own task with this stream once
+        the connection is made (a server's accepted connections)."""
+        self._loop = loop
+        self._on_connect = on_connect
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False  # the peer sent EOF, or the connection is gone
+        self._lost = False  # connection_lost() was called
+        self._error: BaseException | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None  # a recv() waiting for bytes
+        self._drainer: asyncio.Future[None] | None = None  # a send() waiting for the buffer to drain
+        self._closed: asyncio.Future[None] | None = None  # an aclose() waiting for connection_lost
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None  # the serving task (asyncio keeps weak references)
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport, hence no check).
+        self.transport = cast(asyncio.Transport, transport)
+        if self._on_connect is not None:
+            self.task = self._loop.create_task(self._on_connect(self))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > self._HIGH and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep the transport open: the answer (and close_notify) may still go out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = self._eof = True
+        self._error = exc
+        self._disarm()
+        self._wake()
+        for fut in (self._drainer, self._closed):
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drainer is not None and not self._drainer.done():
+            self._drainer.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the deadline timer ------------------------------------------------------------
+
+    def _expire(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # no read waiting: the next recv() arms the timer again
+        if self._deadline - self._loop.time() > 0.001:
+            self._timer = self._loop.call_at(self._deadline, self._expire)  # the deadline moved on
+            return
+        waiter.set_result(None)  # timed out: recv() finds no bytes and returns None
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- the driver's Stream -----------------------------------------------------------
+
+    def _take(self, max_bytes: int) -> bytes:
+        buf = self._buffer
+        if len(buf) <= max_bytes:
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:max_bytes])
+            del buf[:max_bytes]
+        if self._reading_paused and len(buf) <= self._HIGH // 2 and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
+        if not self._buffer and not self._eof:
+            if timeout <= 0:
+                return None
+            loop = self._loop
+            deadline = self._deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._expire)
+            waiter = self._waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            if not self._buffer and not self._eof:
+                return None  # the deadline passed
+        if self._buffer:
+            return self._take(max_bytes)
+        if self._error is not None:
+            raise ConnectionResetError(str(self._error) or "connection lost")
+        return b""
+
+    async def send(self, data: bytes, timeout: float) -> None:
+        if self._lost or self.transport is None:
+            raise ConnectionResetError("connection lost")
+        self.transport.write(data)
+        if not self._writing_paused:
+            return  # under asyncio's high-water mark: nothing to wait for (a reset shows at the next read)
+        # Over it: wait while the peer does not read, bounded, or a non-reading client holds
+        # its connection (and its upstream's) forever.
+        drainer = self._drainer = self._loop.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await drainer
+        except TimeoutError:
+            self.abort()
+            raise
+        finally:
+            self._drainer = None
+        if self._lost and self._writing_paused:
+            raise ConnectionResetError("connection lost")
+
+    def abort(self) -> None:
+        """Reset the connection now: drop what the peer never read (a close would wait to
+        flush it, and the kernel would keep it queued after close)."""
+        self._disarm()
+        transport = self.transport
+        if transport is None:
+            return
+        with contextlib.suppress(Exception):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    async def stale(self) -> bool:
+        # The transport reads eagerly into the buffer: bytes or an EOF that arrived while
+        # the connection sat idle are already here.
+        return bool(self._buffer) or self._eof
+
+    async def aclose(self) -> None:
+        self._disarm()
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        closed = self._closed = self._loop.create_future()
+        with contextlib.suppress(Exception):
+            transport.close()
+            try:
+                async with asyncio.timeout(1.0):
+                    await closed
+            except TimeoutError:
+                self.abort()
+
+    def peer(self) -> tuple[str, int]:
+        name = self.transport.get_extra_info("peername") if self.transport is not None else None
+        return (str(name[0]), int(name[1])) if name else ("", 0)
+
+
 class TakingTurns:
     """Accepts on a listening socket shared with other workers (mtlscore.runtimes.workers) one
     connection per turn of the event loop, like nginx's default (``multi_accept off``).
@@ -127,8 +324,8 @@ class TakingTurns:
     between accepts).
     """
 
-    def __init__(self, sock: socket.socket, on_client: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                                                 Coroutine[object, object, None]]) -> None:
+    def __init__(self, sock: socket.socket,
+                 on_client: Callable[[ConnectionStream], Coroutine[object, object, None]]) -> None:
         sock.setblocking(False)  # sock_accept on a blocking socket would block the whole loop
         self.sockets = [sock]
         self._on_client = on_client
@@ -148,13 +345,15 @@ class TakingTurns:
                 await asyncio.sleep(0.1)  # out of descriptors: retry shortly, as asyncio's server does
                 continue
             try:
-                reader, writer = await asyncio.open_connection(sock=conn)
+                _, stream = await loop.connect_accepted_socket(
+                    lambda: ConnectionStream(loop, self._on_client), sock=conn)
             except OSError:
                 conn.close()  # reset before it was set up
                 continue
-            task = loop.create_task(self._on_client(reader, writer))
-            self._conns.add(task)  # asyncio keeps only weak references to tasks
-            task.add_done_callback(self._conns.discard)
+            task = stream.task
+            if task is not None:
+                self._conns.add(task)  # asyncio keeps only weak references to tasks
+                task.add_done_callback(self._conns.discard)
 
     def close(self) -> None:
         """Stop accepting and close this worker's copy of the socket (connections go on)."""
@@ -162,10 +361,12 @@ class TakingTurns:
         self.sockets[0].close()
 
 
-async def connect(host: str, port: int, timeout: float) -> AsyncioStream:
+async def connect(host: str, port: int, timeout: float) -> ConnectionStream:
     """Open a TCP connection (raises ``TimeoutError`` / ``OSError``)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    return AsyncioStream(reader, writer)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        _, stream = await loop.create_connection(lambda: ConnectionStream(loop), host, port)
+    return stream
 
 
 def _redis(settings: SharedSettings) -> Backend:
@@ -199,10 +400,8 @@ async def serve(
     tasks: set[asyncio.Task[None]] = set()
     pool = UpstreamPool()  # idle upstream connections, shared by every client connection
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        name = writer.get_extra_info("peername") or ("", 0)
-        peer = (str(name[0]), int(name[1]))
-        stream = AsyncioStream(reader, writer)
+    async def on_client(stream: ConnectionStream) -> None:
+        peer = stream.peer()
         # Admitted, or refused now: never queued for a slot (mtlscore.gateway.admission).
         ticket = state.admit(peer, time.monotonic())
         if ticket is None:
@@ -221,8 +420,8 @@ async def serve(
                                    lambda cache, request, now: fetcher.jwks(cache, request, now=now),
                                    shared.take if shared is not None else None, pool)
         except asyncio.CancelledError:
-            # Shed, or cut at shutdown. Not re-raised: asyncio's start_server callback
-            # would report a cancelled connection task as an unhandled error.
+            # Shed, or cut at shutdown. Not re-raised: nobody awaits the connection's task,
+            # and asyncio would report it cancelled as an unhandled error.
             pass
         finally:
             state.release(ticket)
@@ -242,7 +441,8 @@ async def serve(
             sock.listen(backlog)
             server: asyncio.Server | TakingTurns = TakingTurns(sock, on_client)
         else:
-            server = await asyncio.start_server(on_client, listen.host, listen.port, backlog=backlog)
+            server = await loop.create_server(lambda: ConnectionStream(loop, on_client), listen.host, listen.port,
+                                              backlog=backlog)
     except OSError as exc:
         raise listen_error("server.listen", listen, exc) from None
     admin = None
