@@ -10,7 +10,7 @@ repaired by guessing. Pure functions over h11's parsed request.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import h11
@@ -48,18 +48,19 @@ class Refused:
     detail: str
 
 
-def framing_problem(request: h11.Request) -> Refused | None:
+def framing_problem(request: h11.Request, fields: Sequence[tuple[bytes, bytes]] | None = None) -> Refused | None:
     """Why the request's body framing is ambiguous, or None.
 
     h11 already refuses conflicting Content-Length values, a Transfer-Encoding other
     than ``chunked`` and Transfer-Encoding sent twice; it merges identical
     Content-Length copies into one (RFC 9110 §8.6 allows that) and unfolds obs-fold
     lines into the previous value (RFC 9112 §5.2). What it lets through is refused here.
+    ``fields``: the request's fields as (lower-case name, value), when the caller has them.
     """
-    te = any(k == b"transfer-encoding" for k, _ in request.headers)
-    if not te:
+    names = [k for k, _ in (request.headers if fields is None else fields)]
+    if b"transfer-encoding" not in names:
         return None
-    if any(k == b"content-length" for k, _ in request.headers):
+    if b"content-length" in names:
         # RFC 9112 §6.1: a sender MUST NOT send Content-Length with Transfer-Encoding;
         # such a message "might indicate an attempt to perform request smuggling" and a
         # server MAY reject it. Two readers of it disagree on where the body ends.

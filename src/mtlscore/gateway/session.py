@@ -197,6 +197,9 @@ class Session:
         self._upstream: h11.Connection | None = None
         self._owned = request_header_filter(self.server)  # what of the client's head never goes upstream
         self._request: h11.Request | None = None
+        # The current request's fields as (lower-case name, value), read off h11's parse once:
+        # iterating h11's Headers goes through Sequence.__iter__, an item at a time.
+        self._fields: list[tuple[bytes, bytes]] = []
         self._target = Target(b"/")  # the current request's normalised target
         self._response_started = False
         self._consumed: bytes | None = None  # the header that carried the API key the gateway accepted
@@ -467,7 +470,7 @@ class Session:
         self._remembered = None
         if policy is None:
             return None
-        found = policy.identify(peer=self._peer_ip, peer_chain=own.presented, headers=request.headers)
+        found = policy.identify(peer=self._peer_ip, peer_chain=own.presented, headers=self._fields)
         if isinstance(found, UseTls):
             if found.notes:
                 self.evidence = replace(own, verdict=replace(own.verdict, notes=own.verdict.notes + found.notes))
@@ -487,7 +490,7 @@ class Session:
         hit = cache.get(key, at) if key is not None else None
         if hit is not None:
             verdict, self._remembered = hit
-            address = found.proxy.client_address(self.tls.peer[0], request.headers)
+            address = found.proxy.client_address(self.tls.peer[0], self._fields)
             self.evidence = Evidence.of(verdict, self._remembered.presented, address, forwarded=True)
             return None
         decision = policy.forwarded(found)
@@ -509,17 +512,18 @@ class Session:
         # client's address is still the one that proxy reports (allow mode forwards it).
         address = self._own.address
         if proxy is not None:
-            address = proxy.client_address(self.tls.peer[0], request.headers)
+            address = proxy.client_address(self.tls.peer[0], self._fields)
         presented = decision.chain if isinstance(decision, UseForwarded) else ()
         self.evidence = Evidence.of(verdict, presented, address, forwarded=True)
 
     def _on_request(self, request: h11.Request, at: datetime, now: float) -> None:
         self._request = request
+        self._fields = [(k.lower(), v) for k, v in request.headers.raw_items()]
         self._response_started = False
         self._body_seen = 0
         # The head is checked before anything acts on it: never validate, count or
         # forward a request two HTTP readers would frame or route differently.
-        framing = framing_problem(request)
+        framing = framing_problem(request, self._fields)
         if framing is not None:
             # RFC 9112 §6.1: after a faulty framing the connection MUST be closed.
             self._answer_error(400, framing.reason, framing.detail, close=True)
@@ -711,7 +715,7 @@ class Session:
         shared = self.gateway.shared
         return authorize(
             auth,
-            headers=list(request.headers),
+            headers=self._fields,
             peer_ip=evidence.address.address or "unknown",
             peer_source=evidence.address.source,
             cert=evidence.leaf,
@@ -740,7 +744,7 @@ class Session:
         if not auths:
             return AuthResult(True)
         owner = credential_owner(
-            auths, headers=list(request.headers), cert=self.evidence.leaf, at=at, now=now,
+            auths, headers=self._fields, cert=self.evidence.leaf, at=at, now=now,
             verify_token=self.gateway.verify_token, jwks_cache=self.gateway.jwks_cache,
         )
         if isinstance(owner, AuthResult):
@@ -756,7 +760,7 @@ class Session:
         return _credential_accounts(identity_map, resolve)
 
     def _content_length(self, request: h11.Request) -> int | None:
-        for k, v in request.headers:
+        for k, v in self._fields if request is self._request else request.headers:
             if k == b"content-length":
                 return int(v)  # h11 has checked it is a valid integer
         return None
@@ -782,7 +786,7 @@ class Session:
         server, e = self.server, self.evidence
         assert server.upstream is not None and self._upstream is not None
         # The client's fields as h11 parsed (and checked) them, names in lower case.
-        fields = [(k.lower(), v) for k, v in request.headers.raw_items()]
+        fields = self._fields
         host = self._target.host or next((v for k, v in fields if k == b"host"), None)
         identity = self._identity_fields()
         if identity is None:

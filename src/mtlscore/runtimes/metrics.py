@@ -68,6 +68,9 @@ class _Scrape:
             yield family
 
 
+_MAX_CHILDREN = 4096  # Metrics.inc's lookups kept (see there)
+
+
 class Metrics:
     """Monotonic counters keyed by family and label values.
 
@@ -81,6 +84,12 @@ class Metrics:
         self._counts: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in FAMILIES}
         self._registry: Any = None
         self._counters: dict[str, Any] = {}
+        # (family, the labels' items as given) -> (its bucket, its key, prometheus-client's
+        # child): checked and looked up once, not per increment (labels() takes a lock and
+        # checks the values again each call). Label values are reason codes, statuses and
+        # outcomes, a bounded set; the bound below only guards against a caller's mistake.
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[dict[tuple[str, ...], int],
+                                                                             tuple[str, ...], Any]] = {}
         if prometheus_client is not None:
             self._registry = prometheus_client.CollectorRegistry(auto_describe=False)
             self._counters = {
@@ -90,12 +99,21 @@ class Metrics:
 
     def inc(self, family: str, labels: Mapping[str, str] | None = None, by: int = 1) -> None:
         """Add ``by`` to the counter ``family{labels}``."""
-        key = label_values(family, labels)
-        bucket = self._counts[family]
+        seen = (family, tuple(labels.items()) if labels else ())
+        hit = self._children.get(seen)
+        if hit is None:
+            key = label_values(family, labels)
+            child = None
+            if self._counters:
+                counter = self._counters[family]
+                child = counter.labels(*key) if key else counter
+            if len(self._children) >= _MAX_CHILDREN:
+                self._children.clear()
+            hit = self._children[seen] = (self._counts[family], key, child)
+        bucket, key, child = hit
         bucket[key] = bucket.get(key, 0) + by
-        if self._counters:
-            counter = self._counters[family]
-            (counter.labels(*key) if key else counter).inc(by)
+        if child is not None:
+            child.inc(by)
 
     def get(self, family: str, **labels: str) -> int:
         """This process's value of ``family{labels}`` (0 when never incremented); labels left
