@@ -27,6 +27,10 @@ __all__ = ["TRANSITIONS", "Event", "SessionError", "State", "successors", "trans
 class State(enum.Enum):
     """Where a gateway connection is."""
 
+    # Members are singletons compared by identity: hash them so too, in C. Enum's own
+    # __hash__ is Python code, and the table is looked up several times per request.
+    __hash__ = object.__hash__
+
     AWAIT_REQUEST = "await_request"  # reading (and deciding) a request head from the client
     CONNECTING = "connecting"  # OpenUpstream issued, waiting for the runtime
     VALIDATING = "validating"  # Validate issued for a forwarded chain, waiting for the runtime
@@ -39,6 +43,8 @@ class State(enum.Enum):
 
 class Event(enum.Enum):
     """What can happen to a session: the runtime's reports, then the session's own moves."""
+
+    __hash__ = object.__hash__  # as State's
 
     # -- reported by the runtime (the Session's public methods) --
     CLIENT_DATA = "receive_client"

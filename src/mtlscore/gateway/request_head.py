@@ -29,6 +29,8 @@ _PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 # Percent-encoded bytes refused in a path: "/" (%2F) and "\" (%5C) would be separators
 # to some upstreams and data to others; NUL (%00) ends strings in C-based ones.
 _ENCODED_REFUSED = re.compile(rb"%(2[Ff]|5[Cc]|00)")
+# An origin-form target none of request_target's checks can refuse or change (see there).
+_PLAIN = re.compile(rb"[^%\\;.#]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,16 @@ def request_target(method: bytes, target: bytes, forms: Collection[str]) -> Targ
     """
     if method == b"CONNECT":
         return Refused(INVALID_TARGET, "CONNECT (authority-form, RFC 9112 §3.2.3): the gateway is not a tunnel")
+    if target.startswith(b"/") and _PLAIN.fullmatch(target):
+        # None of the checks (_checked_target) can refuse or change an origin-form target
+        # without '%', '\\', ';', '.' or '#': no escapes, no dot-segments, no fragment.
+        # Most targets are such: one regex, not the whole walk.
+        return Target(target)
+    return _checked_target(method, target, forms)
+
+
+def _checked_target(method: bytes, target: bytes, forms: Collection[str]) -> Target | Refused:
+    """request_target's checks, all of them (CONNECT aside)."""
     if target == b"*":
         # RFC 9112 §3.2.4: asterisk-form is only for a server-wide OPTIONS.
         if method == b"OPTIONS" and "asterisk" in forms:

@@ -92,6 +92,7 @@ from .events import (
     _peer,
 )
 from .forwarded_cache import Forwarded
+from .http11 import ServerConnection
 from .forwarding import (
     HOP_BY_HOP as HOP_BY_HOP,
 )
@@ -193,7 +194,7 @@ class Session:
         self._keys_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on FetchJwks
         self._rate_wait: tuple[datetime, float] | None = None  # (at, now) of the request waiting on CheckRate
         self._pending: deque[Action] = deque()
-        self._client = h11.Connection(h11.SERVER, max_incomplete_event_size=self.server.max_header_bytes)
+        self._client = ServerConnection(max_incomplete_event_size=self.server.max_header_bytes)
         self._upstream: h11.Connection | None = None
         self._owned = request_header_filter(self.server)  # what of the client's head never goes upstream
         self._request: h11.Request | None = None
