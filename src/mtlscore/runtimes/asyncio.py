@@ -162,6 +162,8 @@ class ConnectionStream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's is not a subclass of asyncio.Transport, hence no check).
         self.transport = cast(asyncio.Transport, transport)
+        if hasattr(transport, "max_size"):  # asyncio's selector transports (not uvloop's): see READ_SIZE
+            transport.max_size = READ_SIZE
         if self._on_connect is not None:
             self.task = self._loop.create_task(self._on_connect(self))
 
