@@ -25,7 +25,7 @@ import logging
 import pathlib
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -308,8 +308,9 @@ class DeferredTLSProtocol(asyncio.Protocol):
             self.raw.write(out)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.raw = transport
+        # A stream transport. Not checked with isinstance: uvloop's (uvicorn's loop whenever
+        # uvloop is installed, as uvicorn[standard] does) is no subclass of asyncio.Transport.
+        self.raw = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple | list) and len(peer) >= 2 else None
         loop = asyncio.get_running_loop()
