@@ -94,13 +94,13 @@ def test_the_asyncio_runtime_listens_with_a_backlog_for_its_connection_limit(tmp
         max_connections=1500,
     )
     seen: list[dict] = []
-    original = asyncio.start_server
+    original = asyncio.BaseEventLoop.create_server  # what the runtime listens with
 
-    async def spy(*args, **kwargs):
+    async def spy(self, *args, **kwargs):
         seen.append(kwargs)
-        return await original(*args, **kwargs)
+        return await original(self, *args, **kwargs)
 
-    monkeypatch.setattr(asyncio, "start_server", spy)
+    monkeypatch.setattr(asyncio.BaseEventLoop, "create_server", spy)
 
     async def main() -> None:
         started: asyncio.Future = asyncio.get_running_loop().create_future()

@@ -39,5 +39,5 @@ class ServerConnection(h11.Connection):
             if b"content-length" in names and b"transfer-encoding" not in names:
                 # h11 would build an equal Response (same fields, nothing added): keep this one.
                 return response
-        cleaned: h11.Response = super()._clean_up_response_headers_for_sending(response)  # type: ignore[misc]
+        cleaned: h11.Response = super()._clean_up_response_headers_for_sending(response)
         return cleaned

@@ -92,7 +92,6 @@ from .events import (
     _peer,
 )
 from .forwarded_cache import Forwarded
-from .http11 import ServerConnection
 from .forwarding import (
     HOP_BY_HOP as HOP_BY_HOP,
 )
@@ -105,6 +104,7 @@ from .forwarding import (
     identity_fields,
     request_header_filter,
 )
+from .http11 import ServerConnection
 from .machine import Event, SessionError, State, successors, transition
 from .request_head import INVALID_FRAMING as INVALID_FRAMING
 from .request_head import INVALID_TARGET as INVALID_TARGET
