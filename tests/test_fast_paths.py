@@ -304,3 +304,19 @@ def test_a_verdict_along_a_known_path_is_cached_for_the_window_put_computes(anch
         assert computed.put(key, verdict, at=NOW)
         assert stored == computed.peek(key)
     assert v.known_paths.hits == 2
+
+
+def test_the_allowed_signature_algorithms_follow_the_policy_not_its_epoch() -> None:
+    """A copy of a policy made with dataclasses.replace keeps its epoch: what the one-pass answers
+    allow must still be read from the copy's own fields."""
+    import dataclasses
+
+    from mtlscore.reasons import Reason
+
+    legacy = Policy(signature_hashes=frozenset({"sha1", "sha256"}))
+    modern = dataclasses.replace(legacy, signature_hashes=frozenset({"sha256"}))
+    assert modern.epoch == legacy.epoch
+    cert = parse_certificate(pkis()["leaves"]["sha1"].der)
+    assert _outcome(check_end_entity, cert, _handed(legacy, NOW), at=NOW, policy=legacy) == ("passed", None)
+    outcome = _outcome(check_end_entity, cert, _handed(modern, NOW), at=NOW, policy=modern)
+    assert outcome[0] == "failed" and outcome[1].reason is Reason.WEAK_SIGNATURE_ALGORITHM

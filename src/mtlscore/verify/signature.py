@@ -91,8 +91,9 @@ def check_signature_algorithm(cert: Certificate, policy: Policy, who: Who) -> No
         )
 
 
-# allowed_signature_oids by Policy.epoch (a handful of policies per process; reloads add one each).
-_ALLOWED: dict[int, frozenset[str]] = {}
+# allowed_signature_oids by the two policy fields it reads (a handful of policies per process). Keyed
+# by their values, not Policy.epoch: a copy made with dataclasses.replace keeps the epoch.
+_ALLOWED: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
 
 
 def allowed_signature_oids(policy: Policy) -> frozenset[str]:
@@ -102,7 +103,8 @@ def allowed_signature_oids(policy: Policy) -> frozenset[str]:
     RSASSA-PSS is not among them (its hash is in its parameters): a certificate with a
     signature algorithm outside this set is for :func:`check_signature_algorithm` to judge.
     """
-    found = _ALLOWED.get(policy.epoch)
+    key = (policy.signature_hashes, policy.key_types)
+    found = _ALLOWED.get(key)
     if found is None:
         found = frozenset(
             oid for oid, (kind, hash_name) in _SIG_ALGS.items()
@@ -111,7 +113,7 @@ def allowed_signature_oids(policy: Policy) -> frozenset[str]:
         )
         if len(_ALLOWED) >= 64:
             _ALLOWED.clear()
-        _ALLOWED[policy.epoch] = found
+        _ALLOWED[key] = found
     return found
 
 
