@@ -65,8 +65,9 @@ class Client:
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
         self.early = early  # the request goes with the client's Finished
-        self.done = self.sent = False
+        self.done = self.sent = self.closed = False
         self.sends: list[bytes] = []
+        self.stall_after: int | None = None  # sends taken before the client stops reading
         self.answer = b""
         self.step()
 
@@ -83,8 +84,11 @@ class Client:
         try:
             while chunk := self.tls.read(65536):
                 self.answer += chunk
-        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            self.closed = True  # b"": the server's close_notify
+        except ssl.SSLWantReadError:
             pass
+        except ssl.SSLZeroReturnError:
+            self.closed = True  # the server's close_notify
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
         if self.done and not self.sent:
@@ -93,6 +97,8 @@ class Client:
         return self.outgoing.read() or None
 
     async def send(self, data: bytes, timeout: float) -> None:
+        if self.stall_after is not None and len(self.sends) >= self.stall_after:
+            raise TimeoutError("the client reads nothing")
         self.sends.append(data)
         self.incoming.write(data)
         self.step()
@@ -120,9 +126,21 @@ def test_a_request_sent_with_the_finished_is_answered_in_one_send(tmp_path: path
     client = Client(tmp_path, ssl.TLSVersion.TLSv1_3, early=True)
     _serve(state, client)
     assert client.answer.startswith(b"HTTP/1.1 200 ") and b'"account": "driver"' in client.answer
-    # The server's flight; the session tickets the handshake's last step wrote, with the
-    # answer (one send, not two); close_notify.
-    assert len(client.sends) == 3
+    # The server's flight; then, in one send, the session tickets the handshake's last step
+    # wrote, the answer and close_notify (the session closes after it: Connection: close).
+    assert len(client.sends) == 2 and client.closed
+
+
+def test_a_last_answer_the_client_does_not_take_is_a_write_timeout(tmp_path: pathlib.Path) -> None:
+    # The last answer waits for close_notify; when that send times out (a client that does
+    # not read), the session still learns it: its write_timeout decision is logged, no crash.
+    state = _state(tmp_path, "deferred")
+    client = Client(tmp_path, ssl.TLSVersion.TLSv1_3, early=True)
+    client.stall_after = 1  # takes the server's flight, then reads nothing
+    _serve(state, client)
+    assert client.answer == b"" and len(client.sends) == 1
+    assert state.metrics.get("mtlscore_decisions_total", reason="write_timeout") == 1
+    assert state.metrics.get("mtlscore_connection_errors_total") == 0
 
 
 @pytest.mark.parametrize("engine", ["deferred", "ssl"])

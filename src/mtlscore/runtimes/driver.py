@@ -38,6 +38,7 @@ from ..gateway.events import (
     WriteUpstream,
     handshake_decision,
 )
+from ..gateway.machine import State
 from ..gateway.session import Session
 from ..identity.jwks import JwksCache, NeedJwks
 from ..proxy.headers import lb_error_name
@@ -168,6 +169,7 @@ async def serve_connection(
     # Pooled connections are per upstream and per outbound TLS context (a reload brings a new one).
     pool_key = (server.upstream.host, server.upstream.port, snapshot.upstream_tls) if server.upstream else None
     stalled = False  # the client stopped reading: no close_notify, the stream was aborted
+    notified = False  # close_notify went out with the last answer
     try:
         deadline = accepted + server.handshake_timeout
         try:
@@ -207,15 +209,37 @@ async def serve_connection(
             await _flush(stream, engine, server.write_timeout)
             given = await resolve(validator.start(list(facts.chain), at=at, crls=snapshot.gateway.crls))
         session = Session(snapshot.gateway, facts, at=at, verdict=given, fetch=resolve is not None, now=accepted)
+        # The write timeout of a closed session's last answer, whose bytes wait to go out
+        # with close_notify (one send, not two); None: nothing held.
+        held: float | None = None
+
+        async def send_held() -> None:
+            nonlocal held, stalled
+            timeout, held = held or server.write_timeout, None
+            try:
+                await _flush(stream, engine, timeout)
+            except TimeoutError:
+                stalled = True
+                session.client_write_timeout()  # its decision is an action still to come
+
         while True:
             action = session.next_action(at=datetime.now(UTC), now=clock())
             if ticket is not None:
                 ticket.waiting_since = action.waiting_since if isinstance(action, ReadClient) else None
             if isinstance(action, Close):
+                if held is not None:
+                    if not action.linger:
+                        engine.close()
+                        notified = True
+                    await send_held()
+                    if stalled:
+                        continue  # the write timeout's decision, then Close again
                 if action.linger and not stalled:
                     with contextlib.suppress(TimeoutError):
                         await _linger(stream, engine, server.max_body_bytes * 2, clock)
                 break
+            if held is not None and isinstance(action, CloseUpstream):
+                await send_held()  # closing may wait: the answer does not
             if isinstance(action, ReadClient):
                 try:
                     data = await _tls_recv(stream, engine, action.timeout, clock, server.write_timeout)
@@ -231,6 +255,9 @@ async def serve_connection(
                 if action.status is not None:
                     state.metrics.inc("mtlscore_responses_total", {"status": str(action.status)})
                 engine.write(action.data)
+                if session.state is State.CLOSED and not stalled:
+                    held = action.timeout  # the last answer: sent with close_notify
+                    continue
                 try:
                     await _flush(stream, engine, action.timeout)
                 except TimeoutError:
@@ -304,11 +331,16 @@ async def serve_connection(
             elif isinstance(action, ReleaseUpstream) and upstream is not None:
                 released, upstream = upstream, None
                 if pool is None or not server.upstream_keepalive:
+                    if held is not None:
+                        await send_held()  # closing may wait: the answer does not
                     await released.aclose()
                     continue
-                for extra in pool.put(pool_key, released, clock(), server.upstream_keepalive):
+                extras = pool.put(pool_key, released, clock(), server.upstream_keepalive)
+                if held is not None and extras:
+                    await send_held()  # closing may wait: the answer does not
+                for extra in extras:
                     await extra.aclose()
-        if not stalled:
+        if not stalled and not notified:
             engine.close()
             await _flush(stream, engine, server.write_timeout)
     except OSError:  # also TimeoutError: a last close_notify the client did not take
