@@ -1,4 +1,6 @@
-"""The identity fields remembered per accepted verdict, across connections (mtlscore.gateway.identity_cache)."""
+"""The identity fields remembered per accepted verdict, across connections (mtlscore.gateway.identity_cache),
+and the rest of what a reconnecting client's new connection is spared: its account's settings
+read again, the snapshot's header filter built again."""
 
 from __future__ import annotations
 
@@ -101,3 +103,50 @@ def test_bounded_least_recently_used_out_first() -> None:
     assert cache.get(verdict, presented, "b", lambda: "rebuilt") == "rebuilt"
     off: IdentityCache[str] = IdentityCache(size=0)
     assert off.get(verdict, presented, "a", lambda: "x") == "x" and len(off) == 0
+
+
+def test_an_accounts_settings_are_read_once_across_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtlscore.gateway.appauth import AccountAuth
+
+    calls: list[str] = []
+    real = AccountAuth.from_mapping.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[AccountAuth], account: str, table: Any) -> AccountAuth:
+        calls.append(account)
+        return real(cls, account, table)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(AccountAuth, "from_mapping", classmethod(counting))
+    gw = gateway(account={"ip_allow": ["127.0.0.0/8"]})
+    for _ in range(3):  # three connections of one client: its verdict (and principal) cached
+        assert _forward(gw, GOOD)[b"x-mtls-account"] == [b"partner-abc"]
+    assert calls == ["partner-abc"]
+    # Another snapshot (a reload) has its own principals: read again, and its settings apply.
+    refused = gateway(account={"ip_allow": ["192.0.2.0/24"]})
+    d = Driver(Session(refused, facts(GOOD), at=NOW), [req("/")], [upstream_response()]).run()
+    assert d.responses()[0][0] == 403 and d.upstream_requests() == []
+    assert calls == ["partner-abc", "partner-abc"]
+
+
+def test_the_header_filter_is_built_once_per_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtlscore.gateway.forwarding as forwarding
+
+    built: list[int] = []
+    real = forwarding._header_filter
+
+    def counting(server: Any) -> Any:
+        built.append(1)
+        return real(server)
+
+    monkeypatch.setattr(forwarding, "_header_filter", counting)
+    gw = gateway(strip_request_headers=("X-Internal-*",))
+    for _ in range(3):
+        d = Driver(Session(gw, facts(GOOD), at=NOW), [req("/", [("X-Internal-Role", "admin")])],
+                   [upstream_response()]).run()
+        [(_, headers)] = d.upstream_requests()
+        assert b"x-internal-role" not in headers
+    assert len(built) == 1
+    # Another snapshot's settings are its own.
+    other = gateway()
+    d = Driver(Session(other, facts(GOOD), at=NOW), [req("/", [("X-Internal-Role", "admin")])],
+               [upstream_response()]).run()
+    assert d.upstream_requests()[0][1][b"x-internal-role"] == [b"admin"] and len(built) == 2

@@ -85,10 +85,27 @@ class HeaderFilter:
         return name in self.exact or name.startswith(self.prefixes)
 
 
+# request_header_filter's answers by ServerConfig object (held, so its id is never
+# another's): one per configuration snapshot, not one per connection. Bounded.
+_FILTERS: dict[int, tuple[ServerConfig, HeaderFilter]] = {}
+_FILTERS_SIZE = 16
+
+
 def request_header_filter(server: ServerConfig) -> HeaderFilter:
     """Every client request header that never reaches the upstream as the client sent it:
     identity headers, what the gateway owns, each trusted proxy's certificate, verdict
     and client-address headers, the account header and ``strip_request_headers``."""
+    hit = _FILTERS.get(id(server))
+    if hit is not None and hit[0] is server:
+        return hit[1]
+    made = _header_filter(server)
+    if len(_FILTERS) >= _FILTERS_SIZE:
+        _FILTERS.clear()
+    _FILTERS[id(server)] = (server, made)
+    return made
+
+
+def _header_filter(server: ServerConfig) -> HeaderFilter:
     exact = set(_IDENTITY_EXACT | GATEWAY_OWNED)
     exact.add(_normal(server.account_header.encode()))
     # The headers the certificate is forwarded in: every incoming copy goes first.

@@ -125,6 +125,13 @@ REASON_HEADER = "X-Mtls-Reason"
 _TRANSITIONS: dict[State, frozenset[State]] = {state: successors(state) for state in State}
 
 
+# default_account_auth's answers by principal object (held, so its id is never another's):
+# a reconnecting client's verdict, from the verdict cache, brings back the same principal,
+# and reading its account table again was a few µs of every new connection. Bounded.
+_ACCOUNT_AUTH: dict[int, tuple[Principal, AccountAuth]] = {}
+_ACCOUNT_AUTH_SIZE = 256
+
+
 def default_account_auth(principal: Principal | None) -> AccountAuth | None:
     """App-level requirements from a principal's attributes (the ``[[accounts]]`` table keys).
 
@@ -132,7 +139,14 @@ def default_account_auth(principal: Principal | None) -> AccountAuth | None:
     """
     if principal is None:
         return None
-    return AccountAuth.from_mapping(principal.id, principal.attributes)
+    hit = _ACCOUNT_AUTH.get(id(principal))
+    if hit is not None and hit[0] is principal:
+        return hit[1]
+    auth = AccountAuth.from_mapping(principal.id, principal.attributes)
+    if len(_ACCOUNT_AUTH) >= _ACCOUNT_AUTH_SIZE:
+        _ACCOUNT_AUTH.clear()
+    _ACCOUNT_AUTH[id(principal)] = (principal, auth)
+    return auth
 
 
 @functools.lru_cache(maxsize=8)
