@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from mtlscore import CertificateRejected, Policy, Reason, TrustStore, Validator, pki
 from mtlscore.x509.cert import _SHARED_EXTENSIONS, _read_any, _read_common, der_sequence, parse_certificate
@@ -45,6 +45,18 @@ def _agrees(der: bytes) -> None:
     assert c.ski == (ski.digest if isinstance(ski, x509.SubjectKeyIdentifier) else None)
     aki = _ext(x, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
     assert c.aki == (aki.key_identifier if isinstance(aki, x509.AuthorityKeyIdentifier) else None)
+    dps = _ext(x, ExtensionOID.CRL_DISTRIBUTION_POINTS)
+    assert c.crl_urls == tuple(n.value for dp in dps or () for n in dp.full_name or ()  # type: ignore[attr-defined]
+                               if isinstance(n, x509.UniformResourceIdentifier))
+    aia = _ext(x, ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
+    for urls, method in ((c.ocsp_urls, AuthorityInformationAccessOID.OCSP),
+                         (c.ca_issuer_urls, AuthorityInformationAccessOID.CA_ISSUERS)):
+        assert urls == tuple(d.access_location.value for d in aia or ()  # type: ignore[attr-defined]
+                             if d.access_method == method
+                             and isinstance(d.access_location, x509.UniformResourceIdentifier))
+    policies = _ext(x, ExtensionOID.CERTIFICATE_POLICIES)
+    assert c.policies == (None if policies is None else frozenset(
+        p.policy_identifier.dotted_string for p in policies))  # type: ignore[attr-defined]
     assert c.extension_oids == frozenset(e.oid.dotted_string for e in x.extensions)
     assert c.critical_oids == frozenset(e.oid.dotted_string for e in x.extensions if e.critical)
     assert (c.serial, c.not_before, c.not_after, c.signature) == (
@@ -110,6 +122,9 @@ def _with_extension(oid: x509.ObjectIdentifier, value: bytes) -> bytes:
         (ExtensionOID.SUBJECT_ALTERNATIVE_NAME, bytes.fromhex("3007870501020304 05".replace(" ", ""))),
         # Not DER: an encoded DEFAULT (cA FALSE).
         (ExtensionOID.BASIC_CONSTRAINTS, bytes.fromhex("30030101 00".replace(" ", ""))),
+        # An OCSP responder, and a CRL distribution point, at an iPAddress of 5 octets.
+        (ExtensionOID.AUTHORITY_INFORMATION_ACCESS, bytes.fromhex("3013301106082b0601050507300187050102030405")),
+        (ExtensionOID.CRL_DISTRIBUTION_POINTS, bytes.fromhex("300d300ba009a00787050102030405")),
     ],
 )
 def test_what_cryptography_refuses_the_schemas_refuse(oid: x509.ObjectIdentifier, value: bytes) -> None:
@@ -291,6 +306,16 @@ _COMMON_SHAPES = [
     {"key": "ed25519", "san_dns": ["e.example"]},
     {"serial": 2**159 + 1, "san_dns": ["big.example"]},
     {"serial": 1, "not_after": pki.NOW + timedelta(days=365 * 80)},  # a GeneralizedTime notAfter
+    # What certificates of public and enterprise CAs carry besides: CRL distribution points,
+    # authority information access, certificate policies (with a CPS pointer or none).
+    {"crl_urls": ["http://127.0.0.1/ca.crl", "http://127.0.0.2/ca.crl"], "ocsp_urls": ["http://127.0.0.1/ocsp"],
+     "ca_issuers_urls": ["http://127.0.0.1/ca.cer"], "san_dns": ["p.example"], "extensions": [
+         (x509.CertificatePolicies([
+             x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None),
+             x509.PolicyInformation(x509.ObjectIdentifier("1.3.6.1.4.1.99.1"), ["https://cps.example/"]),
+         ]), False)]},
+    {"ocsp_urls": ["http://127.0.0.1/ocsp"], "crl_dps": [x509.DistributionPoint(
+        [x509.DNSName("not-a-uri.example")], None, None, None)], "ski": False},
 ]
 
 
@@ -304,7 +329,14 @@ def test_the_one_pass_read_is_the_general_read(kw: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     "kw",
     [
-        {"crl_urls": ["http://127.0.0.1/ca.crl"]},  # an extension it leaves to the general read
+        {"ca": True, "permitted": [x509.DNSName("example.org")]},  # an extension it leaves to the general read
+        {"crl_dps": [x509.DistributionPoint([x509.UniformResourceIdentifier("http://127.0.0.1/a.crl"),
+                                             x509.UniformResourceIdentifier("http://127.0.0.1/b.crl")],
+                                            None, None, None)]},  # a fullName of two names
+        {"crl_dps": [x509.DistributionPoint([x509.UniformResourceIdentifier("http://127.0.0.1/a.crl")], None,
+                                            frozenset([x509.ReasonFlags.key_compromise]), None)]},  # reasons
+        {"extensions": [(x509.CertificatePolicies([x509.PolicyInformation(
+            x509.ObjectIdentifier("1.3.6.1.4.1.99.1"), [x509.UserNotice(None, "notice")])]), False)]},
         {"extensions": [(x509.SubjectAlternativeName([x509.DirectoryName(x509.Name.from_rfc4514_string("CN=d"))]),
                          False)]},  # a GeneralName form the schema does not read
         {"key": "ec-k256"},  # not a curve whose SPKI shape is known here
@@ -421,3 +453,44 @@ def test_san_emails_are_cryptographys_objects_when_read(email: bytes) -> None:
         x509.SubjectAlternativeName).value)
     _agrees(der)
     _same_read(der)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_extensions_are_read_as_cryptography_reads_them(seed: int) -> None:
+    # Byte mutations inside the extensions of certificates whose CRL distribution points,
+    # AIA and policies the schemas read: what cryptography refuses to read is malformed,
+    # what both read has cryptography's facts (x509-limbo has few such extensions).
+    import random
+
+    rng = random.Random(seed)
+    shape = _COMMON_SHAPES[-2 + seed % 2]
+    original = pki.make(f"CN=mutated {seed}", issuer=_ROOT, **shape).der  # type: ignore[arg-type]
+    parsed = parse_certificate(original, remember=False)
+    start = original.index(parsed.spki_der) + len(parsed.spki_der)
+    refused = read = 0
+    for _ in range(400):
+        der = bytearray(original)
+        for _k in range(rng.choice((1, 1, 2))):
+            p = rng.randrange(start, parsed._tbs_end)
+            if rng.random() < 0.7:
+                der[p] = rng.randrange(256)
+            else:
+                der[p] ^= 1 << rng.randrange(8)
+        mutant = bytes(der)
+        try:
+            x = x509.load_der_x509_certificate(mutant)
+            x.extensions  # noqa: B018
+        except Exception:  # noqa: BLE001 - cryptography's own refusal, whatever its type
+            refused += 1
+            with pytest.raises(CertificateRejected) as info:
+                parse_certificate(mutant, remember=False)
+            assert info.value.reason is Reason.MALFORMED, mutant.hex()
+            continue
+        try:
+            parse_certificate(mutant, remember=False)
+        except CertificateRejected:
+            continue  # a rule of mtlscore's own (a bad Name, an iPAddress of 5 octets in the SAN, …)
+        read += 1
+        _agrees(mutant)
+        _same_read(mutant)
+    assert refused > 50 and read > 50

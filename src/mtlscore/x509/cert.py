@@ -363,17 +363,19 @@ def _key_usage(value: bytes) -> cx509.KeyUsage:
 
 
 # The extensions decoded here from their bytes; a certificate with any other is read by
-# cryptography (cryptography.x509 objects for name constraints, policies, CRL DPs, AIA …).
-_FAST_OIDS = frozenset([_BC, _KU, _EKU, _SAN, _SKI, _AKI])
+# cryptography (cryptography.x509 objects for name constraints, policy mappings …).
+_FAST_OIDS = frozenset([_BC, _KU, _EKU, _SAN, _SKI, _AKI, _CRLDP, _AIA, _POLICIES])
 # The same by OID object (what the decoder gives), to their one dotted string.
 _FAST_OID_TEXTS: dict[cx509.ObjectIdentifier, str] = {cx509.ObjectIdentifier(o): o for o in _FAST_OIDS}
 
 
 # The facts of the extensions every leaf of one profile under one CA carries byte for byte
-# (basicConstraints, keyUsage, EKU, authorityKeyIdentifier), by (OID, extnValue): thousands
-# of client certificates decode each once. Bounded like _SETS; the values are immutable.
+# (basicConstraints, keyUsage, EKU, authorityKeyIdentifier, CRL distribution points, AIA,
+# certificate policies), by (OID, extnValue): thousands of client certificates decode each
+# once. Bounded like _SETS; the values are immutable.
 _SHARED_EXTENSIONS: dict[tuple[str, bytes], Any] = {}
-_SHARED_EXTENSION_OIDS = frozenset([_BC, _KU, _EKU, _AKI])
+_SHARED_EXTENSION_OIDS = frozenset([_BC, _KU, _EKU, _AKI, _CRLDP, _AIA, _POLICIES])
+_CPS = cx509.ObjectIdentifier("1.3.6.1.5.5.7.2.1")  # id-qt-cps (RFC 5280 §4.2.1.4)
 
 
 def _shared_extension(oid: str, value: bytes) -> Any:
@@ -394,11 +396,69 @@ def _shared_extension(oid: str, value: bytes) -> Any:
         if not oids:
             raise LookupError
         found = _shared_set([_oid_text(o) for o in oids])
-    else:  # _AKI
+    elif oid == _AKI:
         found = (asn1.decode_der(schema.AuthorityKeyId, value).key_id,)
+    elif oid == _CRLDP:
+        found = _crl_urls(value)
+    elif oid == _AIA:
+        found = _access_urls(value)
+    else:  # _POLICIES
+        found = _policies(value)
     if len(_SHARED_EXTENSIONS) < _SHARED_MAX:
         _SHARED_EXTENSIONS[key] = found
     return found
+
+
+def _uri(name: Any) -> str | None:
+    """The URI of a decoded GeneralName, None for the other forms (checked as :func:`_general_names` checks)."""
+    _general_names([name])
+    return name.value.as_str() if name.tag == "uri" else None
+
+
+def _crl_urls(value: bytes) -> tuple[str, ...]:
+    """The URIs of the fullNames of CRLDistributionPoints (RFC 5280 §4.2.1.13); LookupError for the rest."""
+    points = asn1.decode_der(schema.DistributionPoints, schema.wrap(value)).points
+    if not points:
+        raise LookupError  # SIZE (1..MAX): cryptography decides
+    urls = []
+    for point in points:
+        if point.name.tag != "full":
+            raise LookupError  # nameRelativeToCRLIssuer: cryptography reads it
+        full: Any = point.name.value
+        url = _uri(full.name)
+        if url is not None:
+            urls.append(url)
+    return tuple(urls)
+
+
+def _access_urls(value: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(OCSP, caIssuers) URIs of authorityInfoAccess (RFC 5280 §4.2.2.1); LookupError for what cryptography reads."""
+    descriptions = asn1.decode_der(schema.AccessDescriptions, schema.wrap(value)).descriptions
+    if not descriptions:
+        raise LookupError  # SIZE (1..MAX): cryptography decides
+    ocsp: list[str] = []
+    ca_issuers: list[str] = []
+    for d in descriptions:
+        url = _uri(d.location)
+        if url is not None:
+            method = _oid_text(d.method)
+            if method == _AIA_OCSP:
+                ocsp.append(url)
+            elif method == _AIA_CA_ISSUERS:
+                ca_issuers.append(url)
+    return tuple(ocsp), tuple(ca_issuers)
+
+
+def _policies(value: bytes) -> frozenset[str]:
+    """The policy identifiers of certificatePolicies (RFC 5280 §4.2.1.4), whose qualifiers are CPS pointers
+    if any; LookupError for the rest (user notices, other qualifiers, empty lists), which cryptography reads."""
+    policies = asn1.decode_der(schema.Policies, schema.wrap(value)).policies
+    if not policies:
+        raise LookupError
+    for p in policies:
+        if p.qualifiers is not None and (not p.qualifiers or any(q.qualifier_id != _CPS for q in p.qualifiers)):
+            raise LookupError
+    return _shared_set([_oid_text(p.policy_identifier) for p in policies])
 
 
 def _san_names(value: bytes) -> list[Any]:
@@ -438,18 +498,29 @@ def _general_names(names: list[Any]) -> list[Any]:
     return names
 
 
+def _store_shared(c: Any, oid: str, facts: Any) -> None:
+    """Store the facts of a shared-kind extension (:func:`_shared_extension`) on the certificate being built."""
+    if oid == _BC:
+        c.is_ca, c.path_length = facts
+    elif oid == _KU:
+        c.key_usage = facts
+    elif oid == _EKU:
+        c.eku = facts
+    elif oid == _AKI:
+        c.aki = facts[0]
+    elif oid == _CRLDP:
+        c.crl_urls = facts
+    elif oid == _AIA:
+        c.ocsp_urls, c.ca_issuer_urls = facts
+    else:  # _POLICIES
+        c.policies = facts
+
+
 def _fast_extension(c: Any, oid: str, value: bytes) -> None:
     """Store the facts of one extension of :data:`_FAST_OIDS`; LookupError when a form is left to cryptography."""
     if oid in _SHARED_EXTENSION_OIDS:
         facts = _shared_extension(oid, value)
-        if oid == _BC:
-            c.is_ca, c.path_length = facts
-        elif oid == _KU:
-            c.key_usage = facts
-        elif oid == _EKU:
-            c.eku = facts
-        else:
-            c.aki = facts[0]
+        _store_shared(c, oid, facts)
     elif oid == _SAN:
         c._san = _san_names(value)
     else:  # _SKI
@@ -692,7 +763,7 @@ def _read_common(der: bytes, digest: bytes) -> Certificate | None:
     elif der[spki_end] != 0xA3 or _element(der, spki_end)[1] != tbs_end:
         return None
     issuer_raw = der[issuer_start:issuer_end]
-    if NAME_KEYS.peek(issuer_raw) is None and issuer_raw not in _CHECKED_NAMES:
+    if issuer_raw not in _CHECKED_NAMES and NAME_KEYS.peek(issuer_raw) is None:
         try:
             asn1.decode_der(schema.NameSchema, schema.wrap(issuer_raw))
         except ValueError:
@@ -753,7 +824,7 @@ def _read_common(der: bytes, digest: bytes) -> Certificate | None:
                 elif oid == _EKU:
                     c.eku = facts
                 else:
-                    c.aki = facts[0]
+                    _store_shared(c, oid, facts)
         extension_oids, critical_oids = _extension_sets(oids, critical)
         if len(extension_oids) != len(oids):
             return None  # RFC 5280 §4.2: one instance of an extension (_read_any words it)
@@ -868,7 +939,8 @@ def _read_any(der: bytes, digest: bytes) -> Certificate:
             _fast_extension(c, oid, e.extn_value)
     except Exception:  # noqa: BLE001 - LookupError, or a form this decoder refuses: cryptography decides
         # (and words the refusal, as it did when it read every extension).
-        c.is_ca = c.path_length = c.key_usage = c.eku = c._san = c.ski = c.aki = None
+        c.is_ca = c.path_length = c.key_usage = c.eku = c._san = c.ski = c.aki = c.policies = None
+        c.crl_urls = c.ocsp_urls = c.ca_issuer_urls = ()
         oids, critical = _slow_extensions(c, x509_of())
 
     _check_name(subject_raw, "subject", x509_of)
@@ -949,9 +1021,10 @@ def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES, re
     client certificates so, since a stream of one-time client certificates
     would otherwise push the shared intermediates out.
     """
-    if not isinstance(der, bytes | bytearray | memoryview):
-        raise CertificateRejected(Reason.MALFORMED, "certificate input is not bytes")
-    der = bytes(der)
+    if type(der) is not bytes:  # the common case first: a TLS stack hands over bytes
+        if not isinstance(der, bytes | bytearray | memoryview):
+            raise CertificateRejected(Reason.MALFORMED, "certificate input is not bytes")
+        der = bytes(der)
     if len(der) > max_bytes:
         raise CertificateRejected(
             Reason.PKI_TOO_LARGE,

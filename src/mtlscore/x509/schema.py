@@ -17,16 +17,19 @@ from cryptography import x509 as cx509
 from cryptography.hazmat import asn1
 
 __all__ = [
+    "AccessDescriptions",
     "AuthorityKeyId",
     "BasicConstraints",
     "CertificateSchema",
     "CommonCertificate",
     "CommonTBSCertificate",
+    "DistributionPoints",
     "Extension",
     "GeneralNames",
     "NamesAndKeyId",
     "NameSchema",
     "Oids",
+    "Policies",
     "SubjectPublicKeyInfo",
     "TBSCertificate",
     "Validity",
@@ -208,6 +211,83 @@ class NamesAndKeyId:
 
     names: list[GeneralName]
     key_id: bytes
+
+
+@asn1.sequence
+class OneGeneralName:
+    """A GeneralNames of exactly one name, as the contents of a tagged SEQUENCE OF (see DistributionPoint)."""
+
+    name: GeneralName
+
+
+@asn1.set
+class OneAttribute:
+    """A RelativeDistinguishedName of one attribute (see DistributionPoint)."""
+
+    attribute: AttributeTypeAndValue
+
+
+# RFC 5280 §4.2.1.13 DistributionPointName, in the forms read here: a fullName of one
+# GeneralName (the usual one URI); a relative name is read only to be left to cryptography.
+DistributionPointName = (
+    Annotated[asn1.Variant[OneGeneralName, Literal["full"]], asn1.Implicit(0)]
+    | Annotated[asn1.Variant[OneAttribute, Literal["relative"]], asn1.Implicit(1)]
+)
+
+
+@asn1.sequence
+class DistributionPoint:
+    """RFC 5280 §4.2.1.13 with a distributionPoint only (reasons and cRLIssuer are read by cryptography)."""
+
+    name: Annotated[DistributionPointName, asn1.Explicit(0)]
+
+
+@asn1.sequence
+class DistributionPoints:
+    """CRLDistributionPoints (RFC 5280 §4.2.1.13), read as the one field of a wrapping SEQUENCE."""
+
+    points: list[DistributionPoint]
+
+
+@asn1.sequence
+class AccessDescription:
+    """RFC 5280 §4.2.2.1."""
+
+    method: cx509.ObjectIdentifier
+    location: GeneralName
+
+
+@asn1.sequence
+class AccessDescriptions:
+    """AuthorityInfoAccessSyntax (RFC 5280 §4.2.2.1), read as the one field of a wrapping SEQUENCE."""
+
+    descriptions: list[AccessDescription]
+
+
+@asn1.sequence
+class PolicyQualifier:
+    """A PolicyQualifierInfo whose qualifier is an IA5String: the CPS pointer (RFC 5280 §4.2.1.4).
+
+    A user notice (a SEQUENCE) makes the decode fail, and cryptography reads the extension.
+    """
+
+    qualifier_id: cx509.ObjectIdentifier
+    qualifier: asn1.IA5String
+
+
+@asn1.sequence
+class PolicyInformation:
+    """RFC 5280 §4.2.1.4."""
+
+    policy_identifier: cx509.ObjectIdentifier
+    qualifiers: list[PolicyQualifier] | None = None
+
+
+@asn1.sequence
+class Policies:
+    """certificatePolicies (RFC 5280 §4.2.1.4), read as the one field of a wrapping SEQUENCE."""
+
+    policies: list[PolicyInformation]
 
 
 def wrap(content: bytes) -> bytes:
