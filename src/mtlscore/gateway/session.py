@@ -228,6 +228,10 @@ class Session:
         self._deadlines = Deadlines(self.server, born=now)
         self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
         self._peer_ip = peer_address(tls.peer[0])  # parsed once, matched against proxies per request
+        self._peer_text = _peer(tls.peer)  # as every decision logs it
+        # The evidence of this connection's last forwarded-cache hit: the next request of the
+        # same client (an edge's keep-alive connection asks about the same ones) reuses it.
+        self._last_hit: Evidence | None = None
         # The forwarded-cache entry this request's evidence came from or went into.
         self._remembered: Forwarded | None = None
         # The connection's own (TLS) evidence; behind trusted proxies each request
@@ -313,7 +317,7 @@ class Session:
                     detail,
                     account=evidence.account,
                     thumbprint=evidence.thumbprint,
-                    peer=_peer(self.tls.peer),
+                    peer=self._peer_text,
                     method=req.method.decode("latin-1") if req else "",
                     target=req.target.decode("latin-1")[:200] if req else "",
                 ),
@@ -506,7 +510,13 @@ class Session:
         if hit is not None:
             verdict, self._remembered = hit
             address = found.proxy.client_address(self.tls.peer[0], self._fields)
-            self.evidence = Evidence.of(verdict, self._remembered.presented, address, forwarded=True)
+            last = self._last_hit
+            presented = self._remembered.presented
+            if (last is not None and last.verdict is verdict and last.presented is presented
+                    and last.address == address):
+                self.evidence = last  # the same verdict, certificates and client address: the same evidence
+            else:
+                self.evidence = self._last_hit = Evidence.of(verdict, presented, address, forwarded=True)
             return None
         decision = policy.forwarded(found)
         if self._fetch and isinstance(decision, UseForwarded) and decision.revalidate and decision.chain:

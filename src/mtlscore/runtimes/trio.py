@@ -34,12 +34,68 @@ __all__ = ["FetchError", "TrioFetcher", "TrioStream", "connect", "presented_chai
 
 
 class TrioStream:
-    """A ``trio.SocketStream`` as the driver's ``Stream``."""
+    """A ``trio.SocketStream`` as the driver's ``Stream``.
+
+    Reads and writes go to the socket under it with trio's low-level waits, not through
+    ``receive_some``/``send_all``: those check for a concurrent call, try the call, and
+    then yield to the scheduler once more even when the call did not wait — per request
+    a scheduler pass and a poll of the kernel for nothing. Here a read waits for the socket
+    to be readable (trio's checkpoint: cancellation and fairness) and takes what is
+    there; a write that the kernel takes whole returns at once (the read that follows
+    waits), one that does not waits for room under its deadline.
+    """
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
+        self._raw = _stdlib_socket(stream.socket)
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
+        sock = self._raw
+        if sock is None:
+            return await self._receive_some(max_bytes, timeout)
+        with trio.move_on_after(timeout):
+            while True:
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError as exc:
+                    raise OSError(str(exc)) from None
+                try:
+                    return sock.recv(max_bytes)
+                except BlockingIOError:
+                    continue  # readable, then not (another reader, or a spurious wakeup): wait again
+        return None
+
+    async def send(self, data: bytes, timeout: float) -> None:
+        sock = self._raw
+        if sock is None:
+            return await self._send_all(data, timeout)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        view = memoryview(data)
+        try:
+            sent = sock.send(view)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(view):
+            return  # the kernel took it all
+        view = view[sent:]
+        # Bounded: a peer that does not read would otherwise hold this task forever.
+        with trio.move_on_after(timeout) as scope:
+            while view:
+                try:
+                    await trio.lowlevel.wait_writable(sock)
+                except trio.ClosedResourceError as exc:
+                    raise OSError(str(exc)) from None
+                try:
+                    view = view[sock.send(view):]
+                except BlockingIOError:
+                    continue
+        if scope.cancelled_caught:
+            self.abort()
+            raise TimeoutError(f"the peer took nothing for {timeout:g} s")
+
+    # Through trio's SocketStream, where its socket has no stdlib socket under it.
+
+    async def _receive_some(self, max_bytes: int, timeout: float) -> bytes | None:
         with trio.move_on_after(timeout):
             try:
                 return bytes(await self.stream.receive_some(max_bytes))
@@ -47,8 +103,7 @@ class TrioStream:
                 raise OSError(str(exc)) from None
         return None
 
-    async def send(self, data: bytes, timeout: float) -> None:
-        # Bounded: a peer that does not read would otherwise hold this task forever.
+    async def _send_all(self, data: bytes, timeout: float) -> None:
         with trio.move_on_after(timeout) as scope:
             try:
                 await self.stream.send_all(data)
@@ -77,6 +132,14 @@ class TrioStream:
         # and caught a Cancelled at every close just to skip that checkpoint.
         with contextlib.suppress(Exception):
             self.stream.socket.close()
+
+
+def _stdlib_socket(sock: trio.socket.SocketType) -> socket.socket | None:
+    """The stdlib socket (non-blocking) under a trio socket, or None. trio keeps it as
+    ``_sock`` and has no public name for it (a duplicate descriptor would outlive trio's
+    close); without it TrioStream goes through trio's SocketStream."""
+    raw = getattr(sock, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
 
 
 async def connect(host: str, port: int, timeout: float) -> TrioStream:

@@ -1,0 +1,140 @@
+"""The runtimes' connections as the driver uses them (``Stream``: recv with a deadline,
+send with a deadline, stale, aclose), over real loopback TCP, both runtimes from one test
+body: asyncio's ``ConnectionStream`` (a Protocol with one deadline timer per connection)
+and trio's ``TrioStream`` (trio's low-level waits on the socket, or, where trio's socket has
+no stdlib socket under it, its SocketStream)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+pytestmark = [pytest.mark.timeout(60)]
+
+
+@pytest.fixture(params=["asyncio", "trio", "trio-socketstream"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param).split("-")[0]
+
+
+@pytest.fixture
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["anyio_backend"])
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        s.settimeout(10)
+        yield s
+
+
+async def _pair(listener: socket.socket, variant: str) -> tuple[Any, socket.socket]:
+    port = listener.getsockname()[1]
+    if variant == "asyncio":
+        from mtlscore.runtimes.asyncio import connect
+    else:
+        from mtlscore.runtimes.trio import connect
+    stream = await connect("127.0.0.1", port, 10)
+    if variant == "trio-socketstream":
+        stream._raw = None  # as on a trio whose socket has no stdlib socket under it
+    peer, _ = listener.accept()
+    peer.settimeout(10)
+    return stream, peer
+
+
+def _later(delay: float, fn: Any) -> threading.Timer:
+    t = threading.Timer(delay, fn)
+    t.start()
+    return t
+
+
+@pytest.mark.anyio
+async def test_reads_bytes_eof_and_deadlines(listener: socket.socket, variant: str) -> None:
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        peer.sendall(b"hello")
+        assert await stream.recv(65536, 10) == b"hello"
+        # A deadline that passes: None, and the connection still works.
+        assert await stream.recv(65536, 0.05) is None
+        # A later, shorter deadline than a read before it had is still kept (asyncio keeps one
+        # timer per connection, armed for the earliest deadline pending).
+        peer.sendall(b"a")
+        assert await stream.recv(65536, 30) == b"a"
+        started = time.monotonic()
+        assert await stream.recv(65536, 0.1) is None
+        assert time.monotonic() - started < 20  # not the 30 s of the read before
+        # A read that waits past an earlier read's deadline gets its bytes.
+        timer = _later(0.3, lambda: peer.sendall(b"late"))
+        assert await stream.recv(65536, 10) == b"late"
+        timer.join()
+        peer.shutdown(socket.SHUT_WR)
+        assert await stream.recv(65536, 10) == b""
+        await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_more_than_one_read_takes(listener: socket.socket, variant: str) -> None:
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        data = bytes(range(256)) * 2048  # 512 KiB: more than the asyncio buffer's high mark
+        threading.Thread(target=peer.sendall, args=(data,), daemon=True).start()
+        got = b""
+        while len(got) < len(data):
+            chunk = await stream.recv(65536, 10)
+            assert chunk, "the stream ended early"
+            assert len(chunk) <= 65536
+            got += chunk
+        assert got == data
+        await stream.aclose()
+        assert peer.recv(1) == b""  # closed: the peer sees the end of the stream
+
+
+@pytest.mark.anyio
+async def test_stale_sees_bytes_or_eof_that_arrive_while_idle(listener: socket.socket, variant: str) -> None:
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        assert await stream.stale() is False
+        peer.sendall(b"x")
+        await anyio.sleep(0.2)  # for the bytes to cross loopback (stale never waits)
+        assert await stream.stale() is True
+        await stream.aclose()
+    stream, peer = await _pair(listener, variant)
+    peer.close()
+    await anyio.sleep(0.2)
+    assert await stream.stale() is True
+    await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_reset_is_an_oserror(listener: socket.socket, variant: str) -> None:
+    stream, peer = await _pair(listener, variant)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+    with pytest.raises(OSError):
+        for _ in range(3):  # the first send may still be taken; the reset shows by the next
+            await stream.send(b"x" * 1000, 10)
+            await anyio.sleep(0.05)
+    await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_peer_that_does_not_read_times_the_send_out(listener: socket.socket, variant: str) -> None:
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        with pytest.raises(TimeoutError):
+            for _ in range(10_000):  # until the kernel buffers are full and the wait times out
+                await stream.send(b"x" * 65536, 0.2)
+        await stream.aclose()
+        # Aborted: what the peer never read is dropped, the peer sees a reset.
+        peer.settimeout(10)
+        with pytest.raises(OSError):
+            while peer.recv(1 << 20):
+                pass
