@@ -484,7 +484,7 @@ class DeferredEngine:
             _set_judging_verify(ctx, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
         else:
             # VERIFY_PEER without FAIL_IF_NO_PEER_CERT: ask, accept anything, decide later.
-            ctx.set_verify(SSL.VERIFY_PEER, lambda *_: True)
+            _set_accepting_verify(ctx, SSL.VERIFY_PEER)
         ctx.set_options(SSL.OP_NO_TICKET)
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         return ctx
@@ -545,13 +545,17 @@ class DeferredEngine:
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            try:
-                sent = self._conn.send(view)
-            except self._ssl.Error as exc:
-                # The peer has gone (EOF or alert seen): report it as stdlib ssl does, an
-                # OSError, which the driver treats as "the client went away". Found by
-                # loadtest/run.py: clients that disconnect mid-request crashed the trio gateway.
-                raise OSError(f"TLS write failed: {exc!r}") from None
+            # A memory BIO takes every record (SSL_write(3) returns all of it or fails).
+            sent = _lib.SSL_write(self._ptr, _ffi.from_buffer(view), len(view))
+            if sent <= 0:
+                try:
+                    self._conn._raise_ssl_error(self._ptr, sent)  # pyOpenSSL's error, queue cleared
+                    raise self._ssl.Error("SSL_write wrote nothing")
+                except self._ssl.Error as exc:
+                    # The peer has gone (EOF or alert seen): report it as stdlib ssl does, an
+                    # OSError, which the driver treats as "the client went away". Found by
+                    # loadtest/run.py: clients that disconnect mid-request crashed the trio gateway.
+                    raise OSError(f"TLS write failed: {exc!r}") from None
             view = view[sent:]
 
     def close(self) -> None:
@@ -641,6 +645,9 @@ def _peer_chain(ssl_ptr: Any) -> tuple[bytes, ...]:
 _VERIFY_CALLBACK: Any = None
 
 
+_ACCEPT_CALLBACK: Any = None
+
+
 def _set_judging_verify(ctx: Any, mode: int) -> None:
     global _VERIFY_CALLBACK
     if _VERIFY_CALLBACK is None:
@@ -648,8 +655,29 @@ def _set_judging_verify(ctx: Any, mode: int) -> None:
     _lib.SSL_CTX_set_verify(ctx._context, mode, _VERIFY_CALLBACK)
 
 
+def _set_accepting_verify(ctx: Any, mode: int) -> None:
+    """Every certificate passes, as pyOpenSSL's ``set_verify`` with a callback answering True
+    does, without the certificate and store objects its helper builds at each call."""
+    global _ACCEPT_CALLBACK
+    if _ACCEPT_CALLBACK is None:
+        _ACCEPT_CALLBACK = _ffi.callback("int (*)(int, X509_STORE_CTX *)", _accepting_verify)
+    _lib.SSL_CTX_set_verify(ctx._context, mode, _ACCEPT_CALLBACK)
+
+
+def _accepting_verify(ok: int, store: Any) -> int:
+    if not ok:
+        _lib.X509_STORE_CTX_set_error(store, _lib.X509_V_OK)
+    return 1
+
+
 def _judging_verify(ok: int, store: Any) -> int:
     """OpenSSL's verify callback: called per certificate; the first call judges the chain."""
+    if ok:
+        # A certificate OpenSSL found nothing against: nothing to judge or change. The first
+        # call always reports a fault (no anchor is loaded, so building the chain fails
+        # first: x509_vfy.c verify_chain); the chain is judged there. Were it ever not,
+        # the engine would hold no verdict and the session would decide after the handshake.
+        return 1
     try:
         ssl_ptr = _lib.X509_STORE_CTX_get_ex_data(store, _lib.SSL_get_ex_data_X509_STORE_CTX_idx())
         conn = _CONNECTIONS.get(ssl_ptr)
