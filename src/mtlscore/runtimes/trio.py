@@ -11,10 +11,12 @@ gracefully, and the config file is polled for changes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import select
 import signal
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -253,7 +255,9 @@ async def serve(
                     with accepting:
                         # One accept per checkpoint: workers sharing the socket (sock) take
                         # turns at a burst of connects without more (measured in workers_bench).
-                        await trio.serve_listeners(on_client, listeners, handler_nursery=conns)
+                        async with trio.open_nursery() as loops:
+                            for listener in listeners:
+                                loops.start_soon(_accept_loop, listener, conns, on_client)
 
                 conns.start_soon(accept)
                 port = listeners[0].socket.getsockname()[1]
@@ -276,6 +280,37 @@ async def serve(
         state.save_radar()  # the record kept across restarts ([server] radar_file)
         if shared is not None:
             await shared.aclose()
+
+
+# accept(2) failures that mean "out of resources for now" (trio.serve_listeners' list).
+_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+async def _accept_loop(
+    listener: trio.SocketListener,
+    conns: trio.Nursery,
+    on_client: Callable[[trio.SocketStream], Awaitable[None]],
+) -> None:
+    """trio.serve_listeners' accept loop for one listener, each connection's task closing its
+    socket when done: serve_listeners' own wrapper closes it again with aclose_forcefully,
+    which raises and catches a Cancelled for every connection (~25 µs)."""
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in _CAPACITY_ERRNOS:
+                raise
+            await trio.sleep(0.1)  # out of descriptors: retry shortly, as serve_listeners does
+            continue
+        conns.start_soon(_serve_stream, on_client, stream)
+
+
+async def _serve_stream(on_client: Callable[[trio.SocketStream], Awaitable[None]], stream: trio.SocketStream) -> None:
+    try:
+        await on_client(stream)
+    finally:
+        with contextlib.suppress(OSError):
+            stream.socket.close()  # a no-op when the connection's own close came first
 
 
 async def _signals(
