@@ -220,11 +220,11 @@ def test_self_issued_compares_names_not_bytes() -> None:
 @pytest.mark.parametrize("key", ["rsa", "ec"])
 @pytest.mark.parametrize("hash_alg", ["sha224", "sha256", "sha384", "sha512"])
 def test_signature_facts_by_oid_agree_with_cryptography(key: str, hash_alg: str) -> None:
-    from mtlscore.x509.cert import _BY_OID
+    from mtlscore.x509.algorithms import BY_OID
 
     c = parse_certificate(pki.root("CN=Sig", key=key, hash_alg=hash_alg).der)
     x = x509.load_der_x509_certificate(c.der)
-    assert c.signature_oid in _BY_OID
+    assert c.signature_oid in BY_OID
     assert x.signature_hash_algorithm is not None
     assert c.signature_hash == x.signature_hash_algorithm.name == hash_alg
     assert type(c.signature_params) is type(x.signature_algorithm_parameters)
@@ -242,15 +242,15 @@ def test_certificates_pickle_and_copy_as_their_der() -> None:
 
 @pytest.mark.parametrize("key", ["ec", "ec-p384", "ec-p521"])
 def test_the_named_curve_spki_shapes_are_cryptographys(key: str) -> None:
-    from mtlscore.x509.cert import _NAMED_CURVE_SPKI, _named_curve_spki
+    from mtlscore.x509.algorithms import NAMED_CURVE_SPKI, named_curve_spki
 
     c = parse_certificate(pki.root("CN=Curve", key=key).der)
     encoded = c.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    head, size = _NAMED_CURVE_SPKI[c.curve or ""]
+    head, size = NAMED_CURVE_SPKI[c.curve or ""]
     assert encoded.startswith(head) and len(encoded) == size
-    assert _named_curve_spki(c.spki_der, c.curve) and c.curve != "explicit"
+    assert named_curve_spki(c.spki_der, c.curve) and c.curve != "explicit"
     # The same key spelled with another head (or length) is not taken for the named form.
-    assert not _named_curve_spki(b"\x30" + c.spki_der[1:-1], c.curve)
+    assert not named_curve_spki(b"\x30" + c.spki_der[1:-1], c.curve)
 
 
 def test_a_signature_with_unused_bits_is_malformed() -> None:

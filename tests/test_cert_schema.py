@@ -17,8 +17,11 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from mtlscore import CertificateRejected, Policy, Reason, TrustStore, Validator, pki
-from mtlscore.x509.cert import _SHARED_EXTENSIONS, _read_any, _read_common, der_sequence, parse_certificate
+from mtlscore.x509.cert import der_sequence, parse_certificate
 from mtlscore.x509.certificate import Certificate
+from mtlscore.x509.extensions import SHARED_EXTENSIONS
+from mtlscore.x509.read_any import read_any
+from mtlscore.x509.read_common import read_common
 
 _ROOT = pki.root("CN=Schema Root")
 
@@ -97,7 +100,7 @@ def test_a_profile_s_shared_extensions_are_decoded_once_and_not_mixed() -> None:
     for item in (a, b, ca):
         _agrees(item.der)
     bc = a.cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS)
-    assert (bc.oid.dotted_string, bc.value.public_bytes()) in _SHARED_EXTENSIONS
+    assert (bc.oid.dotted_string, bc.value.public_bytes()) in SHARED_EXTENSIONS
     pa, pca = parse_certificate(a.der), parse_certificate(ca.der)
     assert pa.is_ca is False and pca.is_ca is True and pca.path_length == 1
     assert pa.san == (x509.DNSName("a.example"),)
@@ -263,7 +266,7 @@ def _loads(der: bytes) -> bool:
     return True
 
 
-# -- the one-pass read (_read_common) against the general one (_read_any) ---------------------
+# -- the one-pass read (read_common) against the general one (read_any) ---------------------
 
 _COMPARED = [n for n in Certificate.__slots__ if n not in ("_x509", "_san", "_subject_key", "_issuer_key",
                                                             "_self_issued", "_spki_sha256", "_subject_text")]
@@ -283,10 +286,10 @@ def _same_read(der: bytes) -> bool:
     """
     digest = hashlib.sha256(der).digest()
     try:
-        general: Certificate | None = _read_any(der, digest)
+        general: Certificate | None = read_any(der, digest)
     except CertificateRejected:
         general = None
-    common = _read_common(der, digest)
+    common = read_common(der, digest)
     if common is None:
         return False
     assert general is not None, f"the one-pass read took what the general read refuses: {der.hex()}"
@@ -353,11 +356,14 @@ def test_the_one_pass_read_leaves_the_rest(kw: dict[str, object]) -> None:
 def test_an_algorithm_not_seen_before_goes_to_the_general_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # cryptography's AlgorithmIdentifier decides which parameters an algorithm may carry;
     # the one-pass read trusts only encodings it has accepted before.
-    from mtlscore.x509 import cert as cert_module
+    from mtlscore.x509 import algorithms
+    from mtlscore.x509 import read_common as read_common_module
 
-    monkeypatch.setattr(cert_module, "_ALGORITHMS", {})
+    fresh: dict[bytes, str] = {}  # one table, as before the split: the general read fills what the one-pass read reads
+    monkeypatch.setattr(algorithms, "ALGORITHMS", fresh)
+    monkeypatch.setattr(read_common_module, "_ALGORITHMS", fresh)
     first, second = (_ROOT.leaf(n, san_dns=["f.example"]).der for n in ("first", "second"))
-    assert _read_common(first, hashlib.sha256(first).digest()) is None
+    assert read_common(first, hashlib.sha256(first).digest()) is None
     parse_certificate(first, remember=False)
     assert _same_read(second)
 
@@ -420,9 +426,9 @@ def test_a_malformed_extension_value_is_refused_as_before(san: bytes, ski: bytes
     with pytest.raises(Exception):  # noqa: B017 - cryptography's own refusal, whatever its type
         x509.load_der_x509_certificate(der).extensions  # noqa: B018
     parse_certificate(_with_san_and_ski(_DNS, bytes.fromhex("0403aabbcc")), remember=False)  # the pair's form
-    assert _read_common(der, hashlib.sha256(der).digest()) is None
+    assert read_common(der, hashlib.sha256(der).digest()) is None
     with pytest.raises(CertificateRejected) as before:
-        _read_any(der, hashlib.sha256(der).digest())
+        read_any(der, hashlib.sha256(der).digest())
     with pytest.raises(CertificateRejected) as info:
         parse_certificate(der, remember=False)
     assert (info.value.reason, info.value.detail) == (before.value.reason, before.value.detail)
