@@ -33,7 +33,7 @@ from OpenSSL import crypto
 from mtlscore import Policy, TrustStore, Validator, pki
 from mtlscore.decision.cache import stats
 from mtlscore.verify.signature import SignatureCache
-from mtlscore.x509.cert import PARSE_CACHE, clear_parse_cache, parse_certificate
+from mtlscore.x509.cert import PARSE_CACHE, clear_parse_cache, forget_certificates, parse_certificate
 
 NOW = pki.NOW
 Op = Callable[[Any], Any]
@@ -219,9 +219,12 @@ def floor(ch: Chains, repeats: int, n: int) -> Result:
 
 COLD_INCLUDES = {
     "mtlscore": "a Validator built once outside the loop (trust store read once); before each validation every "
-                "cache of certificates and verdicts is emptied (parsed certificates, verified signatures, known "
-                "paths, verdicts, revocation answers, DN texts), so each op parses all three DERs, verifies "
-                "both signatures, builds and checks the path",
+                "cache of certificates and verdicts is emptied (parsed certificates, name keys by DER, the "
+                "extension values, issuer names, OID texts and OID sets shared across certificates, verified "
+                "signatures, known paths, verdicts, revocation answers, DN texts), so each op parses all three "
+                "DERs, verifies both signatures, builds and checks the path; what stays is what reading the "
+                "trust store and the policy filled (signature algorithm encodings, key types, the policy's "
+                "allowed signature OIDs)",
     "pyca": "a ClientVerifier built once outside the loop (store of the root); each op loads the leaf and the "
             "intermediate from DER and verifies (pyca keeps no cache between calls)",
     "openssl": "an X509Store built once outside the loop (the root); each op loads the leaf and the intermediate "
@@ -239,7 +242,7 @@ def cold_validator(trust: TrustStore) -> tuple[Validator, Op]:
 
     def op(item: Any) -> Any:
         # Emptying a cache is a few dict clears: noise next to a parse and two signature verifications.
-        clear_parse_cache()
+        forget_certificates()  # the parse cache and all that was learned from certificates' contents
         for c in caches:
             c.clear()
         for f in lru:

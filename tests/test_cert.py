@@ -293,3 +293,33 @@ def test_a_signature_algorithm_unlike_the_tbs_one_is_malformed() -> None:
     assert exc.value.reason is Reason.MALFORMED and "4.1.1.2" in exc.value.detail
     assert Validator(TrustStore([root.der])).validate([changed], at=pki.NOW).reason is Reason.MALFORMED
     assert Validator(TrustStore([root.der])).validate([leaf.der], at=pki.NOW).ok
+
+
+def test_forget_certificates_leaves_nothing_learned_from_them() -> None:
+    # The cold benchmark's promise (a chain seen for the first time): after forget_certificates
+    # no table holds anything read from a certificate's contents, and reading it again
+    # learns it all again.
+    from mtlscore.x509 import extensions, read_common
+    from mtlscore.x509.cert import forget_certificates
+    from mtlscore.x509.certificate import NAME_KEYS
+
+    issued = pki.root("CN=Forget Root").intermediate("CN=Forget CA").leaf(
+        "CN=forget", san_dns=["forget.example"])
+
+    def learned() -> dict[str, int]:
+        c = parse_certificate(issued.der)
+        assert c.issuer_key and c.subject_key and c.eku  # what validation reads: name keys, the EKU set
+        return {"parsed": len(PARSE_CACHE), "name keys": len(NAME_KEYS),
+                "extension values": len(extensions.SHARED_EXTENSIONS),
+                "issuer names": len(read_common._CHECKED_NAMES), "oid texts": len(extensions._OID_TEXTS),
+                "sets": len(extensions._SETS), "extension sets": len(extensions._EXTENSION_SETS)}
+
+    parse_certificate(issued.der, remember=False)  # its signature algorithm known: the one-pass read takes it
+    forget_certificates()
+    first = learned()
+    assert all(first.values()), first
+    forget_certificates()
+    assert not any((len(PARSE_CACHE), len(NAME_KEYS), len(extensions.SHARED_EXTENSIONS),
+                    len(read_common._CHECKED_NAMES), len(extensions._OID_TEXTS), len(extensions._SETS),
+                    len(extensions._EXTENSION_SETS)))
+    assert learned() == first

@@ -25,18 +25,20 @@ from cryptography.hazmat.primitives import serialization
 from ..reasons import CertificateRejected, Reason
 from .algorithms import key_kind as key_kind
 from .algorithms import signature_hash_algorithm as signature_hash_algorithm
-from .certificate import Certificate
+from .certificate import NAME_KEYS, Certificate
+from .extensions import clear_shared
 from .extensions import der_sequence as der_sequence
 from .extensions import encode_policy_mappings as encode_policy_mappings
 from .lru import BoundedLRU
 from .read_any import read_any
-from .read_common import read_common
+from .read_common import clear_checked_names, read_common
 
 __all__ = [
     "DEFAULT_MAX_CERT_BYTES",
     "DEFAULT_MAX_CHAIN_BYTES",
     "Certificate",
     "clear_parse_cache",
+    "forget_certificates",
     "CertificateInput",
     "ChainInput",
     "from_der",
@@ -80,6 +82,21 @@ PARSE_CACHE: BoundedLRU[bytes, Certificate] = BoundedLRU(PARSE_CACHE_SIZE)
 def clear_parse_cache() -> None:
     """Forget every cached parsed certificate (tests, memory pressure)."""
     PARSE_CACHE.clear()
+
+
+def forget_certificates() -> None:
+    """Forget every certificate read so far and all that was learned from their contents.
+
+    The parse cache, the name keys by DER (``NAME_KEYS``), and what the readers
+    share across certificates: decoded extension values, issuer names already
+    decoded, OID texts and interned sets. What the process knows of signature
+    algorithm encodings and key types stays (reading a trust store teaches it).
+    For a first sight of a chain (the cold benchmark) and memory pressure.
+    """
+    clear_parse_cache()
+    NAME_KEYS.clear()
+    clear_shared()
+    clear_checked_names()
 
 
 def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES, remember: bool = True) -> Certificate:

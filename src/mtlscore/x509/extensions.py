@@ -156,6 +156,18 @@ def extension_sets(oids: list[str], critical: list[str]) -> tuple[frozenset[str]
     return found
 
 
+def clear_shared() -> None:
+    """Forget the facts shared across certificates: decoded extension values, OID texts and interned sets.
+
+    They refill as certificates are read; only a first sight of a chain (the
+    cold benchmark) or memory pressure calls for it.
+    """
+    SHARED_EXTENSIONS.clear()
+    _OID_TEXTS.clear()
+    _SETS.clear()
+    _EXTENSION_SETS.clear()
+
+
 def malformed(why: str) -> CertificateRejected:
     return CertificateRejected(Reason.MALFORMED, why)
 

@@ -60,6 +60,11 @@ def _element(der: bytes, start: int) -> tuple[int, int]:
 _CHECKED_NAMES: dict[bytes, None] = {}
 
 
+def clear_checked_names() -> None:
+    """Forget which issuer names the schema has decoded (they are decoded again when next met)."""
+    _CHECKED_NAMES.clear()
+
+
 def read_common(der: bytes, digest: bytes) -> Certificate | None:
     """The certificate in the common shape, or None for :func:`read_any` to read (and word any refusal).
 
