@@ -220,7 +220,7 @@ def test_self_issued_compares_names_not_bytes() -> None:
 @pytest.mark.parametrize("key", ["rsa", "ec"])
 @pytest.mark.parametrize("hash_alg", ["sha224", "sha256", "sha384", "sha512"])
 def test_signature_facts_by_oid_agree_with_cryptography(key: str, hash_alg: str) -> None:
-    from mtlscore.x509.algorithms import BY_OID
+    from mtlscore.x509._algorithms import BY_OID
 
     c = parse_certificate(pki.root("CN=Sig", key=key, hash_alg=hash_alg).der)
     x = x509.load_der_x509_certificate(c.der)
@@ -242,7 +242,7 @@ def test_certificates_pickle_and_copy_as_their_der() -> None:
 
 @pytest.mark.parametrize("key", ["ec", "ec-p384", "ec-p521"])
 def test_the_named_curve_spki_shapes_are_cryptographys(key: str) -> None:
-    from mtlscore.x509.algorithms import NAMED_CURVE_SPKI, named_curve_spki
+    from mtlscore.x509._algorithms import NAMED_CURVE_SPKI, named_curve_spki
 
     c = parse_certificate(pki.root("CN=Curve", key=key).der)
     encoded = c.public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -299,7 +299,7 @@ def test_forget_certificates_leaves_nothing_learned_from_them() -> None:
     # The cold benchmark's promise (a chain seen for the first time): after forget_certificates
     # no table holds anything read from a certificate's contents, and reading it again
     # learns it all again.
-    from mtlscore.x509 import extensions, read_common
+    from mtlscore.x509 import _extensions, _read_common
     from mtlscore.x509.cert import forget_certificates
     from mtlscore.x509.certificate import NAME_KEYS
 
@@ -310,16 +310,16 @@ def test_forget_certificates_leaves_nothing_learned_from_them() -> None:
         c = parse_certificate(issued.der)
         assert c.issuer_key and c.subject_key and c.eku  # what validation reads: name keys, the EKU set
         return {"parsed": len(PARSE_CACHE), "name keys": len(NAME_KEYS),
-                "extension values": len(extensions.SHARED_EXTENSIONS),
-                "issuer names": len(read_common._CHECKED_NAMES), "oid texts": len(extensions._OID_TEXTS),
-                "sets": len(extensions._SETS), "extension sets": len(extensions._EXTENSION_SETS)}
+                "extension values": len(_extensions.SHARED_EXTENSIONS),
+                "issuer names": len(_read_common._CHECKED_NAMES), "oid texts": len(_extensions._OID_TEXTS),
+                "sets": len(_extensions._SETS), "extension sets": len(_extensions._EXTENSION_SETS)}
 
     parse_certificate(issued.der, remember=False)  # its signature algorithm known: the one-pass read takes it
     forget_certificates()
     first = learned()
     assert all(first.values()), first
     forget_certificates()
-    assert not any((len(PARSE_CACHE), len(NAME_KEYS), len(extensions.SHARED_EXTENSIONS),
-                    len(read_common._CHECKED_NAMES), len(extensions._OID_TEXTS), len(extensions._SETS),
-                    len(extensions._EXTENSION_SETS)))
+    assert not any((len(PARSE_CACHE), len(NAME_KEYS), len(_extensions.SHARED_EXTENSIONS),
+                    len(_read_common._CHECKED_NAMES), len(_extensions._OID_TEXTS), len(_extensions._SETS),
+                    len(_extensions._EXTENSION_SETS)))
     assert learned() == first

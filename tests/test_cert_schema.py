@@ -17,11 +17,11 @@ from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from mtlscore import CertificateRejected, Policy, Reason, TrustStore, Validator, pki
+from mtlscore.x509._extensions import SHARED_EXTENSIONS
+from mtlscore.x509._read_any import read_any
+from mtlscore.x509._read_common import read_common
 from mtlscore.x509.cert import der_sequence, parse_certificate
 from mtlscore.x509.certificate import Certificate
-from mtlscore.x509.extensions import SHARED_EXTENSIONS
-from mtlscore.x509.read_any import read_any
-from mtlscore.x509.read_common import read_common
 
 _ROOT = pki.root("CN=Schema Root")
 
@@ -356,12 +356,11 @@ def test_the_one_pass_read_leaves_the_rest(kw: dict[str, object]) -> None:
 def test_an_algorithm_not_seen_before_goes_to_the_general_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # cryptography's AlgorithmIdentifier decides which parameters an algorithm may carry;
     # the one-pass read trusts only encodings it has accepted before.
-    from mtlscore.x509 import algorithms
-    from mtlscore.x509 import read_common as read_common_module
+    from mtlscore.x509 import _algorithms, _read_common
 
     fresh: dict[bytes, str] = {}  # one table, as before the split: the general read fills what the one-pass read reads
-    monkeypatch.setattr(algorithms, "ALGORITHMS", fresh)
-    monkeypatch.setattr(read_common_module, "_ALGORITHMS", fresh)
+    monkeypatch.setattr(_algorithms, "ALGORITHMS", fresh)
+    monkeypatch.setattr(_read_common, "_ALGORITHMS", fresh)
     first, second = (_ROOT.leaf(n, san_dns=["f.example"]).der for n in ("first", "second"))
     assert read_common(first, hashlib.sha256(first).digest()) is None
     parse_certificate(first, remember=False)

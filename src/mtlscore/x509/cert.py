@@ -5,8 +5,8 @@ Everything validation needs is computed once per distinct DER (a bounded
 cache keyed by the DER), so that later steps never re-parse. The DER is read
 once by ``cryptography``'s declarative decoder with the schemas of
 :mod:`mtlscore.x509.schema`: in one pass when the certificate has the common
-shape (:mod:`mtlscore.x509.read_common`), else by the general read
-(:mod:`mtlscore.x509.read_any`), which makes ``cryptography``'s certificate
+shape (:mod:`mtlscore.x509._read_common`), else by the general read
+(:mod:`mtlscore.x509._read_any`), which makes ``cryptography``'s certificate
 object only for the rarer extensions and forms. Any parse failure becomes
 ``Reason.MALFORMED``.
 """
@@ -23,15 +23,15 @@ from cryptography import x509 as cx509
 from cryptography.hazmat.primitives import serialization
 
 from ..reasons import CertificateRejected, Reason
-from .algorithms import key_kind as key_kind
-from .algorithms import signature_hash_algorithm as signature_hash_algorithm
+from ._algorithms import key_kind as key_kind
+from ._algorithms import signature_hash_algorithm as signature_hash_algorithm
+from ._extensions import clear_shared
+from ._extensions import der_sequence as der_sequence
+from ._extensions import encode_policy_mappings as encode_policy_mappings
+from ._read_any import read_any
+from ._read_common import clear_checked_names, read_common
 from .certificate import NAME_KEYS, Certificate
-from .extensions import clear_shared
-from .extensions import der_sequence as der_sequence
-from .extensions import encode_policy_mappings as encode_policy_mappings
 from .lru import BoundedLRU
-from .read_any import read_any
-from .read_common import clear_checked_names, read_common
 
 __all__ = [
     "DEFAULT_MAX_CERT_BYTES",

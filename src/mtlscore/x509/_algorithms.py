@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from . import schema
+from ._extensions import SHARED_MAX, oid_text
 from .certificate import Certificate, _decoded
-from .extensions import SHARED_MAX, oid_text
 
 
 def _key_kind(key: object) -> str:

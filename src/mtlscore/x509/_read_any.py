@@ -10,16 +10,16 @@ from collections.abc import Callable
 from cryptography import x509 as cx509
 from cryptography.hazmat import asn1
 
-from . import extensions, schema
-from .algorithms import key_of, named_curve_spki, signature_algorithm, signature_facts
+from . import _extensions, schema
+from ._algorithms import key_of, named_curve_spki, signature_algorithm, signature_facts
+from ._der import header_for, header_of, int_size, tlv_size, validity_size
+from ._extensions import fast_extension, malformed, oid_text, shared_set, slow_extensions
 from .certificate import NAME_KEYS, UNSET, Certificate, Unfrozen, _decoded, spki_der_of
-from .der import header_for, header_of, int_size, tlv_size, validity_size
-from .extensions import fast_extension, malformed, oid_text, shared_set, slow_extensions
 
 # Bound by assignment, not by import: CPython (3.11) compiles a method call on a module-level
 # name bound by an import as an attribute load and a call (a bound method made per call),
-# not as a method call. These are the very tables of :mod:`.extensions`.
-_FAST_OIDS = extensions.FAST_OIDS
+# not as a method call. These are the very tables of :mod:`._extensions`.
+_FAST_OIDS = _extensions.FAST_OIDS
 
 
 def _check_name(raw: bytes, what: str, x509_of: Callable[[], cx509.Certificate]) -> None:

@@ -15,8 +15,8 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from ..reasons import CertificateRejected, Reason
 from . import schema
+from ._der import header_for
 from .certificate import PolicyControls
-from .der import header_for
 
 BC = ExtensionOID.BASIC_CONSTRAINTS.dotted_string
 KU = ExtensionOID.KEY_USAGE.dotted_string

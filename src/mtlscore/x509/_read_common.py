@@ -2,7 +2,7 @@
 
 One declarative decode; the names and the SPKI sliced from the DER at the extents the decoder
 has validated; the extensions dispatched by their OID object. What it does not know it leaves
-to :func:`mtlscore.x509.read_any.read_any` by returning None.
+to :func:`mtlscore.x509._read_any.read_any` by returning None.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
 
-from . import algorithms, extensions, schema
-from .algorithms import facts_of_key, named_curve_spki
-from .certificate import NAME_KEYS, UNSET, Certificate, Unfrozen
-from .der import header_for, int_size
-from .extensions import (
+from . import _algorithms, _extensions, schema
+from ._algorithms import facts_of_key, named_curve_spki
+from ._der import header_for, int_size
+from ._extensions import (
     BC,
     EKU,
     KU,
@@ -27,14 +26,15 @@ from .extensions import (
     shared_extension,
     store_shared,
 )
+from .certificate import NAME_KEYS, UNSET, Certificate, Unfrozen
 
 # Bound by assignment, not by import: CPython (3.11) compiles a method call on a module-level
 # name bound by an import as an attribute load and a call (a bound method made per call),
-# not as a method call. These are the very tables of :mod:`.algorithms` and :mod:`.extensions`.
-_ALGORITHMS = algorithms.ALGORITHMS
-_BY_OID = algorithms.BY_OID
-_FAST_OID_TEXTS = extensions.FAST_OID_TEXTS
-_SHARED_EXTENSIONS = extensions.SHARED_EXTENSIONS
+# not as a method call. These are the very tables of :mod:`._algorithms` and :mod:`._extensions`.
+_ALGORITHMS = _algorithms.ALGORITHMS
+_BY_OID = _algorithms.BY_OID
+_FAST_OID_TEXTS = _extensions.FAST_OID_TEXTS
+_SHARED_EXTENSIONS = _extensions.SHARED_EXTENSIONS
 
 
 def _element(der: bytes, start: int) -> tuple[int, int]:
