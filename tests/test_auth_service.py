@@ -34,6 +34,15 @@ def test_a_good_forwarded_certificate_gets_200_with_identity_headers_and_no_body
     assert decision.outcome is Outcome.AUTHORIZE and decision.account == "partner-abc"
 
 
+def test_pipelined_subrequests_are_each_answered() -> None:
+    # Two subrequests in one read, then the edge waits for its answers: the second waits in
+    # h11's buffer when the first is answered and is read before the session asks for more.
+    d = Driver(Session(auth_gateway(), facts(None), at=NOW),
+               [req(headers=_forwarded(GOOD)) * 2, b"<timeout>"]).run()
+    assert [status for status, _, _ in d.responses()] == [200, 200]  # then the idle wait ends it
+    assert [decision.outcome for decision in d.decisions()] == [Outcome.AUTHORIZE] * 2
+
+
 def test_every_yes_feeds_the_radar_and_no_no_does() -> None:
     d = Driver(Session(auth_gateway(), facts(None), at=NOW),
                [req(headers=_forwarded(GOOD)), req(headers=_forwarded(STRANGER))]).run()

@@ -894,3 +894,16 @@ def test_a_refused_forwarded_certificate_keeps_the_address_its_proxy_reported() 
     [(_, h)] = d.upstream_requests()
     assert h[b"x-client-cert-chain-verified"] == [b"false"]
     assert h[b"x-forwarded-for"] == [b"10.1.2.3"]
+
+
+def test_pipelined_requests_in_one_read_are_each_forwarded_and_answered_in_order() -> None:
+    # Bytes past a request (the next one, sent without waiting) stay in h11's buffer when
+    # the exchange ends: the session reads them as the next request before asking for more.
+    # The client then waits for its answers: a read now would time out.
+    d = Driver(Session(gateway(), facts(GOOD), at=NOW),
+               [req("/one") + req("/two") + req("/three"), b"<timeout>"],
+               upstream=[upstream_response(b"1"), upstream_response(b"2"), upstream_response(b"3")]).run()
+    assert [body for _, _, body in d.responses()] == [b"1", b"2", b"3"]
+    assert [target for target, _ in d.upstream_requests()] == [b"/one", b"/two", b"/three"]
+    assert sum(isinstance(a, ReleaseUpstream) for a in d.actions) == 3
+

@@ -224,6 +224,16 @@ class Session:
         self._identity: tuple[Evidence, tuple[tuple[bytes, bytes], ...] | None] | None = None
         self._body_seen = 0
         self._received_any = False
+        # h11's buffer of client bytes is known empty (nothing received since the last cycle
+        # ended clean, or since the start): its next event is NEED_DATA, not worth a parse.
+        self._client_drained = True
+        # Likewise the upstream's: a connection's h11 before the response's first bytes.
+        self._upstream_drained = False
+        # The upstream h11 connection of the last exchange, handed back clean (IDLE both
+        # ways, nothing buffered, keep-alive): the next request's, whichever pooled socket
+        # it goes out on, rather than a new one (what h11 keeps across cycles is only the
+        # peer's HTTP version, which a client connection does not use).
+        self._spare_upstream: h11.Connection | None = None
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
         self._deadlines = Deadlines(self.server, born=now)
         self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
@@ -334,6 +344,7 @@ class Session:
         self._on(Event.CLIENT_DATA)
         if data:
             self._received_any = True
+        self._client_drained = False
         if self.state is not State.CLOSED:
             self._client.receive_data(data)
 
@@ -363,13 +374,16 @@ class Session:
         """The connection asked for by :class:`OpenUpstream` is open."""
         self._on(Event.UPSTREAM_CONNECTED)
         assert self._request is not None  # CONNECTING is entered with a request to forward
-        self._upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes)
+        spare, self._spare_upstream = self._spare_upstream, None
+        self._upstream = spare or h11.Connection(h11.CLIENT, max_incomplete_event_size=self.server.max_header_bytes)
+        self._upstream_drained = True
         self._send_request_head(self._request)
 
     def receive_upstream(self, data: bytes) -> None:
         """Bytes from the upstream (``b""`` at end of stream), after :class:`ReadUpstream`."""
         self._on(Event.UPSTREAM_DATA)
         assert self._upstream is not None  # AWAIT_RESPONSE has its upstream connection
+        self._upstream_drained = False
         self._upstream.receive_data(data)
 
     def upstream_failed(self, kind: UpstreamFailure, detail: str = "") -> None:
@@ -430,7 +444,10 @@ class Session:
             return None
 
     def _step_client(self, at: datetime, now: float) -> None:
-        event = self._client_event()
+        if self._client_drained and self.state is State.AWAIT_REQUEST:
+            event: ClientEvent | None = h11.NEED_DATA
+        else:
+            event = self._client_event()
         if event is None:
             return
         if event is h11.NEED_DATA:
@@ -868,6 +885,9 @@ class Session:
 
     def _step_upstream(self) -> None:
         assert self._upstream is not None
+        if self._upstream_drained:
+            self._pending.append(ReadUpstream(self.server.upstream_timeout))
+            return
         try:
             event = self._upstream.next_event()
         except h11.RemoteProtocolError as exc:
@@ -977,7 +997,9 @@ class Session:
         client = self._client
         if client.our_state is h11.DONE and client.their_state is h11.DONE:
             client.start_next_cycle()
-            self._received_any = bool(client.trailing_data[0])
+            trailing = client.trailing_data
+            self._received_any = bool(trailing[0])
+            self._client_drained = trailing == (b"", False)
             self._deadlines.next_cycle()
             self._request = None
             self._on(Event.NEXT_REQUEST)
@@ -995,6 +1017,7 @@ class Session:
                 # (the runtime's pool). Bytes past the response would be read as the next
                 # response: such a connection is closed, never reused.
                 self._upstream = None
+                self._spare_upstream = up
                 self._pending.append(ReleaseUpstream())
                 return
         self._drop_upstream()
