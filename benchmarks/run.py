@@ -224,7 +224,8 @@ COLD_INCLUDES = {
                 "signatures, known paths, verdicts, revocation answers, DN texts), so each op parses all three "
                 "DERs, verifies both signatures, builds and checks the path; what stays is what reading the "
                 "trust store and the policy filled (signature algorithm encodings, key types, the policy's "
-                "allowed signature OIDs)",
+                "allowed signature OIDs), except the root's name key and extension facts, forgotten with the "
+                "rest (a little against mtlscore: within the run-to-run spread)",
     "pyca": "a ClientVerifier built once outside the loop (store of the root); each op loads the leaf and the "
             "intermediate from DER and verifies (pyca keeps no cache between calls)",
     "openssl": "an X509Store built once outside the loop (the root); each op loads the leaf and the intermediate "
