@@ -237,7 +237,8 @@ class Session:
         # Deadline bookkeeping (monotonic seconds, from next_action's ``now``).
         self._deadlines = Deadlines(self.server, born=now)
         self._proxy_policy = self.server.proxy_policy  # built once per connection, used per request
-        self._peer_ip = peer_address(tls.peer[0])  # parsed once, matched against proxies per request
+        # Parsed once, matched against proxies per request (none configured: never read).
+        self._peer_ip = peer_address(tls.peer[0]) if self._proxy_policy is not None else None
         self._peer_text = _peer(tls.peer)  # as every decision logs it
         # The evidence of this connection's last forwarded-cache hit: the next request of the
         # same client (an edge's keep-alive connection asks about the same ones) reuses it.
