@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from ..reasons import CertificateRejected, Reason
 from .lru import BoundedLRU
-from .names import NameKey, name_key
+from .names import NameKey, name_key, name_key_of_der
 
 __all__ = ["NAME_KEYS", "UNSET", "Certificate", "PolicyControls", "SignatureParams", "Unfrozen", "spki_der_of"]
 
@@ -369,7 +369,11 @@ def _name_key_of(raw: bytes | None, read: Callable[[], cx509.Name]) -> NameKey:
         return _decoded(lambda: name_key(read()), "name")
     key = NAME_KEYS.lookup(raw)
     if key is None:
-        key = _decoded(lambda: name_key(read()), "name")
+        # RFC 5280 §7.1 keys from the name's DER; cryptography's Name (which loads the
+        # whole certificate) only for what the declarative decoder does not read.
+        key = name_key_of_der(raw)
+        if key is None:
+            key = _decoded(lambda: name_key(read()), "name")
         NAME_KEYS.store(raw, key)
     return key
 

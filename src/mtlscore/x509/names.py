@@ -12,8 +12,11 @@ from __future__ import annotations
 import unicodedata
 
 from cryptography import x509
+from cryptography.hazmat import asn1
 
-__all__ = ["NameKey", "name_key", "normalize_value"]
+from . import schema
+
+__all__ = ["NameKey", "name_key", "name_key_of_der", "normalize_value"]
 
 # One RDN is a set of (attribute OID, normalised value); a name is their sequence.
 NameKey = tuple[frozenset[tuple[str, str | bytes]], ...]
@@ -49,3 +52,32 @@ def name_key(name: x509.Name) -> NameKey:
                 attrs.add((attr.oid.dotted_string, normalize_value(value)))
         rdns.append(frozenset(attrs))
     return tuple(rdns)
+
+
+def name_key_of_der(raw: bytes) -> NameKey | None:
+    """:func:`name_key` of the Name whose DER is ``raw``, read with the declarative decoder.
+
+    None when :class:`schema.NameSchema` does not read it (a string type other
+    than PrintableString, UTF8String or IA5String, an empty RDN, anything it
+    refuses), or when an RDN repeats an attribute: the caller then reads the
+    name with ``cryptography``, which decides (it refuses a repeated
+    attribute, X.501 §9.3, and decodes the other string types), so the key is
+    the one :func:`name_key` gives for the same bytes.
+    """
+    try:
+        rdns = asn1.decode_der(schema.NameSchema, schema.wrap(raw)).rdns
+    except ValueError:
+        return None
+    key: list[frozenset[tuple[str, str | bytes]]] = []
+    for rdn_set in rdns:
+        rdn = rdn_set.as_list()
+        attrs: set[tuple[str, str | bytes]] = set()
+        for attr in rdn:
+            value = attr.value
+            # PrintableString and IA5String come as the decoder's objects, UTF8String as str.
+            text = value if isinstance(value, str) else value.as_str()
+            attrs.add((attr.type.dotted_string, normalize_value(text)))
+        if len(attrs) != len(rdn):
+            return None
+        key.append(frozenset(attrs))
+    return tuple(key)
