@@ -138,3 +138,39 @@ async def test_a_peer_that_does_not_read_times_the_send_out(listener: socket.soc
         with pytest.raises(OSError):
             while peer.recv(1 << 20):
                 pass
+
+
+@pytest.mark.anyio
+async def test_a_read_of_bytes_already_there_still_yields_and_can_be_cancelled(
+    listener: socket.socket, variant: str
+) -> None:
+    # trio takes bytes already there without waiting for readability: that read must still
+    # be a checkpoint (a peer that keeps the socket readable must not starve other
+    # connections) and a cancelled task must not take the bytes (the next read gets them).
+    if variant == "asyncio":
+        pytest.skip("asyncio's ConnectionStream hands over its buffer without a scheduler pass")
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        peer.sendall(b"first")
+        while not await stream.stale():  # the bytes are in this side's socket
+            await anyio.sleep(0.01)
+        got: list[bytes | None] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            got.append(await stream.recv(65536, 10))
+        assert scope.cancelled_caught and got == []
+        ran: list[str] = []
+
+        async def other() -> None:
+            ran.append("other")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)
+            # One byte a read: every read finds bytes there. trio may run this task first
+            # in a scheduler batch, so the other task's turn is due by the second read.
+            data = b""
+            while len(data) < 5:
+                data += await stream.recv(1, 10) or b""
+            assert data == b"first"
+            assert ran == ["other"]  # the reads let the other task run
+        await stream.aclose()

@@ -41,10 +41,11 @@ class TrioStream:
     Reads and writes go to the socket under it with trio's low-level waits, not through
     ``receive_some``/``send_all``: those check for a concurrent call, try the call, and
     then yield to the scheduler once more even when the call did not wait — per request
-    a scheduler pass and a poll of the kernel for nothing. Here a read waits for the socket
-    to be readable (trio's checkpoint: cancellation and fairness) and takes what is
-    there; a write that the kernel takes whole returns at once (the read that follows
-    waits), one that does not waits for room under its deadline.
+    a scheduler pass and a poll of the kernel for nothing. Here a read takes what is
+    already there between the two checkpoints trio's own socket calls make around a call
+    that did not wait (cancellation and fairness), else waits for the socket to be
+    readable under its deadline; a write that the kernel takes whole returns at once (the
+    read that follows checkpoints), one that does not waits for room under its deadline.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
@@ -55,6 +56,19 @@ class TrioStream:
         sock = self._raw
         if sock is None:
             return await self._receive_some(max_bytes, timeout)
+        # What is already there is taken without the timeout scope and the epoll
+        # registration (an epoll_ctl) that waiting costs, with the checkpoints trio's own
+        # socket calls make around a call that did not wait (cancellation, fairness). A
+        # keep-alive peer's next request has often arrived by the time the answer is
+        # out; when it has not, this costs one failed recv (measured in auth_bench.py).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            data = sock.recv(max_bytes)
+        except BlockingIOError:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
         with trio.move_on_after(timeout):
             while True:
                 try:
