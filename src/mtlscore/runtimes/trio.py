@@ -41,34 +41,38 @@ class TrioStream:
     Reads and writes go to the socket under it with trio's low-level waits, not through
     ``receive_some``/``send_all``: those check for a concurrent call, try the call, and
     then yield to the scheduler once more even when the call did not wait — per request
-    a scheduler pass and a poll of the kernel for nothing. Here a read takes what is
-    already there between the two checkpoints trio's own socket calls make around a call
-    that did not wait (cancellation and fairness), else waits for the socket to be
-    readable under its deadline; a write that the kernel takes whole returns at once (the
+    a scheduler pass and a poll of the kernel for nothing. Here a read where bytes are
+    likely there takes them between the two checkpoints trio's own socket calls make
+    around a call that did not wait (cancellation and fairness), else waits for the socket
+    to be readable under its deadline; a write that the kernel takes whole returns at once (the
     read that follows checkpoints), one that does not waits for room under its deadline.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self._raw = _stdlib_socket(stream.socket)
+        self._eager = True  # try a read before waiting (see recv)
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
         sock = self._raw
         if sock is None:
             return await self._receive_some(max_bytes, timeout)
-        # What is already there is taken without the timeout scope and the epoll
-        # registration (an epoll_ctl) that waiting costs, with the checkpoints trio's own
-        # socket calls make around a call that did not wait (cancellation, fairness). A
-        # keep-alive peer's next request has often arrived by the time the answer is
-        # out; when it has not, this costs one failed recv (measured in auth_bench.py).
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            data = sock.recv(max_bytes)
-        except BlockingIOError:
-            pass
-        else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+        if self._eager:
+            # Bytes are likely there already (a new connection's first read, or the last read
+            # found bytes without waiting or filled its buffer): take them without the timeout
+            # scope and the epoll registration (an epoll_ctl) that waiting costs, between the
+            # checkpoints trio's own socket calls make around a call that did not wait
+            # (cancellation, fairness). Only then: a keep-alive peer's next request has
+            # mostly not arrived when the read starts (in auth_bench.py ~96 % of reads), and
+            # a failed recv for each would cost more than the hits save.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                self._eager = False
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
         with trio.move_on_after(timeout):
             while True:
                 try:
@@ -76,9 +80,11 @@ class TrioStream:
                 except trio.ClosedResourceError as exc:
                     raise OSError(str(exc)) from None
                 try:
-                    return sock.recv(max_bytes)
+                    data = sock.recv(max_bytes)
                 except BlockingIOError:
                     continue  # readable, then not (another reader, or a spurious wakeup): wait again
+                self._eager = len(data) == max_bytes  # a full buffer: more is likely waiting
+                return data
         return None
 
     async def send(self, data: bytes, timeout: float) -> None:
