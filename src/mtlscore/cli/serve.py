@@ -61,12 +61,22 @@ def _banner(runtime: str, server: ServerConfig, address: object, admin_address: 
     if server.auth_service:
         upstream = "auth service (200 with identity headers, or 401/403 with X-Mtls-Reason)"
     processes = f", {workers} workers" if workers > 1 else ""
-    print(
+    one_line(
         f"mtlscore gateway ({runtime}, {server.mode}, TLS engine "
-        f"{server.effective_tls_engine}{processes}) on https://{address} -> {upstream}{admin}",
-        file=sys.stderr,
-        flush=True,
+        f"{server.effective_tls_engine}{processes}) on https://{address} -> {upstream}{admin}"
     )
+
+
+def one_line(text: str) -> None:
+    """``text`` and its newline on stderr in one write.
+
+    ``print`` writes the text and the newline separately, and stderr writes through: with
+    workers sharing the stream, a worker's JSON log line could land between the two,
+    inside the banner, and be lost to whoever parses the lines. One write of a line under
+    PIPE_BUF (4 KiB on Linux) is atomic on a pipe (POSIX write(2)).
+    """
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _log_lines(fields: dict[str, object] | None = None) -> None:

@@ -516,8 +516,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         else:
             sock = inherited
     except ConfigError as exc:
-        print(f"mtlscore serve: worker {args.index}: configuration error in {args.config}: {exc}",
-              file=sys.stderr, flush=True)
+        # One write (see cli.serve.one_line): the other workers' lines share this stream.
+        sys.stderr.write(f"mtlscore serve: worker {args.index}: configuration error in {args.config}: {exc}\n")
+        sys.stderr.flush()
         return 2
     state.worker = args.index
     # The parent holds the other end of stdin: when it dies (even by SIGKILL) the read ends,
