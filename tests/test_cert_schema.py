@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import random
 from datetime import timedelta
 
 import pytest
+from conformance import limbo
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
@@ -206,53 +208,39 @@ def test_a_bare_pkcs1_key_in_place_of_the_spki_is_malformed() -> None:
     assert info.value.reason is Reason.MALFORMED
 
 
-def _limbo_certificates() -> list[bytes]:
-    import json
-    import lzma
-    import pathlib
-
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    path = pathlib.Path(__file__).resolve().parent / "conformance" / "limbo.json.xz"
-    doc = json.loads(lzma.decompress(path.read_bytes()))
-    out: dict[bytes, None] = {}
-    for case in doc["testcases"][::4]:
-        for pem in [case.get("peer_certificate"), *case.get("untrusted_intermediates", [])]:
-            try:
-                out[x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)] = None
-            except ValueError:
-                continue
-    return list(out)
-
-
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 def test_whatever_cryptography_refuses_to_load_is_malformed() -> None:
     # The read loads no cryptography certificate for the common forms, so every
     # structure rule cryptography's loader enforces must hold without it: the
     # x509-limbo certificates and seeded random byte mutations of them, each parsed
     # after its unmutated original (the algorithm, names and extensions then known).
-    import random
 
     rng = random.Random(17)
     refused = 0
-    for original in _limbo_certificates():
+    for original in limbo.certificates(every=4, trusted=False):
         if _loads(original):
             parse_certificate(original, remember=False)
         for _ in range(30):
-            der = bytearray(original)
-            for _k in range(rng.choice((1, 1, 2))):
-                p = rng.randrange(len(der))
-                if rng.random() < 0.7:
-                    der[p] = rng.randrange(256)
-                else:
-                    der[p] ^= 1 << rng.randrange(8)
-            if _loads(bytes(der)):
+            der = _mutant(rng, original)
+            if _loads(der):
                 continue
             refused += 1
             with pytest.raises(CertificateRejected) as info:
-                parse_certificate(bytes(der), remember=False)
+                parse_certificate(der, remember=False)
             assert info.value.reason is Reason.MALFORMED, der.hex()
     assert refused > 1000  # the mutations reach cryptography's refusals
+
+
+def _mutant(rng: random.Random, original: bytes) -> bytes:
+    """``original`` with one or two octets replaced (70 %) or one bit flipped in them."""
+    der = bytearray(original)
+    for _k in range(rng.choice((1, 1, 2))):
+        p = rng.randrange(len(der))
+        if rng.random() < 0.7:
+            der[p] = rng.randrange(256)
+        else:
+            der[p] ^= 1 << rng.randrange(8)
+    return bytes(der)
 
 
 def _loads(der: bytes) -> bool:
@@ -373,26 +361,18 @@ def test_the_one_pass_read_agrees_on_limbo_and_mutations() -> None:
     # which makes its algorithm and issuer known): whatever the one-pass read takes, the
     # general read takes with the same facts. Mutations of a certificate it takes test the
     # extents: a length changed anywhere must not shift a name, the SPKI or the TBS.
-    import random
 
     rng = random.Random(1717)
     taken = mutated_taken = 0
     leaves = [_ROOT.leaf(f"mutant-{i}", san_dns=["m.example"], san_ip=["10.0.0.1"]).der for i in range(4)]
-    for original in leaves + _limbo_certificates():
+    for original in leaves + limbo.certificates(every=4, trusted=False):
         try:
             parse_certificate(original, remember=False)
         except CertificateRejected:
             pass
         taken += _same_read(original)
         for _ in range(60):
-            der = bytearray(original)
-            for _k in range(rng.choice((1, 1, 2))):
-                p = rng.randrange(len(der))
-                if rng.random() < 0.7:
-                    der[p] = rng.randrange(256)
-                else:
-                    der[p] ^= 1 << rng.randrange(8)
-            mutated_taken += _same_read(bytes(der))
+            mutated_taken += _same_read(_mutant(rng, original))
     assert taken > 50 and mutated_taken > 500  # both reads were compared, many times
 
 
@@ -465,7 +445,6 @@ def test_mutated_extensions_are_read_as_cryptography_reads_them(seed: int) -> No
     # Byte mutations inside the extensions of certificates whose CRL distribution points,
     # AIA and policies the schemas read: what cryptography refuses to read is malformed,
     # what both read has cryptography's facts (x509-limbo has few such extensions).
-    import random
 
     rng = random.Random(seed)
     shape = _COMMON_SHAPES[-2 + seed % 2]

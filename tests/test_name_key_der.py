@@ -9,12 +9,10 @@ the certificate's key is cryptography's (the same key, or the same refusal).
 
 from __future__ import annotations
 
-import json
-import lzma
-import pathlib
 from datetime import timedelta
 
 import pytest
+from conformance import limbo
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -78,23 +76,9 @@ def _agrees(der: bytes) -> int:
     return read
 
 
-def _limbo_certificates() -> list[bytes]:
-    path = pathlib.Path(__file__).resolve().parent / "conformance" / "limbo.json.xz"
-    doc = json.loads(lzma.decompress(path.read_bytes()))
-    out: dict[bytes, None] = {}
-    for case in doc["testcases"]:
-        pems = [case.get("peer_certificate"), *case.get("untrusted_intermediates", []), *case.get("trusted_certs", [])]
-        for pem in pems:
-            try:
-                out[x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)] = None
-            except ValueError:
-                continue
-    return list(out)
-
-
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 def test_limbo_names_have_cryptographys_keys() -> None:
-    certs = _limbo_certificates()
+    certs = limbo.certificates()
     read = sum(_agrees(der) for der in certs)
     # Most of limbo's names are in the decoder's string types: the new route is what is compared.
     assert len(certs) > 500 and read > len(certs), (len(certs), read)

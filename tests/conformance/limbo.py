@@ -36,6 +36,28 @@ def load_bytes(path: Path = DEFAULT_PATH) -> bytes:
     data = path.read_bytes()
     return lzma.decompress(data) if path.suffix == ".xz" else data
 
+
+def certificates(path: Path = DEFAULT_PATH, *, every: int = 1, trusted: bool = True) -> list[bytes]:
+    """The distinct DER certificates of every ``every``-th case: its peer, its untrusted
+    intermediates and, with ``trusted``, its trusted certificates; in the suite's order.
+
+    What ``cryptography`` cannot load from PEM is left out (a few cases carry it on purpose).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    out: dict[bytes, None] = {}
+    for case in json.loads(load_bytes(path))["testcases"][::every]:
+        pems = [case.get("peer_certificate"), *case.get("untrusted_intermediates", [])]
+        if trusted:
+            pems += case.get("trusted_certs", [])
+        for pem in pems:
+            try:
+                out[x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)] = None
+            except ValueError:
+                continue
+    return list(out)
+
 # Cases whose expected result we deliberately do not share, each with why.
 SKIPS: dict[str, str] = {
     # docs/reference.md#defaults: private PKIs omit key identifiers; chain building must not need them.
