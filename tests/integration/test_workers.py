@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import ssl
@@ -19,11 +20,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from mtlscore import pki
 
@@ -101,6 +106,7 @@ class Serve:
             stderr=subprocess.PIPE, text=True,
         )
         self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []  # every line as read, its newline included
         self.banner = ""
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -110,6 +116,7 @@ class Serve:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             with self._cond:
+                self.raw.append(line)
                 if line.startswith("{"):
                     self.lines.append(json.loads(line))
                 elif line.startswith("mtlscore gateway"):
@@ -542,3 +549,45 @@ def test_sigterm_cuts_what_outlives_the_grace_then_exits_0(site: Site, serve: An
         assert sorted(d["status"] for d in s.events("worker_exit")) == ["exit 0", "exit 0"]
     finally:
         upstream.close()
+
+
+def _long_named_client(d: Path) -> ssl.SSLContext:
+    """A client context presenting a self-signed certificate whose subject is ~6 KB of text:
+    what a client puts in the ``detail`` of its own refusal line."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"unit-{i:03d}-" + "x" * 50)
+                      for i in range(100)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - timedelta(hours=1)).not_valid_after(NOW + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (d / "long.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (d / "long.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    ctx = ssl.create_default_context(cafile=str(d / "server-ca.pem"))
+    ctx.load_cert_chain(str(d / "long.pem"), str(d / "long.key"))
+    return ctx
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_with_workers_a_long_line_is_cut_to_one_atomic_write(site: Site, serve: Any, runtime: str) -> None:
+    """The workers share the parent's stderr, and a write longer than PIPE_BUF can be split
+    by another worker's: two lines no parser reads. A client chooses its certificate's
+    subject, which its refusal line names in ``detail``: that line is cut to PIPE_BUF, the
+    detail's start kept and the cut named, so a client cannot hide its own refusals."""
+    s = serve(site.write(), runtime)
+    port, _ = s.started()
+    c = http.client.HTTPSConnection("localhost", port, context=_long_named_client(site.dir), timeout=20)
+    try:
+        c.request("GET", "/")
+        c.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        pass  # refused in the handshake or with a 4xx: the line is what is looked at
+    finally:
+        c.close()
+    (line,) = s.wait_for(lambda: s.events("mtls_decision"), "the refusal line")
+    assert line["outcome"] == "deny" and line["thumbprint"], line
+    assert line.get("truncated") == ["detail"], line
+    assert "unit-099-xxx" in line["detail"] and line["detail"].endswith("...")
+    raw = next(r for r in s.raw if '"mtls_decision"' in r)
+    assert len(raw.encode()) <= select.PIPE_BUF and raw.endswith("}\n")

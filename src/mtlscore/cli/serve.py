@@ -79,11 +79,12 @@ def one_line(text: str) -> None:
     sys.stderr.flush()
 
 
-def _log_lines(fields: dict[str, object] | None = None) -> None:
-    from ..runtimes.logs import json_log_handler
+def _log_lines(fields: dict[str, object] | None = None, *, shared: bool = False) -> None:
+    """JSON lines on stderr; ``shared`` (workers): each short enough to be one atomic write."""
+    from ..runtimes.logs import json_log_handler, shared_line_bytes
 
     log = logging.getLogger("mtlscore.gateway")
-    log.addHandler(json_log_handler(sys.stderr, fields))
+    log.addHandler(json_log_handler(sys.stderr, fields, max_bytes=shared_line_bytes() if shared else None))
     log.setLevel(logging.INFO)
 
 
@@ -128,7 +129,7 @@ def _run_workers(args: argparse.Namespace, count: int) -> int:
         from ..runtimes.workers import WorkerFailed, serve_workers
 
         if not args.quiet:
-            _log_lines({"pid": os.getpid()})
+            _log_lines({"pid": os.getpid()}, shared=True)
 
         def banner(runtime: str, state: GatewayState, address: Address, admin_address: Address | None) -> None:
             _banner(runtime, state.snapshot.gateway.server, address, admin_address, count)

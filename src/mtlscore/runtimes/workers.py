@@ -488,7 +488,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     """One worker: ``python -m mtlscore.runtimes.workers --config FILE --runtime R --index I``, then
     ``--fd FD`` (the inherited socket) or ``--bind HOST --port P`` (its own, SO_REUSEPORT)."""
     from . import OnStarted, ServerInfo
-    from .logs import json_log_handler
+    from .logs import json_log_handler, shared_line_bytes
 
     p = argparse.ArgumentParser(prog="mtlscore worker")
     p.add_argument("--config", required=True)
@@ -502,7 +502,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.quiet:
         log = logging.getLogger("mtlscore.gateway")
-        log.addHandler(json_log_handler(sys.stderr, {"worker": args.index, "pid": os.getpid()}))
+        # The workers and the parent share one stderr: lines short enough to be written whole.
+        log.addHandler(json_log_handler(sys.stderr, {"worker": args.index, "pid": os.getpid()},
+                                        max_bytes=shared_line_bytes()))
         log.setLevel(logging.INFO)
     inherited = socket.socket(fileno=args.fd) if args.fd is not None else None
     try:
