@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import socket
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -149,9 +150,15 @@ class Upstream:
     port: int = 0
     _conns: set[asyncio.StreamWriter] = field(default_factory=set)
 
-    async def start(self, port: int = 0) -> int:
+    async def start(self, port: int | socket.socket = 0) -> int:
+        """Listen on 127.0.0.1:``port``, or on ``port`` a socket bound before (held since, so no
+        other socket took its port meanwhile)."""
         # A large backlog: the gateway may open hundreds of upstream connections at once.
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, reuse_address=True, backlog=4096)
+        if isinstance(port, socket.socket):
+            self.server = await asyncio.start_server(self._handle, sock=port, backlog=4096)
+        else:
+            self.server = await asyncio.start_server(self._handle, "127.0.0.1", port, reuse_address=True,
+                                                     backlog=4096)
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 

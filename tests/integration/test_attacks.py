@@ -9,6 +9,7 @@ refused, served), never on times; each attacker's own loop is bounded.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -53,14 +54,13 @@ async def in_thread(scenario: Callable[[Upstream], Awaitable[Any]], upstream: Up
     return await anyio.to_thread.run_sync(asyncio.run, main())
 
 
-async def started_upstream() -> tuple[Upstream, int]:
-    """An upstream bound now (its port goes in the config), served later in the attack thread."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    return Upstream(), port
+async def started_upstream() -> tuple[Upstream, socket.socket, int]:
+    """An upstream's socket, bound now and held (its port goes in the config), served later in
+    the attack thread. Held, not closed and bound again: meanwhile another socket (a client's
+    ephemeral port) could take the port, and the upstream would fail with EADDRINUSE."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return Upstream(), s, int(s.getsockname()[1])
 
 
 async def probe(port: int, env: Env) -> float | None:  # noqa: F811 - the fixture, passed on
@@ -96,7 +96,7 @@ async def test_a_slow_body_is_cut(env: Env, anyio_backend: str) -> None:  # noqa
     Allow mode lets a client without a certificate through to the body only with a
     credential (issue 19: the app-level checks stay), hence the API key."""
     pytest.importorskip("OpenSSL")
-    upstream, up_port = await started_upstream()
+    upstream, up_sock, up_port = await started_upstream()
     config = env.config(f"slowbody-{anyio_backend}.toml", mode="allow_invalid_or_missing",
                         upstream=f"http://127.0.0.1:{up_port}", body_timeout_seconds=1,
                         min_body_bytes_per_second=1000)
@@ -105,7 +105,7 @@ async def test_a_slow_body_is_cut(env: Env, anyio_backend: str) -> None:  # noqa
         port = info.address.port
 
         async def scenario(up: Upstream) -> list[str]:
-            await up.start(up_port)
+            await up.start(up_sock)
             return list(await asyncio.gather(*(attacks.slow_body(port, anonymous, interval=0.2, duration=20,
                                                                      headers=PROBE)
                                                for _ in range(5))))
@@ -117,7 +117,7 @@ async def test_a_slow_body_is_cut(env: Env, anyio_backend: str) -> None:  # noqa
 @pytest.mark.anyio
 async def test_a_client_that_never_reads_is_cut_with_its_upstream(env: Env, anyio_backend: str) -> None:  # noqa: F811
     """Finding 4: a client asking for a big answer and not reading: its connection and its upstream's are closed."""
-    upstream, up_port = await started_upstream()
+    upstream, up_sock, up_port = await started_upstream()
     config = env.config(f"nonreader-{anyio_backend}.toml", upstream=f"http://127.0.0.1:{up_port}",
                         write_timeout_seconds=1)
     async with gateway(config, anyio_backend) as info:
@@ -125,7 +125,7 @@ async def test_a_client_that_never_reads_is_cut_with_its_upstream(env: Env, anyi
         ctx = env.client_context("good")
 
         async def scenario(up: Upstream) -> tuple[list[str], float | None, int]:
-            await up.start(up_port)
+            await up.start(up_sock)
             readers = [attacks.non_reader(port, ctx, size=64_000_000, duration=8, headers=PROBE) for _ in range(3)]
             *outcomes, served = await asyncio.gather(*readers, probe(port, env))
             return outcomes, served, up.broken
@@ -143,7 +143,7 @@ async def test_when_every_slot_is_busy_a_new_connection_is_refused_at_once(
     env: Env, anyio_backend: str  # noqa: F811
 ) -> None:
     """Finding 5: with every slot busy (requests in flight), a new connection is closed at once, not queued."""
-    upstream, up_port = await started_upstream()
+    upstream, up_sock, up_port = await started_upstream()
     config = env.config(f"busy-{anyio_backend}.toml", max_connections=4, upstream=f"http://127.0.0.1:{up_port}",
                         keepalive_timeout_seconds=1)
     async with gateway(config, anyio_backend) as info:
@@ -152,7 +152,7 @@ async def test_when_every_slot_is_busy_a_new_connection_is_refused_at_once(
         ctx = env.client_context("good")
 
         async def scenario(up: Upstream) -> tuple[float | None, list[str]]:
-            await up.start(up_port)
+            await up.start(up_sock)
             held = [asyncio.ensure_future(attacks.busy(port, ctx, headers=PROBE, duration=60)) for _ in range(4)]
             while up.requests < 4:  # all four are in flight upstream
                 await asyncio.sleep(0.01)
