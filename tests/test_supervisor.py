@@ -211,3 +211,34 @@ def test_workers_socket_is_read_and_needs_a_restart() -> None:
     assert server_from_config(base, base_dir=Path(".")).workers_socket == "auto"
     assert server_from_config({**base, "workers_socket": "inherit"}, base_dir=Path(".")).workers_socket == "inherit"
     assert "workers_socket" in RESTART_KEYS  # the sockets exist once per process
+
+
+def test_metrics_directories_of_dead_gateways_go_and_live_ones_stay(tmp_path: Path) -> None:
+    """``serve``'s metrics directory is locked while its parent lives; a new one removes those
+    whose lock is free (a SIGKILLed parent's), keeps held ones, and what is not its own."""
+    import os
+
+    from mtlscore.cli.serve import metrics_directory
+
+    alive, alive_fd = metrics_directory(str(tmp_path))
+    dead, dead_fd = metrics_directory(str(tmp_path))
+    assert alive_fd is not None and dead_fd is not None
+    (Path(dead) / "counter_123.db").write_bytes(b"x")
+    os.close(dead_fd)  # how the kernel ends a killed process's lock
+    old_unlocked = tmp_path / "mtlscore-metrics-old"  # made before locks existed, a day untouched
+    old_unlocked.mkdir()
+    os.utime(old_unlocked, (0, 0))
+    new_unlocked = tmp_path / "mtlscore-metrics-new"  # just made, not yet locked
+    new_unlocked.mkdir()
+    other = tmp_path / "something-else"
+    other.mkdir()
+    (tmp_path / "mtlscore-metrics-link").symlink_to(other)
+    third, third_fd = metrics_directory(str(tmp_path))
+    try:
+        assert os.path.isdir(alive) and os.path.isdir(third)
+        assert not os.path.exists(dead) and not old_unlocked.exists()
+        assert new_unlocked.is_dir() and other.is_dir() and (tmp_path / "mtlscore-metrics-link").is_symlink()
+    finally:
+        for fd in (alive_fd, third_fd):
+            assert fd is not None
+            os.close(fd)

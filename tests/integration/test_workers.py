@@ -100,10 +100,10 @@ def site(tmp_path: Path) -> Site:
 class Serve:
     """`mtlscore serve` as a real process; its stderr lines collected by a thread."""
 
-    def __init__(self, config: Path, runtime: str) -> None:
+    def __init__(self, config: Path, runtime: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mtlscore", "serve", "--config", str(config), "--runtime", runtime],
-            stderr=subprocess.PIPE, text=True,
+            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
         )
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []  # every line as read, its newline included
@@ -164,8 +164,8 @@ class Serve:
 def serve() -> Iterator[Callable[[Path, str], Serve]]:
     started: list[Serve] = []
 
-    def start(config: Path, runtime: str) -> Serve:
-        s = Serve(config, runtime)
+    def start(config: Path, runtime: str, env: dict[str, str] | None = None) -> Serve:
+        s = Serve(config, runtime, env)
         started.append(s)
         return s
 
@@ -591,3 +591,28 @@ def test_with_workers_a_long_line_is_cut_to_one_atomic_write(site: Site, serve: 
     assert "unit-099-xxx" in line["detail"] and line["detail"].endswith("...")
     raw = next(r for r in s.raw if '"mtls_decision"' in r)
     assert len(raw.encode()) <= select.PIPE_BUF and raw.endswith("}\n")
+
+
+def test_a_killed_parents_metrics_directory_is_removed_by_the_next_start(site: Site, serve: Any,
+                                                                        tmp_path: Path) -> None:
+    """SIGKILL skips the parent's clean-up; the next ``serve`` finds the directory's lock free
+    and removes it, and keeps the directory of a gateway still running."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    config = site.write()
+
+    def dirs() -> set[str]:
+        return {p.name for p in tmp.iterdir() if p.name.startswith("mtlscore-metrics-")}
+
+    first = serve(config, "asyncio", {"TMPDIR": str(tmp)})
+    first.started()
+    (killed,) = dirs()
+    first.proc.kill()
+    first.proc.wait(timeout=10)
+    second = serve(config, "asyncio", {"TMPDIR": str(tmp)})
+    second.started()
+    assert killed not in dirs() and len(dirs()) == 1
+    (running,) = dirs()
+    third = serve(config, "asyncio", {"TMPDIR": str(tmp)})
+    third.started()
+    assert running in dirs() and len(dirs()) == 2

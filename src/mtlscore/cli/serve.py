@@ -123,7 +123,7 @@ def _run_workers(args: argparse.Namespace, count: int) -> int:
     """``workers > 1``: this process supervises ``count`` workers (mtlscore.runtimes.workers)."""
     # prometheus-client picks multiprocess mode when it is imported, so the directory is set
     # before anything imports mtlscore.runtimes; the workers inherit it with the environment.
-    metrics_dir = tempfile.mkdtemp(prefix="mtlscore-metrics-")
+    metrics_dir, held = metrics_directory()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         from ..runtimes.workers import WorkerFailed, serve_workers
@@ -143,6 +143,74 @@ def _run_workers(args: argparse.Namespace, count: int) -> int:
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        if held is not None:
+            os.close(held)
+
+
+_METRICS_PREFIX = "mtlscore-metrics-"
+_LOCK = ".owner.lock"
+_UNLOCKED_STALE_SECONDS = 24 * 3600
+
+
+def metrics_directory(parent: str | None = None) -> tuple[str, int | None]:
+    """A new directory for the workers' counters, and the descriptor holding its lock.
+
+    The directory goes when ``serve`` ends, but not when it is killed with SIGKILL (the OOM
+    killer, systemd's last resort): each such restart would leave one behind. So the
+    parent holds an exclusive ``flock`` on a file inside for as long as it lives; the kernel
+    drops it however the parent ends. Each start removes the directories whose lock nobody
+    holds (workers orphaned by a killed parent may still be draining into one: no process
+    serves those counters any more). A lock, not a pid: a pid may be reused, or belong to
+    another pid namespace sharing this /tmp.
+    """
+    parent = parent or tempfile.gettempdir()
+    _remove_stale(parent)
+    path = tempfile.mkdtemp(prefix=_METRICS_PREFIX, dir=parent)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, no sweep
+        return path, None
+    fd = os.open(os.path.join(path, _LOCK), os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return path, fd
+
+
+def _remove_stale(parent: str) -> None:
+    """Remove this user's metrics directories left by a killed ``serve``: their lock is free.
+
+    One without a lock file (made before locks, or in the instant between its creation
+    and its lock) goes only when untouched for a day.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return
+    import time
+
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(_METRICS_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+            if not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(path, _LOCK), os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            if time.time() - st.st_mtime > _UNLOCKED_STALE_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: a running gateway's
+        finally:
+            os.close(fd)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 COMMAND = Command(
