@@ -256,13 +256,16 @@ def _loads(der: bytes) -> bool:
 
 # -- the one-pass read (read_common) against the general one (read_any) ---------------------
 
+_DNS_ONLY = bytes.fromhex("300b8209612e6578616d706c65")  # GeneralNames { dNSName "a.example" }
+
 _COMPARED = [n for n in Certificate.__slots__ if n not in ("_x509", "_san", "_subject_key", "_issuer_key",
-                                                            "_self_issued", "_spki_sha256", "_subject_text")]
+                                                            "_self_issued", "_spki_sha256", "_subject_text",
+                                                            "_sha256")]
 
 
 def _facts(c: Certificate) -> dict[str, object]:
     out = {n: getattr(c, n) for n in _COMPARED}
-    out["san"], out["tbs"], out["spki_der"] = c.san, c.tbs, c.spki_der
+    out["san"], out["tbs"], out["spki_der"], out["sha256"] = c.san, c.tbs, c.spki_der, c.sha256
     return out
 
 
@@ -376,6 +379,41 @@ def test_the_one_pass_read_agrees_on_limbo_and_mutations() -> None:
     assert taken > 50 and mutated_taken > 500  # both reads were compared, many times
 
 
+def _with_san(san: bytes) -> bytes:
+    return pki.make("CN=raw san", issuer=_ROOT, ski=False, extensions=[
+        (x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san), False),
+    ]).der
+
+
+@pytest.mark.parametrize(
+    "san",
+    [
+        bytes.fromhex("30810b8209612e6578616d706c65"),  # not DER: a long-form length where the short form fits
+        bytes.fromhex("3000"),  # GeneralNames is SIZE (1..MAX) (RFC 5280 §4.2.1.6)
+        bytes.fromhex("30078705c0000207ff"),  # an iPAddress of 5 octets
+        _DNS_ONLY + b"\x00",  # trailing data
+    ],
+    ids=["long-length", "empty", "ip-5-octets", "trailing"],
+)
+def test_a_subject_alt_name_without_key_identifier_is_checked_when_read(san: bytes) -> None:
+    # The one-pass read keeps a SAN's value as bytes (its objects are made when Certificate.san
+    # is read), so its check is the decode at reading time: what it refuses, the general read decides.
+    well_formed = _with_san(_DNS_ONLY)
+    parse_certificate(well_formed, remember=False)  # the algorithm and the issuer become known
+    assert _same_read(well_formed)
+    der = _with_san(san)
+    assert read_common(der) is None
+    try:
+        general = read_any(der).san
+    except CertificateRejected as exc:
+        general = exc.reason
+    try:
+        got = parse_certificate(der, remember=False).san
+    except CertificateRejected as exc:
+        got = exc.reason
+    assert got == general
+
+
 def _with_san_and_ski(san: bytes, ski: bytes) -> bytes:
     return pki.make("CN=raw pair", issuer=_ROOT, ski=False, extensions=[
         (x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san), False),
@@ -383,7 +421,7 @@ def _with_san_and_ski(san: bytes, ski: bytes) -> bytes:
     ]).der
 
 
-_DNS = bytes.fromhex("300b8209612e6578616d706c65")  # GeneralNames { dNSName "a.example" }
+_DNS = _DNS_ONLY
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,41 @@ def test_other_presented_certificates_are_another_search(pkis: dict[str, pki.Iss
     assert reuse.known_paths.hits == 0
 
 
+def test_a_sibling_under_another_issuer_name_is_another_search() -> None:
+    # Two intermediates with one key (so one subjectKeyIdentifier, and their leaves one
+    # authorityKeyIdentifier), both presented with every leaf: the issuer name alone tells
+    # their leaves' searches apart. A path learnt under one must not be reused for the
+    # other: its key would verify the leaf, and the path would chain the wrong name.
+    root = pki.root("CN=KP Twin Root")
+    key = pki.new_key("ec")
+    twin_a = root.intermediate("CN=KP Twin A", key=key)
+    twin_b = root.intermediate("CN=KP Twin B", key=key)
+    reuse, fresh = _pair(TrustStore([root.der]))
+    for ca, name in ((twin_a, "twin-1"), (twin_b, "twin-2"), (twin_a, "twin-3"), (twin_b, "twin-4")):
+        v = _same(reuse, fresh, [ca.leaf(name).der, twin_a.der, twin_b.der], at=NOW)
+        assert v.ok and v.path[1].der == ca.der
+    assert reuse.known_paths.hits == 2  # each twin's second leaf reused its own path
+
+
+def test_an_issuer_name_encoded_otherwise_is_learnt_under_its_own_bytes(pkis: dict[str, pki.Issued]) -> None:
+    # Known paths are keyed by the issuer name's DER: a leaf whose issuer field names its CA
+    # in another encoding (PrintableString, other case: the same name under RFC 5280 §7.1)
+    # is not along the path learnt from its CA's other leaves; its own search decides, as it
+    # would without reuse, and is learnt for the leaves encoded like it.
+    inter, root = pkis["inter"], pkis["root"]
+    other = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "kp  intermediate",
+                                          _type=x509.name._ASN1Type.PrintableString)])
+    assert parse_certificate(inter.leaf("enc-0", issuer_name=other).der).issuer_key == \
+        parse_certificate(inter.der).subject_key
+    reuse, fresh = _pair(TrustStore([root.der]))
+    assert _same(reuse, fresh, inter.leaf("enc-1").chain_der, at=NOW).ok
+    odd = [inter.leaf(f"enc-{i}", issuer_name=other).der for i in (2, 3)]
+    assert _same(reuse, fresh, [odd[0], inter.der], at=NOW).ok
+    assert reuse.known_paths.hits == 0
+    assert _same(reuse, fresh, [odd[1], inter.der], at=NOW).ok
+    assert reuse.known_paths.hits == 1 and len(reuse.known_paths) == 2
+
+
 def test_a_search_that_backtracked_is_not_learnt() -> None:
     # Two intermediates with the same name and a leaf without an authorityKeyIdentifier:
     # the presented impostor is tried first, its key does not verify the leaf, and the

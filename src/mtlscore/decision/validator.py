@@ -40,6 +40,8 @@ __all__ = ["INTERNAL_ERROR", "Validation", "Validator"]
 INTERNAL_ERROR = "internal error while validating"
 # More steps than any legal validation takes (issuers + sources per position).
 _MAX_STEPS = 1000
+# reuse_window's answer when nothing bounds a verdict's reuse beyond its path.
+_UNBOUNDED: tuple[datetime | None, datetime | None] = (None, None)
 
 
 def _aware(at: datetime) -> datetime:
@@ -116,7 +118,15 @@ class Validator:
         """
         try:
             at = _aware(at)
-            window = self.reuse_window(crls=crls, ocsp_responses=ocsp_responses)
+            p = self.policy
+            if not crls and not ocsp_responses and not self.crls and not p.fetch and not len(self.cache):
+                # The common call (nothing per call, nothing fetched, no configured CRLs): what
+                # reuse_window and _revocation_silent answer for it, without their calls.
+                window: tuple[datetime | None, datetime | None] | None = _UNBOUNDED
+                silent = "hard" not in (p.revocation_mode(0), p.revocation_mode(1))
+            else:
+                window = self.reuse_window(crls=crls, ocsp_responses=ocsp_responses)
+                silent = None
             key = None
             if window is not None:
                 key = self.verdict_cache.key(chain, self.trust.epoch, self.policy.epoch, self._cache_token)
@@ -129,7 +139,7 @@ class Validator:
             built: BuildResult | None = None
             if parsed is not None:
                 chain = parsed
-                if self._revocation_silent(crls, ocsp_responses):
+                if silent if silent is not None else self._revocation_silent(crls, ocsp_responses):
                     tried_known = True
                     # The revocation cache is not touched on the way: ``window`` still holds.
                     quick, built = self._quick(parsed, at, key, window)

@@ -458,8 +458,16 @@ class KnownPaths(BoundedLRU[Hashable, KnownPath]):
 
     @staticmethod
     def key(leaf: Certificate, presented: list[Certificate], trust: TrustStore, policy: Policy) -> Hashable:
-        """What the builder's search for ``leaf`` depends on besides the leaf itself (see the class)."""
-        return (leaf.issuer_key, leaf.aki, tuple([c.sha256 for c in presented]), trust.epoch, policy.epoch)
+        """What the builder's search for ``leaf`` depends on besides the leaf itself (see the class).
+
+        The issuer name by its DER when it was sliced out (equal bytes are the same name, so the
+        same matching key, and no key is looked up for it): a sibling whose issuer is encoded
+        otherwise has another key, and its first search is learnt in turn. Else its matching key
+        (a tuple, never equal to bytes).
+        """
+        issuer = leaf.issuer_der
+        return (leaf.issuer_key if issuer is None else issuer, leaf.aki, tuple([c.sha256 for c in presented]),
+                trust.epoch, policy.epoch)
 
     def learn(
         self, leaf: Certificate, presented: list[Certificate], result: BuildResult, trust: TrustStore,

@@ -171,15 +171,14 @@ class SignatureCache(BoundedLRU[tuple[bytes, bytes], bool]):
         return result
 
     def verify_once(self, subject: Certificate, issuer: Certificate) -> bool:
-        """Like :meth:`verify`, without storing the result: for a link that will not be asked about again.
+        """Like :meth:`verify`, neither looked up nor stored: for a link that is asked about once.
 
         A client certificate's own signature is verified once per first
         connection (a reconnecting client hits the verdict cache), so storing it
-        would only push the shared CA links out of this cache.
+        would only push the shared CA links out of this cache, and looking it up
+        would cost its certificate a SHA-256 of the DER (the key) for a link
+        that is almost never there.
         """
-        found = self.peek((issuer.spki_sha256, subject.sha256))
-        if found is not None:
-            return found
         self.verifications += 1
         return _verify(subject, issuer.public_key)
 

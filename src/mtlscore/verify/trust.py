@@ -190,7 +190,9 @@ class TrustStore:
         return self._pool_by_subject.get(issuer_key, [])
 
     def allowlisted_match(self, cert: Certificate) -> Certificate | None:
-        return self._allowlisted.get(cert.sha256)
+        allowlisted = self._allowlisted
+        # Without an allowlist, no digest of the certificate is asked for (it is made on first read).
+        return allowlisted.get(cert.sha256) if allowlisted else None
 
     def has_anchor_key(self, spki_sha256: bytes) -> bool:
         """Whether some anchor has this public key (by SHA-256 of its SPKI)."""

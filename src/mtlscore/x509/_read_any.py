@@ -59,7 +59,7 @@ def _x509_loader(der: bytes) -> Callable[[], cx509.Certificate]:
     return x509_of
 
 
-def read_any(der: bytes, digest: bytes) -> Certificate:
+def read_any(der: bytes, digest: bytes | None = None) -> Certificate:
     """Read ``der`` with the declarative schemas of :mod:`.schema` (RFC 5280 §4.1), ``cryptography`` for the rest."""
     try:
         outer = asn1.decode_der(schema.CertificateSchema, der)
@@ -151,7 +151,7 @@ def read_any(der: bytes, digest: bytes) -> Certificate:
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise malformed(f"certificate could not be parsed: {exc}") from None
     c.der = der
-    c.sha256 = digest
+    c._sha256 = digest
     c.signature = sig_bytes
     c._x509 = UNSET  # not kept (see Certificate.x509): it would hold every decoded extension
     c.serial = tbs.serial

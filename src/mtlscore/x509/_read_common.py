@@ -55,6 +55,24 @@ def _element(der: bytes, start: int) -> tuple[int, int]:
     return body, body + int.from_bytes(der[start + 2 : body], "big")
 
 
+def _ends(der: bytes, start: int, count: int) -> list[int]:
+    """The ends of ``count`` consecutive elements from ``start`` (as :func:`_element`, in one call)."""
+    ends = []
+    for _ in range(count):
+        n = der[start + 1]
+        if n < 0x80:
+            start += 2 + n
+        elif n == 0x81:
+            start += 3 + der[start + 2]
+        elif n == 0x82:
+            start += 4 + (der[start + 2] << 8 | der[start + 3])
+        else:
+            body = start + 2 + (n & 0x7F)
+            start = body + int.from_bytes(der[start + 2 : body], "big")
+        ends.append(start)
+    return ends
+
+
 # Names already decoded by the schema (the issuers of client certificates: one per CA),
 # by their DER. Bounded like _SETS.
 _CHECKED_NAMES: dict[bytes, None] = {}
@@ -65,7 +83,7 @@ def clear_checked_names() -> None:
     _CHECKED_NAMES.clear()
 
 
-def read_common(der: bytes, digest: bytes) -> Certificate | None:
+def read_common(der: bytes, digest: bytes | None = None) -> Certificate | None:
     """The certificate in the common shape, or None for :func:`read_any` to read (and word any refusal).
 
     One declarative decode (:class:`schema.CommonCertificate`) reads the
@@ -99,16 +117,12 @@ def read_common(der: bytes, digest: bytes) -> Certificate | None:
     issuer_start = pos + alg_size
     if alg_size <= 0 or not der.startswith(alg_der, pos) or tbs.issuer.tag_bytes != b"\x30":
         return None
-    issuer_end = _element(der, issuer_start)[1]
-    subject_start = _element(der, issuer_end)[1]  # after the Validity
-    subject_end = _element(der, subject_start)[1]
-    spki_end = _element(der, subject_end)[1]
     exts = tbs.extensions
+    # issuer, Validity, subject, SPKI and (when present) the extensions ([3]), which end the TBS.
+    ends = _ends(der, issuer_start, 4 if exts is None else 5)
+    issuer_end, subject_start, subject_end, spki_end = ends[0], ends[1], ends[2], ends[3]
     # The extents add up to the TBS: the extensions ([3]) or nothing follow the SPKI.
-    if exts is None:
-        if spki_end != tbs_end:
-            return None
-    elif der[spki_end] != 0xA3 or _element(der, spki_end)[1] != tbs_end:
+    if ends[-1] != tbs_end or (exts is not None and der[spki_end] != 0xA3):
         return None
     issuer_raw = der[issuer_start:issuer_end]
     if issuer_raw not in _CHECKED_NAMES and NAME_KEYS.peek(issuer_raw) is None:
@@ -176,16 +190,20 @@ def read_common(der: bytes, digest: bytes) -> Certificate | None:
         extension_oids, critical_oids = extension_sets(oids, critical)
         if len(extension_oids) != len(oids):
             return None  # RFC 5280 §4.2: one instance of an extension (read_any words it)
+        # subjectAltName's names are checked here and kept as the extension's value: the
+        # decoded objects are made again if Certificate.san is read (identity, name constraints).
         if san is not None and ski is not None:
-            c._san, c.ski = san_and_ski(san, ski)
+            c.ski = san_and_ski(san, ski)[1]
+            c._san = san
         elif san is not None:
-            c._san = san_names(san)
+            san_names(san)
+            c._san = san
         elif ski is not None:
             c.ski = asn1.decode_der(bytes, ski)
     except (LookupError, ValueError):
         return None
     c.der = der
-    c.sha256 = digest
+    c._sha256 = digest
     c.signature = sig_bytes
     c._x509 = UNSET
     c.serial = serial

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Sequence
 
@@ -61,11 +60,15 @@ _SIG_HASH_NAMES = {"sha1", "md5", "sha224", "sha256", "sha384", "sha512", "sha3-
 
 def from_der(der: bytes) -> Certificate:
     """A certificate again from its DER (unpickling); served from the parse cache when there."""
-    return PARSE_CACHE.peek(der) or _build(der, hashlib.sha256(der).digest())
+    return PARSE_CACHE.peek(der) or _build(der)
 
 
-def _build(der: bytes, digest: bytes) -> Certificate:
-    """Read ``der``: in one decode when it has the common shape (:func:`read_common`), else by :func:`read_any`."""
+def _build(der: bytes, digest: bytes | None = None) -> Certificate:
+    """Read ``der``: in one decode when it has the common shape (:func:`read_common`), else by :func:`read_any`.
+
+    ``digest``: SHA-256 of ``der`` when the caller has it; else the certificate computes it when
+    first asked (:attr:`Certificate.sha256`).
+    """
     try:
         cert = read_common(der, digest)
     except Exception:  # noqa: BLE001 - whatever the one-pass read does not take, read_any decides
@@ -122,7 +125,7 @@ def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES, re
     cached = PARSE_CACHE.lookup(der)
     if cached is not None:
         return cached
-    cert = _build(der, hashlib.sha256(der).digest())
+    cert = _build(der)
     if remember:
         # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
         PARSE_CACHE.store(cert.der, cert)

@@ -17,11 +17,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from cryptography import x509 as cx509
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ..reasons import CertificateRejected, Reason
+from . import schema
 from .lru import BoundedLRU
 from .names import NameKey, name_key, name_key_of_der
 
@@ -70,6 +72,7 @@ class Certificate:
         "_issuer_raw",
         "_san",
         "_self_issued",
+        "_sha256",
         "_spki_raw",
         "_spki_sha256",
         "_subject_key",
@@ -99,7 +102,6 @@ class Certificate:
         "policy_controls",
         "public_key",
         "serial",
-        "sha256",
         "signature",
         "signature_hash",
         "signature_oid",
@@ -109,7 +111,6 @@ class Certificate:
     )
 
     der: bytes
-    sha256: bytes
     signature: bytes
     serial: int
     version: int
@@ -150,11 +151,13 @@ class Certificate:
     _subject_key: Any
     _issuer_key: Any
     _self_issued: Any
-    # subjectAltName: its GeneralNames as cryptography's objects, or as the schema decoded
-    # them (a list of asn1.Variant) until :attr:`san` is first read; None: no such extension.
-    _san: tuple[cx509.GeneralName, ...] | list[Any] | None
+    # subjectAltName: its GeneralNames as cryptography's objects, or until :attr:`san` is first
+    # read as the schema decoded them (a list of asn1.Variant) or as the extension's value (bytes
+    # whose names were checked when read: a leaf keeps no decoded objects); None: no such extension.
+    _san: tuple[cx509.GeneralName, ...] | list[Any] | bytes | None
     _spki_sha256: bytes | None
     _subject_text: str | None
+    _sha256: bytes | None  # None until :attr:`sha256` is first read
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Certificate is immutable: cannot set {name!r}")
@@ -175,6 +178,19 @@ class Certificate:
         return hash(self.sha256)
 
     # -- computed on first use ------------------------------------------------------
+
+    @property
+    def sha256(self) -> bytes:
+        """SHA-256 of the DER: the certificate's identity (caches, fingerprints, RFC 8705 ``x5t#S256``).
+
+        Computed when first read: a client certificate accepted along a known path
+        is looked up by its DER, not by its digest, and needs none.
+        """
+        digest = self._sha256
+        if digest is None:
+            digest = hashlib.sha256(self.der).digest()
+            _set(self, "_sha256", digest)
+        return digest
 
     @property
     def x509(self) -> cx509.Certificate:
@@ -201,9 +217,13 @@ class Certificate:
     def san(self) -> tuple[cx509.GeneralName, ...] | None:
         """subjectAltName's names as ``cryptography``'s objects (None: no such extension; RFC 5280 §4.2.1.6)."""
         san = self._san
+        if isinstance(san, bytes):
+            # The extension's value, whose names were checked when the certificate was read.
+            san = asn1.decode_der(schema.GeneralNames, schema.wrap(san)).names
         if isinstance(san, list):
-            san = tuple([_GENERAL_NAMES[gn.tag](gn.value) for gn in san])
-            _set(self, "_san", san)
+            names = tuple([_GENERAL_NAMES[gn.tag](gn.value) for gn in san])
+            _set(self, "_san", names)
+            return names
         return san
 
     @property
@@ -233,6 +253,11 @@ class Certificate:
             key = _name_key_of(self._issuer_raw, lambda: self.issuer)
             _set(self, "_issuer_key", key)
         return key  # type: ignore[no-any-return]
+
+    @property
+    def issuer_der(self) -> bytes | None:
+        """The issuer name's DER as transmitted (None when it could not be sliced out of the certificate)."""
+        return self._issuer_raw
 
     @property
     def subject_empty(self) -> bool:
