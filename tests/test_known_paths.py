@@ -8,6 +8,8 @@ requires the same decision, reason, position, path, anchor, notes and identity.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -173,6 +175,24 @@ def test_an_issuer_name_encoded_otherwise_is_learnt_under_its_own_bytes(pkis: di
     assert reuse.known_paths.hits == 0
     assert _same(reuse, fresh, [odd[1], inter.der], at=NOW).ok
     assert reuse.known_paths.hits == 1 and len(reuse.known_paths) == 2
+
+
+def test_a_leaf_accepted_along_a_known_path_has_its_fingerprints(pkis: dict[str, pki.Issued]) -> None:
+    # A leaf accepted along a known path is never digested on the way (its SHA-256 is made on
+    # first read): what it is known by afterwards is still the SHA-256 of its DER (RFC 8705 §3.1).
+    inter, root = pkis["inter"], pkis["root"]
+    v = Validator(TrustStore([root.der]), Policy())
+    assert v.validate(inter.leaf("fp-1").chain_der, at=NOW).ok
+    der = inter.leaf("fp-2").der
+    verdict = v.validate([der, inter.der], at=NOW)
+    assert verdict.ok and v.known_paths.hits == 1
+    digest = hashlib.sha256(der).digest()
+    assert verdict.path[0].sha256 == digest
+    assert verdict.identity is not None and verdict.identity.sha256_hex == digest.hex()
+    assert verdict.identity.x5t_s256 == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    # And an allowlist still finds it by that digest.
+    allow = Validator(TrustStore([root.der], allowlisted=[der]), Policy())
+    assert allow.validate([der], at=NOW).ok
 
 
 def test_a_search_that_backtracked_is_not_learnt() -> None:
