@@ -119,17 +119,13 @@ class Validator:
         try:
             at = _aware(at)
             p = self.policy
-            if not crls and not ocsp_responses and not self.crls and not p.fetch and not len(self.cache):
-                # The common call (nothing per call, nothing fetched, no configured CRLs): what
-                # reuse_window and _revocation_silent answer for it, without their calls.
-                window: tuple[datetime | None, datetime | None] | None = _UNBOUNDED
-                silent = "hard" not in (p.revocation_mode(0), p.revocation_mode(1))
-            else:
-                window = self.reuse_window(crls=crls, ocsp_responses=ocsp_responses)
-                silent = None
+            # The common call (nothing per call, nothing fetched, no configured CRLs): what
+            # reuse_window and _revocation_silent answer for it, without their calls.
+            plain = not crls and not ocsp_responses and not self.crls and not p.fetch and not len(self.cache)
+            window = _UNBOUNDED if plain else self.reuse_window(crls=crls, ocsp_responses=ocsp_responses)
             key = None
             if window is not None:
-                key = self.verdict_cache.key(chain, self.trust.epoch, self.policy.epoch, self._cache_token)
+                key = self.verdict_cache.key(chain, self.trust.epoch, p.epoch, self._cache_token)
                 if key is not None:
                     hit = self.verdict_cache.get(key, at)
                     if hit is not None:
@@ -139,7 +135,8 @@ class Validator:
             built: BuildResult | None = None
             if parsed is not None:
                 chain = parsed
-                if silent if silent is not None else self._revocation_silent(crls, ocsp_responses):
+                if ("hard" not in (p.revocation_mode(0), p.revocation_mode(1)) if plain
+                        else self._revocation_silent(crls, ocsp_responses)):
                     tried_known = True
                     # The revocation cache is not touched on the way: ``window`` still holds.
                     quick, built = self._quick(parsed, at, key, window)
