@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -60,7 +61,7 @@ _SIG_HASH_NAMES = {"sha1", "md5", "sha224", "sha256", "sha384", "sha512", "sha3-
 
 def from_der(der: bytes) -> Certificate:
     """A certificate again from its DER (unpickling); served from the parse cache when there."""
-    return PARSE_CACHE.peek(der) or _build(der)
+    return PARSE_CACHE.peek(der) or _build(der, hashlib.sha256(der).digest())
 
 
 def _build(der: bytes, digest: bytes | None = None) -> Certificate:
@@ -125,7 +126,9 @@ def parse_certificate(der: bytes, *, max_bytes: int = DEFAULT_MAX_CERT_BYTES, re
     cached = PARSE_CACHE.lookup(der)
     if cached is not None:
         return cached
-    cert = _build(der)
+    # A certificate kept in the cache (a CA's) is digested now: its digest keys the
+    # signature cache and the paths. A client certificate's is made when first read.
+    cert = _build(der, hashlib.sha256(der).digest() if remember else None)
     if remember:
         # Keyed by the certificate's own ``der`` object: the key costs no memory of its own.
         PARSE_CACHE.store(cert.der, cert)
