@@ -251,6 +251,47 @@ def test_hard_fail_without_data_is_still_unavailable(pkis: dict[str, pki.Issued]
     assert second.reason is Reason.REVOCATION_UNAVAILABLE
 
 
+def _with_revocation_data(source: str, root: pki.Issued, inter: pki.Issued,
+                          leaf: pki.Issued) -> tuple[Validator, dict[str, Any]]:
+    """A soft-fail validator with one source of revocation data that revokes ``leaf``, and the per-call arguments."""
+    from ocsp_helpers import ocsp_response
+
+    from mtlscore.revocation.checker import RevocationCache
+    from mtlscore.verify.machine import NeedCRL
+
+    trust, soft = TrustStore([root.der]), Policy(revocation="soft", revocation_ca="off")
+    crl = inter.crl(revoked=[leaf], next_update=NOW + timedelta(hours=1))
+    if source == "validator-crls":
+        return Validator(trust, soft, crls=[crl]), {}
+    if source == "per-call-crls":
+        return Validator(trust, soft), {"crls": [crl]}
+    if source == "per-call-ocsp":
+        return Validator(trust, soft), {"ocsp_responses": [ocsp_response(leaf, inter, status="revoked")]}
+    # A revocation cache another validator filled (fetched answers), shared with one that does not fetch.
+    cache = RevocationCache()
+    fetching = Validator(trust, soft.evolve(fetch=True), cache=cache)
+    run = fetching.start(inter.leaf("fills the cache", crl_urls=["http://127.0.0.1:1/kp.crl"]).chain_der, at=NOW)
+    event = run.next_event()
+    assert isinstance(event, NeedCRL)
+    run.send(event, crl)
+    assert isinstance(run.next_event(), Verdict) and len(cache) == 1
+    return Validator(trust, soft, cache=cache), {}
+
+
+@pytest.mark.parametrize("source", ["validator-crls", "per-call-crls", "per-call-ocsp", "shared-cache"])
+def test_soft_fail_with_revocation_data_is_not_the_plain_call(pkis: dict[str, pki.Issued], source: str) -> None:
+    # validate()'s common call (DER certificates, soft-fail, nothing to consult) skips the
+    # revocation machinery; any revocation data (RFC 5280 §6.3: CRLs given to the validator or
+    # per call, stapled OCSP, answers cached from a fetch) makes it another call, where a
+    # revoked leaf is rejected, also after a sibling taught the validator its path.
+    inter, root = pkis["inter"], pkis["root"]
+    leaf = inter.leaf(f"revoked via {source}", crl_urls=["http://127.0.0.1:1/kp.crl"])
+    sibling = inter.leaf(f"sibling via {source}", crl_urls=["http://127.0.0.1:1/kp.crl"])
+    v, per_call = _with_revocation_data(source, root, inter, leaf)
+    assert v.validate(sibling.chain_der, at=NOW).ok
+    assert v.validate(leaf.chain_der, at=NOW, **per_call).reason is Reason.REVOKED
+
+
 def test_identity_map_resolution_is_the_same(pkis: dict[str, pki.Issued]) -> None:
     from mtlscore.identity.identity_map import IdentityMap, Rule
 
