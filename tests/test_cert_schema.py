@@ -16,12 +16,13 @@ from datetime import timedelta
 import pytest
 from conformance import limbo
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from mtlscore import CertificateRejected, Policy, Reason, TrustStore, Validator, pki
 from mtlscore.x509._extensions import SHARED_EXTENSIONS
 from mtlscore.x509._read_any import read_any
-from mtlscore.x509._read_common import read_common
+from mtlscore.x509._read_common import clear_checked_names, read_common
 from mtlscore.x509.cert import der_sequence, parse_certificate
 from mtlscore.x509.certificate import Certificate
 
@@ -260,12 +261,13 @@ _DNS_ONLY = bytes.fromhex("300b8209612e6578616d706c65")  # GeneralNames { dNSNam
 
 _COMPARED = [n for n in Certificate.__slots__ if n not in ("_x509", "_san", "_subject_key", "_issuer_key",
                                                             "_self_issued", "_spki_sha256", "_subject_text",
-                                                            "_sha256")]
+                                                            "_sha256", "_spki_raw", "_spki_start", "_spki_end")]
 
 
 def _facts(c: Certificate) -> dict[str, object]:
     out = {n: getattr(c, n) for n in _COMPARED}
     out["san"], out["tbs"], out["spki_der"], out["sha256"] = c.san, c.tbs, c.spki_der, c.sha256
+    out["signature"] = c.signature
     return out
 
 
@@ -377,6 +379,26 @@ def test_the_one_pass_read_agrees_on_limbo_and_mutations() -> None:
         for _ in range(60):
             mutated_taken += _same_read(_mutant(rng, original))
     assert taken > 50 and mutated_taken > 500  # both reads were compared, many times
+
+
+def test_a_client_certificate_holds_its_der_once() -> None:
+    # A client certificate stays in the verdict cache as long as its verdict: what it holds
+    # besides its DER is what the checks read, not copies of the DER's parts. Its signature
+    # and SPKI are sliced from the DER when read (the same bytes as cryptography's), and its
+    # issuer name is the one copy every certificate of that CA shares.
+    clear_checked_names()  # the reads above filled the bounded set of issuer names with limbo's
+    inter = _ROOT.intermediate("CN=Schema Held Once")
+    parse_certificate(inter.leaf("held-0").der, remember=False)  # the algorithm and the issuer become known
+    ders = [inter.leaf(f"held-{i}").der for i in (1, 2)]
+    assert all(read_common(d) is not None for d in ders)  # the one-pass read, as for every next client
+    first, second = (parse_certificate(d, remember=False) for d in ders)
+    for c in (first, second):
+        x = x509.load_der_x509_certificate(c.der)
+        assert c.signature == x.signature
+        assert c.spki_der == x.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        held = [getattr(c, n) for n in Certificate.__slots__ if n != "der" and hasattr(c, n)]
+        assert not any(isinstance(v, bytes) and v in (c.signature, c.spki_der) for v in held)
+    assert first.issuer_der == second.issuer_der and first.issuer_der is second.issuer_der
 
 
 def _with_san(san: bytes) -> bytes:

@@ -150,9 +150,11 @@ def read_any(der: bytes, digest: bytes | None = None) -> Certificate:
         not_after = tbs.validity.not_after.as_datetime()
     except Exception as exc:  # noqa: BLE001 - hostile or unsupported input must become a decision, not a crash
         raise malformed(f"certificate could not be parsed: {exc}") from None
+    if not der.endswith(sig_bytes):  # pragma: no cover - DER: the signature's BIT STRING ends the certificate
+        raise malformed("certificate could not be parsed: the signature does not end it")
     c.der = der
     c._sha256 = digest
-    c.signature = sig_bytes
+    c._sig_start = len(der) - len(sig_bytes)
     c._x509 = UNSET  # not kept (see Certificate.x509): it would hold every decoded extension
     c.serial = tbs.serial
     c.version = 3 if version == 2 else 1
@@ -172,6 +174,7 @@ def read_any(der: bytes, digest: bytes | None = None) -> Certificate:
     c._issuer_raw = issuer_raw
     c._subject_raw = subject_raw
     c._spki_raw = spki_raw
+    c._spki_start = c._spki_end = 0
     c._spki_sha256 = None
     c._subject_text = None
     c._subject_key = UNSET

@@ -73,9 +73,10 @@ def _ends(der: bytes, start: int, count: int) -> list[int]:
     return ends
 
 
-# Names already decoded by the schema (the issuers of client certificates: one per CA),
-# by their DER. Bounded like _SETS.
-_CHECKED_NAMES: dict[bytes, None] = {}
+# Names already decoded (by the schema, or as a known CA's subject: NAME_KEYS), the
+# issuers of client certificates (one per CA), by their DER, to one copy of that DER
+# which every certificate naming that issuer keeps. Bounded like _SETS.
+_CHECKED_NAMES: dict[bytes, bytes] = {}
 
 
 def clear_checked_names() -> None:
@@ -125,13 +126,17 @@ def read_common(der: bytes, digest: bytes | None = None) -> Certificate | None:
     if ends[-1] != tbs_end or (exts is not None and der[spki_end] != 0xA3):
         return None
     issuer_raw = der[issuer_start:issuer_end]
-    if issuer_raw not in _CHECKED_NAMES and NAME_KEYS.peek(issuer_raw) is None:
-        try:
-            asn1.decode_der(schema.NameSchema, schema.wrap(issuer_raw))
-        except ValueError:
-            return None
+    checked = _CHECKED_NAMES.get(issuer_raw)
+    if checked is not None:
+        issuer_raw = checked  # the one copy its CA's client certificates share
+    else:
+        if NAME_KEYS.peek(issuer_raw) is None:
+            try:
+                asn1.decode_der(schema.NameSchema, schema.wrap(issuer_raw))
+            except ValueError:
+                return None
         if len(_CHECKED_NAMES) < SHARED_MAX:
-            _CHECKED_NAMES[issuer_raw] = None
+            _CHECKED_NAMES[issuer_raw] = issuer_raw
     sig_oid = _ALGORITHMS.get(alg_der)
     if sig_oid is None:
         return None
@@ -204,7 +209,9 @@ def read_common(der: bytes, digest: bytes | None = None) -> Certificate | None:
         return None
     c.der = der
     c._sha256 = digest
-    c.signature = sig_bytes
+    # The signature ends the certificate (alg_size above counts on it) and the SPKI lies at
+    # [subject_end, spki_end): both are sliced from ``der`` when read, not kept.
+    c._sig_start = len(der) - len(sig_bytes)
     c._x509 = UNSET
     c.serial = serial
     c.version = 3 if version == 2 else 1
@@ -222,7 +229,9 @@ def read_common(der: bytes, digest: bytes | None = None) -> Certificate | None:
     c._tbs_end = tbs_end
     c._issuer_raw = issuer_raw
     c._subject_raw = der[subject_start:subject_end]
-    c._spki_raw = spki_raw
+    c._spki_raw = None
+    c._spki_start = subject_end
+    c._spki_end = spki_end
     c._spki_sha256 = None
     c._subject_text = None
     c._subject_key = UNSET

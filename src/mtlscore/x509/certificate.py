@@ -73,8 +73,11 @@ class Certificate:
         "_san",
         "_self_issued",
         "_sha256",
+        "_sig_start",
+        "_spki_end",
         "_spki_raw",
         "_spki_sha256",
+        "_spki_start",
         "_subject_key",
         "_subject_raw",
         "_subject_text",
@@ -102,7 +105,6 @@ class Certificate:
         "policy_controls",
         "public_key",
         "serial",
-        "signature",
         "signature_hash",
         "signature_oid",
         "signature_params",
@@ -111,7 +113,6 @@ class Certificate:
     )
 
     der: bytes
-    signature: bytes
     serial: int
     version: int
     not_before: datetime
@@ -156,6 +157,12 @@ class Certificate:
     # whose names were checked when read: a leaf keeps no decoded objects); None: no such extension.
     _san: tuple[cx509.GeneralName, ...] | list[Any] | bytes | None
     _spki_sha256: bytes | None
+    # Where the signatureValue's octets start in ``der`` (they end it), and where the SPKI lies
+    # in it when ``_spki_raw`` is None (``_spki_end`` 0: not sliced out, re-encoded from the key):
+    # sliced when read, not kept, so a certificate held in the verdict cache holds its DER once.
+    _sig_start: int
+    _spki_start: int
+    _spki_end: int
     _subject_text: str | None
     _sha256: bytes | None  # None until :attr:`sha256` is first read
 
@@ -287,9 +294,17 @@ class Certificate:
         """The SubjectPublicKeyInfo as transmitted (re-encoded from the key when it cannot be sliced out)."""
         raw = self._spki_raw
         if raw is None:
+            end = self._spki_end
+            if end:
+                return self.der[self._spki_start : end]
             raw = spki_der_of(self.public_key, self.der)
             _set(self, "_spki_raw", raw)
         return raw
+
+    @property
+    def signature(self) -> bytes:
+        """The signatureValue's octets (RFC 5280 §4.1.1.3): the last octets of the DER, sliced when read."""
+        return self.der[self._sig_start :]
 
     @property
     def spki_sha256(self) -> bytes:
