@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from bio_client import BioClient
 
 from mtlscore import pki
 from mtlscore.decision.validator import Validation
@@ -54,7 +55,7 @@ tls_engine = "{engine}"
     return GatewayState.from_config_file(d / "m.toml")
 
 
-class Client:
+class Client(BioClient):
     """A stdlib ``ssl`` client behind the driver's Stream: each ``recv`` hands over what the
     client has written (None when it has nothing: the driver's wait would time out)."""
 
@@ -62,10 +63,9 @@ class Client:
         ctx = ssl.create_default_context(cafile=str(d / "root.pem"))
         ctx.load_cert_chain(str(d / "c.pem"), str(d / "c.key"))
         ctx.minimum_version = ctx.maximum_version = version
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        super().__init__(ctx)
         self.early = early  # the request goes with the client's Finished
-        self.done = self.sent = self.closed = False
+        self.sent = self.closed = False
         self.sends: list[bytes] = []
         self.stall_after: int | None = None  # sends taken before the client stops reading
         self.answer = b""
@@ -73,10 +73,7 @@ class Client:
 
     def step(self) -> None:
         if not self.done:
-            try:
-                self.tls.do_handshake()
-                self.done = True
-            except ssl.SSLWantReadError:
+            if not self.handshake_step():
                 return
             if self.early:
                 self.tls.write(REQUEST)

@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Callable, Sequence
 
 import pytest
+from bio_client import BioClient
 
 from mtlscore import TrustStore, pki
 from mtlscore.decision.verdict import Verdict
@@ -52,19 +53,9 @@ class Pki:
         return DeferredEngine(ctx, judge if kind == "judging" else None)
 
 
-class Client:
-    def __init__(self, ctx: ssl.SSLContext) -> None:
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
-        self.done = False
-
+class Client(BioClient):
     def step(self) -> None:
-        if not self.done:
-            try:
-                self.tls.do_handshake()
-                self.done = True
-            except ssl.SSLWantReadError:
-                pass
+        self.handshake_step()
 
 
 def handshake(client: Client, engine: TLSEngine, piece: int = 0) -> bool:
