@@ -7,8 +7,10 @@ driven exactly.
 
 from __future__ import annotations
 
+import gc
 import pathlib
 import ssl
+import weakref
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -151,6 +153,24 @@ def test_judging_engine_fails_the_handshake_with_the_verdicts_alert(env: Pki) ->
     client.incoming.write(engine.outgoing())  # the alert
     with pytest.raises(ssl.SSLError, match="CERTIFICATE_EXPIRED"):
         client.tls.read(100)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_engine_is_freed_when_its_connection_ends_without_the_garbage_collector(env: Pki, kind: str) -> None:
+    # A cycle (the judging engine and its pyOpenSSL Connection, each holding the other) kept
+    # OpenSSL's SSL object of every ended connection alive until the collector's next pass.
+    engine = env.engine(kind, accept)
+    assert handshake(Client(env.client_context()), engine)
+    if kind == "judging":
+        assert engine.verdict == Verdict(ok=True)  # the verify callback still found its engine
+    gone = weakref.ref(engine)
+    connection = weakref.ref(engine._conn) if isinstance(engine, DeferredEngine) else gone
+    gc.disable()
+    try:
+        del engine
+        assert gone() is None and connection() is None
+    finally:
+        gc.enable()
 
 
 def test_an_undecided_chain_completes_the_handshake(env: Pki) -> None:

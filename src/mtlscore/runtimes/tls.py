@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import ssl
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -427,7 +428,11 @@ class DeferredEngine:
         self.verdict: Verdict | None = None
         self._thumbprint: str | None = None
         if judge is not None:
-            self._conn.set_app_data(self)  # found again from the verify callback
+            # Found again from the verify callback. A weak reference: the engine holds the
+            # Connection, and a strong one back made a cycle that kept both (and OpenSSL's
+            # SSL object, its buffers) alive after the connection ended, until the garbage
+            # collector's next pass freed them (a gen-0 pass every ~60 connections).
+            self._conn.set_app_data(weakref.ref(self))
 
     def _decide(self, store: Any) -> int:
         """The X509_V_ERR code to fail verification with, or -1 to let it pass (verify callback)."""
@@ -681,7 +686,8 @@ def _judging_verify(ok: int, store: Any) -> int:
     try:
         ssl_ptr = _lib.X509_STORE_CTX_get_ex_data(store, _lib.SSL_get_ex_data_X509_STORE_CTX_idx())
         conn = _CONNECTIONS.get(ssl_ptr)
-        engine = conn.get_app_data() if conn is not None else None
+        ref = conn.get_app_data() if conn is not None else None
+        engine = ref() if isinstance(ref, weakref.ref) else None
         code = engine._decide(store) if isinstance(engine, DeferredEngine) else -1
     except Exception:  # noqa: BLE001 - never unwind through OpenSSL; decided after the handshake
         code = -1
