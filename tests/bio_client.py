@@ -10,9 +10,10 @@ import ssl
 
 
 class BioClient:
-    def __init__(self, ctx: ssl.SSLContext) -> None:
+    def __init__(self, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -> None:
+        """``session``: offer this session from an earlier connection (resumption)."""
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost", session=session)
         self.done = False
 
     def handshake_step(self) -> bool:

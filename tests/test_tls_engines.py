@@ -121,6 +121,62 @@ def test_handshake_records_and_close(env: Pki, kind: str, version: ssl.TLSVersio
     client.tls.unwrap()  # completes (no SSLWantReadError): both close_notify alerts seen
 
 
+def _served(env: Pki, engine: TLSEngine, client: Client) -> None:
+    """Handshake, one request and its answer; the client has read all the engine sent (TLS 1.3 tickets too)."""
+    assert handshake(client, engine)
+    client.tls.write(b"GET / HTTP/1.1\r\n\r\n")
+    engine.feed(client.outgoing.read())
+    assert engine.read() == b"GET / HTTP/1.1\r\n\r\n"
+    engine.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    client.incoming.write(engine.outgoing())
+    got = b""
+    with pytest.raises(ssl.SSLWantReadError):
+        while True:
+            got += client.tls.read(100)
+    assert got == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_a_session_from_an_earlier_connection_is_never_resumed(env: Pki, kind: str, version: ssl.TLSVersion) -> None:
+    # A resumed session carries no certificate: the chain would not be presented, so not
+    # validated against the trust config of now (a reload that removed its CA). Each engine
+    # refuses resumption (no tickets, no session cache): the client offering its last
+    # session gets a full handshake and presents its chain again, which is judged again.
+    judged: list[Sequence[bytes]] = []
+
+    def judge(chain: Sequence[bytes]) -> Verdict:
+        judged.append(tuple(chain))
+        return Verdict(ok=True)
+
+    # One server context for both connections, as a gateway has one per configuration
+    # snapshot (its ticket keys and session cache are the context's).
+    if kind == "ssl":
+        server = server_context(env.trust, certificate=env.server_pem, key=env.server_key)
+
+        def new_engine() -> TLSEngine:
+            return StdlibEngine(server)
+    else:
+        deferred = DeferredEngine.context(env.trust, certificate=env.server_pem, key=env.server_key,
+                                          judge=kind == "judging")
+
+        def new_engine() -> TLSEngine:
+            return DeferredEngine(deferred, judge if kind == "judging" else None)
+
+    ctx = env.client_context(version)  # one client context: its sessions are offered back
+    first = Client(ctx)
+    _served(env, new_engine(), first)
+    session = first.tls.session
+    assert session is not None
+    second = Client(ctx, session=session)
+    engine = new_engine()
+    _served(env, engine, second)
+    assert second.tls.session_reused is False
+    assert engine.facts(("192.0.2.1", 4433)).chain == env.chain  # presented again, in full
+    if kind == "judging":
+        assert judged == [env.chain, env.chain]  # and judged again inside the handshake
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_flights_fed_a_byte_at_a_time(env: Pki, kind: str) -> None:
     engine = env.engine(kind, accept)
