@@ -8,8 +8,15 @@ connection, against the same gateway answering its identity JSON in the same run
   connection), each request answered with the identity JSON.
 
 One connection each, requests one after another (like one nginx keepalive connection),
-interleaved per repeat. ``python benchmarks/auth_bench.py [--requests N] [--repeats R]``.
-Prints figures; asserts nothing about time.
+interleaved per repeat. ``python benchmarks/auth_bench.py [--requests N] [--repeats R]
+[--connections 1,4]``. Prints figures; asserts nothing about time.
+
+``--connections``: besides one connection, auth mode is also asked over C connections at
+once (C client processes, each one keep-alive connection, as an edge under load uses its
+``keepalive`` pool), the load that shows what one worker can answer: the gateway is then
+busy nearly all the time, where over one connection it waits for each round trip and
+~40 % of it idles. Reported: decisions/s (wall), per CPU-second of the gateway thread, and
+how busy the thread was.
 
 The gateway runs in a thread of this process; the client (the edge) runs in a forked
 child process, as nginx would, so the two do not share an interpreter lock. requests/s
@@ -105,17 +112,44 @@ def _keepalive(port: int, ctx: ssl.SSLContext, headers: list[tuple[str, str]], n
             return time.perf_counter() - start
 
 
+def _saturated(
+    pool: multiprocessing.pool.Pool, server: Server, d: pathlib.Path, headers: list[tuple[str, str]],
+    n: int, conns: int,
+) -> tuple[float, float, float]:
+    """(decisions/s, decisions per server-thread CPU second, share of the wall time the thread
+    was busy) for ``n`` auth requests split over ``conns`` concurrent connections."""
+    each = n // conns
+    cpu = _thread_cpu(server)
+    start = time.perf_counter()
+    pending = [pool.apply_async(_client, (server.port, str(d), False, headers, each)) for _ in range(conns)]
+    for result in pending:
+        result.get()
+    wall = time.perf_counter() - start
+    used = _thread_cpu(server) - cpu
+    done = each * conns
+    return done / wall, (done / used if used > 0 else float("nan")), used / wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--runtime", choices=("asyncio", "trio"), default="asyncio")
+    ap.add_argument("--connections", default="1,4",
+                    help="comma-separated counts of concurrent connections for auth mode (1: only the serial run)")
     args = ap.parse_args()
+    try:
+        counts = sorted({int(c) for c in args.connections.split(",")} - {1})
+    except ValueError:
+        ap.error(f"--connections {args.connections!r}: comma-separated whole numbers")
+    if any(c < 1 for c in counts):
+        ap.error("--connections: counts of at least 1")
+    saturated: dict[int, list[tuple[float, float, float]]] = {c: [] for c in counts}
     rates: dict[str, list[float]] = {"auth": [], "identity": []}
     per_cpu: dict[str, list[float]] = {"auth": [], "identity": []}
     # The client process is forked before the gateway threads exist: it holds none of their locks.
     with tempfile.TemporaryDirectory(prefix="mtlscore-auth-bench-") as tmp, \
-            multiprocessing.get_context("fork").Pool(1) as pool:
+            multiprocessing.get_context("fork").Pool(max([1, *counts])) as pool:
         d = pathlib.Path(tmp)
         auth_cfg, ident_cfg = _configs(d, args.runtime)
         auth = Server("auth", _gateway(auth_cfg, args.runtime))
@@ -130,6 +164,8 @@ def main() -> None:
                     rate, cpu_rate = _measured(pool, server, d, cert, headers, args.requests)
                     rates[name].append(rate)
                     per_cpu[name].append(cpu_rate)
+                for c in counts:
+                    saturated[c].append(_saturated(pool, auth, d, forwarded, args.requests, c))
         finally:
             auth.stop()
             ident.stop()
@@ -140,6 +176,13 @@ def main() -> None:
           f"(medians of {args.repeats} x {args.requests})")
     print(f"{args.runtime}: server thread CPU: auth mode {ca:,.0f} decisions per CPU-second "
           f"({1e6 / ca:.0f} µs each); identity JSON {ci:,.0f} per CPU-second ({1e6 / ci:.0f} µs each)")
+    for c, samples in saturated.items():
+        wall = statistics.median(r[0] for r in samples)
+        cpu_rate = statistics.median(r[1] for r in samples)
+        busy = statistics.median(r[2] for r in samples)
+        print(f"{args.runtime}: auth mode over {c} connections at once: {wall:,.0f} decisions/s, "
+              f"{cpu_rate:,.0f} per CPU-second ({1e6 / cpu_rate:.0f} µs each), gateway thread busy {busy:.0%} "
+              f"(medians of {args.repeats} x {args.requests})")
 
 
 if __name__ == "__main__":
