@@ -77,6 +77,20 @@ def handshake(client: Client, engine: TLSEngine, piece: int = 0) -> bool:
     return False
 
 
+def exchange(client: Client, engine: TLSEngine) -> None:
+    """One request and its answer over a completed handshake; the client reads all the engine sent."""
+    client.tls.write(b"GET / HTTP/1.1\r\n\r\n")
+    engine.feed(client.outgoing.read())
+    assert engine.read() == b"GET / HTTP/1.1\r\n\r\n"
+    engine.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    client.incoming.write(engine.outgoing())
+    got = b""
+    with pytest.raises(ssl.SSLWantReadError):
+        while True:  # TLS 1.3: the session tickets come first, then the answer
+            got += client.tls.read(100)
+    assert got == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("engines"))
@@ -101,16 +115,7 @@ def test_handshake_records_and_close(env: Pki, kind: str, version: ssl.TLSVersio
     assert facts.chain == env.chain and facts.peer == ("192.0.2.1", 4433)
     assert facts.version == ("TLSv1.3" if version is ssl.TLSVersion.TLSv1_3 else "TLSv1.2") and facts.cipher
     assert engine.read() is None  # nothing sent yet: more bytes needed
-    client.tls.write(b"GET / HTTP/1.1\r\n\r\n")
-    engine.feed(client.outgoing.read())
-    assert engine.read() == b"GET / HTTP/1.1\r\n\r\n"
-    engine.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-    client.incoming.write(engine.outgoing())
-    got = b""
-    with pytest.raises(ssl.SSLWantReadError):
-        while True:  # TLS 1.3: the session tickets come first, then the answer
-            got += client.tls.read(100)
-    assert got == b"HTTP/1.1 204 No Content\r\n\r\n"
+    exchange(client, engine)
     # The client's close_notify ends the stream; the engine's reaches the client.
     with pytest.raises(ssl.SSLWantReadError):
         client.tls.unwrap()
@@ -119,21 +124,6 @@ def test_handshake_records_and_close(env: Pki, kind: str, version: ssl.TLSVersio
     engine.close()
     client.incoming.write(engine.outgoing())
     client.tls.unwrap()  # completes (no SSLWantReadError): both close_notify alerts seen
-
-
-def _served(env: Pki, engine: TLSEngine, client: Client) -> None:
-    """Handshake, one request and its answer; the client has read all the engine sent (TLS 1.3 tickets too)."""
-    assert handshake(client, engine)
-    client.tls.write(b"GET / HTTP/1.1\r\n\r\n")
-    engine.feed(client.outgoing.read())
-    assert engine.read() == b"GET / HTTP/1.1\r\n\r\n"
-    engine.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-    client.incoming.write(engine.outgoing())
-    got = b""
-    with pytest.raises(ssl.SSLWantReadError):
-        while True:
-            got += client.tls.read(100)
-    assert got == b"HTTP/1.1 204 No Content\r\n\r\n"
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -164,13 +154,14 @@ def test_a_session_from_an_earlier_connection_is_never_resumed(env: Pki, kind: s
             return DeferredEngine(deferred, judge if kind == "judging" else None)
 
     ctx = env.client_context(version)  # one client context: its sessions are offered back
-    first = Client(ctx)
-    _served(env, new_engine(), first)
+    first, engine = Client(ctx), new_engine()
+    assert handshake(first, engine)
+    exchange(first, engine)  # the client has read all the engine sent: TLS 1.3's tickets too
     session = first.tls.session
     assert session is not None
-    second = Client(ctx, session=session)
-    engine = new_engine()
-    _served(env, engine, second)
+    second, engine = Client(ctx, session=session), new_engine()
+    assert handshake(second, engine)
+    exchange(second, engine)
     assert second.tls.session_reused is False
     assert engine.facts(("192.0.2.1", 4433)).chain == env.chain  # presented again, in full
     if kind == "judging":
