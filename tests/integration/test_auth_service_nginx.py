@@ -147,13 +147,14 @@ async def test_the_reason_header_reaches_the_client(
         nginx = peers.Nginx(tmp_path, documented_nginx(env, info.address.port, upstream.port))
         await call(nginx.start)
         try:
-            def head(cert: str) -> dict[str, str]:
+            def head(cert: str | None, headers: dict[str, str] | None = None) -> dict[str, str]:
                 ctx = ssl.create_default_context(cafile=str(env.dir / "server-ca.pem"))
-                ctx.load_cert_chain(str(env.dir / f"{cert}.pem"), str(env.dir / f"{cert}.key"))
+                if cert is not None:
+                    ctx.load_cert_chain(str(env.dir / f"{cert}.pem"), str(env.dir / f"{cert}.key"))
                 conn = http.client.HTTPSConnection("127.0.0.1", nginx.port, context=ctx, timeout=10)
                 ctx.check_hostname = False
                 try:
-                    conn.request("GET", "/api", headers={"X-API-Key": API_KEY})
+                    conn.request("GET", "/api", headers={"X-API-Key": API_KEY, **(headers or {})})
                     r = conn.getresponse()
                     r.read()
                     return {"status": str(r.status), **{k.lower(): v for k, v in r.getheaders()}}
@@ -161,8 +162,17 @@ async def test_the_reason_header_reaches_the_client(
                     conn.close()
 
             answers = {cert: await call(head, cert) for cert in ("revoked", "expired", "unknown", "limited")}
+            # No certificate in the handshake, a good client's (public) certificate in the very
+            # header nginx forwards it in: the documented block sets that header from
+            # $ssl_client_escaped_cert (empty here: not sent), so mtlscore is asked about nobody.
+            good = parse_certificate(env.leaves["good"].der)
+            before = len(upstream.seen)
+            stolen = await call(head, None, {"X-SSL-Client-Cert": emit_nginx_escaped_cert(good)})
+            reached = upstream.seen[before:]
         finally:
             nginx.stop()
+    assert (stolen["status"], stolen.get("x-mtls-reason")) == ("403", "not_provided"), nginx.error_log()
+    assert reached == [], reached
     got = {cert: (a["status"], a.get("x-mtls-reason")) for cert, a in answers.items()}
     assert got == {
         "revoked": ("403", "revoked"),
