@@ -7,6 +7,7 @@ docs/auth-service.md says about Caddy.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -98,13 +99,17 @@ async def test_caddy_forward_auth(
             seen = list(upstream.seen)
             revoked = await call(via, "revoked", {"X-API-Key": API_KEY})
             none = await call(via, None, {"X-API-Key": API_KEY})
+            # No certificate in the handshake, a good client's (public) certificate in the
+            # header forward_auth sends it in: header_up replaces it with the (empty) TLS one.
+            good = env.leaves["good"].der
+            stolen = await call(via, None, {"X-API-Key": API_KEY, "Client-Cert": f":{base64.b64encode(good).decode()}:"})
         finally:
             caddy.stop()
     log = caddy.log.read_text()[-3000:]
     assert ok.status == 200, (ok, log)
     headers = seen[0]["headers"]
     assert [v for k, v in headers if k == "x-mtls-account"] == ["partner-abc"], headers
-    assert (revoked.status, none.status) == (403, 403), log
+    assert (revoked.status, none.status, stolen.status) == (403, 403, 403), log
     assert len(upstream.seen) == 1
     # A copied header mtlscore answers empty (the good certificate has no SPIFFE ID) replaces
     # the client's copy with the empty value: the forged one never reaches the upstream.
