@@ -168,10 +168,14 @@ async def test_the_reason_header_reaches_the_client(
             good = parse_certificate(env.leaves["good"].der)
             before = len(upstream.seen)
             stolen = await call(head, None, {"X-SSL-Client-Cert": emit_nginx_escaped_cert(good)})
+            # An account allowed from 10.0.0.0/8 only, asked from 127.0.0.1 by a client that
+            # claims 10.1.2.3 in X-Forwarded-For: the block replaces it with $remote_addr.
+            claimed = await call(head, "other-account", {"X-Forwarded-For": "10.1.2.3"})
             reached = upstream.seen[before:]
         finally:
             nginx.stop()
     assert (stolen["status"], stolen.get("x-mtls-reason")) == ("403", "not_provided"), nginx.error_log()
+    assert (claimed["status"], claimed.get("x-mtls-reason")) == ("403", "ip_not_allowed"), nginx.error_log()
     assert reached == [], reached
     got = {cert: (a["status"], a.get("x-mtls-reason")) for cert, a in answers.items()}
     assert got == {
