@@ -598,6 +598,12 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
     account_header = table.get("account_header", "X-Mtls-Account")
     if not isinstance(account_header, str) or not re.fullmatch(r"[A-Za-z0-9\-]+", account_header):
         raise ConfigError("must be an HTTP header name", key="server.account_header")
+    if _normal_name(account_header) in _RESERVED_FORWARD:
+        # Framing, routing, credentials, the addresses and verdict headers the gateway writes:
+        # the account there would break the request (a Content-Length of "partner-abc"), or
+        # strip the client's own copy (Authorization) as a spoofed identity header.
+        raise ConfigError(f"{account_header!r} is a header the gateway or HTTP reserves: name another "
+                          "(the default is X-Mtls-Account)", key="server.account_header")
     forward = table.get("forward_client_cert", True)
     if not isinstance(forward, bool):
         raise ConfigError("must be true or false", key="server.forward_client_cert")
