@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..decision.validator import Validation, Validator
 from ..decision.verdict import Verdict
@@ -25,6 +26,9 @@ from .forwarded_cache import ForwardedCache
 from .identity_cache import IdentityCache
 from .settings import ServerConfig
 from .shared import SharedSettings
+
+if TYPE_CHECKING:
+    from .forwarding import IdentityFields  # forwarding imports this module
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -89,7 +93,7 @@ class Gateway:
     forwarded: ForwardedCache = field(default_factory=ForwardedCache, compare=False)
     # The identity fields forwarded for an accepted verdict (gateway/identity_cache.py),
     # kept across connections: a reconnecting client's are not rebuilt. Starts empty.
-    identity_fields: IdentityCache[tuple[tuple[bytes, bytes], ...] | None] = field(
+    identity_fields: IdentityCache[IdentityFields | None] = field(
         default_factory=IdentityCache, compare=False)
 
 

@@ -32,7 +32,10 @@ from ..x509.cert import Certificate
 from .events import TLSFacts
 from .settings import ForwardCertificate, ServerConfig
 
-__all__ = ["GATEWAY_OWNED", "HOP_BY_HOP", "HeaderFilter", "identity_fields", "request_header_filter"]
+__all__ = [
+    "GATEWAY_OWNED", "HOP_BY_HOP", "HeaderFilter", "IdentityFields", "identity_fields", "request_header_filter",
+    "with_identity_lines",
+]
 
 # RFC 9110 §7.6.1: connection-specific fields, never forwarded (plus any the
 # Connection field names). Framing is re-done by h11 on each side.
@@ -156,14 +159,33 @@ def _identity_headers(
     return out
 
 
+# Field names h11 acts on when it writes a request head: framing (Content-Length,
+# Transfer-Encoding), keep-alive (Connection), protocol switches (Upgrade), 100-continue
+# (Expect), and Host, which it writes first. Identity fields never carry these (settings.py
+# reserves them for forward_certificate headers; account_header is any token): if one ever
+# did, the fields would go through h11 with the rest of the head.
+_H11_ACTS_ON = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect"})
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityFields:
+    """The identity headers as field lines: ``fields`` as h11 takes them (lower-case names,
+    bytes); ``lines`` the same serialised as h11 writes a field line (``name: value``
+    CRLF, in order), or None when they must go through h11 (a name h11 acts on)."""
+
+    fields: tuple[tuple[bytes, bytes], ...]
+    lines: bytes | None
+
+
 def identity_fields(
     verdict: Verdict, presented: Sequence[Certificate], account: str | None, server: ServerConfig
-) -> tuple[tuple[bytes, bytes], ...] | None:
-    """The identity headers as the field lines h11 writes (lower-case names, bytes), checked
-    once by h11's own rules (RFC 9110 §5.1 names, §5.5 values); None when h11 refuses one.
+) -> IdentityFields | None:
+    """The identity headers, checked once by h11's own rules (RFC 9110 §5.1 names, §5.5
+    values); None when h11 refuses one.
 
-    Computed once per connection (per request only behind a trusted proxy, where each
-    request has its own certificate), so a request does not rebuild and re-check them.
+    Computed once per accepted verdict (gateway/identity_cache.py; per request only behind
+    a trusted proxy, where each request has its own certificate), so a request does not
+    rebuild and re-check them.
     """
     try:
         fields = tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
@@ -171,7 +193,18 @@ def identity_fields(
         h11.Request(method="GET", target="/", headers=[(b"host", b"x"), *fields])
     except (h11.LocalProtocolError, UnicodeEncodeError):
         return None
-    return fields
+    lines = None if any(k in _H11_ACTS_ON for k, _ in fields) else b"".join(b"%s: %s\r\n" % kv for kv in fields)
+    return IdentityFields(fields, lines)
+
+
+def with_identity_lines(head: bytes, lines: bytes) -> bytes:
+    """``head`` (a request head as h11 wrote it: field lines, then the empty line) with the
+    identity field ``lines`` after its own: the bytes h11 writes when they are among its fields
+    (they are last of them), without h11 iterating ~15 field lines of kilobytes per request
+    (its keep-alive, upgrade and 100-continue scans and its writer)."""
+    if not head.endswith(b"\r\n\r\n"):  # h11 ends every head so: unreachable, but never spliced blind
+        raise h11.LocalProtocolError("not a request head as h11 writes one")
+    return b"".join((head[:-2], lines, b"\r\n"))
 
 
 def _certificate_headers(

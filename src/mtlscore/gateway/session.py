@@ -96,6 +96,7 @@ from .forwarding import (
     HOP_BY_HOP as HOP_BY_HOP,
 )
 from .forwarding import (
+    IdentityFields,
     _client_response_headers,
     _identity_document,
     _identity_headers,
@@ -103,6 +104,7 @@ from .forwarding import (
     _upstream_request_headers,
     identity_fields,
     request_header_filter,
+    with_identity_lines,
 )
 from .http11 import ServerConnection
 from .machine import Event, SessionError, State, successors, transition
@@ -221,7 +223,7 @@ class Session:
         # The app-level settings of the last principal resolved (the snapshot is this connection's).
         self._account_auth: tuple[Principal | None, AccountAuth | None] | None = None
         # The identity fields of one Evidence (``_identity_fields``), kept while it is current.
-        self._identity: tuple[Evidence, tuple[tuple[bytes, bytes], ...] | None] | None = None
+        self._identity: tuple[Evidence, IdentityFields | None] | None = None
         self._body_seen = 0
         self._received_any = False
         # h11's buffer of client bytes is known empty (nothing received since the last cycle
@@ -812,7 +814,7 @@ class Session:
         e = self.evidence
         return _identity_document(e.verdict, e.presented, e.account, result.credential, self.tls, self.server)
 
-    def _identity_fields(self) -> tuple[tuple[bytes, bytes], ...] | None:
+    def _identity_fields(self) -> IdentityFields | None:
         """This evidence's identity fields, built and checked once (``identity_fields``):
         once per connection, per request only when a trusted proxy forwards each one's."""
         e = self.evidence
@@ -839,13 +841,16 @@ class Session:
             self._answer_error(400, GatewayReason.PROTOCOL_ERROR, "cannot relay the request: an identity "
                                "header value is not a valid field value (RFC 9110 §5.5)", close=True)
             return
+        # The identity fields go last: as serialised lines after h11's head when they can
+        # (the same bytes: forwarding.with_identity_lines), else among h11's fields.
+        lines = identity.lines
         headers = _upstream_request_headers(
             fields,
             host=host or server.upstream.authority.encode(),
             length=self._content_length(request),
             client_address=e.address.address or self.tls.peer[0],
             owned=self._owned,
-            identity=identity,
+            identity=identity.fields if lines is None else (),
             consumed=self._consumed,
         )
         # The prefix is a boundary: the path was normalised and refused if it climbed.
@@ -856,12 +861,16 @@ class Session:
         # it parsed itself (the Host h11 or request_target checked, an address, a length).
         # _parsed=True (h11's own flag for parsed events) skips checking them all again on
         # every request; the method and target are still checked.
-        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers, _parsed=True))
+        self._send_upstream(h11.Request(method=request.method, target=target, headers=headers, _parsed=True),
+                            lines)
 
-    def _send_upstream(self, event: h11.Request | h11.Data | h11.EndOfMessage) -> None:
+    def _send_upstream(self, event: h11.Request | h11.Data | h11.EndOfMessage, lines: bytes | None = None) -> None:
+        """``lines``: field lines to write after a request head's own (see ``_send_request_head``)."""
         assert self._upstream is not None
         try:
             data = self._upstream.send(event)
+            if lines is not None:
+                data = with_identity_lines(data, lines)
         except h11.LocalProtocolError as exc:
             # The client's bytes cannot be relayed as framed (the checks above should make
             # this unreachable): the upstream's request is cut, the client gets a 400.
