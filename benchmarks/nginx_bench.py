@@ -271,8 +271,11 @@ http {{
 
 
 def start_mtlscore(d: pathlib.Path, upstream: int, runtime: str, extra: str = "", source: str | None = None,
-                   label: str = "") -> Server:
-    """``source``: another checkout's ``src`` directory to run instead of the installed mtlscore."""
+                   label: str = "", mode: str = "reject_invalid", wrap: tuple[str, ...] = (),
+                   deadline: float = DEADLINE) -> Server:
+    """``source``: another checkout's ``src`` directory to run instead of the installed mtlscore.
+    ``wrap``: a command the server runs under (``instructions.py``: valgrind), ``deadline`` its
+    time to start."""
     config = d / f"mtlscore-{runtime}{label}.toml"
     config.write_text(f"""[trust]
 anchors = ["root.pem"]
@@ -288,17 +291,17 @@ match = {{ subject_dn = "{DN}" }}
 listen = "127.0.0.1:0"
 certificate = "server.pem"
 key = "server.key"
-mode = "reject_invalid"
-upstream = "http://127.0.0.1:{upstream}"
+mode = "{mode}"
+{"" if mode == "auth" else f'upstream = "http://127.0.0.1:{upstream}"'}
 reload_poll_seconds = 0
 {extra}
 """)
     log = d / f"mtlscore-{runtime}{label}.log"
     env = {**os.environ, "PYTHONPATH": source} if source else None
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "mtlscore", "serve", "--config", str(config),
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "mtlscore", "serve", "--config", str(config),
                                  "--runtime", runtime, "--quiet"], stdout=subprocess.DEVNULL, stderr=err, env=env)
-    end = time.monotonic() + DEADLINE
+    end = time.monotonic() + deadline
     while time.monotonic() < end and proc.poll() is None:
         text = log.read_text(errors="replace")
         if " on https://" in text:
