@@ -119,6 +119,8 @@ def test_trusted_proxy_tables() -> None:
         ({"max_body_bytes": 1.5}, "server.max_body_bytes"),
         ({"max_connections": True}, "server.max_connections"),
         ({"account_header": "X Account"}, "server.account_header"),
+        ({"event_loop": "libuv"}, "server.event_loop"),
+        ({"runtime": "trio", "event_loop": "uvloop"}, "server.event_loop"),
         ({"account_header": "Content-Length"}, "server.account_header"),
         ({"account_header": "expect"}, "server.account_header"),
         ({"account_header": "Authorization"}, "server.account_header"),

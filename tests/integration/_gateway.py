@@ -16,15 +16,24 @@ import anyio
 from mtlscore.runtimes import ServerInfo
 from mtlscore.runtimes.state import GatewayState
 
+# anyio's backend for the asyncio runtime on uvloop (the default event_loop where it is installed).
+UVLOOP = ("asyncio", {"use_uvloop": True})
+Backend = str | tuple[str, dict[str, Any]]
+
+
+def backend_name(backend: Backend) -> str:
+    """"asyncio", "trio" or "uvloop": for file names and messages."""
+    return "uvloop" if backend == UVLOOP else str(backend if isinstance(backend, str) else backend[0])
+
 
 @contextlib.asynccontextmanager
-async def gateway(config: Path, backend: str, **state_kw: Any) -> AsyncIterator[ServerInfo]:
-    """``mtlscore serve`` of ``config`` on ``backend`` ("asyncio" or "trio") in this event
-    loop, without signal handlers; cancelled when the block ends."""
+async def gateway(config: Path, backend: Backend, **state_kw: Any) -> AsyncIterator[ServerInfo]:
+    """``mtlscore serve`` of ``config`` on ``backend`` (anyio's: "asyncio", "trio", or
+    ``UVLOOP``) in this event loop, without signal handlers; cancelled when the block ends."""
     from mtlscore.runtimes import asyncio as asyncio_runtime
     from mtlscore.runtimes import trio as trio_runtime
 
-    runtime = asyncio_runtime if backend == "asyncio" else trio_runtime
+    runtime = trio_runtime if backend == "trio" else asyncio_runtime
     state = GatewayState.from_config_file(config, **state_kw)
     async with anyio.create_task_group() as tg:
         info = await tg.start(partial(runtime.serve, state, handle_signals=False))

@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _gateway import gateway
+from _gateway import Backend, backend_name, gateway
 
 from mtlscore import pki
 from mtlscore.gateway.appauth import hash_api_key
@@ -39,7 +39,8 @@ API_KEY = "demo-api-key-123"
 
 
 @pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
+def anyio_backend(request: pytest.FixtureRequest) -> Backend:
+    # Also run on uvloop, the default event loop where it is installed: test_gateway_uvloop.py.
     return str(request.param)
 
 
@@ -246,7 +247,7 @@ def bearer(env: Env, which: str = "good") -> dict[str, str]:
 
 
 @pytest.mark.anyio
-async def test_forward_with_identity_headers_and_stripping(env: Env, upstream: Upstream, anyio_backend: str) -> None:
+async def test_forward_with_identity_headers_and_stripping(env: Env, upstream: Upstream, anyio_backend: Backend) -> None:
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}")
     forged = {"X-Client-Cert-Hash": "forged", "X-Mtls-Account": "admin", "Client-Cert": ":AAAA:", **bearer(env)}
     async with gateway(config, anyio_backend) as info:
@@ -272,7 +273,7 @@ async def test_forward_with_identity_headers_and_stripping(env: Env, upstream: U
 
 
 @pytest.mark.anyio
-async def test_reject_mode_status_paths(env: Env, anyio_backend: str) -> None:
+async def test_reject_mode_status_paths(env: Env, anyio_backend: Backend) -> None:
     config = env.config(reject_at="http")  # no upstream: the identity as JSON
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
@@ -320,7 +321,7 @@ async def test_reject_mode_status_paths(env: Env, anyio_backend: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_deferred_engine_reject_mode_answers_json_for_everything(env: Env, anyio_backend: str) -> None:
+async def test_deferred_engine_reject_mode_answers_json_for_everything(env: Env, anyio_backend: Backend) -> None:
     pytest.importorskip("OpenSSL")
     config = env.config(tls_engine="deferred", reject_at="http")
     async with gateway(config, anyio_backend) as info:
@@ -331,7 +332,7 @@ async def test_deferred_engine_reject_mode_answers_json_for_everything(env: Env,
 
 @pytest.mark.anyio
 async def test_allow_mode_forwards_invalid_and_missing_with_verdict(
-    env: Env, upstream: Upstream, anyio_backend: str
+    env: Env, upstream: Upstream, anyio_backend: Backend
 ) -> None:
     pytest.importorskip("OpenSSL")
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}", mode="allow_invalid_or_missing")
@@ -358,7 +359,7 @@ async def test_allow_mode_forwards_invalid_and_missing_with_verdict(
 
 
 @pytest.mark.anyio
-async def test_upstream_unavailable_502_and_timeout_504(env: Env, upstream: Upstream, anyio_backend: str) -> None:
+async def test_upstream_unavailable_502_and_timeout_504(env: Env, upstream: Upstream, anyio_backend: Backend) -> None:
     down = env.config("down.toml", upstream=f"http://127.0.0.1:{closed_port()}")
     async with gateway(down, anyio_backend) as info:
         status, _, body = await call(request, env, info.address.port, "good", headers=bearer(env))
@@ -371,7 +372,7 @@ async def test_upstream_unavailable_502_and_timeout_504(env: Env, upstream: Upst
 
 
 @pytest.mark.anyio
-async def test_streaming_bodies_keepalive_and_limits(env: Env, upstream: Upstream, anyio_backend: str) -> None:
+async def test_streaming_bodies_keepalive_and_limits(env: Env, upstream: Upstream, anyio_backend: Backend) -> None:
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}", max_body_bytes=2_000_000)
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
@@ -397,7 +398,7 @@ async def test_streaming_bodies_keepalive_and_limits(env: Env, upstream: Upstrea
 
 
 @pytest.mark.anyio
-async def test_curl_reference_flow(env: Env, upstream: Upstream, anyio_backend: str) -> None:
+async def test_curl_reference_flow(env: Env, upstream: Upstream, anyio_backend: Backend) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl not installed")
     config = env.config(upstream=f"http://127.0.0.1:{upstream.port}", reject_at="http")
@@ -449,7 +450,7 @@ async def test_curl_reference_flow(env: Env, upstream: Upstream, anyio_backend: 
 
 
 @pytest.mark.anyio
-async def test_openssl_s_client(env: Env, anyio_backend: str) -> None:
+async def test_openssl_s_client(env: Env, anyio_backend: Backend) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     async with gateway(env.config(), anyio_backend) as info:
@@ -488,7 +489,7 @@ async def test_openssl_s_client(env: Env, anyio_backend: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_reload_during_traffic(env: Env, anyio_backend: str) -> None:
+async def test_reload_during_traffic(env: Env, anyio_backend: Backend) -> None:
     config = env.config("reload.toml", reload_poll_seconds=0.05)
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
@@ -516,11 +517,11 @@ async def test_reload_during_traffic(env: Env, anyio_backend: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_replacing_a_trust_file_reloads(env: Env, anyio_backend: str) -> None:
+async def test_replacing_a_trust_file_reloads(env: Env, anyio_backend: Backend) -> None:
     # The config names a CA bundle; rotating the CA means replacing that file, not editing the config.
-    bundle = env.dir / f"bundle-{anyio_backend}.pem"
+    bundle = env.dir / f"bundle-{backend_name(anyio_backend)}.pem"
     bundle.write_bytes((env.dir / "root.pem").read_bytes())
-    config = env.config(f"bundle-{anyio_backend}.toml", anchors=bundle.name, reload_poll_seconds=0.05)
+    config = env.config(f"bundle-{backend_name(anyio_backend)}.toml", anchors=bundle.name, reload_poll_seconds=0.05)
     async with gateway(config, anyio_backend) as info:
         port = info.address.port
         assert (await call(request, env, port, "good", headers=bearer(env)))[0] == 200
@@ -536,14 +537,14 @@ async def test_replacing_a_trust_file_reloads(env: Env, anyio_backend: str) -> N
 
 
 @pytest.mark.anyio
-async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream, anyio_backend: str) -> None:
+async def test_admin_metrics_and_graceful_shutdown(env: Env, upstream: Upstream, anyio_backend: Backend) -> None:
     config = env.config(
         "admin.toml", upstream=f"http://127.0.0.1:{upstream.port}", admin_listen="127.0.0.1:0", reject_at="http"
     )
     from mtlscore.runtimes import asyncio as asyncio_runtime
     from mtlscore.runtimes import trio as trio_runtime
 
-    runtime = asyncio_runtime if anyio_backend == "asyncio" else trio_runtime
+    runtime = trio_runtime if anyio_backend == "trio" else asyncio_runtime
     state = GatewayState.from_config_file(config)
     async with anyio.create_task_group() as tg:
         info = await tg.start(partial(runtime.serve, state, handle_signals=False))
@@ -667,7 +668,7 @@ server {{
 
 @pytest.mark.anyio
 async def test_behind_nginx_as_a_trusted_proxy(
-    env: Env, upstream: Upstream, anyio_backend: str, tmp_path: Path
+    env: Env, upstream: Upstream, anyio_backend: Backend, tmp_path: Path
 ) -> None:
     try:
         from . import _nginx as peers
@@ -678,7 +679,7 @@ async def test_behind_nginx_as_a_trusted_proxy(
     proxy_addr = "127.0.0.2"
     if not peers.loopback_alias_usable(proxy_addr):
         pytest.skip(f"cannot bind {proxy_addr}")
-    config = env.config(f"proxied-{anyio_backend}.toml", upstream=f"http://127.0.0.1:{upstream.port}")
+    config = env.config(f"proxied-{backend_name(anyio_backend)}.toml", upstream=f"http://127.0.0.1:{upstream.port}")
     # nginx forwards only the leaf: the issuing CA goes in the intermediates pool. [server] is
     # the file's last table: the trusted proxy is nginx, by address, in nginx's header format.
     (env.dir / "issuing.pem").write_bytes(env.issuing.pem)
@@ -715,3 +716,20 @@ async def test_behind_nginx_as_a_trusted_proxy(
         status, _, body = await call(request, env, info.address.port, None,
                                      headers={"X-SSL-Client-Cert": quote(forged), "X-API-Key": API_KEY})
         assert status == 403 and json.loads(body)["error"] == "not_provided"
+
+
+@pytest.mark.anyio
+async def test_the_start_line_names_the_event_loop_it_runs_on(
+    env: Env, anyio_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The in-process tests above run the asyncio runtime on asyncio's loop and on uvloop
+    # (where it is installed): this checks each really ran where its id says.
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mtlscore.gateway"):
+        async with gateway(env.config(), anyio_backend) as info:
+            assert (await call(request, env, info.address.port, "good", headers=bearer(env)))[0] == 200
+    [start] = [json.loads(r.getMessage()) for r in caplog.records if '"mtls_start"' in r.getMessage()]
+    name = backend_name(anyio_backend)
+    assert start["runtime"] == ("trio" if name == "trio" else "asyncio")
+    assert start["event_loop"] == (None if name == "trio" else name)

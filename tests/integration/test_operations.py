@@ -10,6 +10,7 @@ so the test survives a change of metrics library).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -126,10 +127,13 @@ def test_serve_logs_are_json_with_ts_and_level_from_start_to_stop(
     try:
         assert proc.stderr is not None
         banner = proc.stderr.readline()  # the one human line: where to connect
-        assert banner.startswith(f"mtlscore gateway ({runtime}, reject_invalid"), banner
+        # event_loop = "auto" (the default): uvloop wherever it is installed (the test extra has it).
+        loop = ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio") if runtime == "asyncio" else None
+        label = "asyncio on uvloop" if loop == "uvloop" else runtime
+        assert banner.startswith(f"mtlscore gateway ({label}, reject_invalid"), banner
         log = Lines(proc)
         start = log.next("mtls_start")
-        assert start["level"] == "info" and start["runtime"] == runtime
+        assert start["level"] == "info" and start["runtime"] == runtime and start["event_loop"] == loop
         port = int(start["listen"].rsplit(":", 1)[1])
         assert start["listen"] == f"127.0.0.1:{port}" and f"https://{start['listen']}" in banner
         assert start["admin_listen"].startswith("127.0.0.1:")

@@ -8,7 +8,8 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from ..reasons import ConfigError
 from .common import Command, CommandError, arg
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from ..runtimes.state import GatewayState
 
 __all__ = ["COMMAND", "run"]
+
+T = TypeVar("T")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,8 +101,16 @@ def _serve(args: argparse.Namespace) -> int:
     server = state.snapshot.gateway.server
     runtime = args.runtime or server.runtime
 
+    label = runtime
+    factory = None
+    if runtime != "trio":
+        from ..runtimes import asyncio as asyncio_runtime
+
+        loop, factory = _event_loop(asyncio_runtime.event_loop, server.event_loop, args.config)
+        label = f"asyncio on {loop}" if loop != "asyncio" else "asyncio"
+
     def ready(info: ServerInfo) -> None:
-        _banner(runtime, server, info.address, info.admin_address)
+        _banner(label, server, info.address, info.admin_address)
 
     status = OnStarted(ready)
     if runtime == "trio":
@@ -111,12 +122,16 @@ def _serve(args: argparse.Namespace) -> int:
 
         trio.run(lambda: trio_runtime.serve(state, task_status=status))
     else:
-        import asyncio
-
-        from ..runtimes import asyncio as asyncio_runtime
-
-        asyncio.run(asyncio_runtime.serve(state, task_status=status))
+        asyncio_runtime.run(lambda: asyncio_runtime.serve(state, task_status=status), factory)
     return 0
+
+
+def _event_loop(choose: Callable[[str], tuple[str, T]], setting: str, config: str) -> tuple[str, T]:
+    """``choose(setting)`` (runtimes.asyncio.event_loop), its ConfigError as one line naming the file."""
+    try:
+        return choose(setting)
+    except ConfigError as exc:
+        raise CommandError(f"configuration error in {config}: {exc}") from None
 
 
 def _run_workers(args: argparse.Namespace, count: int) -> int:

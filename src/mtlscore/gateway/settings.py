@@ -29,6 +29,7 @@ __all__ = [
     "MODES",
     "REJECT_AT",
     "REQUEST_TARGET_FORMS",
+    "EVENT_LOOPS",
     "RESTART_KEYS",
     "TLS_ENGINES",
     "WORKERS_SOCKETS",
@@ -49,11 +50,14 @@ TLS_ENGINES: tuple[str, ...] = ("auto", "ssl", "deferred")
 # (mtlscore.gateway.handshake; what load balancers do), or after it with a JSON 403 naming it.
 REJECT_AT: tuple[str, ...] = ("handshake", "http")
 RUNTIMES: tuple[str, ...] = ("asyncio", "trio")
+# [server] event_loop, the asyncio runtime's loop: "auto" (uvloop when it is installed, else
+# asyncio's own; the runtime looks, the core reads no OS state), "asyncio" or "uvloop".
+EVENT_LOOPS: tuple[str, ...] = ("auto", "asyncio", "uvloop")
 # Default connections at once per source address: strict handshake, lenient handshake.
 ADDRESS_LIMIT = 256
 LENIENT_ADDRESS_LIMIT = 64
 # Keys a reload cannot apply: the listeners and the event loop exist once per process.
-RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime", "workers", "workers_socket")
+RESTART_KEYS: tuple[str, ...] = ("listen", "admin_listen", "runtime", "event_loop", "workers", "workers_socket")
 # [server] workers: at most this many processes (a typo such as 1000 is a ConfigError, not a fork storm).
 MAX_WORKERS = 256
 # [server] auth_cache_entries: verdicts of forwarded certificates kept (gateway/forwarded_cache.py).
@@ -183,6 +187,7 @@ class ServerConfig:
     key: pathlib.Path
     listen: Address = Address("127.0.0.1", 8443)
     runtime: str = "asyncio"
+    event_loop: str = "auto"
     mode: Mode = "reject_invalid"
     tls_engine: str = "auto"
     # reject_invalid only: "handshake" (the deferred engine fails the handshake with the
@@ -405,6 +410,7 @@ _KNOWN = {
     "certificate",
     "key",
     "runtime",
+    "event_loop",
     "mode",
     "tls_engine",
     "reject_at",
@@ -595,6 +601,11 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
             raise ConfigError(exc.message, key=f"server.{sub}") from None
         nets.extend(proxy.networks)
         trusted.append(proxy)
+    runtime = _choice(table, "runtime", "asyncio", RUNTIMES)
+    event_loop = _choice(table, "event_loop", "auto", EVENT_LOOPS)
+    if runtime == "trio" and event_loop == "uvloop":
+        raise ConfigError('uvloop is an asyncio event loop: with runtime = "trio", remove event_loop',
+                          key="server.event_loop")
     account_header = table.get("account_header", "X-Mtls-Account")
     if not isinstance(account_header, str) or not re.fullmatch(r"[A-Za-z0-9\-]+", account_header):
         raise ConfigError("must be an HTTP header name", key="server.account_header")
@@ -651,7 +662,8 @@ def server_from_config(table: object, *, base_dir: pathlib.Path) -> ServerConfig
         certificate=paths["certificate"],
         key=paths["key"],
         listen=parse_address(table.get("listen", "127.0.0.1:8443"), key="server.listen"),
-        runtime=_choice(table, "runtime", "asyncio", RUNTIMES),
+        runtime=runtime,
+        event_loop=event_loop,
         mode=mode,  # type: ignore[arg-type]
         tls_engine=tls_engine,
         reject_at=reject_at,

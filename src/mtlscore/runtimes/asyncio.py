@@ -18,10 +18,11 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Coroutine
-from typing import cast
+from typing import TypeVar, cast
 
 from ..gateway.settings import Address
 from ..gateway.shared import SharedSettings
+from ..reasons import ConfigError
 from . import ServerInfo, TaskStatus
 from .admin import serve_admin
 from .driver import serve_connection
@@ -33,6 +34,8 @@ from .state import GatewayState
 from .tls import presented_chain, server_context
 
 __all__ = [
+    "event_loop",
+    "run",
     "AsyncioFetcher",
     "AsyncioStream",
     "ConnectionStream",
@@ -475,7 +478,8 @@ async def serve(
             loop.add_signal_handler(signal.SIGINT, stop_on, signal.SIGINT)
     if task_status is not None:
         task_status.started(info)
-    state.log_started("asyncio", info.address, info.admin_address)
+    state.log_started("asyncio", info.address, info.admin_address,
+                      "uvloop" if type(loop).__module__.partition(".")[0] == "uvloop" else "asyncio")
 
     async def watch() -> None:
         while (poll := state.snapshot.gateway.server.reload_poll) > 0:
@@ -523,3 +527,33 @@ async def serve(
         state.save_radar()
         if shared is not None:
             await shared.aclose()
+
+
+T = TypeVar("T")
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def event_loop(setting: str) -> tuple[str, LoopFactory | None]:
+    """``[server] event_loop``: (the loop's name, its factory; None for asyncio's own).
+
+    "auto" takes uvloop when it is installed (as uvicorn's ``--loop auto`` does), else
+    asyncio's own loop; "uvloop" raises ConfigError when it is not installed. uvloop runs
+    the same code with its event loop and transports written in C: less interpreter per
+    connection and per request (docs/performance.md, "uvloop").
+    """
+    if setting == "asyncio":
+        return "asyncio", None
+    try:
+        import uvloop
+    except ImportError:
+        if setting == "uvloop":
+            raise ConfigError('uvloop is not installed: pip install uvloop (it comes with "mtlscore[gateway]"), '
+                              'or event_loop = "auto"', key="server.event_loop") from None
+        return "asyncio", None
+    return "uvloop", uvloop.new_event_loop
+
+
+def run(main: Callable[[], Coroutine[object, object, T]], factory: LoopFactory | None) -> T:
+    """``asyncio.run(main())`` on the loop ``factory`` makes (None: asyncio's own)."""
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())

@@ -299,14 +299,17 @@ class GatewayState:
         logger.info(json.dumps({"event": "mtls_reload", "result": "ok"}))
         return True
 
-    def log_started(self, runtime: str, address: object, admin_address: object | None) -> None:
-        """The ``mtls_start`` line: where the gateway listens and what it trusts and does."""
+    def log_started(self, runtime: str, address: object, admin_address: object | None,
+                    event_loop: str | None = None) -> None:
+        """The ``mtls_start`` line: where the gateway listens and what it trusts and does
+        (``event_loop``: the asyncio runtime's loop, asyncio's own or uvloop)."""
         gateway = self.snapshot.gateway
         server, trust = gateway.server, gateway.validator.trust
         identity_map = gateway.validator.identity_map
         logger.info(json.dumps({
             "event": "mtls_start",
             "runtime": runtime,
+            "event_loop": event_loop,
             "listen": str(address),
             "admin_listen": str(admin_address) if admin_address is not None else None,
             "mode": server.mode,

@@ -541,7 +541,8 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     else:
         from . import asyncio as asyncio_runtime
 
-        asyncio.run(asyncio_runtime.serve(state, task_status=status, sock=sock))
+        _, factory = asyncio_runtime.event_loop(state.snapshot.gateway.server.event_loop)
+        asyncio_runtime.run(lambda: asyncio_runtime.serve(state, task_status=status, sock=sock), factory)
     return 0
 
 
