@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import importlib.util
 import json
 import os
 import shutil
@@ -607,7 +608,9 @@ def test_mtlscore_serve_curl_sighup_sigterm(env: Env, upstream: Upstream, runtim
     try:
         assert proc.stderr is not None
         ready = proc.stderr.readline()
-        assert f"mtlscore gateway ({runtime}, reject_invalid" in ready, ready
+        # event_loop = "auto" (the default): the asyncio runtime on uvloop wherever it is installed.
+        uvloop = runtime == "asyncio" and importlib.util.find_spec("uvloop") is not None
+        assert f"mtlscore gateway ({'asyncio on uvloop' if uvloop else runtime}, reject_invalid" in ready, ready
         port = int(ready.split("https://127.0.0.1:")[1].split()[0])
         out = subprocess.run(
             [
