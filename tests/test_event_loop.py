@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,22 +50,42 @@ def test_run_runs_on_the_loop_the_factory_makes() -> None:
     assert asyncio_runtime.run(which, None).startswith("asyncio")
 
 
-def test_serve_names_the_file_and_key_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _config(d: Path, extra: str = "") -> Path:
     root = pki.root("CN=Loop Root")
     server = root.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
-    (tmp_path / "root.pem").write_bytes(root.pem)
-    (tmp_path / "server.pem").write_bytes(server.pem)
-    (tmp_path / "server.key").write_bytes(server.key_pem)
-    os.chmod(tmp_path / "server.key", 0o600)
-    config = tmp_path / "mtlscore.toml"
+    (d / "root.pem").write_bytes(root.pem)
+    (d / "server.pem").write_bytes(server.pem)
+    (d / "server.key").write_bytes(server.key_pem)
+    os.chmod(d / "server.key", 0o600)
+    config = d / "mtlscore.toml"
     config.write_text('[trust]\nanchors = ["root.pem"]\n[server]\nlisten = "127.0.0.1:0"\ncertificate = "server.pem"\n'
-                      'key = "server.key"\nevent_loop = "uvloop"\nreload_poll_seconds = 0\n')
+                      f'key = "server.key"\nevent_loop = "uvloop"\nreload_poll_seconds = 0\n{extra}')
+    return config
+
+
+@pytest.mark.parametrize("args", [[], ["--runtime", "trio"]], ids=["uvloop-missing", "trio-from-the-command-line"])
+def test_serve_names_the_file_and_key_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    config = _config(tmp_path)
     _without_uvloop(monkeypatch)
-    assert main(["serve", "--config", str(config), "--quiet"]) == 2
+    assert main(["serve", "--config", str(config), "--quiet", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(config) in err[0] and "server.event_loop" in err[0], err
+
+
+def test_workers_say_it_once_before_starting_any(tmp_path: Path) -> None:
+    # The parent checks before it forks: one line, not one failed worker after another.
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "uvloop.py").write_text('raise ImportError("uvloop hidden for this test")\n')
+    config = _config(tmp_path, "workers = 2\n")
+    result = subprocess.run([sys.executable, "-m", "mtlscore", "serve", "--config", str(config), "--quiet"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(hidden)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert str(config) in line and "server.event_loop" in line and "pip install uvloop" in line, line
 
 
 def test_a_reload_cannot_change_the_loop_it_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -9,18 +9,18 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from ..reasons import ConfigError
 from .common import Command, CommandError, arg
 
 if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
     from ..gateway.settings import Address, ServerConfig
     from ..runtimes.state import GatewayState
 
 __all__ = ["COMMAND", "run"]
-
-T = TypeVar("T")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,13 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = state.snapshot.gateway.server
     runtime = args.runtime or server.runtime
 
-    label = runtime
-    factory = None
-    if runtime != "trio":
-        from ..runtimes import asyncio as asyncio_runtime
-
-        loop, factory = _event_loop(asyncio_runtime.event_loop, server.event_loop, args.config)
-        label = f"asyncio on {loop}" if loop != "asyncio" else "asyncio"
+    label, factory = _loop_label(runtime, server)
 
     def ready(info: ServerInfo) -> None:
         _banner(label, server, info.address, info.admin_address)
@@ -122,16 +116,25 @@ def _serve(args: argparse.Namespace) -> int:
 
         trio.run(lambda: trio_runtime.serve(state, task_status=status))
     else:
+        from ..runtimes import asyncio as asyncio_runtime
+
         asyncio_runtime.run(lambda: asyncio_runtime.serve(state, task_status=status), factory)
     return 0
 
 
-def _event_loop(choose: Callable[[str], tuple[str, T]], setting: str, config: str) -> tuple[str, T]:
-    """``choose(setting)`` (runtimes.asyncio.event_loop), its ConfigError as one line naming the file."""
-    try:
-        return choose(setting)
-    except ConfigError as exc:
-        raise CommandError(f"configuration error in {config}: {exc}") from None
+def _loop_label(runtime: str, server: ServerConfig) -> tuple[str, Callable[[], AbstractEventLoop] | None]:
+    """(what the banner calls the runtime, the asyncio loop factory) for ``[server] event_loop``.
+    Raises ConfigError (``run`` names the file): uvloop asked for and not installed, or with trio
+    (``--runtime trio`` over a file that asks for uvloop)."""
+    if runtime == "trio":
+        if server.event_loop == "uvloop":
+            raise ConfigError('uvloop is an asyncio event loop: with the trio runtime, remove event_loop',
+                              key="server.event_loop")
+        return "trio", None
+    from ..runtimes import asyncio as asyncio_runtime
+
+    loop, factory = asyncio_runtime.event_loop(server.event_loop)
+    return ("asyncio" if loop == "asyncio" else f"asyncio on {loop}"), factory
 
 
 def _run_workers(args: argparse.Namespace, count: int) -> int:
@@ -147,7 +150,8 @@ def _run_workers(args: argparse.Namespace, count: int) -> int:
             _log_lines({"pid": os.getpid()}, shared=True)
 
         def banner(runtime: str, state: GatewayState, address: Address, admin_address: Address | None) -> None:
-            _banner(runtime, state.snapshot.gateway.server, address, admin_address, count)
+            server = state.snapshot.gateway.server
+            _banner(_loop_label(runtime, server)[0], server, address, admin_address, count)
 
         try:
             return serve_workers(args.config, runtime=args.runtime, count=count, quiet=args.quiet, banner=banner)
