@@ -9,6 +9,7 @@ Nothing sleeps to synchronise: every wait polls a condition under a deadline.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import select
@@ -235,7 +236,9 @@ def listening(port: int) -> int:
 def test_two_workers_share_the_port_and_metrics_sum_them(site: Site, serve: Any, runtime: str, mode: str) -> None:
     s = serve(site.write(workers_socket=mode), runtime)
     port, admin = s.started()
-    assert f"({runtime}, reject_invalid, TLS engine" in s.banner and ", 2 workers)" in s.banner
+    # event_loop = "auto" (the default): the asyncio runtime on uvloop wherever it is installed.
+    label = "asyncio on uvloop" if runtime == "asyncio" and importlib.util.find_spec("uvloop") else runtime
+    assert f"({label}, reject_invalid, TLS engine" in s.banner and ", 2 workers)" in s.banner
     pids = set(s.workers().values())
     assert len(pids) == 2 and s.proc.pid not in pids
     assert {d["socket"] for d in s.events("worker_start")} == {mode}
