@@ -50,7 +50,8 @@ def test_run_runs_on_the_loop_the_factory_makes() -> None:
     assert asyncio_runtime.run(which, None).startswith("asyncio")
 
 
-def _config(d: Path, extra: str = "") -> Path:
+def _config(d: Path, extra: str = "", loop: str | None = "uvloop") -> Path:
+    """A gateway config in ``d``; ``loop``: its event_loop line (None: none, the default)."""
     root = pki.root("CN=Loop Root")
     server = root.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
     (d / "root.pem").write_bytes(root.pem)
@@ -59,7 +60,8 @@ def _config(d: Path, extra: str = "") -> Path:
     os.chmod(d / "server.key", 0o600)
     config = d / "mtlscore.toml"
     config.write_text('[trust]\nanchors = ["root.pem"]\n[server]\nlisten = "127.0.0.1:0"\ncertificate = "server.pem"\n'
-                      f'key = "server.key"\nevent_loop = "uvloop"\nreload_poll_seconds = 0\n{extra}')
+                      f'key = "server.key"\nreload_poll_seconds = 0\n{extra}'
+                      + (f'event_loop = "{loop}"\n' if loop else ""))
     return config
 
 
@@ -94,16 +96,8 @@ def test_a_reload_cannot_change_the_loop_it_says_so(tmp_path: Path, caplog: pyte
 
     from mtlscore.runtimes.state import GatewayState
 
-    root = pki.root("CN=Loop Root")
-    server = root.leaf("localhost", eku=[pki.SERVER_AUTH], san_dns=["localhost"])
-    (tmp_path / "root.pem").write_bytes(root.pem)
-    (tmp_path / "server.pem").write_bytes(server.pem)
-    (tmp_path / "server.key").write_bytes(server.key_pem)
-    os.chmod(tmp_path / "server.key", 0o600)
-    config = tmp_path / "mtlscore.toml"
-    text = ('[trust]\nanchors = ["root.pem"]\n[server]\ncertificate = "server.pem"\nkey = "server.key"\n'
-            'reload_poll_seconds = 0\n')
-    config.write_text(text)
+    config = _config(tmp_path, loop=None)
+    text = config.read_text()
     state = GatewayState.from_config_file(config)
     assert state.snapshot.gateway.server.event_loop == "auto"  # the default
     config.write_text(text + 'event_loop = "asyncio"\n')
