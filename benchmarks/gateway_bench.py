@@ -190,7 +190,8 @@ def _gateway(config: pathlib.Path, runtime: str) -> Callable[[Callable[[int], No
                 info.shutdown()
                 task.cancel()
 
-            asyncio.run(main())
+            # On the loop `mtlscore serve` would run it on ([server] event_loop; auto: uvloop if installed).
+            rt.run(main, rt.event_loop(state.snapshot.gateway.server.event_loop)[1])
         else:
             import trio
 
