@@ -25,6 +25,14 @@ def test_asyncio_is_asyncio_s_own_loop() -> None:
     assert asyncio_runtime.event_loop("asyncio") == ("asyncio", None)
 
 
+def test_trio_runs_its_own_loop_and_refuses_uvloop() -> None:
+    # --runtime trio over a file that names a loop: the file's check (settings.py) cannot see it.
+    assert asyncio_runtime.event_loop("auto", "trio") == ("trio", None)
+    with pytest.raises(ConfigError) as caught:
+        asyncio_runtime.event_loop("uvloop", "trio")
+    assert caught.value.key == "server.event_loop"
+
+
 def test_auto_takes_uvloop_when_installed_else_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
     uvloop = pytest.importorskip("uvloop")
     assert asyncio_runtime.event_loop("auto") == ("uvloop", uvloop.new_event_loop)

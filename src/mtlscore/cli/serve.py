@@ -126,15 +126,10 @@ def _loop_label(runtime: str, server: ServerConfig) -> tuple[str, Callable[[], A
     """(what the banner calls the runtime, the asyncio loop factory) for ``[server] event_loop``.
     Raises ConfigError (``run`` names the file): uvloop asked for and not installed, or with trio
     (``--runtime trio`` over a file that asks for uvloop)."""
-    if runtime == "trio":
-        if server.event_loop == "uvloop":
-            raise ConfigError('uvloop is an asyncio event loop: with the trio runtime, remove event_loop',
-                              key="server.event_loop")
-        return "trio", None
     from ..runtimes import asyncio as asyncio_runtime
 
-    loop, factory = asyncio_runtime.event_loop(server.event_loop)
-    return ("asyncio" if loop == "asyncio" else f"asyncio on {loop}"), factory
+    loop, factory = asyncio_runtime.event_loop(server.event_loop, runtime)
+    return (loop if loop in ("asyncio", "trio") else f"asyncio on {loop}"), factory
 
 
 def _run_workers(args: argparse.Namespace, count: int) -> int:

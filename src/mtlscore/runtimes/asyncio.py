@@ -533,14 +533,21 @@ T = TypeVar("T")
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
-def event_loop(setting: str) -> tuple[str, LoopFactory | None]:
+def event_loop(setting: str, runtime: str = "asyncio") -> tuple[str, LoopFactory | None]:
     """``[server] event_loop``: (the loop's name, its factory; None for asyncio's own).
 
     "auto" takes uvloop when it is installed (as uvicorn's ``--loop auto`` does), else
     asyncio's own loop; "uvloop" raises ConfigError when it is not installed. uvloop runs
     the same code with its event loop and transports written in C: less interpreter per
-    connection and per request (docs/performance.md, "uvloop").
+    connection and per request (docs/performance.md, "uvloop"). ``runtime``: the one that
+    will run (``--runtime`` overrides the file's): on trio, ("trio", None), and a
+    ConfigError when the setting asks for uvloop.
     """
+    if runtime == "trio":
+        if setting == "uvloop":
+            raise ConfigError("uvloop is an asyncio event loop: with the trio runtime, remove event_loop",
+                              key="server.event_loop")
+        return "trio", None
     if setting == "asyncio":
         return "asyncio", None
     try:

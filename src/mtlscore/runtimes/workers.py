@@ -400,13 +400,10 @@ def serve_workers(config: str, *, runtime: str | None, count: int, quiet: bool, 
     runtime = runtime or server.runtime
     if runtime == "trio" and importlib.util.find_spec("trio") is None:
         raise ConfigError('the trio runtime needs trio: pip install "mtlscore[trio]"', key="server.runtime")
-    if runtime == "trio" and server.event_loop == "uvloop":
-        raise ConfigError("uvloop is an asyncio event loop: with the trio runtime, remove event_loop",
-                          key="server.event_loop")
-    if runtime != "trio":
-        from . import asyncio as asyncio_runtime
+    from . import asyncio as asyncio_runtime
 
-        asyncio_runtime.event_loop(server.event_loop)  # uvloop asked for and not installed: here, not per worker
+    # uvloop asked for and not installed, or with trio: said here, once, not by each worker.
+    asyncio_runtime.event_loop(server.event_loop, runtime)
     mode = socket_mode(server.workers_socket)
     if mode == "reuseport":
         sock = reserve_port(server.listen)
