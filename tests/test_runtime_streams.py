@@ -174,3 +174,80 @@ async def test_a_read_of_bytes_already_there_still_yields_and_can_be_cancelled(
             assert data == b"first"
             assert ran == ["other"]  # the reads let the other task run
         await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_read_that_ended_before_its_deadline_does_not_time_out_a_later_read(
+    listener: socket.socket, variant: str
+) -> None:
+    # The first read waits (its bytes come after it started) and ends well before its
+    # 0.3 s deadline; the next read waits past that deadline for its own bytes. trio keeps
+    # one deadline entry per stream: the first read's, when it comes up, must move on to
+    # the second read's deadline, not end it.
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        timer = _later(0.05, lambda: peer.sendall(b"soon"))
+        assert await stream.recv(65536, 0.3) == b"soon"
+        timer.join()
+        timer = _later(0.7, lambda: peer.sendall(b"late"))
+        started = time.monotonic()
+        assert await stream.recv(65536, 10) == b"late"
+        assert time.monotonic() - started >= 0.6
+        timer.join()
+        # And after a timeout the connection still sends and reads (the 408 path).
+        assert await stream.recv(65536, 0.05) is None
+        await stream.send(b"408", 10)
+        assert peer.recv(16) == b"408"
+        peer.sendall(b"again")
+        assert await stream.recv(65536, 10) == b"again"
+        await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_many_streams_time_out_each_at_its_own_deadline(listener: socket.socket, variant: str) -> None:
+    pairs = [await _pair(listener, variant) for _ in range(12)]
+    # Distinct and out of order; the first read waits longest (an earlier deadline must wake
+    # the keeper sooner).
+    timeouts = [1.0, 0.12, 0.6, 0.2, 0.85, 0.3, 0.45, 0.15, 0.7, 0.25, 0.95, 0.38]
+    ended: dict[int, float] = {}
+    started = time.monotonic()
+
+    async def read(i: int) -> None:
+        assert await pairs[i][0].recv(65536, timeouts[i]) is None
+        ended[i] = time.monotonic() - started
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read, 0)
+        await anyio.sleep(0.03)  # the longest read waits first (trio's keeper sleeps until it)
+        for i in range(1, 12):
+            tg.start_soon(read, i)
+    for i, t in enumerate(timeouts):
+        assert t - 0.01 <= ended[i] < t + 2.0
+    assert ended[1] < ended[0] - 0.5  # 0.12 s did not wait for the 1 s read's deadline
+    # They ended in the order of their deadlines.
+    assert sorted(ended, key=ended.__getitem__) == sorted(range(12), key=timeouts.__getitem__)
+    for stream, peer in pairs:
+        await stream.aclose()
+        peer.close()
+
+
+@pytest.mark.anyio
+async def test_reads_that_wait_keep_the_deadline_entries_bounded(listener: socket.socket, variant: str) -> None:
+    # trio: a keep-alive connection's reads (each waits, each gets its bytes) must not pile
+    # up entries in the deadline keeper (one per read would hold memory for the timeout),
+    # not even when each read's deadline is earlier than the last (each needs its own entry).
+    if variant != "trio":
+        pytest.skip("trio's read-deadline keeper")
+    from mtlscore.runtimes.trio import _read_deadlines
+
+    stream, peer = await _pair(listener, variant)
+    with peer:
+        for timeouts in ([60.0] * 300, [60 - i * 0.1 for i in range(300)]):
+            for timeout in timeouts:
+                timer = _later(0.001, lambda: peer.sendall(b"x"))
+                assert await stream.recv(65536, timeout) == b"x"
+                timer.join()
+            if timeouts[0] == timeouts[-1]:
+                assert len(_read_deadlines()._heap) == 1  # the same timeout: one entry
+        assert len(_read_deadlines()._heap) <= 2 + 64 + 1  # pruned: live ones, twice, and 64
+        await stream.aclose()

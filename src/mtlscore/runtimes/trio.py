@@ -17,6 +17,9 @@ import signal
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from heapq import heapify, heappop, heappush
+from itertools import count
+from math import inf
 
 import trio
 
@@ -52,6 +55,13 @@ class TrioStream:
         self.stream = stream
         self._raw = _stdlib_socket(stream.socket)
         self._eager = True  # try a read before waiting (see recv)
+        # For _ReadDeadlines: the waiting read's deadline (None: no read waiting); the live
+        # entry it keeps for this stream (its number, None: none) and that entry's time;
+        # whether it woke the read because the deadline passed.
+        self.read_deadline: float | None = None
+        self.entry: int | None = None
+        self.entry_at = inf
+        self.timed_out = False
 
     async def recv(self, max_bytes: int, timeout: float) -> bytes | None:
         sock = self._raw
@@ -73,11 +83,19 @@ class TrioStream:
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
-        with trio.move_on_after(timeout):
+        # The timeout: a deadline _ReadDeadlines watches, not a cancel scope per read (a
+        # scope costs ~5 µs to enter and leave, and each leaves an entry in trio's deadline
+        # heap; two reads per proxied request). When it passes, the wait ends as trio's does
+        # for a socket about to be closed, and the read returns None as a timeout.
+        self.timed_out = False
+        _read_deadlines().watch(self, trio.current_time() + timeout)
+        try:
             while True:
                 try:
                     await trio.lowlevel.wait_readable(sock)
                 except trio.ClosedResourceError as exc:
+                    if self.timed_out:
+                        return None
                     raise OSError(str(exc)) from None
                 try:
                     data = sock.recv(max_bytes)
@@ -85,7 +103,8 @@ class TrioStream:
                     continue  # readable, then not (another reader, or a spurious wakeup): wait again
                 self._eager = len(data) == max_bytes  # a full buffer: more is likely waiting
                 return data
-        return None
+        finally:
+            self.read_deadline = None
 
     async def send(self, data: bytes, timeout: float) -> None:
         sock = self._raw
@@ -154,6 +173,103 @@ class TrioStream:
         # and caught a Cancelled at every close just to skip that checkpoint.
         with contextlib.suppress(Exception):
             self.stream.socket.close()
+
+
+class _ReadDeadlines:
+    """The read timeouts of every :class:`TrioStream` in one trio run, kept by one task.
+
+    A read that has to wait sets its stream's deadline; the task sleeps until the earliest
+    one and wakes the read of each stream whose deadline has passed with
+    ``trio.lowlevel.notify_closing`` (its ``wait_readable`` raises ``ClosedResourceError``;
+    the stream, marked ``timed_out``, returns None). The socket is not closed and stays
+    usable: the session answers the timeout (a 408) or closes it.
+
+    A stream has one live entry in the heap. A later read whose deadline is no earlier
+    than the entry's (within :data:`SLACK`) only moves the stream's deadline; when the
+    entry comes up and the stream's deadline has moved on, it is pushed again at the new
+    one. A read with an earlier deadline pushes a new entry, and the old one is dropped
+    when it comes up, or when stale entries outnumber live ones (the heap is then rebuilt,
+    as trio prunes its own). So a keep-alive read costs a clock read and a few attribute
+    writes, where trio's ``move_on_after`` built, entered and left a cancel scope and left
+    an entry in trio's own deadline heap.
+    """
+
+    SLACK = 0.001  # seconds a read may end after its deadline, rather than a new entry
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TrioStream]] = []
+        self._numbers = count()  # entry numbers: ties in the heap never compare streams
+        self._live = 0  # streams with an entry
+        self._wake_at = inf
+        self._sleep: trio.CancelScope | None = None
+
+    def watch(self, stream: TrioStream, deadline: float) -> None:
+        stream.read_deadline = deadline
+        if stream.entry is not None:
+            if stream.entry_at <= deadline + self.SLACK:
+                return  # its entry comes up first, and is pushed again at this deadline then
+            if len(self._heap) > 2 * self._live + 64:
+                self._prune()
+        else:
+            self._live += 1
+        self._push(stream, deadline)
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._sleep is not None:
+                self._sleep.deadline = deadline
+
+    def _push(self, stream: TrioStream, deadline: float) -> None:
+        stream.entry = number = next(self._numbers)
+        stream.entry_at = deadline
+        heappush(self._heap, (deadline, number, stream))
+
+    def _prune(self) -> None:
+        self._heap = [item for item in self._heap if item[2].entry == item[1]]
+        heapify(self._heap)
+
+    def _drop(self, stream: TrioStream) -> None:
+        stream.entry = None
+        self._live -= 1
+
+    async def run(self) -> None:
+        while True:
+            now = trio.current_time()
+            heap = self._heap  # (_prune replaces it)
+            while heap and heap[0][0] <= now:
+                _, number, stream = heappop(heap)
+                if number != stream.entry:
+                    continue  # replaced by an earlier entry
+                deadline = stream.read_deadline
+                if deadline is None:
+                    self._drop(stream)  # no read waiting any more
+                elif deadline > now:
+                    self._push(stream, deadline)
+                else:
+                    self._drop(stream)
+                    stream.read_deadline = None
+                    stream.timed_out = True
+                    if stream._raw is not None:
+                        with contextlib.suppress(OSError, ValueError):
+                            trio.lowlevel.notify_closing(stream._raw)
+            self._wake_at = heap[0][0] if heap else inf
+            with trio.CancelScope(deadline=self._wake_at) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+
+
+_READ_DEADLINES: trio.lowlevel.RunVar[_ReadDeadlines] = trio.lowlevel.RunVar("mtlscore_read_deadlines")
+
+
+def _read_deadlines() -> _ReadDeadlines:
+    """This trio run's :class:`_ReadDeadlines`, its task started on first use (a system
+    task: it ends with the run)."""
+    try:
+        return _READ_DEADLINES.get()
+    except LookupError:
+        keeper = _ReadDeadlines()
+        trio.lowlevel.spawn_system_task(keeper.run, name="mtlscore read deadlines")
+        _READ_DEADLINES.set(keeper)
+        return keeper
 
 
 def _stdlib_socket(sock: trio.socket.SocketType) -> socket.socket | None:
