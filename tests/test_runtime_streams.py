@@ -251,3 +251,41 @@ async def test_reads_that_wait_keep_the_deadline_entries_bounded(listener: socke
                 assert len(_read_deadlines()._heap) == 1  # the same timeout: one entry
         assert len(_read_deadlines()._heap) <= 2 + 64 + 1  # pruned: live ones, twice, and 64
         await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_deadline_that_passes_between_a_wakeup_and_the_read_still_ends_the_read(
+    listener: socket.socket, variant: str
+) -> None:
+    # trio: the read's wait is woken because the socket is readable, and before the task
+    # runs, the deadline keeper finds the deadline passed (its wake finds no wait left).
+    # The read then finds no bytes (another reader took them, or a spurious wakeup) and
+    # would wait again, with no deadline watching it any more: it must return None instead.
+    if variant != "trio":
+        pytest.skip("trio's read-deadline keeper")
+    stream, peer = await _pair(listener, variant)
+    real = stream._raw
+
+    class Raced:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def recv(self, n: int) -> bytes:
+            self.calls += 1
+            if self.calls == 1:
+                raise BlockingIOError  # the eager read: nothing there yet
+            real.recv(n)  # the bytes go elsewhere ...
+            stream.timed_out, stream.read_deadline = True, None  # ... as the keeper fired
+            raise BlockingIOError
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    stream._raw = Raced()
+    with peer:
+        timer = _later(0.05, lambda: peer.sendall(b"x"))
+        with anyio.fail_after(5):
+            assert await stream.recv(65536, 30) is None
+        timer.join()
+        stream._raw = real
+        await stream.aclose()

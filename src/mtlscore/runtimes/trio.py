@@ -91,6 +91,10 @@ class TrioStream:
         _read_deadlines().watch(self, trio.current_time() + timeout)
         try:
             while True:
+                if self.timed_out:
+                    # The deadline passed after a wakeup that found no bytes (below): the
+                    # keeper ended this read's watch, so a wait now would have no deadline.
+                    return None
                 try:
                     await trio.lowlevel.wait_readable(sock)
                 except trio.ClosedResourceError as exc:
