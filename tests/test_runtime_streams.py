@@ -289,3 +289,22 @@ async def test_a_deadline_that_passes_between_a_wakeup_and_the_read_still_ends_t
         timer.join()
         stream._raw = real
         await stream.aclose()
+
+
+@pytest.mark.anyio
+async def test_closed_streams_do_not_pile_up_in_the_deadline_keeper(listener: socket.socket, variant: str) -> None:
+    # trio: each connection's last read leaves an entry until its deadline (a minute, say);
+    # a closed stream's entry is dead and pruned as new ones come, so a busy gateway holds
+    # no more than about twice its open streams' entries, not every stream of the last minute.
+    if variant != "trio":
+        pytest.skip("trio's read-deadline keeper")
+    from mtlscore.runtimes.trio import _read_deadlines
+
+    for _ in range(200):
+        stream, peer = await _pair(listener, variant)
+        with peer:
+            timer = _later(0.001, lambda peer=peer: peer.sendall(b"x"))  # type: ignore[misc]
+            assert await stream.recv(65536, 60) == b"x"  # waited: its entry stays for 60 s
+            timer.join()
+            await stream.aclose()
+    assert len(_read_deadlines()._heap) <= 64 + 1

@@ -177,6 +177,9 @@ class TrioStream:
         # and caught a Cancelled at every close just to skip that checkpoint.
         with contextlib.suppress(Exception):
             self.stream.socket.close()
+        if self.entry is not None:  # its deadline entry is dead: pruned with the others
+            with contextlib.suppress(LookupError):  # (a keeper exists: it made the entry)
+                _READ_DEADLINES.get().forget(self)
 
 
 class _ReadDeadlines:
@@ -191,11 +194,12 @@ class _ReadDeadlines:
     A stream has one live entry in the heap. A later read whose deadline is no earlier
     than the entry's (within :data:`SLACK`) only moves the stream's deadline; when the
     entry comes up and the stream's deadline has moved on, it is pushed again at the new
-    one. A read with an earlier deadline pushes a new entry, and the old one is dropped
-    when it comes up, or when stale entries outnumber live ones (the heap is then rebuilt,
-    as trio prunes its own). So a keep-alive read costs a clock read and a few attribute
-    writes, where trio's ``move_on_after`` built, entered and left a cancel scope and left
-    an entry in trio's own deadline heap.
+    one. A read with an earlier deadline pushes a new entry; the old one, like the entry of
+    a stream that was closed, is dropped when it comes up, or when such dead entries
+    outnumber the live ones (the heap is then rebuilt before the next push, as trio prunes
+    its own). So a keep-alive read costs a clock read and a few attribute writes, where
+    trio's ``move_on_after`` built, entered and left a cancel scope and left an entry in
+    trio's own deadline heap.
     """
 
     SLACK = 0.001  # seconds a read may end after its deadline, rather than a new entry
@@ -212,8 +216,6 @@ class _ReadDeadlines:
         if stream.entry is not None:
             if stream.entry_at <= deadline + self.SLACK:
                 return  # its entry comes up first, and is pushed again at this deadline then
-            if len(self._heap) > 2 * self._live + 64:
-                self._prune()
         else:
             self._live += 1
         self._push(stream, deadline)
@@ -222,7 +224,15 @@ class _ReadDeadlines:
             if self._sleep is not None:
                 self._sleep.deadline = deadline
 
+    def forget(self, stream: TrioStream) -> None:
+        """A closed stream: its entry no longer counts (it holds the stream until pruned)."""
+        stream.read_deadline = None
+        if stream.entry is not None:
+            self._drop(stream)
+
     def _push(self, stream: TrioStream, deadline: float) -> None:
+        if len(self._heap) > 2 * self._live + 64:
+            self._prune()
         stream.entry = number = next(self._numbers)
         stream.entry_at = deadline
         heappush(self._heap, (deadline, number, stream))
@@ -238,9 +248,8 @@ class _ReadDeadlines:
     async def run(self) -> None:
         while True:
             now = trio.current_time()
-            heap = self._heap  # (_prune replaces it)
-            while heap and heap[0][0] <= now:
-                _, number, stream = heappop(heap)
+            while self._heap and self._heap[0][0] <= now:  # (_push may prune: a new list)
+                _, number, stream = heappop(self._heap)
                 if number != stream.entry:
                     continue  # replaced by an earlier entry
                 deadline = stream.read_deadline
@@ -255,7 +264,7 @@ class _ReadDeadlines:
                     if stream._raw is not None:
                         with contextlib.suppress(OSError, ValueError):
                             trio.lowlevel.notify_closing(stream._raw)
-            self._wake_at = heap[0][0] if heap else inf
+            self._wake_at = self._heap[0][0] if self._heap else inf
             with trio.CancelScope(deadline=self._wake_at) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
