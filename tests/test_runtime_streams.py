@@ -303,7 +303,7 @@ async def test_closed_streams_do_not_pile_up_in_the_deadline_keeper(listener: so
     for _ in range(200):
         stream, peer = await _pair(listener, variant)
         with peer:
-            timer = _later(0.001, lambda peer=peer: peer.sendall(b"x"))  # type: ignore[misc]
+            timer = _later(0.001, lambda peer=peer: peer.sendall(b"x"))
             assert await stream.recv(65536, 60) == b"x"  # waited: its entry stays for 60 s
             timer.join()
             await stream.aclose()

@@ -251,7 +251,7 @@ class _ReadDeadlines:
             while self._heap and self._heap[0][0] <= now:  # (_push may prune: a new list)
                 _, number, stream = heappop(self._heap)
                 if number != stream.entry:
-                    continue  # replaced by an earlier entry
+                    continue  # dead: replaced by an earlier entry, or its stream closed
                 deadline = stream.read_deadline
                 if deadline is None:
                     self._drop(stream)  # no read waiting any more
