@@ -224,8 +224,12 @@ async def test_many_streams_time_out_each_at_its_own_deadline(listener: socket.s
     for i, t in enumerate(timeouts):
         assert t - 0.01 <= ended[i] < t + 2.0
     assert ended[1] < ended[0] - 0.5  # 0.12 s did not wait for the 1 s read's deadline
-    # They ended in the order of their deadlines.
-    assert sorted(ended, key=ended.__getitem__) == sorted(range(12), key=timeouts.__getitem__)
+    # They ended in the order of their deadlines (where those are far enough apart that a
+    # busy machine's late wake-up cannot put two in one scheduler batch, run in any order).
+    for i in range(12):
+        for j in range(12):
+            if timeouts[i] + 0.2 <= timeouts[j]:
+                assert ended[i] < ended[j], (timeouts[i], timeouts[j])
     for stream, peer in pairs:
         await stream.aclose()
         peer.close()
