@@ -311,4 +311,7 @@ async def test_closed_streams_do_not_pile_up_in_the_deadline_keeper(listener: so
             assert await stream.recv(65536, 60) == b"x"  # waited: its entry stays for 60 s
             timer.join()
             await stream.aclose()
-    assert len(_read_deadlines()._heap) <= 64 + 1
+    # Pruned before a push once over twice the live entries (one: the stream being read)
+    # plus 64: at most 2 * 1 + 64 + 1, whatever the timing (a read that finds its byte
+    # already there does not wait, and pushes nothing).
+    assert len(_read_deadlines()._heap) <= 2 * 1 + 64 + 1
