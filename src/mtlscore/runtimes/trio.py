@@ -88,7 +88,7 @@ class TrioStream:
         # heap; two reads per proxied request). When it passes, the wait ends as trio's does
         # for a socket about to be closed, and the read returns None as a timeout.
         self.timed_out = False
-        _read_deadlines().watch(self, trio.current_time() + timeout)
+        _read_deadlines().watch(self, timeout)
         try:
             while True:
                 if self.timed_out:
@@ -205,14 +205,18 @@ class _ReadDeadlines:
     SLACK = 0.001  # seconds a read may end after its deadline, rather than a new entry
 
     def __init__(self) -> None:
+        # The run's clock, read directly: trio.current_time() is the same reading behind a
+        # generated wrapper (as serve's clock, below).
+        self._clock = trio.lowlevel.current_clock().current_time
         self._heap: list[tuple[float, int, TrioStream]] = []
         self._numbers = count()  # entry numbers: ties in the heap never compare streams
         self._live = 0  # streams with an entry
         self._wake_at = inf
         self._sleep: trio.CancelScope | None = None
 
-    def watch(self, stream: TrioStream, deadline: float) -> None:
-        stream.read_deadline = deadline
+    def watch(self, stream: TrioStream, timeout: float) -> None:
+        """Watch the read that ``stream`` starts: it times out ``timeout`` seconds from now."""
+        stream.read_deadline = deadline = self._clock() + timeout
         if stream.entry is not None:
             if stream.entry_at <= deadline + self.SLACK:
                 return  # its entry comes up first, and is pushed again at this deadline then
@@ -247,7 +251,7 @@ class _ReadDeadlines:
 
     async def run(self) -> None:
         while True:
-            now = trio.current_time()
+            now = self._clock()
             while self._heap and self._heap[0][0] <= now:  # (_push may prune: a new list)
                 _, number, stream = heappop(self._heap)
                 if number != stream.entry:
